@@ -1,0 +1,1 @@
+"""Ingest: the durable raw event store; validation, normalisation, dedup; bulk import."""

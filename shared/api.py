@@ -1,0 +1,469 @@
+"""App factory pieces every service uses: lifespan, health, metrics, errors, auth, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared import metrics
+from shared.bus import PLATFORM_TABLES
+from shared.errors import (
+    Forbidden,
+    PayloadTooLarge,
+    ProblemError,
+    Unauthorized,
+)
+from shared.events import utcnow
+from shared.runtime import ServiceRuntime
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(error: ProblemError, instance: str | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else None
+    return JSONResponse(
+        error.to_problem(instance), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as RFC 9457 problem+json with a stable ``type``."""
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "loc": list(err.get("loc", ())),
+                "msg": err.get("msg"),
+                "type": err.get("type"),
+            }
+            for err in exc.errors()
+        ]
+        return problem_response(
+            ProblemError(
+                f"{len(errors)} invalid field(s)",
+                status=422,
+                slug="validation-error",
+                title="The request is not valid",
+                errors=errors,
+            ),
+            request.url.path,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
+            exc.status_code, "http-error"
+        )
+        return problem_response(
+            ProblemError(str(exc.detail), status=exc.status_code, slug=slug, title=str(exc.detail)),
+            request.url.path,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            ProblemError(
+                "an unexpected error occurred; it has been logged",
+                status=500,
+                slug="internal-error",
+                title="Internal server error",
+            ),
+            request.url.path,
+        )
+
+
+# --------------------------------------------------------------------------- auth
+
+
+class Principal:
+    """The caller, as identified by its API key."""
+
+    def __init__(self, key_id: str, scopes: set[str]) -> None:
+        self.key_id = key_id
+        self.scopes = scopes
+
+    def has(self, scope: str) -> bool:
+        if "*" in self.scopes or scope in self.scopes:
+            return True
+        # "profile:*" grants "profile:read" and "profile:write"
+        prefix = scope.split(":", 1)[0]
+        return f"{prefix}:*" in self.scopes
+
+
+def _key_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def authenticate(request: Request) -> Principal:
+    runtime: ServiceRuntime = request.app.state.runtime
+    if runtime.settings.auth_disabled:
+        return Principal("anonymous", {"*"})
+    key = request.headers.get("x-api-key")
+    if not key:
+        raise Unauthorized("send your API key in the X-API-Key header")
+    keys = request.app.state.api_keys
+    scopes = keys.get(key)
+    if scopes is None:
+        raise Unauthorized("the API key is not known")
+    principal = Principal(_key_id(key), scopes)
+    request.state.principal = principal
+    return principal
+
+
+def require(*scopes: str) -> Any:
+    """A dependency that admits only API keys holding every one of ``scopes``."""
+
+    def dependency(
+        principal: Annotated[Principal, Depends(authenticate)],
+    ) -> Principal:
+        missing = [s for s in scopes if not principal.has(s)]
+        if missing:
+            raise Forbidden(f"this call needs the scope(s): {', '.join(missing)}")
+        return principal
+
+    return Depends(dependency)
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+class BodyLimitMiddleware:
+    """Answers 413 problem+json when a body exceeds the limit (by header or while streaming)."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, overrides: Sequence[tuple[str, int]] = ()
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.overrides = list(overrides)
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.overrides:
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit(scope.get("path", ""))
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_large = ProblemError(
+            f"the body exceeds {limit} bytes", status=413, slug="payload-too-large",
+            title="The request is too large", max_bytes=limit,
+        )
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await problem_response(too_large, scope.get("path"))(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(f"the body exceeds {limit} bytes", max_bytes=limit)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            metrics.HTTP_REQUESTS.labels(self.service, method, path, str(status["code"])).inc()
+            metrics.HTTP_LATENCY.labels(self.service, method, path).observe(
+                time.perf_counter() - started
+            )
+
+
+class IdempotencyMiddleware:
+    """Honours ``Idempotency-Key`` on POST/PUT/PATCH.
+
+    The first request with a key runs and its response is stored; a repeat with the
+    same key and the same body gets the stored response (``Idempotent-Replayed:
+    true``); the same key with a different body is a 409; a repeat arriving while
+    the first still runs waits for it. Keys are scoped per API key and path. A 5xx
+    response is not stored, so the client may retry. Multipart uploads are hashed
+    like any body, so keep them under the body limit.
+    """
+
+    def __init__(self, app: ASGIApp, wait_seconds: float = 30.0) -> None:
+        self.app = app
+        self.wait_seconds = wait_seconds
+        self.table = PLATFORM_TABLES.tables["idempotency_keys"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        raw_key = headers.get(b"idempotency-key")
+        if not raw_key:
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.decode("latin-1")[:255]
+        body = bytearray()
+        while True:
+            message = await receive()
+            body.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        api_key = headers.get(b"x-api-key", b"").decode("latin-1")
+        scope_id = f"{_key_id(api_key)}:{scope.get('method')}:{scope.get('path')}"[:255]
+        request_hash = hashlib.sha256(bytes(body)).hexdigest()
+        runtime: ServiceRuntime = scope["app"].state.runtime
+
+        claimed = await asyncio.to_thread(self._claim, runtime, key, scope_id, request_hash)
+        if claimed is not True:
+            response = await self._await_first(runtime, key, scope_id, request_hash, claimed)
+            await response(scope, _replay_receive(bytes(body)), send)
+            return
+
+        captured: dict[str, Any] = {"status": 500, "headers": [], "body": bytearray()}
+
+        async def capture_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = [
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in message.get("headers", [])
+                    if k.lower() in (b"content-type", b"location")
+                ]
+            elif message["type"] == "http.response.body":
+                captured["body"].extend(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, _replay_receive(bytes(body)), capture_send)
+        except BaseException:
+            await asyncio.to_thread(self._release, runtime, key, scope_id)
+            raise
+        if captured["status"] >= 500:
+            await asyncio.to_thread(self._release, runtime, key, scope_id)
+        else:
+            await asyncio.to_thread(
+                self._complete, runtime, key, scope_id, captured["status"],
+                bytes(captured["body"]), captured["headers"],
+            )
+
+    def _claim(self, runtime: ServiceRuntime, key: str, scope_id: str, request_hash: str) -> Any:
+        try:
+            with runtime.db.unit_of_work() as session:
+                session.execute(
+                    insert(self.table).values(
+                        key=key, scope=scope_id, request_hash=request_hash, created_at=utcnow()
+                    )
+                )
+            return True
+        except IntegrityError:
+            return None
+
+    def _load(self, runtime: ServiceRuntime, key: str, scope_id: str) -> Any:
+        with runtime.db.sessions() as session:
+            return session.execute(
+                select(self.table).where(self.table.c.key == key, self.table.c.scope == scope_id)
+            ).first()
+
+    async def _await_first(
+        self, runtime: ServiceRuntime, key: str, scope_id: str, request_hash: str, _: Any
+    ) -> Response:
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            row = await asyncio.to_thread(self._load, runtime, key, scope_id)
+            if row is None:
+                # the first attempt failed and released the key: tell the client to retry
+                return problem_response(
+                    ProblemError("the first request with this key failed; retry", status=409,
+                                 slug="idempotency-retry", title="Retry the request")
+                )
+            if row.request_hash != request_hash:
+                return problem_response(
+                    ProblemError(
+                        "this Idempotency-Key was used with a different request body",
+                        status=409, slug="idempotency-key-reused", title="Idempotency key reused",
+                    )
+                )
+            if row.status_code is not None:
+                headers = dict(row.response_headers or [])
+                headers["Idempotent-Replayed"] = "true"
+                return Response(row.response_body or b"", status_code=row.status_code,
+                                headers=headers)
+            if time.monotonic() > deadline:
+                return problem_response(
+                    ProblemError("a request with this Idempotency-Key is still running",
+                                 status=409, slug="idempotency-in-progress",
+                                 title="Request in progress")
+                )
+            await asyncio.sleep(0.05)
+
+    def _complete(
+        self, runtime: ServiceRuntime, key: str, scope_id: str, status: int, body: bytes,
+        headers: list[tuple[str, str]],
+    ) -> None:
+        with runtime.db.unit_of_work() as session:
+            session.execute(
+                update(self.table)
+                .where(self.table.c.key == key, self.table.c.scope == scope_id)
+                .values(status_code=status, response_body=body, response_headers=headers,
+                        completed_at=utcnow())
+            )
+
+    def _release(self, runtime: ServiceRuntime, key: str, scope_id: str) -> None:
+        with runtime.db.unit_of_work() as session:
+            session.execute(
+                delete(self.table).where(self.table.c.key == key, self.table.c.scope == scope_id)
+            )
+
+
+def _replay_receive(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: database and broker reachable")
+    def readyz(request: Request) -> JSONResponse:
+        """Readiness: 200 when the database answers and the broker is reachable, else 503."""
+        runtime: ServiceRuntime = request.app.state.runtime
+        checks = runtime.readiness()
+        ready = checks["database"] == "ok" and checks["broker"] == "ok" and checks["topics"] == "ok"
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics_endpoint() -> Response:
+        """Prometheus metrics in the text exposition format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def build_app(
+    *,
+    runtime: ServiceRuntime,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    max_body_bytes: int = 16 * 1024 * 1024,
+    body_limit_overrides: Sequence[tuple[str, int]] = (),
+    on_startup: Callable[[], Awaitable[None] | None] | None = None,
+    start_runtime: bool = True,
+) -> FastAPI:
+    """Assemble a service's FastAPI app around its runtime."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if start_runtime:
+            await asyncio.to_thread(runtime.start)
+        if on_startup is not None:
+            result = on_startup()
+            if result is not None:
+                await result
+        try:
+            yield
+        finally:
+            if start_runtime:
+                await asyncio.to_thread(runtime.stop)
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        default_response_class=_OrjsonResponse,
+    )
+    app.state.runtime = runtime
+    app.state.api_keys = runtime.settings.all_api_keys()
+    install_error_handlers(app)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=max_body_bytes, overrides=tuple(body_limit_overrides)
+    )
+    app.add_middleware(MetricsMiddleware, service=runtime.name)
+    return app
+
+
+class _OrjsonResponse(JSONResponse):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS, default=_default)
+
+
+def _default(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")

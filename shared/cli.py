@@ -1,0 +1,90 @@
+"""The command line every service shares: ``python -m services.<name> serve|api|consume|migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from shared.config import ServiceSettings
+from shared.logs import configure_logging
+from shared.runtime import ServiceRuntime
+
+log = logging.getLogger(__name__)
+
+
+def run_cli(
+    *,
+    settings_factory: Callable[[], ServiceSettings],
+    runtime_factory: Callable[[ServiceSettings], ServiceRuntime],
+    app_factory: Callable[..., Any],
+    extra_commands: dict[str, Callable[[ServiceRuntime, list[str]], int]] | None = None,
+    argv: list[str] | None = None,
+) -> int:
+    """Parse the command and run it; returns the process exit code."""
+    settings = settings_factory()
+    name = settings.service_name
+    parser = argparse.ArgumentParser(prog=f"python -m services.{name}")
+    parser.add_argument(
+        "command",
+        choices=["serve", "api", "consume", "migrate", *(extra_commands or {})],
+        help="serve: API + consumers (default); api: API only; consume: consumers only; "
+        "migrate: apply database migrations and exit",
+        nargs="?",
+        default="serve",
+    )
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+    configure_logging(name, settings.log_level)
+
+    if ns.command == "migrate":
+        runtime = runtime_factory(settings)
+        runtime.migrate()
+        log.info("%s: database migrated (%s)", name, _safe_url(settings.resolved_database_url))
+        runtime.db.dispose()
+        return 0
+    if extra_commands and ns.command in extra_commands:
+        runtime = runtime_factory(settings)
+        try:
+            return extra_commands[ns.command](runtime, ns.args)
+        finally:
+            runtime.db.dispose()
+    if ns.command == "consume":
+        runtime = runtime_factory(settings)
+        signal.signal(signal.SIGTERM, lambda *_: runtime._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: runtime._stop.set())
+        runtime.start(run_consumers=True)
+        runtime.wait()
+        runtime.stop()
+        return 0
+
+    import uvicorn
+
+    if ns.command == "api":
+        settings = settings.model_copy(update={"run_consumer": False})
+    app = app_factory(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.resolved_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database>"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(2)

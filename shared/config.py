@@ -1,0 +1,90 @@
+"""Settings shared by every service.
+
+Each service subclasses :class:`ServiceSettings` with its own env prefix
+(``INGEST_``, ``PROFILE_``, ...). Settings common to the whole system keep
+their un-prefixed names (``KAFKA_BOOTSTRAP_SERVERS``, ``CRM_API_KEY``, ...).
+Any setting can also come from a file in the secrets directory
+(``CRM_SECRETS_DIR``, default ``/run/secrets``) named like its env var in
+lower case, which is how docker compose secrets reach the services.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECRETS_DIR = os.environ.get("CRM_SECRETS_DIR", "/run/secrets")
+
+
+def secrets_dir() -> str | None:
+    """The folder holding secret files, if it exists."""
+    return _SECRETS_DIR if os.path.isdir(_SECRETS_DIR) else None
+
+
+def _common(name: str) -> Any:
+    return AliasChoices(name, name.lower())
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Subclasses set ``service_name`` and the env prefix."""
+
+    service_name: ClassVar[str] = "service"
+    default_port: ClassVar[int] = 8000
+
+    model_config = SettingsConfigDict(
+        env_prefix="SERVICE_", secrets_dir=secrets_dir(), extra="ignore", populate_by_name=True
+    )
+
+    # --- system-wide (un-prefixed) ---
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=_common("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    topic_partitions: int = Field(3, ge=1, validation_alias=_common("CRM_TOPIC_PARTITIONS"))
+    replication_factor: int = Field(1, ge=1, validation_alias=_common("CRM_REPLICATION_FACTOR"))
+    data_dir: Path = Field(Path("var"), validation_alias=_common("CRM_DATA_DIR"))
+    api_key: SecretStr | None = Field(None, validation_alias=_common("CRM_API_KEY"))
+    # extra keys: JSON object {"key": ["scope", ...]}
+    api_keys: dict[str, list[str]] = Field(
+        default_factory=dict, validation_alias=_common("CRM_API_KEYS")
+    )
+    # prefixes every topic name; empty in production, unique per test for fresh topics
+    topic_namespace: str = Field("", validation_alias=_common("CRM_TOPIC_NAMESPACE"))
+    auth_disabled: bool = Field(False, validation_alias=_common("CRM_AUTH_DISABLED"))
+    kafka_session_timeout_ms: int = Field(
+        6000, validation_alias=_common("CRM_KAFKA_SESSION_TIMEOUT_MS")
+    )
+
+    # --- per service (prefixed) ---
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+    run_consumer: bool = True
+    consumer_group: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under the data folder."""
+        if self.database_url:
+            return self.database_url
+        path = (self.data_dir / f"{self.service_name}.db").resolve()
+        return f"sqlite:///{path}"
+
+    @property
+    def resolved_port(self) -> int:
+        return self.port or self.default_port
+
+    @property
+    def group_id(self) -> str:
+        return self.consumer_group or f"crm-{self.service_name}"
+
+    def all_api_keys(self) -> dict[str, set[str]]:
+        """Every accepted API key with its scopes; the admin key has every scope."""
+        keys = {k: set(v) for k, v in self.api_keys.items()}
+        if self.api_key is not None and self.api_key.get_secret_value():
+            keys[self.api_key.get_secret_value()] = {"*"}
+        return keys

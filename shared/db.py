@@ -1,0 +1,197 @@
+"""Database helpers: engine and session per service, naming convention, platform tables.
+
+Every service owns one database. Beside its own tables each has three platform
+tables defined here: ``processed_events`` (the tracking record a consumer writes
+in the same transaction as the effect, so a redelivered event is recognised),
+``outbox`` (events to publish, written in the same transaction as the change
+that caused them) and ``idempotency_keys`` (responses of POSTs with an
+``Idempotency-Key``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def make_metadata() -> MetaData:
+    """A MetaData with the constraint naming convention and the platform tables."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    define_platform_tables(metadata)
+    return metadata
+
+
+# BigInteger autoincrement that works on SQLite too (SQLite only autoincrements INTEGER).
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def define_platform_tables(metadata: MetaData) -> None:
+    Table(
+        "processed_events",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", String(200), primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "outbox",
+        metadata,
+        Column("id", BigIntPK, primary_key=True, autoincrement=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", String(500), nullable=True),
+        Column("value", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Index("ix_outbox_unpublished", "published_at", "id"),
+    )
+    Table(
+        "idempotency_keys",
+        metadata,
+        Column("key", String(255), primary_key=True),
+        Column("scope", String(255), primary_key=True),
+        Column("request_hash", String(64), nullable=False),
+        Column("status_code", Integer, nullable=True),
+        Column("response_body", LargeBinary, nullable=True),
+        Column("response_headers", JSON, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("completed_at", DateTime(timezone=True), nullable=True),
+    )
+    Table(
+        "kv_state",
+        metadata,
+        Column("name", String(200), primary_key=True),
+        Column("value", Text, nullable=True),
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while the consumer writes; busy_timeout makes writers queue.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite files get WAL, a busy timeout and their folder created."""
+    if url.startswith("sqlite"):
+        connect_args = kwargs.pop("connect_args", {})
+        connect_args.setdefault("check_same_thread", False)
+        connect_args.setdefault("timeout", 30)
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            kwargs.setdefault("poolclass", StaticPool)
+        else:
+            path = url.split("///", 1)[-1]
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, **kwargs)
+
+
+@dataclass
+class Database:
+    """One service's engine and session factory."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Database:
+        engine = make_engine(url, **kwargs)
+        return cls(engine, sessionmaker(engine, expire_on_commit=False))
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """A session that commits at the end of the block, or rolls back on error."""
+        with self.sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer ``SELECT 1``."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def run_migrations(migrations_dir: Path, url: str, revision: str = "head") -> None:
+    """Apply a service's Alembic migrations to ``url`` (used at start and by ``migrate``)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["configure_logger"] = False
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(cfg, revision)
+
+
+def get_state(session: Session, name: str) -> str | None:
+    """Read a small named value kept in the service's ``kv_state`` table."""
+    row = session.execute(text("SELECT value FROM kv_state WHERE name = :n"), {"n": name}).first()
+    return None if row is None else row[0]
+
+
+def set_state(session: Session, name: str, value: str | None) -> None:
+    """Write a small named value into the service's ``kv_state`` table."""
+    updated = session.execute(
+        text("UPDATE kv_state SET value = :v WHERE name = :n"), {"n": name, "v": value}
+    )
+    if getattr(updated, "rowcount", 0) == 0:
+        session.execute(
+            text("INSERT INTO kv_state (name, value) VALUES (:n, :v)"), {"n": name, "v": value}
+        )

@@ -1,0 +1,449 @@
+"""The event envelope and every payload model, as one union keyed on ``type``.
+
+Events are immutable past-tense facts. Every event carries ``event_id``,
+``type``, ``schema_version``, ``occurred_at``, ``source``, ``key`` (the
+partitioning key: the customer id) and ``data``. JSON on the wire; money is a
+Decimal written as a string. A breaking change to a payload gets a new
+``type`` version, never an edit of an existing one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --------------------------------------------------------------------------- orders
+
+
+class OrderStatus(StrEnum):
+    created = "created"
+    paid = "paid"
+    shipped = "shipped"
+    completed = "completed"
+    cancelled = "cancelled"
+    refunded = "refunded"
+    partially_refunded = "partially_refunded"
+
+
+#: Statuses that count as a valid purchase (F and M). A partial refund still counts,
+#: with its refunded amount taken off M.
+VALID_PURCHASE_STATUSES = frozenset(
+    {
+        OrderStatus.paid,
+        OrderStatus.shipped,
+        OrderStatus.completed,
+        OrderStatus.partially_refunded,
+    }
+)
+
+#: Rank of a status in an order's life, used to order versions with equal ``updated_at``.
+STATUS_RANK = {
+    OrderStatus.created: 0,
+    OrderStatus.paid: 1,
+    OrderStatus.shipped: 2,
+    OrderStatus.completed: 3,
+    OrderStatus.partially_refunded: 4,
+    OrderStatus.cancelled: 5,
+    OrderStatus.refunded: 6,
+}
+
+
+class OrderItem(Payload):
+    sku: str | None = None
+    name: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    unit_price: Decimal | None = None
+    quantity: int = 1
+    list_price: Decimal | None = None
+
+
+class Buyer(Payload):
+    name: str | None = None
+    mobile: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    wechat: str | None = None
+    qq: str | None = None
+
+
+class Address(Payload):
+    province: str | None = None
+    city: str | None = None
+    district: str | None = None
+    address: str | None = None
+    recipient: str | None = None
+    mobile: str | None = None
+    postal_code: str | None = None
+
+
+class Order(Payload):
+    """The canonical (validated, normalised) state of an order at ``updated_at``."""
+
+    order_id: str
+    customer_id: str
+    status: OrderStatus
+    created_at: datetime
+    paid_at: datetime | None = None
+    updated_at: datetime | None = None
+    currency: str
+    total_amount: Decimal
+    refunded_amount: Decimal = Decimal("0")
+    discount_amount: Decimal = Decimal("0")
+    channel: str | None = None
+    shop_id: str | None = None
+    promotion: str | None = None
+    items: list[OrderItem] = Field(default_factory=list)
+    buyer: Buyer | None = None
+    shipping: Address | None = None
+
+    @property
+    def version_at(self) -> datetime:
+        """The time that orders versions of this order (``updated_at``, else ``created_at``)."""
+        return self.updated_at or self.paid_at or self.created_at
+
+    def version_key(self) -> tuple[datetime, int]:
+        """Sort key of this version: newer ``updated_at`` wins, then the later status."""
+        return (self.version_at, STATUS_RANK[self.status])
+
+    @property
+    def is_valid_purchase(self) -> bool:
+        return self.status in VALID_PURCHASE_STATUSES
+
+    @property
+    def net_amount(self) -> Decimal:
+        """What the customer kept paying for: total less refunds, zero if not a purchase."""
+        if not self.is_valid_purchase:
+            return Decimal("0")
+        return max(self.total_amount - self.refunded_amount, Decimal("0"))
+
+
+# --------------------------------------------------------------------------- customers
+
+
+class Customer(Payload):
+    """Basic facet of a customer as one source knows it."""
+
+    customer_id: str
+    name: str | None = None
+    gender: str | None = None
+    birthday: str | None = None
+    mobiles: list[str] = Field(default_factory=list)
+    phones: list[str] = Field(default_factory=list)
+    emails: list[str] = Field(default_factory=list)
+    wechat: str | None = None
+    qq: str | None = None
+    company: str | None = None
+    title: str | None = None
+    industry: str | None = None
+    address: Address | None = None
+    timezone: str | None = None
+    source: str | None = None
+    verified: list[str] = Field(
+        default_factory=list, description="contacts the source has verified (mobile/email values)"
+    )
+    updated_at: datetime | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class InteractionKind(StrEnum):
+    review = "review"
+    service_ticket = "service_ticket"
+    return_request = "return"
+    complaint = "complaint"
+    dispute = "dispute"
+    campaign_response = "campaign_response"
+
+
+class Interaction(Payload):
+    interaction_id: str
+    customer_id: str
+    kind: InteractionKind
+    occurred_at: datetime
+    order_id: str | None = None
+    rating: int | None = None
+    text: str | None = None
+    stage: Literal["pre_sale", "in_sale", "after_sale"] | None = None
+    status: str | None = None
+    campaign_id: str | None = None
+    channel: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- profile changes
+
+
+class Channel(StrEnum):
+    sms = "sms"
+    email = "email"
+    wechat = "wechat"
+    phone = "phone"
+    app_push = "app_push"
+    parcel_insert = "parcel_insert"
+
+
+class ChannelConsent(Payload):
+    consented: bool
+    source: str | None = None
+    at: datetime | None = None
+
+
+class QuietHours(Payload):
+    start: str = Field(description="HH:MM local time")
+    end: str = Field(description="HH:MM local time")
+    timezone: str = "Asia/Shanghai"
+
+
+class ContactPolicy(Payload):
+    customer_id: str
+    channels: dict[Channel, ChannelConsent] = Field(default_factory=dict)
+    do_not_disturb: bool = False
+    quiet_hours: QuietHours | None = None
+    max_contacts: int | None = None
+    period_days: int = 30
+    updated_at: datetime | None = None
+
+
+class ProfileMerged(Payload):
+    survivor_id: str
+    merged_ids: list[str]
+    reason: str
+    merge_id: str
+
+
+class ProfileErased(Payload):
+    customer_id: str
+    erasure_id: str
+    requested_at: datetime
+
+
+class ProfileUpdated(Payload):
+    """The slice of a profile other services target on: tags and region."""
+
+    customer_id: str
+    tags: list[str] = Field(default_factory=list)
+    province: str | None = None
+    city: str | None = None
+    timezone: str | None = None
+
+
+# --------------------------------------------------------------------------- segment changes
+
+
+class ScoreSnapshot(Payload):
+    recency_days: int | None = None
+    frequency: int = 0
+    monetary: Decimal = Decimal("0")
+    currency: str | None = None
+    r_score: int | None = None
+    f_score: int | None = None
+    m_score: int | None = None
+    rfm_code: str | None = None
+    rfm_segment: str | None = None
+    lifecycle_stage: str | None = None
+    purchase_bucket: str | None = None
+    funnel_bucket: str | None = None
+    value_quadrant: str | None = None
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+
+
+class SegmentChanged(Payload):
+    customer_id: str
+    policy_version: int
+    as_of: datetime
+    previous: ScoreSnapshot | None = Field(None, alias="from")
+    current: ScoreSnapshot | None = Field(None, alias="to")
+    segments: list[str] = Field(default_factory=list, description="current memberships")
+    segments_entered: list[str] = Field(default_factory=list)
+    segments_left: list[str] = Field(default_factory=list)
+    removed: bool = Field(False, description="the customer left scoring (erased or merged)")
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- campaign
+
+
+class MessageRequested(Payload):
+    message_id: str
+    campaign_id: str
+    customer_id: str
+    channel: Channel
+    fallback_channels: list[Channel] = Field(default_factory=list)
+    template: str | None = None
+    content: str
+    variables: dict[str, Any] = Field(default_factory=dict)
+    not_before: datetime | None = None
+
+
+class ReceiptStatus(StrEnum):
+    delivered = "delivered"
+    failed = "failed"
+    opened = "opened"
+    clicked = "clicked"
+    unsubscribed = "unsubscribed"
+
+
+class MessageReceipt(Payload):
+    message_id: str
+    campaign_id: str | None = None
+    customer_id: str
+    channel: Channel | None = None
+    status: ReceiptStatus
+    at: datetime
+    reason: str | None = None
+
+
+class DeadLetter(Payload):
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+    key: str | None = None
+    value: str | None = Field(None, description="the record value as UTF-8 text, if it decodes")
+    value_base64: str | None = Field(None, description="the raw value, base64, if not UTF-8")
+    error: str
+    error_type: str
+    attempts: int
+    consumer_group: str
+    failed_at: datetime
+
+
+# --------------------------------------------------------------------------- the envelope
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    schema_version: int = SCHEMA_VERSION
+    occurred_at: datetime = Field(default_factory=utcnow)
+    source: str
+    key: str
+
+
+class OrderRecorded(_Envelope):
+    type: Literal["order.recorded"] = "order.recorded"
+    data: Order
+
+
+class CustomerRecorded(_Envelope):
+    type: Literal["customer.recorded"] = "customer.recorded"
+    data: Customer
+
+
+class InteractionRecorded(_Envelope):
+    type: Literal["interaction.recorded"] = "interaction.recorded"
+    data: Interaction
+
+
+class ContactPolicyChanged(_Envelope):
+    type: Literal["profile.contact_policy_changed"] = "profile.contact_policy_changed"
+    data: ContactPolicy
+
+
+class ProfilesMerged(_Envelope):
+    type: Literal["profile.merged"] = "profile.merged"
+    data: ProfileMerged
+
+
+class ProfileErasedEvent(_Envelope):
+    type: Literal["profile.erased"] = "profile.erased"
+    data: ProfileErased
+
+
+class ProfileUpdatedEvent(_Envelope):
+    type: Literal["profile.updated"] = "profile.updated"
+    data: ProfileUpdated
+
+
+class SegmentChangedEvent(_Envelope):
+    type: Literal["segment.changed"] = "segment.changed"
+    data: SegmentChanged
+
+
+class MessageRequestedEvent(_Envelope):
+    type: Literal["campaign.message_requested"] = "campaign.message_requested"
+    data: MessageRequested
+
+
+class MessageReceiptRecorded(_Envelope):
+    type: Literal["campaign.receipt_recorded"] = "campaign.receipt_recorded"
+    data: MessageReceipt
+
+
+class DeadLetterRecorded(_Envelope):
+    type: Literal["deadletter.recorded"] = "deadletter.recorded"
+    data: DeadLetter
+
+
+Event = Annotated[
+    OrderRecorded
+    | CustomerRecorded
+    | InteractionRecorded
+    | ContactPolicyChanged
+    | ProfilesMerged
+    | ProfileErasedEvent
+    | ProfileUpdatedEvent
+    | SegmentChangedEvent
+    | MessageRequestedEvent
+    | MessageReceiptRecorded
+    | DeadLetterRecorded,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+EVENT_TYPES: dict[str, type[_Envelope]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        OrderRecorded,
+        CustomerRecorded,
+        InteractionRecorded,
+        ContactPolicyChanged,
+        ProfilesMerged,
+        ProfileErasedEvent,
+        ProfileUpdatedEvent,
+        SegmentChangedEvent,
+        MessageRequestedEvent,
+        MessageReceiptRecorded,
+        DeadLetterRecorded,
+    )
+}
+
+
+def encode_event(event: _Envelope) -> bytes:
+    """Serialise an event to its wire form (JSON, money as strings, aliases used)."""
+    return event.model_dump_json(by_alias=True).encode()
+
+
+def decode_event(raw: bytes | str) -> Event:
+    """Parse an event from its wire form; raises ``pydantic.ValidationError`` if invalid."""
+    return EVENT_ADAPTER.validate_json(raw)
+
+
+def event_to_dict(event: _Envelope) -> dict[str, Any]:
+    """The JSON-compatible dict of an event (what goes on the wire)."""
+    result: dict[str, Any] = orjson.loads(encode_event(event))
+    return result
+
+
+EnvelopeBase = _Envelope

@@ -1,0 +1,196 @@
+"""What a running service holds: its database, publisher, outbox relay, consumers and timers.
+
+The API and the consumers run in one process by default: uvicorn serves the
+FastAPI app on the event loop while each consumer loop, the outbox relay and
+periodic jobs run in their own threads. ``python -m services.<name> consume``
+runs the consumers alone and ``... api`` the API alone, so either can be scaled
+on its own (consumers scale up to the topic's partition count).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared import topics as topic_names
+from shared.bus import ConsumerLoop, OutboxRelay, Publisher, ensure_topics
+from shared.config import ServiceSettings
+from shared.db import Database, run_migrations
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PeriodicJob:
+    """A function run every ``interval`` seconds in its own thread (e.g. a daily sweep)."""
+
+    name: str
+    interval: float
+    func: Callable[[], Any]
+    run_at_start: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if not self.run_at_start and self._stop.wait(self.interval):
+            return
+        while not self._stop.is_set():
+            try:
+                self.func()
+            except Exception:
+                log.exception("periodic job %s failed", self.name)
+            if self._stop.wait(self.interval):
+                return
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+ConsumerFactory = Callable[["ServiceRuntime"], list[ConsumerLoop]]
+
+
+class ServiceRuntime:
+    """Owns a service's long-lived resources and their threads."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        migrations_dir: Path,
+        consumer_factory: ConsumerFactory | None = None,
+        consumed_topics: Sequence[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.name = settings.service_name
+        self.migrations_dir = migrations_dir
+        self.db = Database.from_url(settings.resolved_database_url)
+        self.publisher = Publisher(settings.kafka_bootstrap_servers, settings.topic_namespace)
+        self.relay = OutboxRelay(self.name, self.db, self.publisher)
+        self.consumer_factory = consumer_factory
+        self.topics = tuple(
+            dict.fromkeys(
+                (*topic_names.OWNED_TOPICS.get(self.name, ()), *consumed_topics)
+            )
+        )
+        self.consumers: list[ConsumerLoop] = []
+        self.jobs: list[PeriodicJob] = []
+        self.topics_ready = threading.Event()
+        self._stop = threading.Event()
+        self._init_thread: threading.Thread | None = None
+        self.extras: dict[str, Any] = {}
+
+    # -- lifecycle
+
+    def migrate(self) -> None:
+        run_migrations(self.migrations_dir, self.settings.resolved_database_url)
+
+    def start(
+        self, *, migrate: bool = True, run_consumers: bool | None = None, run_jobs: bool = True
+    ) -> None:
+        """Migrate, start the relay, and (in the background) create topics and start consumers."""
+        if migrate:
+            self.migrate()
+        self.relay.start()
+        if run_jobs:
+            for job in self.jobs:
+                job.start()
+        consumers = self.settings.run_consumer if run_consumers is None else run_consumers
+        self._init_thread = threading.Thread(
+            target=self._bring_up_kafka, args=(consumers,), name=f"{self.name}-init", daemon=True
+        )
+        self._init_thread.start()
+
+    def _bring_up_kafka(self, run_consumers: bool) -> None:
+        # The API serves even while the broker is down; topics and consumers follow.
+        while not self._stop.is_set():
+            try:
+                ensure_topics(
+                    self.settings.kafka_bootstrap_servers,
+                    self.topics,
+                    self.settings.topic_partitions,
+                    self.settings.replication_factor,
+                    timeout=30,
+                    namespace=self.settings.topic_namespace,
+                )
+                self.topics_ready.set()
+                break
+            except Exception as exc:
+                log.warning("%s: topics not created yet (%s)", self.name, exc)
+                self._stop.wait(2)
+        if self._stop.is_set() or not run_consumers or self.consumer_factory is None:
+            return
+        self.consumers = self.consumer_factory(self)
+        for consumer in self.consumers:
+            consumer.namespace = self.settings.topic_namespace
+            consumer.after_commit = self._chain(consumer.after_commit, self.relay.notify)
+            consumer.start()
+
+    @staticmethod
+    def _chain(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
+        if first is None:
+            return second
+
+        def both() -> None:
+            first()
+            second()
+
+        return both
+
+    def stop(self) -> None:
+        self._stop.set()
+        for consumer in self.consumers:
+            consumer.stop()
+        for job in self.jobs:
+            job.stop()
+        if self._init_thread is not None:
+            self._init_thread.join(5)
+        self.relay.stop()
+        self.publisher.close()
+        self.db.dispose()
+
+    def wait(self) -> None:
+        """Block until :meth:`stop` (for the consumer-only process)."""
+        while not self._stop.wait(1.0):
+            pass
+
+    # -- health
+
+    def broker_reachable(self, timeout: float = 1.0) -> bool:
+        for server in self.settings.kafka_bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            self.db.ping()
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        checks["broker"] = "ok" if self.broker_reachable() else "unreachable"
+        checks["topics"] = "ok" if self.topics_ready.is_set() else "pending"
+        now = time.monotonic()
+        consumers = {}
+        for consumer in self.consumers:
+            alive = consumer.running
+            recent = consumer.last_poll_at is not None and now - consumer.last_poll_at < 30
+            consumers[consumer.name] = "ok" if alive and recent else "starting"
+        checks["consumers"] = consumers
+        checks["outbox_relay"] = "ok" if self.relay.last_error is None else "retrying"
+        return checks

@@ -1,0 +1,39 @@
+"""Topic names: part of the public contract (see PRODUCT.md)."""
+
+from __future__ import annotations
+
+RAW_ORDERS = "crm.raw.orders.v1"
+RAW_CUSTOMERS = "crm.raw.customers.v1"
+RAW_INTERACTIONS = "crm.raw.interactions.v1"
+ORDERS = "crm.orders.v1"
+CUSTOMERS = "crm.customers.v1"
+INTERACTIONS = "crm.interactions.v1"
+PROFILES = "crm.profiles.v1"
+SEGMENTS = "crm.segments.v1"
+CAMPAIGN_MESSAGES = "crm.campaign.messages.v1"
+CAMPAIGN_RECEIPTS = "crm.campaign.receipts.v1"
+DEADLETTER = "crm.deadletter.v1"
+
+RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
+
+#: The topics each service creates at start (the ones it writes, plus the raw
+#: and receipt topics that outside producers write into, so consumers can
+#: subscribe before the first outside record arrives).
+OWNED_TOPICS: dict[str, tuple[str, ...]] = {
+    "ingest": (*RAW_TOPICS, ORDERS, CUSTOMERS, INTERACTIONS, DEADLETTER),
+    "profile": (PROFILES, DEADLETTER),
+    "segment": (SEGMENTS, DEADLETTER),
+    "campaign": (CAMPAIGN_MESSAGES, CAMPAIGN_RECEIPTS, DEADLETTER),
+}
+
+ALL_TOPICS = (
+    *RAW_TOPICS,
+    ORDERS,
+    CUSTOMERS,
+    INTERACTIONS,
+    PROFILES,
+    SEGMENTS,
+    CAMPAIGN_MESSAGES,
+    CAMPAIGN_RECEIPTS,
+    DEADLETTER,
+)
