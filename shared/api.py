@@ -39,7 +39,10 @@ PROBLEM_JSON = "application/problem+json"
 def problem_response(error: ProblemError, instance: str | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else None
     return JSONResponse(
-        error.to_problem(instance), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
+        error.to_problem(instance),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
     )
 
 
@@ -174,8 +177,11 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         too_large = ProblemError(
-            f"the body exceeds {limit} bytes", status=413, slug="payload-too-large",
-            title="The request is too large", max_bytes=limit,
+            f"the body exceeds {limit} bytes",
+            status=413,
+            slug="payload-too-large",
+            title="The request is too large",
+            max_bytes=limit,
         )
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await problem_response(too_large, scope.get("path"))(scope, receive, send)
@@ -289,8 +295,13 @@ class IdempotencyMiddleware:
             await asyncio.to_thread(self._release, runtime, key, scope_id)
         else:
             await asyncio.to_thread(
-                self._complete, runtime, key, scope_id, captured["status"],
-                bytes(captured["body"]), captured["headers"],
+                self._complete,
+                runtime,
+                key,
+                scope_id,
+                captured["status"],
+                bytes(captured["body"]),
+                captured["headers"],
             )
 
     def _claim(self, runtime: ServiceRuntime, key: str, scope_id: str, request_hash: str) -> Any:
@@ -320,39 +331,58 @@ class IdempotencyMiddleware:
             if row is None:
                 # the first attempt failed and released the key: tell the client to retry
                 return problem_response(
-                    ProblemError("the first request with this key failed; retry", status=409,
-                                 slug="idempotency-retry", title="Retry the request")
+                    ProblemError(
+                        "the first request with this key failed; retry",
+                        status=409,
+                        slug="idempotency-retry",
+                        title="Retry the request",
+                    )
                 )
             if row.request_hash != request_hash:
                 return problem_response(
                     ProblemError(
                         "this Idempotency-Key was used with a different request body",
-                        status=409, slug="idempotency-key-reused", title="Idempotency key reused",
+                        status=409,
+                        slug="idempotency-key-reused",
+                        title="Idempotency key reused",
                     )
                 )
             if row.status_code is not None:
                 headers = dict(row.response_headers or [])
                 headers["Idempotent-Replayed"] = "true"
-                return Response(row.response_body or b"", status_code=row.status_code,
-                                headers=headers)
+                return Response(
+                    row.response_body or b"", status_code=row.status_code, headers=headers
+                )
             if time.monotonic() > deadline:
                 return problem_response(
-                    ProblemError("a request with this Idempotency-Key is still running",
-                                 status=409, slug="idempotency-in-progress",
-                                 title="Request in progress")
+                    ProblemError(
+                        "a request with this Idempotency-Key is still running",
+                        status=409,
+                        slug="idempotency-in-progress",
+                        title="Request in progress",
+                    )
                 )
             await asyncio.sleep(0.05)
 
     def _complete(
-        self, runtime: ServiceRuntime, key: str, scope_id: str, status: int, body: bytes,
+        self,
+        runtime: ServiceRuntime,
+        key: str,
+        scope_id: str,
+        status: int,
+        body: bytes,
         headers: list[tuple[str, str]],
     ) -> None:
         with runtime.db.unit_of_work() as session:
             session.execute(
                 update(self.table)
                 .where(self.table.c.key == key, self.table.c.scope == scope_id)
-                .values(status_code=status, response_body=body, response_headers=headers,
-                        completed_at=utcnow())
+                .values(
+                    status_code=status,
+                    response_body=body,
+                    response_headers=headers,
+                    completed_at=utcnow(),
+                )
             )
 
     def _release(self, runtime: ServiceRuntime, key: str, scope_id: str) -> None:

@@ -6,6 +6,7 @@ evaluation and the tests. Production runs Apache Kafka (see docker-compose.yml).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,19 @@ import subprocess
 import time
 from pathlib import Path
 from typing import IO
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Own process group, and SIGTERM from the kernel when the parent dies however it dies."""
+    os.setpgrp()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def broker_binary() -> str:
@@ -40,8 +54,14 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 class EmbeddedBroker:
     """Start and stop one Tansu broker on a loopback port."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1",
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        die_with_parent: bool = True,
+    ) -> None:
+        self.die_with_parent = die_with_parent
         self.host = host
         self.port = port or free_port()
         self.log_path = log_path
@@ -62,11 +82,19 @@ class EmbeddedBroker:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
             out = self._log
         self.process = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                broker_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            preexec_fn=die_with_parent if self.die_with_parent else os.setpgrp,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
         deadline = time.monotonic() + timeout
@@ -82,10 +110,8 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 10.0) -> None:
         proc = self.process
         if proc is not None and proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:

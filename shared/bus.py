@@ -10,6 +10,7 @@ retries transient faults with backoff; and sends poison records to
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import threading
 import time
@@ -45,7 +46,7 @@ PLATFORM_TABLES = MetaData()
 define_platform_tables(PLATFORM_TABLES)
 
 
-class PoisonMessage(Exception):  # noqa: N818 - the domain name of the thing
+class PoisonMessage(Exception):
     """A record that can never be processed (undecodable, invalid): dead-letter it at once."""
 
 
@@ -156,9 +157,7 @@ def ensure_topics(
     while True:
         admin = None
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers, request_timeout_ms=10000
-            )
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
             existing = set(admin.list_topics())
             missing = [n for n in dict.fromkeys(names) if n not in existing]
             for name in missing:
@@ -178,10 +177,8 @@ def ensure_topics(
             delay = min(delay * 2, 3.0)
         finally:
             if admin is not None:
-                try:
+                with contextlib.suppress(Exception):
                     admin.close()
-                except Exception:
-                    pass
 
 
 # --------------------------------------------------------------------------- outbox
@@ -255,7 +252,9 @@ class OutboxRelay:
                     self._wake.clear()
             except Exception as exc:
                 self.last_error = str(exc)
-                log.warning("outbox relay of %s failed (%s); retrying in %.1fs", self.name, exc, delay)
+                log.warning(
+                    "outbox relay of %s failed (%s); retrying in %.1fs", self.name, exc, delay
+                )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -432,10 +431,8 @@ class ConsumerLoop:
                 delay = min(delay * 2, 10.0)
             finally:
                 if self._consumer is not None:
-                    try:
+                    with contextlib.suppress(Exception):
                         self._consumer.close(autocommit=False)
-                    except Exception:
-                        pass
                     self._consumer = None
 
     # -- one poll
@@ -506,7 +503,9 @@ class ConsumerLoop:
                 return
             except TRANSIENT_ERRORS as exc:
                 if attempt >= self.max_attempts:
-                    log.warning("batch of %d failed %d times (%s); one by one", len(messages), attempt, exc)
+                    log.warning(
+                        "batch of %d failed %d times (%s); one by one", len(messages), attempt, exc
+                    )
                     break
                 metrics.RETRIES.labels(self.name).inc()
                 self._backoff(attempt, exc, messages[0])
@@ -514,7 +513,9 @@ class ConsumerLoop:
                 if len(messages) == 1:
                     self._dead_letter(messages[0], str(exc), type(exc).__name__, attempt)
                     return
-                log.info("batch of %d failed (%s: %s); isolating", len(messages), type(exc).__name__, exc)
+                log.info(
+                    "batch of %d failed (%s: %s); isolating", len(messages), type(exc).__name__, exc
+                )
                 break
         for message in messages:
             self._process_one(message)
@@ -567,13 +568,18 @@ class ConsumerLoop:
             for message in fresh:
                 handler = self.handlers.get(message.event_type)
                 if handler is None:
-                    log.debug("no handler for %s at %s; skipped", message.event_type, message.origin)
+                    log.debug(
+                        "no handler for %s at %s; skipped", message.event_type, message.origin
+                    )
                     continue
                 handler(session, message.event, message)
         now = utcnow()
         session.execute(
             insert(table),
-            [{"consumer": self.group_id, "event_id": m.dedup_id, "processed_at": now} for m in fresh],
+            [
+                {"consumer": self.group_id, "event_id": m.dedup_id, "processed_at": now}
+                for m in fresh
+            ],
         )
         for message in fresh:
             metrics.PROCESSED.labels(self.name, message.topic).inc()
@@ -635,7 +641,9 @@ class ConsumerLoop:
             consumer.commit(offsets)
         except Exception as exc:
             # A rebalance took the partitions: the records come again and are recognised.
-            log.warning("%s: offset commit failed (%s); records will be redelivered", self.name, exc)
+            log.warning(
+                "%s: offset commit failed (%s); records will be redelivered", self.name, exc
+            )
 
     def _record_lag(
         self, consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]

@@ -22,7 +22,9 @@ DUPLICATES = Counter(
 )
 RETRIES = Counter("crm_consumer_retries_total", "Transient failures retried", ["consumer"])
 DEADLETTERED = Counter(
-    "crm_consumer_deadlettered_total", "Records sent to the dead-letter topic", ["consumer", "topic"]
+    "crm_consumer_deadlettered_total",
+    "Records sent to the dead-letter topic",
+    ["consumer", "topic"],
 )
 CONSUMER_LAG = Gauge(
     "crm_consumer_lag", "Records behind the high watermark", ["consumer", "topic", "partition"]

@@ -36,7 +36,9 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except Exception as exc:
-        raise ProblemError("the cursor is not one this API returned", slug="invalid-cursor") from exc
+        raise ProblemError(
+            "the cursor is not one this API returned", slug="invalid-cursor"
+        ) from exc
     if not isinstance(value, dict):
         raise ProblemError("the cursor is not one this API returned", slug="invalid-cursor")
     return value

@@ -79,9 +79,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(self.name, self.db, self.publisher)
         self.consumer_factory = consumer_factory
         self.topics = tuple(
-            dict.fromkeys(
-                (*topic_names.OWNED_TOPICS.get(self.name, ()), *consumed_topics)
-            )
+            dict.fromkeys((*topic_names.OWNED_TOPICS.get(self.name, ()), *consumed_topics))
         )
         self.consumers: list[ConsumerLoop] = []
         self.jobs: list[PeriodicJob] = []

@@ -32,7 +32,9 @@ def wait_for(
         except AssertionError as exc:
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}") from last_exc
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or predicate}"
+    ) from last_exc
 
 
 def unique(prefix: str = "t") -> str:

@@ -1,0 +1,90 @@
+"""Generate the AsyncAPI document of our topics from the event models (docs/asyncapi.json).
+
+``python -m shared.asyncapi`` rewrites the file; a test fails when it is stale.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from shared import events, topics
+
+DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
+
+#: topic -> (who writes it, description, event models on it; None = a bare raw object)
+CHANNELS: dict[str, tuple[str, str, tuple[type[Any], ...]]] = {
+    topics.RAW_ORDERS: ("outside producers", "A bare order object (the REST body of POST /v1/orders); key optional.", (events.Order,)),
+    topics.RAW_CUSTOMERS: ("outside producers", "A bare customer object; key optional.", (events.Customer,)),
+    topics.RAW_INTERACTIONS: ("outside producers", "A bare interaction object; key optional.", (events.Interaction,)),
+    topics.ORDERS: ("ingest", "Validated, normalised order versions (the newest state of an order).", (events.OrderRecorded,)),
+    topics.CUSTOMERS: ("ingest", "Validated, normalised customer records.", (events.CustomerRecorded,)),
+    topics.INTERACTIONS: ("ingest", "Reviews, service tickets, returns, complaints, disputes, campaign responses.", (events.InteractionRecorded,)),
+    topics.PROFILES: ("profile", "Contact policy changes, merges, erasures and targeting attributes.", (events.ContactPolicyChanged, events.ProfilesMerged, events.ProfileErasedEvent, events.ProfileUpdatedEvent)),
+    topics.SEGMENTS: ("segment", "A customer's scores, lifecycle stage or segment memberships changed.", (events.SegmentChangedEvent,)),
+    topics.CAMPAIGN_MESSAGES: ("campaign", "A message request for a channel gateway.", (events.MessageRequestedEvent,)),
+    topics.CAMPAIGN_RECEIPTS: ("channel gateways", "Delivery receipts: delivered, failed, opened, clicked, unsubscribed.", (events.MessageReceiptRecorded,)),
+    topics.DEADLETTER: ("any consumer", "A rejected record, its origin (topic, partition, offset) and why.", (events.DeadLetterRecorded,)),
+}  # fmt: skip
+
+
+def build() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document as a dict."""
+    models = sorted({m for _, _, ms in CHANNELS.values() for m in ms}, key=lambda m: m.__name__)
+    _, schema = models_json_schema(
+        [(m, "serialization") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for topic, (writer, description, ms) in CHANNELS.items():
+        channel_id = topic.replace(".", "_")
+        refs = {}
+        for model in ms:
+            messages[model.__name__] = {
+                "name": model.__name__,
+                "contentType": "application/json",
+                "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
+            }
+            refs[model.__name__] = {"$ref": f"#/components/messages/{model.__name__}"}
+        channels[channel_id] = {
+            "address": topic,
+            "description": f"{description} Written by {writer}. Key: the customer id.",
+            "messages": refs,
+        }
+        operations[f"publish_{channel_id}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{channel_id}"},
+            "summary": f"{writer} publishes",
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Headless CRM topics",
+            "version": "1.0.0",
+            "description": "Every canonical event shares one envelope (event_id, type, "
+            "schema_version, occurred_at, source, key, data); JSON on the wire; money is a "
+            "decimal string. Raw topics carry the bare object an outside producer writes.",
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": schema.get("$defs", {}), "messages": messages},
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    DOC_PATH.write_text(render(), encoding="utf-8")
+    print(f"wrote {DOC_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

