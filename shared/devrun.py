@@ -222,11 +222,16 @@ class Supervisor:
             self._restart_dead()
 
     def _restart_dead(self) -> None:
-        if self.broker is not None and self.broker.process is not None:
-            if self.broker.process.poll() is not None and not self.stopping.is_set():
-                say(f"broker exited with {self.broker.process.returncode}; restarting it")
-                self.broker.process = None
-                self.broker.start()
+        broker = self.broker
+        if (
+            broker is not None
+            and broker.process is not None
+            and broker.process.poll() is not None
+            and not self.stopping.is_set()
+        ):
+            say(f"broker exited with {broker.process.returncode}; restarting it")
+            broker.process = None
+            broker.start()
         now = time.monotonic()
         for child in self.children:
             proc = child.process
