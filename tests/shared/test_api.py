@@ -1,0 +1,174 @@
+"""The API pieces every service shares: problem+json, auth scopes, idempotency, limits, health."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from fastapi import APIRouter, Request
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from shared.api import build_app, require
+from shared.config import ServiceSettings
+from shared.db import make_metadata
+from shared.errors import NotFound
+from shared.pagination import decode_cursor, encode_cursor
+from shared.runtime import ServiceRuntime
+
+ADMIN = "admin-key"
+READER = "reader-key"
+ALL_PROFILE = "profile-all-key"
+
+
+class DemoSettings(ServiceSettings):
+    service_name: ClassVar[str] = "demo"
+
+
+class Thing(BaseModel):
+    name: str
+    size: int
+
+
+def make_client(tmp_path: Path) -> tuple[TestClient, dict[str, int]]:
+    settings = DemoSettings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        api_key=ADMIN,
+        api_keys={READER: ["demo:read"], ALL_PROFILE: ["demo:*"]},
+    )
+    runtime = ServiceRuntime(settings, tmp_path / "no-migrations")
+    make_metadata().create_all(runtime.db.engine)
+    calls = {"create": 0}
+    lock = threading.Lock()
+    router = APIRouter(prefix="/v1")
+
+    @router.post("/things", status_code=201, dependencies=[require("demo:write")])
+    def create(thing: Thing) -> dict[str, object]:
+        """Create a thing (slowly, so concurrent repeats overlap)."""
+        with lock:
+            calls["create"] += 1
+            number = calls["create"]
+        time.sleep(0.2)
+        return {"name": thing.name, "number": number}
+
+    @router.get("/things/{name}", dependencies=[require("demo:read")])
+    def read(name: str, request: Request) -> dict[str, str]:
+        """Read a thing."""
+        raise NotFound(f"no thing named {name}")
+
+    @router.get("/page")
+    def page(cursor: str | None = None) -> dict[str, object]:
+        """Decode a cursor."""
+        return {"position": decode_cursor(cursor)}
+
+    app = build_app(
+        runtime=runtime,
+        title="demo",
+        description="demo",
+        routers=[router],
+        max_body_bytes=2000,
+        start_runtime=False,
+    )
+    return TestClient(app), calls
+
+
+@pytest.fixture
+def client_and_calls(tmp_path: Path):
+    client, calls = make_client(tmp_path)
+    with client:
+        yield client, calls
+
+
+def test_errors_are_problem_json(client_and_calls) -> None:
+    client, _ = client_and_calls
+    missing = client.get("/v1/things/x", headers={"X-API-Key": ADMIN})
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["type"].endswith("/not-found")
+    assert missing.json()["detail"] == "no thing named x"
+    invalid = client.post("/v1/things", json={"name": "a"}, headers={"X-API-Key": ADMIN})
+    assert invalid.status_code == 422
+    assert invalid.json()["errors"][0]["loc"] == ["body", "size"]
+    unknown_route = client.get("/nowhere")
+    assert unknown_route.status_code == 404
+    assert unknown_route.headers["content-type"] == "application/problem+json"
+
+
+def test_api_key_scopes(client_and_calls) -> None:
+    client, _ = client_and_calls
+    body = {"name": "a", "size": 1}
+    assert client.post("/v1/things", json=body).status_code == 401
+    assert client.post("/v1/things", json=body, headers={"X-API-Key": "nope"}).status_code == 401
+    forbidden = client.post("/v1/things", json=body, headers={"X-API-Key": READER})
+    assert forbidden.status_code == 403
+    assert "demo:write" in forbidden.json()["detail"]
+    assert client.get("/v1/things/x", headers={"X-API-Key": READER}).status_code == 404
+    wildcard = client.post("/v1/things", json=body, headers={"X-API-Key": ALL_PROFILE})
+    assert wildcard.status_code == 201
+
+
+def test_idempotency_key_replays_and_rejects_other_bodies(client_and_calls) -> None:
+    client, calls = client_and_calls
+    headers = {"X-API-Key": ADMIN, "Idempotency-Key": "k-1"}
+    first = client.post("/v1/things", json={"name": "a", "size": 1}, headers=headers)
+    again = client.post("/v1/things", json={"name": "a", "size": 1}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    other = client.post("/v1/things", json={"name": "b", "size": 2}, headers=headers)
+    assert other.status_code == 409
+    assert other.json()["type"].endswith("/idempotency-key-reused")
+    assert calls["create"] == 1
+
+
+def test_idempotency_key_under_ten_concurrent_requests(client_and_calls) -> None:
+    client, calls = client_and_calls
+    headers = {"X-API-Key": ADMIN, "Idempotency-Key": "k-concurrent"}
+
+    def post(_: int):
+        return client.post("/v1/things", json={"name": "c", "size": 3}, headers=headers)
+
+    with ThreadPoolExecutor(10) as pool:
+        responses = list(pool.map(post, range(10)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.text for r in responses}) == 1
+    assert calls["create"] == 1
+
+
+def test_body_limit_is_a_413_problem(client_and_calls) -> None:
+    client, _ = client_and_calls
+    big = client.post(
+        "/v1/things", json={"name": "x" * 5000, "size": 1}, headers={"X-API-Key": ADMIN}
+    )
+    assert big.status_code == 413
+    assert big.json()["type"].endswith("/payload-too-large")
+
+
+def test_cursor_round_trip_and_garbage(client_and_calls) -> None:
+    client, _ = client_and_calls
+    cursor = encode_cursor({"id": "c-9", "n": 3})
+    assert client.get("/v1/page", params={"cursor": cursor}).json() == {
+        "position": {"id": "c-9", "n": 3}
+    }
+    bad = client.get("/v1/page", params={"cursor": "%%%not-a-cursor"})
+    assert bad.status_code == 400
+    assert bad.json()["type"].endswith("/invalid-cursor")
+
+
+def test_health_readiness_and_metrics(client_and_calls) -> None:
+    client, _ = client_and_calls
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503  # the broker at 127.0.0.1:1 is unreachable
+    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["broker"] == "unreachable"
+    client.get("/healthz")
+    metrics = client.get("/metrics").text
+    assert 'crm_http_requests_total{method="GET",route="/healthz",service="demo",status="200"}' in (
+        metrics
+    )
