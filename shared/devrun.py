@@ -232,6 +232,13 @@ class Supervisor:
             say(f"broker exited with {broker.process.returncode}; restarting it")
             broker.process = None
             broker.start()
+            # The memory-only broker came back empty: restart the services so they recreate
+            # their topics, and ingest replays from its event store what the broker lost.
+            say("restarting the services on the new broker")
+            for child in self.children:
+                child.stop()
+                child.restarts += 1
+                child.start()
         now = time.monotonic()
         for child in self.children:
             proc = child.process
