@@ -188,16 +188,25 @@ class Supervisor:
         return 0
 
     def _migrate(self, env: dict[str, str]) -> None:
-        for name, _ in selected_services():
-            result = subprocess.run(
+        # the four databases are independent: migrate them side by side
+        jobs = {
+            name: subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}", "migrate"],
                 env=env,
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 text=True,
             )
-            if result.returncode != 0:
-                sys.stderr.write(result.stdout + result.stderr)
-                raise SystemExit(f"[crm] migrating {name} failed")
+            for name, _ in selected_services()
+        }
+        failed = []
+        for name, job in jobs.items():
+            output, _ = job.communicate()
+            if job.returncode != 0:
+                sys.stderr.write(output)
+                failed.append(name)
+        if failed:
+            raise SystemExit(f"[crm] migrating {', '.join(failed)} failed")
         say("databases migrated")
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
