@@ -1,0 +1,1 @@
+"""Campaign: campaigns, audiences, holdouts, message requests, conversion evaluation."""

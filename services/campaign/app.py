@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.campaign import scheduler
+from services.campaign.config import Settings
+from services.campaign.consumer import CONSUMED_TOPICS, build_consumers
+from services.campaign.routes import router
+from shared.api import build_app
+from shared.config import ServiceSettings
+from shared.runtime import PeriodicJob, ServiceRuntime
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
+    resolved = settings if isinstance(settings, Settings) else Settings()
+    runtime = ServiceRuntime(
+        resolved,
+        MIGRATIONS,
+        consumer_factory=build_consumers,
+        consumed_topics=CONSUMED_TOPICS,
+    )
+    runtime.jobs.append(
+        PeriodicJob(
+            name="campaign-scheduler",
+            interval=resolved.scheduler_interval_seconds,
+            func=lambda: scheduler.tick(runtime.db, resolved, runtime.relay.notify),
+        )
+    )
+    return runtime
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    runtime = create_runtime(settings)
+    return build_app(
+        runtime=runtime,
+        title="CRM campaign",
+        description="Campaigns aimed at segments or rules, sent through channel gateways on "
+        "Kafka within each customer's contact policy, and measured against a holdout.",
+        routers=[router],
+    )

@@ -1,0 +1,57 @@
+"""Handlers for the topics campaign consumes: one batch per poll, in topic order."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from sqlalchemy.orm import Session
+
+from services.campaign import projection, service
+from services.campaign.config import Settings
+from services.campaign.repository import Campaigns
+from shared.bus import BatchHandler, Inbound
+
+AUDIENCE_TYPES = frozenset(
+    {
+        "segment.changed",
+        "profile.contact_policy_changed",
+        "profile.erased",
+        "profile.merged",
+        "profile.updated",
+    }
+)
+ORDER_TYPES = frozenset({"order.recorded"})
+RECEIPT_TYPES = frozenset({"campaign.receipt_recorded"})
+
+
+def _kind(message: Inbound) -> str:
+    if message.event_type in AUDIENCE_TYPES:
+        return "audience"
+    if message.event_type in ORDER_TYPES:
+        return "orders"
+    if message.event_type in RECEIPT_TYPES:
+        return "receipts"
+    return "ignored"  # other types on these topics: forward compatibility
+
+
+def make_batch_handler(settings: Settings) -> BatchHandler:
+    """Apply a poll batch to the projections, then fire the triggers it caused."""
+
+    def handle(session: Session, messages: list[Inbound]) -> None:
+        transitions: list[projection.Transition] = []
+        armed = {(c.trigger or {}).get("type") for c in Campaigns(session).armed_triggered()}
+        # consecutive runs of one kind keep each customer's events in order
+        for kind, group in groupby(messages, key=_kind):
+            events = [m.event for m in group]
+            if kind == "audience":
+                transitions += projection.apply_audience_events(session, events)
+            elif kind == "orders":
+                transitions += projection.apply_orders(
+                    session, events, detect_first_purchase="first_purchase" in armed
+                )
+            elif kind == "receipts":
+                projection.apply_receipts(session, events)
+        if armed:
+            service.fire_triggers(session, transitions, settings)
+
+    return handle

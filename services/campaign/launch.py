@@ -1,0 +1,418 @@
+"""Launching a campaign: snapshot the audience, decide per customer, queue the messages.
+
+A launch walks the audience projection in customer-id order, ``launch_chunk_size``
+customers per transaction. Each transaction writes, together:
+
+- one ``entries`` row per customer of the chunk that the audience selects (contacted,
+  held out, or excluded with its reason), unique per (campaign, customer, entry);
+- one ``campaign.message_requested`` outbox row per contacted customer;
+- the run's cursor (the last customer id of the chunk).
+
+So a crash loses at most the chunk in flight (rolled back: no entry, no message), and a
+relaunch resumes after the cursor; a finished launch is not repeated. Nobody can get a
+second message from one run: the cursor skips handled customers, the entry rows are
+checked before writing, and the unique constraint rejects a concurrent double launch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.campaign.config import Settings
+from services.campaign.models import Campaign, LaunchRun
+from services.campaign.repository import Campaigns, Entries, Projections
+from services.campaign.rules import Predicate, compile_rule
+from services.campaign.schemas import AudienceSpec
+from services.campaign.targeting import (
+    CUSTOMER_VARIABLES,
+    CapDefaults,
+    Decision,
+    compile_template,
+    decide,
+    template_variables,
+)
+from shared import topics
+from shared.bus import add_raw_to_outbox, ensure_aware
+from shared.db import Database
+from shared.errors import Conflict, NotFound
+from shared.events import SCHEMA_VERSION, utcnow
+
+#: how far back the frequency cap looks at most (a policy's period is capped to it)
+MAX_CAP_PERIOD_DAYS = 366
+
+
+def stable_uuid(text: str) -> str:
+    """A deterministic UUID (version 8, RFC 9562) from a BLAKE2b hash of ``text``."""
+    h = bytearray(hashlib.blake2b(text.encode(), digest_size=16).digest())
+    h[6] = (h[6] & 0x0F) | 0x80
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+def message_id(campaign_id: str, customer_id: str, entry_no: int) -> str:
+    """Deterministic: a gateway seeing the same id twice knows it is the same message."""
+    return stable_uuid(f"message/{campaign_id}/{customer_id}/{entry_no}")
+
+
+def audience_predicate(spec: Mapping[str, Any] | None) -> Predicate:
+    """A predicate over audience rows for a stored audience spec (None: everyone)."""
+    if not spec:
+        return lambda row: True
+    audience = AudienceSpec.model_validate(spec)
+    if audience.segment_id is not None:
+        segment_id = audience.segment_id
+        return lambda row: segment_id in (row.get("segments") or ())
+    assert audience.rule is not None
+    return compile_rule(audience.rule)
+
+
+def cap_defaults(settings: Settings) -> CapDefaults:
+    return CapDefaults(settings.default_max_contacts, settings.default_period_days)
+
+
+@dataclass
+class MessageBuilder:
+    """Encodes ``campaign.message_requested`` envelopes without a model round trip per row.
+
+    The dict has exactly the wire shape of :class:`shared.events.MessageRequestedEvent`
+    (a test decodes it with the shared models).
+    """
+
+    campaign: Campaign
+    source: str = "campaign"
+    _campaign_id: str = field(init=False)
+    _template_id: str | None = field(init=False)
+    _render: Callable[[Mapping[str, Any]], str] = field(init=False)
+    _now: datetime | None = field(init=False, default=None)
+    _now_text: str = field(init=False, default="")
+    _static: dict[str, str] = field(init=False)
+    _customer_fields: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # plain attributes: ORM attribute access per message adds up over millions
+        self._campaign_id = self.campaign.campaign_id
+        self._template_id = self.campaign.content.get("template_id")
+        self._render = compile_template(self.campaign.content["template"])
+        self._static = dict(self.campaign.content.get("variables") or {})
+        # the message carries the variables its template uses (and the campaign-wide
+        # ones, for the gateway's own template), not every per-customer field
+        template = self.campaign.content["template"]
+        self._customer_fields = sorted(
+            (template_variables(template) & CUSTOMER_VARIABLES) - set(self._static)
+        )
+
+    def build(
+        self, row: Mapping[str, Any], entry_no: int, decision: Decision, now: datetime
+    ) -> tuple[str, bytes]:
+        customer_id = row["customer_id"]
+        variables: dict[str, Any] = {name: row.get(name) for name in self._customer_fields}
+        variables.update(self._static)
+        msg_id = message_id(self._campaign_id, customer_id, entry_no)
+        if now is not self._now:
+            self._now, self._now_text = now, now.isoformat()
+        envelope = {
+            "event_id": stable_uuid(f"event/{msg_id}"),
+            "schema_version": SCHEMA_VERSION,
+            "occurred_at": self._now_text,
+            "source": self.source,
+            "key": customer_id,
+            "type": "campaign.message_requested",
+            "data": {
+                "message_id": msg_id,
+                "campaign_id": self._campaign_id,
+                "customer_id": customer_id,
+                "channel": decision.channels[0],
+                "fallback_channels": list(decision.channels[1:]),
+                "template": self._template_id,
+                "content": self._render(variables),
+                "variables": variables,
+                "not_before": decision.not_before.isoformat() if decision.not_before else None,
+            },
+        }
+        return msg_id, orjson.dumps(envelope)
+
+
+@dataclass
+class Tally:
+    targeted: int = 0
+    sent: int = 0
+    deferred: int = 0
+    holdout: int = 0
+    excluded: dict[str, int] = field(default_factory=dict)
+    last_customer_id: str | None = None
+
+    def add(self, decision: Decision) -> None:
+        self.targeted += 1
+        if decision.outcome == "sent":
+            self.sent += 1
+            self.deferred += decision.not_before is not None
+        elif decision.outcome == "holdout":
+            self.holdout += 1
+        else:
+            assert decision.reason is not None
+            self.excluded[decision.reason] = self.excluded.get(decision.reason, 0) + 1
+
+
+def enter_customers(
+    session: Session,
+    campaign: Campaign,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    now: datetime,
+    settings: Settings,
+    run_no: int,
+    trigger_key: str | None = None,
+    builder: MessageBuilder | None = None,
+) -> Tally:
+    """Decide for each customer row and write entries + outbox rows (re-entry rules apply).
+
+    ``rows`` are audience rows already selected by the campaign's audience. A customer
+    already entered in this run, or by the same trigger occurrence, or barred by the
+    re-entry / cooldown rules, is skipped (no entry, no message).
+    """
+    tally = Tally()
+    if not rows:
+        return tally
+    builder = builder or MessageBuilder(campaign)
+    entries = Entries(session)
+    ids = [r["customer_id"] for r in rows]
+    earlier = entries.for_customers(campaign.campaign_id, ids)
+    period = max(settings.default_period_days, MAX_CAP_PERIOD_DAYS)
+    recent = entries.recent_contacts(ids, now - timedelta(days=period))
+    defaults = cap_defaults(settings)
+    cooldown = timedelta(days=campaign.cooldown_days)
+    campaign_id, channels = campaign.campaign_id, list(campaign.channels)
+    holdout_share, reentry_allowed = campaign.holdout_share, campaign.reentry_allowed
+    assume_consent = settings.assume_consent_without_policy
+    entry_rows: list[tuple[Any, ...]] = []
+    outbox_rows: list[tuple[str, str | None, bytes]] = []
+    for row in rows:
+        customer_id = row["customer_id"]
+        previous = earlier.get(customer_id, [])
+        if previous:
+            if run_no and any(p.run_no == run_no for p in previous):
+                continue
+            if trigger_key is not None and any(p.trigger_key == trigger_key for p in previous):
+                continue
+            if not reentry_allowed:
+                continue
+            last = max(_aware(p.entered_at) for p in previous)
+            if now - last < cooldown:
+                continue
+        entry_no = max((p.entry_no for p in previous), default=-1) + 1
+        decision = decide(
+            campaign_id=campaign_id,
+            customer_id=customer_id,
+            erased=bool(row.get("erased")),
+            policy=row.get("contact_policy"),
+            campaign_channels=channels,
+            holdout_share=holdout_share,
+            recent_contacts=recent.get(customer_id, ()),
+            now=now,
+            cap_defaults=defaults,
+            assume_consent=assume_consent,
+        )
+        tally.add(decision)
+        msg_id = None
+        if decision.outcome == "sent":
+            msg_id, value = builder.build(row, entry_no, decision, now)
+            outbox_rows.append((topics.CAMPAIGN_MESSAGES, customer_id, value))
+        # in ENTRY_COLUMNS order
+        entry_rows.append(
+            (
+                campaign_id,
+                customer_id,
+                entry_no,
+                run_no,
+                now,
+                decision.outcome,
+                decision.reason,
+                msg_id,
+                decision.channels[0] if decision.channels else None,
+                decision.not_before,
+                trigger_key,
+            )
+        )
+    entries.add_many(entry_rows)
+    add_raw_to_outbox(session, outbox_rows)
+    return tally
+
+
+def _aware(value: datetime) -> datetime:
+    return ensure_aware(value)
+
+
+# --------------------------------------------------------------------------- batch launch
+
+
+@dataclass
+class LaunchOutcome:
+    campaign_id: str
+    status: str
+    run_no: int | None
+    resumed: bool
+    already_launched: bool
+    tally: Tally
+
+
+ChunkHook = Callable[[int], None]
+
+LAUNCHABLE = ("draft", "scheduled", "running")
+
+
+def launch(
+    db: Database,
+    campaign_id: str,
+    settings: Settings,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    new_run: bool = False,
+    after_chunk: ChunkHook | None = None,
+) -> LaunchOutcome:
+    """Launch (or resume) a campaign; see the module docstring. Commits per chunk.
+
+    ``new_run`` starts the next run of a recurring campaign (the scheduler's call); without
+    it a finished launch is reported, not repeated. ``after_chunk`` is called with the
+    number of chunks committed so far (tests use it to simulate a crash). A launch racing
+    another one of the same campaign stops with a 409 (the unique keys reject its writes).
+    """
+    try:
+        return _launch(db, campaign_id, settings, now=now, new_run=new_run, after_chunk=after_chunk)
+    except IntegrityError as exc:
+        raise Conflict("another launch of this campaign is running; retry later") from exc
+
+
+def _launch(
+    db: Database,
+    campaign_id: str,
+    settings: Settings,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    new_run: bool = False,
+    after_chunk: ChunkHook | None = None,
+) -> LaunchOutcome:
+    with db.unit_of_work() as session:
+        repo = Campaigns(session)
+        campaign = repo.get(campaign_id, for_update=not db.is_sqlite)
+        if campaign is None:
+            raise NotFound(f"no campaign {campaign_id!r}")
+        if campaign.status not in LAUNCHABLE:
+            raise Conflict(
+                f"a {campaign.status} campaign cannot be launched", status_now=campaign.status
+            )
+        started = now()
+        if campaign.status != "running":
+            campaign.status = "running"
+            campaign.launched_at = started
+            campaign.updated_at = started
+            if campaign.schedule.get("type") != "recurring":
+                campaign.next_run_at = None
+        if campaign.schedule.get("type") == "recurring" and not new_run:
+            # launched by hand: this is the current run, the schedule continues after it
+            due = campaign.next_run_at
+            if due is None or ensure_aware(due) <= started:
+                campaign.next_run_at = started + timedelta(
+                    hours=int(campaign.schedule["every_hours"])
+                )
+        if campaign.trigger:
+            # a triggered campaign is armed: customers enter on their transitions
+            return LaunchOutcome(campaign_id, "running", None, False, False, Tally())
+        runs = repo.runs(campaign_id)
+        open_run = next((r for r in runs if r.finished_at is None), None)
+        resumed = open_run is not None
+        if open_run is None:
+            if runs and not new_run:
+                return LaunchOutcome(
+                    campaign_id, campaign.status, runs[-1].run_no, False, True, Tally()
+                )
+            open_run = repo.add_run(
+                LaunchRun(
+                    campaign_id=campaign_id,
+                    run_no=(runs[-1].run_no + 1) if runs else 1,
+                    started_at=started,
+                    cursor=None,
+                )
+            )
+        run_no, cursor = open_run.run_no, open_run.cursor
+        predicate = audience_predicate(campaign.audience)
+        builder = MessageBuilder(campaign)
+
+    total = Tally()
+    chunks = 0
+    # one connection for the whole launch, one transaction per chunk on it
+    with db.engine.connect() as connection:
+        bulk_wal = db.is_sqlite and settings.sqlite_launch_checkpoint_pages > 0
+        if bulk_wal:
+            # a launch writes gigabytes: checkpoint the WAL rarely, not at every commit
+            pages = int(settings.sqlite_launch_checkpoint_pages)
+            connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {pages}")
+            connection.commit()  # end the autobegun transaction: each chunk owns its own
+        try:
+            while True:
+                done, tally = _launch_chunk(
+                    connection, campaign, run_no, cursor, predicate, builder, settings, now
+                )
+                if done:
+                    break
+                cursor = tally.last_customer_id
+                _merge(total, tally)
+                chunks += 1
+                if after_chunk is not None:
+                    after_chunk(chunks)
+        finally:
+            if bulk_wal:
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA wal_autocheckpoint = 1000")
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                connection.commit()
+    return LaunchOutcome(campaign_id, "running", run_no, resumed, False, total)
+
+
+def _launch_chunk(
+    connection: Connection,
+    campaign: Campaign,
+    run_no: int,
+    cursor: str | None,
+    predicate: Predicate,
+    builder: MessageBuilder,
+    settings: Settings,
+    now: Callable[[], datetime],
+) -> tuple[bool, Tally]:
+    """One chunk in one transaction: entries, outbox rows and the cursor, or nothing."""
+    with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+        page = Projections(session).audience_page(cursor, settings.launch_chunk_size)
+        run = Campaigns(session).run(campaign.campaign_id, run_no)
+        assert run is not None
+        if not page:
+            run.finished_at = now()
+            return True, Tally()
+        tally = enter_customers(
+            session,
+            campaign,
+            [r for r in page if predicate(r)],
+            now=now(),
+            settings=settings,
+            run_no=run_no,
+            builder=builder,
+        )
+        tally.last_customer_id = run.cursor = page[-1]["customer_id"]
+    return False, tally
+
+
+def _merge(total: Tally, part: Tally) -> None:
+    total.targeted += part.targeted
+    total.sent += part.sent
+    total.deferred += part.deferred
+    total.holdout += part.holdout
+    for reason, count in part.excluded.items():
+        total.excluded[reason] = total.excluded.get(reason, 0) + count

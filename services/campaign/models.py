@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import BigIntPK, make_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata()
+
+
+# --------------------------------------------------------------------------- projections
+
+
+class AudienceMember(Base):
+    """What campaign knows of one customer, from crm.segments.v1 and crm.profiles.v1."""
+
+    __tablename__ = "audience"
+
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # from segment.changed (the latest `to` snapshot)
+    scores_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rfm_segment: Mapped[str | None] = mapped_column(String(50))
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(30))
+    r_score: Mapped[int | None] = mapped_column(Integer)
+    f_score: Mapped[int | None] = mapped_column(Integer)
+    m_score: Mapped[int | None] = mapped_column(Integer)
+    value_quadrant: Mapped[str | None] = mapped_column(String(30))
+    recency_days: Mapped[int | None] = mapped_column(Integer)
+    frequency: Mapped[int | None] = mapped_column(Integer)
+    monetary_e4: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    first_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    segments: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # from profile.*
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    province: Mapped[str | None] = mapped_column(String(50))
+    city: Mapped[str | None] = mapped_column(String(50))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    contact_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    policy_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    erased: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerOrder(Base):
+    """The latest version of each order (for attribution and triggers), from crm.orders.v1."""
+
+    __tablename__ = "customer_orders"
+
+    order_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(30))
+    valid: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_rank: Mapped[int] = mapped_column(Integer)
+    net_amount_e4: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+
+    __table_args__ = (Index("ix_customer_orders_customer", "customer_id", "paid_at"),)
+
+
+class Receipt(Base):
+    """A delivery receipt from a channel gateway (one row per message and status)."""
+
+    __tablename__ = "receipts"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    campaign_id: Mapped[str | None] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_receipts_campaign", "campaign_id", "status"),)
+
+
+# --------------------------------------------------------------------------- campaigns
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20))
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON)
+    channels: Mapped[list[str]] = mapped_column(JSON)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    holdout_share: Mapped[float] = mapped_column(Float)
+    conversion_window_days: Mapped[int] = mapped_column(Integer)
+    reentry_allowed: Mapped[bool] = mapped_column(Boolean)
+    cooldown_days: Mapped[int] = mapped_column(Integer)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    launched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_campaigns_status", "status", "next_run_at"),)
+
+
+class LaunchRun(Base):
+    """One launch of a campaign (a recurring campaign has one per run); resumable by cursor."""
+
+    __tablename__ = "launch_runs"
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # the last customer id handled: a resumed launch continues after it
+    cursor: Mapped[str | None] = mapped_column(String(200))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Entry(Base):
+    """One customer entering a campaign: contacted, held out, or excluded with a reason.
+
+    Unique per (campaign, customer, entry_no): a relaunch or a crash mid-launch writes a
+    row at most once, in the same transaction as its message request in the outbox.
+    """
+
+    __tablename__ = "entries"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(200))
+    entry_no: Mapped[int] = mapped_column(Integer)
+    run_no: Mapped[int] = mapped_column(Integer)
+    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # sent | holdout | excluded
+    outcome: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(String(30))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    trigger_key: Mapped[str | None] = mapped_column(String(200))
+
+    # the unique index (campaign_id first) also serves the per-campaign report queries
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "customer_id", "entry_no"),
+        Index("ix_entries_customer_sent", "customer_id", "outcome", "entered_at"),
+    )

@@ -1,0 +1,229 @@
+"""The local projections campaign keeps from other services' topics (flush, never commit).
+
+Each ``apply_*`` takes a batch of events of one topic in topic order, updates the
+projection, and returns the transitions that may enter customers into triggered
+campaigns. Every apply is idempotent for a repeated event (same state written again)
+and ignores a stale one (an older score snapshot, policy or order version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.campaign.models import AudienceMember, CustomerOrder
+from services.campaign.repository import Projections
+from services.campaign.rules import to_e4
+from shared.bus import ensure_aware
+from shared.events import (
+    STATUS_RANK,
+    ContactPolicyChanged,
+    MessageReceiptRecorded,
+    OrderRecorded,
+    ProfileErasedEvent,
+    ProfilesMerged,
+    ProfileUpdatedEvent,
+    SegmentChangedEvent,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Something that happened to a customer that a trigger may react to."""
+
+    kind: str  # lifecycle | segment_entered | first_purchase
+    customer_id: str
+    from_value: str | None = None
+    to_value: str | None = None
+    key: str | None = None  # identifies the occurrence (order id, segment id + as_of)
+
+
+def _new_member(customer_id: str) -> AudienceMember:
+    return AudienceMember(
+        customer_id=customer_id, segments=[], tags=[], erased=False, updated_at=utcnow()
+    )
+
+
+def _older(new: datetime | None, old: datetime | None) -> bool:
+    return new is not None and old is not None and ensure_aware(new) < ensure_aware(old)
+
+
+def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Transition]:
+    """segment.changed and profile.* events, in order, onto the audience projection."""
+    repo = Projections(session)
+    ids: list[str] = []
+    for event in events:
+        if isinstance(event, ProfilesMerged):
+            ids.extend([event.data.survivor_id, *event.data.merged_ids])
+        else:
+            ids.append(event.data.customer_id)
+    rows: dict[str, AudienceMember | None] = dict(repo.audience_rows(ids))
+    transitions: list[Transition] = []
+    now = utcnow()
+
+    def member(customer_id: str) -> AudienceMember:
+        row = rows.get(customer_id)
+        if row is None:
+            row = _new_member(customer_id)
+            session.add(row)
+            rows[customer_id] = row
+        return row
+
+    def drop(customer_id: str) -> None:
+        row = rows.get(customer_id)
+        if row is not None:
+            if row.erased:
+                # keep the erasure mark so nothing re-targets the customer; clear the scores
+                _set_scores(row, None, None)
+                row.segments = []
+            else:
+                if row in session.new:
+                    session.expunge(row)
+                else:
+                    session.delete(row)
+                    session.flush()
+                rows[customer_id] = None
+
+    for event in events:
+        if isinstance(event, SegmentChangedEvent):
+            data = event.data
+            if data.removed:
+                drop(data.customer_id)
+                continue
+            row = member(data.customer_id)
+            if _older(data.as_of, row.scores_as_of):
+                continue
+            _set_scores(row, data.current, data.as_of)
+            row.segments = sorted(data.segments)
+            row.updated_at = now
+            before = data.previous.lifecycle_stage if data.previous else None
+            after = data.current.lifecycle_stage if data.current else None
+            if before != after:
+                transitions.append(
+                    Transition(
+                        "lifecycle", data.customer_id, before, after, f"{after}@{data.as_of}"
+                    )
+                )
+            for segment_id in data.segments_entered:
+                transitions.append(
+                    Transition(
+                        "segment_entered",
+                        data.customer_id,
+                        None,
+                        segment_id,
+                        f"{segment_id}@{data.as_of}",
+                    )
+                )
+        elif isinstance(event, ContactPolicyChanged):
+            policy = event.data
+            row = member(policy.customer_id)
+            if row.erased or _older(policy.updated_at, row.policy_updated_at):
+                continue
+            row.contact_policy = policy.model_dump(mode="json")
+            row.policy_updated_at = policy.updated_at or event.occurred_at
+            row.updated_at = now
+        elif isinstance(event, ProfileUpdatedEvent):
+            profile = event.data
+            row = member(profile.customer_id)
+            if row.erased:
+                continue
+            row.tags = sorted(set(profile.tags))
+            row.province, row.city = profile.province, profile.city
+            row.timezone = profile.timezone
+            row.updated_at = now
+        elif isinstance(event, ProfileErasedEvent):
+            row = member(event.data.customer_id)
+            row.erased = True
+            row.tags, row.province, row.city, row.timezone = [], None, None, None
+            row.contact_policy = None
+            row.updated_at = now
+        elif isinstance(event, ProfilesMerged):
+            merge = event.data
+            repo.reassign_orders(merge.merged_ids, merge.survivor_id)
+            for merged_id in merge.merged_ids:
+                if merged_id != merge.survivor_id:
+                    drop(merged_id)
+    return transitions
+
+
+def _set_scores(row: AudienceMember, snapshot: Any, as_of: datetime | None) -> None:
+    row.scores_as_of = as_of
+    row.rfm_segment = snapshot.rfm_segment if snapshot else None
+    row.lifecycle_stage = snapshot.lifecycle_stage if snapshot else None
+    row.r_score = snapshot.r_score if snapshot else None
+    row.f_score = snapshot.f_score if snapshot else None
+    row.m_score = snapshot.m_score if snapshot else None
+    row.value_quadrant = snapshot.value_quadrant if snapshot else None
+    row.recency_days = snapshot.recency_days if snapshot else None
+    row.frequency = snapshot.frequency if snapshot else None
+    row.monetary_e4 = to_e4(snapshot.monetary) if snapshot else None
+    row.currency = snapshot.currency if snapshot else None
+    row.first_order_at = snapshot.first_order_at if snapshot else None
+    row.last_order_at = snapshot.last_order_at if snapshot else None
+
+
+def apply_orders(
+    session: Session, events: Sequence[OrderRecorded], *, detect_first_purchase: bool = True
+) -> list[Transition]:
+    """order.recorded events onto the orders projection (the newest version of an order wins).
+
+    ``detect_first_purchase`` (a query per newly valid order) only when a trigger needs it.
+    """
+    repo = Projections(session)
+    existing = repo.orders([e.data.order_id for e in events])
+    became_valid: dict[str, str] = {}
+    for event in events:
+        order = event.data
+        row = existing.get(order.order_id)
+        key = order.version_key()
+        if row is not None and (ensure_aware(row.version_at), row.status_rank) > key:
+            continue
+        was_valid = row is not None and row.valid
+        values = {
+            "customer_id": order.customer_id,
+            "status": order.status.value,
+            "valid": order.is_valid_purchase,
+            "created_at": order.created_at,
+            # an order counts at its payment; a valid order without paid_at at its creation
+            "paid_at": (order.paid_at or order.created_at) if order.is_valid_purchase else None,
+            "version_at": order.version_at,
+            "status_rank": STATUS_RANK[order.status],
+            "net_amount_e4": to_e4(order.net_amount),
+            "currency": order.currency,
+        }
+        if row is None:
+            row = CustomerOrder(order_id=order.order_id, **values)
+            session.add(row)
+            existing[order.order_id] = row
+        else:
+            for name, value in values.items():
+                setattr(row, name, value)
+        if detect_first_purchase and order.is_valid_purchase and not was_valid:
+            became_valid[order.customer_id] = order.order_id
+    session.flush()
+    return [
+        Transition("first_purchase", customer_id, key=order_id)
+        for customer_id, order_id in became_valid.items()
+        if repo.valid_order_count(customer_id) == 1
+    ]
+
+
+def apply_receipts(session: Session, events: Sequence[MessageReceiptRecorded]) -> None:
+    Projections(session).add_receipts(
+        [
+            {
+                "message_id": e.data.message_id,
+                "status": e.data.status.value,
+                "campaign_id": e.data.campaign_id,
+                "customer_id": e.data.customer_id,
+                "at": e.data.at,
+                "reason": e.data.reason,
+            }
+            for e in events
+        ]
+    )

@@ -1,0 +1,381 @@
+"""Every query the campaign service makes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from services.campaign.models import (
+    AudienceMember,
+    Campaign,
+    CustomerOrder,
+    Entry,
+    LaunchRun,
+    Receipt,
+)
+from shared.bus import ensure_aware
+
+IN_CHUNK = 500
+_JSON_KEYS = ("segments", "tags", "contact_policy")
+
+#: The audience columns a launch reads (rule fields, policy, erasure).
+_AUDIENCE = AudienceMember.__table__.c
+# Core columns: a launch reads millions of rows, without ORM row loading
+AUDIENCE_COLUMNS = tuple(
+    _AUDIENCE[name]
+    for name in (
+        "customer_id",
+        "rfm_segment",
+        "lifecycle_stage",
+        "r_score",
+        "f_score",
+        "m_score",
+        "value_quadrant",
+        "recency_days",
+        "frequency",
+        "monetary_e4",
+        "currency",
+        "segments",
+        "tags",
+        "province",
+        "city",
+        "contact_policy",
+        "erased",
+    )
+)
+
+
+#: The column order of the tuples :meth:`Entries.add_many` takes.
+ENTRY_COLUMNS = (
+    "campaign_id",
+    "customer_id",
+    "entry_no",
+    "run_no",
+    "entered_at",
+    "outcome",
+    "reason",
+    "message_id",
+    "channel",
+    "not_before",
+    "trigger_key",
+)
+
+
+def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    session.execute(statement.on_conflict_do_nothing(), rows)
+
+
+# --------------------------------------------------------------------------- projections
+
+
+class Projections:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def audience_rows(self, customer_ids: Sequence[str]) -> dict[str, AudienceMember]:
+        found: dict[str, AudienceMember] = {}
+        for chunk in _chunks(list(dict.fromkeys(customer_ids))):
+            for row in self.session.scalars(
+                select(AudienceMember).where(AudienceMember.customer_id.in_(chunk))
+            ):
+                found[row.customer_id] = row
+        return found
+
+    def audience_member(self, customer_id: str) -> AudienceMember | None:
+        return self.session.get(AudienceMember, customer_id)
+
+    def audience_page(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Audience rows (as dicts) in customer id order after ``after`` (keyset pagination).
+
+        A launch reads millions of rows: this goes to the driver's cursor (no per-row
+        result processing) and parses the JSON columns with orjson.
+        """
+        connection = self.session.connection()
+        mark = "?" if connection.dialect.name == "sqlite" else "%s"
+        names = [c.key for c in AUDIENCE_COLUMNS]
+        sql = f"SELECT {', '.join(names)} FROM audience"
+        params: tuple[Any, ...] = (limit,)
+        if after is not None:
+            sql += f" WHERE customer_id > {mark}"
+            params = (after, limit)
+        sql += f" ORDER BY customer_id LIMIT {mark}"
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            fetched = cursor.fetchall()
+        finally:
+            cursor.close()
+        json_positions = [names.index(k) for k in _JSON_KEYS]
+        erased_position = names.index("erased")
+        rows = []
+        for record in fetched:
+            values = list(record)
+            for i in json_positions:
+                raw = values[i]
+                if isinstance(raw, (str, bytes)):
+                    values[i] = orjson.loads(raw)
+            values[erased_position] = bool(values[erased_position])
+            rows.append(dict(zip(names, values, strict=True)))
+        return rows
+
+    def orders(self, order_ids: Sequence[str]) -> dict[str, CustomerOrder]:
+        found: dict[str, CustomerOrder] = {}
+        for chunk in _chunks(list(dict.fromkeys(order_ids))):
+            for row in self.session.scalars(
+                select(CustomerOrder).where(CustomerOrder.order_id.in_(chunk))
+            ):
+                found[row.order_id] = row
+        return found
+
+    def valid_order_count(self, customer_id: str) -> int:
+        return int(
+            self.session.scalar(
+                select(func.count())
+                .select_from(CustomerOrder)
+                .where(CustomerOrder.customer_id == customer_id, CustomerOrder.valid.is_(True))
+            )
+            or 0
+        )
+
+    def reassign_orders(self, from_ids: Sequence[str], to_id: str) -> None:
+        if from_ids:
+            self.session.execute(
+                update(CustomerOrder)
+                .where(CustomerOrder.customer_id.in_(list(from_ids)))
+                .values(customer_id=to_id)
+            )
+
+    def unpaid_orders(self, created_from: datetime, created_to: datetime) -> list[CustomerOrder]:
+        return list(
+            self.session.scalars(
+                select(CustomerOrder).where(
+                    CustomerOrder.status == "created",
+                    CustomerOrder.created_at >= created_from,
+                    CustomerOrder.created_at <= created_to,
+                )
+            )
+        )
+
+    def add_receipts(self, rows: list[dict[str, Any]]) -> None:
+        insert_ignoring_duplicates(self.session, Receipt.__table__, rows)
+
+
+# --------------------------------------------------------------------------- campaigns
+
+
+class Campaigns:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, campaign: Campaign) -> Campaign:
+        self.session.add(campaign)
+        self.session.flush()
+        return campaign
+
+    def get(self, campaign_id: str, *, for_update: bool = False) -> Campaign | None:
+        query = select(Campaign).where(Campaign.campaign_id == campaign_id)
+        if for_update:
+            query = query.with_for_update()
+        return self.session.scalars(query).first()
+
+    def page(
+        self, *, status: str | None, after: tuple[str, str] | None, limit: int
+    ) -> list[Campaign]:
+        """Newest first; ``after`` is the (created_at iso, id) of the last item seen."""
+        query = select(Campaign).order_by(Campaign.created_at.desc(), Campaign.campaign_id.desc())
+        if status:
+            query = query.where(Campaign.status == status)
+        if after is not None:
+            created = datetime.fromisoformat(after[0])
+            query = query.where(
+                (Campaign.created_at < created)
+                | ((Campaign.created_at == created) & (Campaign.campaign_id < after[1]))
+            )
+        return list(self.session.scalars(query.limit(limit)))
+
+    def armed_triggered(self) -> list[Campaign]:
+        return [
+            c
+            for c in self.session.scalars(select(Campaign).where(Campaign.status == "running"))
+            if c.trigger
+        ]
+
+    def due(self, now: datetime) -> list[Campaign]:
+        return list(
+            self.session.scalars(
+                select(Campaign).where(
+                    Campaign.status.in_(("scheduled", "running")),
+                    Campaign.next_run_at.is_not(None),
+                    Campaign.next_run_at <= now,
+                )
+            )
+        )
+
+    def running_batch(self) -> list[Campaign]:
+        return [
+            c
+            for c in self.session.scalars(select(Campaign).where(Campaign.status == "running"))
+            if not c.trigger
+        ]
+
+    # -- runs
+
+    def runs(self, campaign_id: str) -> list[LaunchRun]:
+        return list(
+            self.session.scalars(
+                select(LaunchRun)
+                .where(LaunchRun.campaign_id == campaign_id)
+                .order_by(LaunchRun.run_no)
+            )
+        )
+
+    def add_run(self, run: LaunchRun) -> LaunchRun:
+        self.session.add(run)
+        self.session.flush()
+        return run
+
+    def run(self, campaign_id: str, run_no: int) -> LaunchRun | None:
+        return self.session.get(LaunchRun, (campaign_id, run_no))
+
+
+class Entries:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add_many(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert entry rows (tuples in ``ENTRY_COLUMNS`` order) with one DBAPI executemany.
+
+        A launch writes millions of them: this skips per-row SQLAlchemy processing.
+        """
+        if not rows:
+            return
+        connection = self.session.connection()
+        if connection.dialect.name == "sqlite":
+            marks = ", ".join("?" for _ in ENTRY_COLUMNS)
+            # the text form SQLAlchemy's SQLite DateTime stores and parses (UTC)
+            cache: dict[datetime, str] = {}
+
+            def text_of(value: datetime | None) -> str | None:
+                if value is None:
+                    return None
+                found = cache.get(value)
+                if found is None:
+                    found = cache[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+                return found
+
+            rows = [(*r[:4], text_of(r[4]), *r[5:9], text_of(r[9]), r[10]) for r in rows]
+        else:
+            marks = ", ".join("%s" for _ in ENTRY_COLUMNS)
+        sql = f"INSERT INTO entries ({', '.join(ENTRY_COLUMNS)}) VALUES ({marks})"
+        connection.exec_driver_sql(sql, rows)
+
+    def for_customers(self, campaign_id: str, customer_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """This campaign's earlier entries per customer: (entry_no, run_no, entered_at, key)."""
+        found: dict[str, list[Any]] = defaultdict(list)
+        for chunk in _chunks(list(customer_ids)):
+            for row in self.session.execute(
+                select(
+                    Entry.customer_id,
+                    Entry.entry_no,
+                    Entry.run_no,
+                    Entry.entered_at,
+                    Entry.trigger_key,
+                ).where(Entry.campaign_id == campaign_id, Entry.customer_id.in_(chunk))
+            ):
+                found[row.customer_id].append(row)
+        return found
+
+    def recent_contacts(
+        self, customer_ids: Sequence[str], since: datetime
+    ) -> dict[str, list[datetime]]:
+        """When each customer was sent a message (by any campaign) since ``since``."""
+        found: dict[str, list[datetime]] = defaultdict(list)
+        for chunk in _chunks(list(customer_ids)):
+            for customer_id, at in self.session.execute(
+                select(Entry.customer_id, Entry.entered_at).where(
+                    Entry.customer_id.in_(chunk), Entry.outcome == "sent", Entry.entered_at >= since
+                )
+            ):
+                found[customer_id].append(ensure_aware(at))
+        return found
+
+    def has_any_since(self, since: datetime) -> bool:
+        return (
+            self.session.scalar(
+                select(Entry.id).where(Entry.outcome == "sent", Entry.entered_at >= since).limit(1)
+            )
+            is not None
+        )
+
+    def counts(self, campaign_id: str) -> list[Any]:
+        """(outcome, reason, deferred, count) for one campaign."""
+        deferred = Entry.not_before.is_not(None)
+        return list(
+            self.session.execute(
+                select(Entry.outcome, Entry.reason, deferred.label("deferred"), func.count())
+                .where(Entry.campaign_id == campaign_id)
+                .group_by(Entry.outcome, Entry.reason, deferred)
+            )
+        )
+
+    def last_entered_at(self, campaign_id: str) -> datetime | None:
+        value = self.session.scalar(
+            select(func.max(Entry.entered_at)).where(Entry.campaign_id == campaign_id)
+        )
+        return ensure_aware(value) if value is not None else None
+
+    def measured(self, campaign_id: str) -> list[Any]:
+        """(customer_id, entered_at, outcome) of the treatment and holdout members."""
+        return list(
+            self.session.execute(
+                select(Entry.customer_id, Entry.entered_at, Entry.outcome).where(
+                    Entry.campaign_id == campaign_id, Entry.outcome.in_(("sent", "holdout"))
+                )
+            )
+        )
+
+    def member_orders(self, campaign_id: str) -> list[Any]:
+        """Valid orders of the measured members: (customer_id, paid_at, net_amount_e4, currency)."""
+        members = (
+            select(Entry.customer_id)
+            .where(Entry.campaign_id == campaign_id, Entry.outcome.in_(("sent", "holdout")))
+            .distinct()
+            .scalar_subquery()
+        )
+        return list(
+            self.session.execute(
+                select(
+                    CustomerOrder.customer_id,
+                    CustomerOrder.paid_at,
+                    CustomerOrder.net_amount_e4,
+                    CustomerOrder.currency,
+                ).where(CustomerOrder.valid.is_(True), CustomerOrder.customer_id.in_(members))
+            )
+        )
+
+    def receipt_counts(self, campaign_id: str) -> dict[str, int]:
+        rows = self.session.execute(
+            select(Receipt.status, func.count(func.distinct(Receipt.message_id)))
+            .join(Entry, Entry.message_id == Receipt.message_id)
+            .where(Entry.campaign_id == campaign_id)
+            .group_by(Receipt.status)
+        )
+        return {status: int(count) for status, count in rows}

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from services.campaign import service
+from services.campaign.config import Settings
+from services.campaign.launch import launch
+from services.campaign.report import build_report
+from services.campaign.repository import Campaigns, Projections
+from services.campaign.schemas import (
+    AudienceRead,
+    CampaignCreate,
+    CampaignRead,
+    CampaignReport,
+    CampaignStatus,
+    LaunchResult,
+    StatusChange,
+)
+from shared.api import require
+from shared.bus import ensure_aware
+from shared.errors import NotFound
+from shared.events import utcnow
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from shared.runtime import ServiceRuntime
+
+router = APIRouter(prefix="/v1")
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+@router.post(
+    "/campaigns",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CampaignRead,
+    dependencies=[require("campaign:write")],
+    tags=["campaigns"],
+)
+def create_campaign(body: CampaignCreate, request: Request) -> CampaignRead:
+    """Define a campaign (status draft): audience, channels, content, schedule, holdout."""
+    with _runtime(request).db.unit_of_work() as session:
+        return service.to_read(service.create_campaign(session, body))
+
+
+@router.get(
+    "/campaigns",
+    response_model=Page[CampaignRead],
+    dependencies=[require("campaign:read")],
+    tags=["campaigns"],
+)
+def list_campaigns(
+    request: Request,
+    status_filter: Annotated[CampaignStatus | None, Query(alias="status")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> Page[CampaignRead]:
+    """List campaigns, newest first, optionally by status (cursor paginated)."""
+    position = decode_cursor(cursor)
+    after = (position["created_at"], position["id"]) if position else None
+    with _runtime(request).db.sessions() as session:
+        found = Campaigns(session).page(
+            status=status_filter.value if status_filter else None, after=after, limit=limit + 1
+        )
+    items = [service.to_read(c) for c in found[:limit]]
+    next_cursor = None
+    if len(found) > limit:
+        last = found[limit - 1]
+        next_cursor = encode_cursor(
+            {"created_at": last.created_at.isoformat(), "id": last.campaign_id}
+        )
+    return Page[CampaignRead](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/campaigns/{campaign_id}",
+    response_model=CampaignRead,
+    dependencies=[require("campaign:read")],
+    tags=["campaigns"],
+)
+def get_campaign(campaign_id: str, request: Request) -> CampaignRead:
+    """One campaign with its status."""
+    with _runtime(request).db.sessions() as session:
+        return service.to_read(service.get_campaign(session, campaign_id))
+
+
+@router.post(
+    "/campaigns/{campaign_id}/status",
+    response_model=CampaignRead,
+    dependencies=[require("campaign:write")],
+    tags=["campaigns"],
+)
+def change_status(campaign_id: str, body: StatusChange, request: Request) -> CampaignRead:
+    """Schedule, unschedule (draft), complete or cancel a campaign; 409 if not allowed."""
+    with _runtime(request).db.unit_of_work() as session:
+        return service.to_read(service.change_status(session, campaign_id, body.status))
+
+
+@router.post(
+    "/campaigns/{campaign_id}/launch",
+    response_model=LaunchResult,
+    dependencies=[require("campaign:write")],
+    tags=["campaigns"],
+)
+def launch_campaign(campaign_id: str, request: Request) -> LaunchResult:
+    """Launch now (or resume an interrupted launch); idempotent: nobody gets a second message."""
+    runtime = _runtime(request)
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    # the launch commits per chunk of customers (resumable), so it owns its transactions
+    outcome = launch(runtime.db, campaign_id, settings)
+    runtime.relay.notify()
+    with runtime.db.sessions() as session:
+        campaign = service.get_campaign(session, campaign_id)
+        return service.launch_summary(
+            session, campaign, outcome.run_no, outcome.resumed, outcome.already_launched
+        )
+
+
+@router.get(
+    "/campaigns/{campaign_id}/report",
+    response_model=CampaignReport,
+    dependencies=[require("campaign:read")],
+    tags=["campaigns"],
+)
+def campaign_report(campaign_id: str, request: Request) -> CampaignReport:
+    """Reach, receipts, and conversion of treatment vs holdout with uplift and 95% intervals."""
+    with _runtime(request).db.sessions() as session:
+        campaign = service.get_campaign(session, campaign_id)
+        return build_report(session, campaign, utcnow())
+
+
+@router.get(
+    "/audience/{customer_id}",
+    response_model=AudienceRead,
+    dependencies=[require("campaign:read")],
+    tags=["audience"],
+)
+def get_audience_member(customer_id: str, request: Request) -> AudienceRead:
+    """What campaign knows of a customer (scores, segments, tags, region, contact policy)."""
+    with _runtime(request).db.sessions() as session:
+        member = Projections(session).audience_member(customer_id)
+        if member is None:
+            raise NotFound(f"campaign knows no customer {customer_id!r}")
+        return AudienceRead(
+            customer_id=member.customer_id,
+            rfm_segment=member.rfm_segment,
+            lifecycle_stage=member.lifecycle_stage,
+            r_score=member.r_score,
+            f_score=member.f_score,
+            m_score=member.m_score,
+            value_quadrant=member.value_quadrant,
+            recency_days=member.recency_days,
+            frequency=member.frequency,
+            segments=member.segments or [],
+            tags=member.tags or [],
+            province=member.province,
+            city=member.city,
+            contact_policy=member.contact_policy,
+            erased=member.erased,
+            scores_as_of=ensure_aware(member.scores_as_of) if member.scores_as_of else None,
+        )

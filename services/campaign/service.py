@@ -1,0 +1,271 @@
+"""Campaign use cases: define, change status, fire triggers, run the schedule. Flush, never commit."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.campaign.config import Settings
+from services.campaign.launch import audience_predicate, enter_customers
+from services.campaign.models import AudienceMember, Campaign
+from services.campaign.projection import Transition
+from services.campaign.repository import AUDIENCE_COLUMNS, Campaigns, Projections
+from services.campaign.schemas import CampaignCreate, CampaignRead, LaunchResult, Reentry
+from shared.bus import ensure_aware
+from shared.errors import Conflict, NotFound
+from shared.events import utcnow
+
+log = logging.getLogger(__name__)
+
+#: Allowed status changes through POST .../status (running is reached by launching).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "draft": frozenset({"scheduled", "cancelled"}),
+    "scheduled": frozenset({"draft", "cancelled"}),
+    "running": frozenset({"completed", "cancelled"}),
+    "completed": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+def create_campaign(session: Session, body: CampaignCreate) -> Campaign:
+    now = utcnow()
+    campaign = Campaign(
+        campaign_id=f"cmp_{uuid.uuid4().hex[:20]}",
+        name=body.name,
+        purpose=body.purpose.value,
+        status="draft",
+        audience=body.audience.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if body.audience
+        else None,
+        channels=[c.value for c in body.channels],
+        content=body.content.model_dump(mode="json"),
+        schedule=body.schedule.model_dump(mode="json", exclude_none=True),
+        trigger=body.trigger.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if body.trigger
+        else None,
+        holdout_share=body.holdout_share,
+        conversion_window_days=body.conversion_window_days,
+        reentry_allowed=body.reentry.allowed,
+        cooldown_days=body.reentry.cooldown_days,
+        next_run_at=None,
+        created_at=now,
+        updated_at=now,
+    )
+    return Campaigns(session).add(campaign)
+
+
+def get_campaign(session: Session, campaign_id: str) -> Campaign:
+    campaign = Campaigns(session).get(campaign_id)
+    if campaign is None:
+        raise NotFound(f"no campaign {campaign_id!r}")
+    return campaign
+
+
+def change_status(session: Session, campaign_id: str, target: str) -> Campaign:
+    campaign = get_campaign(session, campaign_id)
+    if target not in TRANSITIONS[campaign.status]:
+        raise Conflict(
+            f"a {campaign.status} campaign cannot become {target}",
+            status_now=campaign.status,
+            allowed=sorted(TRANSITIONS[campaign.status]),
+        )
+    now = utcnow()
+    campaign.status = target
+    campaign.updated_at = now
+    if target == "scheduled":
+        schedule = campaign.schedule
+        first = schedule.get("at")
+        campaign.next_run_at = datetime.fromisoformat(first) if first else now
+    elif target in ("draft", "cancelled", "completed"):
+        campaign.next_run_at = None
+        if target != "draft":
+            campaign.ended_at = now
+    session.flush()
+    return campaign
+
+
+def to_read(campaign: Campaign) -> CampaignRead:
+    return CampaignRead(
+        campaign_id=campaign.campaign_id,
+        name=campaign.name,
+        purpose=campaign.purpose,
+        status=campaign.status,
+        audience=campaign.audience,
+        channels=campaign.channels,
+        content=campaign.content,
+        schedule=campaign.schedule,
+        trigger=campaign.trigger,
+        holdout_share=campaign.holdout_share,
+        conversion_window_days=campaign.conversion_window_days,
+        reentry=Reentry(allowed=campaign.reentry_allowed, cooldown_days=campaign.cooldown_days),
+        next_run_at=_opt(campaign.next_run_at),
+        created_at=ensure_aware(campaign.created_at),
+        updated_at=ensure_aware(campaign.updated_at),
+        launched_at=_opt(campaign.launched_at),
+        ended_at=_opt(campaign.ended_at),
+    )
+
+
+def _opt(value: datetime | None) -> datetime | None:
+    return ensure_aware(value) if value is not None else None
+
+
+def launch_summary(
+    session: Session, campaign: Campaign, run_no: int | None, resumed: bool, already: bool
+) -> LaunchResult:
+    """What the campaign's launches did so far, counted from the entries."""
+    from services.campaign.repository import Entries
+
+    result = LaunchResult(
+        campaign_id=campaign.campaign_id,
+        status=campaign.status,
+        run_no=run_no,
+        resumed=resumed,
+        already_launched=already,
+    )
+    for outcome, reason, deferred, count in Entries(session).counts(campaign.campaign_id):
+        result.targeted += count
+        if outcome == "sent":
+            result.sent += count
+            if deferred:
+                result.deferred += count
+        elif outcome == "holdout":
+            result.holdout += count
+        else:
+            result.excluded[reason] = result.excluded.get(reason, 0) + count
+    return result
+
+
+# --------------------------------------------------------------------------- triggers
+
+
+def _matches(trigger: dict[str, Any], transition: Transition) -> bool:
+    kind = trigger["type"]
+    if kind == "lifecycle_transition":
+        return (
+            transition.kind == "lifecycle"
+            and transition.to_value == trigger.get("to")
+            and (trigger.get("from") is None or transition.from_value == trigger.get("from"))
+        )
+    if kind == "segment_entered":
+        return transition.kind == "segment_entered" and transition.to_value == trigger.get(
+            "segment_id"
+        )
+    if kind == "first_purchase":
+        return transition.kind == "first_purchase"
+    return False
+
+
+def fire_triggers(session: Session, transitions: Sequence[Transition], settings: Settings) -> int:
+    """Enter the customers of ``transitions`` into the armed triggered campaigns they match."""
+    if not transitions:
+        return 0
+    campaigns = Campaigns(session).armed_triggered()
+    if not campaigns:
+        return 0
+    session.flush()
+    members = Projections(session).audience_rows([t.customer_id for t in transitions])
+    entered = 0
+    now = utcnow()
+    for campaign in campaigns:
+        predicate = audience_predicate(campaign.audience)
+        assert campaign.trigger is not None
+        for transition in transitions:
+            if not _matches(campaign.trigger, transition):
+                continue
+            row = _row(members.get(transition.customer_id), transition.customer_id)
+            if not predicate(row):
+                continue
+            tally = enter_customers(
+                session,
+                campaign,
+                [row],
+                now=now,
+                settings=settings,
+                run_no=0,
+                trigger_key=f"{transition.kind}:{transition.key}",
+            )
+            entered += tally.targeted
+    return entered
+
+
+def _row(member: AudienceMember | None, customer_id: str) -> dict[str, Any]:
+    """An audience row as a launch reads it; an unknown customer has no scores or policy."""
+    names = [c.key for c in AUDIENCE_COLUMNS]
+    if member is None:
+        row: dict[str, Any] = dict.fromkeys(names)
+        row.update(customer_id=customer_id, segments=[], tags=[], erased=False)
+        return row
+    return {name: getattr(member, name) for name in names}
+
+
+def fire_unpaid_order_triggers(session: Session, settings: Settings, now: datetime) -> int:
+    """Enter customers whose unpaid order crossed a trigger's age while the campaign ran."""
+    entered = 0
+    for campaign in Campaigns(session).armed_triggered():
+        trigger = campaign.trigger or {}
+        if trigger.get("type") != "unpaid_order" or campaign.launched_at is None:
+            continue
+        age = timedelta(hours=int(trigger["older_than_hours"]))
+        orders = Projections(session).unpaid_orders(
+            ensure_aware(campaign.launched_at) - age, now - age
+        )
+        if not orders:
+            continue
+        members = Projections(session).audience_rows([o.customer_id for o in orders])
+        predicate = audience_predicate(campaign.audience)
+        for order in orders:
+            row = _row(members.get(order.customer_id), order.customer_id)
+            if predicate(row):
+                entered += enter_customers(
+                    session,
+                    campaign,
+                    [row],
+                    now=now,
+                    settings=settings,
+                    run_no=0,
+                    trigger_key=f"unpaid_order:{order.order_id}",
+                ).targeted
+    return entered
+
+
+def complete_finished(session: Session, now: datetime) -> list[str]:
+    """Complete one-shot campaigns whose launch finished and whose window has closed."""
+    done = []
+    repo = Campaigns(session)
+    for campaign in repo.running_batch():
+        if campaign.schedule.get("type") == "recurring":
+            until = campaign.schedule.get("until")
+            if until is None or datetime.fromisoformat(until) > now:
+                continue
+        runs = repo.runs(campaign.campaign_id)
+        if not runs or any(r.finished_at is None for r in runs):
+            continue
+        last = max(ensure_aware(r.finished_at) for r in runs if r.finished_at is not None)
+        if now >= last + timedelta(days=campaign.conversion_window_days):
+            campaign.status = "completed"
+            campaign.ended_at = now
+            campaign.updated_at = now
+            done.append(campaign.campaign_id)
+    return done
+
+
+def advance_schedule(campaign: Campaign, now: datetime) -> None:
+    """After a scheduled run: the next run of a recurring campaign, or none."""
+    schedule = campaign.schedule
+    if schedule.get("type") != "recurring":
+        campaign.next_run_at = None
+        return
+    step = timedelta(hours=int(schedule["every_hours"]))
+    following = ensure_aware(campaign.next_run_at or now) + step
+    while following <= now:
+        following += step
+    until = schedule.get("until")
+    campaign.next_run_at = (
+        None if until is not None and following > datetime.fromisoformat(until) else following
+    )

@@ -1,0 +1,166 @@
+"""Builders for the campaign tests: settings and the events campaign consumes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, text
+
+from services.campaign import service
+from services.campaign.config import Settings
+from services.campaign.models import Entry
+from services.campaign.projection import apply_audience_events
+from services.campaign.schemas import CampaignCreate
+from shared.db import Database
+from shared.events import (
+    ContactPolicy,
+    ContactPolicyChanged,
+    MessageRequestedEvent,
+    Order,
+    OrderRecorded,
+    ScoreSnapshot,
+    SegmentChanged,
+    SegmentChangedEvent,
+    decode_event,
+)
+
+NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
+
+
+def settings(tmp_path: Path | None = None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": "127.0.0.1:1",
+        "run_consumer": False,
+        "launch_chunk_size": 3,
+    }
+    if tmp_path is not None:
+        values["data_dir"] = tmp_path
+    values.update(overrides)
+    return Settings(**values)
+
+
+def segment_event(
+    customer_id: str,
+    *,
+    lifecycle: str = "active",
+    previous_lifecycle: str | None = None,
+    segments: list[str] | None = None,
+    entered: list[str] | None = None,
+    rfm_segment: str = "champions",
+    r: int = 5,
+    f: int = 5,
+    m: int = 5,
+    as_of: datetime = NOW,
+    removed: bool = False,
+) -> SegmentChangedEvent:
+    current = ScoreSnapshot(
+        recency_days=3,
+        frequency=f,
+        monetary=Decimal("100.00") * m,
+        currency="CNY",
+        r_score=r,
+        f_score=f,
+        m_score=m,
+        rfm_code=f"{r}{f}{m}",
+        rfm_segment=rfm_segment,
+        lifecycle_stage=lifecycle,
+        value_quadrant="premium",
+    )
+    previous = ScoreSnapshot(lifecycle_stage=previous_lifecycle) if previous_lifecycle else None
+    return SegmentChangedEvent(
+        source="segment",
+        key=customer_id,
+        data=SegmentChanged(
+            customer_id=customer_id,
+            policy_version=1,
+            as_of=as_of,
+            previous=previous,
+            current=None if removed else current,
+            segments=segments or [],
+            segments_entered=entered or [],
+            removed=removed,
+        ),
+    )
+
+
+def policy_event(
+    customer_id: str,
+    channels: dict[str, bool] | None = None,
+    **fields: Any,
+) -> ContactPolicyChanged:
+    consents = {c: {"consented": v} for c, v in (channels or {"sms": True}).items()}
+    return ContactPolicyChanged(
+        source="profile",
+        key=customer_id,
+        data=ContactPolicy.model_validate(
+            {"customer_id": customer_id, "channels": consents, **fields}
+        ),
+    )
+
+
+def order_event(
+    order_id: str,
+    customer_id: str,
+    paid_at: datetime | None,
+    amount: str = "100.00",
+    status: str = "paid",
+    refunded: str = "0",
+    updated_at: datetime | None = None,
+) -> OrderRecorded:
+    created = paid_at or NOW
+    return OrderRecorded(
+        source="ingest",
+        key=customer_id,
+        data=Order(
+            order_id=order_id,
+            customer_id=customer_id,
+            status=status,  # type: ignore[arg-type]
+            created_at=created,
+            paid_at=paid_at,
+            updated_at=updated_at or paid_at or created,
+            currency="CNY",
+            total_amount=Decimal(amount),
+            refunded_amount=Decimal(refunded),
+        ),
+    )
+
+
+def make_campaign(db: Database, **overrides: Any) -> str:
+    body: dict[str, Any] = {
+        "name": "winter care",
+        "purpose": "care",
+        "audience": {"segment_id": "s1"},
+        "channels": ["sms", "email"],
+        "content": {"template": "{{city}} hello {{coupon}}", "variables": {"coupon": "C10"}},
+        "holdout_share": 0.0,
+        "conversion_window_days": 7,
+    }
+    body.update(overrides)
+    with db.unit_of_work() as session:
+        return service.create_campaign(session, CampaignCreate.model_validate(body)).campaign_id
+
+
+def feed(db: Database, events: list[Any]) -> None:
+    with db.unit_of_work() as session:
+        apply_audience_events(session, events)
+
+
+def outbox(db: Database) -> list[MessageRequestedEvent]:
+    with db.sessions() as session:
+        values = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
+    events = [decode_event(v) for v in values]
+    assert all(isinstance(e, MessageRequestedEvent) for e in events)
+    return events  # type: ignore[return-value]
+
+
+def entries(db: Database, campaign_id: str) -> dict[str, Entry]:
+    with db.sessions() as session:
+        rows = session.scalars(select(Entry).where(Entry.campaign_id == campaign_id)).all()
+    return {r.customer_id: r for r in rows}
+
+
+def fixed(now: datetime = NOW) -> Any:
+    return lambda: now

@@ -1,0 +1,156 @@
+"""The local projections: latest scores, policies, erasures, merges, orders, receipts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from services.campaign.models import AudienceMember, CustomerOrder, Receipt
+from services.campaign.projection import apply_audience_events, apply_orders, apply_receipts
+from shared.db import Database
+from shared.events import (
+    MessageReceipt,
+    MessageReceiptRecorded,
+    ProfileErased,
+    ProfileErasedEvent,
+    ProfileMerged,
+    ProfilesMerged,
+    ProfileUpdated,
+    ProfileUpdatedEvent,
+)
+from tests.campaign.factories import NOW, order_event, policy_event, segment_event
+
+
+def test_audience_keeps_latest_scores_and_profile_slices(db: Database) -> None:
+    with db.unit_of_work() as session:
+        transitions = apply_audience_events(
+            session,
+            [
+                segment_event(
+                    "c1",
+                    lifecycle="silent",
+                    previous_lifecycle="active",
+                    entered=["s1"],
+                    segments=["s1"],
+                ),
+                # an older snapshot arriving late is ignored
+                segment_event("c1", lifecycle="active", as_of=NOW - timedelta(days=1)),
+                policy_event("c1", {"sms": True}, updated_at=NOW),
+                policy_event("c1", {"sms": False}, updated_at=NOW - timedelta(hours=1)),
+                ProfileUpdatedEvent(
+                    source="profile",
+                    key="c1",
+                    data=ProfileUpdated(
+                        customer_id="c1", tags=["b", "a"], province="浙江省", city="杭州市"
+                    ),
+                ),
+            ],
+        )
+    assert [(t.kind, t.from_value, t.to_value) for t in transitions] == [
+        ("lifecycle", "active", "silent"),
+        ("segment_entered", None, "s1"),
+    ]
+    with db.sessions() as session:
+        row = session.get(AudienceMember, "c1")
+        assert row is not None
+        assert row.lifecycle_stage == "silent"
+        assert row.segments == ["s1"]
+        assert row.contact_policy["channels"]["sms"]["consented"] is True
+        assert row.tags == ["a", "b"]
+        assert row.city == "杭州市"
+
+
+def test_erasure_clears_personal_data_and_survives_removal(db: Database) -> None:
+    with db.unit_of_work() as session:
+        apply_audience_events(
+            session,
+            [
+                segment_event("c1"),
+                policy_event("c1"),
+                ProfileErasedEvent(
+                    source="profile",
+                    key="c1",
+                    data=ProfileErased(customer_id="c1", erasure_id="e1", requested_at=NOW),
+                ),
+                segment_event("c1", removed=True),
+                policy_event("c1", {"sms": True}),  # a late policy does not undo the erasure
+                segment_event("c2"),
+                segment_event("c2", removed=True),
+            ],
+        )
+    with db.sessions() as session:
+        erased = session.get(AudienceMember, "c1")
+        assert erased is not None and erased.erased
+        assert erased.contact_policy is None and erased.rfm_segment is None
+        assert session.get(AudienceMember, "c2") is None
+
+
+def test_merge_moves_orders_to_the_survivor(db: Database) -> None:
+    with db.unit_of_work() as session:
+        apply_orders(session, [order_event("o1", "old", NOW)])
+        apply_audience_events(
+            session,
+            [
+                segment_event("old"),
+                ProfilesMerged(
+                    source="profile",
+                    key="new",
+                    data=ProfileMerged(
+                        survivor_id="new", merged_ids=["old"], reason="mobile", merge_id="m1"
+                    ),
+                ),
+            ],
+        )
+    with db.sessions() as session:
+        assert session.get(CustomerOrder, "o1").customer_id == "new"  # type: ignore[union-attr]
+        assert session.get(AudienceMember, "old") is None
+
+
+def test_orders_newest_version_wins_and_first_purchase_is_seen_once(db: Database) -> None:
+    later = NOW + timedelta(hours=1)
+    with db.unit_of_work() as session:
+        first = apply_orders(
+            session,
+            [
+                order_event("o1", "c1", None, status="created"),
+                order_event("o1", "c1", NOW, status="paid"),
+            ],
+        )
+        stale = apply_orders(session, [order_event("o1", "c1", None, status="created")])
+        refund = apply_orders(
+            session,
+            [
+                order_event(
+                    "o1",
+                    "c1",
+                    NOW,
+                    amount="100",
+                    status="partially_refunded",
+                    refunded="30",
+                    updated_at=later,
+                )
+            ],
+        )
+        second = apply_orders(session, [order_event("o2", "c1", later)])
+    assert [t.kind for t in first] == ["first_purchase"]
+    assert stale == [] and refund == [] and second == []
+    with db.sessions() as session:
+        order = session.get(CustomerOrder, "o1")
+        assert order is not None
+        assert order.status == "partially_refunded" and order.valid
+        assert order.net_amount_e4 == 700_000
+
+
+def test_receipts_are_recorded_once(db: Database) -> None:
+    receipt = MessageReceiptRecorded(
+        source="gateway",
+        key="c1",
+        data=MessageReceipt(message_id="m1", customer_id="c1", status="delivered", at=NOW),
+    )
+    with db.unit_of_work() as session:
+        apply_receipts(session, [receipt, receipt])
+    with db.unit_of_work() as session:
+        apply_receipts(session, [receipt])
+    with db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Receipt)) == 1
