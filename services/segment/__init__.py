@@ -1,0 +1,1 @@
+"""Segment: per-customer RFM aggregates, scores, lifecycle, quadrants, custom segments."""

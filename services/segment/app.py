@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.segment import service
+from services.segment.config import Settings
+from services.segment.consumer import CONSUMED_TOPICS, build_consumers
+from services.segment.repository import tune_sqlite
+from services.segment.routes import router
+from shared.api import build_app
+from shared.config import ServiceSettings
+from shared.events import utcnow
+from shared.runtime import PeriodicJob, ServiceRuntime
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
+    settings = settings or Settings()
+    runtime = ServiceRuntime(
+        settings, MIGRATIONS, consumer_factory=build_consumers, consumed_topics=CONSUMED_TOPICS
+    )
+    tune_sqlite(runtime.db.engine)
+    runtime.extras["clock"] = utcnow
+    interval = getattr(settings, "rescore_interval_seconds", 86400.0)
+    at_start = getattr(settings, "rescore_at_start", True)
+    runtime.jobs.append(
+        PeriodicJob("segment-rescoring", interval, lambda: sweep(runtime), run_at_start=at_start)
+    )
+    runtime.jobs.append(
+        PeriodicJob(
+            "segment-cut-point-check",
+            getattr(settings, "cut_point_check_seconds", 300.0),
+            lambda: refresh_if_stale(runtime),
+        )
+    )
+    return runtime
+
+
+def refresh_if_stale(runtime: ServiceRuntime) -> service.RescoringOutcome | None:
+    """Rerun the batch early when the scored population outgrew the last cut points."""
+    with runtime.db.unit_of_work() as session:
+        stale = service.cut_points_stale(session, runtime.extras["clock"]())
+    return sweep(runtime) if stale else None
+
+
+def sweep(runtime: ServiceRuntime) -> service.RescoringOutcome:
+    """The scheduled full rescoring: new cut points, lifecycle moves, changes published."""
+    with runtime.db.unit_of_work() as session:
+        outcome = service.rescore_all(session, runtime.extras["clock"]())
+    runtime.relay.notify()
+    log.info(
+        "rescored %d customers (%d changed) in %.2fs",
+        outcome.customers,
+        outcome.changed,
+        outcome.seconds,
+    )
+    return outcome
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    runtime = create_runtime(settings)
+    return build_app(
+        runtime=runtime,
+        title="CRM segment",
+        description="RFM scores, lifecycle stages, value quadrants, purchase funnels, CLV "
+        "summaries and custom segments per customer, kept current from the order stream.",
+        routers=[router],
+    )

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import ServiceSettings, secrets_dir
+
+
+class Settings(ServiceSettings):
+    """Segment settings; env prefix ``SEGMENT_``."""
+
+    service_name: ClassVar[str] = "segment"
+    default_port: ClassVar[int] = 8003
+    model_config = SettingsConfigDict(
+        env_prefix="SEGMENT_", secrets_dir=secrets_dir(), extra="ignore", populate_by_name=True
+    )
+
+    #: how often the full rescoring runs (cut points recomputed, lifecycle swept); daily
+    rescore_interval_seconds: float = 86400.0
+    #: run the full rescoring once when the service starts
+    rescore_at_start: bool = True
+    #: how often to check whether the population outgrew the cut points (>10 %): then rescore
+    cut_point_check_seconds: float = 300.0
+    max_poll_records: int = 1000

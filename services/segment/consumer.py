@@ -1,0 +1,27 @@
+"""Consumes crm.orders.v1 and crm.profiles.v1 with the shared consumer loop, a batch per poll."""
+
+from __future__ import annotations
+
+from services.segment.handlers import make_batch_handler
+from shared import topics
+from shared.bus import ConsumerLoop
+from shared.runtime import ServiceRuntime
+
+CONSUMED_TOPICS = (topics.ORDERS, topics.PROFILES)
+
+
+def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
+    s = runtime.settings
+    return [
+        ConsumerLoop(
+            name="segment",
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=s.group_id,
+            topics=list(CONSUMED_TOPICS),
+            db=runtime.db,
+            publisher=runtime.publisher,
+            batch_handler=make_batch_handler(runtime.extras["clock"]),
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            max_poll_records=getattr(s, "max_poll_records", 1000),
+        )
+    ]

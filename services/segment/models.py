@@ -1,0 +1,139 @@
+"""Segment tables. Money is kept as integers in 1/10,000 of the currency unit (``*_e4``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, SmallInteger, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import BigIntPK, make_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata()
+
+
+class OrderState(Base):
+    """The newest version of each order, as far as scoring needs it."""
+
+    __tablename__ = "order_states"
+
+    order_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    version_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_rank: Mapped[int] = mapped_column(SmallInteger)
+    valid: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    purchased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    net_e4: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    channel: Mapped[str | None] = mapped_column(String(50))
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    province: Mapped[str | None] = mapped_column(String(100))
+    city: Mapped[str | None] = mapped_column(String(100))
+
+
+class CustomerScore(Base):
+    """Per-customer aggregates and the last published score snapshot."""
+
+    __tablename__ = "customer_scores"
+
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # aggregates
+    currency: Mapped[str | None] = mapped_column(String(3))
+    order_count: Mapped[int] = mapped_column(Integer)
+    total_spent_e4: Mapped[int] = mapped_column(BigInteger)
+    first_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    frequency: Mapped[int] = mapped_column(Integer)
+    monetary_e4: Mapped[int] = mapped_column(BigInteger)
+    window_oldest_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    channels: Mapped[list[str]] = mapped_column(JSON)
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    province: Mapped[str | None] = mapped_column(String(100))
+    city: Mapped[str | None] = mapped_column(String(100))
+    aggregated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # snapshot
+    recency_days: Mapped[int | None] = mapped_column(Integer)
+    r_score: Mapped[int | None] = mapped_column(SmallInteger)
+    f_score: Mapped[int | None] = mapped_column(SmallInteger)
+    m_score: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_code: Mapped[str | None] = mapped_column(String(3))
+    rfm_segment: Mapped[str | None] = mapped_column(String(30))
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(20))
+    purchase_bucket: Mapped[str | None] = mapped_column(String(10))
+    funnel_bucket: Mapped[str | None] = mapped_column(String(10))
+    value_quadrant: Mapped[str | None] = mapped_column(String(20))
+    segments: Mapped[list[str]] = mapped_column(JSON)
+    #: scoring.state_hashes of the snapshot: the batch path compares it to find changes
+    state_hash: Mapped[int | None] = mapped_column(BigInteger)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScoringPolicyVersion(Base):
+    """Every version of the scoring policy; the highest is in force."""
+
+    __tablename__ = "scoring_policies"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    comment: Mapped[str | None] = mapped_column(String(500))
+
+
+class CutPointSet(Base):
+    """Cut points computed by a batch rescoring; the newest is applied to every event."""
+
+    __tablename__ = "cut_points"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class CustomSegment(Base):
+    __tablename__ = "custom_segments"
+
+    segment_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(1000))
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    member_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SegmentMember(Base):
+    __tablename__ = "segment_members"
+
+    segment_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_segment_members_customer", "customer_id"),)
+
+
+class CustomerAlias(Base):
+    """A merged customer id and the survivor its orders now count under."""
+
+    __tablename__ = "customer_aliases"
+
+    merged_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    survivor_id: Mapped[str] = mapped_column(String(200), index=True)
+    merge_id: Mapped[str] = mapped_column(String(200))
+
+
+class ErasedCustomer(Base):
+    """Tombstone of an erased customer: orders created before the erasure are ignored."""
+
+    __tablename__ = "erased_customers"
+
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    erasure_id: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

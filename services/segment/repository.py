@@ -1,0 +1,616 @@
+"""Every query the segment service makes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Table,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from services.segment.models import (
+    CustomerAlias,
+    CustomerScore,
+    CustomSegment,
+    CutPointSet,
+    ErasedCustomer,
+    OrderState,
+    ScoringPolicyVersion,
+    SegmentMember,
+)
+from services.segment.scoring import AGGREGATE_COLUMNS
+from shared.bus import PLATFORM_TABLES, ensure_aware
+from shared.db import set_state
+from shared.events import utcnow
+
+CHUNK = 500
+
+ORDERS = cast(Table, OrderState.__table__)
+CUSTOMERS = cast(Table, CustomerScore.__table__)
+MEMBERS = cast(Table, SegmentMember.__table__)
+SEGMENTS = cast(Table, CustomSegment.__table__)
+ALIASES = cast(Table, CustomerAlias.__table__)
+OUTBOX = PLATFORM_TABLES.tables["outbox"]
+
+ORDER_FRAME_COLUMNS = [
+    "customer_id",
+    "order_id",
+    "valid",
+    "purchased_at",
+    "created_at",
+    "net_e4",
+    "currency",
+    "channel",
+    "categories",
+    "province",
+    "city",
+]
+
+SNAPSHOT_COLUMNS = [
+    "recency_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "lifecycle_stage",
+    "purchase_bucket",
+    "funnel_bucket",
+    "value_quadrant",
+    "segments",
+    "policy_version",
+    "scored_at",
+]
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _executemany(
+    session: Session, table: Table, sql: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """A driver-level executemany of ``sql`` (``:name``-free, positional ``{mark}`` markers).
+
+    Each value goes through its column type's bind processor first, as SQLAlchemy would,
+    without SQLAlchemy's per-row parameter machinery (the consumer's hot path).
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    processors = [_processor(table.c[c].type, dialect) for c in columns]
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    active = [(i, p) for i, p in enumerate(processors) if p is not None]
+    prepared = []
+    for values in rows:
+        row = list(values)
+        for i, process in active:
+            if row[i] is not None:
+                row[i] = process(row[i])
+        prepared.append(tuple(row))
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql.format(mark=mark), prepared)
+    finally:
+        cursor.close()
+
+
+def _processor(column_type: Any, dialect: Any) -> Any:
+    if dialect.name == "sqlite" and isinstance(column_type, DateTime):
+        return _sqlite_datetime
+    if dialect.name == "sqlite" and isinstance(column_type, JSON):
+        return _json_text
+    return column_type._cached_bind_processor(dialect)
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    """What SQLAlchemy's SQLite DateTime stores (naive text), from the UTC instant, faster."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(sep=" ", timespec="microseconds")
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _driver_rows(session: Session, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Rows as plain tuples from the DBAPI cursor (pandas builds frames from them fast)."""
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(sql, tuple(params))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _insert_sql(table: Table, columns: Sequence[str]) -> str:
+    marks = ", ".join("{mark}" for _ in columns)
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+
+
+def _update_sql(table: Table, columns: Sequence[str], key: str) -> str:
+    assignments = ", ".join(f"{c} = {{mark}}" for c in columns)
+    return f"UPDATE {table.name} SET {assignments} WHERE {key} = {{mark}}"
+
+
+def _json_list(value: Any) -> tuple[str, ...]:
+    # the driver-level query returns JSON as text on SQLite, parsed on PostgreSQL
+    if isinstance(value, (str, bytes)):
+        value = orjson.loads(value)
+    return tuple(value or ())
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite keeps naive UTC text
+        value = datetime.fromisoformat(value)
+    return ensure_aware(value)
+
+
+def add_to_outbox(session: Session, records: Sequence[tuple[str, str | None, bytes]]) -> None:
+    """Queue encoded events ``(topic, key, value)`` in the caller's transaction.
+
+    What :func:`shared.bus.add_raw_to_outbox` does, at the driver level: a rescoring may
+    queue a million events.
+    """
+    if not records:
+        return
+    now = utcnow()
+    columns = ["topic", "key", "value", "created_at"]
+    _executemany(
+        session,
+        OUTBOX,
+        _insert_sql(OUTBOX, columns),
+        columns,
+        [(t, k, v, now) for t, k, v in records],
+    )
+
+
+class OrderStates:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def versions(self, order_ids: Sequence[str]) -> dict[str, tuple[datetime, int, str]]:
+        """The stored version key (and customer) of each known order."""
+        found: dict[str, tuple[datetime, int, str]] = {}
+        for chunk in _chunks(list(order_ids)):
+            rows = self.session.execute(
+                select(
+                    ORDERS.c.order_id,
+                    ORDERS.c.version_at,
+                    ORDERS.c.status_rank,
+                    ORDERS.c.customer_id,
+                ).where(ORDERS.c.order_id.in_(chunk))
+            )
+            for order_id, version_at, rank, customer_id in rows:
+                found[order_id] = (ensure_aware(version_at), rank, customer_id)
+        return found
+
+    def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        columns = [c.name for c in ORDERS.columns]
+        _executemany(
+            self.session,
+            ORDERS,
+            _insert_sql(ORDERS, columns),
+            columns,
+            [[r[c] for c in columns] for r in rows],
+        )
+
+    def update_many(self, rows: list[dict[str, Any]]) -> None:
+        columns = [c.name for c in ORDERS.columns if c.name != "order_id"]
+        _executemany(
+            self.session,
+            ORDERS,
+            _update_sql(ORDERS, columns, "order_id"),
+            [*columns, "order_id"],
+            [[r[c] for c in (*columns, "order_id")] for r in rows],
+        )
+
+    def frame_for(self, customer_ids: Sequence[str]) -> pd.DataFrame:
+        """The orders of these customers, as the orders frame :mod:`scoring` expects."""
+        rows: list[Any] = []
+        connection = self.session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        for chunk in _chunks(list(customer_ids), 900):
+            marks = ", ".join(mark for _ in chunk)
+            rows.extend(
+                connection.exec_driver_sql(
+                    f"SELECT {', '.join(ORDER_FRAME_COLUMNS)} FROM order_states "
+                    f"WHERE customer_id IN ({marks})",
+                    tuple(chunk),
+                ).fetchall()
+            )
+        return self._frame(rows)
+
+    def frame_all(self) -> pd.DataFrame:
+        rows = self.session.execute(select(*(ORDERS.c[c] for c in ORDER_FRAME_COLUMNS))).all()
+        return self._frame(rows)
+
+    @staticmethod
+    def _frame(rows: Sequence[Any]) -> pd.DataFrame:
+        frame = pd.DataFrame(rows, columns=ORDER_FRAME_COLUMNS)
+        # SQLite gives naive UTC text, PostgreSQL aware datetimes: both parse to UTC
+        frame["purchased_at"] = pd.to_datetime(frame["purchased_at"], utc=True, format="ISO8601")
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601")
+        frame["valid"] = frame["valid"].astype(bool)
+        frame["net_e4"] = frame["net_e4"].astype("int64")
+        frame["categories"] = frame["categories"].map(_json_list)
+        return frame
+
+    def reassign(self, from_ids: Sequence[str], to_id: str) -> None:
+        for chunk in _chunks(list(from_ids)):
+            self.session.execute(
+                update(ORDERS).where(ORDERS.c.customer_id.in_(chunk)).values(customer_id=to_id)
+            )
+
+    def delete_for(self, customer_id: str) -> None:
+        self.session.execute(delete(ORDERS).where(ORDERS.c.customer_id == customer_id))
+
+    def customers_with_orders(self) -> list[str]:
+        return list(self.session.execute(select(ORDERS.c.customer_id).distinct()).scalars())
+
+
+class Customers:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, customer_id: str) -> CustomerScore | None:
+        return self.session.get(CustomerScore, customer_id)
+
+    def snapshots(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored rows (aggregates and snapshot) of these customers, as dicts.
+
+        Driver-level (the consumer's hot path and a rescoring's changed rows): datetimes
+        and JSON are converted here the way SQLAlchemy's types would.
+        """
+        found: dict[str, dict[str, Any]] = {}
+        names = [c.name for c in CUSTOMERS.columns]
+        dates = [i for i, c in enumerate(CUSTOMERS.columns) if isinstance(c.type, DateTime)]
+        lists = [i for i, c in enumerate(CUSTOMERS.columns) if isinstance(c.type, JSON)]
+        connection = self.session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        for chunk in _chunks(list(customer_ids), 900):
+            rows = connection.exec_driver_sql(
+                f"SELECT {', '.join(names)} FROM customer_scores "
+                f"WHERE customer_id IN ({', '.join(mark for _ in chunk)})",
+                tuple(chunk),
+            ).fetchall()
+            for raw in rows:
+                row = list(raw)
+                for i in dates:
+                    row[i] = _as_datetime(row[i])
+                for i in lists:
+                    row[i] = list(_json_list(row[i]))
+                found[row[0]] = dict(zip(names, row, strict=True))
+        return found
+
+    def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(CUSTOMERS), rows)
+
+    def update_many(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        columns = [c for c in rows[0] if c != "customer_id"]
+        statement = (
+            update(CUSTOMERS)
+            .where(CUSTOMERS.c.customer_id == bindparam("b_customer_id"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        self.session.connection().execute(
+            statement,
+            [{**{c: r[c] for c in columns}, "b_customer_id": r["customer_id"]} for r in rows],
+        )
+
+    def update_columns(self, rows: list[tuple[Any, ...]], columns: list[str]) -> int:
+        """Write ``columns`` of many customers: each row holds their values, then the customer id.
+
+        A driver-level executemany (a full rescoring may write a million rows), with each
+        value passed through its column type's bind processor first.
+        """
+        if not rows:
+            return 0
+        connection = self.session.connection()
+        dialect = connection.dialect
+        processors = [CUSTOMERS.c[c].type._cached_bind_processor(dialect) for c in columns]
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        assignments = ", ".join(f"{c} = {mark}" for c in columns)
+        sql = f"UPDATE customer_scores SET {assignments} WHERE customer_id = {mark}"
+        prepared = [
+            tuple(
+                [
+                    p(v) if p is not None and v is not None else v
+                    for p, v in zip(processors, row, strict=False)
+                ]
+                + [row[-1]]
+            )
+            for row in rows
+        ]
+        total = 0
+        for chunk in _chunks(prepared, 50_000):
+            result = connection.exec_driver_sql(sql, list(chunk))
+            total += max(result.rowcount, 0)
+        return total
+
+    def delete(self, customer_id: str) -> None:
+        self.session.execute(delete(CUSTOMERS).where(CUSTOMERS.c.customer_id == customer_id))
+
+    def aggregates_frame(self, extra: Sequence[str] = ()) -> pd.DataFrame:
+        """Every customer's stored aggregates (plus ``extra`` columns) as a DataFrame."""
+        names = [*AGGREGATE_COLUMNS, *extra]
+        result = self.session.connection().exec_driver_sql(
+            f"SELECT {', '.join(names)} FROM customer_scores"
+        )
+        frame = pd.DataFrame(result.fetchall(), columns=names)
+        for column in ("first_order_at", "last_order_at", "window_oldest_at", "scored_at"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column], utc=True, format="mixed")
+        for column in ("order_count", "total_spent_e4", "frequency", "monetary_e4"):
+            frame[column] = frame[column].astype("int64")
+        for column in ("channels", "categories", "segments"):
+            if column in frame:
+                frame[column] = frame[column].map(_json_list)
+        return frame
+
+    def scoring_frame(self, with_attributes: bool) -> pd.DataFrame:
+        """What a full rescoring reads: the scoring inputs and the stored state hash.
+
+        Fetched in chunks straight from the driver (a million rows), so the peak holds one
+        chunk of Python tuples beside the growing columns. ``with_attributes`` adds what
+        custom-segment rules may test (channels, categories, region, lifetime totals).
+        """
+        names = [
+            "customer_id",
+            "order_count",
+            "frequency",
+            "monetary_e4",
+            "first_order_at",
+            "last_order_at",
+            "state_hash",
+        ]
+        if with_attributes:
+            names += ["currency", "total_spent_e4", "channels", "categories", "province", "city"]
+        # the DBAPI cursor itself (same connection and transaction): plain tuples, which
+        # pandas takes many times faster than Row objects
+        cursor = self.session.connection().connection.cursor()
+        cursor.execute(f"SELECT {', '.join(names)} FROM customer_scores")
+        parts = []
+        while True:
+            rows = cursor.fetchmany(200_000)
+            if not rows:
+                break
+            part = pd.DataFrame(rows, columns=names)
+            del rows
+            for column in ("first_order_at", "last_order_at"):
+                part[column] = pd.to_datetime(part[column], utc=True, format="ISO8601")
+            parts.append(part)
+        cursor.close()
+        if not parts:
+            return pd.DataFrame({n: pd.Series([], dtype=object) for n in names})
+        frame = pd.concat(parts, ignore_index=True)
+        for column in ("order_count", "frequency", "monetary_e4"):
+            frame[column] = frame[column].astype("int64")
+        frame["state_hash"] = frame["state_hash"].astype("Int64")
+        if with_attributes:
+            frame["total_spent_e4"] = frame["total_spent_e4"].astype("int64")
+            for column in ("channels", "categories"):
+                frame[column] = frame[column].map(_json_list)
+        return frame
+
+    def scored_count(self) -> int:
+        """Customers with at least one valid purchase."""
+        return int(
+            self.session.execute(
+                select(func.count()).select_from(CUSTOMERS).where(CUSTOMERS.c.order_count > 0)
+            ).scalar_one()
+        )
+
+    def with_window_expiring(self, before: datetime) -> list[str]:
+        """Customers with a windowed order at or before ``before`` (it has left the window)."""
+        return list(
+            self.session.execute(
+                select(CUSTOMERS.c.customer_id).where(CUSTOMERS.c.window_oldest_at <= before)
+            ).scalars()
+        )
+
+    def ids_page(self, after: str | None, limit: int) -> list[str]:
+        query = select(CUSTOMERS.c.customer_id).order_by(CUSTOMERS.c.customer_id).limit(limit)
+        if after is not None:
+            query = query.where(CUSTOMERS.c.customer_id > after)
+        return list(self.session.execute(query).scalars())
+
+
+class Policies:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def latest(self) -> ScoringPolicyVersion | None:
+        return self.session.execute(
+            select(ScoringPolicyVersion).order_by(ScoringPolicyVersion.version.desc()).limit(1)
+        ).scalar_one_or_none()
+
+    def history(self) -> list[ScoringPolicyVersion]:
+        return list(
+            self.session.execute(
+                select(ScoringPolicyVersion).order_by(ScoringPolicyVersion.version)
+            ).scalars()
+        )
+
+    def add(self, version: ScoringPolicyVersion) -> None:
+        self.session.add(version)
+        self.session.flush()
+
+
+class CutPointSets:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def latest(self, policy_version: int) -> CutPointSet | None:
+        return self.session.execute(
+            select(CutPointSet)
+            .where(CutPointSet.policy_version == policy_version)
+            .order_by(CutPointSet.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+
+    def add(self, cut_points: CutPointSet) -> None:
+        self.session.add(cut_points)
+        self.session.flush()
+
+
+class Segments:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def all(self) -> list[CustomSegment]:
+        return list(
+            self.session.execute(select(CustomSegment).order_by(CustomSegment.segment_id)).scalars()
+        )
+
+    def get(self, segment_id: str) -> CustomSegment | None:
+        return self.session.get(CustomSegment, segment_id)
+
+    def add(self, segment: CustomSegment) -> None:
+        self.session.add(segment)
+        self.session.flush()
+
+    def members_page(self, segment_id: str, after: str | None, limit: int) -> list[str]:
+        query = (
+            select(MEMBERS.c.customer_id)
+            .where(MEMBERS.c.segment_id == segment_id)
+            .order_by(MEMBERS.c.customer_id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(MEMBERS.c.customer_id > after)
+        return list(self.session.execute(query).scalars())
+
+    def add_members(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(MEMBERS), rows)
+
+    def remove_members(self, pairs: list[tuple[str, str]]) -> None:
+        by_segment: dict[str, list[str]] = {}
+        for segment_id, customer_id in pairs:
+            by_segment.setdefault(segment_id, []).append(customer_id)
+        for segment_id, customers in by_segment.items():
+            for chunk in _chunks(customers):
+                self.session.execute(
+                    delete(MEMBERS).where(
+                        MEMBERS.c.segment_id == segment_id, MEMBERS.c.customer_id.in_(chunk)
+                    )
+                )
+
+    def remove_customer(self, customer_id: str) -> None:
+        self.session.execute(delete(MEMBERS).where(MEMBERS.c.customer_id == customer_id))
+
+    def refresh_counts(self, segment_ids: Iterable[str]) -> None:
+        for segment_id in set(segment_ids):
+            count = self.session.execute(
+                select(func.count()).select_from(MEMBERS).where(MEMBERS.c.segment_id == segment_id)
+            ).scalar_one()
+            self.session.execute(
+                update(SEGMENTS)
+                .where(SEGMENTS.c.segment_id == segment_id)
+                .values(member_count=count)
+            )
+
+
+class Identities:
+    """Merged aliases and erasure tombstones."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def survivors(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(customer_ids)):
+            for merged, survivor in self.session.execute(
+                select(CustomerAlias.merged_id, CustomerAlias.survivor_id).where(
+                    CustomerAlias.merged_id.in_(chunk)
+                )
+            ):
+                found[merged] = survivor
+        return found
+
+    def add_aliases(self, merged_ids: Sequence[str], survivor_id: str, merge_id: str) -> None:
+        table = ALIASES
+        # earlier merges into a now merged id follow it to the new survivor
+        for chunk in _chunks(list(merged_ids)):
+            self.session.execute(
+                update(table).where(table.c.survivor_id.in_(chunk)).values(survivor_id=survivor_id)
+            )
+            self.session.execute(delete(table).where(table.c.merged_id.in_(chunk)))
+        self.session.execute(
+            insert(table),
+            [
+                {"merged_id": m, "survivor_id": survivor_id, "merge_id": merge_id}
+                for m in merged_ids
+            ],
+        )
+        # a survivor is never itself an alias
+        self.session.execute(delete(table).where(table.c.merged_id == survivor_id))
+
+    def erased(self, customer_ids: Sequence[str]) -> dict[str, datetime]:
+        found: dict[str, datetime] = {}
+        for chunk in _chunks(list(customer_ids)):
+            for customer_id, requested_at in self.session.execute(
+                select(ErasedCustomer.customer_id, ErasedCustomer.requested_at).where(
+                    ErasedCustomer.customer_id.in_(chunk)
+                )
+            ):
+                found[customer_id] = ensure_aware(requested_at)
+        return found
+
+    def add_erasure(self, tombstone: ErasedCustomer) -> None:
+        self.session.merge(tombstone)
+        self.session.flush()
+
+
+def lock_customers_for_rescoring(session: Session) -> None:
+    """Hold off consumers' writes while a full rescoring reads and then writes everyone.
+
+    PostgreSQL: an EXCLUSIVE table lock (reads go on). SQLite: a first write takes the
+    database's write lock before anything is read.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE customer_scores IN EXCLUSIVE MODE"))
+    else:
+        set_state(session, "segment.rescoring_started_at", utcnow().isoformat())
+
+
+def tune_sqlite(engine: Any) -> None:
+    """A larger page cache for this service's SQLite connections (64 MiB instead of 2 MiB).
+
+    Every poll batch touches random order and customer pages; with the default cache most
+    of those are re-read from the OS on every batch.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.close()
+
+    event.listen(engine, "connect", _pragmas)

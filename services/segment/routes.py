@@ -1,0 +1,374 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.exc import IntegrityError
+
+from services.segment import reports, service
+from services.segment.clv import clv_summary, exact_monetary_value
+from services.segment.policy import ScoringPolicy
+from services.segment.repository import Customers, OrderStates, Segments
+from services.segment.schemas import (
+    ClvSummaryRead,
+    CustomerScoresRead,
+    PolicyRead,
+    PolicyWritten,
+    ReportRead,
+    RescoringRead,
+    SegmentCreate,
+    SegmentRead,
+)
+from services.segment.scoring import from_e4
+from shared.api import require
+from shared.bus import ensure_aware
+from shared.errors import Conflict, NotFound, ValidationProblem
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from shared.runtime import ServiceRuntime
+
+router = APIRouter(prefix="/v1")
+READ = [require("segment:read")]
+WRITE = [require("segment:write")]
+
+AsOf = Annotated[
+    datetime | None,
+    Query(description="reference time (ISO 8601 with offset); default: now"),
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def _now(runtime: ServiceRuntime) -> datetime:
+    now: datetime = runtime.extras["clock"]()
+    return now
+
+
+def _as_of(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValidationProblem("as_of needs a timezone offset, e.g. 2026-11-01T00:00:00+08:00")
+    return value
+
+
+def _scores_read(view: service.CustomerView) -> CustomerScoresRead:
+    row = view.row
+    count = int(row["order_count"] or 0)
+    total = int(row["total_spent_e4"] or 0)
+    currency = row.get("currency")
+    return CustomerScoresRead(
+        customer_id=row["customer_id"],
+        recency_days=row.get("recency_days"),
+        frequency=int(row["frequency"] or 0),
+        monetary=from_e4(int(row["monetary_e4"] or 0), currency),
+        currency=currency,
+        r_score=row.get("r_score"),
+        f_score=row.get("f_score"),
+        m_score=row.get("m_score"),
+        rfm_code=row.get("rfm_code"),
+        rfm_segment=row.get("rfm_segment"),
+        lifecycle_stage=row["lifecycle_stage"],
+        purchase_bucket=row.get("purchase_bucket"),
+        funnel_bucket=row.get("funnel_bucket"),
+        value_quadrant=row.get("value_quadrant"),
+        first_order_at=row.get("first_order_at"),
+        last_order_at=row.get("last_order_at"),
+        order_count=count,
+        total_spent=from_e4(total, currency),
+        average_order_value=from_e4(total // count, currency) if count else None,
+        channels=list(row.get("channels") or []),
+        categories=list(row.get("categories") or []),
+        province=row.get("province"),
+        city=row.get("city"),
+        segments=row.get("segments") or [],
+        policy_version=view.policy_version,
+        as_of=view.as_of,
+    )
+
+
+def _unknown_customer(session: Any, customer_id: str) -> NotFound:
+    survivor = service.survivor_of(session, customer_id)
+    if survivor is not None:
+        return NotFound(f"customer {customer_id} was merged into {survivor}", survivor_id=survivor)
+    return NotFound(f"no orders known for customer {customer_id}")
+
+
+# --------------------------------------------------------------------------- scores
+
+
+@router.get(
+    "/customers/{customer_id}/scores",
+    response_model=CustomerScoresRead,
+    dependencies=READ,
+    tags=["scores"],
+)
+def get_customer_scores(
+    customer_id: str, request: Request, as_of: AsOf = None
+) -> CustomerScoresRead:
+    """One customer's RFM scores, segment, lifecycle, buckets and quadrant as of a time."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        views = service.score_customers(session, [customer_id], _as_of(as_of), _now(runtime))
+        if not views:
+            raise _unknown_customer(session, customer_id)
+    return _scores_read(views[0])
+
+
+@router.get("/scores", response_model=Page[CustomerScoresRead], dependencies=READ, tags=["scores"])
+def list_scores(
+    request: Request, as_of: AsOf = None, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
+) -> Page[CustomerScoresRead]:
+    """Every customer's scores as of a time, ordered by customer id (cursor paginated)."""
+    runtime = _runtime(request)
+    position = decode_cursor(cursor) or {}
+    with runtime.db.unit_of_work() as session:
+        ids = Customers(session).ids_page(position.get("after"), limit)
+        views = service.score_customers(session, ids, _as_of(as_of), _now(runtime))
+    next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
+    return Page(items=[_scores_read(v) for v in views], next_cursor=next_cursor)
+
+
+# --------------------------------------------------------------------------- CLV
+
+
+def _clv_rows(
+    session: Any, customer_ids: list[str], as_of: datetime, timezone: str
+) -> list[ClvSummaryRead]:
+    orders = OrderStates(session).frame_for(customer_ids)
+    purchases = orders[orders["valid"] & (orders["created_at"] <= as_of)]
+    summary = clv_summary(purchases, as_of, timezone)
+    currencies = orders.groupby("customer_id")["currency"].last().to_dict()
+    return [
+        ClvSummaryRead(
+            customer_id=str(customer_id),
+            frequency=int(row["frequency"]),
+            recency=int(row["recency"]),
+            T=int(row["T"]),
+            monetary_value=exact_monetary_value(int(row["repeat_total_e4"]), int(row["frequency"])),
+            currency=currencies.get(customer_id),
+            as_of=as_of,
+        )
+        for customer_id, row in summary.iterrows()
+    ]
+
+
+@router.get(
+    "/customers/{customer_id}/clv-summary",
+    response_model=ClvSummaryRead,
+    dependencies=READ,
+    tags=["clv"],
+)
+def get_clv_summary(customer_id: str, request: Request, as_of: AsOf = None) -> ClvSummaryRead:
+    """lifetimes-compatible frequency, recency, T and monetary_value (daily periods)."""
+    runtime = _runtime(request)
+    reference = _as_of(as_of) or _now(runtime)
+    with runtime.db.unit_of_work() as session:
+        _, policy, _ = service.current_policy(session)
+        rows = _clv_rows(session, [customer_id], reference, policy.timezone)
+        if not rows:
+            raise _unknown_customer(session, customer_id)
+    return rows[0]
+
+
+@router.get("/clv-summary", response_model=Page[ClvSummaryRead], dependencies=READ, tags=["clv"])
+def list_clv_summaries(
+    request: Request, as_of: AsOf = None, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
+) -> Page[ClvSummaryRead]:
+    """CLV summaries of every customer with a purchase (cursor paginated), for BG/NBD and Gamma-Gamma."""
+    runtime = _runtime(request)
+    reference = _as_of(as_of) or _now(runtime)
+    position = decode_cursor(cursor) or {}
+    with runtime.db.unit_of_work() as session:
+        _, policy, _ = service.current_policy(session)
+        ids = Customers(session).ids_page(position.get("after"), limit)
+        rows = _clv_rows(session, ids, reference, policy.timezone)
+    next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
+    return Page(items=rows, next_cursor=next_cursor)
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def _rescoring_read(outcome: service.RescoringOutcome) -> RescoringRead:
+    return RescoringRead(**outcome.__dict__)
+
+
+@router.get("/scoring-policy", response_model=PolicyRead, dependencies=READ, tags=["policy"])
+def get_policy(request: Request) -> PolicyRead:
+    """The scoring policy in force and its version."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        version, policy, created_at = service.current_policy(session)
+    return PolicyRead(version=version, created_at=created_at, policy=policy)
+
+
+@router.put("/scoring-policy", response_model=PolicyWritten, dependencies=WRITE, tags=["policy"])
+def put_policy(policy: ScoringPolicy, request: Request) -> PolicyWritten:
+    """Replace the scoring policy (a new version; every version is kept) and rescore everyone."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        version, window_changed = service.set_policy(session, policy, comment=None)
+        outcome = service.rescore_all(session, _now(runtime), reaggregate=window_changed)
+    runtime.relay.notify()
+    return PolicyWritten(version=version, rescoring=_rescoring_read(outcome))
+
+
+@router.get(
+    "/scoring-policy/versions", response_model=list[PolicyRead], dependencies=READ, tags=["policy"]
+)
+def list_policy_versions(request: Request) -> list[PolicyRead]:
+    """Every version of the scoring policy, oldest first."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        history = service.policy_history(session)
+        return [
+            PolicyRead(
+                version=p.version,
+                created_at=ensure_aware(p.created_at) if p.created_at else None,
+                policy=ScoringPolicy.model_validate(p.policy),
+            )
+            for p in history
+        ]
+
+
+@router.post(
+    "/scoring/recompute", response_model=RescoringRead, dependencies=WRITE, tags=["policy"]
+)
+def recompute(request: Request) -> RescoringRead:
+    """Recompute the cut points over everyone now, rescore everyone and publish the changes."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        outcome = service.rescore_all(session, _now(runtime))
+    runtime.relay.notify()
+    return _rescoring_read(outcome)
+
+
+@router.get("/scoring/cut-points", dependencies=READ, tags=["policy"])
+def get_cut_points(request: Request) -> dict[str, Any]:
+    """The cut points applied to each event until the next batch rescoring."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        context = service.load_context(session, _now(runtime))
+    return context.cut_points.to_json()
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def _segment_read(segment: Any) -> SegmentRead:
+    return SegmentRead(
+        segment_id=segment.segment_id,
+        name=segment.name,
+        description=segment.description,
+        rule=segment.rule,
+        member_count=segment.member_count,
+        created_at=ensure_aware(segment.created_at),
+    )
+
+
+@router.get("/segments", response_model=list[SegmentRead], dependencies=READ, tags=["segments"])
+def list_segments(request: Request) -> list[SegmentRead]:
+    """Every custom segment with its rule and current member count."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        return [_segment_read(s) for s in Segments(session).all()]
+
+
+@router.post(
+    "/segments", response_model=SegmentRead, status_code=201, dependencies=WRITE, tags=["segments"]
+)
+def create_segment(body: SegmentCreate, request: Request) -> SegmentRead:
+    """Define a custom segment by a rule; members are computed now and kept current by events."""
+    runtime = _runtime(request)
+    segment_id = body.segment_id or str(uuid.uuid4())
+    try:
+        with runtime.db.unit_of_work() as session:
+            if Segments(session).get(segment_id) is not None:
+                raise Conflict(f"segment {segment_id} exists")
+            service.create_segment(session, segment_id, body.name, body.description, body.rule)
+            service.rescore_all(session, _now(runtime), recompute=False)
+            segment = Segments(session).get(segment_id)
+            assert segment is not None
+            session.refresh(segment)
+            result = _segment_read(segment)
+    except IntegrityError as exc:
+        raise Conflict(f"segment {segment_id} exists") from exc
+    runtime.relay.notify()
+    return result
+
+
+@router.get(
+    "/segments/{segment_id}", response_model=SegmentRead, dependencies=READ, tags=["segments"]
+)
+def get_segment(segment_id: str, request: Request) -> SegmentRead:
+    """One custom segment."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        segment = Segments(session).get(segment_id)
+        if segment is None:
+            raise NotFound(f"no segment {segment_id}")
+        return _segment_read(segment)
+
+
+@router.get(
+    "/segments/{segment_id}/members", response_model=Page[str], dependencies=READ, tags=["segments"]
+)
+def list_members(
+    segment_id: str, request: Request, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
+) -> Page[str]:
+    """The customer ids in a segment, ordered (cursor paginated)."""
+    runtime = _runtime(request)
+    position = decode_cursor(cursor) or {}
+    with runtime.db.unit_of_work() as session:
+        repo = Segments(session)
+        if repo.get(segment_id) is None:
+            raise NotFound(f"no segment {segment_id}")
+        ids = repo.members_page(segment_id, position.get("after"), limit)
+    next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
+    return Page(items=ids, next_cursor=next_cursor)
+
+
+# --------------------------------------------------------------------------- reports
+
+ReportName = Literal["rfm", "lifecycle", "funnel", "quadrants", "regions"]
+
+
+@router.get("/reports/{report}", response_model=ReportRead, dependencies=READ, tags=["reports"])
+def get_report(
+    report: ReportName,
+    request: Request,
+    as_of: AsOf = None,
+    since: Annotated[
+        datetime | None, Query(description="lifecycle: also the transition matrix since then")
+    ] = None,
+    level: Literal["province", "city"] = "province",
+) -> ReportRead:
+    """rfm: R x F cells and named segments; lifecycle: stages (and transitions since ``since``);
+    funnel: 1, 2, 3-4, 5+ buyers with revenue and AOV; quadrants; regions: by province or city."""
+    runtime = _runtime(request)
+    now = _now(runtime)
+    with runtime.db.unit_of_work() as session:
+        scores, context = service.scores_frame(session, _as_of(as_of), now)
+        before = service.scores_frame(session, _as_of(since), now)[0] if since is not None else None
+    rows: list[dict[str, Any]]
+    if report == "rfm":
+        rows = [{"grid": reports.rfm_grid(scores), "segments": reports.rfm_segments(scores)}]
+    elif report == "lifecycle":
+        rows = reports.lifecycle_distribution(scores)
+        if before is not None:
+            rows = [
+                {"distribution": rows, "transitions": reports.lifecycle_transitions(before, scores)}
+            ]
+    elif report == "funnel":
+        rows = reports.funnel(scores, context.policy)
+    elif report == "quadrants":
+        rows = reports.quadrants(scores)
+    else:
+        rows = reports.regions(scores, level)
+    return ReportRead(
+        report=report, as_of=as_of or now, policy_version=context.policy_version, rows=rows
+    )

@@ -1,0 +1,479 @@
+"""Pure scoring: DataFrames in, DataFrames out, no I/O.
+
+The same functions serve both paths: the per-event path scores the handful of
+customers a poll batch touched with the cut points of the last batch; the batch
+path recomputes the cut points over every scored customer and scores everyone.
+Because a quintile score is defined as "how many cut points lie below the
+value", applying the batch's cut points to one customer gives exactly the score
+the batch gives it.
+
+Money is kept as integers in 1/10,000 of the currency unit (``*_e4`` columns),
+so sums are exact and never pass through float.
+
+Orders frame (input of :func:`aggregate_orders`), one row per order (latest version):
+    customer_id, order_id, valid (bool), purchased_at (UTC), created_at (UTC), net_e4 (int),
+    currency, channel, categories (tuple of str), province, city
+
+Aggregates frame (output of :func:`aggregate_orders`, input of :func:`score_frame`):
+    customer_id, currency, order_count, total_spent_e4, first_order_at, last_order_at,
+    frequency, monetary_e4, window_oldest_at, channels, categories, province, city
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from services.segment.policy import Breakpoints, ScoringPolicy
+
+MONEY_SCALE = 10_000
+_EPOCH = pd.Timestamp("1970-01-01")
+_DAY = pd.Timedelta(days=1)
+
+AGGREGATE_COLUMNS = [
+    "customer_id",
+    "currency",
+    "order_count",
+    "total_spent_e4",
+    "first_order_at",
+    "last_order_at",
+    "frequency",
+    "monetary_e4",
+    "window_oldest_at",
+    "channels",
+    "categories",
+    "province",
+    "city",
+]
+
+SCORE_COLUMNS = [
+    "recency_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "lifecycle_stage",
+    "purchase_bucket",
+    "funnel_bucket",
+    "value_quadrant",
+]
+
+#: Minor-unit digits of currencies that do not use two (ISO 4217); used for display only.
+_CURRENCY_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "KWD": 3, "BHD": 3, "OMR": 3}
+
+
+# --------------------------------------------------------------------------- money
+
+
+def to_e4(amount: Decimal | int | str) -> int:
+    """A money amount as integer 1/10,000 units (half up beyond the fourth decimal)."""
+    return int((Decimal(amount) * MONEY_SCALE).to_integral_value(ROUND_HALF_UP))
+
+
+def from_e4(value: int, currency: str | None = None) -> Decimal:
+    """An integer 1/10,000 amount as a Decimal with at least the currency's minor digits."""
+    return Decimal(money_text(value, currency))
+
+
+def money_text(value: int, currency: str | None = None) -> str:
+    """The decimal string of an integer 1/10,000 amount (at least the currency's digits)."""
+    value = int(value)
+    digits = _CURRENCY_DIGITS.get((currency or "").upper(), 2) if currency else 2
+    if digits == 2 and value % 100 == 0:  # the common case, without Decimal arithmetic
+        sign, units = ("-", -value) if value < 0 else ("", value)
+        return f"{sign}{units // 10_000}.{units // 100 % 100:02d}"
+    exact = Decimal(value).scaleb(-4)
+    shown = exact.quantize(Decimal(1).scaleb(-digits))
+    return str(shown if shown == exact else exact.normalize())
+
+
+# --------------------------------------------------------------------------- time
+
+
+def _utc(values: Any) -> pd.Series:
+    return pd.to_datetime(values, utc=True)
+
+
+def local_day_numbers(values: pd.Series, timezone: str) -> np.ndarray:
+    """Days since 1970-01-01 of each timestamp's calendar date in ``timezone`` (NaN if missing)."""
+    stamps = _utc(values)
+    local = stamps.dt.tz_convert(timezone).dt.tz_localize(None).dt.floor("D")
+    days = (local - _EPOCH) / _DAY
+    return np.asarray(days, dtype="float64")
+
+
+def local_day_number(moment: datetime, timezone: str) -> int:
+    """Days since 1970-01-01 of ``moment``'s calendar date in ``timezone``."""
+    local = pd.Timestamp(moment).tz_convert(ZoneInfo(timezone)).tz_localize(None).floor("D")
+    return int((local - _EPOCH) / _DAY)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _instants(values: pd.Series) -> np.ndarray:
+    """UTC timestamps as int64 microseconds since the epoch."""
+    naive = _utc(values).dt.tz_localize(None)
+    return naive.to_numpy().astype("datetime64[us]").astype("int64")
+
+
+def aggregate_orders(
+    orders: pd.DataFrame, as_of: datetime, policy: ScoringPolicy, cutoff: datetime | None = None
+) -> pd.DataFrame:
+    """Per-customer aggregates from the latest version of each order, as of ``as_of``.
+
+    With ``cutoff`` (an as-of query: the same as ``as_of``), orders created and purchases
+    made after it are ignored, so any past reference time is reproducible. Without it
+    (the live path) every stored order counts, even one stamped a moment in the future.
+    A customer with orders but no valid purchase has ``order_count`` 0 (a prospect).
+    Frequency and monetary count valid purchases in the window ``(as_of - window, as_of]``;
+    money sums only orders in the customer's currency (that of their latest purchase).
+
+    Vectorised as integer scatters over customer codes (no Python-level groupby): the
+    consumer calls it on every poll batch.
+    """
+    if orders.empty:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in AGGREGATE_COLUMNS})
+    frame = orders
+    purchased = _instants(frame["purchased_at"])
+    created = _instants(frame["created_at"])
+    valid = frame["valid"].to_numpy(dtype=bool)
+    if cutoff is not None:
+        limit = int(pd.Timestamp(cutoff).value // 1000)
+        exists = created <= limit
+        frame, purchased, created = frame[exists], purchased[exists], created[exists]
+        valid = valid[exists] & (purchased <= limit)
+        if frame.empty:
+            return pd.DataFrame({c: pd.Series([], dtype=object) for c in AGGREGATE_COLUMNS})
+    codes, uniques = pd.factorize(frame["customer_id"].to_numpy(dtype=object), sort=True)
+    n = len(uniques)
+    order_ids = frame["order_id"].to_numpy(dtype=object)
+    currencies = frame["currency"].to_numpy(dtype=object)
+    net = frame["net_e4"].to_numpy(dtype="int64")
+
+    # "latest" = greatest (purchased_at, order_id) within the customer
+    rank = np.empty(len(frame), dtype="int64")
+    rank[np.lexsort((order_ids, purchased))] = np.arange(len(frame))
+    latest_valid = np.full(n, -1, dtype="int64")
+    np.maximum.at(latest_valid, codes[valid], rank[valid])
+    latest_any = np.full(n, -1, dtype="int64")
+    np.maximum.at(latest_any, codes, rank)
+    by_rank = np.empty(len(frame), dtype="int64")
+    by_rank[rank] = np.arange(len(frame))
+    currency = currencies[by_rank[np.where(latest_valid >= 0, latest_valid, latest_any)]]
+    in_currency = currencies == currency[codes]
+
+    window_start = int((pd.Timestamp(as_of) - timedelta(days=policy.window_days)).value // 1000)
+    in_window = valid & (purchased > window_start)
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes[mask], minlength=n).astype("int64")
+
+    def total(mask: np.ndarray) -> np.ndarray:
+        sums = np.zeros(n, dtype="int64")
+        np.add.at(sums, codes[mask], net[mask])
+        return sums
+
+    def extreme(mask: np.ndarray, ufunc: np.ufunc, start: int) -> pd.Series:
+        found = np.full(n, start, dtype="int64")
+        ufunc.at(found, codes[mask], purchased[mask])
+        stamps = pd.to_datetime(np.where(found == start, 0, found), unit="us", utc=True)
+        return pd.Series(stamps, dtype="datetime64[us, UTC]").where(found != start)
+
+    big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    out = pd.DataFrame({"customer_id": pd.Series(uniques, dtype=object)})
+    out["currency"] = pd.Series(currency, dtype=object)
+    out["order_count"] = count(valid)
+    out["total_spent_e4"] = total(valid & in_currency)
+    out["first_order_at"] = extreme(valid, np.minimum, big)
+    out["last_order_at"] = extreme(valid, np.maximum, small)
+    out["frequency"] = count(in_window)
+    out["monetary_e4"] = total(in_window & in_currency)
+    out["window_oldest_at"] = extreme(in_window, np.minimum, big)
+
+    # sets of strings and the latest known region: a plain loop over the few rows
+    channels: list[set[str]] = [set() for _ in range(n)]
+    categories: list[set[str]] = [set() for _ in range(n)]
+    never = (float("-inf"), "")
+    province_seen: list[tuple[float, str]] = [never] * n
+    city_seen: list[tuple[float, str]] = [never] * n
+    provinces: list[Any] = [None] * n
+    cities: list[Any] = [None] * n
+    for code, is_valid, channel, cats, made, order_id, province, city in zip(
+        codes.tolist(),
+        valid.tolist(),
+        frame["channel"].tolist(),
+        frame["categories"].tolist(),
+        created.tolist(),
+        order_ids.tolist(),
+        frame["province"].tolist(),
+        frame["city"].tolist(),
+        strict=True,
+    ):
+        if is_valid:
+            if isinstance(channel, str) and channel:
+                channels[code].add(channel)
+            if isinstance(cats, (list, tuple)):
+                categories[code].update(c for c in cats if c)
+        # the latest order (by creation) naming a province / city gives it
+        if isinstance(province, str) and (made, order_id) > province_seen[code]:
+            province_seen[code], provinces[code] = (made, order_id), province
+        if isinstance(city, str) and (made, order_id) > city_seen[code]:
+            city_seen[code], cities[code] = (made, order_id), city
+    out["channels"] = pd.Series([tuple(sorted(c)) for c in channels], dtype=object)
+    out["categories"] = pd.Series([tuple(sorted(c)) for c in categories], dtype=object)
+    out["province"] = pd.Series(provinces, dtype=object)
+    out["city"] = pd.Series(cities, dtype=object)
+    return out[AGGREGATE_COLUMNS]
+
+
+# --------------------------------------------------------------------------- cut points
+
+
+@dataclass(frozen=True)
+class CutPoints:
+    """The thresholds the batch computed, applied to every event until the next batch.
+
+    ``recency`` in days, ``frequency`` in orders, ``monetary`` in 1/10,000 units; four
+    ascending values each (empty when nobody is scored yet: then everyone scores as the
+    only customer would: R 5, F 1, M 1). The quadrant breakpoints are the medians.
+    """
+
+    policy_version: int
+    as_of: datetime
+    population: int
+    recency: tuple[float, ...]
+    frequency: tuple[float, ...]
+    monetary: tuple[float, ...]
+    quadrant_frequency: float | None
+    quadrant_monetary: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["as_of"] = self.as_of.isoformat()
+        for name in ("recency", "frequency", "monetary"):
+            body[name] = list(body[name])
+        return body
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> CutPoints:
+        return cls(
+            policy_version=int(body["policy_version"]),
+            as_of=datetime.fromisoformat(body["as_of"]),
+            population=int(body["population"]),
+            recency=tuple(float(v) for v in body["recency"]),
+            frequency=tuple(float(v) for v in body["frequency"]),
+            monetary=tuple(float(v) for v in body["monetary"]),
+            quadrant_frequency=body.get("quadrant_frequency"),
+            quadrant_monetary=body.get("quadrant_monetary"),
+        )
+
+    @classmethod
+    def empty(cls, policy: ScoringPolicy, policy_version: int, as_of: datetime) -> CutPoints:
+        return compute_cut_points(
+            pd.DataFrame({c: pd.Series([], dtype=object) for c in AGGREGATE_COLUMNS}),
+            policy,
+            policy_version,
+            as_of,
+        )
+
+
+_QUINTILES = [0.2, 0.4, 0.6, 0.8]
+
+
+def _breakpoints(spec: Breakpoints, values: np.ndarray, scale: int = 1) -> tuple[float, ...]:
+    if spec.method == "fixed":
+        return tuple(float(Decimal(b) * scale) for b in spec.breakpoints or [])
+    if len(values) == 0:
+        return ()
+    return tuple(float(v) for v in np.quantile(values.astype("float64"), _QUINTILES))
+
+
+def recency_days(aggregates: pd.DataFrame, as_of: datetime, policy: ScoringPolicy) -> np.ndarray:
+    """Calendar days (in the policy's timezone) from the last valid purchase to ``as_of``."""
+    today = local_day_number(as_of, policy.timezone)
+    days = today - local_day_numbers(aggregates["last_order_at"], policy.timezone)
+    return np.maximum(days, 0)  # NaN (no purchase) stays NaN
+
+
+def compute_cut_points(
+    aggregates: pd.DataFrame, policy: ScoringPolicy, policy_version: int, as_of: datetime
+) -> CutPoints:
+    """Quintile cut points (or the policy's fixed ones) and quadrant medians over scored customers."""
+    scored = aggregates[aggregates["order_count"].astype("int64") > 0]
+    recency = recency_days(scored, as_of, policy) if len(scored) else np.array([])
+    frequency = scored["frequency"].to_numpy(dtype="float64")
+    monetary = scored["monetary_e4"].to_numpy(dtype="float64")
+    if policy.quadrants.method == "fixed":
+        q_f: float | None = float(policy.quadrants.frequency or 0)
+        q_m: float | None = float(Decimal(policy.quadrants.monetary or 0) * MONEY_SCALE)
+    elif len(scored):
+        q_f, q_m = float(np.median(frequency)), float(np.median(monetary))
+    else:
+        q_f = q_m = None
+    return CutPoints(
+        policy_version=policy_version,
+        as_of=as_of,
+        population=len(scored),
+        recency=_breakpoints(policy.recency, recency),
+        frequency=_breakpoints(policy.frequency, frequency),
+        monetary=_breakpoints(policy.monetary, monetary, MONEY_SCALE),
+        quadrant_frequency=q_f,
+        quadrant_monetary=q_m,
+    )
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def _bucket_labels(bounds: list[int]) -> list[str]:
+    labels = []
+    for i, low in enumerate(bounds):
+        if i == len(bounds) - 1:
+            labels.append(f"{low}+")
+        elif bounds[i + 1] - low == 1:
+            labels.append(str(low))
+        else:
+            labels.append(f"{low}-{bounds[i + 1] - 1}")
+    return labels
+
+
+def bucket(counts: np.ndarray, bounds: list[int]) -> np.ndarray:
+    """The bucket label of each count (``None`` for 0)."""
+    labels = np.array([None, *_bucket_labels(bounds)], dtype=object)
+    index = np.searchsorted(np.asarray(bounds), counts, side="right")
+    return labels[index]
+
+
+def _segment_lookup(policy: ScoringPolicy) -> np.ndarray:
+    grid = np.empty((6, 6), dtype=object)
+    for r in range(1, 6):
+        for fm in range(1, 6):
+            grid[r, fm] = next(
+                c.segment
+                for c in policy.segment_table
+                if c.r[0] <= r <= c.r[1] and c.fm[0] <= fm <= c.fm[1]
+            )
+    return grid
+
+
+_STAGES = np.array(["prospect", "new", "active", "silent", "sleeping", "lost"], dtype=object)
+_QUADRANTS = np.array(["premium", "potential", "problem", "pending"], dtype=object)
+_RFM_CODES = np.array([f"{i:03d}" for i in range(556)], dtype=object)
+
+#: The columns whose values make up a customer's published state (with their memberships).
+STATE_COLUMNS = [
+    "rfm_code",
+    "rfm_segment",
+    "lifecycle_stage",
+    "purchase_bucket",
+    "funnel_bucket",
+    "value_quadrant",
+    "segments_key",
+]
+
+
+def state_hashes(scores: pd.DataFrame, memberships: list[list[str]]) -> np.ndarray:
+    """A stable 64-bit hash of each customer's scores, stage, buckets, quadrant and segments.
+
+    Both paths store it, so the batch path finds who changed by comparing integers. Each
+    column holds few distinct values: those are hashed once (pandas' fixed-key SipHash,
+    stable across runs) and combined per row with integer arithmetic.
+    """
+    combined = np.zeros(len(scores), dtype="uint64")
+    keys = [",".join(m) if m else "" for m in memberships]
+    columns = [scores[c].to_numpy(dtype=object) for c in STATE_COLUMNS[:-1]]
+    columns.append(np.asarray(keys, dtype=object))
+    missing = np.uint64(0x9E3779B97F4A7C15)  # the hash of "no value" (code -1)
+    with np.errstate(over="ignore"):
+        for position, values in enumerate(columns):
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            hashed = np.append(pd.util.hash_array(np.asarray(uniques, dtype=object)), missing)
+            combined = combined * np.uint64(1_000_003) + hashed[codes] + np.uint64(position)
+    return combined.view("int64")
+
+
+def score_frame(
+    aggregates: pd.DataFrame, policy: ScoringPolicy, cut_points: CutPoints, as_of: datetime
+) -> pd.DataFrame:
+    """The aggregates with every score column added, as of ``as_of`` under ``cut_points``."""
+    out = aggregates.copy()
+    n = len(out)
+    counts = out["order_count"].to_numpy(dtype="int64") if n else np.zeros(0, dtype="int64")
+    scored = counts > 0
+    recency = recency_days(out, as_of, policy) if n else np.zeros(0)
+    frequency = out["frequency"].to_numpy(dtype="float64") if n else np.zeros(0)
+    monetary = out["monetary_e4"].to_numpy(dtype="float64") if n else np.zeros(0)
+
+    r = 5 - np.searchsorted(np.asarray(cut_points.recency), np.nan_to_num(recency), side="left")
+    f = 1 + np.searchsorted(np.asarray(cut_points.frequency), frequency, side="left")
+    m = 1 + np.searchsorted(np.asarray(cut_points.monetary), monetary, side="left")
+    fm = (f + m + 1) // 2
+    segments = _segment_lookup(policy)[r, fm] if n else np.zeros(0, dtype=object)
+
+    thresholds = policy.lifecycle
+    first_days = (
+        local_day_number(as_of, policy.timezone)
+        - local_day_numbers(out["first_order_at"], policy.timezone)
+        if n
+        else np.zeros(0)
+    )
+    # labels picked by integer index (no string arrays built per row)
+    stage_index = np.select(
+        [
+            ~scored,
+            (recency <= thresholds.active_days) & (first_days <= thresholds.active_days),
+            recency <= thresholds.active_days,
+            recency <= thresholds.silent_days,
+            recency <= thresholds.sleeping_days,
+        ],
+        [0, 1, 2, 3, 4],
+        default=5,
+    )
+    stage = _STAGES[stage_index]
+
+    if cut_points.quadrant_frequency is None or cut_points.quadrant_monetary is None:
+        high_f = high_m = np.zeros(n, dtype=bool)
+    else:
+        high_f = frequency > cut_points.quadrant_frequency
+        high_m = monetary > cut_points.quadrant_monetary
+    quadrant = _QUADRANTS[np.select([high_f & high_m, high_m, high_f], [0, 1, 2], default=3)]
+
+    def masked(values: np.ndarray) -> np.ndarray:
+        values = values.copy()
+        values[~scored] = None
+        return values
+
+    def masked_ints(values: np.ndarray) -> pd.arrays.IntegerArray:
+        return pd.arrays.IntegerArray(np.where(scored, values, 0).astype("int64"), ~scored)
+
+    out["recency_days"] = masked_ints(np.nan_to_num(recency))
+    for column, values in (("r_score", r), ("f_score", f), ("m_score", m)):
+        out[column] = masked_ints(values)
+    codes = _RFM_CODES[r * 100 + f * 10 + m] if n else np.zeros(0, dtype=object)
+    out["rfm_code"] = pd.Series(masked(codes), index=out.index, dtype=object)
+    out["rfm_segment"] = pd.Series(masked(segments), index=out.index, dtype=object)
+    out["lifecycle_stage"] = pd.Series(stage, index=out.index, dtype=object)
+    out["purchase_bucket"] = pd.Series(
+        bucket(counts, policy.purchase_buckets), index=out.index, dtype=object
+    )
+    out["funnel_bucket"] = pd.Series(
+        bucket(counts, policy.funnel_buckets), index=out.index, dtype=object
+    )
+    out["value_quadrant"] = pd.Series(masked(quadrant), index=out.index, dtype=object)
+    return out
+
+
+def rescore(
+    aggregates: pd.DataFrame, policy: ScoringPolicy, policy_version: int, as_of: datetime
+) -> tuple[CutPoints, pd.DataFrame]:
+    """The batch path: new cut points over everyone, then everyone's scores under them."""
+    cut_points = compute_cut_points(aggregates, policy, policy_version, as_of)
+    return cut_points, score_frame(aggregates, policy, cut_points, as_of)

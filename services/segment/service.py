@@ -1,0 +1,778 @@
+"""Segment use cases: keep order state, aggregates and scores; publish changes. Flush, never commit."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
+
+from services.segment import scoring
+from services.segment.models import (
+    CustomerScore,
+    CustomSegment,
+    CutPointSet,
+    ErasedCustomer,
+    ScoringPolicyVersion,
+)
+from services.segment.policy import DEFAULT_POLICY, ScoringPolicy
+from services.segment.repository import (
+    Customers,
+    CutPointSets,
+    Identities,
+    OrderStates,
+    Policies,
+    Segments,
+    add_to_outbox,
+    lock_customers_for_rescoring,
+)
+from services.segment.rules import Rule, evaluate
+from services.segment.scoring import CutPoints, money_text, to_e4
+from shared import topics
+from shared.bus import Inbound, ensure_aware
+from shared.events import (
+    SCHEMA_VERSION,
+    Order,
+    ProfileErased,
+    ProfileMerged,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE = "segment"
+RULE_ADAPTER: TypeAdapter[Rule] = TypeAdapter(Rule)
+
+#: What counts as "the customer's state changed" (recency_days moves daily, so it is not).
+CHANGE_COLUMNS = [
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+    "lifecycle_stage",
+    "purchase_bucket",
+    "funnel_bucket",
+    "value_quadrant",
+]
+AGGREGATE_CHANGE_COLUMNS = [
+    "frequency",
+    "monetary_e4",
+    "currency",
+    "first_order_at",
+    "last_order_at",
+]
+#: The stored snapshot columns (the last published state).
+SNAPSHOT_WRITE_COLUMNS = [
+    "recency_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "lifecycle_stage",
+    "purchase_bucket",
+    "funnel_bucket",
+    "value_quadrant",
+    "segments",
+    "policy_version",
+    "scored_at",
+]
+
+
+# --------------------------------------------------------------------------- context
+
+
+@dataclass
+class ScoringContext:
+    """What scoring one event needs: the policy in force, its cut points, the custom segments."""
+
+    policy_version: int
+    policy: ScoringPolicy
+    cut_points: CutPoints
+    segments: list[tuple[str, Rule]] = field(default_factory=list)
+
+
+def current_policy(session: Session) -> tuple[int, ScoringPolicy, datetime | None]:
+    latest = Policies(session).latest()
+    if latest is None:
+        return 1, DEFAULT_POLICY, None
+    return (
+        latest.version,
+        ScoringPolicy.model_validate(latest.policy),
+        ensure_aware(latest.created_at),
+    )
+
+
+def policy_history(session: Session) -> list[ScoringPolicyVersion]:
+    """Every stored version; before the first change, the default as version 1."""
+    history = Policies(session).history()
+    if not history:
+        default = DEFAULT_POLICY.model_dump(mode="json")
+        history = [
+            ScoringPolicyVersion(version=1, policy=default, created_at=None, comment="default")
+        ]
+    return history
+
+
+def current_cut_points(
+    session: Session, version: int, policy: ScoringPolicy, now: datetime
+) -> CutPoints:
+    stored = CutPointSets(session).latest(version)
+    if stored is None:
+        return CutPoints.empty(policy, version, now)
+    return CutPoints.from_json(stored.body)
+
+
+def load_context(session: Session, now: datetime) -> ScoringContext:
+    version, policy, _ = current_policy(session)
+    return ScoringContext(
+        policy_version=version,
+        policy=policy,
+        cut_points=current_cut_points(session, version, policy, now),
+        segments=[
+            (s.segment_id, RULE_ADAPTER.validate_python(s.rule)) for s in Segments(session).all()
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _clean(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _column_values(series: pd.Series) -> list[Any]:
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        present = series.notna().to_numpy()
+        stamps = series.dt.to_pydatetime()
+        return [s if p else None for s, p in zip(stamps, present, strict=True)]
+    if pd.api.types.is_integer_dtype(series.dtype) and not series.hasnans:
+        return [int(v) for v in series.to_numpy()]
+    return [_clean(v) for v in series.astype(object).tolist()]
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain-Python dicts (None for missing, datetimes, ints, lists)."""
+    columns = {name: _column_values(frame[name]) for name in frame.columns}
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def snapshot_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The wire form of a ScoreSnapshot from a scored (or stored) customer row."""
+
+    def when(value: Any) -> datetime | None:  # orjson writes RFC 3339
+        return None if value is None else ensure_aware(value)
+
+    return {
+        "recency_days": row.get("recency_days"),
+        "frequency": int(row.get("frequency") or 0),
+        "monetary": money_text(row.get("monetary_e4") or 0, row.get("currency")),
+        "currency": row.get("currency"),
+        "r_score": row.get("r_score"),
+        "f_score": row.get("f_score"),
+        "m_score": row.get("m_score"),
+        "rfm_code": row.get("rfm_code"),
+        "rfm_segment": row.get("rfm_segment"),
+        "lifecycle_stage": row.get("lifecycle_stage"),
+        "purchase_bucket": row.get("purchase_bucket"),
+        "funnel_bucket": row.get("funnel_bucket"),
+        "value_quadrant": row.get("value_quadrant"),
+        "first_order_at": when(row.get("first_order_at")),
+        "last_order_at": when(row.get("last_order_at")),
+    }
+
+
+def segment_changed_record(
+    customer_id: str,
+    policy_version: int,
+    as_of: datetime,
+    previous: dict[str, Any] | None,
+    current: dict[str, Any] | None,
+    segments: Sequence[str],
+    previous_segments: Sequence[str],
+    removed: bool = False,
+    occurred_at: datetime | None = None,
+) -> tuple[str, str, bytes]:
+    """A ``segment.changed`` event encoded for the outbox (same JSON as the pydantic model)."""
+    now, before = list(segments), set(previous_segments)
+    body = {
+        "event_id": str(uuid.uuid4()),
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": occurred_at or utcnow(),
+        "source": SOURCE,
+        "key": customer_id,
+        "type": "segment.changed",
+        "data": {
+            "customer_id": customer_id,
+            "policy_version": policy_version,
+            "as_of": ensure_aware(as_of),
+            "from": previous,
+            "to": current,
+            "segments": now,
+            "segments_entered": [s for s in now if s not in before],
+            "segments_left": sorted(before.difference(now)),
+            "removed": removed,
+        },
+    }
+    return topics.SEGMENTS, customer_id, orjson.dumps(body)
+
+
+def _change_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    values = [row.get(c) for c in (*CHANGE_COLUMNS, *AGGREGATE_CHANGE_COLUMNS)]
+    values = [ensure_aware(v) if isinstance(v, datetime) else v for v in values]
+    return (*values, tuple(row.get("segments") or ()))
+
+
+def memberships(scores: pd.DataFrame, segments: Sequence[tuple[str, Rule]]) -> list[list[str]]:
+    """Each row's custom segment ids (sorted), by evaluating every rule on the frame."""
+    if not segments:
+        empty: list[str] = []
+        return [empty] * len(scores)  # one shared list: never mutated
+    result: list[list[str]] = [[] for _ in range(len(scores))]
+    for segment_id, rule in sorted(segments, key=lambda s: s[0]):
+        for index in np.flatnonzero(evaluate(rule, scores)):
+            result[index].append(segment_id)
+    return result
+
+
+# --------------------------------------------------------------------------- orders (per event)
+
+
+def _utc(value: datetime) -> datetime:
+    # stored in UTC: SQLite keeps the wall-clock text of whatever offset it is given
+    return ensure_aware(value).astimezone(UTC)
+
+
+def _version(order: Order) -> tuple[datetime, int]:
+    """``Order.version_key()`` with a naive time read as UTC (comparable with any other)."""
+    version_at, rank = order.version_key()
+    return ensure_aware(version_at), rank
+
+
+def order_row(order: Order, customer_id: str) -> dict[str, Any]:
+    shipping = order.shipping
+    return {
+        "order_id": order.order_id,
+        "customer_id": customer_id,
+        "status": order.status.value,
+        "version_at": _utc(order.version_at),
+        "status_rank": order.version_key()[1],
+        "valid": order.is_valid_purchase,
+        "created_at": _utc(order.created_at),
+        "purchased_at": _utc(order.paid_at or order.created_at),
+        "net_e4": to_e4(order.net_amount),
+        "currency": order.currency.upper(),
+        "channel": order.channel,
+        "categories": sorted({i.category for i in order.items if i.category}),
+        "province": shipping.province if shipping else None,
+        "city": shipping.city if shipping else None,
+    }
+
+
+@dataclass
+class BatchOutcome:
+    orders_applied: int = 0
+    customers_rescored: int = 0
+    events: int = 0
+
+
+class EventBatch:
+    """Applies one poll batch: order versions, merges and erasures, then rescoring once."""
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
+        self.now = now
+        self.context = load_context(session, now)
+        self.pending: dict[str, Order] = {}
+        self.affected: set[str] = set()
+        self.records: list[tuple[str, str, bytes]] = []
+        self.outcome = BatchOutcome()
+
+    def add_order(self, order: Order) -> None:
+        held = self.pending.get(order.order_id)
+        if held is None or _version(order) > _version(held):
+            self.pending[order.order_id] = order
+
+    def flush_orders(self) -> None:
+        if not self.pending:
+            return
+        orders, self.pending = self.pending, {}
+        identities = Identities(self.session)
+        survivors = identities.survivors(sorted({o.customer_id for o in orders.values()}))
+        owners = {o.order_id: survivors.get(o.customer_id, o.customer_id) for o in orders.values()}
+        erased = identities.erased(sorted(set(owners.values())))
+        states = OrderStates(self.session)
+        stored = states.versions(sorted(orders))
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for order_id, order in orders.items():
+            owner = owners[order_id]
+            if owner in erased and ensure_aware(order.created_at) <= erased[owner]:
+                continue
+            known = stored.get(order_id)
+            key = _version(order)
+            if known is not None and key <= known[:2]:
+                continue
+            row = order_row(order, owner)
+            (updates if known is not None else inserts).append(row)
+            self.affected.add(owner)
+            if known is not None and known[2] != owner:
+                self.affected.add(known[2])
+        states.insert_many(inserts)
+        states.update_many(updates)
+        self.outcome.orders_applied += len(inserts) + len(updates)
+
+    def merge(self, merge: ProfileMerged) -> None:
+        self.flush_orders()
+        survivor = merge.survivor_id
+        merged = [m for m in dict.fromkeys(merge.merged_ids) if m != survivor]
+        if not merged:
+            return
+        OrderStates(self.session).reassign(merged, survivor)
+        Identities(self.session).add_aliases(merged, survivor, merge.merge_id)
+        for customer_id in merged:
+            self._remove(customer_id)
+        self.affected.difference_update(merged)
+        self.affected.add(survivor)
+
+    def erase(self, erasure: ProfileErased) -> None:
+        self.flush_orders()
+        customer_id = erasure.customer_id
+        OrderStates(self.session).delete_for(customer_id)
+        Identities(self.session).add_erasure(
+            ErasedCustomer(
+                customer_id=customer_id,
+                erasure_id=erasure.erasure_id,
+                requested_at=_utc(erasure.requested_at),
+                erased_at=utcnow(),
+            )
+        )
+        self._remove(customer_id)
+        self.affected.discard(customer_id)
+
+    def _remove(self, customer_id: str) -> None:
+        customers = Customers(self.session)
+        stored = customers.snapshots([customer_id]).get(customer_id)
+        if stored is None:
+            return
+        segments = Segments(self.session)
+        segments.remove_customer(customer_id)
+        segments.refresh_counts(stored.get("segments") or [])
+        customers.delete(customer_id)
+        self.records.append(
+            segment_changed_record(
+                customer_id,
+                self.context.policy_version,
+                self.now,
+                snapshot_of(stored),
+                None,
+                [],
+                stored.get("segments") or [],
+                removed=True,
+            )
+        )
+
+    def finish(self) -> BatchOutcome:
+        self.flush_orders()
+        if self.affected:
+            self.outcome.customers_rescored += len(self.affected)
+            self.records.extend(
+                rescore_customers(self.session, sorted(self.affected), self.now, self.context)
+            )
+        add_to_outbox(self.session, self.records)
+        self.outcome.events += len(self.records)
+        return self.outcome
+
+
+def apply_messages(session: Session, messages: Iterable[Inbound], now: datetime) -> BatchOutcome:
+    """The consumer's batch: every message in order, then one rescoring of whom they touched."""
+    batch = EventBatch(session, now)
+    for message in messages:
+        data: Any = getattr(message.event, "data", None)
+        if message.event_type == "order.recorded":
+            batch.add_order(data)
+        elif message.event_type == "profile.merged":
+            batch.merge(data)
+        elif message.event_type == "profile.erased":
+            batch.erase(data)
+    return batch.finish()
+
+
+def rescore_customers(
+    session: Session,
+    customer_ids: Sequence[str],
+    now: datetime,
+    context: ScoringContext,
+    publish: bool = True,
+) -> list[tuple[str, str, bytes]]:
+    """Recompute these customers' aggregates from their orders and score them (per-event path).
+
+    Returns the ``segment.changed`` records of those whose state changed.
+    """
+    orders = OrderStates(session).frame_for(customer_ids)
+    aggregates = scoring.aggregate_orders(orders, now, context.policy)
+    scores = scoring.score_frame(aggregates, context.policy, context.cut_points, now)
+    member_lists = memberships(scores, context.segments)
+    hashes = scoring.state_hashes(scores, member_lists).tolist()
+    customers = Customers(session)
+    stored = customers.snapshots(list(scores["customer_id"]))
+    inserts, updates, records = [], [], []
+    entered: list[dict[str, Any]] = []
+    left: list[tuple[str, str]] = []
+    for row, segments, state_hash in zip(_records(scores), member_lists, hashes, strict=True):
+        customer_id = row["customer_id"]
+        row.update(
+            segments=segments,
+            state_hash=state_hash,
+            policy_version=context.policy_version,
+            scored_at=now,
+            aggregated_at=now,
+        )
+        db_row = {c: row.get(c) for c in (_CUSTOMER_COLUMNS if publish else _AGGREGATE_ONLY)}
+        previous = stored.get(customer_id)
+        before = list(previous.get("segments") or []) if previous else []
+        if previous is None:
+            inserts.append(db_row)
+        else:
+            updates.append(db_row)
+        if previous is not None and _change_key(previous) == _change_key(row):
+            continue
+        entered.extend(
+            {"segment_id": s, "customer_id": customer_id, "entered_at": now}
+            for s in segments
+            if s not in before
+        )
+        left.extend((s, customer_id) for s in before if s not in segments)
+        if publish:
+            records.append(
+                segment_changed_record(
+                    customer_id,
+                    context.policy_version,
+                    now,
+                    snapshot_of(previous) if previous else None,
+                    snapshot_of(row),
+                    segments,
+                    before,
+                )
+            )
+    customers.insert_many(inserts)
+    customers.update_many(updates)
+    if entered or left:
+        repo = Segments(session)
+        repo.add_members(entered)
+        repo.remove_members(left)
+        repo.refresh_counts([e["segment_id"] for e in entered] + [s for s, _ in left])
+    return records
+
+
+_CUSTOMER_COLUMNS = [c.name for c in CustomerScore.__table__.columns]
+#: what a silent re-aggregation writes: the snapshot stays as last published, so the
+#: rescoring that follows sees (and publishes) the change
+_AGGREGATE_ONLY = [*scoring.AGGREGATE_COLUMNS, "aggregated_at"]
+
+
+# --------------------------------------------------------------------------- batch path
+
+
+@dataclass
+class RescoringOutcome:
+    policy_version: int
+    as_of: datetime
+    customers: int
+    changed: int
+    refreshed_windows: int
+    cut_points: dict[str, Any]
+    seconds: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def rescore_all(
+    session: Session, now: datetime, recompute: bool = True, reaggregate: bool = False
+) -> RescoringOutcome:
+    """The batch path: refresh windows, recompute cut points, score everyone, publish changes.
+
+    Runs on a schedule (the daily sweep that moves customers between lifecycle stages),
+    on a policy change, on a new segment, and on demand. Who changed is found by comparing
+    each customer's state hash with the stored one; only they are written and published.
+    """
+    started = time.perf_counter()
+    lock_customers_for_rescoring(session)
+    context = load_context(session, now)
+    policy = context.policy
+    customers = Customers(session)
+    if reaggregate:
+        # the window itself changed: everyone's F and M are recounted from their orders
+        expiring = OrderStates(session).customers_with_orders()
+        prior: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(expiring), 5000):
+            chunk = expiring[start : start + 5000]
+            rescore_customers(session, chunk, now, context, publish=False)
+    else:
+        expiring = customers.with_window_expiring(now - timedelta(days=policy.window_days))
+        prior = customers.snapshots(expiring)
+    if expiring and not reaggregate:
+        # orders that left the window since the customer's last event: re-aggregate them first
+        rescore_customers(session, expiring, now, context, publish=False)
+    phases = {"refresh": time.perf_counter() - started}
+    mark = time.perf_counter()
+    frame = customers.scoring_frame(with_attributes=bool(context.segments))
+    phases["read"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    if recompute:
+        context.cut_points = scoring.compute_cut_points(frame, policy, context.policy_version, now)
+        CutPointSets(session).add(
+            CutPointSet(
+                policy_version=context.policy_version,
+                as_of=now,
+                computed_at=utcnow(),
+                body=context.cut_points.to_json(),
+            )
+        )
+    scores = scoring.score_frame(frame, policy, context.cut_points, now)
+    member_lists = memberships(scores, context.segments)
+    hashes = scoring.state_hashes(scores, member_lists)
+    stored_hashes = frame["state_hash"]
+    changed = stored_hashes.isna().to_numpy() | (
+        stored_hashes.fillna(0).to_numpy(dtype="int64") != hashes
+    )
+    if prior:
+        # re-aggregated customers changed if their window totals did
+        ids = scores["customer_id"].to_numpy()
+        for index in np.flatnonzero(pd.Series(ids).isin(list(prior)).to_numpy()):
+            before_row = prior[ids[index]]
+            after_row = scores.iloc[index]
+            if any(before_row[c] != after_row[c] for c in ("frequency", "monetary_e4", "currency")):
+                changed[index] = True
+    indexes = np.flatnonzero(changed)
+    phases["score"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    _write_rescoring(session, scores, member_lists, hashes, indexes, context, now, prior)
+    phases["write"] = time.perf_counter() - mark
+    return RescoringOutcome(
+        policy_version=context.policy_version,
+        as_of=now,
+        customers=len(scores),
+        changed=len(indexes),
+        refreshed_windows=len(expiring),
+        cut_points=context.cut_points.to_json(),
+        seconds=round(time.perf_counter() - started, 3),
+        phases={k: round(v, 3) for k, v in phases.items()},
+    )
+
+
+def _write_rescoring(
+    session: Session,
+    scores: pd.DataFrame,
+    member_lists: list[list[str]],
+    hashes: np.ndarray,
+    indexes: np.ndarray,
+    context: ScoringContext,
+    now: datetime,
+    prior: dict[str, dict[str, Any]],
+) -> None:
+    if not len(indexes):
+        return
+    subset = scores.iloc[indexes]
+    after_rows = _records(subset[[c for c in _SNAPSHOT_SOURCE if c in subset.columns]])
+    customer_ids = [row["customer_id"] for row in after_rows]
+    stored = Customers(session).snapshots(customer_ids)
+    occurred_at = utcnow()
+    written = [*_SCORE_WRITE_COLUMNS, "segments", "state_hash", "policy_version", "scored_at"]
+    rows = []
+    entered: list[dict[str, Any]] = []
+    left: list[tuple[str, str]] = []
+    records = []
+    for position, index in enumerate(indexes):
+        after = after_rows[position]
+        customer_id = after["customer_id"]
+        segments = member_lists[index]
+        rows.append(
+            (
+                *(after[c] for c in _SCORE_WRITE_COLUMNS),
+                segments,
+                int(hashes[index]),
+                context.policy_version,
+                now,
+                customer_id,
+            )
+        )
+        before = prior.get(customer_id) or stored.get(customer_id) or {}
+        old_segments = list(before.get("segments") or [])
+        entered.extend(
+            {"segment_id": s, "customer_id": customer_id, "entered_at": now}
+            for s in segments
+            if s not in old_segments
+        )
+        left.extend((s, customer_id) for s in old_segments if s not in segments)
+        records.append(
+            segment_changed_record(
+                customer_id,
+                context.policy_version,
+                now,
+                snapshot_of(before) if before.get("scored_at") else None,
+                snapshot_of(after),
+                segments,
+                old_segments,
+                occurred_at=occurred_at,
+            )
+        )
+    Customers(session).update_columns(rows, written)
+    repo = Segments(session)
+    repo.add_members(entered)
+    repo.remove_members(left)
+    repo.refresh_counts([e["segment_id"] for e in entered] + [s for s, _ in left])
+    add_to_outbox(session, records)
+
+
+_SCORE_WRITE_COLUMNS = [
+    "recency_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "lifecycle_stage",
+    "purchase_bucket",
+    "funnel_bucket",
+    "value_quadrant",
+]
+_SNAPSHOT_SOURCE = [
+    "customer_id",
+    "currency",
+    "frequency",
+    "monetary_e4",
+    "first_order_at",
+    "last_order_at",
+    *_SCORE_WRITE_COLUMNS,
+]
+
+
+def cut_points_stale(session: Session, now: datetime, growth: float = 0.1) -> bool:
+    """Whether the scored population grew by more than ``growth`` since the last cut points.
+
+    A new deployment starts with no distribution: the first customers would all be
+    scored against empty cut points until the daily batch. A frequent cheap check
+    reruns the batch early while the population is still growing fast.
+    """
+    context = load_context(session, now)
+    scored = Customers(session).scored_count()
+    population = context.cut_points.population
+    return scored > 0 and scored > population + max(population * growth, 0.5)
+
+
+# --------------------------------------------------------------------------- policy and segments
+
+
+def set_policy(session: Session, policy: ScoringPolicy, comment: str | None) -> tuple[int, bool]:
+    """Store a new policy version (the first change also stores the default as version 1).
+
+    Returns the version and whether the RFM window changed (then aggregates are recounted).
+    """
+    _, before, _ = current_policy(session)
+    policies = Policies(session)
+    latest = policies.latest()
+    if latest is None:
+        policies.add(
+            ScoringPolicyVersion(
+                version=1,
+                policy=DEFAULT_POLICY.model_dump(mode="json"),
+                created_at=utcnow(),
+                comment="default",
+            )
+        )
+        version = 2
+    else:
+        version = latest.version + 1
+    policies.add(
+        ScoringPolicyVersion(
+            version=version,
+            policy=policy.model_dump(mode="json"),
+            created_at=utcnow(),
+            comment=comment,
+        )
+    )
+    return version, policy.window_days != before.window_days
+
+
+def create_segment(
+    session: Session, segment_id: str, name: str, description: str | None, rule: Rule
+) -> CustomSegment:
+    segment = CustomSegment(
+        segment_id=segment_id,
+        name=name,
+        description=description,
+        rule=RULE_ADAPTER.dump_python(rule, mode="json", by_alias=True),
+        member_count=0,
+        created_at=utcnow(),
+    )
+    Segments(session).add(segment)
+    return segment
+
+
+# --------------------------------------------------------------------------- reads
+
+
+@dataclass
+class CustomerView:
+    row: dict[str, Any]
+    policy_version: int
+    as_of: datetime
+
+
+def score_customers(
+    session: Session, customer_ids: Sequence[str], as_of: datetime | None, now: datetime
+) -> list[CustomerView]:
+    """Exact scores of these customers as of any time, from their orders, under the current policy."""
+    context = load_context(session, now)
+    reference = as_of or now
+    orders = OrderStates(session).frame_for(customer_ids)
+    aggregates = scoring.aggregate_orders(orders, reference, context.policy, cutoff=as_of)
+    scores = scoring.score_frame(aggregates, context.policy, context.cut_points, reference)
+    member_lists = memberships(scores, context.segments)
+    views = []
+    for row, segments in zip(_records(scores), member_lists, strict=True):
+        row["segments"] = segments
+        views.append(CustomerView(row, context.policy_version, reference))
+    return views
+
+
+def survivor_of(session: Session, customer_id: str) -> str | None:
+    return Identities(session).survivors([customer_id]).get(customer_id)
+
+
+def scores_frame(
+    session: Session, as_of: datetime | None, now: datetime
+) -> tuple[pd.DataFrame, ScoringContext]:
+    """Everyone's scores (for reports): from stored aggregates now, or from orders as of a time."""
+    context = load_context(session, now)
+    reference = as_of or now
+    if as_of is None:
+        aggregates = Customers(session).aggregates_frame()
+    else:
+        aggregates = scoring.aggregate_orders(
+            OrderStates(session).frame_all(), reference, context.policy, cutoff=as_of
+        )
+    return scoring.score_frame(aggregates, context.policy, context.cut_points, reference), context

@@ -1,0 +1,100 @@
+"""Builders shared by the segment tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from services.segment.app import MIGRATIONS
+from shared.bus import Inbound
+from shared.db import Database, run_migrations
+from shared.events import (
+    Order,
+    OrderRecorded,
+    ProfileErased,
+    ProfileErasedEvent,
+    ProfileMerged,
+    ProfilesMerged,
+)
+
+NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+_offsets = itertools.count()
+
+
+def database(url: str) -> Database:
+    run_migrations(MIGRATIONS, url)
+    return Database.from_url(url)
+
+
+def order(
+    order_id: str,
+    customer_id: str,
+    *,
+    days_ago: float,
+    amount: str = "100.00",
+    status: str = "paid",
+    refunded: str = "0",
+    version_minutes: int = 0,
+    channel: str | None = "tmall",
+    category: str | None = "accessories",
+    province: str | None = "浙江省",
+    currency: str = "CNY",
+) -> Order:
+    created = NOW - timedelta(days=days_ago)
+    return Order(
+        order_id=order_id,
+        customer_id=customer_id,
+        status=status,  # type: ignore[arg-type]
+        created_at=created,
+        paid_at=created + timedelta(minutes=2) if status != "created" else None,
+        updated_at=created + timedelta(minutes=2 + version_minutes),
+        currency=currency,
+        total_amount=Decimal(amount),
+        refunded_amount=Decimal(refunded),
+        channel=channel,
+        items=[{"sku": "A-1", "category": category, "unit_price": amount, "quantity": 1}]
+        if category
+        else [],
+        shipping={"province": province, "city": "杭州市"} if province else None,
+    )
+
+
+def inbound(event: Any) -> Inbound:
+    return Inbound(
+        topic="crm.orders.v1",
+        partition=0,
+        offset=next(_offsets),
+        key=event.key,
+        value=b"",
+        event_type=event.type,
+        dedup_id=str(event.event_id),
+        event=event,
+    )
+
+
+def recorded(o: Order) -> Inbound:
+    return inbound(OrderRecorded(source="test", key=o.customer_id, data=o))
+
+
+def merged(survivor: str, *ids: str) -> Inbound:
+    return inbound(
+        ProfilesMerged(
+            source="test",
+            key=survivor,
+            data=ProfileMerged(
+                survivor_id=survivor, merged_ids=list(ids), reason="test", merge_id="m1"
+            ),
+        )
+    )
+
+
+def erased(customer_id: str, at: datetime = NOW) -> Inbound:
+    return inbound(
+        ProfileErasedEvent(
+            source="test",
+            key=customer_id,
+            data=ProfileErased(customer_id=customer_id, erasure_id="e1", requested_at=at),
+        )
+    )

@@ -1,0 +1,219 @@
+"""The REST API over seeded data (no broker: the outbox is inspected directly)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from services.segment import service
+from services.segment.app import create_app
+from services.segment.config import Settings
+from shared.events import decode_event
+from tests.conftest import ADMIN_KEY
+from tests.segment.helpers import NOW, order, recorded
+
+HEADERS = {"X-API-Key": ADMIN_KEY}
+READER = {"X-API-Key": "reader-key"}
+
+
+@pytest.fixture
+def client(tmp_path: Path, sqlite_url: str) -> Iterator[TestClient]:
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        database_url=sqlite_url,
+        api_key=ADMIN_KEY,
+        api_keys={"reader-key": ["segment:read"]},
+        run_consumer=False,
+        rescore_at_start=False,
+    )
+    app = create_app(settings)
+    runtime = app.state.runtime
+    runtime.extras["clock"] = lambda: NOW
+    with TestClient(app) as test_client:
+        runtime.relay.stop()  # keep the outbox for inspection
+        with runtime.db.unit_of_work() as session:
+            service.apply_messages(
+                session,
+                [
+                    recorded(order("o1", "alice", days_ago=2, amount="300.00", category="shoes")),
+                    recorded(order("o2", "alice", days_ago=20, amount="200.00", channel="jd")),
+                    recorded(order("o3", "bob", days_ago=100, amount="50.00", province="广东省")),
+                    recorded(order("o4", "carol", days_ago=1, amount="10.00", status="created")),
+                ],
+                NOW,
+            )
+        test_client.app_state = runtime  # type: ignore[attr-defined]
+        yield test_client
+
+
+def outbox(client: TestClient) -> list:
+    runtime = client.app_state  # type: ignore[attr-defined]
+    with runtime.db.unit_of_work() as session:
+        rows = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
+    return [decode_event(bytes(v)) for v in rows]
+
+
+def test_customer_scores_now_and_as_of(client: TestClient) -> None:
+    body = client.get("/v1/customers/alice/scores", headers=READER).json()
+    assert body["frequency"] == 2 and body["monetary"] == "500.00"
+    assert body["order_count"] == 2 and body["average_order_value"] == "250.00"
+    assert body["lifecycle_stage"] == "new" and body["recency_days"] == 2
+    assert body["channels"] == ["jd", "tmall"] and "shoes" in body["categories"]
+    assert body["as_of"].startswith("2026-11-20")
+    past = client.get(
+        "/v1/customers/alice/scores", params={"as_of": "2026-11-05T00:00:00+08:00"}, headers=READER
+    ).json()
+    assert past["frequency"] == 1 and past["monetary"] == "200.00" and past["recency_days"] == 5
+    before = client.get(
+        "/v1/customers/alice/scores", params={"as_of": "2026-10-01T00:00:00+08:00"}, headers=READER
+    )
+    assert before.status_code == 404
+    prospect = client.get("/v1/customers/carol/scores", headers=READER).json()
+    assert prospect["lifecycle_stage"] == "prospect" and prospect["r_score"] is None
+    naive = client.get(
+        "/v1/customers/alice/scores", params={"as_of": "2026-11-05T00:00:00"}, headers=READER
+    )
+    assert naive.status_code == 422
+
+
+def test_scores_are_cursor_paginated(client: TestClient) -> None:
+    first = client.get("/v1/scores", params={"limit": 2}, headers=READER).json()
+    assert [i["customer_id"] for i in first["items"]] == ["alice", "bob"]
+    rest = client.get(
+        "/v1/scores", params={"limit": 2, "cursor": first["next_cursor"]}, headers=READER
+    ).json()
+    assert [i["customer_id"] for i in rest["items"]] == ["carol"] and rest["next_cursor"] is None
+
+
+def test_policy_versions_and_rescoring(client: TestClient) -> None:
+    assert client.get("/v1/scoring-policy", headers=READER).json()["version"] == 1
+    policy = client.get("/v1/scoring-policy", headers=READER).json()["policy"]
+    policy["lifecycle"]["active_days"] = 10
+    assert client.put("/v1/scoring-policy", json=policy, headers=READER).status_code == 403
+    written = client.put("/v1/scoring-policy", json=policy, headers=HEADERS)
+    assert written.status_code == 200, written.text
+    assert written.json()["version"] == 2
+    versions = client.get("/v1/scoring-policy/versions", headers=READER).json()
+    assert [v["version"] for v in versions] == [1, 2]
+    assert versions[0]["policy"]["lifecycle"]["active_days"] == 30
+    body = client.get("/v1/customers/alice/scores", headers=READER).json()
+    assert body["policy_version"] == 2
+    # alice's first order is 20 days old: no longer "new" under a 10-day active window
+    assert body["lifecycle_stage"] == "active"
+    last = [e for e in outbox(client) if e.data.customer_id == "alice"][-1]
+    assert last.data.policy_version == 2 and last.data.current.lifecycle_stage == "active"
+    bad = dict(policy, lifecycle={"active_days": 100, "silent_days": 90, "sleeping_days": 180})
+    assert client.put("/v1/scoring-policy", json=bad, headers=HEADERS).status_code == 422
+    recomputed = client.post("/v1/scoring/recompute", headers=HEADERS).json()
+    assert recomputed["customers"] == 3 and recomputed["changed"] == 0
+
+
+def test_custom_segments_and_their_members(client: TestClient) -> None:
+    rule = {
+        "all": [
+            {"field": "monetary", "op": "gte", "value": "100"},
+            {
+                "any": [
+                    {"field": "categories", "op": "contains", "value": "shoes"},
+                    {"field": "province", "op": "in", "value": ["广东省"]},
+                ]
+            },
+            {"not": {"field": "lifecycle_stage", "op": "eq", "value": "lost"}},
+        ]
+    }
+    created = client.post(
+        "/v1/segments",
+        json={"segment_id": "big-shoes", "name": "Big shoe buyers", "rule": rule},
+        headers=HEADERS,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["member_count"] == 1
+    members = client.get("/v1/segments/big-shoes/members", headers=READER).json()
+    assert members["items"] == ["alice"]
+    entered = [e for e in outbox(client) if e.data.segments_entered]
+    assert [(e.data.customer_id, e.data.segments_entered) for e in entered] == [
+        ("alice", ["big-shoes"])
+    ]
+    # bob buys shoes for 200: the event moves him in
+    runtime = client.app_state  # type: ignore[attr-defined]
+    with runtime.db.unit_of_work() as session:
+        service.apply_messages(
+            session,
+            [recorded(order("o5", "bob", days_ago=1, amount="200.00", category="shoes"))],
+            NOW,
+        )
+    assert client.get("/v1/segments/big-shoes", headers=READER).json()["member_count"] == 2
+    page = client.get("/v1/segments/big-shoes/members", params={"limit": 1}, headers=READER).json()
+    assert page["items"] == ["alice"] and page["next_cursor"]
+    assert client.get("/v1/segments", headers=READER).json()[0]["segment_id"] == "big-shoes"
+    assert (
+        client.post(
+            "/v1/segments",
+            json={"segment_id": "big-shoes", "name": "x", "rule": rule},
+            headers=HEADERS,
+        ).status_code
+        == 409
+    )
+    invalid = {"name": "bad", "rule": {"field": "shoe_size", "op": "eq", "value": 1}}
+    assert client.post("/v1/segments", json=invalid, headers=HEADERS).status_code == 422
+
+
+def test_reports(client: TestClient) -> None:
+    rfm = client.get("/v1/reports/rfm", headers=READER).json()["rows"][0]
+    assert sum(c["customers"] for c in rfm["grid"]) == 2
+    lifecycle = client.get("/v1/reports/lifecycle", headers=READER).json()["rows"]
+    assert {r["lifecycle_stage"]: r["customers"] for r in lifecycle}["prospect"] == 1
+    moves = client.get(
+        "/v1/reports/lifecycle", params={"since": "2026-11-01T00:00:00+08:00"}, headers=READER
+    ).json()["rows"][0]["transitions"]
+    assert {"from": "none", "to": "prospect", "customers": 1} in moves
+    funnel = client.get("/v1/reports/funnel", headers=READER).json()["rows"]
+    assert funnel[1] == {
+        "bucket": "2",
+        "customers": 1,
+        "orders": 2,
+        "revenue": {"CNY": "500.00"},
+        "average_order_value": {"CNY": "250.00"},
+    }
+    quadrants = client.get("/v1/reports/quadrants", headers=READER).json()["rows"]
+    assert sum(q["customers"] for q in quadrants) == 2
+    regions = client.get("/v1/reports/regions", headers=READER).json()["rows"]
+    assert {r["province"]: r["customers"] for r in regions} == {"广东省": 1, "浙江省": 2}
+    assert client.get("/v1/reports/nothing", headers=READER).status_code == 422
+
+
+def test_clv_summary(client: TestClient) -> None:
+    body = client.get("/v1/customers/alice/clv-summary", headers=READER).json()
+    assert body == {
+        "customer_id": "alice",
+        "frequency": 1,
+        "recency": 18,
+        "T": 20,
+        "monetary_value": "300.0000",
+        "currency": "CNY",
+        "as_of": body["as_of"],
+    }
+    bulk = client.get("/v1/clv-summary", headers=READER).json()["items"]
+    assert [b["customer_id"] for b in bulk] == ["alice", "bob"]
+    assert client.get("/v1/customers/nobody/clv-summary", headers=READER).status_code == 404
+
+
+def test_a_longer_window_recounts_f_and_m(client: TestClient) -> None:
+    runtime = client.app_state  # type: ignore[attr-defined]
+    with runtime.db.unit_of_work() as session:
+        service.apply_messages(
+            session, [recorded(order("o9", "bob", days_ago=500, amount="70.00"))], NOW
+        )
+    assert client.get("/v1/customers/bob/scores", headers=READER).json()["frequency"] == 1
+    policy = client.get("/v1/scoring-policy", headers=READER).json()["policy"]
+    policy["window_days"] = 730
+    assert client.put("/v1/scoring-policy", json=policy, headers=HEADERS).status_code == 200
+    body = client.get("/v1/customers/bob/scores", headers=READER).json()
+    assert body["frequency"] == 2 and body["monetary"] == "120.00"
+    last = [e for e in outbox(client) if e.data.customer_id == "bob"][-1]
+    assert last.data.current.frequency == 2 and last.data.policy_version == 2

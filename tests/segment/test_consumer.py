@@ -1,0 +1,139 @@
+"""Through the real broker: orders in on crm.orders.v1, scores out on the API and crm.segments.v1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from services.segment import service
+from services.segment.app import create_app
+from services.segment.config import Settings
+from shared import topics
+from shared.bus import Publisher
+from shared.events import OrderRecorded, SegmentChangedEvent
+from shared.testing import read_topic, unique, wait_for
+from tests.conftest import ADMIN_KEY
+from tests.segment.helpers import NOW, erased, order
+from tests.segment.test_paths import history, stored_state
+
+HEADERS = {"X-API-Key": ADMIN_KEY}
+pytestmark = pytest.mark.kafka
+
+
+def _settings(broker, namespace: str, db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        topic_namespace=namespace,
+        data_dir=tmp_path,
+        database_url=db_url,
+        api_key=ADMIN_KEY,
+        consumer_group=unique("g"),
+        run_consumer=True,
+    )
+
+
+def test_orders_become_scores_and_segment_events(broker, namespace, db_url, tmp_path) -> None:
+    app = create_app(_settings(broker, namespace, db_url, tmp_path))
+    app.state.runtime.extras["clock"] = lambda: NOW
+    publisher = Publisher(broker.bootstrap_servers, namespace)
+    paid = order("T1", "c-1", days_ago=5, amount="199.00")
+    refunded_later = order("T2", "c-1", days_ago=4, amount="50.00")
+    refunded = refunded_later.model_copy(
+        update={"status": "refunded", "updated_at": refunded_later.updated_at.replace(hour=23)}
+    )
+    events = [
+        OrderRecorded(source="test", key="c-1", data=paid),
+        # the refund arrives before the payment it reverses, and the payment twice
+        OrderRecorded(source="test", key="c-1", data=refunded),
+        OrderRecorded(source="test", key="c-1", data=refunded_later),
+    ]
+    duplicate = events[0]
+    with TestClient(app) as client:
+        publisher.publish_all(
+            [(topics.ORDERS, e.key, e.model_dump_json(by_alias=True).encode()) for e in events]
+            + [(topics.ORDERS, duplicate.key, duplicate.model_dump_json(by_alias=True).encode())]
+        )
+
+        def scores() -> dict | None:
+            r = client.get("/v1/customers/c-1/scores", headers=HEADERS)
+            return r.json() if r.status_code == 200 and r.json()["frequency"] == 1 else None
+
+        body = wait_for(scores, timeout=30, what="scores for c-1")
+        assert body["monetary"] == "199.00"
+        assert body["frequency"] == 1
+        assert body["recency_days"] == 5
+        assert body["lifecycle_stage"] == "new"
+        assert body["rfm_segment"] and body["rfm_code"]
+        assert body["policy_version"] == 1
+
+        changes = read_topic(
+            broker.bootstrap_servers, namespace + topics.SEGMENTS, expect=1, timeout=15
+        )
+        assert all(isinstance(e, SegmentChangedEvent) for e in changes)
+        final = [e for e in changes if e.data.customer_id == "c-1"][-1]
+        assert final.data.current is not None
+        assert str(final.data.current.monetary) == body["monetary"]
+
+        missing = client.get("/v1/customers/nobody/scores", headers=HEADERS)
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+
+        erasure = erased("c-1")
+        publisher.publish_all(
+            [(topics.PROFILES, "c-1", erasure.event.model_dump_json(by_alias=True).encode())]
+        )
+        wait_for(
+            lambda: client.get("/v1/customers/c-1/scores", headers=HEADERS).status_code == 404,
+            timeout=20,
+            what="the erased customer to disappear",
+        )
+        removed = read_topic(
+            broker.bootstrap_servers,
+            namespace + topics.SEGMENTS,
+            expect=1,
+            timeout=15,
+            predicate=lambda e: e.data.removed,
+        )
+        assert removed and removed[0].data.customer_id == "c-1"
+    publisher.close()
+
+
+def test_replaying_the_orders_topic_into_an_empty_database_gives_identical_scores(
+    broker, namespace, tmp_path
+) -> None:
+    events, _ = history(seed=5, customers=40)
+    publisher = Publisher(broker.bootstrap_servers, namespace)
+    publisher.publish_all(
+        (
+            topics.ORDERS,
+            o.customer_id,
+            OrderRecorded(source="test", key=o.customer_id, data=o)
+            .model_dump_json(by_alias=True)
+            .encode(),
+        )
+        for o in events
+    )
+    publisher.close()
+    states = []
+    for name in ("first", "replay"):
+        settings = _settings(broker, namespace, f"sqlite:///{tmp_path / name}.db", tmp_path)
+        settings = settings.model_copy(update={"rescore_at_start": False})
+        app = create_app(settings)
+        runtime = app.state.runtime
+        runtime.extras["clock"] = lambda: NOW
+        with TestClient(app):
+            wait_for(
+                lambda runtime=runtime: (
+                    runtime.consumers and runtime.consumers[0].processed_count >= len(events)
+                ),
+                timeout=60,
+                what=f"the {name} consumer to read every order version",
+            )
+            with runtime.db.unit_of_work() as session:
+                service.rescore_all(session, NOW)
+            states.append(stored_state(runtime.db))
+    assert len(states[0]) > 20
+    pd.testing.assert_frame_equal(states[0], states[1])

@@ -1,0 +1,317 @@
+"""The per-event path and the batch path agree; replays, duplicates and disorder give one state.
+
+These run the service functions against a real database (SQLite and PostgreSQL), no broker.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from services.segment import scoring, service
+from services.segment.models import CutPointSet
+from services.segment.policy import DEFAULT_POLICY
+from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPointSets
+from shared.events import Order, decode_event, utcnow
+from tests.segment.helpers import NOW, database, erased, merged, order, recorded
+
+COMPARED = [
+    "customer_id",
+    "order_count",
+    "total_spent_e4",
+    "frequency",
+    "monetary_e4",
+    "recency_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "lifecycle_stage",
+    "purchase_bucket",
+    "funnel_bucket",
+    "value_quadrant",
+]
+
+
+def history(seed: int = 7, customers: int = 120) -> tuple[list[Order], list[Order]]:
+    """Every version of every order (events) and the newest version of each (final states)."""
+    rng = random.Random(seed)
+    events: list[Order] = []
+    final: list[Order] = []
+    for c in range(customers):
+        for k in range(rng.choice([0, 1, 1, 2, 3, 5, 8])):
+            oid = f"o{c}-{k}"
+            amount = f"{rng.randint(1, 2000)}.{rng.randint(0, 99):02d}"
+            days = rng.uniform(0, 500)
+            versions = [order(oid, f"c{c:03d}", days_ago=days, amount=amount, status="created")]
+            path = rng.choice(
+                ["paid", "paid", "completed", "cancelled", "refunded", "partial", "created"]
+            )
+            if path != "created":
+                status = {"partial": "partially_refunded"}.get(path, path)
+                refund = "0"
+                if path == "partial":
+                    refund = f"{rng.randint(0, int(float(amount)))}.00"
+                if path in ("completed", "refunded", "partial"):
+                    versions.append(
+                        order(oid, f"c{c:03d}", days_ago=days, amount=amount, status="paid")
+                    )
+                versions.append(
+                    order(
+                        oid,
+                        f"c{c:03d}",
+                        days_ago=days,
+                        amount=amount,
+                        status=status,
+                        refunded=refund
+                        if path == "partial"
+                        else ("0" if path != "refunded" else amount),
+                        version_minutes=60,
+                    )
+                )
+            events.extend(versions)
+            final.append(versions[-1])
+    return events, final
+
+
+def batch_reference(final: list[Order]) -> tuple[scoring.CutPoints, pd.DataFrame]:
+    frame = pd.DataFrame([service.order_row(o, o.customer_id) for o in final])[ORDER_FRAME_COLUMNS]
+    frame["categories"] = frame["categories"].map(tuple)
+    aggregates = scoring.aggregate_orders(frame, NOW, DEFAULT_POLICY)
+    return scoring.rescore(aggregates, DEFAULT_POLICY, 1, NOW)
+
+
+def stored_state(db) -> pd.DataFrame:
+    with db.unit_of_work() as session:
+        frame = Customers(session).aggregates_frame(extra=service.SNAPSHOT_WRITE_COLUMNS)
+    return normalise(frame)
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame[COMPARED].sort_values("customer_id").reset_index(drop=True).astype(object)
+    return frame.where(frame.notna(), None).map(lambda v: int(v) if isinstance(v, float) else v)
+
+
+def feed(db, events: list, chunk: int = 40) -> None:
+    for start in range(0, len(events), chunk):
+        with db.unit_of_work() as session:
+            service.apply_messages(session, events[start : start + chunk], NOW)
+
+
+def outbox_events(db) -> list:
+    with db.unit_of_work() as session:
+        rows = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
+    return [decode_event(bytes(v)) for v in rows]
+
+
+def test_per_event_path_equals_full_batch_rescoring(db_url: str) -> None:
+    events, final = history()
+    cut_points, expected = batch_reference(final)
+    db = database(db_url)
+    with db.unit_of_work() as session:
+        CutPointSets(session).add(
+            CutPointSet(
+                policy_version=1, as_of=NOW, computed_at=utcnow(), body=cut_points.to_json()
+            )
+        )
+    shuffled = [recorded(o) for o in events]
+    random.Random(3).shuffle(shuffled)
+    feed(db, shuffled + shuffled[:50])  # out of order, and some delivered twice
+    per_event = stored_state(db)
+    pd.testing.assert_frame_equal(per_event, normalise(expected))
+    # the batch over the stored aggregates finds the same cut points: nothing changes
+    with db.unit_of_work() as session:
+        outcome = service.rescore_all(session, NOW)
+    assert outcome.changed == 0
+    assert outcome.cut_points == cut_points.to_json()
+    pd.testing.assert_frame_equal(stored_state(db), per_event)
+
+
+def test_replay_from_the_start_into_an_empty_database_is_identical(db_url: str, tmp_path) -> None:
+    events, _ = history(seed=11, customers=60)
+    inbound = [recorded(o) for o in events]
+    first = database(db_url)
+    feed(first, inbound, chunk=25)
+    with first.unit_of_work() as session:
+        service.rescore_all(session, NOW)
+    replay = database(f"sqlite:///{tmp_path / 'replay.db'}")
+    feed(replay, inbound, chunk=1000)  # one big batch this time
+    with replay.unit_of_work() as session:
+        service.rescore_all(session, NOW)
+    pd.testing.assert_frame_equal(stored_state(first), stored_state(replay))
+
+
+def test_repeated_and_stale_events_publish_nothing(sqlite_url: str) -> None:
+    db = database(sqlite_url)
+    paid = order("o1", "c1", days_ago=2, amount="80.00")
+    feed(db, [recorded(paid)])
+    assert len(outbox_events(db)) == 1
+    created = order("o1", "c1", days_ago=2, amount="80.00", status="created")
+    feed(db, [recorded(paid)])  # the same state again
+    feed(db, [recorded(created)])  # an older version, late
+    assert len(outbox_events(db)) == 1
+
+
+def test_refunds_and_cancellations_move_f_and_m(sqlite_url: str) -> None:
+    db = database(sqlite_url)
+    feed(
+        db,
+        [
+            recorded(order("o1", "c1", days_ago=2, amount="80.00")),
+            recorded(order("o2", "c1", days_ago=3, amount="20.00")),
+        ],
+    )
+    feed(
+        db,
+        [
+            recorded(
+                order("o2", "c1", days_ago=3, amount="20.00", status="cancelled", version_minutes=5)
+            )
+        ],
+    )
+    feed(
+        db,
+        [
+            recorded(
+                order(
+                    "o1",
+                    "c1",
+                    days_ago=2,
+                    amount="80.00",
+                    status="partially_refunded",
+                    refunded="30.00",
+                    version_minutes=5,
+                )
+            )
+        ],
+    )
+    changes = outbox_events(db)
+    assert [(e.data.current.frequency, str(e.data.current.monetary)) for e in changes] == [
+        (2, "100.00"),
+        (1, "80.00"),
+        (1, "50.00"),
+    ]
+    assert changes[1].data.previous.frequency == 2
+    assert changes[0].data.previous is None
+    assert all(e.data.policy_version == 1 for e in changes)
+
+
+def test_merge_combines_orders_under_the_survivor(sqlite_url: str) -> None:
+    db = database(sqlite_url)
+    feed(
+        db,
+        [
+            recorded(order("o1", "a", days_ago=2, amount="10.00")),
+            recorded(order("o2", "b", days_ago=5, amount="20.00")),
+        ],
+    )
+    feed(db, [merged("a", "b")])
+    # an order for the merged id after the merge counts for the survivor
+    feed(db, [recorded(order("o3", "b", days_ago=1, amount="5.00"))])
+    state = stored_state(db).set_index("customer_id")
+    assert list(state.index) == ["a"]
+    assert state.loc["a", "frequency"] == 3
+    assert state.loc["a", "monetary_e4"] == 350_000
+    removed = [e for e in outbox_events(db) if e.data.removed]
+    assert [e.data.customer_id for e in removed] == ["b"]
+
+
+def test_erasure_removes_the_customer_everywhere(sqlite_url: str) -> None:
+    db = database(sqlite_url)
+    feed(db, [recorded(order("o1", "a", days_ago=2)), recorded(order("o2", "z", days_ago=2))])
+    feed(db, [erased("a")])
+    # a late redelivery of the erased customer's old order is ignored
+    feed(db, [recorded(order("o1", "a", days_ago=2, version_minutes=9))])
+    assert stored_state(db)["customer_id"].tolist() == ["z"]
+    with db.unit_of_work() as session:
+        left = session.execute(
+            text("SELECT count(*) FROM order_states WHERE customer_id='a'")
+        ).scalar()
+    assert left == 0
+    last = outbox_events(db)[-1]
+    assert last.data.customer_id == "a" and last.data.removed and last.data.current is None
+    # a new order placed after the erasure is a new relationship
+    feed(db, [recorded(order("o9", "a", days_ago=-1))])
+    assert "a" in stored_state(db)["customer_id"].tolist()
+
+
+def test_the_sweep_moves_customers_as_days_pass(db_url: str) -> None:
+    db = database(db_url)
+    feed(db, [recorded(order("o1", "a", days_ago=10)), recorded(order("o2", "b", days_ago=100))])
+    with db.unit_of_work() as session:
+        service.rescore_all(session, NOW)
+    before = len(outbox_events(db))
+    later = NOW + timedelta(days=25)
+    with db.unit_of_work() as session:
+        outcome = service.rescore_all(session, later)
+    assert outcome.changed == 1
+    moved = outbox_events(db)[before:]
+    assert [
+        (e.data.customer_id, e.data.previous.lifecycle_stage, e.data.current.lifecycle_stage)
+        for e in moved
+    ] == [("a", "new", "silent")]
+    with db.unit_of_work() as session:
+        assert service.rescore_all(session, later).changed == 0
+
+
+def test_orders_leaving_the_window_are_refreshed_by_the_sweep(sqlite_url: str) -> None:
+    db = database(sqlite_url)
+    feed(db, [recorded(order("o1", "a", days_ago=360)), recorded(order("o2", "a", days_ago=2))])
+    with db.unit_of_work() as session:
+        outcome = service.rescore_all(session, NOW + timedelta(days=10))
+    assert outcome.refreshed_windows == 1
+    state = stored_state(db).set_index("customer_id")
+    assert state.loc["a", "frequency"] == 1 and state.loc["a", "order_count"] == 2
+    last = outbox_events(db)[-1]
+    assert last.data.previous.frequency == 2 and last.data.current.frequency == 1
+
+
+@pytest.mark.parametrize("as_of_days", [0, 30])
+def test_encoded_events_match_the_shared_model(sqlite_url: str, as_of_days: int) -> None:
+    record = service.segment_changed_record(
+        "c1",
+        3,
+        NOW - timedelta(days=as_of_days),
+        None,
+        {"frequency": 1, "monetary": "1.00"},
+        ["s1"],
+        ["s0"],
+    )
+    event = decode_event(record[2])
+    assert event.data.segments_entered == ["s1"] and event.data.segments_left == ["s0"]
+    assert event.data.current.monetary == scoring.from_e4(10_000)
+
+
+def test_offsets_are_stored_as_instants(db_url: str) -> None:
+    db = database(db_url)
+    shanghai = order("o1", "a", days_ago=0)
+    local = datetime.fromisoformat("2026-11-19T23:30:00+08:00")  # 15:30 UTC
+    shanghai = shanghai.model_copy(
+        update={"created_at": local, "paid_at": local, "updated_at": local}
+    )
+    feed(db, [recorded(shanghai)])
+    with db.unit_of_work() as session:
+        view = service.score_customers(session, ["a"], None, NOW)[0].row
+    assert view["last_order_at"] == datetime(2026, 11, 19, 15, 30, tzinfo=UTC)
+    # 04:00 UTC on the 20th is noon in Shanghai: the order was yesterday there
+    assert view["recency_days"] == 1
+
+
+def test_cut_points_are_stale_when_the_population_grows(sqlite_url: str) -> None:
+    db = database(sqlite_url)
+    with db.unit_of_work() as session:
+        assert not service.cut_points_stale(session, NOW)  # nobody yet
+    feed(db, [recorded(order(f"o{i}", f"c{i}", days_ago=i)) for i in range(20)])
+    with db.unit_of_work() as session:
+        assert service.cut_points_stale(session, NOW)
+        service.rescore_all(session, NOW)
+    with db.unit_of_work() as session:
+        assert not service.cut_points_stale(session, NOW)
+    feed(db, [recorded(order("o99", "c99", days_ago=1))])  # 5 % more: not yet
+    with db.unit_of_work() as session:
+        assert not service.cut_points_stale(session, NOW)
