@@ -1,34 +1,121 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
+from services.ingest import schemas
+from services.ingest.committer import GroupCommitter
 from services.ingest.config import Settings
-from services.ingest.consumer import RAW_TYPES, build_consumers
+from services.ingest.consumer import build_consumers
+from services.ingest.delivery import EPOCH_TOPIC, EpochGuard, IngestRelay, write_lock
+from services.ingest.handlers import RAW_KINDS
+from services.ingest.imports import ImportRunner
 from services.ingest.routes import router
+from services.ingest.validation import Rules
+from shared import topics
 from shared.api import build_app
 from shared.config import ServiceSettings
-from shared.runtime import ServiceRuntime
+from shared.runtime import PeriodicJob, ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Validates, normalises and deduplicates orders, customers and interactions;
+stores every accepted record durably (before answering 2xx) and relays it to Kafka through a
+transactional outbox, so ingest keeps accepting while the broker is down.
+
+The same rules apply to REST, the raw topics (crm.raw.orders.v1, crm.raw.customers.v1,
+crm.raw.interactions.v1; rejects go to crm.deadletter.v1 with their origin and reason) and
+the CSV import. Each rule is described on the request schemas (OrderIn, CustomerIn,
+InteractionIn). A rejected single record is a 422 problem+json listing every
+`{field, code, message}`; a batch answers 200 with a result per record.
+
+`Idempotency-Key` is honoured on every POST: a repeat returns the first response, the same
+key with a different body is a 409.
+"""
+
 
 def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
-    return ServiceRuntime(
-        settings or Settings(),
+    settings = settings or Settings()
+    runtime = ServiceRuntime(
+        settings,
         MIGRATIONS,
         consumer_factory=build_consumers,
-        consumed_topics=tuple(RAW_TYPES),
+        consumed_topics=(*RAW_KINDS, topics.PROFILES, EPOCH_TOPIC),
     )
+    runtime.extras["rules"] = Rules.from_settings(settings)
+    write_lock(runtime)  # created once, before any thread needs it
+    relay = IngestRelay(runtime)
+    guard = EpochGuard(runtime)
+    relay.guard = guard
+    runtime.relay = relay
+    runtime.extras["epoch_guard"] = guard
+    runtime.extras["imports"] = ImportRunner(runtime)
+    runtime.extras["committer"] = GroupCommitter(runtime)
+
+    def check_epoch() -> None:
+        try:
+            guard.check()
+        except Exception as exc:  # the broker is down: the relay retries, we check again
+            log.info("ingest: broker epoch not verified (%s)", type(exc).__name__)
+
+    if getattr(settings, "run_relay", True):
+        interval = getattr(settings, "epoch_check_interval", 3.0)
+        runtime.jobs.append(PeriodicJob("ingest-epoch", interval, check_epoch))
+    return runtime
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     runtime = create_runtime(settings)
-    return build_app(
+    s: Any = runtime.settings
+    app = build_app(
         runtime=runtime,
         title="CRM ingest",
-        description="Validates, normalises and deduplicates orders, customers and interactions; "
-        "stores every accepted record durably and relays it to Kafka.",
+        description=DESCRIPTION,
         routers=[router],
+        max_body_bytes=s.max_batch_body_bytes,
+        body_limit_overrides=[
+            ("/v1/imports", s.max_import_bytes),
+            ("/v1/orders/batch", s.max_batch_body_bytes),
+            ("/v1/customers/batch", s.max_batch_body_bytes),
+            ("/v1/interactions/batch", s.max_batch_body_bytes),
+            ("/v1/orders", s.max_single_body_bytes),
+            ("/v1/customers", s.max_single_body_bytes),
+            ("/v1/interactions", s.max_single_body_bytes),
+        ],
+        on_startup=runtime.extras["imports"].fail_interrupted,
     )
+    _document_request_bodies(app)
+    return app
+
+
+def _document_request_bodies(app: FastAPI) -> None:
+    """Routes read their JSON bodies themselves; publish the documented input schemas."""
+    original = app.openapi
+    models: list[type[BaseModel]] = [
+        schemas.OrderIn,
+        schemas.OrdersBatchIn,
+        schemas.CustomerIn,
+        schemas.CustomersBatchIn,
+        schemas.InteractionIn,
+        schemas.InteractionsBatchIn,
+    ]
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        _, defs = models_json_schema(
+            [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,17 +1,275 @@
+"""Every query ingest makes."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.ingest.models import StoredEvent
+from services.ingest.models import ImportJob, ImportRejection, IntakeCount, StoredEvent
+from shared.bus import PLATFORM_TABLES
+from shared.events import utcnow
+
+_CHUNK = 500
+
+
+def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT many rows. On SQLite straight through the driver's executemany (about twice
+    as fast as the Core path for thousands of rows); elsewhere the Core bulk insert."""
+    if not rows:
+        return
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        session.execute(insert(table), list(rows))
+        return
+    names = list(rows[0])
+    processors = [table.c[name].type._cached_bind_processor(bind.dialect) for name in names]
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+    converting = [(i, proc) for i, proc in enumerate(processors) if proc is not None]
+    params: list[Any] = []
+    for row in rows:
+        values = [row[n] for n in names]
+        for i, proc in converting:
+            values[i] = proc(values[i])
+        params.append(tuple(values))
+    session.connection().exec_driver_sql(sql, params)
 
 
 class EventStore:
-    """Every query on the durable event store."""
+    """The durable event store: every accepted record version, in arrival order."""
+
+    table = cast(Table, StoredEvent.__table__)
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def append(self, event: StoredEvent) -> StoredEvent:
-        self.session.add(event)
+    def versions_of(self, kind: str, entity_ids: Iterable[str]) -> dict[str, set[str]]:
+        """The stored versions of each entity (only entities that have any)."""
+        ids = list(dict.fromkeys(entity_ids))
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            rows = self.session.execute(
+                _VERSIONS, {"kind": kind, "ids": ids[start : start + _CHUNK]}
+            )
+            for entity_id, version in rows:
+                found.setdefault(entity_id, set()).add(version)
+        return found
+
+    def append(self, row: dict[str, Any]) -> int:
+        """Store one version; returns its sequence number."""
+        return int(self.session.execute(_APPEND, [row]).scalar_one())
+
+    def append_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        bulk_insert(self.session, self.table, rows)
+
+    def queue(self, rows: Sequence[tuple[str, str | None, bytes]]) -> None:
+        """Queue encoded records ``(topic, key, value)`` in the outbox (same transaction)."""
+        now = utcnow()
+        bulk_insert(
+            self.session,
+            PLATFORM_TABLES.tables["outbox"],
+            [{"topic": t, "key": k, "value": v, "created_at": now} for t, k, v in rows],
+        )
+
+    def count(self) -> int:
+        return int(self.session.execute(select(func.count()).select_from(self.table)).scalar_one())
+
+    def last_sequence(self) -> int:
+        value = self.session.execute(select(func.max(self.table.c.sequence))).scalar_one()
+        return int(value or 0)
+
+    def replay_into_outbox(
+        self,
+        *,
+        from_sequence: int | None = None,
+        to_sequence: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> int:
+        """Queue the current (published) versions in a range for publication again.
+
+        One INSERT ... SELECT: nothing is loaded into memory, whatever the range.
+        """
+        t = self.table
+        outbox = PLATFORM_TABLES.tables["outbox"]
+        query = select(t.c.topic, t.c.customer_id, t.c.envelope, literal(utcnow())).where(
+            t.c.current.is_(True)
+        )
+        if from_sequence is not None:
+            query = query.where(t.c.sequence >= from_sequence)
+        if to_sequence is not None:
+            query = query.where(t.c.sequence <= to_sequence)
+        if since is not None:
+            query = query.where(t.c.received_at >= since)
+        if until is not None:
+            query = query.where(t.c.received_at < until)
+        if kinds:
+            query = query.where(t.c.kind.in_(list(kinds)))
+        # count first: SQLite reports no rowcount for INSERT ... SELECT
+        count = self.session.execute(
+            select(func.count()).select_from(query.subquery())
+        ).scalar_one()
+        if count:
+            self.session.execute(
+                insert(outbox).from_select(
+                    ["topic", "key", "value", "created_at"], query.order_by(t.c.sequence)
+                )
+            )
+        return int(count)
+
+    def envelopes_of(self, customer_id: str) -> list[tuple[int, str, bytes]]:
+        t = self.table
+        rows = self.session.execute(
+            select(t.c.sequence, t.c.kind, t.c.envelope).where(t.c.customer_id == customer_id)
+        )
+        return [(int(s), str(k), bytes(e)) for s, k, e in rows]
+
+    def replace_envelope(self, sequence: int, envelope: bytes) -> None:
+        self.session.execute(
+            update(self.table).where(self.table.c.sequence == sequence).values(envelope=envelope)
+        )
+
+    def replace_pending(self, key: str, values: dict[bytes, bytes]) -> None:
+        """Rewrite unpublished outbox rows of one key (``old value -> new value``)."""
+        outbox = PLATFORM_TABLES.tables["outbox"]
+        rows = self.session.execute(
+            select(outbox.c.id, outbox.c.value).where(outbox.c.key == key)
+        ).all()
+        for row_id, value in rows:
+            new = values.get(bytes(value))
+            if new is not None:
+                self.session.execute(update(outbox).where(outbox.c.id == row_id).values(value=new))
+
+    def lock_for_replay(self) -> None:
+        """Hold off new versions until this transaction ends (PostgreSQL; SQLite has one
+        writer anyway), so the pending rows dropped and the versions re-queued agree."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text("LOCK TABLE stored_events IN SHARE ROW EXCLUSIVE MODE"))
+
+    def drop_pending(self, topic_names: Sequence[str]) -> int:
+        """Delete unpublished outbox rows of these topics (before re-queueing them all)."""
+        outbox = PLATFORM_TABLES.tables["outbox"]
+        result = self.session.execute(delete(outbox).where(outbox.c.topic.in_(list(topic_names))))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def outbox_has(self, topic: str) -> bool:
+        outbox = PLATFORM_TABLES.tables["outbox"]
+        row = self.session.execute(select(outbox.c.id).where(outbox.c.topic == topic).limit(1))
+        return row.first() is not None
+
+
+_STORED = cast(Table, StoredEvent.__table__)
+# built once: constructing statements costs more than running them for one small record
+_VERSIONS = select(_STORED.c.entity_id, _STORED.c.version).where(
+    _STORED.c.kind == bindparam("kind"), _STORED.c.entity_id.in_(bindparam("ids", expanding=True))
+)
+_APPEND = insert(_STORED).returning(_STORED.c.sequence)
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_counts(dialect: str) -> Any:
+    if dialect not in _UPSERTS:
+        table = cast(Table, IntakeCount.__table__)
+        builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = builder(table)
+        _UPSERTS[dialect] = stmt.on_conflict_do_update(
+            index_elements=["minute", "source", "kind", "outcome", "reason"],
+            set_={"count": table.c["count"] + stmt.excluded["count"]},
+        )
+    return _UPSERTS[dialect]
+
+
+class IntakeStats:
+    """Counts of accepted / duplicate / rejected records per minute, source, kind, reason."""
+
+    table = cast(Table, IntakeCount.__table__)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(
+        self, minute: datetime, source: str, kind: str, counts: dict[tuple[str, str], int]
+    ) -> None:
+        """Add ``{(outcome, reason): n}`` to the minute's counters (an upsert)."""
+        if not counts:
+            return
+        rows = [
+            {
+                "minute": minute,
+                "source": source,
+                "kind": kind,
+                "outcome": outcome,
+                "reason": reason,
+                "count": n,
+            }
+            for (outcome, reason), n in sorted(counts.items())
+        ]
+        dialect = self.session.get_bind().dialect.name
+        self.session.execute(_upsert_counts(dialect), rows)
+
+    def totals_since(self, since: datetime) -> list[tuple[str, str, str, str, int]]:
+        """``(source, kind, outcome, reason, count)`` summed over minutes from ``since``."""
+        t = self.table
+        rows = self.session.execute(
+            select(t.c.source, t.c.kind, t.c.outcome, t.c.reason, func.sum(t.c["count"]))
+            .where(t.c.minute >= since)
+            .group_by(t.c.source, t.c.kind, t.c.outcome, t.c.reason)
+        )
+        return [(s, k, o, r, int(n)) for s, k, o, r, n in rows]
+
+
+class Imports:
+    """Import jobs and their rejected rows."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, job: ImportJob) -> None:
+        self.session.add(job)
         self.session.flush()
-        return event
+
+    def get(self, job_id: str) -> ImportJob | None:
+        return self.session.get(ImportJob, job_id)
+
+    def update(self, job_id: str, **values: Any) -> None:
+        self.session.execute(update(ImportJob).where(ImportJob.job_id == job_id).values(**values))
+
+    def add_progress(
+        self, job_id: str, rows: int, accepted: int, duplicate: int, rejected: int
+    ) -> None:
+        self.session.execute(
+            update(ImportJob)
+            .where(ImportJob.job_id == job_id)
+            .values(
+                rows_read=ImportJob.rows_read + rows,
+                accepted=ImportJob.accepted + accepted,
+                duplicate=ImportJob.duplicate + duplicate,
+                rejected=ImportJob.rejected + rejected,
+            )
+        )
+
+    def add_rejections(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(cast(Table, ImportRejection.__table__)), list(rows))
+
+    def rejections(self, job_id: str, after_row: int, limit: int) -> list[ImportRejection]:
+        return list(
+            self.session.execute(
+                select(ImportRejection)
+                .where(ImportRejection.job_id == job_id, ImportRejection.row_number > after_row)
+                .order_by(ImportRejection.row_number)
+                .limit(limit)
+            ).scalars()
+        )
+
+    def unfinished(self) -> list[ImportJob]:
+        return list(
+            self.session.execute(
+                select(ImportJob).where(ImportJob.status.in_(("queued", "running")))
+            ).scalars()
+        )

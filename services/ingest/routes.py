@@ -1,29 +1,296 @@
+"""Thin HTTP endpoints: parse, call the service in one unit of work, answer."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+import asyncio
+from typing import Annotated, Any
 
-from services.ingest import service
-from services.ingest.schemas import OrderAccepted
+import orjson
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
+from sqlalchemy.exc import IntegrityError
+from starlette.responses import Response
+
+from services.ingest import imports, service
+from services.ingest.committer import GroupCommitter
+from services.ingest.delivery import write_lock
+from services.ingest.schemas import (
+    BatchResult,
+    CustomerAccepted,
+    ImportJobRead,
+    InteractionAccepted,
+    OrderAccepted,
+    ReplayRequest,
+    ReplayResult,
+)
+from services.ingest.validation import Rules, parse_json
 from shared.api import require
-from shared.events import Order
+from shared.errors import NotFound, PayloadTooLarge, ValidationProblem
 from shared.runtime import ServiceRuntime
 
-router = APIRouter(prefix="/v1", tags=["orders"])
+router = APIRouter(prefix="/v1")
+
+
+async def json_body(request: Request) -> Any:
+    """The request body parsed as JSON (lone surrogates reach validation, which rejects them)."""
+    body = await request.body()
+    try:
+        return parse_json(body)
+    except ValueError as exc:
+        raise ValidationProblem(
+            f"the body is not valid JSON (UTF-8): {type(exc).__name__}",
+            slug="malformed-json",
+            title="The body is not JSON",
+        ) from exc
+
+
+Body = Annotated[Any, Depends(json_body)]
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def _body_of(schema: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
+    }
+
+
+def _accept(runtime: ServiceRuntime, kind: str, records: list[Any], source: str) -> list[Any]:
+    rules: Rules = runtime.extras["rules"]
+    prepared = service.prepare(kind, records, source=source, rules=rules)
+    for attempt in range(3):
+        try:
+            with write_lock(runtime), runtime.db.unit_of_work() as session:
+                results = service.store(session, prepared)
+            break
+        except IntegrityError:
+            # a concurrent request stored the same version first: decide again
+            if attempt == 2:
+                raise
+    if any(r.event_id for r in results):
+        runtime.relay.notify()
+    return results
+
+
+async def _single(runtime: ServiceRuntime, kind: str, body: Any) -> Any:
+    # async on purpose: the group committer's thread does the blocking work, so a single
+    # record costs no thread-pool hop of its own (see committer.py)
+    committer: GroupCommitter = runtime.extras["committer"]
+    result = await asyncio.wrap_future(committer.submit(kind, body, "rest"))
+    if result.status == "rejected":
+        raise ValidationProblem(
+            f"the {kind} was rejected: {len(result.reasons)} problem(s)",
+            errors=[r.as_dict() for r in result.reasons],
+        )
+    return result
+
+
+def _batch(runtime: ServiceRuntime, kind: str, plural: str, body: Any) -> Response:
+    records = body.get(plural) if isinstance(body, dict) else body
+    if not isinstance(records, list):
+        raise ValidationProblem(f'send {{"{plural}": [...]}} (or a JSON array)')
+    limit = runtime.settings.max_batch_size  # type: ignore[attr-defined]
+    if len(records) > limit:
+        raise PayloadTooLarge(
+            f"a batch holds at most {limit} records; this one has {len(records)}",
+            max_records=limit,
+        )
+    results = _accept(runtime, kind, records, "rest")
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    items = []
+    for r in results:
+        counts[r.status] += 1
+        items.append(
+            {
+                "index": r.index,
+                "id": r.id,
+                "status": r.status,
+                "event_id": r.event_id,
+                "current": r.current,
+                "reasons": [x.as_dict() for x in r.reasons],
+            }
+        )
+    # serialised directly (the shape is BatchResult): 5,000 results through pydantic again
+    # would cost more than storing them
+    return Response(orjson.dumps({**counts, "results": items}), media_type="application/json")
 
 
 @router.post(
     "/orders",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=OrderAccepted,
+    tags=["orders"],
+    dependencies=[require("ingest:write")],
+    openapi_extra=_body_of("OrderIn"),
+    responses={413: {"description": "body too large"}, 422: {"description": "rejected"}},
+)
+async def post_order(request: Request, body: Body) -> OrderAccepted:
+    """Accept one order (its latest state): validated, stored before the 202, relayed to Kafka."""
+    r = await _single(_runtime(request), "order", body)
+    return OrderAccepted(
+        order_id=r.id, status=r.status, event_id=r.event_id, sequence=r.sequence, current=r.current
+    )
+
+
+@router.post(
+    "/orders/batch",
+    tags=["orders"],
+    response_model=BatchResult,
+    dependencies=[require("ingest:write")],
+    openapi_extra=_body_of("OrdersBatchIn"),
+    responses={413: {"description": "body or batch too large"}},
+)
+def post_orders_batch(request: Request, body: Body) -> Response:
+    """Accept up to 5,000 orders in one transaction; a result per order (bad ones never block)."""
+    return _batch(_runtime(request), "order", "orders", body)
+
+
+@router.post(
+    "/customers",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["customers"],
+    dependencies=[require("ingest:write")],
+    openapi_extra=_body_of("CustomerIn"),
+)
+async def post_customer(request: Request, body: Body) -> CustomerAccepted:
+    """Accept one customer record: validated, stored, relayed to crm.customers.v1."""
+    r = await _single(_runtime(request), "customer", body)
+    return CustomerAccepted(
+        customer_id=r.id,
+        status=r.status,
+        event_id=r.event_id,
+        sequence=r.sequence,
+        current=r.current,
+    )
+
+
+@router.post(
+    "/customers/batch",
+    tags=["customers"],
+    response_model=BatchResult,
+    dependencies=[require("ingest:write")],
+    openapi_extra=_body_of("CustomersBatchIn"),
+)
+def post_customers_batch(request: Request, body: Body) -> Response:
+    """Accept up to 5,000 customer records; a result per record."""
+    return _batch(_runtime(request), "customer", "customers", body)
+
+
+@router.post(
+    "/interactions",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["interactions"],
+    dependencies=[require("ingest:write")],
+    openapi_extra=_body_of("InteractionIn"),
+)
+async def post_interaction(request: Request, body: Body) -> InteractionAccepted:
+    """Accept one typed interaction (review, ticket, return, complaint, dispute, response)."""
+    r = await _single(_runtime(request), "interaction", body)
+    return InteractionAccepted(
+        interaction_id=r.id,
+        status=r.status,
+        event_id=r.event_id,
+        sequence=r.sequence,
+        current=r.current,
+    )
+
+
+@router.post(
+    "/interactions/batch",
+    tags=["interactions"],
+    response_model=BatchResult,
+    dependencies=[require("ingest:write")],
+    openapi_extra=_body_of("InteractionsBatchIn"),
+)
+def post_interactions_batch(request: Request, body: Body) -> Response:
+    """Accept up to 5,000 interactions; a result per record."""
+    return _batch(_runtime(request), "interaction", "interactions", body)
+
+
+# --------------------------------------------------------------------------- imports
+
+
+@router.post(
+    "/imports/orders",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["imports"],
     dependencies=[require("ingest:write")],
 )
-def post_order(order: Order, request: Request) -> OrderAccepted:
-    """Accept one order (the latest state of it); stored before the 202, then relayed to Kafka."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    with runtime.db.unit_of_work() as session:
-        stored = service.accept_order(session, order)
-    runtime.relay.notify()
-    return OrderAccepted(
-        order_id=order.order_id, status="accepted", event_id=stored.event_id,
-        sequence=stored.sequence,
+def post_order_import(
+    request: Request,
+    file: Annotated[UploadFile, File(description=imports.FILE_DESCRIPTION)],
+    mapping: Annotated[str | None, Form(description=imports.MAPPING_DESCRIPTION)] = None,
+    encoding: Annotated[
+        str | None, Form(description="utf-8 | gbk | gb18030; default: detect")
+    ] = None,
+    currency: Annotated[str | None, Form(description="for rows without one (default CNY)")] = None,
+    channel: Annotated[
+        str | None, Form(description="for rows without one (Taobao: taobao)")
+    ] = None,
+) -> ImportJobRead:
+    """Start a bulk order import from a CSV (ours or the shop export); poll the returned job."""
+    runtime = _runtime(request)
+    runner: imports.ImportRunner = runtime.extras["imports"]
+    job = runner.submit(
+        file.file,
+        filename=file.filename,
+        options=imports.parse_options(mapping, encoding, currency, channel),
     )
+    return imports.job_read(job, [])
+
+
+@router.get("/imports/{job_id}", tags=["imports"], dependencies=[require("ingest:read")])
+def get_order_import(
+    request: Request,
+    job_id: str,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ImportJobRead:
+    """Progress of an import (rows read / accepted / duplicate / rejected) and rejected rows."""
+    runtime = _runtime(request)
+    with runtime.db.sessions() as session:
+        found = imports.load_job(session, job_id, cursor, limit)
+    if found is None:
+        raise NotFound(f"no import job {job_id}")
+    return found
+
+
+# --------------------------------------------------------------------------- operations
+
+
+@router.get("/stats", tags=["operations"], dependencies=[require("ingest:read")])
+def get_stats(
+    request: Request,
+    windows: Annotated[str, Query(description="comma-separated: 1h, 24h, 7d, 30d")] = "1h,24h,7d",
+) -> dict[str, Any]:
+    """Data quality: accepted / duplicate / rejected by source, kind and reason per window."""
+    names = [w.strip() for w in windows.split(",") if w.strip()]
+    unknown = [w for w in names if w not in service.WINDOWS]
+    if unknown or not names:
+        raise ValidationProblem(f"unknown window(s) {unknown}; use {sorted(service.WINDOWS)}")
+    with _runtime(request).db.sessions() as session:
+        return {"windows": service.intake_stats(session, names)}
+
+
+@router.post("/admin/replay", tags=["operations"], dependencies=[require("ingest:admin")])
+def post_replay(request: Request, body: ReplayRequest) -> ReplayResult:
+    """Re-publish the current versions in a range (sequence and/or received time) to Kafka."""
+    for moment in (body.since, body.until):
+        if moment is not None and moment.tzinfo is None:
+            raise ValidationProblem("since/until need a timezone offset")
+    runtime = _runtime(request)
+    with write_lock(runtime), runtime.db.unit_of_work() as session:
+        queued = service.replay(
+            session,
+            from_sequence=body.from_sequence,
+            to_sequence=body.to_sequence,
+            since=body.since,
+            until=body.until,
+            kinds=body.kinds,
+        )
+    runtime.relay.notify()
+    return ReplayResult(queued=queued)

@@ -1,28 +1,420 @@
-"""Ingest use cases: accept a record, store it, queue its canonical event. Flush, never commit."""
+"""Ingest use cases: validate records, decide their version, store them, queue canonical events.
+
+Flush, never commit: the caller (a route, the consumer loop, the import job) owns the
+unit of work, so a record is stored and its event queued in the outbox atomically.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import orjson
 from sqlalchemy.orm import Session
 
-from services.ingest.models import StoredEvent
-from services.ingest.repository import EventStore
+from services.ingest import validation
+from services.ingest.repository import EventStore, IntakeStats
+from services.ingest.validation import Reason, RecordRejected, Rules
 from shared import topics
-from shared.bus import add_to_outbox
-from shared.events import Order, OrderRecorded, encode_event, utcnow
+from shared.events import (
+    Customer,
+    CustomerRecorded,
+    EnvelopeBase,
+    Interaction,
+    InteractionRecorded,
+    Order,
+    OrderRecorded,
+    encode_event,
+    utcnow,
+)
+
+Kind = Literal["order", "customer", "interaction"]
+Outcome = Literal["accepted", "duplicate", "rejected"]
+
+_NO_TIME = "0000-00-00T00:00:00.000000Z"
 
 
-def accept_order(session: Session, order: Order, source: str = "rest") -> StoredEvent:
-    event = OrderRecorded(source=f"ingest/{source}", key=order.customer_id, data=order)
-    stored = EventStore(session).append(
-        StoredEvent(
-            event_id=str(event.event_id),
-            kind="order",
-            entity_id=order.order_id,
-            customer_id=order.customer_id,
-            topic=topics.ORDERS,
-            envelope=encode_event(event),
-            received_at=utcnow(),
+@dataclass
+class ItemResult:
+    """What happened to one submitted record."""
+
+    index: int
+    status: Outcome
+    id: str | None = None
+    event_id: str | None = None
+    sequence: int | None = None
+    current: bool | None = None
+    reasons: list[Reason] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: Kind
+    topic: str
+    validate: Callable[[Any, Rules, datetime | None], Any]
+    envelope: Callable[..., EnvelopeBase]
+    entity_id: Callable[[Any], str]
+    version: Callable[[Any], str]
+    #: the part of the version that orders versions (a newer one becomes current)
+    precedence: Callable[[str], str]
+
+
+def _utc_text(moment: datetime | None) -> str:
+    if moment is None:
+        return _NO_TIME
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _fingerprint(model: Any) -> str:
+    data = orjson.dumps(model.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def order_version(order: Order) -> str:
+    """``<version_at in UTC>|<status rank>``: sorts like :meth:`Order.version_key`."""
+    moment, rank = order.version_key()
+    return f"{_utc_text(moment)}|{rank}"
+
+
+def customer_version(customer: Customer) -> str:
+    """``<updated_at in UTC or zeros>|<content fingerprint>``: identical content is a duplicate."""
+    return f"{_utc_text(customer.updated_at)}|{_fingerprint(customer)}"
+
+
+def interaction_version(interaction: Interaction) -> str:
+    """``<zeros>|<content fingerprint>``: the latest different content is current."""
+    return f"{_NO_TIME}|{_fingerprint(interaction)}"
+
+
+KINDS: dict[str, KindSpec] = {
+    "order": KindSpec(
+        "order",
+        topics.ORDERS,
+        validation.validate_order,
+        OrderRecorded,
+        lambda o: o.order_id,
+        order_version,
+        lambda v: v,
+    ),
+    "customer": KindSpec(
+        "customer",
+        topics.CUSTOMERS,
+        validation.validate_customer,
+        CustomerRecorded,
+        lambda c: c.customer_id,
+        customer_version,
+        lambda v: v.partition("|")[0],
+    ),
+    "interaction": KindSpec(
+        "interaction",
+        topics.INTERACTIONS,
+        validation.validate_interaction,
+        InteractionRecorded,
+        lambda i: i.interaction_id,
+        interaction_version,
+        lambda v: v.partition("|")[0],
+    ),
+}
+
+
+@dataclass
+class Prepared:
+    """Records of one kind, validated, versioned and encoded: everything before the database.
+
+    Preparing is the CPU-heavy part, so callers do it before taking the write lock.
+    """
+
+    kind: str
+    source: str
+    now: datetime
+    results: list[ItemResult]
+    #: (result index, entity id, version, customer id, event id, encoded event)
+    candidates: list[tuple[int, str, str, str, str, bytes]]
+
+
+def prepare(
+    kind: str,
+    records: Sequence[Any],
+    *,
+    source: str,
+    rules: Rules,
+    now: datetime | None = None,
+    validated: Sequence[Any | RecordRejected] | None = None,
+) -> Prepared:
+    """Validate and encode records of one kind (no I/O); ``validated`` skips validation."""
+    spec = KINDS[kind]
+    now = now or utcnow()
+    results: list[ItemResult] = []
+    candidates: list[tuple[int, str, str, str, str, bytes]] = []
+    event_source = f"ingest/{source}"
+    for index, raw in enumerate(records):
+        try:
+            model = validated[index] if validated is not None else spec.validate(raw, rules, now)
+            if isinstance(model, RecordRejected):
+                raise model
+        except RecordRejected as exc:
+            results.append(
+                ItemResult(index, "rejected", id=_loose_id(raw, kind), reasons=exc.reasons)
+            )
+            continue
+        entity = spec.entity_id(model)
+        event = spec.envelope(source=event_source, key=model.customer_id, data=model)
+        candidates.append(
+            (
+                index,
+                entity,
+                spec.version(model),
+                model.customer_id,
+                str(event.event_id),
+                encode_event(event),
+            )
         )
+        results.append(ItemResult(index, "accepted", id=entity))
+    return Prepared(kind, source, now, results, candidates)
+
+
+def store(session: Session, prepared: Prepared) -> list[ItemResult]:
+    """Decide each prepared record's fate against the stored versions, store and queue it.
+
+    A version already stored is a duplicate; a new version is stored and, if it is newer
+    than every stored version of the entity, queued on the canonical topic (``current``);
+    an older one is stored only. Safe to call again after a failed transaction.
+    """
+    spec = KINDS[prepared.kind]
+    results = prepared.results
+    event_store = EventStore(session)
+    seen = event_store.versions_of(prepared.kind, (c[1] for c in prepared.candidates))
+    stored_rows: list[dict[str, Any]] = []
+    outbox_rows: list[tuple[str, str | None, bytes]] = []
+    late = 0
+    for index, entity, version, customer_id, event_id, value in prepared.candidates:
+        result = results[index]
+        result.status, result.event_id, result.current, result.sequence = (
+            "accepted",
+            None,
+            None,
+            None,
+        )
+        versions = seen.setdefault(entity, set())
+        if version in versions:
+            result.status = "duplicate"
+            continue
+        precedence = spec.precedence(version)
+        current = all(precedence >= spec.precedence(v) for v in versions)
+        versions.add(version)
+        result.event_id, result.current = event_id, current
+        late += not current
+        stored_rows.append(
+            {
+                "event_id": event_id,
+                "kind": prepared.kind,
+                "entity_id": entity,
+                "version": version,
+                "current": current,
+                "customer_id": customer_id,
+                "source": prepared.source,
+                "topic": spec.topic,
+                "envelope": value,
+                "received_at": prepared.now,
+            }
+        )
+        if current:
+            outbox_rows.append((spec.topic, customer_id, value))
+    if len(stored_rows) == 1:
+        sequence = event_store.append(stored_rows[0])
+        for result in results:
+            if result.event_id is not None:
+                result.sequence = sequence
+    else:
+        event_store.append_many(stored_rows)
+    event_store.queue(outbox_rows)
+    record_outcomes(session, prepared.source, prepared.kind, results, prepared.now, late=late)
+    return results
+
+
+def accept(
+    session: Session,
+    kind: str,
+    records: Sequence[Any],
+    *,
+    source: str,
+    rules: Rules,
+    now: datetime | None = None,
+    validated: Sequence[Any | RecordRejected] | None = None,
+) -> list[ItemResult]:
+    """Validate, version, store and queue records of one kind; one result each, in order.
+
+    Bad records never block good ones. See :func:`prepare` and :func:`store`.
+    """
+    return store(
+        session,
+        prepare(kind, records, source=source, rules=rules, now=now, validated=validated),
     )
-    add_to_outbox(session, topics.ORDERS, event)
-    return stored
+
+
+def record_outcomes(
+    session: Session,
+    source: str,
+    kind: str,
+    results: Sequence[ItemResult],
+    now: datetime,
+    late: int = 0,
+) -> None:
+    """Add the results to the per-minute intake statistics."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for result in results:
+        reason = result.reasons[0].code if result.reasons else ""
+        counts[(result.status, reason)] += 1
+    if late:
+        counts[("accepted", "")] -= late
+        counts[("accepted", "late_version")] += late
+        if counts[("accepted", "")] == 0:
+            del counts[("accepted", "")]
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    IntakeStats(session).add(minute, source, kind, dict(counts))
+
+
+def record_rejections(
+    session: Session, source: str, kind: str, codes: Sequence[str], now: datetime | None = None
+) -> None:
+    """Count records rejected before validation (not JSON, bad UTF-8) in the statistics."""
+    now = now or utcnow()
+    counts = Counter(("rejected", code) for code in codes)
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    IntakeStats(session).add(minute, source, kind, dict(counts))
+
+
+def _loose_id(raw: Any, kind: str) -> str | None:
+    """The record's id if it looks like one (for the caller's report), else None."""
+    if not isinstance(raw, dict):
+        return None
+    value = raw.get({"order": "order_id", "customer": "customer_id"}.get(kind, "interaction_id"))
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        text = str(value)
+        if len(text) <= 128 and text.isprintable():
+            return text
+    return None
+
+
+# --------------------------------------------------------------------------- erasure
+
+_ERASED_ORDER_FIELDS: dict[str, Any] = {"buyer": None}
+_KEPT_ADDRESS_FIELDS = ("province", "city", "district")
+_ERASED_CUSTOMER_FIELDS: dict[str, Any] = {
+    "name": None,
+    "gender": None,
+    "birthday": None,
+    "mobiles": [],
+    "phones": [],
+    "emails": [],
+    "wechat": None,
+    "qq": None,
+    "company": None,
+    "title": None,
+    "verified": [],
+    "attributes": {},
+}
+
+
+def _scrub(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The payload without personal data; region (province/city/district) is kept for
+    anonymous regional aggregates."""
+    address_field = {"order": "shipping", "customer": "address"}.get(kind)
+    if address_field and data.get(address_field):
+        data[address_field] = {k: data[address_field].get(k) for k in _KEPT_ADDRESS_FIELDS}
+    if kind == "order":
+        data.update(_ERASED_ORDER_FIELDS)
+    elif kind == "customer":
+        data.update(_ERASED_CUSTOMER_FIELDS)
+    elif kind == "interaction":
+        data.update({"text": None, "attributes": {}})
+    return data
+
+
+def erase_customer(session: Session, customer_id: str) -> int:
+    """Remove a customer's personal data from every stored version and pending event
+    (PIPL / GDPR erasure); returns how many stored versions were rewritten."""
+    store = EventStore(session)
+    rewritten: dict[bytes, bytes] = {}
+    count = 0
+    for sequence, kind, envelope in store.envelopes_of(customer_id):
+        event = orjson.loads(envelope)
+        event["data"] = _scrub(kind, event["data"])
+        value = orjson.dumps(event)
+        rewritten[envelope] = value
+        store.replace_envelope(sequence, value)
+        count += 1
+    store.replace_pending(customer_id, rewritten)
+    return count
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def replay(
+    session: Session,
+    *,
+    from_sequence: int | None = None,
+    to_sequence: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    kinds: Sequence[str] | None = None,
+) -> int:
+    """Queue the current versions in a range (by sequence and/or time) for publication again."""
+    return EventStore(session).replay_into_outbox(
+        from_sequence=from_sequence,
+        to_sequence=to_sequence,
+        since=since,
+        until=until,
+        kinds=kinds,
+    )
+
+
+# --------------------------------------------------------------------------- statistics
+
+WINDOWS = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+
+
+def intake_stats(
+    session: Session, windows: Sequence[str], now: datetime | None = None
+) -> dict[str, Any]:
+    """Accepted / duplicate / rejected counts by source, kind and reason over each window."""
+    now = now or utcnow()
+    stats = IntakeStats(session)
+    report: dict[str, Any] = {}
+    for name in windows:
+        since = now - WINDOWS[name]
+        totals = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        by_source: dict[str, dict[str, Any]] = {}
+        rejected_by_reason: Counter[str] = Counter()
+        for source, kind, outcome, reason, count in stats.totals_since(since):
+            totals[outcome] = totals.get(outcome, 0) + count
+            entry = by_source.setdefault(
+                source, {"accepted": 0, "duplicate": 0, "rejected": 0, "by_kind": {}, "reasons": {}}
+            )
+            entry[outcome] = entry.get(outcome, 0) + count
+            per_kind = entry["by_kind"].setdefault(
+                kind, {"accepted": 0, "duplicate": 0, "rejected": 0}
+            )
+            per_kind[outcome] = per_kind.get(outcome, 0) + count
+            if reason:
+                key = f"{outcome}:{reason}"
+                entry["reasons"][key] = entry["reasons"].get(key, 0) + count
+                if outcome == "rejected":
+                    rejected_by_reason[reason] += count
+        report[name] = {
+            "since": since,
+            **totals,
+            "by_source": by_source,
+            "rejected_by_reason": dict(rejected_by_reason.most_common()),
+        }
+    return report

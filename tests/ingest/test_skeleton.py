@@ -42,8 +42,11 @@ def test_posted_order_reaches_orders_topic(broker, namespace, db_url, tmp_path: 
 
 def test_missing_api_key_is_a_problem(tmp_path: Path, sqlite_url: str) -> None:
     settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1", data_dir=tmp_path, database_url=sqlite_url,
-        api_key=ADMIN_KEY, run_consumer=False,
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        database_url=sqlite_url,
+        api_key=ADMIN_KEY,
+        run_consumer=False,
     )
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/orders", json=ORDER)

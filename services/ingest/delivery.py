@@ -1,0 +1,214 @@
+"""Getting stored events to Kafka, and back into a broker that lost them.
+
+The embedded broker keeps nothing on disk: after a restart of ``make run`` it is
+empty while ingest's event store still holds everything. Ingest therefore writes an
+*epoch marker* (a random id, kept in ``kv_state``) to its own one-partition topic
+``crm.ingest.epochs.v1`` through the outbox, after the events it covers. The
+:class:`EpochGuard` checks at start, every ``epoch_check_interval`` seconds and after
+any failed publish that the broker still holds the current marker; if it does not
+(and the marker is not still waiting in the outbox), the broker lost our events: it
+recreates the topics and queues every current version for publication again, then a
+new marker. Consumers recognise what they already processed by event id, so the
+replay is harmless for those that did see it: delivery stays exactly-once in effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+import uuid
+from contextlib import AbstractContextManager
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import delete, select
+
+from services.ingest.repository import EventStore
+from shared import metrics, topics
+from shared.bus import PLATFORM_TABLES, OutboxRelay, add_raw_to_outbox, ensure_topics
+from shared.db import get_state, set_state
+from shared.runtime import ServiceRuntime
+
+log = logging.getLogger(__name__)
+
+EPOCH_TOPIC = "crm.ingest.epochs.v1"
+_EPOCH_STATE = "broker_epoch"
+
+
+class EpochGuard:
+    """Detects a broker that lost ingest's events and queues the replay."""
+
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+        self._lock = threading.Lock()
+        self.replays = 0
+
+    def check(self) -> bool:
+        """Verify the marker; returns True if a replay was queued. Raises if the broker is down."""
+        with self._lock:
+            if not self.runtime.broker_reachable(timeout=0.5):
+                raise ConnectionError("the broker is not reachable")
+            with self.runtime.db.sessions() as session:
+                epoch = get_state(session, _EPOCH_STATE)
+                marker_pending = EventStore(session).outbox_has(EPOCH_TOPIC)
+            if epoch is not None and (marker_pending or self._broker_has(epoch)):
+                return False
+            return self._replay(first=epoch is None)
+
+    def _broker_has(self, epoch: str) -> bool:
+        settings = self.runtime.settings
+        topic = settings.topic_namespace + EPOCH_TOPIC
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            request_timeout_ms=5000,
+        )
+        try:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                return False
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            wanted = epoch.encode()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=300).values():
+                    if any(r.value == wanted for r in records):
+                        return True
+                highwaters = [consumer.highwater(tp) for tp in tps]
+                if all(h is not None for h in highwaters) and all(
+                    consumer.position(tp) >= h for tp, h in zip(tps, highwaters, strict=True)
+                ):
+                    return False
+            raise TimeoutError("could not read the epoch topic to its end")
+        finally:
+            with contextlib.suppress(Exception):
+                consumer.close()
+
+    def _replay(self, first: bool) -> bool:
+        settings = self.runtime.settings
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            self.runtime.topics,
+            settings.topic_partitions,
+            settings.replication_factor,
+            timeout=10,
+            namespace=settings.topic_namespace,
+        )
+        epoch = str(uuid.uuid4())
+        with write_lock(self.runtime), self.runtime.db.unit_of_work() as session:
+            store = EventStore(session)
+            store.lock_for_replay()
+            # every pending row of these topics is a current stored version: re-queue them
+            # all in sequence order, once, rather than twice
+            store.drop_pending([topics.ORDERS, topics.CUSTOMERS, topics.INTERACTIONS])
+            queued = store.replay_into_outbox()
+            add_raw_to_outbox(session, [(EPOCH_TOPIC, "epoch", epoch.encode())])
+            set_state(session, _EPOCH_STATE, epoch)
+        if queued:
+            self.replays += 1
+            log.warning(
+                "the broker does not hold ingest's events (%s); %d events queued again",
+                "first start" if first else "it was emptied or replaced",
+                queued,
+            )
+        self.runtime.relay.notify()
+        return queued > 0
+
+
+class _FileWriteLock:
+    """A lock shared by the threads of this process and, through ``flock`` on a file beside
+    the database, by every process using the same SQLite file (API workers, the relay)."""
+
+    def __init__(self, path: str) -> None:
+        self._threads = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+
+def write_lock(runtime: ServiceRuntime) -> AbstractContextManager[Any]:
+    """The lock every ingest writer holds around its transaction.
+
+    SQLite has one writer at a time and makes the others poll with growing sleeps, which
+    starves a busy API; queueing on a lock instead (threads, and processes sharing the file)
+    keeps writes flowing. PostgreSQL needs none.
+    """
+    lock = runtime.extras.get("write_lock")
+    if lock is None:
+        lock = contextlib.nullcontext()
+        if runtime.db.is_sqlite:
+            database = runtime.db.engine.url.database
+            if database and database != ":memory:":
+                lock = _FileWriteLock(database + ".writelock")
+            else:
+                lock = threading.Lock()
+        runtime.extras["write_lock"] = lock
+    return lock
+
+
+class IngestRelay(OutboxRelay):
+    """The outbox relay, made to check the broker's epoch after a failure and at start, and
+    to take the write lock only for the moment it deletes what it published."""
+
+    def __init__(self, runtime: ServiceRuntime, batch_size: int = 5000) -> None:
+        super().__init__(runtime.name, runtime.db, runtime.publisher, batch_size=batch_size)
+        self.runtime = runtime
+        self.guard: EpochGuard | None = None
+        self._verified = False
+
+    def start(self) -> None:
+        if getattr(self.runtime.settings, "run_relay", True):
+            super().start()
+
+    def relay_once(self) -> int:
+        if not self._verified and self.guard is not None:
+            self.guard.check()
+            self._verified = True
+        try:
+            return self._publish_batch()
+        except Exception:
+            # the broker went away: before publishing again, make sure it still holds our
+            # events, and start with a fresh producer (the old one's state belongs to it)
+            self._verified = False
+            self.publisher.close(timeout=1)
+            raise
+
+    def _publish_batch(self) -> int:
+        outbox = PLATFORM_TABLES.tables["outbox"]
+        with self.db.sessions() as session:
+            query = (
+                select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value)
+                .order_by(outbox.c.id)
+                .limit(self.batch_size)
+            )
+            if not self.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = session.execute(query).all()
+            if not rows:
+                metrics.OUTBOX_PENDING.labels(self.name).set(0)
+                session.rollback()
+                return 0
+            self.publisher.publish_all((r.topic, r.key, r.value) for r in rows)
+            ids = [r.id for r in rows]
+            with write_lock(self.runtime):
+                for start in range(0, len(ids), 500):
+                    session.execute(delete(outbox).where(outbox.c.id.in_(ids[start : start + 500])))
+                session.commit()
+        metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(rows))
+        return len(rows)

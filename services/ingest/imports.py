@@ -1,0 +1,465 @@
+"""Bulk import of historical orders from a CSV file, as a background job.
+
+The upload is copied to a spool file under the data folder; one worker thread reads
+it as a stream (``csv`` over a decoding text reader, never the whole file) in chunks
+of ``import_chunk_rows`` rows. Each chunk is validated with the same rules as the
+API and stored in one transaction together with the job's progress counters and
+the chunk's rejected rows, so progress always matches what is stored.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import logging
+import queue
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from services.ingest import service
+from services.ingest.delivery import write_lock
+from services.ingest.models import ImportJob
+from services.ingest.reference import CHINESE_ORDER_STATUSES
+from services.ingest.repository import Imports
+from services.ingest.schemas import ImportJobRead, ImportRejectionRead
+from shared.errors import ValidationProblem
+from shared.events import utcnow
+from shared.pagination import decode_cursor, encode_cursor
+from shared.runtime import ServiceRuntime
+
+log = logging.getLogger(__name__)
+
+#: Our own column names -> where the value goes in an order object.
+OUR_COLUMNS: dict[str, tuple[str, ...]] = {
+    "order_id": ("order_id",),
+    "customer_id": ("customer_id",),
+    "status": ("status",),
+    "created_at": ("created_at",),
+    "paid_at": ("paid_at",),
+    "updated_at": ("updated_at",),
+    "currency": ("currency",),
+    "total_amount": ("total_amount",),
+    "refunded_amount": ("refunded_amount",),
+    "discount_amount": ("discount_amount",),
+    "channel": ("channel",),
+    "shop_id": ("shop_id",),
+    "promotion": ("promotion",),
+    "buyer_name": ("buyer", "name"),
+    "buyer_mobile": ("buyer", "mobile"),
+    "buyer_email": ("buyer", "email"),
+    "province": ("shipping", "province"),
+    "city": ("shipping", "city"),
+    "district": ("shipping", "district"),
+    "address": ("shipping", "address"),
+    "recipient": ("shipping", "recipient"),
+    "shipping_mobile": ("shipping", "mobile"),
+    "postal_code": ("shipping", "postal_code"),
+    "item_sku": ("item", "sku"),
+    "item_name": ("item", "name"),
+    "item_category": ("item", "category"),
+    "item_brand": ("item", "brand"),
+    "item_quantity": ("item", "quantity"),
+    "item_unit_price": ("item", "unit_price"),
+}
+
+#: The shop platform's (Taobao / Tmall) export headers -> our column names. 收货人姓名 is
+#: also taken as the buyer's name and 联系手机 as the buyer's mobile.
+TAOBAO_COLUMNS: dict[str, str] = {
+    "订单编号": "order_id",
+    "买家会员名": "customer_id",
+    "买家实际支付金额": "total_amount",
+    "订单状态": "status",
+    "订单创建时间": "created_at",
+    "订单付款时间": "paid_at",
+    "收货人姓名": "recipient",
+    "收货地址": "address",
+    "联系手机": "buyer_mobile",
+    "宝贝标题": "item_name",
+    "宝贝总数量": "item_quantity",
+    "退款金额": "refunded_amount",
+    "店铺名称": "shop_id",
+    "商家编码": "item_sku",
+    "买家邮箱": "buyer_email",
+    "邮编": "postal_code",
+}
+
+FILE_DESCRIPTION = (
+    "CSV, UTF-8 (with or without BOM) or GBK/GB18030, detected unless `encoding` is given; "
+    "first line is the header. Headers: our column names ("
+    + ", ".join(OUR_COLUMNS)
+    + ") or the shop platform's export headers ("
+    + ", ".join(TAOBAO_COLUMNS)
+    + "). Taobao statuses are mapped (交易成功 completed, 等待买家付款 created, 交易关闭 "
+    "cancelled, 卖家已发货，等待买家确认 shipped, 买家已付款，等待卖家发货 paid); a refund "
+    "amount > 0 makes the order refunded (whole amount) or partially_refunded. Values wrapped "
+    'as ="..." or with a leading apostrophe (spreadsheet exports) are unwrapped. Each row is '
+    "validated like POST /v1/orders."
+)
+MAPPING_DESCRIPTION = (
+    'Optional JSON object {"their header": "our column name"} for other layouts; it takes '
+    "precedence over the built-in header names."
+)
+
+_ENCODINGS = {
+    "utf-8": "utf-8-sig",
+    "utf8": "utf-8-sig",
+    "gbk": "gb18030",
+    "gb2312": "gb18030",
+    "gb18030": "gb18030",
+}
+
+
+def parse_options(
+    mapping: str | None, encoding: str | None, currency: str | None, channel: str | None
+) -> dict[str, Any]:
+    """Check the form fields of an import request."""
+    options: dict[str, Any] = {}
+    if mapping:
+        try:
+            parsed = orjson.loads(mapping)
+        except orjson.JSONDecodeError as exc:
+            raise ValidationProblem("mapping must be a JSON object") from exc
+        if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+        ):
+            raise ValidationProblem("mapping must be a JSON object of strings")
+        unknown = sorted(v for v in parsed.values() if v not in OUR_COLUMNS)
+        if unknown:
+            raise ValidationProblem(f"mapping targets unknown columns: {unknown}")
+        options["mapping"] = parsed
+    if encoding:
+        if encoding.lower() not in _ENCODINGS:
+            raise ValidationProblem(f"encoding must be one of {sorted(_ENCODINGS)}")
+        options["encoding"] = _ENCODINGS[encoding.lower()]
+    if currency:
+        options["currency"] = currency
+    if channel:
+        options["channel"] = channel
+    return options
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-8 if the whole file decodes as UTF-8 (streamed), else GB18030 (a superset of GBK)."""
+    with open(path, "rb") as file:
+        if file.read(3) == codecs.BOM_UTF8:
+            return "utf-8-sig"
+        file.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while chunk := file.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "gb18030"
+    return "utf-8"
+
+
+def _clean(value: str) -> str:
+    value = value.strip()
+    if value.startswith('="') and value.endswith('"'):
+        value = value[2:-1]
+    return value.lstrip("'\t").strip()
+
+
+class RowMapper:
+    """Turns CSV rows into order objects for one header layout."""
+
+    def __init__(self, header: list[str], options: dict[str, Any], default_currency: str) -> None:
+        names = [h.strip().lstrip("\ufeff") for h in header]
+        mapping: dict[str, str] = options.get("mapping") or {}
+        self.format = "ours"
+        if mapping:
+            self.format = "mapped"
+        elif any(name in TAOBAO_COLUMNS for name in names):
+            self.format = "taobao"
+        self.columns: list[tuple[int, str]] = []
+        for index, name in enumerate(names):
+            target = mapping.get(name) or TAOBAO_COLUMNS.get(name) or name
+            if target in OUR_COLUMNS:
+                self.columns.append((index, target))
+        self.width = len(names)
+        self.taobao = self.format == "taobao"
+        self.currency = options.get("currency") or default_currency
+        self.channel = options.get("channel") or ("taobao" if self.taobao else None)
+        targets = {t for _, t in self.columns}
+        missing = [
+            c for c in ("order_id", "customer_id", "created_at", "total_amount") if c not in targets
+        ]
+        self.missing = missing
+
+    def order(self, row: list[str]) -> dict[str, Any]:
+        order: dict[str, Any] = {}
+        item: dict[str, Any] = {}
+        for index, column in self.columns:
+            if index >= len(row):
+                continue
+            value = _clean(row[index])
+            if value == "":
+                continue
+            path = OUR_COLUMNS[column]
+            if path[0] == "item":
+                item[path[1]] = value
+            elif len(path) == 2:
+                order.setdefault(path[0], {})[path[1]] = value
+            else:
+                order[path[0]] = value
+        if item:
+            order["items"] = [item]
+        order.setdefault("currency", self.currency)
+        if self.channel:
+            order.setdefault("channel", self.channel)
+        if self.taobao:
+            self._taobao(order)
+        return order
+
+    @staticmethod
+    def _taobao(order: dict[str, Any]) -> None:
+        shipping = order.get("shipping") or {}
+        if shipping.get("recipient"):
+            order.setdefault("buyer", {}).setdefault("name", shipping["recipient"])
+        mobile = (order.get("buyer") or {}).get("mobile")
+        if mobile and shipping:
+            shipping.setdefault("mobile", mobile)
+        status = CHINESE_ORDER_STATUSES.get(str(order.get("status", "")).replace(" ", ""))
+        refund = _decimal(order.get("refunded_amount"))
+        total = _decimal(order.get("total_amount"))
+        if refund and refund > 0 and status in ("paid", "shipped", "completed", "cancelled"):
+            full = total is not None and refund >= total
+            order["status"] = "refunded" if full else "partially_refunded"
+            if total is not None and refund > total:
+                # the platform reports the refund of the whole order; paid amount is what's left
+                order["refunded_amount"] = order["total_amount"]
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value).replace(",", "")) if value not in (None, "") else None
+    except InvalidOperation:
+        return None
+
+
+def read_rows(path: Path, encoding: str) -> Iterator[list[str]]:
+    """The file's CSV records, streamed (bounded memory whatever the size)."""
+    with open(path, encoding=encoding, newline="", errors="strict") as text:
+        yield from csv.reader(text)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+class ImportRunner:
+    """Runs import jobs one at a time in a worker thread."""
+
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+        self.settings: Any = runtime.settings
+        self.folder = Path(self.settings.data_dir) / "imports"
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, upload: IO[bytes], filename: str | None, options: dict[str, Any]) -> ImportJob:
+        """Spool the upload to disk, record the job and queue it; returns the job."""
+        job_id = str(uuid.uuid4())
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{job_id}.csv"
+        with open(path, "wb") as out:
+            shutil.copyfileobj(upload, out, 1 << 20)
+        job = ImportJob(
+            job_id=job_id,
+            status="queued",
+            filename=(filename or "")[:255] or None,
+            options=options,
+            bytes_total=path.stat().st_size,
+            rows_read=0,
+            accepted=0,
+            duplicate=0,
+            rejected=0,
+            created_at=utcnow(),
+        )
+        with self.runtime.db.unit_of_work() as session:
+            Imports(session).add(job)
+        self._ensure_worker()
+        self._queue.put(job_id)
+        return job
+
+    def _ensure_worker(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._work, name="ingest-import", daemon=True
+                )
+                self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def fail_interrupted(self) -> None:
+        """Jobs a previous process left unfinished are marked failed (re-submitting is safe:
+        rows already stored come back as duplicates)."""
+        with self.runtime.db.unit_of_work() as session:
+            repo = Imports(session)
+            for job in repo.unfinished():
+                repo.update(
+                    job.job_id,
+                    status="failed",
+                    error="interrupted by a restart; submit the file again "
+                    "(rows already imported are reported as duplicates)",
+                    finished_at=utcnow(),
+                )
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            path = self.folder / f"{job_id}.csv"
+            try:
+                self.run(job_id, path)
+            except Exception as exc:
+                log.exception("import %s failed", job_id)
+                with self.runtime.db.unit_of_work() as session:
+                    Imports(session).update(
+                        job_id,
+                        status="failed",
+                        error=f"{type(exc).__name__}: {exc}"[:2000],
+                        finished_at=utcnow(),
+                    )
+            finally:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def run(self, job_id: str, path: Path) -> None:
+        """Import one spooled file (blocking)."""
+        with self.runtime.db.sessions() as session:
+            job = Imports(session).get(job_id)
+            assert job is not None
+            options = dict(job.options or {})
+        encoding = str(options.get("encoding") or detect_encoding(path))
+        rows = read_rows(path, encoding)
+        try:
+            header = next(rows)
+        except StopIteration:
+            header = []
+        mapper = RowMapper(header, options, self.settings.import_default_currency)
+        with self.runtime.db.unit_of_work() as session:
+            Imports(session).update(
+                job_id,
+                status="running",
+                encoding=encoding,
+                header_format=mapper.format,
+                started_at=utcnow(),
+            )
+        if mapper.missing:
+            raise ValueError(f"the header lacks required columns: {mapper.missing}")
+        chunk: list[tuple[int, list[str]]] = []
+        row_number = 1
+        kept = 0
+        try:
+            for row in rows:
+                row_number += 1
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                chunk.append((row_number, row))
+                if len(chunk) >= self.settings.import_chunk_rows:
+                    kept = self._chunk(job_id, mapper, chunk, kept)
+                    chunk = []
+        except UnicodeDecodeError as exc:
+            if chunk:
+                self._chunk(job_id, mapper, chunk, kept)
+            raise ValueError(
+                f"the file is not valid {encoding} near line {row_number + 1}"
+            ) from exc
+        if chunk:
+            self._chunk(job_id, mapper, chunk, kept)
+        with self.runtime.db.unit_of_work() as session:
+            Imports(session).update(job_id, status="completed", finished_at=utcnow())
+
+    def _chunk(
+        self, job_id: str, mapper: RowMapper, chunk: list[tuple[int, list[str]]], kept: int
+    ) -> int:
+        orders = [mapper.order(row) for _, row in chunk]
+        rules = self.runtime.extras["rules"]
+        prepared = service.prepare("order", orders, source="import", rules=rules)
+        with write_lock(self.runtime), self.runtime.db.unit_of_work() as session:
+            results = service.store(session, prepared)
+            counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+            rejections = []
+            for (row_number, row), result in zip(chunk, results, strict=True):
+                counts[result.status] += 1
+                if result.status == "rejected" and kept < self.settings.import_max_rejections_kept:
+                    kept += 1
+                    reasons = [r.as_dict() for r in result.reasons]
+                    if len(row) != mapper.width:
+                        reasons.insert(
+                            0,
+                            {
+                                "field": "",
+                                "code": "csv.columns",
+                                "message": f"has {len(row)} columns, the header {mapper.width}",
+                            },
+                        )
+                    rejections.append(
+                        {
+                            "job_id": job_id,
+                            "row_number": row_number,
+                            "order_id": result.id,
+                            "reasons": reasons,
+                        }
+                    )
+            repo = Imports(session)
+            repo.add_rejections(rejections)
+            repo.add_progress(job_id, len(chunk), **counts)
+        self.runtime.relay.notify()
+        return kept
+
+
+def job_read(
+    job: ImportJob, rejections: list[Any], next_cursor: str | None = None
+) -> ImportJobRead:
+    return ImportJobRead(
+        job_id=job.job_id,
+        status=job.status,
+        filename=job.filename,
+        encoding=job.encoding,
+        header_format=job.header_format,
+        rows_read=job.rows_read,
+        accepted=job.accepted,
+        duplicate=job.duplicate,
+        rejected=job.rejected,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        rejections=[
+            ImportRejectionRead(row=r.row_number, order_id=r.order_id, reasons=r.reasons)
+            for r in rejections
+        ],
+        next_cursor=next_cursor,
+    )
+
+
+def load_job(session: Session, job_id: str, cursor: str | None, limit: int) -> ImportJobRead | None:
+    repo = Imports(session)
+    job = repo.get(job_id)
+    if job is None:
+        return None
+    position = decode_cursor(cursor) or {}
+    after = int(position.get("row", 0))
+    found = repo.rejections(job_id, after, limit + 1)
+    next_cursor = None
+    if len(found) > limit:
+        found = found[:limit]
+        next_cursor = encode_cursor({"row": found[-1].row_number})
+    return job_read(job, found, next_cursor)

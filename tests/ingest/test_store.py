@@ -1,0 +1,279 @@
+"""The event store, order versions, statistics and replay, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select
+
+from services.ingest import service
+from services.ingest.app import MIGRATIONS
+from services.ingest.models import Base, StoredEvent
+from services.ingest.validation import Rules
+from shared.bus import PLATFORM_TABLES
+from shared.db import Database, run_migrations
+from shared.events import decode_event
+
+RULES = Rules()
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    run_migrations(MIGRATIONS, db_url)
+    database = Database.from_url(db_url)
+    yield database
+    database.dispose()
+
+
+def order(order_id: str = "T1", **changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "order_id": order_id,
+        "customer_id": "c-1",
+        "status": "created",
+        "created_at": "2026-11-01T10:00:00+08:00",
+        "updated_at": "2026-11-01T10:00:00+08:00",
+        "currency": "CNY",
+        "total_amount": "199.00",
+    }
+    base.update(changes)
+    return base
+
+
+def accept(
+    db: Database, records: list[Any], kind: str = "order", source: str = "rest"
+) -> list[Any]:
+    with db.unit_of_work() as session:
+        return service.accept(session, kind, records, source=source, rules=RULES, now=NOW)
+
+
+def outbox(db: Database) -> list[Any]:
+    table = PLATFORM_TABLES.tables["outbox"]
+    with db.sessions() as session:
+        rows = session.execute(select(table.c.topic, table.c.value).order_by(table.c.id)).all()
+    return [(topic, decode_event(value)) for topic, value in rows]
+
+
+def test_migrations_match_the_models(db_url: str) -> None:
+    run_migrations(MIGRATIONS, db_url)
+    database = Database.from_url(db_url)
+    try:
+        with database.engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        database.dispose()
+    assert diffs == []
+
+
+def test_order_versions_duplicate_newer_and_late(db: Database) -> None:
+    first = accept(db, [order(status="paid", updated_at="2026-11-01T10:05:00+08:00")])[0]
+    assert (first.status, first.current) == ("accepted", True)
+    # the same version again: a duplicate, even if another field differs
+    again = accept(
+        db, [order(status="paid", updated_at="2026-11-01T10:05:00+08:00", channel="other")]
+    )[0]
+    assert again.status == "duplicate" and again.event_id is None
+    # a newer version (later updated_at) becomes the new canonical event
+    newer = accept(db, [order(status="shipped", updated_at="2026-11-02T09:00:00+08:00")])[0]
+    assert (newer.status, newer.current) == ("accepted", True)
+    # an older version arriving late is stored but not published
+    late = accept(db, [order(status="created", updated_at="2026-11-01T10:00:00+08:00")])[0]
+    assert (late.status, late.current) == ("accepted", False)
+    # the same updated_at with a later status is newer
+    same_time = accept(db, [order(status="completed", updated_at="2026-11-02T09:00:00+08:00")])[0]
+    assert same_time.current is True
+    # the late version is a duplicate when it comes again
+    assert (
+        accept(db, [order(status="created", updated_at="2026-11-01T10:00:00+08:00")])[0].status
+        == "duplicate"
+    )
+
+    published = [event.data.status.value for _, event in outbox(db)]
+    assert published == ["paid", "shipped", "completed"]
+    with db.sessions() as session:
+        stored = session.execute(
+            select(StoredEvent.version, StoredEvent.current).order_by(StoredEvent.sequence)
+        ).all()
+    assert len(stored) == 4
+    assert [c for _, c in stored] == [True, True, False, True]
+
+
+def test_a_batch_reports_each_record_and_bad_ones_never_block(db: Database) -> None:
+    records: list[Any] = [
+        order("B1"),
+        order("B2", total_amount="NaN"),
+        order("B1"),  # the same version twice in one batch
+        "not an object",
+        order("B3", status="paid", updated_at="2026-11-01T11:00:00+08:00"),
+        order("B3", status="created", updated_at="2026-11-01T10:30:00+08:00"),  # older
+    ]
+    results = accept(db, records)
+    assert [r.status for r in results] == [
+        "accepted",
+        "rejected",
+        "duplicate",
+        "rejected",
+        "accepted",
+        "accepted",
+    ]
+    assert results[1].reasons[0].code == "money.not_finite"
+    assert results[1].id == "B2"
+    assert [r.current for r in results if r.status == "accepted"] == [True, True, False]
+    assert sorted(e.data.order_id for _, e in outbox(db)) == ["B1", "B3"]
+
+
+def test_customers_and_interactions_versions(db: Database) -> None:
+    customer = {"customer_id": "c-9", "name": "李四", "updated_at": "2026-11-01T00:00:00Z"}
+    assert accept(db, [customer], "customer")[0].status == "accepted"
+    assert accept(db, [customer], "customer")[0].status == "duplicate"
+    changed = {**customer, "name": "李四四", "updated_at": "2026-11-02T00:00:00Z"}
+    assert accept(db, [changed], "customer")[0].current is True
+    stale = {**customer, "name": "旧名"}
+    result = accept(db, [stale], "customer")[0]
+    assert (result.status, result.current) == ("accepted", False)
+
+    review = {
+        "interaction_id": "i-1",
+        "customer_id": "c-9",
+        "kind": "review",
+        "rating": 4,
+        "occurred_at": "2026-11-03T00:00:00Z",
+    }
+    assert accept(db, [review], "interaction")[0].status == "accepted"
+    assert accept(db, [review], "interaction")[0].status == "duplicate"
+    topics = [t for t, _ in outbox(db)]
+    assert topics == ["crm.customers.v1", "crm.customers.v1", "crm.interactions.v1"]
+
+
+def test_stats_count_outcomes_by_source_and_reason(db: Database) -> None:
+    accept(db, [order("S1"), order("S1"), order("S2", currency="XXX")], source="rest")
+    accept(db, [order("S3", total_amount="1.234")], source="kafka")
+    accept(
+        db,
+        [
+            order("S4", status="created", updated_at="2026-11-01T10:30:00+08:00"),
+            order("S4", status="paid", updated_at="2026-11-01T11:00:00+08:00"),
+        ],
+    )
+    accept(db, [order("S4", status="created", updated_at="2026-11-01T10:15:00+08:00")])
+    with db.sessions() as session:
+        report = service.intake_stats(session, ["1h", "24h"], now=NOW + timedelta(minutes=5))
+    hour = report["1h"]
+    assert (hour["accepted"], hour["duplicate"], hour["rejected"]) == (4, 1, 2)
+    assert hour["by_source"]["rest"]["rejected"] == 1
+    assert hour["by_source"]["kafka"]["rejected"] == 1
+    assert hour["rejected_by_reason"] == {"currency.unknown": 1, "money.scale": 1}
+    assert hour["by_source"]["rest"]["reasons"]["accepted:late_version"] == 1
+    with db.sessions() as session:
+        later = service.intake_stats(session, ["1h"], now=NOW + timedelta(hours=2))
+    assert later["1h"]["accepted"] == 0
+
+
+def test_replay_requeues_current_versions_by_sequence_and_time(db: Database) -> None:
+    accept(db, [order(f"R{i}") for i in range(5)])
+    late = order(
+        "R0", created_at="2026-10-30T00:00:00+08:00", updated_at="2026-10-31T00:00:00+08:00"
+    )
+    assert accept(db, [late])[0].current is False
+    table = PLATFORM_TABLES.tables["outbox"]
+    with db.unit_of_work() as session:
+        session.execute(table.delete())
+    with db.unit_of_work() as session:
+        assert service.replay(session, from_sequence=2, to_sequence=4) == 3
+    assert [e.data.order_id for _, e in outbox(db)] == ["R1", "R2", "R3"]
+    with db.unit_of_work() as session:
+        assert service.replay(session, since=NOW - timedelta(seconds=1)) == 5  # not the late one
+        assert service.replay(session, until=NOW - timedelta(seconds=1)) == 0
+    with db.sessions() as session:
+        assert session.execute(select(func.count()).select_from(StoredEvent)).scalar_one() == 6
+
+
+def test_the_version_index_stops_a_second_writer_of_the_same_version(tmp_path: Path) -> None:
+    """Two writers deciding on the same version: the unique index makes one of them retry."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    run_migrations(MIGRATIONS, url)
+    db = Database.from_url(url)
+    try:
+        accept(db, [order("X1")])
+        with db.sessions() as session:
+            row = session.execute(select(StoredEvent)).scalar_one()
+        from sqlalchemy.exc import IntegrityError
+
+        with pytest.raises(IntegrityError), db.unit_of_work() as session:
+            session.execute(
+                StoredEvent.__table__.insert(),
+                [
+                    {
+                        c: getattr(row, c)
+                        for c in (
+                            "event_id",
+                            "kind",
+                            "entity_id",
+                            "version",
+                            "current",
+                            "customer_id",
+                            "source",
+                            "topic",
+                            "envelope",
+                            "received_at",
+                        )
+                    }
+                ],
+            )
+    finally:
+        db.dispose()
+
+
+def test_erasure_scrubs_stored_versions_and_pending_events(db: Database) -> None:
+    personal = order(
+        "E1",
+        customer_id="c-erase",
+        buyer={"name": "张三", "mobile": "13800138000", "email": "z@example.com"},
+        shipping={
+            "province": "浙江",
+            "city": "杭州",
+            "address": "文三路100号",
+            "recipient": "张三",
+            "mobile": "13800138000",
+        },
+    )
+    accept(db, [personal])
+    accept(
+        db,
+        [
+            {
+                "customer_id": "c-erase",
+                "name": "张三",
+                "mobile": "13800138000",
+                "address": {"province": "浙江", "address": "文三路100号"},
+            }
+        ],
+        "customer",
+    )
+    accept(db, [order("E2", customer_id="c-other", buyer={"name": "李四"})])
+    with db.unit_of_work() as session:
+        assert service.erase_customer(session, "c-erase") == 2
+    with db.sessions() as session:
+        stored = {
+            row.entity_id: decode_event(row.envelope)
+            for row in session.execute(select(StoredEvent)).scalars()
+        }
+    erased_order = stored["E1"].data
+    assert erased_order.buyer is None
+    assert erased_order.shipping.address is None and erased_order.shipping.mobile is None
+    assert (erased_order.shipping.province, erased_order.shipping.city) == ("浙江省", "杭州市")
+    assert erased_order.total_amount == Decimal("199.00")
+    erased_customer = stored["c-erase"].data
+    assert erased_customer.name is None and erased_customer.mobiles == []
+    assert stored["E2"].data.buyer.name == "李四"
+    pending = [event for _, event in outbox(db)]
+    text = " ".join(e.model_dump_json() for e in pending)
+    assert "13800138000" not in text and "张三" not in text
+    assert "李四" in text

@@ -1,0 +1,438 @@
+"""Validation and normalisation rules: pure unit tests, no broker, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.ingest.validation import (
+    RecordRejected,
+    Rules,
+    normalise_region,
+    parse_json,
+    validate_customer,
+    validate_interaction,
+    validate_order,
+)
+
+RULES = Rules()
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def order(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "order_id": "T20261101-0001",
+        "customer_id": "tb_zhangsan88",
+        "status": "paid",
+        "created_at": "2026-11-01T10:00:00+08:00",
+        "currency": "CNY",
+        "total_amount": "199.00",
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def codes(raw: Any, validator: Any = validate_order, rules: Rules = RULES) -> set[str]:
+    with pytest.raises(RecordRejected) as caught:
+        validator(raw, rules, NOW)
+    return {f"{r.field}:{r.code}" for r in caught.value.reasons}
+
+
+def test_the_contract_example_is_accepted_unchanged() -> None:
+    raw = order(
+        paid_at="2026-11-01T10:02:13+08:00",
+        updated_at="2026-11-01T10:02:13+08:00",
+        refunded_amount="0.00",
+        channel="tmall",
+        items=[
+            {
+                "sku": "A-1",
+                "name": "羊毛围巾",
+                "category": "accessories",
+                "brand": "Acme",
+                "unit_price": "99.50",
+                "quantity": 2,
+            }
+        ],
+        buyer={"name": "张三", "mobile": "+86 138 0013 8000", "email": None},
+        shipping={
+            "province": "浙江省",
+            "city": "杭州市",
+            "district": "西湖区",
+            "address": "文三路 100 号",
+        },
+    )
+    result = validate_order(raw, RULES, NOW)
+    assert result.total_amount == Decimal("199.00")
+    assert result.buyer is not None and result.buyer.mobile == "+8613800138000"
+    assert result.shipping is not None and result.shipping.city == "杭州市"
+    assert result.items[0].unit_price == Decimal("99.50")
+
+
+# --------------------------------------------------------------------------- money
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "expected"),
+    [
+        ("CNY", "199", "199.00"),
+        ("cny", 199.5, "199.50"),
+        ("RMB", "1,299.00", "1299.00"),
+        ("CNY", "１９９.００", "199.00"),
+        ("JPY", "1500", "1500"),
+        ("KWD", "1.250", "1.250"),
+        ("CNY", "199.000", "199.00"),  # trailing zeros are not extra precision
+        ("CNY", 0, "0.00"),
+    ],
+)
+def test_money_is_decimal_in_the_currency_minor_units(
+    currency: str, amount: Any, expected: str
+) -> None:
+    result = validate_order(order(currency=currency, total_amount=amount), RULES, NOW)
+    assert str(result.total_amount) == expected
+    assert result.currency == currency.upper().replace("RMB", "CNY")
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "code"),
+    [
+        ("CNY", "NaN", "total_amount:money.not_finite"),
+        ("CNY", "Infinity", "total_amount:money.not_finite"),
+        ("CNY", "-inf", "total_amount:money.not_finite"),
+        ("CNY", float("nan"), "total_amount:money.not_finite"),
+        ("CNY", "19.999", "total_amount:money.scale"),
+        ("JPY", "10.5", "total_amount:money.scale"),
+        ("CNY", "1e12", "total_amount:money.too_large"),
+        ("CNY", "9" * 60, "total_amount:money.too_large"),
+        ("CNY", "-1.00", "total_amount:money.negative"),
+        ("CNY", "12abc", "total_amount:money.format"),
+        ("CNY", True, "total_amount:money.type"),
+        ("CNY", None, "total_amount:required"),
+        ("XYZ", "1.00", "currency:currency.unknown"),
+        (None, "1.00", "currency:required"),
+    ],
+)
+def test_bad_money_is_rejected(currency: Any, amount: Any, code: str) -> None:
+    assert code in codes(order(currency=currency, total_amount=amount))
+
+
+def test_refund_cannot_exceed_the_total() -> None:
+    assert "refunded_amount:money.refund_exceeds_total" in codes(
+        order(total_amount="10.00", refunded_amount="10.01")
+    )
+
+
+# --------------------------------------------------------------------------- time
+
+
+def test_naive_timestamps_get_the_shop_timezone() -> None:
+    result = validate_order(order(created_at="2026-11-01 10:00:00"), RULES, NOW)
+    assert result.created_at == datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+    assert result.created_at.utcoffset() == timedelta(hours=8)
+    other = Rules(shop_timezone=ZoneInfo("Europe/Berlin"))
+    result = validate_order(order(created_at="2026-11-01T10:00:00"), other, NOW)
+    assert result.created_at == datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "value", ["2026/11/01 10:00:00", "2026-11-01T02:00:00Z", 1793498400, 1793498400000]
+)
+def test_timestamp_formats(value: Any) -> None:
+    result = validate_order(order(created_at=value), RULES, NOW)
+    assert result.created_at == datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("created_at", "2026-11-23T14:00:00+00:00", "created_at:time.future"),
+        ("created_at", "1999-12-31T00:00:00+00:00", "created_at:time.too_old"),
+        ("created_at", "yesterday", "created_at:time.format"),
+        ("created_at", None, "created_at:required"),
+        ("paid_at", "2026-10-01T00:00:00+08:00", "paid_at:time.before_created"),
+    ],
+)
+def test_bad_timestamps_are_rejected(field: str, value: Any, code: str) -> None:
+    assert code in codes(order(**{field: value}))
+
+
+def test_a_little_clock_skew_is_tolerated() -> None:
+    soon = (NOW + timedelta(minutes=10)).isoformat()
+    assert validate_order(order(created_at=soon), RULES, NOW).created_at > NOW
+
+
+# --------------------------------------------------------------------------- status
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("PAID", "paid"),
+        (" shipped ", "shipped"),
+        ("交易成功", "completed"),
+        ("等待买家付款", "created"),
+        ("交易关闭", "cancelled"),
+        ("卖家已发货，等待买家确认", "shipped"),
+        ("买家已付款，等待卖家发货", "paid"),
+        ("partially_refunded", "partially_refunded"),
+    ],
+)
+def test_status_enum_and_platform_statuses(value: str, expected: str) -> None:
+    assert validate_order(order(status=value), RULES, NOW).status.value == expected
+
+
+def test_unknown_status_is_rejected() -> None:
+    assert "status:status.unknown" in codes(order(status="lost_in_mail"))
+
+
+# --------------------------------------------------------------------------- contacts
+
+
+@pytest.mark.parametrize(
+    "mobile",
+    [
+        "13800138000",
+        "+86 138 0013 8000",
+        "138-0013-8000",
+        "１３８００１３８０００",
+        "(+86) 138 0013 8000",
+        "'13800138000",
+        "0086 13800138000",
+    ],
+)
+def test_mobiles_become_e164(mobile: str) -> None:
+    result = validate_order(order(buyer={"mobile": mobile}), RULES, NOW)
+    assert result.buyer is not None and result.buyer.mobile == "+8613800138000"
+
+
+def test_foreign_numbers_keep_their_country() -> None:
+    result = validate_order(order(buyer={"mobile": "+1 650-253-0000"}), RULES, NOW)
+    assert result.buyer is not None and result.buyer.mobile == "+16502530000"
+
+
+def test_invalid_mobile_is_rejected_masked_is_dropped() -> None:
+    assert "buyer.mobile:phone.invalid" in codes(order(buyer={"mobile": "12345"}))
+    result = validate_order(order(buyer={"mobile": "138****8000"}), RULES, NOW)
+    assert result.buyer is not None and result.buyer.mobile is None
+
+
+def test_email_domain_is_lowercased_and_checked() -> None:
+    result = validate_order(order(buyer={"email": "Zhang.San@Example.COM"}), RULES, NOW)
+    assert result.buyer is not None and result.buyer.email == "Zhang.San@example.com"
+    assert "buyer.email:email.invalid" in codes(order(buyer={"email": "not-an-email"}))
+
+
+# --------------------------------------------------------------------------- text
+
+
+def test_names_and_addresses_are_nfc_normalised() -> None:
+    decomposed = "Jose\u0301 Mu\u0308ller"
+    result = validate_order(
+        order(buyer={"name": decomposed}, shipping={"address": "  文三路 100 号\u3000 "}),
+        RULES,
+        NOW,
+    )
+    assert result.buyer is not None and result.buyer.name == "José Müller"
+    assert result.shipping is not None and result.shipping.address == "文三路 100 号"
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("abc\x00def", "text.nul"),
+        ("abc\ud800def", "text.surrogate"),
+        ("abc\x07def", "text.control"),
+        ("x" * 101, "text.too_long"),
+        (12.5, "type"),
+    ],
+)
+def test_bad_strings_are_rejected(value: Any, code: str) -> None:
+    assert f"buyer.name:{code}" in codes(order(buyer={"name": value}))
+
+
+def test_ids_have_a_length_limit_and_numbers_become_strings() -> None:
+    assert "order_id:text.too_long" in codes(order(order_id="T" * 129))
+    assert validate_order(order(order_id=123456), RULES, NOW).order_id == "123456"
+
+
+def test_lone_surrogate_in_json_reaches_validation() -> None:
+    body = b'{"order_id": "T\\ud800", "customer_id": "c"}'
+    parsed = parse_json(body)
+    assert "order_id:text.surrogate" in codes(parsed)
+    with pytest.raises(ValueError):
+        parse_json(b"\xff\xfe not json")
+
+
+# --------------------------------------------------------------------------- regions
+
+
+@pytest.mark.parametrize(
+    ("province", "city", "address", "expected"),
+    [
+        ("浙江", "杭州", None, ("浙江省", "杭州市")),
+        ("浙江省", "杭州市", None, ("浙江省", "杭州市")),
+        ("广西", "南宁", None, ("广西壮族自治区", "南宁市")),
+        ("内蒙", None, None, ("内蒙古自治区", None)),
+        ("Zhejiang", None, None, ("浙江省", None)),
+        (None, "杭州", None, ("浙江省", "杭州市")),
+        ("北京", None, None, ("北京市", "北京市")),
+        ("上海", "上海", None, ("上海市", "上海市")),
+        (None, None, "浙江省 杭州市 西湖区 文三路100号", ("浙江省", "杭州市")),
+        (None, None, "北京市朝阳区建国路1号", ("北京市", "北京市")),
+        (None, None, "辽宁省朝阳市双塔区", ("辽宁省", "朝阳市")),
+        ("火星", "奥林匹斯", None, ("火星", "奥林匹斯")),
+    ],
+)
+def test_province_and_city_normalisation(
+    province: str | None, city: str | None, address: str | None, expected: tuple[Any, Any]
+) -> None:
+    assert normalise_region(province, city, address) == expected
+
+
+# --------------------------------------------------------------------------- limits, items
+
+
+def test_items_per_order_and_quantities_are_limited() -> None:
+    rules = Rules(max_items=3)
+    assert "items:items.too_many" in codes(order(items=[{"sku": "a"}] * 4), rules=rules)
+    assert "items[0].quantity:range" in codes(order(items=[{"sku": "a", "quantity": 0}]))
+    assert "items[0].unit_price:money.scale" in codes(
+        order(items=[{"sku": "a", "unit_price": "1.001"}])
+    )
+    assert ":record.not_object" in codes([1, 2])
+
+
+def test_every_reason_is_reported_and_none_quotes_the_value() -> None:
+    with pytest.raises(RecordRejected) as caught:
+        validate_order(
+            order(buyer={"mobile": "999-SECRET", "name": "秘密\x00"}, currency="ZZZ"), RULES, NOW
+        )
+    reasons = caught.value.reasons
+    assert {r.field for r in reasons} == {"buyer.mobile", "buyer.name", "currency"}
+    assert all("SECRET" not in r.message and "秘密" not in r.message for r in reasons)
+
+
+# --------------------------------------------------------------------------- customers
+
+
+def test_customer_normalisation() -> None:
+    result = validate_customer(
+        {
+            "customer_id": "c-1",
+            "name": "王五",
+            "gender": "女",
+            "mobile": "138 0013 8000",
+            "mobiles": ["+8613800138000", "13900139000"],
+            "emails": ["A@B.CN"],
+            "birthday": "1990/05/01",
+            "address": {"province": "广东", "city": "深圳"},
+            "updated_at": "2026-11-01 09:00:00",
+        },
+        RULES,
+        NOW,
+    )
+    assert result.gender == "female"
+    assert result.mobiles == ["+8613800138000", "+8613900139000"]
+    assert result.emails == ["A@b.cn"]
+    assert result.birthday == "1990-05-01"
+    assert result.address is not None and result.address.province == "广东省"
+    assert result.updated_at == datetime(2026, 11, 1, 1, 0, tzinfo=UTC)
+
+
+def test_bad_customers_are_rejected() -> None:
+    found = codes(
+        {
+            "customer_id": "",
+            "gender": "robot",
+            "birthday": "2030-01-01",
+            "qq": "12",
+            "timezone": "Mars/Olympus",
+            "attributes": {"x": "y" * 10000},
+        },
+        validate_customer,
+    )
+    assert found >= {
+        "customer_id:required",
+        "gender:gender.unknown",
+        "birthday:date.range",
+        "qq:qq.invalid",
+        "timezone:timezone.unknown",
+        "attributes:attributes.too_large",
+    }
+
+
+# --------------------------------------------------------------------------- interactions
+
+
+def interaction(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "interaction_id": "i-1",
+        "customer_id": "c-1",
+        "kind": "review",
+        "occurred_at": "2026-11-02T10:00:00+08:00",
+        "rating": 5,
+        "text": "很好",
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_typed_interactions() -> None:
+    assert validate_interaction(interaction(), RULES, NOW).rating == 5
+    ticket = validate_interaction(
+        interaction(kind="service_ticket", stage="售后", rating=None), RULES, NOW
+    )
+    assert ticket.stage == "after_sale"
+    ret = validate_interaction(interaction(kind="return", order_id="T1", rating=None), RULES, NOW)
+    assert ret.kind.value == "return"
+    response = validate_interaction(
+        interaction(kind="campaign_response", campaign_id="cmp-1", rating=None), RULES, NOW
+    )
+    assert response.campaign_id == "cmp-1"
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"rating": None}, "rating:required"),
+        ({"rating": 6}, "rating:range"),
+        ({"kind": "service_ticket", "rating": None}, "stage:required"),
+        ({"kind": "service_ticket", "stage": "never"}, "stage:stage.unknown"),
+        ({"kind": "return", "rating": None}, "order_id:required"),
+        ({"kind": "dispute", "rating": None}, "order_id:required"),
+        ({"kind": "complaint", "rating": None, "text": None}, "text:required"),
+        ({"kind": "campaign_response", "rating": None}, "campaign_id:required"),
+        ({"kind": "gossip"}, "kind:kind.unknown"),
+        ({"occurred_at": None}, "occurred_at:required"),
+        ({"text": "x" * 5001}, "text:text.too_long"),
+    ],
+)
+def test_bad_interactions_are_rejected(changes: dict[str, Any], code: str) -> None:
+    assert code in codes(interaction(**changes), validate_interaction)
+
+
+def test_the_chinese_mobile_shortcut_agrees_with_libphonenumber() -> None:
+    import random
+
+    import phonenumbers
+
+    from services.ingest.validation import _e164
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        number = "1" + "".join(rng.choice("0123456789") for _ in range(10))
+        try:
+            parsed = phonenumbers.parse(number, "CN")
+            expected = (
+                phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+                if phonenumbers.is_valid_number(parsed)
+                else None
+            )
+        except phonenumbers.NumberParseException:
+            expected = None
+        assert _e164(number, "CN") == expected, number
+        assert _e164("+86 " + number, "CN") == expected, number
