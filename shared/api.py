@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -121,14 +122,19 @@ def _key_id(key: str) -> str:
 
 
 def authenticate(request: Request) -> Principal:
+    """The caller of ``request`` by its X-API-Key; raises 401 problems."""
     runtime: ServiceRuntime = request.app.state.runtime
     if runtime.settings.auth_disabled:
         return Principal("anonymous", {"*"})
     key = request.headers.get("x-api-key")
     if not key:
         raise Unauthorized("send your API key in the X-API-Key header")
-    keys = request.app.state.api_keys
-    scopes = keys.get(key)
+    keys: dict[str, set[str]] = request.app.state.api_keys
+    scopes = None
+    for known, known_scopes in keys.items():
+        # constant-time comparison: response timing must not reveal key prefixes
+        if hmac.compare_digest(known.encode(), key.encode()):
+            scopes = known_scopes
     if scopes is None:
         raise Unauthorized("the API key is not known")
     principal = Principal(_key_id(key), scopes)
@@ -136,11 +142,16 @@ def authenticate(request: Request) -> Principal:
     return principal
 
 
+async def _authenticated(request: Request) -> Principal:
+    # async on purpose: no I/O here, so FastAPI need not hop to the thread pool for it
+    return authenticate(request)
+
+
 def require(*scopes: str) -> Any:
     """A dependency that admits only API keys holding every one of ``scopes``."""
 
-    def dependency(
-        principal: Annotated[Principal, Depends(authenticate)],
+    async def dependency(
+        principal: Annotated[Principal, Depends(_authenticated)],
     ) -> Principal:
         missing = [s for s in scopes if not principal.has(s)]
         if missing:
