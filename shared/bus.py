@@ -146,6 +146,7 @@ def ensure_topics(
     replication_factor: int = 1,
     timeout: float = 60.0,
     namespace: str = "",
+    stop: threading.Event | None = None,
 ) -> None:
     """Create the topics that do not exist yet; retries until the broker answers.
 
@@ -170,10 +171,13 @@ def ensure_topics(
                     pass
             return
         except Exception as exc:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or (stop is not None and stop.is_set()):
                 raise TransientError(f"cannot create topics on {bootstrap_servers}: {exc}") from exc
             log.warning("broker %s not ready (%s); retrying", bootstrap_servers, exc)
-            time.sleep(delay)
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
             delay = min(delay * 2, 3.0)
         finally:
             if admin is not None:

@@ -120,6 +120,7 @@ class ServiceRuntime:
                     self.settings.replication_factor,
                     timeout=30,
                     namespace=self.settings.topic_namespace,
+                    stop=self._stop,
                 )
                 self.topics_ready.set()
                 break
@@ -152,7 +153,8 @@ class ServiceRuntime:
         for job in self.jobs:
             job.stop()
         if self._init_thread is not None:
-            self._init_thread.join(5)
+            # a daemon thread; it may be blocked connecting to an absent broker
+            self._init_thread.join(1)
         self.relay.stop()
         self.publisher.close()
         self.db.dispose()
