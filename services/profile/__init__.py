@@ -1,0 +1,1 @@
+"""Profile: the unified customer, identity resolution, tags, consent and erasure."""

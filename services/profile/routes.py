@@ -1,0 +1,303 @@
+"""The profile API: thin routes over service.py."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from services.profile import service
+from services.profile.config import Settings
+from services.profile.schemas import (
+    ContactPolicyUpdate,
+    ErasureResult,
+    MergeRequest,
+    MergeResult,
+    ProfileRead,
+    ProfileUpdate,
+    TagCount,
+    TagRuleCreate,
+    TagRuleRead,
+    TagsAdd,
+    TagsRead,
+)
+from shared.api import Principal, require
+from shared.errors import NotFound, ValidationProblem
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from shared.runtime import ServiceRuntime
+
+router = APIRouter(prefix="/v1", tags=["profiles"])
+
+Reader = Annotated[Principal, require("profile:read")]
+Writer = Annotated[Principal, require("profile:write")]
+PiiReader = Annotated[Principal, require("profile:read", "pii:read")]
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def _settings(runtime: ServiceRuntime) -> Settings:
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@router.get("/customers")
+def search_customers(
+    request: Request,
+    principal: Reader,
+    customer_id: str | None = None,
+    mobile: Annotated[
+        str | None, Query(description="any spelling: +86, spaces, full-width")
+    ] = None,
+    email: str | None = None,
+    tag: str | None = None,
+    segment: str | None = None,
+    province: str | None = None,
+    city: str | None = None,
+    lifecycle_stage: str | None = None,
+    rfm_segment: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Search customers by id, mobile, e-mail, tag, region, segment or lifecycle (cursor paged)."""
+    runtime = _runtime(request)
+    position = decode_cursor(cursor)
+    after = str(position["after"]) if position and "after" in position else None
+    with runtime.db.sessions() as session:
+        rows = service.search(
+            session,
+            customer_id=customer_id,
+            mobile=mobile,
+            email=email,
+            tag=tag,
+            segment=segment,
+            province=province,
+            city=city,
+            lifecycle_stage=lifecycle_stage,
+            rfm_segment=rfm_segment,
+            after=after,
+            limit=limit + 1,
+            settings=_settings(runtime),
+        )
+    pii = principal.has("pii:read")
+    items = [service.summary(r, pii) for r in rows[:limit]]
+    next_cursor = (
+        encode_cursor({"after": rows[limit - 1].profile_id}) if len(rows) > limit else None
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _read_profile(runtime: ServiceRuntime, customer_id: str, pii: bool) -> bytes:
+    row = service.read(runtime.db.engine, customer_id)
+    return orjson.dumps(service.view(row, pii, _settings(runtime)))
+
+
+@router.get(
+    "/customers/{customer_id}",
+    response_model=None,
+    responses={200: {"model": ProfileRead, "description": "the profile"}},
+)
+async def get_customer(
+    customer_id: str,
+    request: Request,
+    principal: Reader,
+) -> Response:
+    """One unified profile: basic, subjective and transaction facets, scores, tags, policy."""
+    # The hot read path (p99 target 10 ms at 1,000 requests/s): one thread-pool hop for the
+    # blocking database read, serialised once by orjson and not validated again by FastAPI.
+    body = await run_in_threadpool(
+        _read_profile, _runtime(request), customer_id, principal.has("pii:read")
+    )
+    return Response(body, media_type="application/json")
+
+
+@router.patch("/customers/{customer_id}")
+def patch_customer(
+    customer_id: str, changes: ProfileUpdate, request: Request, principal: Writer
+) -> dict[str, Any]:
+    """An operator's edit; the fields given win over derived data (``null`` clears one)."""
+    runtime = _runtime(request)
+    settings = _settings(runtime)
+    body = changes.model_dump(exclude_unset=True)
+    if not body:
+        raise ValidationProblem("nothing to change")
+    with runtime.db.unit_of_work() as session:
+        row = service.patch_profile(session, customer_id, body, principal.key_id, settings)
+        result = service.view(row, principal.has("pii:read"), settings)
+    runtime.relay.notify()
+    return result
+
+
+@router.delete("/customers/{customer_id}", response_model=ErasureResult)
+def erase_customer(customer_id: str, request: Request, principal: Writer) -> ErasureResult:
+    """Erase a customer's personal data (GDPR / PIPL); publishes ``profile.erased``."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        result = service.erase(session, customer_id, principal.key_id)
+    runtime.relay.notify()
+    return ErasureResult(**result)
+
+
+@router.get("/erasures/{erasure_id}")
+def get_erasure(erasure_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+    """The audit trail of one erasure (what happened and when, no personal data)."""
+    with _runtime(request).db.sessions() as session:
+        entries = service.erasure_audit(session, erasure_id)
+    if not entries:
+        raise NotFound(f"no erasure {erasure_id}")
+    return {"erasure_id": erasure_id, "audit": entries}
+
+
+@router.get("/customers/{customer_id}/export")
+def export_customer(customer_id: str, request: Request, principal: PiiReader) -> dict[str, Any]:
+    """Everything held on one customer as JSON (needs ``pii:read``)."""
+    runtime = _runtime(request)
+    with runtime.db.sessions() as session:
+        return service.export(session, customer_id, _settings(runtime))
+
+
+@router.get("/customers/{customer_id}/audit")
+def customer_audit(customer_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+    """Merges, edits, tag and contact-policy changes of one profile."""
+    with _runtime(request).db.sessions() as session:
+        row = service.load(session, customer_id)
+        entries = service.audit_trail(session, row.profile_id)
+    return {"customer_id": row.profile_id, "audit": entries}
+
+
+@router.post("/customers/{customer_id}/merge", response_model=MergeResult)
+def merge_customers(
+    customer_id: str, body: MergeRequest, request: Request, principal: Writer
+) -> MergeResult:
+    """Manually merge other profiles into this one (this one survives); audited."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        survivor = service.load(session, customer_id).profile_id
+        others = []
+        for other in body.merge_ids:
+            pid = service.load(session, other).profile_id
+            if pid != survivor and pid not in others:
+                others.append(pid)
+        if not others:
+            raise ValidationProblem("those customers already belong to this profile")
+        merge_id = service.merge_profiles(
+            session, survivor, others, body.reason, principal.key_id, _settings(runtime)
+        )
+    runtime.relay.notify()
+    return MergeResult(merge_id=merge_id, survivor_id=survivor, merged_ids=others)
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def _tags(row: service.ProfileRow) -> TagsRead:
+    return TagsRead(
+        customer_id=row.profile_id,
+        tags=sorted(set(row.doc["manual_tags"]) | set(row.doc["rule_tags"])),
+        manual=row.doc["manual_tags"],
+        by_rule=row.doc["rule_tags"],
+    )
+
+
+@router.get("/customers/{customer_id}/tags", response_model=TagsRead, tags=["tags"])
+def get_tags(customer_id: str, request: Request, principal: Reader) -> TagsRead:
+    """A customer's tags, manual and from rules."""
+    with _runtime(request).db.sessions() as session:
+        return _tags(service.load(session, customer_id))
+
+
+@router.post(
+    "/customers/{customer_id}/tags",
+    response_model=TagsRead,
+    status_code=status.HTTP_201_CREATED,
+    tags=["tags"],
+)
+def add_tags(customer_id: str, body: TagsAdd, request: Request, principal: Writer) -> TagsRead:
+    """Add manual tags to a customer (adding one twice is harmless)."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        row = service.add_tags(
+            session, customer_id, body.tags, principal.key_id, _settings(runtime)
+        )
+    runtime.relay.notify()
+    return _tags(row)
+
+
+@router.delete("/customers/{customer_id}/tags/{tag}", response_model=TagsRead, tags=["tags"])
+def remove_tag(customer_id: str, tag: str, request: Request, principal: Writer) -> TagsRead:
+    """Remove a manual tag from a customer."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        row = service.remove_tag(session, customer_id, tag, principal.key_id, _settings(runtime))
+    runtime.relay.notify()
+    return _tags(row)
+
+
+@router.get("/tags", response_model=list[TagCount], tags=["tags"])
+def tag_counts(request: Request, principal: Reader) -> list[TagCount]:
+    """Every tag in use with how many customers carry it (manual and by rule)."""
+    with _runtime(request).db.sessions() as session:
+        rows = service.tag_counts(session)
+    return [TagCount(tag=t, customers=n, manual=m, by_rule=r) for t, n, m, r in rows]
+
+
+@router.get("/tag-rules", response_model=list[TagRuleRead], tags=["tags"])
+def list_tag_rules(request: Request, principal: Reader) -> list[TagRuleRead]:
+    """The tag rules, applied automatically as profiles change."""
+    with _runtime(request).db.sessions() as session:
+        return [TagRuleRead(**r) for r in service.tag_rules(session)]
+
+
+@router.post(
+    "/tag-rules", response_model=TagRuleRead, status_code=status.HTTP_201_CREATED, tags=["tags"]
+)
+def create_tag_rule(body: TagRuleCreate, request: Request, principal: Writer) -> TagRuleRead:
+    """Create a tag rule; it is applied to every existing profile at once."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        row = service.create_tag_rule(
+            session, body.tag, body.rule, body.description, _settings(runtime)
+        )
+    runtime.relay.notify()
+    return TagRuleRead(**row)
+
+
+@router.delete("/tag-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["tags"])
+def delete_tag_rule(rule_id: str, request: Request, principal: Writer) -> None:
+    """Delete a tag rule; its tag leaves every profile."""
+    runtime = _runtime(request)
+    with runtime.db.unit_of_work() as session:
+        service.delete_tag_rule(session, rule_id, _settings(runtime))
+    runtime.relay.notify()
+
+
+# --------------------------------------------------------------------------- contact policy
+
+
+@router.get("/customers/{customer_id}/contact-policy", tags=["contact policy"])
+def get_contact_policy(customer_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+    """A customer's contact policy (channels consented, do-not-disturb, quiet hours, cap)."""
+    with _runtime(request).db.sessions() as session:
+        row = service.load(session, customer_id)
+    return service.policy_view(row.profile_id, row.doc)
+
+
+@router.put("/customers/{customer_id}/contact-policy", tags=["contact policy"])
+def put_contact_policy(
+    customer_id: str, body: ContactPolicyUpdate, request: Request, principal: Writer
+) -> dict[str, Any]:
+    """Replace a customer's contact policy; published as ``profile.contact_policy_changed``."""
+    runtime = _runtime(request)
+    if body.customer_id is not None and body.customer_id != customer_id:
+        raise ValidationProblem("customer_id in the body differs from the path")
+    with runtime.db.unit_of_work() as session:
+        policy = service.set_contact_policy(
+            session, customer_id, body.model_dump(mode="json"), principal.key_id
+        )
+    runtime.relay.notify()
+    return policy.model_dump(mode="json")

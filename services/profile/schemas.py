@@ -1,0 +1,188 @@
+"""Request and response models of the profile API."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.profile.rules import FIELDS, parse_rule
+from shared.events import Channel, ChannelConsent, QuietHours
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class AddressUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    province: str | None = None
+    city: str | None = None
+    district: str | None = None
+    address: str | None = None
+    postal_code: str | None = None
+
+
+class ProfileUpdate(BaseModel):
+    """An operator's edit. Each field given wins over derived data; ``null`` clears it.
+    A contact list replaces the derived one; ``verified`` names the contacts verified."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    gender: str | None = None
+    birthday: str | None = None
+    company: str | None = None
+    title: str | None = None
+    industry: str | None = None
+    wechat: str | None = None
+    qq: str | None = None
+    timezone: str | None = None
+    address: AddressUpdate | None = None
+    mobiles: list[str] | None = None
+    phones: list[str] | None = None
+    emails: list[str] | None = None
+    verified: list[str] | None = Field(None, description="contacts in this edit that are verified")
+    style: str | None = Field(None, description="subjective: the customer's style")
+    contact_tolerance: str | None = Field(None, description="subjective: low / medium / high")
+    membership_interest: bool | None = None
+    points_interest: bool | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"{value!r} is not an IANA time zone") from exc
+        return value
+
+
+class TagsAdd(BaseModel):
+    tags: list[str] = Field(min_length=1, max_length=100)
+
+    @field_validator("tags")
+    @classmethod
+    def _clean(cls, value: list[str]) -> list[str]:
+        cleaned = [t.strip() for t in value]
+        if any(not t or len(t) > 100 for t in cleaned):
+            raise ValueError("tags are 1-100 characters")
+        return cleaned
+
+
+class TagsRead(BaseModel):
+    customer_id: str
+    tags: list[str]
+    manual: list[str]
+    by_rule: list[str]
+
+
+class TagCount(BaseModel):
+    tag: str
+    customers: int
+    manual: int
+    by_rule: int
+
+
+class TagRuleCreate(BaseModel):
+    tag: str = Field(min_length=1, max_length=100)
+    rule: dict[str, Any] = Field(
+        description="all / any / not over {field, op, value}; fields: " + ", ".join(FIELDS)
+    )
+    description: str | None = None
+
+    @field_validator("rule")
+    @classmethod
+    def _valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        parse_rule(value)
+        return value
+
+
+class TagRuleRead(BaseModel):
+    rule_id: str
+    tag: str
+    rule: dict[str, Any]
+    description: str | None
+    created_at: datetime
+
+
+class ContactPolicyUpdate(BaseModel):
+    """The whole contact policy of one customer (replaces the previous one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str | None = Field(None, description="optional; must match the path")
+    channels: dict[Channel, ChannelConsent] = Field(default_factory=dict)
+    do_not_disturb: bool = False
+    quiet_hours: QuietHours | None = None
+    max_contacts: int | None = Field(None, ge=0)
+    period_days: int = Field(30, ge=1, le=366)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _hours(cls, value: QuietHours | None) -> QuietHours | None:
+        if value is not None:
+            if not (_HHMM.match(value.start) and _HHMM.match(value.end)):
+                raise ValueError("quiet hours are HH:MM")
+            try:
+                ZoneInfo(value.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"{value.timezone!r} is not an IANA time zone") from exc
+        return value
+
+
+class MergeRequest(BaseModel):
+    merge_ids: list[str] = Field(min_length=1, description="customer ids merged into this one")
+    reason: str = Field("manual merge", max_length=200)
+
+
+class MergeResult(BaseModel):
+    merge_id: str
+    survivor_id: str
+    merged_ids: list[str]
+
+
+class ErasureResult(BaseModel):
+    erasure_id: str
+    erased_at: str
+    customer_ids: int = Field(description="how many customer ids (merged ones included) erased")
+
+
+class ProfileRead(BaseModel):
+    """The unified profile (personal data masked unless the key has ``pii:read``).
+    See docs/profile.md for every field."""
+
+    customer_id: str
+    merged_ids: list[str] = Field(description="customer ids merged into this profile")
+    basic: dict[str, Any] = Field(
+        description="name, gender, birthday, company, title, industry, wechat, qq, timezone, "
+        "address {province, city, district, address, postal_code}, mobiles, phones, emails"
+    )
+    subjective: dict[str, Any] = Field(
+        description="derived {top_categories, top_brands, price_band, discount_share, "
+        "price_sensitivity, preferred_channel, purchase_hours}; entered {style, "
+        "contact_tolerance, membership_interest, points_interest}"
+    )
+    transactions: dict[str, Any] = Field(
+        description="order_count (distinct valid purchases), orders_placed, unpaid_orders, "
+        "cancelled_orders, currency, total_spent, spent_by_currency, average_order_value, "
+        "first_order_at, last_order_at, refunds, complaints, disputes, returns, tickets, "
+        "reviews, campaign_responses, last_interaction_at"
+    )
+    scores: dict[str, Any] = Field(
+        description="from the latest segment.changed: rfm_segment, lifecycle_stage, r/f/m "
+        "scores, rfm_code, value_quadrant, purchase_bucket, recency_days, frequency, "
+        "monetary, policy_version, as_of"
+    )
+    segments: list[str] = Field(description="current segment memberships")
+    tags: list[str]
+    contact_policy: dict[str, Any]
+    provenance: dict[str, Any] = Field(description="per field: source and seen_at")
+    data_quality: dict[str, Any] = Field(
+        description="completeness, missing, stale_fields, conflicts"
+    )
+    first_seen_at: str
+    pii_masked: bool

@@ -1,0 +1,108 @@
+"""Builders of consumed events for the profile tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.events import (
+    Customer,
+    CustomerRecorded,
+    Interaction,
+    InteractionRecorded,
+    Order,
+    OrderRecorded,
+    SegmentChanged,
+    SegmentChangedEvent,
+)
+
+T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+
+
+def order(
+    customer_id: str,
+    order_id: str,
+    status: str = "paid",
+    amount: str = "199.00",
+    *,
+    minutes: int = 0,
+    created_minutes: int | None = None,
+    buyer: dict[str, Any] | None = None,
+    shipping: dict[str, Any] | None = None,
+    **extra: Any,
+) -> OrderRecorded:
+    created = T0 + timedelta(minutes=created_minutes if created_minutes is not None else 0)
+    data = Order.model_validate(
+        {
+            "order_id": order_id,
+            "customer_id": customer_id,
+            "status": status,
+            "created_at": created,
+            "updated_at": T0 + timedelta(minutes=minutes),
+            "currency": "CNY",
+            "total_amount": amount,
+            "channel": "tmall",
+            "buyer": buyer,
+            "shipping": shipping,
+            **extra,
+        }
+    )
+    return OrderRecorded(source="ingest/test", key=customer_id, data=data)
+
+
+def customer(customer_id: str, *, minutes: int = 0, **fields: Any) -> CustomerRecorded:
+    data = Customer.model_validate(
+        {"customer_id": customer_id, "updated_at": T0 + timedelta(minutes=minutes), **fields}
+    )
+    return CustomerRecorded(source="ingest/test", key=customer_id, data=data)
+
+
+def interaction(
+    customer_id: str, interaction_id: str, kind: str, **fields: Any
+) -> InteractionRecorded:
+    data = Interaction.model_validate(
+        {
+            "interaction_id": interaction_id,
+            "customer_id": customer_id,
+            "kind": kind,
+            "occurred_at": fields.pop("occurred_at", T0),
+            **fields,
+        }
+    )
+    return InteractionRecorded(source="ingest/test", key=customer_id, data=data)
+
+
+def segment_changed(
+    customer_id: str,
+    *,
+    minutes: int = 0,
+    rfm_segment: str = "new",
+    lifecycle_stage: str = "new",
+    segments: list[str] | None = None,
+    policy_version: int = 1,
+    removed: bool = False,
+) -> SegmentChangedEvent:
+    data = SegmentChanged.model_validate(
+        {
+            "customer_id": customer_id,
+            "policy_version": policy_version,
+            "as_of": T0 + timedelta(minutes=minutes),
+            "to": None
+            if removed
+            else {
+                "recency_days": 1,
+                "frequency": 1,
+                "monetary": "199.00",
+                "r_score": 5,
+                "f_score": 1,
+                "m_score": 3,
+                "rfm_code": "513",
+                "rfm_segment": rfm_segment,
+                "lifecycle_stage": lifecycle_stage,
+                "value_quadrant": "pending",
+            },
+            "segments": segments or [],
+            "removed": removed,
+        }
+    )
+    return SegmentChangedEvent(source="segment", key=customer_id, data=data)
