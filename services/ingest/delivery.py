@@ -7,9 +7,14 @@ empty while ingest's event store still holds everything. Ingest therefore writes
 :class:`EpochGuard` checks at start, every ``epoch_check_interval`` seconds and after
 any failed publish that the broker still holds the current marker; if it does not
 (and the marker is not still waiting in the outbox), the broker lost our events: it
-recreates the topics and queues every current version for publication again, then a
-new marker. Consumers recognise what they already processed by event id, so the
-replay is harmless for those that did see it: delivery stays exactly-once in effect.
+recreates the topics and resets the published-sequence watermark, so every current
+version is published again, then a new marker. Consumers recognise what they already
+processed by event id, so the replay is harmless for those that did see it: delivery
+stays exactly-once in effect.
+
+The event store is ingest's outbox: :class:`IngestRelay` publishes the current versions
+past the watermark (``kv_state.published_sequence``) and then moves it; the platform
+outbox table still carries dead letters, ranged replays and the epoch markers.
 """
 
 from __future__ import annotations
@@ -104,10 +109,11 @@ class EpochGuard:
         with write_lock(self.runtime), self.runtime.db.unit_of_work() as session:
             store = EventStore(session)
             store.lock_for_replay()
-            # every pending row of these topics is a current stored version: re-queue them
-            # all in sequence order, once, rather than twice
+            # every current version goes again, in sequence order, once: pending copies
+            # queued by a ranged replay are dropped, the published watermark starts over
             store.drop_pending([topics.ORDERS, topics.CUSTOMERS, topics.INTERACTIONS])
-            queued = store.replay_into_outbox()
+            store.reset_published(0)
+            queued = store.current_count()
             add_raw_to_outbox(session, [(EPOCH_TOPIC, "epoch", epoch.encode())])
             set_state(session, _EPOCH_STATE, epoch)
         if queued:
@@ -190,6 +196,29 @@ class IngestRelay(OutboxRelay):
             raise
 
     def _publish_batch(self) -> int:
+        return self._publish_store() + self._publish_outbox()
+
+    def _publish_store(self) -> int:
+        """Current versions past the watermark: the event store is ingest's outbox, so an
+        accepted record is written once; publishing moves the watermark, deleting nothing."""
+        with self.db.sessions() as session:
+            store = EventStore(session)
+            # PostgreSQL: relays of several replicas take turns on the watermark row
+            after = store.published_sequence(for_update=not self.db.is_sqlite)
+            rows = store.unpublished(after, self.batch_size)
+            if not rows:
+                session.rollback()
+                return 0
+            self.publisher.publish_all((t, k, v) for _, t, k, v in rows)
+            with write_lock(self.runtime):
+                # compare-and-set: a replay that reset the watermark meanwhile wins
+                store.advance_published(after, rows[-1][0])
+                session.commit()
+        metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(rows))
+        return len(rows)
+
+    def _publish_outbox(self) -> int:
+        """Dead letters, ranged replays and epoch markers still go through the outbox table."""
         outbox = PLATFORM_TABLES.tables["outbox"]
         with self.db.sessions() as session:
             query = (
@@ -212,3 +241,9 @@ class IngestRelay(OutboxRelay):
                 session.commit()
         metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(rows))
         return len(rows)
+
+    def pending(self) -> int:
+        """Records not yet acknowledged by the broker (store past the watermark + outbox)."""
+        with self.db.sessions() as session:
+            store = EventStore(session)
+            return store.unpublished_count() + store.outbox_count()

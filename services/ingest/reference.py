@@ -6,6 +6,8 @@ Pure data and lookups, no I/O.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 # --------------------------------------------------------------------------- currencies
 
 _ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
@@ -156,6 +158,7 @@ _CITY_PREFIXES = sorted(CITY_LOOKUP, key=len, reverse=True)
 _NOT_CITY = frozenset("区县镇旗乡村路街")
 
 
+@lru_cache(maxsize=4096)
 def province_name(value: str) -> str:
     """The full name of a province (浙江 -> 浙江省), or the value unchanged if unknown."""
     key = value.replace(" ", "")
@@ -163,11 +166,13 @@ def province_name(value: str) -> str:
     return found or value
 
 
+@lru_cache(maxsize=8192)
 def city_name(value: str) -> str:
     """The full name of a known city (杭州 -> 杭州市), or the value unchanged if unknown."""
     return CITY_LOOKUP.get(value.replace(" ", ""), value)
 
 
+@lru_cache(maxsize=16384)
 def split_address(address: str) -> tuple[str | None, str | None]:
     """Province and city at the start of a free-text Chinese address, if recognisable.
 

@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 
 from services.ingest.models import ImportJob, ImportRejection, IntakeCount, StoredEvent
 from shared.bus import PLATFORM_TABLES
+from shared.db import set_state
 from shared.events import utcnow
 
 _CHUNK = 500
+_UNSET = object()
 
 
 def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -30,11 +32,18 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     processors = [table.c[name].type._cached_bind_processor(bind.dialect) for name in names]
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
     converting = [(i, proc) for i, proc in enumerate(processors) if proc is not None]
+    # a batch's rows share values such as received_at: convert each distinct object once
+    memo: list[tuple[Any, Any]] = [(_UNSET, None)] * len(names)
     params: list[Any] = []
     for row in rows:
         values = [row[n] for n in names]
         for i, proc in converting:
-            values[i] = proc(values[i])
+            value = values[i]
+            last, converted = memo[i]
+            if value is not last:
+                converted = proc(value)
+                memo[i] = (value, converted)
+            values[i] = converted
         params.append(tuple(values))
     session.connection().exec_driver_sql(sql, params)
 
@@ -66,14 +75,55 @@ class EventStore:
     def append_many(self, rows: Sequence[dict[str, Any]]) -> None:
         bulk_insert(self.session, self.table, rows)
 
-    def queue(self, rows: Sequence[tuple[str, str | None, bytes]]) -> None:
-        """Queue encoded records ``(topic, key, value)`` in the outbox (same transaction)."""
-        now = utcnow()
-        bulk_insert(
-            self.session,
-            PLATFORM_TABLES.tables["outbox"],
-            [{"topic": t, "key": k, "value": v, "created_at": now} for t, k, v in rows],
+    def serialise_writers(self) -> None:
+        """Make concurrent writers store one after another until their transactions end
+        (PostgreSQL; SQLite has one writer anyway), so sequence numbers become visible in
+        order and the relay's published-sequence watermark never passes a row that a
+        slower transaction has not committed yet."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(_WRITER_LOCK)
+
+    # -- the store is its own outbox: current versions past the watermark are unpublished
+
+    def published_sequence(self, for_update: bool = False) -> int:
+        """The sequence up to which every current version was acknowledged by the broker."""
+        query = _WATERMARK.with_for_update() if for_update else _WATERMARK
+        value = self.session.execute(query).scalar_one_or_none()
+        return int(value) if value else 0
+
+    def advance_published(self, expected: int, sequence: int) -> bool:
+        """Move the watermark from ``expected`` to ``sequence`` unless someone moved it
+        meanwhile (a replay reset it): compare-and-set, returns whether it moved."""
+        kv = PLATFORM_TABLES.tables["kv_state"]
+        if expected == 0 and self.session.execute(_WATERMARK).first() is None:
+            self.session.execute(insert(kv).values(name=PUBLISHED_STATE, value=str(sequence)))
+            return True
+        old = {str(expected)} if expected else {"0", ""}
+        result = self.session.execute(
+            update(kv)
+            .where(kv.c.name == PUBLISHED_STATE, kv.c.value.in_(old))
+            .values(value=str(sequence))
         )
+        return bool(getattr(result, "rowcount", 0))
+
+    def reset_published(self, sequence: int = 0) -> None:
+        """Everything current after ``sequence`` is published again (an emptied broker)."""
+        set_state(self.session, PUBLISHED_STATE, str(sequence))
+
+    def unpublished(self, after: int, limit: int) -> list[tuple[int, str, str, bytes]]:
+        """Current versions past ``after``, in sequence order: ``(sequence, topic, key, value)``."""
+        rows = self.session.execute(_UNPUBLISHED, {"after": after, "limit": limit})
+        return [(int(s), str(t), str(k), bytes(v)) for s, t, k, v in rows]
+
+    def unpublished_count(self) -> int:
+        t = self.table
+        after = self.published_sequence()
+        query = select(func.count()).where(t.c.current.is_(True), t.c.sequence > after)
+        return int(self.session.execute(query).scalar_one())
+
+    def current_count(self) -> int:
+        query = select(func.count()).where(self.table.c.current.is_(True))
+        return int(self.session.execute(query).scalar_one())
 
     def count(self) -> int:
         return int(self.session.execute(select(func.count()).select_from(self.table)).scalar_one())
@@ -157,6 +207,15 @@ class EventStore:
         result = self.session.execute(delete(outbox).where(outbox.c.topic.in_(list(topic_names))))
         return int(getattr(result, "rowcount", 0) or 0)
 
+    def outbox_rows(self) -> list[tuple[str, str | None, bytes]]:
+        outbox = PLATFORM_TABLES.tables["outbox"]
+        query = select(outbox.c.topic, outbox.c.key, outbox.c.value).order_by(outbox.c.id)
+        return [(str(t), k, bytes(v)) for t, k, v in self.session.execute(query)]
+
+    def outbox_count(self) -> int:
+        outbox = PLATFORM_TABLES.tables["outbox"]
+        return int(self.session.execute(select(func.count()).select_from(outbox)).scalar_one())
+
     def outbox_has(self, topic: str) -> bool:
         outbox = PLATFORM_TABLES.tables["outbox"]
         row = self.session.execute(select(outbox.c.id).where(outbox.c.topic == topic).limit(1))
@@ -169,6 +228,17 @@ _VERSIONS = select(_STORED.c.entity_id, _STORED.c.version).where(
     _STORED.c.kind == bindparam("kind"), _STORED.c.entity_id.in_(bindparam("ids", expanding=True))
 )
 _APPEND = insert(_STORED).returning(_STORED.c.sequence)
+PUBLISHED_STATE = "published_sequence"
+_KV = PLATFORM_TABLES.tables["kv_state"]
+_WATERMARK = select(_KV.c.value).where(_KV.c.name == PUBLISHED_STATE)
+_UNPUBLISHED = (
+    select(_STORED.c.sequence, _STORED.c.topic, _STORED.c.customer_id, _STORED.c.envelope)
+    .where(_STORED.c.current.is_(True), _STORED.c.sequence > bindparam("after"))
+    .order_by(_STORED.c.sequence)
+    .limit(bindparam("limit"))
+)
+# any constant: the transaction-level advisory lock every PostgreSQL writer of the store takes
+_WRITER_LOCK = text("SELECT pg_advisory_xact_lock(7311970004)")
 _UPSERTS: dict[str, Any] = {}
 
 

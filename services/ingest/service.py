@@ -1,16 +1,22 @@
 """Ingest use cases: validate records, decide their version, store them, queue canonical events.
 
 Flush, never commit: the caller (a route, the consumer loop, the import job) owns the
-unit of work, so a record is stored and its event queued in the outbox atomically.
+unit of work. The event store is its own outbox: a current version committed to
+``stored_events`` is what the relay publishes (see ``delivery.py``), so storing a record
+and queueing its event are one write.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -21,6 +27,8 @@ from services.ingest.repository import EventStore, IntakeStats
 from services.ingest.validation import Reason, RecordRejected, Rules
 from shared import topics
 from shared.events import (
+    SCHEMA_VERSION,
+    STATUS_RANK,
     Customer,
     CustomerRecorded,
     EnvelopeBase,
@@ -63,10 +71,14 @@ class KindSpec:
     precedence: Callable[[str], str]
 
 
+@lru_cache(maxsize=65536)
 def _utc_text(moment: datetime | None) -> str:
+    """Sortable UTC text of a moment (timestamps repeat within batches: cached)."""
     if moment is None:
         return _NO_TIME
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # the same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), several times faster
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def _fingerprint(model: Any) -> str:
@@ -78,6 +90,37 @@ def order_version(order: Order) -> str:
     """``<version_at in UTC>|<status rank>``: sorts like :meth:`Order.version_key`."""
     moment, rank = order.version_key()
     return f"{_utc_text(moment)}|{rank}"
+
+
+def order_data_version(data: dict[str, Any]) -> str:
+    """:func:`order_version` of validated order data (``validation.order_data``)."""
+    moment = data["updated_at"] or data["paid_at"] or data["created_at"]
+    return f"{_utc_text(moment)}|{STATUS_RANK[data['status']]}"
+
+
+def encode_order(data: dict[str, Any], event_id: str, source: str, occurred_at: datetime) -> bytes:
+    """The ``order.recorded`` event of validated order data, byte for byte what
+    ``encode_event(OrderRecorded(...))`` gives (a test proves it) without building and
+    serialising the models: money as strings, UTC as ``Z``, fields in model order."""
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "schema_version": SCHEMA_VERSION,
+            "occurred_at": occurred_at,
+            "source": source,
+            "key": data["customer_id"],
+            "type": "order.recorded",
+            "data": data,
+        },
+        default=_money_text,
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+def _money_text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def customer_version(customer: Customer) -> str:
@@ -151,45 +194,59 @@ def prepare(
     results: list[ItemResult] = []
     candidates: list[tuple[int, str, str, str, str, bytes]] = []
     event_source = f"ingest/{source}"
+    # random event ids from one os.urandom call: uuid4() per event is a system call each,
+    # and every one of them hands the GIL to another thread under load
+    entropy = os.urandom(16 * len(records))
+    # orders (the bulk of the traffic) skip the models: validated data is encoded directly
+    direct = kind == "order" and validated is None
+    model: Any = None
+    data: dict[str, Any] = {}
     for index, raw in enumerate(records):
+        event_id = uuid.UUID(bytes=entropy[16 * index : 16 * index + 16], version=4)
         try:
-            model = validated[index] if validated is not None else spec.validate(raw, rules, now)
-            if isinstance(model, RecordRejected):
-                raise model
+            if direct:
+                data = validation.order_data(raw, rules, now)
+            else:
+                model = (
+                    validated[index] if validated is not None else spec.validate(raw, rules, now)
+                )
+                if isinstance(model, RecordRejected):
+                    raise model
         except RecordRejected as exc:
             results.append(
                 ItemResult(index, "rejected", id=_loose_id(raw, kind), reasons=exc.reasons)
             )
             continue
-        entity = spec.entity_id(model)
-        event = spec.envelope(source=event_source, key=model.customer_id, data=model)
-        candidates.append(
-            (
-                index,
-                entity,
-                spec.version(model),
-                model.customer_id,
-                str(event.event_id),
-                encode_event(event),
+        if direct:
+            entity, customer_id = data["order_id"], data["customer_id"]
+            version = order_data_version(data)
+            value = encode_order(data, str(event_id), event_source, now)
+        else:
+            entity, customer_id = spec.entity_id(model), model.customer_id
+            version = spec.version(model)
+            value = encode_event(
+                spec.envelope(event_id=event_id, source=event_source, key=customer_id, data=model)
             )
-        )
+        candidates.append((index, entity, version, customer_id, str(event_id), value))
         results.append(ItemResult(index, "accepted", id=entity))
     return Prepared(kind, source, now, results, candidates)
 
 
 def store(session: Session, prepared: Prepared) -> list[ItemResult]:
-    """Decide each prepared record's fate against the stored versions, store and queue it.
+    """Decide each prepared record's fate against the stored versions and store it.
 
     A version already stored is a duplicate; a new version is stored and, if it is newer
-    than every stored version of the entity, queued on the canonical topic (``current``);
-    an older one is stored only. Safe to call again after a failed transaction.
+    than every stored version of the entity, marked ``current``: the relay publishes
+    current versions past its watermark (the store is its own outbox, so each record is
+    written once); an older one is stored only. Safe to call again after a failed
+    transaction.
     """
     spec = KINDS[prepared.kind]
     results = prepared.results
     event_store = EventStore(session)
+    event_store.serialise_writers()
     seen = event_store.versions_of(prepared.kind, (c[1] for c in prepared.candidates))
     stored_rows: list[dict[str, Any]] = []
-    outbox_rows: list[tuple[str, str | None, bytes]] = []
     late = 0
     for index, entity, version, customer_id, event_id, value in prepared.candidates:
         result = results[index]
@@ -204,7 +261,7 @@ def store(session: Session, prepared: Prepared) -> list[ItemResult]:
             result.status = "duplicate"
             continue
         precedence = spec.precedence(version)
-        current = all(precedence >= spec.precedence(v) for v in versions)
+        current = not versions or all(precedence >= spec.precedence(v) for v in versions)
         versions.add(version)
         result.event_id, result.current = event_id, current
         late += not current
@@ -222,8 +279,6 @@ def store(session: Session, prepared: Prepared) -> list[ItemResult]:
                 "received_at": prepared.now,
             }
         )
-        if current:
-            outbox_rows.append((spec.topic, customer_id, value))
     if len(stored_rows) == 1:
         sequence = event_store.append(stored_rows[0])
         for result in results:
@@ -231,7 +286,6 @@ def store(session: Session, prepared: Prepared) -> list[ItemResult]:
                 result.sequence = sequence
     else:
         event_store.append_many(stored_rows)
-    event_store.queue(outbox_rows)
     record_outcomes(session, prepared.source, prepared.kind, results, prepared.now, late=late)
     return results
 
@@ -353,6 +407,17 @@ def erase_customer(session: Session, customer_id: str) -> int:
 
 
 # --------------------------------------------------------------------------- replay
+
+
+def pending_events(session: Session) -> list[tuple[str, str | None, bytes]]:
+    """Everything not yet acknowledged by the broker, ``(topic, key, value)``: current
+    versions past the published watermark, then the outbox (dead letters, replays, markers)."""
+    store = EventStore(session)
+    rows: list[tuple[str, str | None, bytes]] = [
+        (t, k, v) for _, t, k, v in store.unpublished(store.published_sequence(), 10**9)
+    ]
+    rows.extend(store.outbox_rows())
+    return rows
 
 
 def replay(

@@ -471,7 +471,10 @@ def _check_amount(
     return amount.quantize(_QUANTUM[digits]), "", ""
 
 
+@lru_cache(maxsize=65536)
 def _parse_time(value: str) -> datetime | None:
+    """ISO 8601 text to a datetime (timestamps repeat within batches and exports: cached;
+    datetimes are immutable)."""
     text = value.strip()
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
@@ -551,6 +554,16 @@ def _build(model: Any, data: dict[str, Any]) -> Any:  # returns an instance of `
 
 def validate_order(raw: Any, rules: Rules, now: datetime | None = None) -> Order:
     """The canonical order for a bare order object, or :class:`RecordRejected`."""
+    return _build(Order, order_data(raw, rules, now))
+
+
+def order_data(raw: Any, rules: Rules, now: datetime | None = None) -> dict[str, Any]:
+    """The canonical order as plain data (the :class:`Order` fields, in their order, with
+    ``Decimal``/``datetime``/``OrderStatus`` values), or :class:`RecordRejected`.
+
+    What :func:`validate_order` builds its model from; the batch path encodes this directly
+    (``service.encode_order``) instead of building and serialising the model: a test proves
+    both give the same event."""
     raw = _object(raw, "an order")
     c = _Checker(rules, now)
     order_id = c.ident(raw.get("order_id"), "order_id")
@@ -577,7 +590,8 @@ def validate_order(raw: Any, rules: Rules, now: datetime | None = None) -> Order
     shop_id = c.ident(raw.get("shop_id"), "shop_id", required=False)
     promotion = c.text(raw.get("promotion"), "promotion")
     c.done()
-    data: dict[str, Any] = {
+    zero = _QUANTUM[money_digits] * 0
+    return {
         "order_id": order_id,
         "customer_id": customer_id,
         "status": status,
@@ -586,6 +600,8 @@ def validate_order(raw: Any, rules: Rules, now: datetime | None = None) -> Order
         "updated_at": updated_at,
         "currency": currency,
         "total_amount": total,
+        "refunded_amount": zero if refunded is None else refunded,
+        "discount_amount": zero if discount is None else discount,
         "channel": channel,
         "shop_id": shop_id,
         "promotion": promotion,
@@ -593,10 +609,6 @@ def validate_order(raw: Any, rules: Rules, now: datetime | None = None) -> Order
         "buyer": buyer,
         "shipping": shipping,
     }
-    zero = _QUANTUM[money_digits] * 0
-    data["refunded_amount"] = zero if refunded is None else refunded
-    data["discount_amount"] = zero if discount is None else discount
-    return _build(Order, data)
 
 
 def _status(c: _Checker, value: Any) -> OrderStatus | None:
@@ -634,8 +646,8 @@ def _items(c: _Checker, value: Any, digits: int) -> list[dict[str, Any]]:
                 "category": c.text(item.get("category"), f"{where}.category", 100),
                 "brand": c.text(item.get("brand"), f"{where}.brand", 100),
                 "unit_price": c.money(item.get("unit_price"), f"{where}.unit_price", digits),
-                "list_price": c.money(item.get("list_price"), f"{where}.list_price", digits),
                 "quantity": 1 if quantity is None else quantity,
+                "list_price": c.money(item.get("list_price"), f"{where}.list_price", digits),
             }
         )
     return items

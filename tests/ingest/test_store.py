@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from services.ingest import service
 from services.ingest.app import MIGRATIONS
 from services.ingest.models import Base, StoredEvent
+from services.ingest.repository import EventStore
 from services.ingest.validation import Rules
 from shared.bus import PLATFORM_TABLES
 from shared.db import Database, run_migrations
@@ -55,10 +56,19 @@ def accept(
 
 
 def outbox(db: Database) -> list[Any]:
-    table = PLATFORM_TABLES.tables["outbox"]
+    """What the relay would publish next: current versions past the watermark, then the
+    outbox table (the event store is its own outbox)."""
     with db.sessions() as session:
-        rows = session.execute(select(table.c.topic, table.c.value).order_by(table.c.id)).all()
-    return [(topic, decode_event(value)) for topic, value in rows]
+        rows = service.pending_events(session)
+    return [(topic, decode_event(value)) for topic, _, value in rows]
+
+
+def mark_published(db: Database) -> None:
+    """What the relay does after the broker acknowledged everything."""
+    with db.unit_of_work() as session:
+        store = EventStore(session)
+        assert store.advance_published(store.published_sequence(), store.last_sequence())
+        session.execute(PLATFORM_TABLES.tables["outbox"].delete())
 
 
 def test_migrations_match_the_models(db_url: str) -> None:
@@ -182,9 +192,8 @@ def test_replay_requeues_current_versions_by_sequence_and_time(db: Database) -> 
         "R0", created_at="2026-10-30T00:00:00+08:00", updated_at="2026-10-31T00:00:00+08:00"
     )
     assert accept(db, [late])[0].current is False
-    table = PLATFORM_TABLES.tables["outbox"]
-    with db.unit_of_work() as session:
-        session.execute(table.delete())
+    mark_published(db)
+    assert outbox(db) == []
     with db.unit_of_work() as session:
         assert service.replay(session, from_sequence=2, to_sequence=4) == 3
     assert [e.data.order_id for _, e in outbox(db)] == ["R1", "R2", "R3"]
@@ -277,3 +286,36 @@ def test_erasure_scrubs_stored_versions_and_pending_events(db: Database) -> None
     text = " ".join(e.model_dump_json() for e in pending)
     assert "13800138000" not in text and "张三" not in text
     assert "李四" in text
+
+
+def test_the_store_is_its_own_outbox_with_a_published_watermark(db: Database) -> None:
+    """Each record is written once: the relay publishes current versions past a watermark;
+    a replay resets it, and a relay that published meanwhile cannot move it back."""
+    accept(db, [order("W1"), order("W2")])
+    late = order(
+        "W1", created_at="2026-10-30T00:00:00+08:00", updated_at="2026-10-31T00:00:00+08:00"
+    )
+    assert accept(db, [late])[0].current is False
+    table = PLATFORM_TABLES.tables["outbox"]
+    with db.sessions() as session:
+        assert session.execute(select(func.count()).select_from(table)).scalar_one() == 0
+        store = EventStore(session)
+        assert store.published_sequence() == 0
+        assert [row[0] for row in store.unpublished(0, 100)] == [1, 2]  # not the late one
+        assert store.unpublished(0, 1)[0][2] == "c-1"  # keyed by customer
+    mark_published(db)
+    assert outbox(db) == []
+    accept(db, [order("W3")])
+    assert [e.data.order_id for _, e in outbox(db)] == ["W3"]
+    with db.unit_of_work() as session:
+        store = EventStore(session)
+        seen = store.published_sequence()
+        store.reset_published(0)  # an emptied broker: everything current goes again
+        # a relay that read the old watermark before the reset must not undo it
+        assert store.advance_published(seen, store.last_sequence()) is False
+    assert [e.data.order_id for _, e in outbox(db)] == ["W1", "W2", "W3"]
+    with db.unit_of_work() as session:
+        store = EventStore(session)
+        assert store.advance_published(0, 2) is True
+        assert store.published_sequence() == 2
+    assert [e.data.order_id for _, e in outbox(db)] == ["W3"]

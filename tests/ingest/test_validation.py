@@ -436,3 +436,50 @@ def test_the_chinese_mobile_shortcut_agrees_with_libphonenumber() -> None:
             expected = None
         assert _e164(number, "CN") == expected, number
         assert _e164("+86 " + number, "CN") == expected, number
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"created_at": "2026-11-01 10:00:00", "paid_at": 1793505600, "status": "交易成功"},
+        {"created_at": "2026-11-01T02:00:00.125Z", "updated_at": "2026-11-02T00:00:00+00:00"},
+        {"currency": "jpy", "total_amount": 1999, "refunded_amount": "100"},
+        {"currency": "KWD", "total_amount": "1,299.125", "discount_amount": 0.5},
+        {
+            "items": [
+                {"sku": "A-1", "name": " 围巾 ", "unit_price": "9.9", "quantity": "3"},
+                {"name": "礼盒", "list_price": "20", "unit_price": None},
+            ],
+            "buyer": {"name": "张三", "mobile": "+86 138-0013-8000", "email": "Z@Example.COM"},
+            "shipping": {"province": "浙江", "city": "杭州", "address": "文三路 100 号"},
+            "channel": "tmall",
+            "shop_id": 12345,
+            "promotion": "双11",
+        },
+        {"shipping": {"address": "上海 浦东新区 世纪大道 1 号", "mobile": "138****8000"}},
+    ],
+)
+def test_orders_encoded_directly_are_the_model_events_byte_for_byte(
+    changes: dict[str, Any],
+) -> None:
+    """The batch path encodes validated order data with orjson instead of building and
+    serialising the models: it must produce exactly the event the models would."""
+    import uuid
+
+    from services.ingest.service import encode_order, order_data_version, order_version
+    from services.ingest.validation import order_data
+    from shared.events import OrderRecorded, encode_event
+
+    raw = order(**changes)
+    event_id = uuid.uuid4()
+    model_event = OrderRecorded(
+        event_id=event_id,
+        occurred_at=NOW,
+        source="ingest/rest",
+        key=raw["customer_id"],
+        data=validate_order(raw, RULES, NOW),
+    )
+    data = order_data(raw, RULES, NOW)
+    assert encode_order(data, str(event_id), "ingest/rest", NOW) == encode_event(model_event)
+    assert order_data_version(data) == order_version(model_event.data)
