@@ -96,7 +96,8 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
                 drop(data.customer_id)
                 continue
             row = member(data.customer_id)
-            if _older(data.as_of, row.scores_as_of):
+            if row.erased or _older(data.as_of, row.scores_as_of):
+                # an erased customer keeps only the mark: a replayed snapshot brings nothing back
                 continue
             _set_scores(row, data.current, data.as_of)
             row.segments = sorted(data.segments)

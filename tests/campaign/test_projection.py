@@ -75,6 +75,8 @@ def test_erasure_clears_personal_data_and_survives_removal(db: Database) -> None
                 ),
                 segment_event("c1", removed=True),
                 policy_event("c1", {"sms": True}),  # a late policy does not undo the erasure
+                # nor does a replayed (or newer) score snapshot
+                segment_event("c1", segments=["s1"], as_of=NOW + timedelta(days=1)),
                 segment_event("c2"),
                 segment_event("c2", removed=True),
             ],
@@ -83,6 +85,7 @@ def test_erasure_clears_personal_data_and_survives_removal(db: Database) -> None
         erased = session.get(AudienceMember, "c1")
         assert erased is not None and erased.erased
         assert erased.contact_policy is None and erased.rfm_segment is None
+        assert erased.segments == [] and erased.frequency is None
         assert session.get(AudienceMember, "c2") is None
 
 

@@ -10,21 +10,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from shared.broker import EmbeddedBroker, free_port
+from shared.broker import free_port
 from shared.testing import unique, wait_for
 from tests.conftest import ADMIN_KEY
+from tests.e2e.system import ROOT, RunningSystem, ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _children(pid: int) -> list[int]:
@@ -40,57 +37,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-class RunningSystem:
-    def __init__(self, process: subprocess.Popen[bytes], ports: dict[str, int], log: Path) -> None:
-        self.process = process
-        self.ports = ports
-        self.log = log
-
-    def url(self, service: str, path: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}{path}"
-
-
-@pytest.fixture
-def system(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[RunningSystem]:
-    ports = {name: free_port() for name in ("ingest", "profile", "segment", "campaign")}
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "CRM_TOPIC_NAMESPACE": unique("e2e") + ".",
-        "CRM_DATA_DIR": str(tmp_path / "var"),
-        "CRM_API_KEY": ADMIN_KEY,
-        "CRM_RUN_QUIET": "1",
-        **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
-    }
-    log = tmp_path / "devrun.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "shared.devrun"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = RunningSystem(process, ports, log)
-    try:
-        yield running
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
 def _ready(system: RunningSystem) -> bool:
-    for service in system.ports:
-        try:
-            if httpx.get(system.url(service, "/readyz"), timeout=2).status_code != 200:
-                return False
-        except httpx.HTTPError:
-            return False
-    return True
+    return ready(system)
 
 
 def test_an_order_flows_through_every_service(system: RunningSystem) -> None:
