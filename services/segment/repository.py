@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, cast
 
 import orjson
@@ -84,27 +85,40 @@ def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]
 
 
 def _executemany(
-    session: Session, table: Table, sql: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    session: Session,
+    table: Table,
+    sql: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    repeated: Collection[str] = (),
 ) -> None:
     """A driver-level executemany of ``sql`` (``:name``-free, positional ``{mark}`` markers).
 
     Each value goes through its column type's bind processor first, as SQLAlchemy would,
-    without SQLAlchemy's per-row parameter machinery (the consumer's hot path).
+    without SQLAlchemy's per-row parameter machinery (the consumer's hot path). The
+    conversions of ``repeated`` columns (mostly one value, such as a batch's time) are
+    memoised.
     """
     if not rows:
         return
     connection = session.connection()
     dialect = connection.dialect
-    processors = [_processor(table.c[c].type, dialect) for c in columns]
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    active = [(i, p) for i, p in enumerate(processors) if p is not None]
-    prepared = []
-    for values in rows:
-        row = list(values)
-        for i, process in active:
-            if row[i] is not None:
-                row[i] = process(row[i])
-        prepared.append(tuple(row))
+    # column by column: one comprehension per converted column, repeated values memoised
+    values: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    for i, name in enumerate(columns):
+        process = _processor(table.c[name].type, dialect)
+        if process is None:
+            continue
+        memo: dict[Any, Any] = {}
+        if name in repeated:
+            values[i] = [
+                None if v is None else memo[v] if v in memo else memo.setdefault(v, process(v))
+                for v in values[i]
+            ]
+        else:
+            values[i] = [None if v is None else process(v) for v in values[i]]
+    prepared = list(zip(*values, strict=True))
     cursor = connection.connection.cursor()
     try:
         cursor.executemany(sql.format(mark=mark), prepared)
@@ -120,11 +134,33 @@ def _processor(column_type: Any, dialect: Any) -> Any:
     return column_type._cached_bind_processor(dialect)
 
 
+#: SQLite text of recently written or read instants: a customer's first / last purchase
+#: are read and written back unchanged by most poll batches (~1 µs of formatting each)
+_TEXTS: dict[datetime, str] = {}
+_TEXTS_MAX = 50_000  # a few poll batches (~10 MiB at most)
+
+
 def _sqlite_datetime(value: datetime) -> str:
     """What SQLAlchemy's SQLite DateTime stores (naive text), from the UTC instant, faster."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(sep=" ", timespec="microseconds")
+    text = _TEXTS.get(value)
+    if text is not None:
+        return text
+    if value.tzinfo is UTC:
+        text = value.isoformat(sep=" ", timespec="microseconds")[:26]
+    elif value.tzinfo is not None:
+        text = (
+            value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        )
+    else:
+        text = value.isoformat(sep=" ", timespec="microseconds")
+    _remember(value, text)
+    return text
+
+
+def _remember(value: datetime, text: str) -> None:
+    if len(_TEXTS) >= _TEXTS_MAX:
+        _TEXTS.clear()
+    _TEXTS[value] = text
 
 
 def _json_text(value: Any) -> str:
@@ -151,6 +187,30 @@ def _update_sql(table: Table, columns: Sequence[str], key: str) -> str:
     return f"UPDATE {table.name} SET {assignments} WHERE {key} = {{mark}}"
 
 
+def _upsert_sql(table: Table, columns: Sequence[str], key: str) -> str:
+    """INSERT ... ON CONFLICT (key) DO UPDATE (SQLite >= 3.24 and PostgreSQL alike)."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    return f"{_insert_sql(table, columns)} ON CONFLICT ({key}) DO UPDATE SET {updates}"
+
+
+def _select_in(
+    session: Session, columns: Sequence[str], table: str, key: str, values: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """``SELECT columns FROM table WHERE key IN (values)`` at the driver level, in chunks."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    rows: list[tuple[Any, ...]] = []
+    for chunk in _chunks(list(values), 900):
+        rows.extend(
+            connection.exec_driver_sql(
+                f"SELECT {', '.join(columns)} FROM {table} "
+                f"WHERE {key} IN ({', '.join(mark for _ in chunk)})",
+                tuple(chunk),
+            ).fetchall()
+        )
+    return rows
+
+
 def _json_list(value: Any) -> tuple[str, ...]:
     # the driver-level query returns JSON as text on SQLite, parsed on PostgreSQL
     if isinstance(value, (str, bytes)):
@@ -162,7 +222,8 @@ def _as_datetime(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):  # SQLite keeps naive UTC text
-        value = datetime.fromisoformat(value)
+        # appending the offset is ~10x faster than .replace(tzinfo=UTC)
+        return datetime.fromisoformat(value + "+00:00" if len(value) <= 26 else value)
     return ensure_aware(value)
 
 
@@ -182,6 +243,7 @@ def add_to_outbox(session: Session, records: Sequence[tuple[str, str | None, byt
         _insert_sql(OUTBOX, columns),
         columns,
         [(t, k, v, now) for t, k, v in records],
+        repeated=("created_at",),
     )
 
 
@@ -205,6 +267,28 @@ class OrderStates:
                 found[order_id] = (ensure_aware(version_at), rank, customer_id)
         return found
 
+    def rows(self, order_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored rows of these orders (those known), as ``service.order_row`` makes them."""
+        names = [c.name for c in ORDERS.columns]
+        found: dict[str, dict[str, Any]] = {}
+        for raw in _select_in(self.session, names, "order_states", "order_id", order_ids):
+            row = dict(zip(names, raw, strict=True))
+            for name in ("version_at", "created_at", "purchased_at"):
+                row[name] = _as_datetime(row[name])
+            row["valid"] = bool(row["valid"])
+            row["categories"] = list(_json_list(row["categories"]))
+            found[row["order_id"]] = row
+        return found
+
+    def customers_having_orders(self, customer_ids: Sequence[str]) -> set[str]:
+        """Which of these customers have stored orders."""
+        if not customer_ids:
+            return set()
+        rows = _select_in(
+            self.session, ["DISTINCT customer_id"], "order_states", "customer_id", customer_ids
+        )
+        return {r[0] for r in rows}
+
     def insert_many(self, rows: list[dict[str, Any]]) -> None:
         columns = [c.name for c in ORDERS.columns]
         _executemany(
@@ -212,7 +296,7 @@ class OrderStates:
             ORDERS,
             _insert_sql(ORDERS, columns),
             columns,
-            [[r[c] for c in columns] for r in rows],
+            list(map(itemgetter(*columns), rows)),
         )
 
     def update_many(self, rows: list[dict[str, Any]]) -> None:
@@ -222,7 +306,7 @@ class OrderStates:
             ORDERS,
             _update_sql(ORDERS, columns, "order_id"),
             [*columns, "order_id"],
-            [[r[c] for c in (*columns, "order_id")] for r in rows],
+            list(map(itemgetter(*columns, "order_id"), rows)),
         )
 
     def frame_for(self, customer_ids: Sequence[str]) -> pd.DataFrame:
@@ -286,26 +370,44 @@ class Customers:
         names = [c.name for c in CUSTOMERS.columns]
         dates = [i for i, c in enumerate(CUSTOMERS.columns) if isinstance(c.type, DateTime)]
         lists = [i for i, c in enumerate(CUSTOMERS.columns) if isinstance(c.type, JSON)]
-        connection = self.session.connection()
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        for chunk in _chunks(list(customer_ids), 900):
-            rows = connection.exec_driver_sql(
-                f"SELECT {', '.join(names)} FROM customer_scores "
-                f"WHERE customer_id IN ({', '.join(mark for _ in chunk)})",
-                tuple(chunk),
-            ).fetchall()
-            for raw in rows:
-                row = list(raw)
-                for i in dates:
-                    row[i] = _as_datetime(row[i])
-                for i in lists:
-                    row[i] = list(_json_list(row[i]))
-                found[row[0]] = dict(zip(names, row, strict=True))
+        # mostly written back unchanged: their text is remembered for the write
+        kept = {names.index(n) for n in ("first_order_at", "last_order_at", "window_oldest_at")}
+        parse, loads, texts = datetime.fromisoformat, orjson.loads, _TEXTS
+        if len(texts) >= _TEXTS_MAX:
+            texts.clear()
+        for raw in _select_in(self.session, names, "customer_scores", "customer_id", customer_ids):
+            values = list(raw)
+            for i in dates:
+                value = values[i]
+                if value.__class__ is str:  # SQLite: naive UTC text
+                    moment = parse(value + "+00:00" if len(value) <= 26 else value)
+                    values[i] = moment
+                    if i in kept:
+                        texts[moment] = value
+                elif value is not None:
+                    values[i] = ensure_aware(value)
+            for i in lists:
+                value = values[i]
+                # SQLite gives JSON text, PostgreSQL the parsed list
+                values[i] = loads(value) if isinstance(value, str) else list(value or ())
+            found[values[0]] = dict(zip(names, values, strict=True))
         return found
 
     def insert_many(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.session.execute(insert(CUSTOMERS), rows)
+
+    def upsert_many(self, rows: list[dict[str, Any]]) -> None:
+        """Insert or replace whole customer rows (one driver-level executemany)."""
+        columns = [c.name for c in CUSTOMERS.columns]
+        _executemany(
+            self.session,
+            CUSTOMERS,
+            _upsert_sql(CUSTOMERS, columns, "customer_id"),
+            columns,
+            list(map(itemgetter(*columns), rows)),
+            repeated=("aggregated_at", "scored_at"),
+        )
 
     def update_many(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -542,15 +644,14 @@ class Identities:
         self.session = session
 
     def survivors(self, customer_ids: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for chunk in _chunks(list(customer_ids)):
-            for merged, survivor in self.session.execute(
-                select(CustomerAlias.merged_id, CustomerAlias.survivor_id).where(
-                    CustomerAlias.merged_id.in_(chunk)
-                )
-            ):
-                found[merged] = survivor
-        return found
+        rows = _select_in(
+            self.session,
+            ["merged_id", "survivor_id"],
+            "customer_aliases",
+            "merged_id",
+            customer_ids,
+        )
+        return {merged: survivor for merged, survivor in rows}
 
     def add_aliases(self, merged_ids: Sequence[str], survivor_id: str, merge_id: str) -> None:
         table = ALIASES
@@ -571,15 +672,14 @@ class Identities:
         self.session.execute(delete(table).where(table.c.merged_id == survivor_id))
 
     def erased(self, customer_ids: Sequence[str]) -> dict[str, datetime]:
-        found: dict[str, datetime] = {}
-        for chunk in _chunks(list(customer_ids)):
-            for customer_id, requested_at in self.session.execute(
-                select(ErasedCustomer.customer_id, ErasedCustomer.requested_at).where(
-                    ErasedCustomer.customer_id.in_(chunk)
-                )
-            ):
-                found[customer_id] = ensure_aware(requested_at)
-        return found
+        rows = _select_in(
+            self.session,
+            ["customer_id", "requested_at"],
+            "erased_customers",
+            "customer_id",
+            customer_ids,
+        )
+        return {customer_id: cast(datetime, _as_datetime(at)) for customer_id, at in rows}
 
     def add_erasure(self, tombstone: ErasedCustomer) -> None:
         self.session.merge(tombstone)
@@ -602,7 +702,9 @@ def tune_sqlite(engine: Any) -> None:
     """A larger page cache for this service's SQLite connections (64 MiB instead of 2 MiB).
 
     Every poll batch touches random order and customer pages; with the default cache most
-    of those are re-read from the OS on every batch.
+    of those are re-read from the OS on every batch. A poll batch also dirties more pages
+    than SQLite's default checkpoint threshold (1,000 pages), so the WAL is checkpointed
+    every 10,000 pages instead: pages rewritten by consecutive batches are copied back once.
     """
     if engine.dialect.name != "sqlite":
         return
@@ -611,6 +713,7 @@ def tune_sqlite(engine: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.close()
 
     event.listen(engine, "connect", _pragmas)

@@ -21,6 +21,7 @@ Aggregates frame (output of :func:`aggregate_orders`, input of :func:`score_fram
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -380,16 +381,18 @@ STATE_COLUMNS = [
 ]
 
 
-def state_hashes(scores: pd.DataFrame, memberships: list[list[str]]) -> np.ndarray:
+def state_hashes(
+    scores: pd.DataFrame | Mapping[str, np.ndarray], memberships: list[list[str]]
+) -> np.ndarray:
     """A stable 64-bit hash of each customer's scores, stage, buckets, quadrant and segments.
 
     Both paths store it, so the batch path finds who changed by comparing integers. Each
     column holds few distinct values: those are hashed once (pandas' fixed-key SipHash,
     stable across runs) and combined per row with integer arithmetic.
     """
-    combined = np.zeros(len(scores), dtype="uint64")
+    combined = np.zeros(len(memberships), dtype="uint64")
     keys = [",".join(m) if m else "" for m in memberships]
-    columns = [scores[c].to_numpy(dtype=object) for c in STATE_COLUMNS[:-1]]
+    columns = [np.asarray(scores[c], dtype=object) for c in STATE_COLUMNS[:-1]]
     columns.append(np.asarray(keys, dtype=object))
     missing = np.uint64(0x9E3779B97F4A7C15)  # the hash of "no value" (code -1)
     with np.errstate(over="ignore"):
@@ -400,18 +403,25 @@ def state_hashes(scores: pd.DataFrame, memberships: list[list[str]]) -> np.ndarr
     return combined.view("int64")
 
 
-def score_frame(
-    aggregates: pd.DataFrame, policy: ScoringPolicy, cut_points: CutPoints, as_of: datetime
-) -> pd.DataFrame:
-    """The aggregates with every score column added, as of ``as_of`` under ``cut_points``."""
-    out = aggregates.copy()
-    n = len(out)
-    counts = out["order_count"].to_numpy(dtype="int64") if n else np.zeros(0, dtype="int64")
-    scored = counts > 0
-    recency = recency_days(out, as_of, policy) if n else np.zeros(0)
-    frequency = out["frequency"].to_numpy(dtype="float64") if n else np.zeros(0)
-    monetary = out["monetary_e4"].to_numpy(dtype="float64") if n else np.zeros(0)
+def score_arrays(
+    counts: np.ndarray,
+    frequency: np.ndarray,
+    monetary: np.ndarray,
+    recency: np.ndarray,
+    first_days: np.ndarray,
+    policy: ScoringPolicy,
+    cut_points: CutPoints,
+) -> dict[str, np.ndarray]:
+    """Every score of many customers from plain arrays (the core both paths share).
 
+    ``counts`` = lifetime valid purchases (int), ``frequency`` / ``monetary`` the window
+    figures (float), ``recency`` = days since the last purchase (NaN without one),
+    ``first_days`` = days since the first purchase (NaN without one). Returns the score
+    columns (``recency_days`` as float, ``r_score`` ... as int, labels as objects) and
+    ``scored`` (customers with a valid purchase; the others' scores are meaningless).
+    """
+    n = len(counts)
+    scored = counts > 0
     r = 5 - np.searchsorted(np.asarray(cut_points.recency), np.nan_to_num(recency), side="left")
     f = 1 + np.searchsorted(np.asarray(cut_points.frequency), frequency, side="left")
     m = 1 + np.searchsorted(np.asarray(cut_points.monetary), monetary, side="left")
@@ -419,12 +429,6 @@ def score_frame(
     segments = _segment_lookup(policy)[r, fm] if n else np.zeros(0, dtype=object)
 
     thresholds = policy.lifecycle
-    first_days = (
-        local_day_number(as_of, policy.timezone)
-        - local_day_numbers(out["first_order_at"], policy.timezone)
-        if n
-        else np.zeros(0)
-    )
     # labels picked by integer index (no string arrays built per row)
     stage_index = np.select(
         [
@@ -451,23 +455,48 @@ def score_frame(
         values[~scored] = None
         return values
 
+    codes = _RFM_CODES[r * 100 + f * 10 + m] if n else np.zeros(0, dtype=object)
+    return {
+        "scored": scored,
+        "recency_days": np.nan_to_num(recency),
+        "r_score": r,
+        "f_score": f,
+        "m_score": m,
+        "rfm_code": masked(codes),
+        "rfm_segment": masked(segments),
+        "lifecycle_stage": stage,
+        "purchase_bucket": bucket(counts, policy.purchase_buckets),
+        "funnel_bucket": bucket(counts, policy.funnel_buckets),
+        "value_quadrant": masked(quadrant),
+    }
+
+
+def score_frame(
+    aggregates: pd.DataFrame, policy: ScoringPolicy, cut_points: CutPoints, as_of: datetime
+) -> pd.DataFrame:
+    """The aggregates with every score column added, as of ``as_of`` under ``cut_points``."""
+    out = aggregates.copy()
+    n = len(out)
+    counts = out["order_count"].to_numpy(dtype="int64") if n else np.zeros(0, dtype="int64")
+    recency = recency_days(out, as_of, policy) if n else np.zeros(0)
+    frequency = out["frequency"].to_numpy(dtype="float64") if n else np.zeros(0)
+    monetary = out["monetary_e4"].to_numpy(dtype="float64") if n else np.zeros(0)
+    first_days = (
+        local_day_number(as_of, policy.timezone)
+        - local_day_numbers(out["first_order_at"], policy.timezone)
+        if n
+        else np.zeros(0)
+    )
+    columns = score_arrays(counts, frequency, monetary, recency, first_days, policy, cut_points)
+    scored = columns.pop("scored")
+
     def masked_ints(values: np.ndarray) -> pd.arrays.IntegerArray:
         return pd.arrays.IntegerArray(np.where(scored, values, 0).astype("int64"), ~scored)
 
-    out["recency_days"] = masked_ints(np.nan_to_num(recency))
-    for column, values in (("r_score", r), ("f_score", f), ("m_score", m)):
-        out[column] = masked_ints(values)
-    codes = _RFM_CODES[r * 100 + f * 10 + m] if n else np.zeros(0, dtype=object)
-    out["rfm_code"] = pd.Series(masked(codes), index=out.index, dtype=object)
-    out["rfm_segment"] = pd.Series(masked(segments), index=out.index, dtype=object)
-    out["lifecycle_stage"] = pd.Series(stage, index=out.index, dtype=object)
-    out["purchase_bucket"] = pd.Series(
-        bucket(counts, policy.purchase_buckets), index=out.index, dtype=object
-    )
-    out["funnel_bucket"] = pd.Series(
-        bucket(counts, policy.funnel_buckets), index=out.index, dtype=object
-    )
-    out["value_quadrant"] = pd.Series(masked(quadrant), index=out.index, dtype=object)
+    for column in ("recency_days", "r_score", "f_score", "m_score"):
+        out[column] = masked_ints(columns.pop(column))
+    for column, values in columns.items():
+        out[column] = pd.Series(values, index=out.index, dtype=object)
     return out
 
 

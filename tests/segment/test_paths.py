@@ -18,6 +18,7 @@ from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPointSets
 from shared.events import Order, decode_event, utcnow
 from tests.segment.helpers import NOW, database, erased, merged, order, recorded
+from tests.segment.helpers import order as make_order
 
 COMPARED = [
     "customer_id",
@@ -38,8 +39,13 @@ COMPARED = [
 ]
 
 
-def history(seed: int = 7, customers: int = 120) -> tuple[list[Order], list[Order]]:
-    """Every version of every order (events) and the newest version of each (final states)."""
+def history(
+    seed: int = 7, customers: int = 120, rich: bool = False
+) -> tuple[list[Order], list[Order]]:
+    """Every version of every order (events) and the newest version of each (final states).
+
+    ``rich``: orders also differ in currency, channel, category and province.
+    """
     rng = random.Random(seed)
     events: list[Order] = []
     final: list[Order] = []
@@ -48,6 +54,18 @@ def history(seed: int = 7, customers: int = 120) -> tuple[list[Order], list[Orde
             oid = f"o{c}-{k}"
             amount = f"{rng.randint(1, 2000)}.{rng.randint(0, 99):02d}"
             days = rng.uniform(0, 500)
+            facts: dict = {}
+            if rich:
+                facts = {
+                    "currency": rng.choice(["CNY", "CNY", "USD"]),
+                    "channel": rng.choice([None, "tmall", "tmall", "jd"]),
+                    "category": rng.choice([None, "shoes", "bags"]),
+                    "province": rng.choice([None, "浙江省", "浙江省", "广东省"]),
+                }
+
+            def order(*args, _facts=facts, **kwargs) -> Order:
+                return make_order(*args, **kwargs, **_facts)
+
             versions = [order(oid, f"c{c:03d}", days_ago=days, amount=amount, status="created")]
             path = rng.choice(
                 ["paid", "paid", "completed", "cancelled", "refunded", "partial", "created"]
@@ -86,14 +104,18 @@ def batch_reference(final: list[Order]) -> tuple[scoring.CutPoints, pd.DataFrame
     return scoring.rescore(aggregates, DEFAULT_POLICY, 1, NOW)
 
 
-def stored_state(db) -> pd.DataFrame:
+#: with the attributes that only ``rich`` histories vary
+RICH = [*COMPARED, "currency", "channels", "categories", "province", "city"]
+
+
+def stored_state(db, columns: list[str] = COMPARED) -> pd.DataFrame:
     with db.unit_of_work() as session:
         frame = Customers(session).aggregates_frame(extra=service.SNAPSHOT_WRITE_COLUMNS)
-    return normalise(frame)
+    return normalise(frame, columns)
 
 
-def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame[COMPARED].sort_values("customer_id").reset_index(drop=True).astype(object)
+def normalise(frame: pd.DataFrame, columns: list[str] = COMPARED) -> pd.DataFrame:
+    frame = frame[columns].sort_values("customer_id").reset_index(drop=True).astype(object)
     return frame.where(frame.notna(), None).map(lambda v: int(v) if isinstance(v, float) else v)
 
 
@@ -130,6 +152,23 @@ def test_per_event_path_equals_full_batch_rescoring(db_url: str) -> None:
     assert outcome.changed == 0
     assert outcome.cut_points == cut_points.to_json()
     pd.testing.assert_frame_equal(stored_state(db), per_event)
+
+
+def test_the_paths_agree_with_mixed_currencies_channels_and_regions(db_url: str) -> None:
+    """The incremental aggregates fall back to a re-aggregation exactly when they must."""
+    events, final = history(seed=5, customers=80, rich=True)
+    cut_points, expected = batch_reference(final)
+    db = database(db_url)
+    with db.unit_of_work() as session:
+        CutPointSets(session).add(
+            CutPointSet(
+                policy_version=1, as_of=NOW, computed_at=utcnow(), body=cut_points.to_json()
+            )
+        )
+    shuffled = [recorded(o) for o in events]
+    random.Random(4).shuffle(shuffled)
+    feed(db, shuffled + shuffled[:30], chunk=15)
+    pd.testing.assert_frame_equal(stored_state(db, RICH), normalise(expected, RICH))
 
 
 def test_replay_from_the_start_into_an_empty_database_is_identical(db_url: str, tmp_path) -> None:
