@@ -105,6 +105,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Zero deleted content in pages that are written anyway, so erased personal data
+    # does not linger in the file (FAST: no extra I/O).
+    cursor.execute("PRAGMA secure_delete=FAST")
     cursor.close()
 
 
@@ -155,6 +158,19 @@ class Database:
         """Raise if the database cannot answer ``SELECT 1``."""
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    def checkpoint(self) -> None:
+        """After an erasure: fold SQLite's write-ahead log into the file and truncate it.
+
+        The WAL keeps old copies of changed pages (with the erased personal data) until
+        a checkpoint; TRUNCATE empties it. Best effort: readers active at that moment
+        may leave part of it for the next checkpoint. PostgreSQL reclaims dead rows
+        with autovacuum.
+        """
+        if not self.is_sqlite:
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @property
     def is_sqlite(self) -> bool:
