@@ -453,8 +453,8 @@ class ConsumerLoop:
         poison: list[tuple[Inbound, str, str]] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp, records in polled.items():
+            metrics.CONSUMED.labels(self.name, tp.topic).inc(len(records))
             for record in records:
-                metrics.CONSUMED.labels(self.name, record.topic).inc()
                 message = self._decode(record)
                 if isinstance(message, tuple):
                     poison.append(message)
@@ -585,8 +585,11 @@ class ConsumerLoop:
                 for m in fresh
             ],
         )
+        per_topic: dict[str, int] = {}
         for message in fresh:
-            metrics.PROCESSED.labels(self.name, message.topic).inc()
+            per_topic[message.topic] = per_topic.get(message.topic, 0) + 1
+        for topic, count in per_topic.items():
+            metrics.PROCESSED.labels(self.name, topic).inc(count)
         self.processed_count += len(fresh)
 
     def _database_answers(self) -> bool:
