@@ -62,10 +62,16 @@ def public_slice(doc: dict[str, Any]) -> tuple[Any, ...]:
 def profile_row(profile_id: str, doc: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The profiles row of a document (its scores part is stored apart: scores_row)."""
     province, city = domain.region(doc)
-    stored = {k: v for k, v in doc.items() if k not in SCORE_KEYS}
+    # the scores part leaves the document for the dump and comes back (cheaper than a copy
+    # of the document: the consumer writes thousands per batch)
+    part = {k: doc.pop(k) for k in SCORE_KEYS if k in doc}
+    try:
+        stored = dumps(doc)
+    finally:
+        doc.update(part)
     return {
         "profile_id": profile_id,
-        "doc": dumps(stored),
+        "doc": stored,
         "province": province,
         "city": city,
         "updated_at": now,
@@ -262,35 +268,39 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
         ]
     batch.aliases = repo.aliases(ids)
     book = RuleBook(repo.tag_rules())
+    # one pass over the batch for what the loads below need
+    segment_ids: set[str] = set()
+    other_ids: set[str] = set()
+    order_ids: list[str] = []
+    interaction_ids: list[str] = []
+    for e in events:
+        data = e.data
+        if isinstance(data, SegmentChanged):
+            segment_ids.add(data.customer_id)
+        else:
+            other_ids.add(data.customer_id)
+            if isinstance(data, Order):
+                order_ids.append(data.order_id)
+            elif isinstance(data, Interaction):
+                interaction_ids.append(data.interaction_id)
     # A segment change needs the profile document only when tag rules may read scores;
     # otherwise it rewrites the small scores row alone.
-    segment_only = (
-        set()
-        if book.rules
-        else {e.data.customer_id for e in events if isinstance(e.data, SegmentChanged)}
-        - {e.data.customer_id for e in events if not isinstance(e.data, SegmentChanged)}
-    )
+    segment_only = set() if book.rules else segment_ids - other_ids
     doc_ids = {batch.aliases[c] for c in ids if c in batch.aliases and c not in segment_only}
     # without tag rules, only the documents that receive a segment change need their scores
     for pid, row in repo.profiles(doc_ids, with_scores=bool(book.rules)).items():
         batch.docs[pid] = row.doc
         batch.before[pid] = public_slice(row.doc)
         batch.indexed_before[pid] = row.indexed
-    part_ids = {
-        batch.aliases[e.data.customer_id]
-        for e in events
-        if isinstance(e.data, SegmentChanged) and e.data.customer_id in batch.aliases
-    }
+    part_ids = {batch.aliases[c] for c in segment_ids if c in batch.aliases}
     if not book.rules and part_ids:
         for pid, part in repo.score_parts(part_ids).items():
             if pid in batch.docs:
                 batch.docs[pid].update(part)
             else:
                 batch.score_parts[pid] = part
-    order_ids = [e.data.order_id for e in events if isinstance(e.data, Order)]
     if order_ids:
         batch.order_state = repo.orders(order_ids)
-    interaction_ids = [e.data.interaction_id for e in events if isinstance(e.data, Interaction)]
     seen_interactions = repo.interaction_ids(interaction_ids) if interaction_ids else set()
     interactions: list[dict[str, Any]] = []
 

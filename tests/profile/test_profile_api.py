@@ -346,3 +346,28 @@ def test_export_then_erasure_leaves_no_personal_data_and_replay_is_blocked(
     # a genuinely new order after the erasure starts a new relationship
     feed(client, order("tb_zhangsan88", "T-new", minutes=10**7))
     assert client.get("/v1/customers/tb_zhangsan88", headers=READER).status_code == 200
+
+
+def test_get_customer_on_both_backends(tmp_path: Path, db_url: str) -> None:
+    # GET reads on the event loop on SQLite and through the thread pool otherwise
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        database_url=db_url,
+        api_key=ADMIN_KEY,
+        api_keys={"reader-key": ["profile:read"]},
+        run_consumer=False,
+    )
+    app = create_app(settings, start_runtime=False)
+    runtime: ServiceRuntime = app.state.runtime
+    runtime.migrate()
+    try:
+        with TestClient(app) as test_client:
+            feed(test_client, ZHANG, segment_changed("tb_zhangsan88", rfm_segment="new"))
+            body = test_client.get("/v1/customers/tb_zhangsan88", headers=READER).json()
+            assert body["customer_id"] == "tb_zhangsan88"
+            assert body["basic"]["mobiles"] == ["138****8000"]
+            assert body["scores"]["rfm_segment"] == "new"
+            assert test_client.get("/v1/customers/nobody", headers=READER).status_code == 404
+    finally:
+        runtime.db.dispose()

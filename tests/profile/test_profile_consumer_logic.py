@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from services.profile import service
 from services.profile.config import Settings
 from shared.db import Database
@@ -277,3 +279,14 @@ def test_tag_rules_on_scores_follow_segment_changes(db: Database, settings: Sett
     )
     assert view(db, settings, "c1")["tags"] == []
     assert view(db, settings, "c1")["scores"]["lifecycle_stage"] == "silent"
+
+
+def test_profile_row_stores_the_document_without_its_scores_part() -> None:
+    doc = service.domain.new_doc("2026-01-01T00:00:00.000000+00:00")
+    doc.update(scores={"rfm_segment": "new"}, scores_key="k", segments=["vip"])
+    row = service.profile_row("c1", doc, service.utcnow())
+    stored = orjson.loads(row["doc"])
+    assert not set(service.SCORE_KEYS) & set(stored)
+    # the scores part stays on the document in memory (the batch still reads it)
+    assert doc["scores"] == {"rfm_segment": "new"} and doc["segments"] == ["vip"]
+    assert doc["scores_key"] == "k"
