@@ -145,6 +145,8 @@ def erase_customer(customer_id: str, request: Request, principal: Writer) -> Era
     runtime = _runtime(request)
     with runtime.db.unit_of_work() as session:
         result = service.erase(session, customer_id, principal.key_id)
+    # the old pages (with the erased data) stay in SQLite's WAL until a checkpoint
+    runtime.db.checkpoint()
     runtime.relay.notify()
     return ErasureResult(**result)
 
