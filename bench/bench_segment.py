@@ -306,6 +306,7 @@ def run_handler_baseline(n: int, path: Path) -> None:
 
 def run_consumer(n: int, path: Path) -> None:
     from services.segment.app import MIGRATIONS
+    from services.segment.config import Settings as SegmentSettings
     from services.segment.consumer import tune_gc
     from services.segment.handlers import make_batch_handler
     from services.segment.repository import tune_sqlite
@@ -338,6 +339,7 @@ def run_consumer(n: int, path: Path) -> None:
             db=db,
             publisher=Publisher(broker.bootstrap_servers),
             batch_handler=make_batch_handler(lambda: AS_OF),
+            max_poll_records=SegmentSettings.model_fields["max_poll_records"].default,
         )
         loop.start()
         first_at = first_count = first_cpu = None

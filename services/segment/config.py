@@ -22,4 +22,4 @@ class Settings(ServiceSettings):
     rescore_at_start: bool = True
     #: how often to check whether the population outgrew the cut points (>10 %): then rescore
     cut_point_check_seconds: float = 300.0
-    max_poll_records: int = 1000
+    max_poll_records: int = 2500
