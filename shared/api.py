@@ -420,7 +420,7 @@ def health_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
@@ -436,7 +436,7 @@ def health_router() -> APIRouter:
         )
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    def metrics_endpoint() -> Response:
+    async def metrics_endpoint() -> Response:
         """Prometheus metrics in the text exposition format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
