@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import orjson
@@ -83,7 +82,7 @@ async def _single(request: Request, kind: str, id_field: str) -> Response:
     # here rather than by a dependency, and the answer is serialised once, with orjson
     body = await json_body(request)
     committer: GroupCommitter = _runtime(request).extras["committer"]
-    result = await asyncio.wrap_future(committer.submit(kind, body, "rest"))
+    result = await committer.submit(kind, body, "rest")
     if result.status == "rejected":
         raise ValidationProblem(
             f"the {kind} was rejected: {len(result.reasons)} problem(s)",
