@@ -174,10 +174,7 @@ def ensure_topics(
             if time.monotonic() > deadline or (stop is not None and stop.is_set()):
                 raise TransientError(f"cannot create topics on {bootstrap_servers}: {exc}") from exc
             log.warning("broker %s not ready (%s); retrying", bootstrap_servers, exc)
-            if stop is not None:
-                stop.wait(delay)
-            else:
-                time.sleep(delay)
+            (stop or threading.Event()).wait(delay)
             delay = min(delay * 2, 3.0)
         finally:
             if admin is not None:
@@ -197,16 +194,12 @@ def add_raw_to_outbox(session: Session, rows: Sequence[tuple[str, str | None, by
     """Queue already-encoded records ``(topic, key, value)`` in the caller's transaction."""
     if not rows:
         return
-    table = _table(session, "outbox")
+    table = PLATFORM_TABLES.tables["outbox"]
     now = utcnow()
     session.execute(
         insert(table),
         [{"topic": t, "key": k, "value": v, "created_at": now} for t, k, v in rows],
     )
-
-
-def _table(_session: Session, name: str) -> Any:
-    return PLATFORM_TABLES.tables[name]
 
 
 class OutboxRelay:
@@ -264,12 +257,22 @@ class OutboxRelay:
 
     def relay_once(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""
+        return self.publish_outbox()
+
+    def write_guard(self) -> contextlib.AbstractContextManager[object]:
+        """Held while the relay deletes what it published; a service whose writers must
+        queue on a lock of their own (ingest on SQLite) returns that lock here."""
+        return contextlib.nullcontext()
+
+    def publish_outbox(self) -> int:
+        """Publish the oldest outbox rows in order, then delete them; returns how many."""
+        table = PLATFORM_TABLES.tables["outbox"]
         with self.db.sessions() as session:
-            table = _table(session, "outbox")
-            query = select(table.c.id, table.c.topic, table.c.key, table.c.value).order_by(
-                table.c.id
+            query = (
+                select(table.c.id, table.c.topic, table.c.key, table.c.value)
+                .order_by(table.c.id)
+                .limit(self.batch_size)
             )
-            query = query.limit(self.batch_size)
             if not self.db.is_sqlite:
                 # several replicas may relay: each row goes to one of them
                 query = query.with_for_update(skip_locked=True)
@@ -280,9 +283,10 @@ class OutboxRelay:
                 return 0
             self.publisher.publish_all((r.topic, r.key, r.value) for r in rows)
             ids = [r.id for r in rows]
-            for start in range(0, len(ids), 500):
-                session.execute(delete(table).where(table.c.id.in_(ids[start : start + 500])))
-            session.commit()
+            with self.write_guard():
+                for start in range(0, len(ids), 500):
+                    session.execute(delete(table).where(table.c.id.in_(ids[start : start + 500])))
+                session.commit()
         metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(rows))
         return len(rows)
 
@@ -290,7 +294,7 @@ class OutboxRelay:
         from sqlalchemy import func
 
         with self.db.sessions() as session:
-            table = _table(session, "outbox")
+            table = PLATFORM_TABLES.tables["outbox"]
             return int(session.execute(select(func.count()).select_from(table)).scalar_one())
 
 

@@ -54,8 +54,8 @@ def run_cli(
             runtime.db.dispose()
     if ns.command == "consume":
         runtime = runtime_factory(settings)
-        signal.signal(signal.SIGTERM, lambda *_: runtime._stop.set())
-        signal.signal(signal.SIGINT, lambda *_: runtime._stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: runtime.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: runtime.request_stop())
         runtime.start(run_consumers=True)
         runtime.wait()
         runtime.stop()

@@ -159,6 +159,10 @@ class ServiceRuntime:
         self.publisher.close()
         self.db.dispose()
 
+    def request_stop(self) -> None:
+        """Ask :meth:`wait` to return (signal handlers of the consumer-only process)."""
+        self._stop.set()
+
     def wait(self) -> None:
         """Block until :meth:`stop` (for the consumer-only process)."""
         while not self._stop.wait(1.0):
