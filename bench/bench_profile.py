@@ -218,15 +218,10 @@ def bench_consumer(orders: int) -> None:
     with EmbeddedBroker(log_path=folder / "tansu.log") as broker:
         namespace = f"bench{os.getpid()}."
         publisher = Publisher(broker.bootstrap_servers, namespace)
+        from services.profile.consumer import CONSUMED_TOPICS
         from shared.bus import ensure_topics
 
-        ensure_topics(
-            broker.bootstrap_servers,
-            [topics.ORDERS, topics.SEGMENTS, topics.CUSTOMERS, topics.INTERACTIONS],
-            3,
-            1,
-            namespace=namespace,
-        )
+        ensure_topics(broker.bootstrap_servers, CONSUMED_TOPICS, 3, 1, namespace=namespace)
         t = time.perf_counter()
         publisher.publish_all(
             (

@@ -60,10 +60,6 @@ def iso(value: datetime) -> str:
     return value.isoformat(timespec="microseconds")
 
 
-def parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
 @lru_cache(maxsize=64)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)

@@ -67,6 +67,12 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def _driver(session: Session | Connection) -> tuple[Connection, str]:
+    """The connection under ``session`` and its driver's placeholder mark."""
+    connection = session.connection() if isinstance(session, Session) else session
+    return connection, "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
 def _executemany(
     session: Session | Connection,
     table: Table,
@@ -80,9 +86,8 @@ def _executemany(
     (SQLite stores the naive UTC text SQLAlchemy itself would write)."""
     if not rows:
         return
-    connection = session.connection() if isinstance(session, Session) else session
+    connection, mark = _driver(session)
     sqlite = connection.dialect.name == "sqlite"
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     times = [i for i, c in enumerate(columns) if sqlite and isinstance(table.c[c].type, DateTime)]
     # itemgetter builds each tuple in C (a per-column generator was a tenth of a batch)
     getter = itemgetter(*columns) if len(columns) > 1 else lambda r: (r[columns[0]],)
@@ -114,8 +119,7 @@ def _select_in(
     expanding parameters cost more than SQLite's lookups."""
     if not ids:
         return []
-    connection = session.connection() if isinstance(session, Session) else session
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection, mark = _driver(session)
     cursor = connection.connection.cursor()
     found: list[tuple[Any, ...]] = []
     try:
@@ -227,25 +231,17 @@ class ProfileRepository:
         found: dict[str, ProfileRow] = {}
         if not ids:
             return found
-        connection = (
-            self.session.connection() if isinstance(self.session, Session) else self.session
+        connection, mark = _driver(self.session)
+        scores_column = "s.scores" if with_scores else "NULL"
+        join = "LEFT JOIN profile_scores s ON s.profile_id = p.profile_id " if with_scores else ""
+        head = (
+            f"SELECT p.profile_id, p.doc, {scores_column}, "
+            f"{', '.join('p.' + c for c in INDEXED)} FROM profiles p {join}WHERE p.profile_id IN "
         )
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
         cursor = connection.connection.cursor()
         try:
             for chunk in _chunks(ids):
-                scores = "s.scores" if with_scores else "NULL"
-                join = (
-                    "LEFT JOIN profile_scores s ON s.profile_id = p.profile_id "
-                    if with_scores
-                    else ""
-                )
-                cursor.execute(
-                    f"SELECT p.profile_id, p.doc, {scores}, "
-                    f"{', '.join('p.' + c for c in INDEXED)} FROM profiles p {join}"
-                    f"WHERE p.profile_id IN ({', '.join(mark for _ in chunk)})",
-                    tuple(chunk),
-                )
+                cursor.execute(f"{head}({', '.join(mark for _ in chunk)})", tuple(chunk))
                 for pid, doc, scores, *indexed in cursor.fetchall():
                     found[pid] = ProfileRow(pid, attach_scores(loads(doc), scores), tuple(indexed))
         finally:

@@ -49,7 +49,6 @@ from shared.events import (
 )
 
 SOURCE = "profile"
-MERGE_KINDS = {"mobile": "mobiles", "email": "emails"}
 KIND_OF_FIELD = {"mobiles": "mobile", "emails": "email", "phones": "phone"}
 
 
@@ -57,6 +56,17 @@ def public_slice(doc: dict[str, Any]) -> tuple[Any, ...]:
     """What ProfileUpdated carries: tags, province, city, timezone."""
     province, city = domain.region(doc)
     return (tuple(domain.tags_of(doc)), province, city, doc["f"].get("timezone"))
+
+
+def normalize_contact(kind_field: str, raw: str, settings: Settings) -> str | None:
+    """A contact in its stored form (e-mail, E.164 mobile; a phone that is not one is kept
+    as cleaned text), or None if it is not one."""
+    if kind_field == "emails":
+        return normalize_email(raw)
+    value = normalize_phone(raw, settings.default_region)
+    if value is None and kind_field == "phones":
+        value = normalize_text(raw)
+    return value
 
 
 def profile_row(profile_id: str, doc: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -210,12 +220,7 @@ class Batch:
     ) -> None:
         if not raw:
             return
-        if kind_field == "emails":
-            value = normalize_email(raw)
-        else:
-            value = normalize_phone(raw, self.settings.default_region)
-            if value is None and kind_field == "phones":
-                value = normalize_text(raw)
+        value = normalize_contact(kind_field, raw, self.settings)
         if value is None:
             return
         verified = verified_raw is not None and (raw in verified_raw or value in verified_raw)
@@ -777,12 +782,7 @@ def patch_profile(
             normalised = []
             verified = set()
             for raw in value:
-                if name == "emails":
-                    clean = normalize_email(raw)
-                else:
-                    clean = normalize_phone(raw, settings.default_region)
-                    if clean is None and name == "phones":
-                        clean = normalize_text(raw)
+                clean = normalize_contact(name, raw, settings)
                 if clean is None:
                     raise ValidationProblem(f"{raw!r} is not a valid {name[:-1]}")
                 normalised.append(clean)
@@ -844,8 +844,9 @@ def add_tags(
     row = load(session, customer_id)
     before = public_slice(row.doc)
     row.doc["manual_tags"] = sorted(set(row.doc["manual_tags"]) | set(tags))
-    ProfileRepository(session).set_tags(row.profile_id, "manual", row.doc["manual_tags"])
-    ProfileRepository(session).audit(
+    repo = ProfileRepository(session)
+    repo.set_tags(row.profile_id, "manual", row.doc["manual_tags"])
+    repo.audit(
         at=utcnow(), actor=actor, action="tag", subject=row.profile_id, detail={"added": tags}
     )
     _save(session, row, before, settings)
@@ -862,8 +863,9 @@ def remove_tag(
         raise NotFound(f"customer {customer_id} has no tag {tag!r}")
     before = public_slice(row.doc)
     row.doc["manual_tags"] = [t for t in row.doc["manual_tags"] if t != tag]
-    ProfileRepository(session).set_tags(row.profile_id, "manual", row.doc["manual_tags"])
-    ProfileRepository(session).audit(
+    repo = ProfileRepository(session)
+    repo.set_tags(row.profile_id, "manual", row.doc["manual_tags"])
+    repo.audit(
         at=utcnow(), actor=actor, action="untag", subject=row.profile_id, detail={"removed": tag}
     )
     _save(session, row, before, settings)

@@ -1,10 +1,16 @@
-"""Builders of consumed events for the profile tests."""
+"""Builders of consumed events for the profile tests; applying them; searching."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from services.profile import service
+from services.profile.config import Settings
+from services.profile.repository import ProfileRow
+from shared.db import Database
 from shared.events import (
     Customer,
     CustomerRecorded,
@@ -106,3 +112,30 @@ def segment_changed(
         }
     )
     return SegmentChangedEvent(source="segment", key=customer_id, data=data)
+
+
+NO_FILTERS: dict[str, Any] = dict.fromkeys(
+    (
+        "customer_id",
+        "mobile",
+        "email",
+        "tag",
+        "segment",
+        "province",
+        "city",
+        "lifecycle_stage",
+        "rfm_segment",
+        "after",
+    )
+)
+
+
+def apply(db: Database, settings: Settings, *events: Any) -> None:
+    """Fold events into the profiles in one transaction, as a consumed batch."""
+    with db.unit_of_work() as session:
+        service.apply_events(session, list(events), settings)
+
+
+def search(session: Session, settings: Settings, **filters: Any) -> list[ProfileRow]:
+    """service.search with only the given filters (the others None), limit 10."""
+    return service.search(session, **{**NO_FILTERS, "limit": 10, **filters}, settings=settings)

@@ -11,16 +11,13 @@ from services.profile import service
 from services.profile.config import Settings
 from shared.db import Database
 from tests.profile.profile_factories import (
+    apply,
     customer,
     interaction,
     order,
+    search,
     segment_changed,
 )
-
-
-def apply(db: Database, settings: Settings, *events: Any) -> None:
-    with db.unit_of_work() as session:
-        service.apply_events(session, list(events), settings)
 
 
 def view(db: Database, settings: Settings, customer_id: str, pii: bool = True) -> dict[str, Any]:
@@ -83,21 +80,7 @@ def test_segment_change_sets_scores_and_memberships(db: Database, settings: Sett
     assert body["scores"]["policy_version"] == 1
     assert body["segments"] == ["vip"]
     with db.sessions() as session:
-        found = service.search(
-            session,
-            customer_id=None,
-            mobile=None,
-            email=None,
-            tag=None,
-            segment="vip",
-            province=None,
-            city=None,
-            lifecycle_stage="new",
-            rfm_segment=None,
-            after=None,
-            limit=10,
-            settings=settings,
-        )
+        found = search(session, settings, segment="vip", lifecycle_stage="new")
     assert [r.profile_id for r in found] == ["c1"]
 
 
@@ -229,20 +212,8 @@ def test_segment_changes_alone_update_scores_without_the_document(
     assert body["basic"]["name"] == "张三"
     assert body["transactions"]["order_count"] == 1
     with db.sessions() as session:
-        found = service.search(
-            session,
-            customer_id=None,
-            mobile=None,
-            email=None,
-            tag=None,
-            segment="vip",
-            province=None,
-            city=None,
-            lifecycle_stage="active",
-            rfm_segment="champions",
-            after=None,
-            limit=10,
-            settings=settings,
+        found = search(
+            session, settings, segment="vip", lifecycle_stage="active", rfm_segment="champions"
         )
     assert [r.profile_id for r in found] == ["c1"]
     # the customer left scoring (erased or merged upstream): scores and memberships go

@@ -10,16 +10,13 @@ from services.profile import service
 from services.profile.config import Settings
 from shared.db import Database
 from tests.profile.profile_factories import (
+    apply,
     customer,
     order,
+    search,
     segment_changed,
 )
 from tests.profile.test_profile_normalize import FIVE_SPELLINGS
-
-
-def apply(db: Database, settings: Settings, *events: Any) -> None:
-    with db.unit_of_work() as session:
-        service.apply_events(session, list(events), settings)
 
 
 def profile(db: Database, settings: Settings, customer_id: str) -> dict[str, Any]:
@@ -54,21 +51,7 @@ def test_five_spellings_of_one_verified_mobile_resolve_to_one_profile(
     for i in range(5):
         assert profile(db, settings, f"acct-{i}")["customer_id"] == "acct-0"
     with db.sessions() as session:
-        found = service.search(
-            session,
-            customer_id=None,
-            mobile="138 0013 8000",
-            email=None,
-            tag=None,
-            segment=None,
-            province=None,
-            city=None,
-            lifecycle_stage=None,
-            rfm_segment=None,
-            after=None,
-            limit=10,
-            settings=settings,
-        )
+        found = search(session, settings, mobile="138 0013 8000")
         merges = session.execute(text("SELECT count(*) FROM merges")).scalar_one()
     assert [r.profile_id for r in found] == ["acct-0"]
     assert merges >= 1
