@@ -39,7 +39,8 @@ def make_batch_handler(settings: Settings) -> BatchHandler:
 
     def handle(session: Session, messages: list[Inbound]) -> None:
         transitions: list[projection.Transition] = []
-        armed = {(c.trigger or {}).get("type") for c in Campaigns(session).armed_triggered()}
+        campaigns = Campaigns(session).armed_triggered()
+        armed = {(c.trigger or {}).get("type") for c in campaigns}
         # consecutive runs of one kind keep each customer's events in order
         for kind, group in groupby(messages, key=_kind):
             events = [m.event for m in group]
@@ -51,7 +52,7 @@ def make_batch_handler(settings: Settings) -> BatchHandler:
                 )
             elif kind == "receipts":
                 projection.apply_receipts(session, events)
-        if armed:
-            service.fire_triggers(session, transitions, settings)
+        if campaigns:
+            service.fire_triggers(session, transitions, settings, campaigns)
 
     return handle

@@ -206,7 +206,7 @@ def enter_customers(
                 continue
             if not reentry_allowed:
                 continue
-            last = max(_aware(p.entered_at) for p in previous)
+            last = max(ensure_aware(p.entered_at) for p in previous)
             if now - last < cooldown:
                 continue
         entry_no = max((p.entry_no for p in previous), default=-1) + 1
@@ -246,10 +246,6 @@ def enter_customers(
     entries.add_many(entry_rows)
     add_raw_to_outbox(session, outbox_rows)
     return tally
-
-
-def _aware(value: datetime) -> datetime:
-    return ensure_aware(value)
 
 
 # --------------------------------------------------------------------------- batch launch

@@ -101,14 +101,12 @@ def build_report(session: Session, campaign: Campaign, now: datetime) -> Campaig
     final = closes is not None and now >= closes and not open_for_entries
 
     treatment, control = groups["sent"], groups["holdout"]
-    absolute = relative = None
+    absolute = relative = incremental = None
     if treatment.customers and control.customers:
         p1 = treatment.converted / treatment.customers
         p0 = control.converted / control.customers
         absolute = p1 - p0
         relative = (p1 / p0 - 1) if p0 > 0 else None
-    incremental = None
-    if treatment.customers and control.customers:
         per_t = Decimal(treatment.revenue_e4).scaleb(-4) / treatment.customers
         per_c = Decimal(control.revenue_e4).scaleb(-4) / control.customers
         incremental = str((per_t - per_c).quantize(Decimal("0.01")))

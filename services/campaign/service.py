@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.campaign.config import Settings
-from services.campaign.launch import audience_predicate, enter_customers
+from services.campaign.launch import MessageBuilder, audience_predicate, enter_customers
 from services.campaign.models import AudienceMember, Campaign
 from services.campaign.projection import Transition
-from services.campaign.repository import AUDIENCE_COLUMNS, Campaigns, Projections
+from services.campaign.repository import AUDIENCE_COLUMNS, Campaigns, Entries, Projections
 from services.campaign.schemas import CampaignCreate, CampaignRead, LaunchResult, Reentry
 from shared.bus import ensure_aware
 from shared.errors import Conflict, NotFound
@@ -119,8 +119,6 @@ def launch_summary(
     session: Session, campaign: Campaign, run_no: int | None, resumed: bool, already: bool
 ) -> LaunchResult:
     """What the campaign's launches did so far, counted from the entries."""
-    from services.campaign.repository import Entries
-
     result = LaunchResult(
         campaign_id=campaign.campaign_id,
         status=campaign.status,
@@ -161,11 +159,20 @@ def _matches(trigger: dict[str, Any], transition: Transition) -> bool:
     return False
 
 
-def fire_triggers(session: Session, transitions: Sequence[Transition], settings: Settings) -> int:
-    """Enter the customers of ``transitions`` into the armed triggered campaigns they match."""
+def fire_triggers(
+    session: Session,
+    transitions: Sequence[Transition],
+    settings: Settings,
+    campaigns: Sequence[Campaign] | None = None,
+) -> int:
+    """Enter the customers of ``transitions`` into the armed triggered campaigns they match.
+
+    ``campaigns``: the armed triggered campaigns, if the caller already read them.
+    """
     if not transitions:
         return 0
-    campaigns = Campaigns(session).armed_triggered()
+    if campaigns is None:
+        campaigns = Campaigns(session).armed_triggered()
     if not campaigns:
         return 0
     session.flush()
@@ -174,6 +181,7 @@ def fire_triggers(session: Session, transitions: Sequence[Transition], settings:
     now = utcnow()
     for campaign in campaigns:
         predicate = audience_predicate(campaign.audience)
+        builder: MessageBuilder | None = None  # compiled once per campaign, if one matches
         assert campaign.trigger is not None
         for transition in transitions:
             if not _matches(campaign.trigger, transition):
@@ -181,6 +189,7 @@ def fire_triggers(session: Session, transitions: Sequence[Transition], settings:
             row = _row(members.get(transition.customer_id), transition.customer_id)
             if not predicate(row):
                 continue
+            builder = builder or MessageBuilder(campaign)
             tally = enter_customers(
                 session,
                 campaign,
@@ -189,19 +198,22 @@ def fire_triggers(session: Session, transitions: Sequence[Transition], settings:
                 settings=settings,
                 run_no=0,
                 trigger_key=f"{transition.kind}:{transition.key}",
+                builder=builder,
             )
             entered += tally.targeted
     return entered
 
 
+_AUDIENCE_NAMES = tuple(c.key for c in AUDIENCE_COLUMNS)
+
+
 def _row(member: AudienceMember | None, customer_id: str) -> dict[str, Any]:
     """An audience row as a launch reads it; an unknown customer has no scores or policy."""
-    names = [c.key for c in AUDIENCE_COLUMNS]
     if member is None:
-        row: dict[str, Any] = dict.fromkeys(names)
+        row: dict[str, Any] = dict.fromkeys(_AUDIENCE_NAMES)
         row.update(customer_id=customer_id, segments=[], tags=[], erased=False)
         return row
-    return {name: getattr(member, name) for name in names}
+    return {name: getattr(member, name) for name in _AUDIENCE_NAMES}
 
 
 def fire_unpaid_order_triggers(session: Session, settings: Settings, now: datetime) -> int:
@@ -219,9 +231,11 @@ def fire_unpaid_order_triggers(session: Session, settings: Settings, now: dateti
             continue
         members = Projections(session).audience_rows([o.customer_id for o in orders])
         predicate = audience_predicate(campaign.audience)
+        builder: MessageBuilder | None = None
         for order in orders:
             row = _row(members.get(order.customer_id), order.customer_id)
             if predicate(row):
+                builder = builder or MessageBuilder(campaign)
                 entered += enter_customers(
                     session,
                     campaign,
@@ -230,6 +244,7 @@ def fire_unpaid_order_triggers(session: Session, settings: Settings, now: dateti
                     settings=settings,
                     run_no=0,
                     trigger_key=f"unpaid_order:{order.order_id}",
+                    builder=builder,
                 ).targeted
     return entered
 

@@ -26,6 +26,8 @@ from shared.events import (
     SegmentChangedEvent,
     decode_event,
 )
+from shared.testing import unique
+from tests.conftest import ADMIN_KEY
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 
@@ -38,6 +40,23 @@ def settings(tmp_path: Path | None = None, **overrides: Any) -> Settings:
     }
     if tmp_path is not None:
         values["data_dir"] = tmp_path
+    values.update(overrides)
+    return Settings(**values)
+
+
+def broker_settings(
+    broker: Any, namespace: str, sqlite_url: str, tmp_path: Path, **overrides: Any
+) -> Settings:
+    """Settings for a service with its consumer on the test broker and a fresh group."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": broker.bootstrap_servers,
+        "topic_namespace": namespace,
+        "data_dir": tmp_path,
+        "database_url": sqlite_url,
+        "api_key": ADMIN_KEY,
+        "consumer_group": unique("g"),
+        "run_consumer": True,
+    }
     values.update(overrides)
     return Settings(**values)
 

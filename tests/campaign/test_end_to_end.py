@@ -17,14 +17,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from services.campaign.app import create_app
-from services.campaign.config import Settings
 from services.campaign.models import AudienceMember
 from services.campaign.targeting import in_holdout
 from shared import topics
 from shared.bus import Publisher
 from shared.events import MessageReceipt, MessageReceiptRecorded, utcnow
-from shared.testing import read_topic, unique, wait_for
-from tests.campaign.factories import order_event, policy_event, segment_event
+from shared.testing import read_topic, wait_for
+from tests.campaign.factories import broker_settings, order_event, policy_event, segment_event
 from tests.conftest import ADMIN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,16 +50,7 @@ CRASHING_LAUNCH = textwrap.dedent(
 def test_launch_crash_relaunch_and_hand_computed_report(
     broker, namespace, sqlite_url, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        topic_namespace=namespace,
-        data_dir=tmp_path,
-        database_url=sqlite_url,
-        api_key=ADMIN_KEY,
-        consumer_group=unique("g"),
-        run_consumer=True,
-        launch_chunk_size=5,
-    )
+    settings = broker_settings(broker, namespace, sqlite_url, tmp_path, launch_chunk_size=5)
     customers = [f"e{i:02d}" for i in range(40)]
     publisher = Publisher(broker.bootstrap_servers, namespace)
     with TestClient(create_app(settings)) as client:

@@ -8,11 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.campaign.app import create_app
-from services.campaign.config import Settings
 from shared import topics
 from shared.bus import Publisher
-from shared.testing import unique, wait_for
-from tests.campaign.factories import policy_event, segment_event
+from shared.testing import wait_for
+from tests.campaign.factories import broker_settings, policy_event, segment_event
 from tests.conftest import ADMIN_KEY
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -22,15 +21,7 @@ HEADERS = {"X-API-Key": ADMIN_KEY}
 def test_segment_and_profile_events_reach_the_audience_endpoint(
     broker, namespace, sqlite_url, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        topic_namespace=namespace,
-        data_dir=tmp_path,
-        database_url=sqlite_url,
-        api_key=ADMIN_KEY,
-        consumer_group=unique("g"),
-        run_consumer=True,
-    )
+    settings = broker_settings(broker, namespace, sqlite_url, tmp_path)
     publisher = Publisher(broker.bootstrap_servers, namespace)
     with TestClient(create_app(settings)) as client:
         assert client.get("/v1/audience/c-1", headers=HEADERS).status_code == 404
