@@ -21,20 +21,24 @@ log = logging.getLogger(__name__)
 
 def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
+    assert isinstance(settings, Settings)
     runtime = ServiceRuntime(
         settings, MIGRATIONS, consumer_factory=build_consumers, consumed_topics=CONSUMED_TOPICS
     )
     tune_sqlite(runtime.db.engine)
     runtime.extras["clock"] = utcnow
-    interval = getattr(settings, "rescore_interval_seconds", 86400.0)
-    at_start = getattr(settings, "rescore_at_start", True)
     runtime.jobs.append(
-        PeriodicJob("segment-rescoring", interval, lambda: sweep(runtime), run_at_start=at_start)
+        PeriodicJob(
+            "segment-rescoring",
+            settings.rescore_interval_seconds,
+            lambda: sweep(runtime),
+            run_at_start=settings.rescore_at_start,
+        )
     )
     runtime.jobs.append(
         PeriodicJob(
             "segment-cut-point-check",
-            getattr(settings, "cut_point_check_seconds", 300.0),
+            settings.cut_point_check_seconds,
             lambda: refresh_if_stale(runtime),
         )
     )

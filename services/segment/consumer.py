@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 
+from services.segment.config import Settings
 from services.segment.handlers import make_batch_handler
 from shared import topics
 from shared.bus import ConsumerLoop
@@ -33,6 +34,7 @@ def tune_gc() -> None:
 
 def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
     s = runtime.settings
+    assert isinstance(s, Settings)
     tune_gc()
     return [
         ConsumerLoop(
@@ -44,6 +46,6 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             publisher=runtime.publisher,
             batch_handler=make_batch_handler(runtime.extras["clock"]),
             session_timeout_ms=s.kafka_session_timeout_ms,
-            max_poll_records=getattr(s, "max_poll_records", 1000),
+            max_poll_records=s.max_poll_records,
         )
     ]

@@ -35,7 +35,7 @@ from services.segment.models import (
     SegmentMember,
 )
 from services.segment.scoring import AGGREGATE_COLUMNS
-from shared.bus import PLATFORM_TABLES, ensure_aware
+from shared.bus import ensure_aware
 from shared.db import set_state
 from shared.events import utcnow
 
@@ -46,7 +46,6 @@ CUSTOMERS = cast(Table, CustomerScore.__table__)
 MEMBERS = cast(Table, SegmentMember.__table__)
 SEGMENTS = cast(Table, CustomSegment.__table__)
 ALIASES = cast(Table, CustomerAlias.__table__)
-OUTBOX = PLATFORM_TABLES.tables["outbox"]
 
 ORDER_FRAME_COLUMNS = [
     "customer_id",
@@ -60,22 +59,6 @@ ORDER_FRAME_COLUMNS = [
     "categories",
     "province",
     "city",
-]
-
-SNAPSHOT_COLUMNS = [
-    "recency_days",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "rfm_segment",
-    "lifecycle_stage",
-    "purchase_bucket",
-    "funnel_bucket",
-    "value_quadrant",
-    "segments",
-    "policy_version",
-    "scored_at",
 ]
 
 
@@ -225,26 +208,6 @@ def _as_datetime(value: Any) -> datetime | None:
         # appending the offset is ~10x faster than .replace(tzinfo=UTC)
         return datetime.fromisoformat(value + "+00:00" if len(value) <= 26 else value)
     return ensure_aware(value)
-
-
-def add_to_outbox(session: Session, records: Sequence[tuple[str, str | None, bytes]]) -> None:
-    """Queue encoded events ``(topic, key, value)`` in the caller's transaction.
-
-    What :func:`shared.bus.add_raw_to_outbox` does, at the driver level: a rescoring may
-    queue a million events.
-    """
-    if not records:
-        return
-    now = utcnow()
-    columns = ["topic", "key", "value", "created_at"]
-    _executemany(
-        session,
-        OUTBOX,
-        _insert_sql(OUTBOX, columns),
-        columns,
-        [(t, k, v, now) for t, k, v in records],
-        repeated=("created_at",),
-    )
 
 
 class OrderStates:

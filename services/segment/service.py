@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from services.segment import incremental, scoring
 from services.segment.models import (
-    CustomerScore,
     CustomSegment,
     CutPointSet,
     ErasedCustomer,
@@ -36,13 +35,12 @@ from services.segment.repository import (
     OrderStates,
     Policies,
     Segments,
-    add_to_outbox,
     lock_customers_for_rescoring,
 )
 from services.segment.rules import Rule, evaluate
 from services.segment.scoring import CutPoints, money_text, to_e4
 from shared import topics
-from shared.bus import Inbound, ensure_aware
+from shared.bus import Inbound, add_raw_to_outbox, ensure_aware
 from shared.events import (
     SCHEMA_VERSION,
     STATUS_RANK,
@@ -77,21 +75,7 @@ AGGREGATE_CHANGE_COLUMNS = [
     "last_order_at",
 ]
 #: The stored snapshot columns (the last published state).
-SNAPSHOT_WRITE_COLUMNS = [
-    "recency_days",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "rfm_segment",
-    "lifecycle_stage",
-    "purchase_bucket",
-    "funnel_bucket",
-    "value_quadrant",
-    "segments",
-    "policy_version",
-    "scored_at",
-]
+SNAPSHOT_WRITE_COLUMNS = [*scoring.SCORE_COLUMNS, "segments", "policy_version", "scored_at"]
 
 
 # --------------------------------------------------------------------------- context
@@ -272,14 +256,6 @@ def _uuid4() -> str:
     """A random (version 4) UUID as text, ~3x faster than ``str(uuid.uuid4())``."""
     h = f"{_RANDOM.getrandbits(128) & _VERSION_BITS | _VERSION_4:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_CHANGE_KEYS = (*CHANGE_COLUMNS, *AGGREGATE_CHANGE_COLUMNS)
-
-
-def _change_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    # datetimes are aware on both sides (stored rows are read as aware UTC)
-    return (*[row.get(c) for c in _CHANGE_KEYS], tuple(row.get("segments") or ()))
 
 
 def memberships(scores: pd.DataFrame, segments: Sequence[tuple[str, Rule]]) -> list[list[str]]:
@@ -528,7 +504,7 @@ class EventBatch:
             self.records.extend(
                 score_and_store(self.session, ordered, self.stored, self.now, self.context)
             )
-        add_to_outbox(self.session, self.records)
+        add_raw_to_outbox(self.session, self.records)
         self.outcome.events += len(self.records)
         return self.outcome
 
@@ -655,14 +631,14 @@ def score_and_store(
 
 
 def _changed(previous: dict[str, Any], row: dict[str, Any]) -> bool:
-    """``_change_key(previous) != _change_key(row)``, most often decided by the first field."""
+    """Whether a change column or the memberships differ (stored datetimes are aware UTC)."""
     for name in _CHANGE_ORDER:
         if previous[name] != row[name]:
             return True
     return list(previous["segments"] or ()) != list(row["segments"] or ())
 
 
-#: the fields of ``_change_key``, those an order changes most often first
+#: the change columns, those an order changes most often first
 _CHANGE_ORDER = (
     "frequency",
     "monetary_e4",
@@ -674,88 +650,29 @@ _CHANGE_ORDER = (
     ),
 )
 _INT_SCORES = ["recency_days", "r_score", "f_score", "m_score"]
-_LABEL_SCORES = [
-    "rfm_code",
-    "rfm_segment",
-    "lifecycle_stage",
-    "purchase_bucket",
-    "funnel_bucket",
-    "value_quadrant",
-]
+_LABEL_SCORES = [c for c in scoring.SCORE_COLUMNS if c not in _INT_SCORES]
 _SCORES = (*_INT_SCORES, *_LABEL_SCORES)
 
 
-def rescore_customers(
-    session: Session,
-    customer_ids: Sequence[str],
-    now: datetime,
-    context: ScoringContext,
-    publish: bool = True,
-) -> list[tuple[str, str, bytes]]:
-    """Recompute these customers' aggregates from their orders and score them (per-event path).
+def reaggregate_customers(
+    session: Session, customer_ids: Sequence[str], now: datetime, policy: ScoringPolicy
+) -> None:
+    """Recompute these customers' aggregates from their orders; write only those.
 
-    Returns the ``segment.changed`` records of those whose state changed.
+    The snapshot, state hash and memberships stay as last published, so the rescoring
+    that follows sees (and publishes, and records in the memberships) the change.
     """
     orders = OrderStates(session).frame_for(customer_ids)
-    aggregates = scoring.aggregate_orders(orders, now, context.policy)
-    scores = scoring.score_frame(aggregates, context.policy, context.cut_points, now)
-    member_lists = memberships(scores, context.segments)
-    hashes = scoring.state_hashes(scores, member_lists).tolist()
+    rows = _records(scoring.aggregate_orders(orders, now, policy)[scoring.AGGREGATE_COLUMNS])
     customers = Customers(session)
-    stored = customers.snapshots(list(scores["customer_id"]))
-    inserts, updates, records = [], [], []
-    entered: list[dict[str, Any]] = []
-    left: list[tuple[str, str]] = []
-    for row, segments, state_hash in zip(_records(scores), member_lists, hashes, strict=True):
-        customer_id = row["customer_id"]
-        row.update(
-            segments=segments,
-            state_hash=state_hash,
-            policy_version=context.policy_version,
-            scored_at=now,
-            aggregated_at=now,
-        )
-        db_row = {c: row.get(c) for c in (_CUSTOMER_COLUMNS if publish else _AGGREGATE_ONLY)}
-        previous = stored.get(customer_id)
-        before = list(previous.get("segments") or []) if previous else []
-        if previous is None:
-            inserts.append(db_row)
-        else:
-            updates.append(db_row)
-        if previous is not None and _change_key(previous) == _change_key(row):
-            continue
-        entered.extend(
-            {"segment_id": s, "customer_id": customer_id, "entered_at": now}
-            for s in segments
-            if s not in before
-        )
-        left.extend((s, customer_id) for s in before if s not in segments)
-        if publish:
-            records.append(
-                segment_changed_record(
-                    customer_id,
-                    context.policy_version,
-                    now,
-                    snapshot_of(previous) if previous else None,
-                    snapshot_of(row),
-                    segments,
-                    before,
-                )
-            )
+    stored = customers.snapshots([row["customer_id"] for row in rows])
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for row in rows:
+        row["aggregated_at"] = now
+        (updates if row["customer_id"] in stored else inserts).append(row)
     customers.insert_many(inserts)
     customers.update_many(updates)
-    if entered or left:
-        repo = Segments(session)
-        repo.add_members(entered)
-        repo.remove_members(left)
-        repo.refresh_counts([e["segment_id"] for e in entered] + [s for s, _ in left])
-    return records
-
-
-_CUSTOMER_COLUMNS = [c.name for c in CustomerScore.__table__.columns]
-#: what a silent re-aggregation writes: the snapshot stays as last published, so the
-#: rescoring that follows sees (and publishes) the change
-_AGGREGATE_ONLY = [*scoring.AGGREGATE_COLUMNS, "aggregated_at"]
 
 
 # --------------------------------------------------------------------------- batch path
@@ -793,13 +710,13 @@ def rescore_all(
         prior: dict[str, dict[str, Any]] = {}
         for start in range(0, len(expiring), 5000):
             chunk = expiring[start : start + 5000]
-            rescore_customers(session, chunk, now, context, publish=False)
+            reaggregate_customers(session, chunk, now, policy)
     else:
         expiring = customers.with_window_expiring(now - timedelta(days=policy.window_days))
         prior = customers.snapshots(expiring)
-    if expiring and not reaggregate:
-        # orders that left the window since the customer's last event: re-aggregate them first
-        rescore_customers(session, expiring, now, context, publish=False)
+        if expiring:
+            # orders that left the window since the customer's last event: re-aggregate first
+            reaggregate_customers(session, expiring, now, policy)
     phases = {"refresh": time.perf_counter() - started}
     mark = time.perf_counter()
     frame = customers.scoring_frame(with_attributes=bool(context.segments))
@@ -908,21 +825,10 @@ def _write_rescoring(
     repo.add_members(entered)
     repo.remove_members(left)
     repo.refresh_counts([e["segment_id"] for e in entered] + [s for s, _ in left])
-    add_to_outbox(session, records)
+    add_raw_to_outbox(session, records)
 
 
-_SCORE_WRITE_COLUMNS = [
-    "recency_days",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "rfm_segment",
-    "lifecycle_stage",
-    "purchase_bucket",
-    "funnel_bucket",
-    "value_quadrant",
-]
+_SCORE_WRITE_COLUMNS = scoring.SCORE_COLUMNS
 _SNAPSHOT_SOURCE = [
     "customer_id",
     "currency",

@@ -16,6 +16,7 @@ from services.segment import scoring, service
 from services.segment.models import CutPointSet
 from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPointSets
+from services.segment.rules import Condition
 from shared.events import Order, decode_event, utcnow
 from tests.segment.helpers import NOW, database, erased, merged, order, recorded
 from tests.segment.helpers import order as make_order
@@ -26,16 +27,7 @@ COMPARED = [
     "total_spent_e4",
     "frequency",
     "monetary_e4",
-    "recency_days",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "rfm_segment",
-    "lifecycle_stage",
-    "purchase_bucket",
-    "funnel_bucket",
-    "value_quadrant",
+    *scoring.SCORE_COLUMNS,
 ]
 
 
@@ -308,6 +300,23 @@ def test_orders_leaving_the_window_are_refreshed_by_the_sweep(sqlite_url: str) -
     assert state.loc["a", "frequency"] == 1 and state.loc["a", "order_count"] == 2
     last = outbox_events(db)[-1]
     assert last.data.previous.frequency == 2 and last.data.current.frequency == 1
+
+
+def test_a_window_refresh_that_moves_a_customer_into_a_segment_records_it_once(
+    sqlite_url: str,
+) -> None:
+    db = database(sqlite_url)
+    feed(db, [recorded(order("o1", "a", days_ago=360)), recorded(order("o2", "a", days_ago=2))])
+    with db.unit_of_work() as session:
+        service.create_segment(
+            session, "low", "low", None, Condition(field="frequency", op="lte", value=1)
+        )
+    with db.unit_of_work() as session:
+        outcome = service.rescore_all(session, NOW + timedelta(days=10))
+    assert outcome.refreshed_windows == 1
+    with db.unit_of_work() as session:
+        members = session.execute(text("SELECT customer_id FROM segment_members")).all()
+    assert [m[0] for m in members] == ["a"]
 
 
 @pytest.mark.parametrize("as_of_days", [0, 30])
