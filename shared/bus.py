@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -24,7 +24,8 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
-from sqlalchemy import MetaData, delete, insert, select
+from sqlalchemy import MetaData, delete, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -190,16 +191,44 @@ def add_to_outbox(session: Session, topic: str, event: EnvelopeBase) -> None:
     add_raw_to_outbox(session, [(topic, event.key, encode_event(event))])
 
 
-def add_raw_to_outbox(session: Session, rows: Sequence[tuple[str, str | None, bytes]]) -> None:
-    """Queue already-encoded records ``(topic, key, value)`` in the caller's transaction."""
+def add_raw_to_outbox(
+    session: Session | Connection,
+    rows: Sequence[tuple[str, str | None, bytes]],
+    now: datetime | None = None,
+) -> None:
+    """Queue already-encoded records ``(topic, key, value)`` in the caller's transaction.
+
+    Driver-level ``executemany``: consumers call it once per poll batch on their hot path.
+    """
     if not rows:
         return
-    table = PLATFORM_TABLES.tables["outbox"]
-    now = utcnow()
-    session.execute(
-        insert(table),
-        [{"topic": t, "key": k, "value": v, "created_at": now} for t, k, v in rows],
+    connection, mark = driver_connection(session)
+    created_at = driver_time(now or utcnow(), mark)
+    connection.exec_driver_sql(
+        f"INSERT INTO outbox (topic, key, value, created_at) VALUES ({mark}, {mark}, {mark}, {mark})",
+        [(t, k, v, created_at) for t, k, v in rows],
     )
+
+
+def drop_from_outbox(session: Session | Connection, keys: Sequence[str]) -> None:
+    """Withdraw unpublished events of these keys (an erasure: they must not go out)."""
+    table = PLATFORM_TABLES.tables["outbox"]
+    for start in range(0, len(keys), 500):
+        session.execute(delete(table).where(table.c.key.in_(list(keys[start : start + 500]))))
+
+
+def driver_connection(session: Session | Connection) -> tuple[Connection, str]:
+    """The connection under ``session`` and its driver's placeholder mark (``?`` or ``%s``)."""
+    connection = session.connection() if isinstance(session, Session) else session
+    return connection, "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
+def driver_time(moment: datetime, mark: str) -> Any:
+    """A timestamp as the driver should receive it: on SQLite (``?``) the text form that
+    SQLAlchemy's DateTime type writes and reads; elsewhere the datetime itself."""
+    if mark == "?":
+        return moment.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment
 
 
 class OutboxRelay:
@@ -549,10 +578,9 @@ class ConsumerLoop:
         raise TransientError("stopped while retrying")  # offsets stay uncommitted
 
     def _handle_batch(self, session: Session, messages: list[Inbound]) -> None:
-        connection = session.connection()
         # Driver-level SQL: on the hot path SQLAlchemy's statement building cost more
         # than the lookups themselves. The tracking table is the same on every service.
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        connection, mark = driver_connection(session)
         ids = list(dict.fromkeys(m.dedup_id for m in messages))
         seen: set[str] = set()
         for start in range(0, len(ids), 500):
@@ -584,10 +612,7 @@ class ConsumerLoop:
                     )
                     continue
                 handler(session, message.event, message)
-        now: Any = utcnow()
-        if mark == "?":
-            # the text form SQLAlchemy's SQLite DateTime type writes and reads
-            now = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        now = driver_time(utcnow(), mark)
         connection.exec_driver_sql(
             "INSERT INTO processed_events (consumer, event_id, processed_at) "
             f"VALUES ({mark}, {mark}, {mark})",

@@ -28,7 +28,6 @@ from sqlalchemy.sql.elements import BindParameter
 
 from services.profile.models import (
     AuditEntry,
-    Base,
     ContactPoint,
     MergeRecord,
     Profile,
@@ -41,6 +40,7 @@ from services.profile.models import (
     TagRule,
     Tombstone,
 )
+from shared.bus import add_raw_to_outbox, driver_connection, drop_from_outbox
 
 P = cast(Table, Profile.__table__)
 A = cast(Table, ProfileAlias.__table__)
@@ -67,12 +67,6 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _driver(session: Session | Connection) -> tuple[Connection, str]:
-    """The connection under ``session`` and its driver's placeholder mark."""
-    connection = session.connection() if isinstance(session, Session) else session
-    return connection, "?" if connection.dialect.paramstyle == "qmark" else "%s"
-
-
 def _executemany(
     session: Session | Connection,
     table: Table,
@@ -86,7 +80,7 @@ def _executemany(
     (SQLite stores the naive UTC text SQLAlchemy itself would write)."""
     if not rows:
         return
-    connection, mark = _driver(session)
+    connection, mark = driver_connection(session)
     sqlite = connection.dialect.name == "sqlite"
     times = [i for i, c in enumerate(columns) if sqlite and isinstance(table.c[c].type, DateTime)]
     # itemgetter builds each tuple in C (a per-column generator was a tenth of a batch)
@@ -119,7 +113,7 @@ def _select_in(
     expanding parameters cost more than SQLite's lookups."""
     if not ids:
         return []
-    connection, mark = _driver(session)
+    connection, mark = driver_connection(session)
     cursor = connection.connection.cursor()
     found: list[tuple[Any, ...]] = []
     try:
@@ -231,7 +225,7 @@ class ProfileRepository:
         found: dict[str, ProfileRow] = {}
         if not ids:
             return found
-        connection, mark = _driver(self.session)
+        connection, mark = driver_connection(self.session)
         scores_column = "s.scores" if with_scores else "NULL"
         join = "LEFT JOIN profile_scores s ON s.profile_id = p.profile_id " if with_scores else ""
         head = (
@@ -606,21 +600,11 @@ class ProfileRepository:
         )
 
     def add_events(self, rows: Sequence[tuple[str, str | None, bytes]], now: datetime) -> None:
-        """What shared.bus.add_raw_to_outbox does, at the driver level (hot path)."""
-        outbox = Base.metadata.tables["outbox"]
-        columns = ("topic", "key", "value", "created_at")
-        _executemany(
-            self.session,
-            outbox,
-            _insert_sql(outbox, columns),
-            [{"topic": t, "key": k, "value": v, "created_at": now} for t, k, v in rows],
-            columns,
-        )
+        add_raw_to_outbox(self.session, rows, now)
 
     def drop_pending_events(self, keys: list[str]) -> None:
         """Erasure: events about these customers not yet published are not published."""
-        outbox = Base.metadata.tables["outbox"]
-        self.session.execute(delete(outbox).where(outbox.c.key.in_(keys)))
+        drop_from_outbox(self.session, keys)
 
     # -- audit and merges
 
