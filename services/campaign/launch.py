@@ -34,6 +34,7 @@ from services.campaign.rules import Predicate, compile_rule
 from services.campaign.schemas import AudienceSpec
 from services.campaign.targeting import (
     CUSTOMER_VARIABLES,
+    MAX_CAP_PERIOD_DAYS,
     CapDefaults,
     Decision,
     compile_template,
@@ -45,9 +46,6 @@ from shared.bus import add_raw_to_outbox, ensure_aware
 from shared.db import Database
 from shared.errors import Conflict, NotFound
 from shared.events import SCHEMA_VERSION, utcnow
-
-#: how far back the frequency cap looks at most (a policy's period is capped to it)
-MAX_CAP_PERIOD_DAYS = 366
 
 
 def stable_uuid(text: str) -> str:
@@ -187,8 +185,7 @@ def enter_customers(
     entries = Entries(session)
     ids = [r["customer_id"] for r in rows]
     earlier = entries.for_customers(campaign.campaign_id, ids)
-    period = max(settings.default_period_days, MAX_CAP_PERIOD_DAYS)
-    recent = entries.recent_contacts(ids, now - timedelta(days=period))
+    recent = entries.recent_contacts(ids, now - timedelta(days=MAX_CAP_PERIOD_DAYS))
     defaults = cap_defaults(settings)
     cooldown = timedelta(days=campaign.cooldown_days)
     campaign_id, channels = campaign.campaign_id, list(campaign.channels)

@@ -144,13 +144,19 @@ class CapDefaults:
     period_days: int
 
 
+#: how far back the frequency cap looks at most (a policy's longer period is capped to it,
+#: so the launch never has to read more than this much contact history)
+MAX_CAP_PERIOD_DAYS = 366
+
+
 def frequency_limit(
     policy: Mapping[str, Any] | None, defaults: CapDefaults
 ) -> tuple[int | None, int]:
     """``(max contacts, rolling period in days)`` for one customer."""
     if policy is not None and policy.get("max_contacts") is not None:
-        return int(policy["max_contacts"]), int(policy.get("period_days") or defaults.period_days)
-    return defaults.max_contacts, defaults.period_days
+        period = int(policy.get("period_days") or defaults.period_days)
+        return int(policy["max_contacts"]), min(period, MAX_CAP_PERIOD_DAYS)
+    return defaults.max_contacts, min(defaults.period_days, MAX_CAP_PERIOD_DAYS)
 
 
 def over_cap(

@@ -9,9 +9,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from services.campaign.rules import Rule, compile_rule
 from services.campaign.targeting import (
+    MAX_CAP_PERIOD_DAYS,
     CapDefaults,
     compile_template,
     decide,
+    frequency_limit,
     holdout_bucket,
     in_holdout,
     quiet_until,
@@ -186,3 +188,12 @@ def test_decision_order_and_reasons() -> None:
 def test_compiled_template_renders_like_render(template: str) -> None:
     variables = {**ROW, "coupon": "X1", "x": 3}
     assert compile_template(template)(variables) == render(template, variables)
+
+
+def test_a_policy_period_longer_than_the_history_read_is_capped() -> None:
+    """The launch reads MAX_CAP_PERIOD_DAYS of contact history; a longer policy period is
+    capped to it rather than silently judged on fewer days than it says."""
+    policy = {"max_contacts": 3, "period_days": 1000}
+    assert frequency_limit(policy, NO_CAP) == (3, MAX_CAP_PERIOD_DAYS)
+    assert frequency_limit({"max_contacts": 3, "period_days": 7}, NO_CAP) == (3, 7)
+    assert frequency_limit(None, CapDefaults(5, 5000)) == (5, MAX_CAP_PERIOD_DAYS)
