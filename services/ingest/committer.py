@@ -79,24 +79,33 @@ class GroupCommitter:
                 )
                 for (kind, source), requests in by_kind.items()
             ]
-            for attempt in range(3):
-                try:
-                    outcomes: list[tuple[_Request, service.ItemResult]] = []
-                    with write_lock(self.runtime), self.runtime.db.unit_of_work() as session:
-                        for requests, batch in prepared:
-                            results = service.store(session, batch)
-                            outcomes.extend(zip(requests, results, strict=True))
-                    break
-                except IntegrityError:
-                    # a concurrent writer (another replica) stored a version first: decide again
-                    if attempt == 2:
-                        raise
+            stored = store_batches(self.runtime, [batch for _, batch in prepared])
+            outcomes = [
+                pair
+                for (requests, _), results in zip(prepared, stored, strict=True)
+                for pair in zip(requests, results, strict=True)
+            ]
         except BaseException as exc:
             _settle(group, [exc] * len(group))
             return
         if any(result.event_id for _, result in outcomes):
             self.runtime.relay.notify()
         _settle([r for r, _ in outcomes], [result for _, result in outcomes])
+
+
+def store_batches(
+    runtime: ServiceRuntime, batches: list[service.Prepared]
+) -> list[list[service.ItemResult]]:
+    """Store prepared batches in one transaction under the write lock; each batch's results."""
+    for attempt in range(3):
+        try:
+            with write_lock(runtime), runtime.db.unit_of_work() as session:
+                return [service.store(session, batch) for batch in batches]
+        except IntegrityError:
+            # a concurrent writer (another replica) stored a version first: decide again
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _settle(requests: list[_Request], results: list[Any]) -> None:

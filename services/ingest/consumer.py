@@ -7,38 +7,38 @@ from typing import Any
 from services.ingest.handlers import (
     PROFILE_HANDLERS,
     RAW_KINDS,
-    Undecodable,
     make_batch_handler,
 )
-from services.ingest.validation import parse_json
+from services.ingest.validation import Reason, RecordRejected, parse_json
 from shared import topics
 from shared.bus import ConsumerLoop
 from shared.runtime import ServiceRuntime
 
 
 def decode_raw(record: Any) -> tuple[str, str, Any]:
-    """``(raw.<kind>, topic/partition/offset, the JSON object or Undecodable)``; never raises,
+    """``(raw.<kind>, topic/partition/offset, the JSON object or RecordRejected)``; never raises,
     so a bad record is rejected with its reason by the handler, in the same transaction."""
     dedup_id = f"{record.topic}/{record.partition}/{record.offset}"
     event_type = f"raw.{RAW_KINDS[record.topic]}"
-    value = record.value
-    payload: Any
+    return event_type, dedup_id, _payload(record.value)
+
+
+def _payload(value: bytes | None) -> Any:
     if not value:
-        payload = Undecodable("record.empty", "the record has no value")
-    else:
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            payload = Undecodable("record.not_utf8", "the value is not UTF-8 text")
-        else:
-            try:
-                payload = parse_json(value)
-            except ValueError:
-                payload = Undecodable("record.not_json", "the value is not valid JSON")
-            else:
-                if not isinstance(payload, dict):
-                    payload = Undecodable("record.not_object", "the value is not a JSON object")
-    return event_type, dedup_id, payload
+        return _rejected("record.empty", "the record has no value")
+    try:
+        payload = parse_json(value)
+    except UnicodeDecodeError:  # raised only for what orjson refused: valid JSON is decoded once
+        return _rejected("record.not_utf8", "the value is not UTF-8 text")
+    except ValueError:
+        return _rejected("record.not_json", "the value is not valid JSON")
+    if not isinstance(payload, dict):
+        return _rejected("record.not_object", "the value is not a JSON object")
+    return payload
+
+
+def _rejected(code: str, message: str) -> RecordRejected:
+    return RecordRejected([Reason("", code, message)])
 
 
 def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:

@@ -9,6 +9,7 @@ never quote the values (they may be personal data).
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.ingest import service
-from services.ingest.validation import Reason, RecordRejected, Rules
+from services.ingest.validation import Reason, Rules
 from shared import topics
 from shared.bus import Inbound, add_to_outbox
 from shared.events import DeadLetter, DeadLetterRecorded, utcnow
@@ -30,13 +31,6 @@ RAW_KINDS = {
 }
 
 
-class Undecodable:
-    """A raw record that is not a JSON object; carries why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        self.rejection = RecordRejected([Reason("", code, message)])
-
-
 def make_batch_handler(
     rules: Rules, namespace: str, group_id: str
 ) -> Callable[[Session, list[Inbound]], None]:
@@ -46,28 +40,10 @@ def make_batch_handler(
         by_kind: dict[str, list[Inbound]] = {}
         for message in messages:
             by_kind.setdefault(RAW_KINDS[message.topic], []).append(message)
-        now = utcnow()
         for kind, group in by_kind.items():
-            spec = service.KINDS[kind]
-            validated: list[Any] = []
-            for message in group:
-                payload = message.event
-                if isinstance(payload, Undecodable):
-                    validated.append(payload.rejection)
-                    continue
-                try:
-                    validated.append(spec.validate(payload, rules, now))
-                except RecordRejected as exc:
-                    validated.append(exc)
-            results = service.accept(
-                session,
-                kind,
-                [m.event for m in group],
-                source="kafka",
-                rules=rules,
-                now=now,
-                validated=validated,
-            )
+            # an undecodable record arrives as its RecordRejected (see consumer.decode_raw)
+            records = [m.event for m in group]
+            results = service.accept(session, kind, records, source="kafka", rules=rules)
             rejected = 0
             for message, result in zip(group, results, strict=True):
                 if result.status == "rejected":
@@ -94,8 +70,6 @@ PROFILE_HANDLERS = {"profile.erased": handle_profile_erased}
 def _dead_letter(
     session: Session, message: Inbound, reasons: list[Reason], namespace: str, group_id: str
 ) -> None:
-    import base64
-
     try:
         text: str | None = message.value.decode("utf-8")
         b64: str | None = None

@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
-from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 
 from services.ingest import imports, service
-from services.ingest.committer import GroupCommitter
+from services.ingest.committer import GroupCommitter, store_batches
 from services.ingest.delivery import write_lock
 from services.ingest.schemas import (
     BatchResult,
@@ -62,15 +61,7 @@ def _body_of(schema: str) -> dict[str, Any]:
 def _accept(runtime: ServiceRuntime, kind: str, records: list[Any], source: str) -> list[Any]:
     rules: Rules = runtime.extras["rules"]
     prepared = service.prepare(kind, records, source=source, rules=rules)
-    for attempt in range(3):
-        try:
-            with write_lock(runtime), runtime.db.unit_of_work() as session:
-                results = service.store(session, prepared)
-            break
-        except IntegrityError:
-            # a concurrent request stored the same version first: decide again
-            if attempt == 2:
-                raise
+    (results,) = store_batches(runtime, [prepared])
     if any(r.event_id for r in results):
         runtime.relay.notify()
     return results
@@ -134,82 +125,77 @@ def _batch(runtime: ServiceRuntime, kind: str, plural: str, body: Any) -> Respon
     return Response(orjson.dumps({**counts, "results": items}), media_type="application/json")
 
 
-@router.post(
-    "/orders",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=OrderAccepted,
-    tags=["orders"],
-    dependencies=[require("ingest:write")],
-    openapi_extra=_body_of("OrderIn"),
-    responses={413: {"description": "body too large"}, 422: {"description": "rejected"}},
-)
-async def post_order(request: Request) -> Response:
-    """Accept one order (its latest state): validated, stored before the 202, relayed to Kafka."""
-    return await _single(request, "order", "order_id")
+# one record (202, stored before answering) and a batch (200, a result per record) per kind:
+# (kind, plural, id field, single response model, single doc, batch doc)
+_RECORD_ROUTES: list[tuple[str, str, str, type[Any], str, str]] = [
+    (
+        "order",
+        "orders",
+        "order_id",
+        OrderAccepted,
+        "Accept one order (its latest state): validated, stored before the 202, relayed to Kafka.",
+        "Accept up to 5,000 orders in one transaction; a result per order (bad ones never block).",
+    ),
+    (
+        "customer",
+        "customers",
+        "customer_id",
+        CustomerAccepted,
+        "Accept one customer record: validated, stored, relayed to crm.customers.v1.",
+        "Accept up to 5,000 customer records; a result per record.",
+    ),
+    (
+        "interaction",
+        "interactions",
+        "interaction_id",
+        InteractionAccepted,
+        "Accept one typed interaction (review, ticket, return, complaint, dispute, response).",
+        "Accept up to 5,000 interactions; a result per record.",
+    ),
+]
 
 
-@router.post(
-    "/orders/batch",
-    tags=["orders"],
-    response_model=BatchResult,
-    dependencies=[require("ingest:write")],
-    openapi_extra=_body_of("OrdersBatchIn"),
-    responses={413: {"description": "body or batch too large"}},
-)
-def post_orders_batch(request: Request, body: Body) -> Response:
-    """Accept up to 5,000 orders in one transaction; a result per order (bad ones never block)."""
-    return _batch(_runtime(request), "order", "orders", body)
+def _single_endpoint(kind: str, id_field: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        return await _single(request, kind, id_field)
+
+    return endpoint
 
 
-@router.post(
-    "/customers",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=CustomerAccepted,
-    tags=["customers"],
-    dependencies=[require("ingest:write")],
-    openapi_extra=_body_of("CustomerIn"),
-)
-async def post_customer(request: Request) -> Response:
-    """Accept one customer record: validated, stored, relayed to crm.customers.v1."""
-    return await _single(request, "customer", "customer_id")
+def _batch_endpoint(kind: str, plural: str) -> Any:
+    def endpoint(request: Request, body: Body) -> Response:
+        return _batch(_runtime(request), kind, plural, body)
+
+    return endpoint
 
 
-@router.post(
-    "/customers/batch",
-    tags=["customers"],
-    response_model=BatchResult,
-    dependencies=[require("ingest:write")],
-    openapi_extra=_body_of("CustomersBatchIn"),
-)
-def post_customers_batch(request: Request, body: Body) -> Response:
-    """Accept up to 5,000 customer records; a result per record."""
-    return _batch(_runtime(request), "customer", "customers", body)
-
-
-@router.post(
-    "/interactions",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=InteractionAccepted,
-    tags=["interactions"],
-    dependencies=[require("ingest:write")],
-    openapi_extra=_body_of("InteractionIn"),
-)
-async def post_interaction(request: Request) -> Response:
-    """Accept one typed interaction (review, ticket, return, complaint, dispute, response)."""
-    return await _single(request, "interaction", "interaction_id")
-
-
-@router.post(
-    "/interactions/batch",
-    tags=["interactions"],
-    response_model=BatchResult,
-    dependencies=[require("ingest:write")],
-    openapi_extra=_body_of("InteractionsBatchIn"),
-)
-def post_interactions_batch(request: Request, body: Body) -> Response:
-    """Accept up to 5,000 interactions; a result per record."""
-    return _batch(_runtime(request), "interaction", "interactions", body)
-
+for _kind, _plural, _id_field, _accepted, _single_doc, _batch_doc in _RECORD_ROUTES:
+    _model = _kind.capitalize()
+    router.add_api_route(
+        f"/{_plural}",
+        _single_endpoint(_kind, _id_field),
+        methods=["POST"],
+        name=f"post_{_kind}",
+        description=_single_doc,
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=_accepted,
+        tags=[_plural],
+        dependencies=[require("ingest:write")],
+        openapi_extra=_body_of(f"{_model}In"),
+        responses={413: {"description": "body too large"}, 422: {"description": "rejected"}},
+    )
+    router.add_api_route(
+        f"/{_plural}/batch",
+        _batch_endpoint(_kind, _plural),
+        methods=["POST"],
+        name=f"post_{_plural}_batch",
+        description=_batch_doc,
+        response_model=BatchResult,
+        tags=[_plural],
+        dependencies=[require("ingest:write")],
+        openapi_extra=_body_of(f"{_model}sBatchIn"),
+        responses={413: {"description": "body or batch too large"}},
+    )
 
 # --------------------------------------------------------------------------- imports
 

@@ -186,9 +186,9 @@ def prepare(
     source: str,
     rules: Rules,
     now: datetime | None = None,
-    validated: Sequence[Any | RecordRejected] | None = None,
 ) -> Prepared:
-    """Validate and encode records of one kind (no I/O); ``validated`` skips validation."""
+    """Validate and encode records of one kind (no I/O); a :class:`RecordRejected` in
+    ``records`` (a raw record that was not even a JSON object) is rejected as it is."""
     spec = KINDS[kind]
     now = now or utcnow()
     results: list[ItemResult] = []
@@ -198,20 +198,18 @@ def prepare(
     # and every one of them hands the GIL to another thread under load
     entropy = os.urandom(16 * len(records))
     # orders (the bulk of the traffic) skip the models: validated data is encoded directly
-    direct = kind == "order" and validated is None
+    direct = kind == "order"
     model: Any = None
     data: dict[str, Any] = {}
     for index, raw in enumerate(records):
         event_id = uuid.UUID(bytes=entropy[16 * index : 16 * index + 16], version=4)
         try:
+            if isinstance(raw, RecordRejected):
+                raise raw
             if direct:
                 data = validation.order_data(raw, rules, now)
             else:
-                model = (
-                    validated[index] if validated is not None else spec.validate(raw, rules, now)
-                )
-                if isinstance(model, RecordRejected):
-                    raise model
+                model = spec.validate(raw, rules, now)
         except RecordRejected as exc:
             results.append(
                 ItemResult(index, "rejected", id=_loose_id(raw, kind), reasons=exc.reasons)
@@ -298,7 +296,6 @@ def accept(
     source: str,
     rules: Rules,
     now: datetime | None = None,
-    validated: Sequence[Any | RecordRejected] | None = None,
 ) -> list[ItemResult]:
     """Validate, version, store and queue records of one kind; one result each, in order.
 
@@ -306,7 +303,7 @@ def accept(
     """
     return store(
         session,
-        prepare(kind, records, source=source, rules=rules, now=now, validated=validated),
+        prepare(kind, records, source=source, rules=rules, now=now),
     )
 
 
@@ -328,16 +325,6 @@ def record_outcomes(
         counts[("accepted", "late_version")] += late
         if counts[("accepted", "")] == 0:
             del counts[("accepted", "")]
-    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
-    IntakeStats(session).add(minute, source, kind, dict(counts))
-
-
-def record_rejections(
-    session: Session, source: str, kind: str, codes: Sequence[str], now: datetime | None = None
-) -> None:
-    """Count records rejected before validation (not JSON, bad UTF-8) in the statistics."""
-    now = now or utcnow()
-    counts = Counter(("rejected", code) for code in codes)
     minute = now.astimezone(UTC).replace(second=0, microsecond=0)
     IntakeStats(session).add(minute, source, kind, dict(counts))
 

@@ -127,11 +127,6 @@ class RecordRejected(Exception):
         super().__init__("; ".join(f"{r.field}: {r.message}" for r in reasons))
         self.reasons = reasons
 
-    @property
-    def code(self) -> str:
-        """The first reason's code (for statistics)."""
-        return self.reasons[0].code if self.reasons else "invalid"
-
 
 @dataclass(frozen=True)
 class Rules:
