@@ -30,11 +30,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from sqlalchemy import delete, select
 
 from services.ingest.repository import EventStore
 from shared import metrics, topics
-from shared.bus import PLATFORM_TABLES, OutboxRelay, add_raw_to_outbox, ensure_topics
+from shared.bus import OutboxRelay, add_raw_to_outbox, ensure_topics
 from shared.db import get_state, set_state
 from shared.runtime import ServiceRuntime
 
@@ -196,7 +195,7 @@ class IngestRelay(OutboxRelay):
             raise
 
     def _publish_batch(self) -> int:
-        return self._publish_store() + self._publish_outbox()
+        return self._publish_store() + self.publish_outbox()
 
     def _publish_store(self) -> int:
         """Current versions past the watermark: the event store is ingest's outbox, so an
@@ -217,30 +216,9 @@ class IngestRelay(OutboxRelay):
         metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(rows))
         return len(rows)
 
-    def _publish_outbox(self) -> int:
-        """Dead letters, ranged replays and epoch markers still go through the outbox table."""
-        outbox = PLATFORM_TABLES.tables["outbox"]
-        with self.db.sessions() as session:
-            query = (
-                select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value)
-                .order_by(outbox.c.id)
-                .limit(self.batch_size)
-            )
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            rows = session.execute(query).all()
-            if not rows:
-                metrics.OUTBOX_PENDING.labels(self.name).set(0)
-                session.rollback()
-                return 0
-            self.publisher.publish_all((r.topic, r.key, r.value) for r in rows)
-            ids = [r.id for r in rows]
-            with write_lock(self.runtime):
-                for start in range(0, len(ids), 500):
-                    session.execute(delete(outbox).where(outbox.c.id.in_(ids[start : start + 500])))
-                session.commit()
-        metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(rows))
-        return len(rows)
+    def write_guard(self) -> contextlib.AbstractContextManager[object]:
+        # ingest's writers queue on one lock (see write_lock); the relay's delete too
+        return write_lock(self.runtime)
 
     def pending(self) -> int:
         """Records not yet acknowledged by the broker (store past the watermark + outbox)."""
