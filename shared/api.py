@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
+def runtime_of(request: Request) -> ServiceRuntime:
+    """The service runtime (database, publisher, relay) behind the app serving ``request``."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
 def problem_response(error: ProblemError, instance: str | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else None
     return JSONResponse(

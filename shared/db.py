@@ -11,11 +11,11 @@ that caused them) and ``idempotency_keys`` (responses of POSTs with an
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -38,6 +38,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -178,6 +180,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def chunks(values: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
+    """``values`` in slices of at most ``size`` (bounded IN lists and executemany batches)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def run_migrations(migrations_dir: Path, url: str, revision: str = "head") -> None:

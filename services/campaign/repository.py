@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from services.campaign.models import (
     Receipt,
 )
 from shared.bus import ensure_aware
+from shared.db import chunks
 
 IN_CHUNK = 500
 _JSON_KEYS = ("segments", "tags", "contact_policy")
@@ -69,11 +70,6 @@ ENTRY_COLUMNS = (
 )
 
 
-def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
     if not rows:
@@ -92,7 +88,7 @@ class Projections:
 
     def audience_rows(self, customer_ids: Sequence[str]) -> dict[str, AudienceMember]:
         found: dict[str, AudienceMember] = {}
-        for chunk in _chunks(list(dict.fromkeys(customer_ids))):
+        for chunk in chunks(list(dict.fromkeys(customer_ids)), IN_CHUNK):
             for row in self.session.scalars(
                 select(AudienceMember).where(AudienceMember.customer_id.in_(chunk))
             ):
@@ -138,7 +134,7 @@ class Projections:
 
     def orders(self, order_ids: Sequence[str]) -> dict[str, CustomerOrder]:
         found: dict[str, CustomerOrder] = {}
-        for chunk in _chunks(list(dict.fromkeys(order_ids))):
+        for chunk in chunks(list(dict.fromkeys(order_ids)), IN_CHUNK):
             for row in self.session.scalars(
                 select(CustomerOrder).where(CustomerOrder.order_id.in_(chunk))
             ):
@@ -290,7 +286,7 @@ class Entries:
     def for_customers(self, campaign_id: str, customer_ids: Sequence[str]) -> dict[str, list[Any]]:
         """This campaign's earlier entries per customer: (entry_no, run_no, entered_at, key)."""
         found: dict[str, list[Any]] = defaultdict(list)
-        for chunk in _chunks(list(customer_ids)):
+        for chunk in chunks(list(customer_ids), IN_CHUNK):
             for row in self.session.execute(
                 select(
                     Entry.customer_id,
@@ -308,7 +304,7 @@ class Entries:
     ) -> dict[str, list[datetime]]:
         """When each customer was sent a message (by any campaign) since ``since``."""
         found: dict[str, list[datetime]] = defaultdict(list)
-        for chunk in _chunks(list(customer_ids)):
+        for chunk in chunks(list(customer_ids), IN_CHUNK):
             for customer_id, at in self.session.execute(
                 select(Entry.customer_id, Entry.entered_at).where(
                     Entry.customer_id.in_(chunk), Entry.outcome == "sent", Entry.entered_at >= since

@@ -18,19 +18,13 @@ from services.campaign.schemas import (
     LaunchResult,
     StatusChange,
 )
-from shared.api import require
+from shared.api import require, runtime_of
 from shared.bus import ensure_aware
 from shared.errors import NotFound
 from shared.events import utcnow
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
-from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1")
-
-
-def _runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
 
 
 @router.post(
@@ -42,7 +36,7 @@ def _runtime(request: Request) -> ServiceRuntime:
 )
 def create_campaign(body: CampaignCreate, request: Request) -> CampaignRead:
     """Define a campaign (status draft): audience, channels, content, schedule, holdout."""
-    with _runtime(request).db.unit_of_work() as session:
+    with runtime_of(request).db.unit_of_work() as session:
         return service.to_read(service.create_campaign(session, body))
 
 
@@ -61,7 +55,7 @@ def list_campaigns(
     """List campaigns, newest first, optionally by status (cursor paginated)."""
     position = decode_cursor(cursor)
     after = (position["created_at"], position["id"]) if position else None
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         found = Campaigns(session).page(
             status=status_filter.value if status_filter else None, after=after, limit=limit + 1
         )
@@ -83,7 +77,7 @@ def list_campaigns(
 )
 def get_campaign(campaign_id: str, request: Request) -> CampaignRead:
     """One campaign with its status."""
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         return service.to_read(service.get_campaign(session, campaign_id))
 
 
@@ -95,7 +89,7 @@ def get_campaign(campaign_id: str, request: Request) -> CampaignRead:
 )
 def change_status(campaign_id: str, body: StatusChange, request: Request) -> CampaignRead:
     """Schedule, unschedule (draft), complete or cancel a campaign; 409 if not allowed."""
-    with _runtime(request).db.unit_of_work() as session:
+    with runtime_of(request).db.unit_of_work() as session:
         return service.to_read(service.change_status(session, campaign_id, body.status))
 
 
@@ -107,7 +101,7 @@ def change_status(campaign_id: str, body: StatusChange, request: Request) -> Cam
 )
 def launch_campaign(campaign_id: str, request: Request) -> LaunchResult:
     """Launch now (or resume an interrupted launch); idempotent: nobody gets a second message."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     settings = runtime.settings
     assert isinstance(settings, Settings)
     # the launch commits per chunk of customers (resumable), so it owns its transactions
@@ -128,7 +122,7 @@ def launch_campaign(campaign_id: str, request: Request) -> LaunchResult:
 )
 def campaign_report(campaign_id: str, request: Request) -> CampaignReport:
     """Reach, receipts, and conversion of treatment vs holdout with uplift and 95% intervals."""
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         campaign = service.get_campaign(session, campaign_id)
         return build_report(session, campaign, utcnow())
 
@@ -141,7 +135,7 @@ def campaign_report(campaign_id: str, request: Request) -> CampaignReport:
 )
 def get_audience_member(customer_id: str, request: Request) -> AudienceRead:
     """What campaign knows of a customer (scores, segments, tags, region, contact policy)."""
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         member = Projections(session).audience_member(customer_id)
         if member is None:
             raise NotFound(f"campaign knows no customer {customer_id!r}")

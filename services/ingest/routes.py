@@ -21,7 +21,7 @@ from services.ingest.schemas import (
     ReplayResult,
 )
 from services.ingest.validation import Rules, parse_json
-from shared.api import require
+from shared.api import require, runtime_of
 from shared.errors import NotFound, PayloadTooLarge, ValidationProblem
 from shared.runtime import ServiceRuntime
 
@@ -42,11 +42,6 @@ async def json_body(request: Request) -> Any:
 
 
 Body = Annotated[Any, Depends(json_body)]
-
-
-def _runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
 
 
 def _body_of(schema: str) -> dict[str, Any]:
@@ -72,7 +67,7 @@ async def _single(request: Request, kind: str, id_field: str) -> Response:
     # record costs no thread-pool hop of its own (see committer.py); the body is read
     # here rather than by a dependency, and the answer is serialised once, with orjson
     body = await json_body(request)
-    committer: GroupCommitter = _runtime(request).extras["committer"]
+    committer: GroupCommitter = runtime_of(request).extras["committer"]
     result = await committer.submit(kind, body, "rest")
     if result.status == "rejected":
         raise ValidationProblem(
@@ -164,7 +159,7 @@ def _single_endpoint(kind: str, id_field: str) -> Any:
 
 def _batch_endpoint(kind: str, plural: str) -> Any:
     def endpoint(request: Request, body: Body) -> Response:
-        return _batch(_runtime(request), kind, plural, body)
+        return _batch(runtime_of(request), kind, plural, body)
 
     return endpoint
 
@@ -219,7 +214,7 @@ def post_order_import(
     ] = None,
 ) -> ImportJobRead:
     """Start a bulk order import from a CSV (ours or the shop export); poll the returned job."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     runner: imports.ImportRunner = runtime.extras["imports"]
     job = runner.submit(
         file.file,
@@ -237,7 +232,7 @@ def get_order_import(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ImportJobRead:
     """Progress of an import (rows read / accepted / duplicate / rejected) and rejected rows."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.sessions() as session:
         found = imports.load_job(session, job_id, cursor, limit)
     if found is None:
@@ -258,7 +253,7 @@ def get_stats(
     unknown = [w for w in names if w not in service.WINDOWS]
     if unknown or not names:
         raise ValidationProblem(f"unknown window(s) {unknown}; use {sorted(service.WINDOWS)}")
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         return {"windows": service.intake_stats(session, names)}
 
 
@@ -268,7 +263,7 @@ def post_replay(request: Request, body: ReplayRequest) -> ReplayResult:
     for moment in (body.since, body.until):
         if moment is not None and moment.tzinfo is None:
             raise ValidationProblem("since/until need a timezone offset")
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with write_lock(runtime), runtime.db.unit_of_work() as session:
         queued = service.replay(
             session,

@@ -41,6 +41,7 @@ from services.profile.models import (
     Tombstone,
 )
 from shared.bus import add_raw_to_outbox, driver_connection, drop_from_outbox
+from shared.db import chunks
 
 P = cast(Table, Profile.__table__)
 A = cast(Table, ProfileAlias.__table__)
@@ -60,11 +61,6 @@ CHUNK = 2000
 #: One expanding parameter instead of a bound literal per value: the statement compiles
 #: once and stays cached (building 500 literals cost more than the query itself).
 IDS: BindParameter[Any] = bindparam("ids", expanding=True)
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _executemany(
@@ -117,7 +113,7 @@ def _select_in(
     cursor = connection.connection.cursor()
     found: list[tuple[Any, ...]] = []
     try:
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, CHUNK):
             cursor.execute(sql.format(marks=", ".join(mark for _ in chunk)), tuple(chunk))
             found += cursor.fetchall()
     finally:
@@ -234,7 +230,7 @@ class ProfileRepository:
         )
         cursor = connection.connection.cursor()
         try:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids, CHUNK):
                 cursor.execute(f"{head}({', '.join(mark for _ in chunk)})", tuple(chunk))
                 for pid, doc, scores, *indexed in cursor.fetchall():
                     found[pid] = ProfileRow(pid, attach_scores(loads(doc), scores), tuple(indexed))
@@ -329,7 +325,7 @@ class ProfileRepository:
     def tombstones(self, hashes: Iterable[str]) -> dict[str, datetime]:
         ids = list(hashes)
         found: dict[str, datetime] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, CHUNK):
             found.update(
                 self.session.execute(
                     select(TS.c.customer_hash, TS.c.erased_at).where(TS.c.customer_hash.in_(IDS)),
@@ -350,7 +346,7 @@ class ProfileRepository:
         """Known (kind, value, customer id) -> verified, for the given (kind, value) pairs."""
         values = sorted({v for _, v in keys})
         found: dict[tuple[str, str, str], bool] = {}
-        for chunk in _chunks(values):
+        for chunk in chunks(values, CHUNK):
             for kind, value, cid, verified in self.session.execute(
                 select(C.c.kind, C.c.value, C.c.customer_id, C.c.verified).where(
                     C.c.value.in_(IDS)
@@ -505,7 +501,7 @@ class ProfileRepository:
 
     def set_segments(self, memberships: dict[str, list[str]]) -> None:
         ids = list(memberships)
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, CHUNK):
             self.session.execute(delete(S).where(S.c.profile_id.in_(IDS)), {"ids": list(chunk)})
         rows = [{"profile_id": p, "segment": s} for p, segs in memberships.items() for s in segs]
         if rows:

@@ -23,7 +23,7 @@ from services.profile.schemas import (
     TagsAdd,
     TagsRead,
 )
-from shared.api import Principal, require
+from shared.api import Principal, require, runtime_of
 from shared.errors import NotFound, ValidationProblem
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from shared.runtime import ServiceRuntime
@@ -33,11 +33,6 @@ router = APIRouter(prefix="/v1", tags=["profiles"])
 Reader = Annotated[Principal, require("profile:read")]
 Writer = Annotated[Principal, require("profile:write")]
 PiiReader = Annotated[Principal, require("profile:read", "pii:read")]
-
-
-def _runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
 
 
 def _settings(runtime: ServiceRuntime) -> Settings:
@@ -65,7 +60,7 @@ def search_customers(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """Search customers by id, mobile, e-mail, tag, region, segment or lifecycle (cursor paged)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     position = decode_cursor(cursor)
     after = str(position["after"]) if position and "after" in position else None
     with runtime.db.sessions() as session:
@@ -113,7 +108,7 @@ async def get_customer(
     # the page cache (~25 us; ~90 us with the view): done on the event loop, it saves the
     # thread-pool hop, which cost more server CPU than the read itself
     # (bench/bench_profile.py). A networked database keeps the hop (its round trip blocks).
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     pii = principal.has("pii:read")
     if runtime.db.is_sqlite:
         body = _read_profile(runtime, customer_id, pii)
@@ -127,7 +122,7 @@ def patch_customer(
     customer_id: str, changes: ProfileUpdate, request: Request, principal: Writer
 ) -> dict[str, Any]:
     """An operator's edit; the fields given win over derived data (``null`` clears one)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     settings = _settings(runtime)
     body = changes.model_dump(exclude_unset=True)
     if not body:
@@ -142,7 +137,7 @@ def patch_customer(
 @router.delete("/customers/{customer_id}", response_model=ErasureResult)
 def erase_customer(customer_id: str, request: Request, principal: Writer) -> ErasureResult:
     """Erase a customer's personal data (GDPR / PIPL); publishes ``profile.erased``."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         result = service.erase(session, customer_id, principal.key_id)
     # the old pages (with the erased data) stay in SQLite's WAL until a checkpoint
@@ -154,7 +149,7 @@ def erase_customer(customer_id: str, request: Request, principal: Writer) -> Era
 @router.get("/erasures/{erasure_id}")
 def get_erasure(erasure_id: str, request: Request, principal: Reader) -> dict[str, Any]:
     """The audit trail of one erasure (what happened and when, no personal data)."""
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         entries = service.erasure_audit(session, erasure_id)
     if not entries:
         raise NotFound(f"no erasure {erasure_id}")
@@ -164,7 +159,7 @@ def get_erasure(erasure_id: str, request: Request, principal: Reader) -> dict[st
 @router.get("/customers/{customer_id}/export")
 def export_customer(customer_id: str, request: Request, principal: PiiReader) -> dict[str, Any]:
     """Everything held on one customer as JSON (needs ``pii:read``)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.sessions() as session:
         return service.export(session, customer_id, _settings(runtime))
 
@@ -172,7 +167,7 @@ def export_customer(customer_id: str, request: Request, principal: PiiReader) ->
 @router.get("/customers/{customer_id}/audit")
 def customer_audit(customer_id: str, request: Request, principal: Reader) -> dict[str, Any]:
     """Merges, edits, tag and contact-policy changes of one profile."""
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         row = service.load(session, customer_id)
         entries = service.audit_trail(session, row.profile_id)
     return {"customer_id": row.profile_id, "audit": entries}
@@ -183,7 +178,7 @@ def merge_customers(
     customer_id: str, body: MergeRequest, request: Request, principal: Writer
 ) -> MergeResult:
     """Manually merge other profiles into this one (this one survives); audited."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         survivor = service.load(session, customer_id).profile_id
         others = []
@@ -215,7 +210,7 @@ def _tags(row: service.ProfileRow) -> TagsRead:
 @router.get("/customers/{customer_id}/tags", response_model=TagsRead, tags=["tags"])
 def get_tags(customer_id: str, request: Request, principal: Reader) -> TagsRead:
     """A customer's tags, manual and from rules."""
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         return _tags(service.load(session, customer_id))
 
 
@@ -227,7 +222,7 @@ def get_tags(customer_id: str, request: Request, principal: Reader) -> TagsRead:
 )
 def add_tags(customer_id: str, body: TagsAdd, request: Request, principal: Writer) -> TagsRead:
     """Add manual tags to a customer (adding one twice is harmless)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         row = service.add_tags(
             session, customer_id, body.tags, principal.key_id, _settings(runtime)
@@ -239,7 +234,7 @@ def add_tags(customer_id: str, body: TagsAdd, request: Request, principal: Write
 @router.delete("/customers/{customer_id}/tags/{tag}", response_model=TagsRead, tags=["tags"])
 def remove_tag(customer_id: str, tag: str, request: Request, principal: Writer) -> TagsRead:
     """Remove a manual tag from a customer."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         row = service.remove_tag(session, customer_id, tag, principal.key_id, _settings(runtime))
     runtime.relay.notify()
@@ -249,7 +244,7 @@ def remove_tag(customer_id: str, tag: str, request: Request, principal: Writer) 
 @router.get("/tags", response_model=list[TagCount], tags=["tags"])
 def tag_counts(request: Request, principal: Reader) -> list[TagCount]:
     """Every tag in use with how many customers carry it (manual and by rule)."""
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         rows = service.tag_counts(session)
     return [TagCount(tag=t, customers=n, manual=m, by_rule=r) for t, n, m, r in rows]
 
@@ -257,7 +252,7 @@ def tag_counts(request: Request, principal: Reader) -> list[TagCount]:
 @router.get("/tag-rules", response_model=list[TagRuleRead], tags=["tags"])
 def list_tag_rules(request: Request, principal: Reader) -> list[TagRuleRead]:
     """The tag rules, applied automatically as profiles change."""
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         return [TagRuleRead(**r) for r in service.tag_rules(session)]
 
 
@@ -266,7 +261,7 @@ def list_tag_rules(request: Request, principal: Reader) -> list[TagRuleRead]:
 )
 def create_tag_rule(body: TagRuleCreate, request: Request, principal: Writer) -> TagRuleRead:
     """Create a tag rule; it is applied to every existing profile at once."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         row = service.create_tag_rule(
             session, body.tag, body.rule, body.description, _settings(runtime)
@@ -278,7 +273,7 @@ def create_tag_rule(body: TagRuleCreate, request: Request, principal: Writer) ->
 @router.delete("/tag-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["tags"])
 def delete_tag_rule(rule_id: str, request: Request, principal: Writer) -> None:
     """Delete a tag rule; its tag leaves every profile."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         service.delete_tag_rule(session, rule_id, _settings(runtime))
     runtime.relay.notify()
@@ -290,7 +285,7 @@ def delete_tag_rule(rule_id: str, request: Request, principal: Writer) -> None:
 @router.get("/customers/{customer_id}/contact-policy", tags=["contact policy"])
 def get_contact_policy(customer_id: str, request: Request, principal: Reader) -> dict[str, Any]:
     """A customer's contact policy (channels consented, do-not-disturb, quiet hours, cap)."""
-    with _runtime(request).db.sessions() as session:
+    with runtime_of(request).db.sessions() as session:
         row = service.load(session, customer_id)
     return service.policy_view(row.profile_id, row.doc)
 
@@ -300,7 +295,7 @@ def put_contact_policy(
     customer_id: str, body: ContactPolicyUpdate, request: Request, principal: Writer
 ) -> dict[str, Any]:
     """Replace a customer's contact policy; published as ``profile.contact_policy_changed``."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if body.customer_id is not None and body.customer_id != customer_id:
         raise ValidationProblem("customer_id in the body differs from the path")
     with runtime.db.unit_of_work() as session:

@@ -36,7 +36,7 @@ from services.segment.models import (
 )
 from services.segment.scoring import AGGREGATE_COLUMNS
 from shared.bus import ensure_aware
-from shared.db import set_state
+from shared.db import chunks, set_state
 from shared.events import utcnow
 
 CHUNK = 500
@@ -60,11 +60,6 @@ ORDER_FRAME_COLUMNS = [
     "province",
     "city",
 ]
-
-
-def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def _executemany(
@@ -183,7 +178,7 @@ def _select_in(
     connection = session.connection()
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     rows: list[tuple[Any, ...]] = []
-    for chunk in _chunks(list(values), 900):
+    for chunk in chunks(list(values), 900):
         rows.extend(
             connection.exec_driver_sql(
                 f"SELECT {', '.join(columns)} FROM {table} "
@@ -217,7 +212,7 @@ class OrderStates:
     def versions(self, order_ids: Sequence[str]) -> dict[str, tuple[datetime, int, str]]:
         """The stored version key (and customer) of each known order."""
         found: dict[str, tuple[datetime, int, str]] = {}
-        for chunk in _chunks(list(order_ids)):
+        for chunk in chunks(list(order_ids), CHUNK):
             rows = self.session.execute(
                 select(
                     ORDERS.c.order_id,
@@ -277,7 +272,7 @@ class OrderStates:
         rows: list[Any] = []
         connection = self.session.connection()
         mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        for chunk in _chunks(list(customer_ids), 900):
+        for chunk in chunks(list(customer_ids), 900):
             marks = ", ".join(mark for _ in chunk)
             rows.extend(
                 connection.exec_driver_sql(
@@ -304,7 +299,7 @@ class OrderStates:
         return frame
 
     def reassign(self, from_ids: Sequence[str], to_id: str) -> None:
-        for chunk in _chunks(list(from_ids)):
+        for chunk in chunks(list(from_ids), CHUNK):
             self.session.execute(
                 update(ORDERS).where(ORDERS.c.customer_id.in_(chunk)).values(customer_id=to_id)
             )
@@ -411,7 +406,7 @@ class Customers:
             for row in rows
         ]
         total = 0
-        for chunk in _chunks(prepared, 50_000):
+        for chunk in chunks(prepared, 50_000):
             result = connection.exec_driver_sql(sql, list(chunk))
             total += max(result.rowcount, 0)
         return total
@@ -578,7 +573,7 @@ class Segments:
         for segment_id, customer_id in pairs:
             by_segment.setdefault(segment_id, []).append(customer_id)
         for segment_id, customers in by_segment.items():
-            for chunk in _chunks(customers):
+            for chunk in chunks(customers, CHUNK):
                 self.session.execute(
                     delete(MEMBERS).where(
                         MEMBERS.c.segment_id == segment_id, MEMBERS.c.customer_id.in_(chunk)
@@ -619,7 +614,7 @@ class Identities:
     def add_aliases(self, merged_ids: Sequence[str], survivor_id: str, merge_id: str) -> None:
         table = ALIASES
         # earlier merges into a now merged id follow it to the new survivor
-        for chunk in _chunks(list(merged_ids)):
+        for chunk in chunks(list(merged_ids), CHUNK):
             self.session.execute(
                 update(table).where(table.c.survivor_id.in_(chunk)).values(survivor_id=survivor_id)
             )

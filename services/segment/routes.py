@@ -22,7 +22,7 @@ from services.segment.schemas import (
     SegmentRead,
 )
 from services.segment.scoring import from_e4
-from shared.api import require
+from shared.api import require, runtime_of
 from shared.bus import ensure_aware
 from shared.errors import Conflict, NotFound, ValidationProblem
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
@@ -37,11 +37,6 @@ AsOf = Annotated[
     Query(description="reference time (ISO 8601 with offset); default: now"),
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-
-
-def _runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
 
 
 def _now(runtime: ServiceRuntime) -> datetime:
@@ -110,7 +105,7 @@ def get_customer_scores(
     customer_id: str, request: Request, as_of: AsOf = None
 ) -> CustomerScoresRead:
     """One customer's RFM scores, segment, lifecycle, buckets and quadrant as of a time."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         views = service.score_customers(session, [customer_id], _as_of(as_of), _now(runtime))
         if not views:
@@ -123,7 +118,7 @@ def list_scores(
     request: Request, as_of: AsOf = None, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[CustomerScoresRead]:
     """Every customer's scores as of a time, ordered by customer id (cursor paginated)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
         ids = Customers(session).ids_page(position.get("after"), limit)
@@ -164,7 +159,7 @@ def _clv_rows(
 )
 def get_clv_summary(customer_id: str, request: Request, as_of: AsOf = None) -> ClvSummaryRead:
     """lifetimes-compatible frequency, recency, T and monetary_value (daily periods)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     reference = _as_of(as_of) or _now(runtime)
     with runtime.db.unit_of_work() as session:
         _, policy, _ = service.current_policy(session)
@@ -179,7 +174,7 @@ def list_clv_summaries(
     request: Request, as_of: AsOf = None, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[ClvSummaryRead]:
     """CLV summaries of every customer with a purchase (cursor paginated), for BG/NBD and Gamma-Gamma."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     reference = _as_of(as_of) or _now(runtime)
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
@@ -200,7 +195,7 @@ def _rescoring_read(outcome: service.RescoringOutcome) -> RescoringRead:
 @router.get("/scoring-policy", response_model=PolicyRead, dependencies=READ, tags=["policy"])
 def get_policy(request: Request) -> PolicyRead:
     """The scoring policy in force and its version."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         version, policy, created_at = service.current_policy(session)
     return PolicyRead(version=version, created_at=created_at, policy=policy)
@@ -209,7 +204,7 @@ def get_policy(request: Request) -> PolicyRead:
 @router.put("/scoring-policy", response_model=PolicyWritten, dependencies=WRITE, tags=["policy"])
 def put_policy(policy: ScoringPolicy, request: Request) -> PolicyWritten:
     """Replace the scoring policy (a new version; every version is kept) and rescore everyone."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         version, window_changed = service.set_policy(session, policy, comment=None)
         outcome = service.rescore_all(session, _now(runtime), reaggregate=window_changed)
@@ -222,7 +217,7 @@ def put_policy(policy: ScoringPolicy, request: Request) -> PolicyWritten:
 )
 def list_policy_versions(request: Request) -> list[PolicyRead]:
     """Every version of the scoring policy, oldest first."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         history = service.policy_history(session)
         return [
@@ -240,7 +235,7 @@ def list_policy_versions(request: Request) -> list[PolicyRead]:
 )
 def recompute(request: Request) -> RescoringRead:
     """Recompute the cut points over everyone now, rescore everyone and publish the changes."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         outcome = service.rescore_all(session, _now(runtime))
     runtime.relay.notify()
@@ -250,7 +245,7 @@ def recompute(request: Request) -> RescoringRead:
 @router.get("/scoring/cut-points", dependencies=READ, tags=["policy"])
 def get_cut_points(request: Request) -> dict[str, Any]:
     """The cut points applied to each event until the next batch rescoring."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         context = service.load_context(session, _now(runtime))
     return context.cut_points.to_json()
@@ -273,7 +268,7 @@ def _segment_read(segment: Any) -> SegmentRead:
 @router.get("/segments", response_model=list[SegmentRead], dependencies=READ, tags=["segments"])
 def list_segments(request: Request) -> list[SegmentRead]:
     """Every custom segment with its rule and current member count."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         return [_segment_read(s) for s in Segments(session).all()]
 
@@ -283,7 +278,7 @@ def list_segments(request: Request) -> list[SegmentRead]:
 )
 def create_segment(body: SegmentCreate, request: Request) -> SegmentRead:
     """Define a custom segment by a rule; members are computed now and kept current by events."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     segment_id = body.segment_id or str(uuid.uuid4())
     try:
         with runtime.db.unit_of_work() as session:
@@ -306,7 +301,7 @@ def create_segment(body: SegmentCreate, request: Request) -> SegmentRead:
 )
 def get_segment(segment_id: str, request: Request) -> SegmentRead:
     """One custom segment."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         segment = Segments(session).get(segment_id)
         if segment is None:
@@ -321,7 +316,7 @@ def list_members(
     segment_id: str, request: Request, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[str]:
     """The customer ids in a segment, ordered (cursor paginated)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
         repo = Segments(session)
@@ -349,7 +344,7 @@ def get_report(
 ) -> ReportRead:
     """rfm: R x F cells and named segments; lifecycle: stages (and transitions since ``since``);
     funnel: 1, 2, 3-4, 5+ buyers with revenue and AOV; quadrants; regions: by province or city."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     now = _now(runtime)
     with runtime.db.unit_of_work() as session:
         scores, context = service.scores_frame(session, _as_of(as_of), now)
