@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from starlette.responses import Response
 
 from shared.api import build_app, require
 from shared.config import ServiceSettings
 from shared.db import make_metadata
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationProblem
 from shared.pagination import decode_cursor, encode_cursor
 from shared.runtime import ServiceRuntime
 
@@ -66,6 +67,17 @@ def make_client(tmp_path: Path) -> tuple[TestClient, dict[str, int]]:
         """Decode a cursor."""
         return {"position": decode_cursor(cursor)}
 
+    @router.post("/fast", status_code=202, dependencies=[require("demo:write")])
+    async def fast(request: Request) -> Response:
+        """Echo the body (served by the fast lane)."""
+        body = await request.body()
+        if body == b"bad":
+            raise ValidationProblem("the body is bad")
+        if body == b"boom":
+            raise RuntimeError("secret detail")
+        calls["fast"] = calls.get("fast", 0) + 1
+        return Response(b'{"echo": "%s"}' % body, status_code=202, media_type="application/json")
+
     app = build_app(
         runtime=runtime,
         title="demo",
@@ -73,8 +85,9 @@ def make_client(tmp_path: Path) -> tuple[TestClient, dict[str, int]]:
         routers=[router],
         max_body_bytes=2000,
         start_runtime=False,
+        fast_routes=[("POST", "/v1/fast")],
     )
-    return TestClient(app), calls
+    return TestClient(app, raise_server_exceptions=False), calls
 
 
 @pytest.fixture
@@ -172,3 +185,82 @@ def test_health_readiness_and_metrics(client_and_calls) -> None:
     assert 'crm_http_requests_total{method="GET",route="/healthz",service="demo",status="200"}' in (
         metrics
     )
+
+
+def test_fast_lane_route_behaves_like_a_routed_one(client_and_calls) -> None:
+    client, calls = client_and_calls
+    admin = {"X-API-Key": ADMIN}
+    assert client.post("/v1/fast", content=b"x").status_code == 401
+    forbidden = client.post("/v1/fast", content=b"x", headers={"X-API-Key": READER})
+    assert forbidden.status_code == 403
+    assert forbidden.headers["content-type"] == "application/problem+json"
+    assert "demo:write" in forbidden.json()["detail"]
+    ok = client.post("/v1/fast", content=b"hello", headers=admin)
+    assert (ok.status_code, ok.json()) == (202, {"echo": "hello"})
+    bad = client.post("/v1/fast", content=b"bad", headers=admin)
+    assert bad.status_code == 422
+    assert bad.json()["detail"] == "the body is bad"
+    assert bad.json()["instance"] == "/v1/fast"
+    boom = client.post("/v1/fast", content=b"boom", headers=admin)
+    assert boom.status_code == 500
+    assert boom.json()["type"].endswith("/internal-error")
+    assert "secret detail" not in boom.text
+    too_big = client.post("/v1/fast", content=b"x" * 5000, headers=admin)
+    assert too_big.status_code == 413
+    # the outer middleware applies: idempotency, and metrics under the route's path
+    headers = {**admin, "Idempotency-Key": "fast-1"}
+    first = client.post("/v1/fast", content=b"once", headers=headers)
+    again = client.post("/v1/fast", content=b"once", headers=headers)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert first.json() == again.json() == {"echo": "once"}
+    assert calls["fast"] == 2  # "hello" and "once"; the replay did not run the endpoint
+    metrics = client.get("/metrics").text
+    assert 'method="POST",route="/v1/fast",service="demo",status="202"' in metrics
+    # other methods on the path still go through the router
+    assert client.get("/v1/fast", headers=admin).status_code == 405
+    # and the route is documented like any other
+    operation = client.get("/openapi.json").json()["paths"]["/v1/fast"]["post"]
+    assert operation["summary"] == "Fast"
+
+
+@pytest.mark.parametrize("kind", ["path parameter", "other dependency", "sync", "missing"])
+def test_fast_lane_refuses_routes_it_cannot_serve_exactly(tmp_path: Path, kind: str) -> None:
+    router = APIRouter()
+
+    async def not_require() -> None:
+        return None
+
+    if kind == "path parameter":
+
+        @router.post("/x/{name}")
+        async def with_param(name: str, request: Request) -> Response:
+            return Response()
+
+        path = "/x/{name}"
+    elif kind == "other dependency":
+
+        @router.post("/x", dependencies=[Depends(not_require)])
+        async def with_dependency(request: Request) -> Response:
+            return Response()
+
+        path = "/x"
+    elif kind == "sync":
+
+        @router.post("/x")
+        def sync(request: Request) -> Response:
+            return Response()
+
+        path = "/x"
+    else:
+        path = "/nowhere"
+    settings = DemoSettings(kafka_bootstrap_servers="127.0.0.1:1", data_dir=tmp_path)
+    runtime = ServiceRuntime(settings, tmp_path / "no-migrations")
+    with pytest.raises(ValueError, match="fast lane"):
+        build_app(
+            runtime=runtime,
+            title="demo",
+            description="demo",
+            routers=[router],
+            start_runtime=False,
+            fast_routes=[("POST", path)],
+        )
