@@ -144,13 +144,11 @@ def fresh_db(folder: Path, name: str) -> tuple[Any, Any]:
 def run_loop(
     broker: str, namespace: str, db: Any, handler: Any, total: int, group: str
 ) -> dict[str, float]:
-    import gc
-
     from services.profile.consumer import CONSUMED_TOPICS, TUNING
     from shared.bus import ConsumerLoop, Publisher
+    from shared.runtime import tune_gc
 
-    gc.collect()
-    gc.freeze()  # as build_consumers does in the service
+    tune_gc()  # as the service command line does
 
     publisher = Publisher(broker, namespace)
     loop = ConsumerLoop(
@@ -200,10 +198,9 @@ def bench_consumer(orders: int) -> None:
     result: dict[str, Any] = {"bench": "consumer", "orders": orders, "events": total}
 
     # baseline A: the batch handler alone on decoded events (no broker, no dedup)
-    import gc
+    from shared.runtime import tune_gc
 
-    gc.collect()
-    gc.freeze()  # the service freezes its start-up heap too (consumer.build_consumers)
+    tune_gc()  # as the service command line does
     _, db = fresh_db(folder, "handler.db")
     t, cpu = time.perf_counter(), time.process_time()
     for start in range(0, total, 5000):

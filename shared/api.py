@@ -32,7 +32,7 @@ from shared.errors import (
     Unauthorized,
 )
 from shared.events import utcnow
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
@@ -543,6 +543,7 @@ def build_app(
             result = on_startup()
             if result is not None:
                 await result
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.config import ServiceSettings
 from shared.logs import configure_logging
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, freeze_startup_heap, tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ def run_cli(
         runtime = runtime_factory(settings)
         signal.signal(signal.SIGTERM, lambda *_: runtime.request_stop())
         signal.signal(signal.SIGINT, lambda *_: runtime.request_stop())
+        tune_gc()
         runtime.start(run_consumers=True)
+        freeze_startup_heap()
         runtime.wait()
         runtime.stop()
         return 0
@@ -66,6 +68,7 @@ def run_cli(
     if ns.command == "api":
         settings = settings.model_copy(update={"run_consumer": False})
     app = app_factory(settings)
+    tune_gc()  # the app's lifespan freezes what its start-up adds (shared.api.build_app)
     uvicorn.run(
         app,
         host=settings.host,

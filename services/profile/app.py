@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +59,4 @@ def create_app(settings: ServiceSettings | None = None, *, start_runtime: bool =
         "export and erasure. See docs/profile.md.",
         routers=[router],
         start_runtime=start_runtime,
-        on_startup=_freeze_startup_heap,
     )
-
-
-def _freeze_startup_heap() -> None:
-    # Everything alive once the app started lives as long as the process; keeping it out
-    # of the cyclic collector's full passes removes their pauses from the GET tail latency.
-    gc.collect()
-    gc.freeze()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import random
 from datetime import timedelta
 from typing import Any
@@ -103,21 +102,3 @@ def test_stored_aggregates_are_current_until_an_order_leaves_the_window() -> Non
         dict(row, aggregated_at=NOW + timedelta(1)), NOW, WINDOW_START
     )
     assert incremental.still_current(dict(row, window_oldest_at=None), NOW, WINDOW_START)
-
-
-def test_the_consumer_only_ever_raises_the_collector_thresholds() -> None:
-    from services.segment.consumer import GC_THRESHOLDS, tune_gc
-
-    saved = gc.get_threshold()
-    try:
-        gc.set_threshold(700, 10, 10)  # CPython's defaults
-        tune_gc()
-        assert gc.get_threshold() == GC_THRESHOLDS
-        gc.set_threshold(50_000, 5, 100)
-        tune_gc()
-        assert gc.get_threshold() == (50_000, 20, 100)
-        gc.set_threshold(0)  # switched off: left so
-        tune_gc()
-        assert gc.get_threshold()[0] == 0
-    finally:
-        gc.set_threshold(*saved)
