@@ -127,14 +127,13 @@ def make_events(orders: int) -> list[Any]:
 
 def fresh_db(folder: Path, name: str) -> tuple[Any, Any]:
     """A migrated SQLite database, tuned as the service tunes its own."""
-    from services.profile.app import MIGRATIONS, tune_database
+    from services.profile.app import MIGRATIONS
     from services.profile.config import Settings
     from shared.db import Database, run_migrations
 
     url = f"sqlite:///{folder / name}"
     run_migrations(MIGRATIONS, url)
-    db = Database.from_url(url)
-    tune_database(db, Settings(data_dir=folder))
+    db = Database.from_url(url, sqlite_pragmas=Settings(data_dir=folder).sqlite_pragmas)
     return url, db
 
 

@@ -16,7 +16,7 @@ Each measurement runs in its own process so its peak memory (ru_maxrss) is its o
    through the real consumer loop from the embedded broker (default 100,000; --quick 20,000).
    25,000 customers; 10 % of the events are refunds (the last tenth refunds earlier
    orders, moving them to another customer). Both phases tune SQLite and the garbage
-   collector as the service does (repository.tune_sqlite, shared.runtime.tune_gc). Wall-clock
+   collector as the service does (Settings.sqlite_pragmas, shared.runtime.tune_gc). Wall-clock
    rates depend on what else runs on the machine: CPU-time rates and the load average
    are printed beside them.
 """
@@ -261,7 +261,7 @@ def order_events(n: int) -> list:
 def run_handler_baseline(n: int, path: Path) -> None:
     from services.segment import service
     from services.segment.app import MIGRATIONS
-    from services.segment.repository import tune_sqlite
+    from services.segment.config import Settings as SegmentSettings
     from shared.bus import Inbound
     from shared.db import Database, run_migrations
     from shared.events import decode_event, encode_event
@@ -269,8 +269,7 @@ def run_handler_baseline(n: int, path: Path) -> None:
 
     url = f"sqlite:///{path}"
     run_migrations(MIGRATIONS, url)
-    db = Database.from_url(url)
-    tune_sqlite(db.engine)
+    db = Database.from_url(url, sqlite_pragmas=SegmentSettings().sqlite_pragmas)
     tune_gc()  # what the service command line does
     wire = [encode_event(e) for e in order_events(n)]
     started, cpu = time.perf_counter(), time.process_time()
@@ -308,7 +307,6 @@ def run_consumer(n: int, path: Path) -> None:
     from services.segment.app import MIGRATIONS
     from services.segment.config import Settings as SegmentSettings
     from services.segment.handlers import make_batch_handler
-    from services.segment.repository import tune_sqlite
     from shared import topics
     from shared.broker import EmbeddedBroker
     from shared.bus import ConsumerLoop, Publisher, ensure_topics
@@ -318,8 +316,7 @@ def run_consumer(n: int, path: Path) -> None:
 
     url = f"sqlite:///{path}"
     run_migrations(MIGRATIONS, url)
-    db = Database.from_url(url)
-    tune_sqlite(db.engine)  # what the service's runtime does
+    db = Database.from_url(url, sqlite_pragmas=SegmentSettings().sqlite_pragmas)
     tune_gc()  # what the service command line does
     events = order_events(n)
     with EmbeddedBroker(log_path=path.with_suffix(".broker.log")) as broker:

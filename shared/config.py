@@ -65,6 +65,12 @@ class ServiceSettings(BaseSettings):
     run_consumer: bool = True
     consumer_group: str | None = None
     log_level: str = "INFO"
+    # SQLite only: page cache per connection, and WAL pages between automatic checkpoints
+    # (each checkpoint copies pages back and fsyncs; fewer, larger ones cost less in total)
+    sqlite_cache_mib: int = Field(16, ge=2, description="SQLite page cache per connection")
+    sqlite_wal_autocheckpoint_pages: int = Field(
+        1000, ge=100, description="SQLite WAL pages between automatic checkpoints"
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -73,6 +79,15 @@ class ServiceSettings(BaseSettings):
             return self.database_url
         path = (self.data_dir / f"{self.service_name}.db").resolve()
         return f"sqlite:///{path}"
+
+    @property
+    def sqlite_pragmas(self) -> dict[str, int | str]:
+        """The pragmas this service's SQLite connections get on top of the shared ones."""
+        return {
+            "cache_size": -self.sqlite_cache_mib * 1024,  # negative: KiB, not pages
+            "temp_store": "MEMORY",
+            "wal_autocheckpoint": self.sqlite_wal_autocheckpoint_pages,
+        }
 
     @property
     def resolved_port(self) -> int:

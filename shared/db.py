@@ -11,7 +11,7 @@ that caused them) and ``idempotency_keys`` (responses of POSTs with an
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +113,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, a busy timeout and their folder created."""
+def make_engine(
+    url: str, *, sqlite_pragmas: Mapping[str, int | str] | None = None, **kwargs: Any
+) -> Engine:
+    """An engine for ``url``; SQLite files get WAL, a busy timeout and their folder created,
+    then ``sqlite_pragmas`` (e.g. ``ServiceSettings.sqlite_pragmas``) on every connection."""
     if url.startswith("sqlite"):
         connect_args = kwargs.pop("connect_args", {})
         connect_args.setdefault("check_same_thread", False)
@@ -126,6 +129,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        if sqlite_pragmas:
+            statements = [f"PRAGMA {name}={value}" for name, value in sqlite_pragmas.items()]
+
+            def _extra_pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                for statement in statements:
+                    cursor.execute(statement)
+                cursor.close()
+
+            event.listen(engine, "connect", _extra_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)

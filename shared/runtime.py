@@ -109,7 +109,9 @@ class ServiceRuntime:
         self.settings = settings
         self.name = settings.service_name
         self.migrations_dir = migrations_dir
-        self.db = Database.from_url(settings.resolved_database_url)
+        self.db = Database.from_url(
+            settings.resolved_database_url, sqlite_pragmas=settings.sqlite_pragmas
+        )
         self.publisher = Publisher(settings.kafka_bootstrap_servers, settings.topic_namespace)
         self.relay = OutboxRelay(self.name, self.db, self.publisher)
         self.consumer_factory = consumer_factory

@@ -8,7 +8,6 @@ from fastapi import FastAPI
 from services.segment import service
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
-from services.segment.repository import tune_sqlite
 from services.segment.routes import router
 from shared.api import build_app
 from shared.config import ServiceSettings
@@ -25,7 +24,6 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings, MIGRATIONS, consumer_factory=build_consumers, consumed_topics=CONSUMED_TOPICS
     )
-    tune_sqlite(runtime.db.engine)
     runtime.extras["clock"] = utcnow
     runtime.jobs.append(
         PeriodicJob(

@@ -16,6 +16,12 @@ class Settings(ServiceSettings):
         env_prefix="SEGMENT_", secrets_dir=secrets_dir(), extra="ignore", populate_by_name=True
     )
 
+    # every poll batch touches random order and customer pages (re-read from the OS with a
+    # small cache) and dirties more than 1,000 pages: checkpoint every 10,000 instead, so
+    # pages rewritten by consecutive batches are copied back once
+    sqlite_cache_mib: int = 64
+    sqlite_wal_autocheckpoint_pages: int = 10000
+
     #: how often the full rescoring runs (cut points recomputed, lifecycle swept); daily
     rescore_interval_seconds: float = 86400.0
     #: run the full rescoring once when the service starts

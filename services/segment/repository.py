@@ -15,7 +15,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
-    event,
     func,
     insert,
     select,
@@ -654,24 +653,3 @@ def lock_customers_for_rescoring(session: Session) -> None:
         session.execute(text("LOCK TABLE customer_scores IN EXCLUSIVE MODE"))
     else:
         set_state(session, "segment.rescoring_started_at", utcnow().isoformat())
-
-
-def tune_sqlite(engine: Any) -> None:
-    """A larger page cache for this service's SQLite connections (64 MiB instead of 2 MiB).
-
-    Every poll batch touches random order and customer pages; with the default cache most
-    of those are re-read from the OS on every batch. A poll batch also dirties more pages
-    than SQLite's default checkpoint threshold (1,000 pages), so the WAL is checkpointed
-    every 10,000 pages instead: pages rewritten by consecutive batches are copied back once.
-    """
-    if engine.dialect.name != "sqlite":
-        return
-
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA cache_size=-65536")
-        cursor.execute("PRAGMA temp_store=MEMORY")
-        cursor.execute("PRAGMA wal_autocheckpoint=10000")
-        cursor.close()
-
-    event.listen(engine, "connect", _pragmas)
