@@ -120,6 +120,8 @@ class ServiceRuntime:
         )
         self.consumers: list[ConsumerLoop] = []
         self.jobs: list[PeriodicJob] = []
+        #: called first by :meth:`stop` (a service's own workers: finish or hand back work)
+        self.on_stop: list[Callable[[], None]] = []
         self.topics_ready = threading.Event()
         self._stop = threading.Event()
         self._init_thread: threading.Thread | None = None
@@ -185,6 +187,11 @@ class ServiceRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+        for hook in self.on_stop:
+            try:
+                hook()
+            except Exception:
+                log.exception("%s: a stop hook failed", self.name)
         for consumer in self.consumers:
             consumer.stop()
         for job in self.jobs:

@@ -12,7 +12,7 @@ from services.ingest import schemas
 from services.ingest.committer import GroupCommitter
 from services.ingest.config import Settings
 from services.ingest.consumer import build_consumers
-from services.ingest.delivery import EPOCH_TOPIC, EpochGuard, IngestRelay, write_lock
+from services.ingest.delivery import EPOCH_TOPIC, EpochGuard, IngestRelay, make_write_lock
 from services.ingest.handlers import RAW_KINDS
 from services.ingest.imports import ImportRunner
 from services.ingest.routes import router
@@ -43,6 +43,8 @@ key with a different body is a 409.
 
 def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
+    if not isinstance(settings, Settings):
+        raise TypeError(f"ingest needs its own Settings, not {type(settings).__name__}")
     runtime = ServiceRuntime(
         settings,
         MIGRATIONS,
@@ -50,13 +52,15 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
         consumed_topics=(*RAW_KINDS, topics.PROFILES, EPOCH_TOPIC),
     )
     runtime.extras["rules"] = Rules.from_settings(settings)
-    write_lock(runtime)  # created once, before any thread needs it
+    runtime.extras["write_lock"] = make_write_lock(runtime)
     relay = IngestRelay(runtime)
     guard = EpochGuard(runtime)
     relay.guard = guard
     runtime.relay = relay
     runtime.extras["epoch_guard"] = guard
-    runtime.extras["imports"] = ImportRunner(runtime)
+    imports = ImportRunner(runtime)
+    runtime.extras["imports"] = imports
+    runtime.on_stop.append(imports.stop)
     runtime.extras["committer"] = GroupCommitter(runtime)
 
     def check_epoch() -> None:
@@ -65,9 +69,8 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
         except Exception as exc:  # the broker is down: the relay retries, we check again
             log.info("ingest: broker epoch not verified (%s)", type(exc).__name__)
 
-    if getattr(settings, "run_relay", True):
-        interval = getattr(settings, "epoch_check_interval", 3.0)
-        runtime.jobs.append(PeriodicJob("ingest-epoch", interval, check_epoch))
+    if settings.run_relay:
+        runtime.jobs.append(PeriodicJob("ingest-epoch", settings.epoch_check_interval, check_epoch))
     return runtime
 
 

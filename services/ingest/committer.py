@@ -12,14 +12,18 @@ import asyncio
 import contextlib
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from services.ingest import service
 from services.ingest.delivery import write_lock
 from shared.runtime import ServiceRuntime
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -97,12 +101,21 @@ def store_batches(
     runtime: ServiceRuntime, batches: list[service.Prepared]
 ) -> list[list[service.ItemResult]]:
     """Store prepared batches in one transaction under the write lock; each batch's results."""
+    return in_write_transaction(
+        runtime, lambda session: [service.store(session, batch) for batch in batches]
+    )
+
+
+def in_write_transaction(runtime: ServiceRuntime, work: Callable[[Session], T]) -> T:
+    """``work(session)`` in one transaction under the write lock, run again (up to three
+    times in all) if a concurrent writer, e.g. another replica on PostgreSQL, stored one of
+    the same versions first: the unique version index refuses the second, and deciding again
+    finds them stored. ``work`` must be safe to repeat (it runs in a fresh transaction)."""
     for attempt in range(3):
         try:
             with write_lock(runtime), runtime.db.unit_of_work() as session:
-                return [service.store(session, batch) for batch in batches]
+                return work(session)
         except IntegrityError:
-            # a concurrent writer (another replica) stored a version first: decide again
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")

@@ -31,6 +31,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from services.ingest.config import Settings
 from services.ingest.repository import EventStore
 from shared import metrics, topics
 from shared.bus import OutboxRelay, add_raw_to_outbox, ensure_topics
@@ -147,23 +148,24 @@ class _FileWriteLock:
         self._threads.release()
 
 
-def write_lock(runtime: ServiceRuntime) -> AbstractContextManager[Any]:
+def make_write_lock(runtime: ServiceRuntime) -> AbstractContextManager[Any]:
     """The lock every ingest writer holds around its transaction.
 
     SQLite has one writer at a time and makes the others poll with growing sleeps, which
     starves a busy API; queueing on a lock instead (threads, and processes sharing the file)
     keeps writes flowing. PostgreSQL needs none.
     """
-    lock = runtime.extras.get("write_lock")
-    if lock is None:
-        lock = contextlib.nullcontext()
-        if runtime.db.is_sqlite:
-            database = runtime.db.engine.url.database
-            if database and database != ":memory:":
-                lock = _FileWriteLock(database + ".writelock")
-            else:
-                lock = threading.Lock()
-        runtime.extras["write_lock"] = lock
+    if not runtime.db.is_sqlite:
+        return contextlib.nullcontext()
+    database = runtime.db.engine.url.database
+    if database and database != ":memory:":
+        return _FileWriteLock(database + ".writelock")
+    return threading.Lock()
+
+
+def write_lock(runtime: ServiceRuntime) -> AbstractContextManager[Any]:
+    """The runtime's write lock, made once by ``app.create_runtime``."""
+    lock: AbstractContextManager[Any] = runtime.extras["write_lock"]
     return lock
 
 
@@ -178,7 +180,8 @@ class IngestRelay(OutboxRelay):
         self._verified = False
 
     def start(self) -> None:
-        if getattr(self.runtime.settings, "run_relay", True):
+        settings = self.runtime.settings
+        if isinstance(settings, Settings) and settings.run_relay:
             super().start()
 
     def relay_once(self) -> int:

@@ -26,7 +26,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from services.ingest import service
-from services.ingest.delivery import write_lock
+from services.ingest.committer import in_write_transaction
 from services.ingest.models import ImportJob
 from services.ingest.reference import CHINESE_ORDER_STATUSES
 from services.ingest.repository import Imports
@@ -256,6 +256,13 @@ def read_rows(path: Path, encoding: str) -> Iterator[list[str]]:
 # --------------------------------------------------------------------------- the job
 
 
+class ImportInterrupted(Exception):
+    """The service is stopping: the job ends after the chunk it stored last."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class ImportRunner:
     """Runs import jobs one at a time in a worker thread."""
 
@@ -266,6 +273,7 @@ class ImportRunner:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def submit(self, upload: IO[bytes], filename: str | None, options: dict[str, Any]) -> ImportJob:
         """Spool the upload to disk, record the job and queue it; returns the job."""
@@ -301,9 +309,12 @@ class ImportRunner:
                 self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the chunk being stored (it commits whole); the running job is marked
+        failed with how to resume, queued ones by ``fail_interrupted`` at the next start."""
+        self._stopping.set()
         self._queue.put(None)
         if self._thread is not None:
-            self._thread.join(10)
+            self._thread.join(30)
 
     def fail_interrupted(self) -> None:
         """Jobs a previous process left unfinished are marked failed (re-submitting is safe:
@@ -328,7 +339,10 @@ class ImportRunner:
             try:
                 self.run(job_id, path)
             except Exception as exc:
-                log.exception("import %s failed", job_id)
+                if isinstance(exc, ImportInterrupted):
+                    log.warning("import %s: %s", job_id, exc)
+                else:
+                    log.exception("import %s failed", job_id)
                 with self.runtime.db.unit_of_work() as session:
                     Imports(session).update(
                         job_id,
@@ -375,6 +389,11 @@ class ImportRunner:
                 if len(chunk) >= self.settings.import_chunk_rows:
                     kept = self._chunk(job_id, mapper, chunk, kept)
                     chunk = []
+                    if self._stopping.is_set():
+                        raise ImportInterrupted(
+                            f"the service stopped after line {row_number}; submit the file "
+                            "again (rows already imported are reported as duplicates)"
+                        )
         except UnicodeDecodeError as exc:
             if chunk:
                 self._chunk(job_id, mapper, chunk, kept)
@@ -389,38 +408,48 @@ class ImportRunner:
     def _chunk(
         self, job_id: str, mapper: RowMapper, chunk: list[tuple[int, list[str]]], kept: int
     ) -> int:
+        """Store one chunk with its progress and rejected rows (one transaction); returns how
+        many rejected rows are kept so far."""
         orders = [mapper.order(row) for _, row in chunk]
         rules = self.runtime.extras["rules"]
         prepared = service.prepare("order", orders, source="import", rules=rules)
-        with write_lock(self.runtime), self.runtime.db.unit_of_work() as session:
+
+        def store(session: Session) -> int:
             results = service.store(session, prepared)
             counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
             rejections = []
+            now_kept = kept
             for (row_number, row), result in zip(chunk, results, strict=True):
                 counts[result.status] += 1
-                if result.status == "rejected" and kept < self.settings.import_max_rejections_kept:
-                    kept += 1
-                    reasons = [r.as_dict() for r in result.reasons]
-                    if len(row) != mapper.width:
-                        reasons.insert(
-                            0,
-                            {
-                                "field": "",
-                                "code": "csv.columns",
-                                "message": f"has {len(row)} columns, the header {mapper.width}",
-                            },
-                        )
-                    rejections.append(
+                if result.status != "rejected":
+                    continue
+                if now_kept >= self.settings.import_max_rejections_kept:
+                    continue
+                now_kept += 1
+                reasons = [r.as_dict() for r in result.reasons]
+                if len(row) != mapper.width:
+                    reasons.insert(
+                        0,
                         {
-                            "job_id": job_id,
-                            "row_number": row_number,
-                            "order_id": result.id,
-                            "reasons": reasons,
-                        }
+                            "field": "",
+                            "code": "csv.columns",
+                            "message": f"has {len(row)} columns, the header {mapper.width}",
+                        },
                     )
+                rejections.append(
+                    {
+                        "job_id": job_id,
+                        "row_number": row_number,
+                        "order_id": result.id,
+                        "reasons": reasons,
+                    }
+                )
             repo = Imports(session)
             repo.add_rejections(rejections)
             repo.add_progress(job_id, len(chunk), **counts)
+            return now_kept
+
+        kept = in_write_transaction(self.runtime, store)
         self.runtime.relay.notify()
         return kept
 

@@ -12,12 +12,12 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.ingest.app import create_app
 from services.ingest.config import Settings
 from services.ingest.imports import detect_encoding
-from services.ingest.models import StoredEvent
+from services.ingest.models import ImportJob, StoredEvent
 from shared.events import decode_event
 from shared.testing import wait_for
 from tests.conftest import ADMIN_KEY
@@ -224,3 +224,39 @@ def test_our_columns_in_utf8_and_a_custom_mapping(client: TestClient) -> None:
     )
     assert bad.status_code == 422
     assert client.get("/v1/imports/nope", headers=HEADERS).status_code == 404
+
+
+def test_a_stopping_service_ends_the_running_import_after_a_whole_chunk(tmp_path: Path) -> None:
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'ingest.db'}",
+        api_key=ADMIN_KEY,
+        run_consumer=False,
+        import_chunk_rows=100,
+    )
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(TAOBAO_HEADER)
+    for i in range(50_000):
+        writer.writerow(taobao_row(i))
+    app = create_app(settings)
+    runtime = app.state.runtime
+    with TestClient(app) as client:
+        job_id = upload(client, out.getvalue().encode("gbk"))
+        wait_for(
+            lambda: client.get(f"/v1/imports/{job_id}", headers=HEADERS).json()["rows_read"],
+            what="the import under way",
+        )
+    # leaving the client stopped the runtime: the import thread is gone and the job says so
+    thread = runtime.extras["imports"]._thread
+    assert thread is not None and not thread.is_alive()
+    with runtime.db.sessions() as session:
+        job = session.get(ImportJob, job_id)
+        assert job is not None
+        assert job.status == "failed"
+        assert "stopped" in job.error and "submit the file again" in job.error
+        assert 0 < job.rows_read < 50_000
+        assert job.rows_read % 100 == 0  # whole chunks only
+        stored = session.scalar(select(func.count()).select_from(StoredEvent))
+        assert stored == job.accepted  # every counted row is stored, nothing half-written

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from services.ingest import service
 from services.ingest.app import MIGRATIONS
+from services.ingest.committer import store_batches
 from services.ingest.models import Base, StoredEvent
 from services.ingest.repository import EventStore
 from services.ingest.validation import Rules
@@ -213,8 +217,6 @@ def test_the_version_index_stops_a_second_writer_of_the_same_version(tmp_path: P
         accept(db, [order("X1")])
         with db.sessions() as session:
             row = session.execute(select(StoredEvent)).scalar_one()
-        from sqlalchemy.exc import IntegrityError
-
         with pytest.raises(IntegrityError), db.unit_of_work() as session:
             session.execute(
                 StoredEvent.__table__.insert(),
@@ -238,6 +240,39 @@ def test_the_version_index_stops_a_second_writer_of_the_same_version(tmp_path: P
             )
     finally:
         db.dispose()
+
+
+def test_a_version_stored_by_a_concurrent_writer_is_decided_again_as_a_duplicate(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another replica stores the same version between our read and our insert: the unique
+    index refuses ours, and the retry finds it stored (a duplicate, not a failure)."""
+    accept(db, [order("R1", status="paid", updated_at="2026-11-01T11:00:00+08:00")])
+    real = EventStore.versions_of
+    reads = []
+
+    def stale_first_read(self: EventStore, kind: str, ids: Any) -> dict[str, set[str]]:
+        reads.append(kind)
+        return {} if len(reads) == 1 else real(self, kind, ids)
+
+    monkeypatch.setattr(EventStore, "versions_of", stale_first_read)
+    runtime: Any = SimpleNamespace(db=db, extras={"write_lock": contextlib.nullcontext()})
+    prepared = service.prepare(
+        "order",
+        [order("R1", status="paid", updated_at="2026-11-01T11:00:00+08:00")],
+        source="rest",
+        rules=RULES,
+        now=NOW,
+    )
+    (results,) = store_batches(runtime, [prepared])
+    assert len(reads) == 2
+    assert results[0].status == "duplicate"
+    with db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(StoredEvent)) == 1
+
+    monkeypatch.setattr(EventStore, "versions_of", lambda self, kind, ids: {})  # always stale
+    with pytest.raises(IntegrityError):
+        store_batches(runtime, [prepared])
 
 
 def test_erasure_scrubs_stored_versions_and_pending_events(db: Database) -> None:
