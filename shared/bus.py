@@ -349,6 +349,42 @@ class Inbound:
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
+def dead_letter_event(
+    message: Inbound,
+    *,
+    source: str,
+    namespace: str,
+    consumer_group: str,
+    error: str,
+    error_type: str,
+    attempts: int,
+) -> DeadLetterRecorded:
+    """The ``deadletter.recorded`` event for a consumed record: its origin, the reason, and
+    the value as text (or base64 when it is not UTF-8) so it can be inspected and replayed."""
+    try:
+        text_value: str | None = message.value.decode("utf-8")
+        b64: str | None = None
+    except UnicodeDecodeError:
+        text_value, b64 = None, base64.b64encode(message.value).decode()
+    return DeadLetterRecorded(
+        source=source,
+        key=message.key or f"{message.topic}/{message.partition}",
+        data=DeadLetter(
+            origin_topic=namespace + message.topic,
+            origin_partition=message.partition,
+            origin_offset=message.offset,
+            key=message.key,
+            value=text_value,
+            value_base64=b64,
+            error=error[:2000],
+            error_type=error_type,
+            attempts=attempts,
+            consumer_group=consumer_group,
+            failed_at=utcnow(),
+        ),
+    )
+
+
 Decoder = Callable[[Any], tuple[str, str, Any]]
 
 
@@ -646,27 +682,14 @@ class ConsumerLoop:
 
     def _dead_letter(self, message: Inbound, error: str, error_type: str, attempts: int) -> None:
         """Publish the record to the dead-letter topic; waits for the broker's acknowledgement."""
-        try:
-            text_value: str | None = message.value.decode("utf-8")
-            b64: str | None = None
-        except UnicodeDecodeError:
-            text_value, b64 = None, base64.b64encode(message.value).decode()
-        event = DeadLetterRecorded(
+        event = dead_letter_event(
+            message,
             source=self.name,
-            key=message.key or f"{message.topic}/{message.partition}",
-            data=DeadLetter(
-                origin_topic=self.namespace + message.topic,
-                origin_partition=message.partition,
-                origin_offset=message.offset,
-                key=message.key,
-                value=text_value,
-                value_base64=b64,
-                error=error[:2000],
-                error_type=error_type,
-                attempts=attempts,
-                consumer_group=self.group_id,
-                failed_at=utcnow(),
-            ),
+            namespace=self.namespace,
+            consumer_group=self.group_id,
+            error=error,
+            error_type=error_type,
+            attempts=attempts,
         )
         # Log the origin and the reason, never the value: it may hold personal data.
         log.warning("%s: dead-lettered %s (%s)", self.name, message.origin, error_type)

@@ -9,7 +9,6 @@ never quote the values (they may be personal data).
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +18,7 @@ from sqlalchemy.orm import Session
 from services.ingest import service
 from services.ingest.validation import Reason, Rules
 from shared import topics
-from shared.bus import Inbound, add_to_outbox
-from shared.events import DeadLetter, DeadLetterRecorded, utcnow
+from shared.bus import Inbound, add_to_outbox, dead_letter_event
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +68,13 @@ PROFILE_HANDLERS = {"profile.erased": handle_profile_erased}
 def _dead_letter(
     session: Session, message: Inbound, reasons: list[Reason], namespace: str, group_id: str
 ) -> None:
-    try:
-        text: str | None = message.value.decode("utf-8")
-        b64: str | None = None
-    except UnicodeDecodeError:
-        text, b64 = None, base64.b64encode(message.value).decode()
-    error = "; ".join(f"{r.field or 'record'}: {r.message} [{r.code}]" for r in reasons)
-    event = DeadLetterRecorded(
+    event = dead_letter_event(
+        message,
         source="ingest",
-        key=message.key or f"{message.topic}/{message.partition}",
-        data=DeadLetter(
-            origin_topic=namespace + message.topic,
-            origin_partition=message.partition,
-            origin_offset=message.offset,
-            key=message.key,
-            value=text,
-            value_base64=b64,
-            error=error[:2000],
-            error_type="RecordRejected",
-            attempts=1,
-            consumer_group=group_id,
-            failed_at=utcnow(),
-        ),
+        namespace=namespace,
+        consumer_group=group_id,
+        error="; ".join(f"{r.field or 'record'}: {r.message} [{r.code}]" for r in reasons),
+        error_type="RecordRejected",
+        attempts=1,
     )
     add_to_outbox(session, topics.DEADLETTER, event)
