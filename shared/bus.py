@@ -37,6 +37,7 @@ from shared.events import (
     EnvelopeBase,
     decode_event,
     encode_event,
+    ensure_aware,  # noqa: F401  # re-exported until campaign imports it from shared.events
     utcnow,
 )
 
@@ -349,6 +350,11 @@ class Inbound:
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
+#: the most of a record's value a dead letter carries: a dead letter must stay far below the
+#: producer's (and the broker's) 1 MiB message limit, or it would block the outbox behind it
+DEADLETTER_VALUE_MAX = 256 * 1024
+
+
 def dead_letter_event(
     message: Inbound,
     *,
@@ -361,11 +367,15 @@ def dead_letter_event(
 ) -> DeadLetterRecorded:
     """The ``deadletter.recorded`` event for a consumed record: its origin, the reason, and
     the value as text (or base64 when it is not UTF-8) so it can be inspected and replayed."""
+    kept = message.value[:DEADLETTER_VALUE_MAX]
+    truncated = len(kept) < len(message.value)
     try:
         text_value: str | None = message.value.decode("utf-8")
+        if truncated:  # may cut a multi-byte character at the end: drop its head
+            text_value = kept.decode("utf-8", errors="ignore")
         b64: str | None = None
     except UnicodeDecodeError:
-        text_value, b64 = None, base64.b64encode(message.value).decode()
+        text_value, b64 = None, base64.b64encode(kept).decode()
     return DeadLetterRecorded(
         source=source,
         key=message.key or f"{message.topic}/{message.partition}",
@@ -376,6 +386,8 @@ def dead_letter_event(
             key=message.key,
             value=text_value,
             value_base64=b64,
+            value_bytes=len(message.value),
+            value_truncated=truncated,
             error=error[:2000],
             error_type=error_type,
             attempts=attempts,
@@ -727,10 +739,3 @@ def _decode_key(key: bytes | None) -> str | None:
         return key.decode("utf-8")
     except UnicodeDecodeError:
         return base64.b64encode(key).decode()
-
-
-def ensure_aware(value: datetime) -> datetime:
-    """Treat a naive datetime (as SQLite returns them) as UTC."""
-    from datetime import UTC
-
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 
@@ -24,6 +24,16 @@ SCHEMA_VERSION = 1
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+def ensure_aware(value: datetime) -> datetime:
+    """Treat a naive datetime (as SQLite returns them) as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+#: a datetime field of an API answer: naive values (read from SQLite) are UTC, so every
+#: timestamp leaves with its offset
+UtcDateTime = Annotated[datetime, AfterValidator(ensure_aware)]
 
 
 class Payload(BaseModel):
@@ -320,6 +330,12 @@ class DeadLetter(Payload):
     key: str | None = None
     value: str | None = Field(None, description="the record value as UTF-8 text, if it decodes")
     value_base64: str | None = Field(None, description="the raw value, base64, if not UTF-8")
+    value_bytes: int | None = Field(None, description="the size of the original value in bytes")
+    value_truncated: bool = Field(
+        False,
+        description="value / value_base64 hold only the first 256 KiB of the original (a "
+        "dead letter must stay publishable; the original stays on its topic until retention)",
+    )
     error: str
     error_type: str
     attempts: int

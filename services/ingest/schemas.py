@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest.validation import INTERACTION_REQUIREMENTS, RULES
+from shared.events import UtcDateTime
 
 R = RULES
 
@@ -223,8 +224,8 @@ class ImportJobRead(BaseModel):
     duplicate: int
     rejected: int
     error: str | None = None
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: UtcDateTime
+    started_at: UtcDateTime | None = None
+    finished_at: UtcDateTime | None = None
     rejections: list[ImportRejectionRead] = Field(default_factory=list)
     next_cursor: str | None = Field(None, description="pass as `cursor` for more rejections")

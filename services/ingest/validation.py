@@ -50,7 +50,8 @@ RULES = {
     ),
     "timestamp": (
         "ISO 8601 (`2026-11-01T10:00:00+08:00`, `2026-11-01 10:00:00`, `2026/11/01 10:00`) or "
-        "epoch seconds/milliseconds. A timestamp without an offset is read in the shop timezone "
+        "epoch seconds/milliseconds (a JSON number, or 10 / 13 digits as text, as in CSV "
+        "exports). A timestamp without an offset is read in the shop timezone "
         "setting (`INGEST_SHOP_TIMEZONE`, default Asia/Shanghai). More than `max_future_seconds` "
         "(default 1 h) in the future, or before `min_year` (default 2000), is rejected. "
         "`paid_at` and `updated_at` may not precede `created_at`."
@@ -72,6 +73,15 @@ RULES = {
         "other control characters (except tab and newline) are rejected. Limits: ids 128 "
         "characters, names 100, addresses 500, other short fields 200, free text `max_text_length`"
         " (default 5,000)."
+    ),
+    "attributes": (
+        "Free-form JSON kept as sent (at most `max_attributes_bytes`, default 8 KiB, nested at "
+        "most 32 levels); NUL bytes or lone surrogates in keys or text, NaN / infinities and "
+        "integers beyond 64 bits are rejected rather than altered."
+    ),
+    "json": (
+        "Bodies and raw records are UTF-8 JSON; a leading byte order mark is skipped. JSON nested "
+        "deeper than 1,024 levels is not accepted (422 malformed-json; record.not_json)."
     ),
     "region": (
         "Province and city are normalised to their full names (浙江 -> 浙江省, 广西 -> "
@@ -101,11 +111,17 @@ def parse_json(raw: bytes) -> Any:
     """Parse JSON text. Falls back to the standard parser so that a lone surrogate escape
     reaches validation (which rejects that record with a clear reason) instead of failing
     the whole body; raises ``ValueError`` (incl. ``UnicodeDecodeError``) if not JSON."""
+    if raw[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark (RFC 8259 lets parsers skip it)
+        raw = raw[3:]
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         pass
-    return json.loads(raw.decode("utf-8"), parse_float=str)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        # orjson stops at 1,024 levels; so do we, with the same clear answer
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 @dataclass(frozen=True)
@@ -399,12 +415,13 @@ class _Checker:
         raw = self.mapping(value, field)
         if not raw:
             return {}
-        encoded = orjson.dumps(raw, default=str)
+        problem = _json_value_problem(raw)
+        if problem is not None:
+            self.fail(field, *problem)
+            return {}
+        encoded = orjson.dumps(raw)
         if len(encoded) > self.rules.max_attributes_bytes:
             self.fail(field, "attributes.too_large", "is too large")
-            return {}
-        if b"\\u0000" in encoded:
-            self.fail(field, "text.nul", "contains a NUL byte")
             return {}
         return dict(orjson.loads(encoded))
 
@@ -463,7 +480,8 @@ def _check_amount(
     exponent = amount.normalize().as_tuple().exponent
     if isinstance(exponent, int) and -exponent > digits:
         return None, "money.scale", f"has more than {digits} decimals for its currency"
-    return amount.quantize(_QUANTUM[digits]), "", ""
+    # copy_abs: "-0.00" is zero, not a negative amount to publish
+    return amount.quantize(_QUANTUM[digits]).copy_abs(), "", ""
 
 
 @lru_cache(maxsize=65536)
@@ -473,6 +491,10 @@ def _parse_time(value: str) -> datetime | None:
     text = value.strip()
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
+    if text.isdigit() and len(text) in (10, 13):
+        # epoch seconds or milliseconds written as text (every CSV value is text)
+        number = int(text)
+        return datetime.fromtimestamp(number / 1000 if len(text) == 13 else number, UTC)
     if len(text) >= 10 and text[4] == "/" and text[7] == "/":
         text = text.replace("/", "-", 2)
     try:
@@ -800,7 +822,11 @@ def validate_interaction(raw: Any, rules: Rules, now: datetime | None = None) ->
         c.fail("stage", "required", "is required for a service ticket")
     elif kind in (InteractionKind.return_request, InteractionKind.dispute) and not order_id:
         c.fail("order_id", "required", f"is required for a {kind.value}")
-    elif kind is InteractionKind.complaint and not (text or status):
+    elif (
+        kind is InteractionKind.complaint
+        and not (text or status)
+        and not {"text", "status"} & _fields(c)
+    ):
         c.fail("text", "required", "a complaint needs text or a status")
     elif kind is InteractionKind.campaign_response and not campaign_id:
         c.fail("campaign_id", "required", "is required for a campaign response")
@@ -820,6 +846,45 @@ def validate_interaction(raw: Any, rules: Rules, now: datetime | None = None) ->
     }
     c.done()
     return _build(Interaction, data)
+
+
+def _json_value_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:
+    """``(code, message)`` if free-form JSON would not pass through unchanged: NUL bytes or
+    lone surrogates in keys or text, numbers that are not finite or beyond 64 bits."""
+    if depth > 32:
+        return "attributes.too_deep", "is nested more than 32 levels"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "text.nul", "contains a NUL byte"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "text.surrogate", "contains a lone surrogate (not Unicode text)"
+        return None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            return "attributes.number_range", "holds an integer beyond 64 bits"
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "attributes.not_finite", "holds NaN or an infinity"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _json_value_problem(key, depth + 1) or _json_value_problem(item, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, list):
+        for item in value:
+            problem = _json_value_problem(item, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    return "type", f"holds a {type(value).__name__}, not a JSON value"
 
 
 def _fields(c: _Checker) -> set[str]:

@@ -34,9 +34,8 @@ from services.segment.models import (
     SegmentMember,
 )
 from services.segment.scoring import AGGREGATE_COLUMNS
-from shared.bus import ensure_aware
 from shared.db import chunks, set_state
-from shared.events import utcnow
+from shared.events import ensure_aware, utcnow
 
 CHUNK = 500
 

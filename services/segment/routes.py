@@ -23,8 +23,8 @@ from services.segment.schemas import (
 )
 from services.segment.scoring import from_e4
 from shared.api import require, runtime_of
-from shared.bus import ensure_aware
 from shared.errors import Conflict, NotFound, ValidationProblem
+from shared.events import ensure_aware
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from shared.runtime import ServiceRuntime
 

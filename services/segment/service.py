@@ -40,7 +40,7 @@ from services.segment.repository import (
 from services.segment.rules import Rule, evaluate
 from services.segment.scoring import CutPoints, money_text, to_e4
 from shared import topics
-from shared.bus import Inbound, add_raw_to_outbox, ensure_aware
+from shared.bus import Inbound, add_raw_to_outbox
 from shared.events import (
     SCHEMA_VERSION,
     STATUS_RANK,
@@ -48,6 +48,7 @@ from shared.events import (
     Order,
     ProfileErased,
     ProfileMerged,
+    ensure_aware,
     utcnow,
 )
 

@@ -121,6 +121,11 @@ def test_rejections_are_problem_json_with_every_reason(client: TestClient) -> No
     response = client.post("/v1/orders", content=b"{nope", headers=HEADERS)
     assert response.status_code == 422
     assert response.json()["type"].endswith("/malformed-json")
+    deep = b'{"order_id": "deep", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    for path in ("/v1/orders", "/v1/orders/batch", "/v1/interactions"):
+        response = client.post(path, content=deep, headers=HEADERS)
+        assert response.status_code == 422, path
+        assert response.json()["type"].endswith("/malformed-json")
 
 
 def test_limits_answer_413(client: TestClient) -> None:
@@ -186,6 +191,21 @@ def test_customers_and_interactions(client: TestClient) -> None:
     }
     response = client.post("/v1/interactions", json=review, headers=HEADERS)
     assert response.status_code == 202 and response.json()["interaction_id"] == "r-1"
+    # a lone surrogate in free-form attributes is a rejection of that record only
+    with_surrogate = b'{"interaction_id": "r-3", "customer_id": "c-7", "kind": "review", '
+    with_surrogate += b'"rating": 4, "occurred_at": "2026-11-02T10:00:00+08:00", '
+    with_surrogate += b'"attributes": {"k": "\\ud800"}}'
+    good = b'{"interaction_id": "r-4", "customer_id": "c-7", "kind": "review", "rating": 4, '
+    good += b'"occurred_at": "2026-11-02T10:00:00+08:00", "attributes": {"f": 1.5}}'
+    response = client.post(
+        "/v1/interactions/batch",
+        content=b"[" + good + b", " + with_surrogate + b"]",
+        headers=HEADERS,
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "rejected"]
+    assert results[1]["reasons"][0]["code"] == "text.surrogate"
     bad = {**review, "interaction_id": "r-2", "rating": None}
     response = client.post("/v1/interactions", json=bad, headers=HEADERS)
     assert response.status_code == 422

@@ -196,6 +196,8 @@ def test_our_columns_in_utf8_and_a_custom_mapping(client: TestClient) -> None:
     ).encode()
     job = finished(client, upload(client, ours))
     assert job["encoding"] == "utf-8-sig" and job["header_format"] == "ours"
+    for moment in ("created_at", "started_at", "finished_at"):  # with their offset (UTC)
+        assert job[moment].endswith(("Z", "+00:00")), job[moment]
     assert (job["rows_read"], job["accepted"], job["rejected"]) == (3, 2, 1)
     assert job["rejections"][0]["row"] == 3
     assert job["rejections"][0]["reasons"][0]["code"] == "money.scale"

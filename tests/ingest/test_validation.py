@@ -139,7 +139,15 @@ def test_naive_timestamps_get_the_shop_timezone() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["2026/11/01 10:00:00", "2026-11-01T02:00:00Z", 1793498400, 1793498400000]
+    "value",
+    [
+        "2026/11/01 10:00:00",
+        "2026-11-01T02:00:00Z",
+        1793498400,
+        1793498400000,
+        "1793498400",  # epoch as text, as every CSV value is
+        "1793498400000",
+    ],
 )
 def test_timestamp_formats(value: Any) -> None:
     result = validate_order(order(created_at=value), RULES, NOW)
@@ -257,6 +265,41 @@ def test_bad_strings_are_rejected(value: Any, code: str) -> None:
 def test_ids_have_a_length_limit_and_numbers_become_strings() -> None:
     assert "order_id:text.too_long" in codes(order(order_id="T" * 129))
     assert validate_order(order(order_id=123456), RULES, NOW).order_id == "123456"
+
+
+def test_negative_zero_money_is_zero() -> None:
+    result = validate_order(order(total_amount="-0.00", refunded_amount="-0"), RULES, NOW)
+    assert str(result.total_amount) == "0.00" and str(result.refunded_amount) == "0.00"
+
+
+def test_json_with_a_byte_order_mark_or_nested_too_deeply() -> None:
+    assert parse_json(b'\xef\xbb\xbf{"a": 1.5}') == {"a": 1.5}
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_json(b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+    # what orjson refuses (NaN, a lone surrogate) is parsed by the fallback with numbers kept
+    assert parse_json(b'{"k": NaN, "f": 1.5, "e": 1e2, "t": "\\ud800"}')["f"] == 1.5
+
+
+@pytest.mark.parametrize(
+    ("attributes", "code"),
+    [
+        ({"k": "\ud800"}, "attributes:text.surrogate"),
+        ({"\ud800": "v"}, "attributes:text.surrogate"),
+        ({"k": ["a", {"b": "x\x00y"}]}, "attributes:text.nul"),
+        ({"k": float("nan")}, "attributes:attributes.not_finite"),
+        ({"k": float("-inf")}, "attributes:attributes.not_finite"),
+        ({"k": 123456789012345678901234567890}, "attributes:attributes.number_range"),
+        ({"k": "x" * 9000}, "attributes:attributes.too_large"),
+    ],
+)
+def test_attributes_are_kept_as_sent_or_rejected(attributes: Any, code: str) -> None:
+    assert code in codes(interaction(attributes=attributes), validate_interaction)
+
+
+def test_attributes_keep_their_json_values() -> None:
+    sent = {"f": 1.5, "e": 100.0, "b": True, "n": None, "big": 2**63, "nested": {"l": [1, "二"]}}
+    kept = validate_interaction(interaction(attributes=sent), RULES, NOW).attributes
+    assert kept == sent
 
 
 def test_lone_surrogate_in_json_reaches_validation() -> None:
@@ -405,6 +448,7 @@ def test_typed_interactions() -> None:
         ({"kind": "return", "rating": None}, "order_id:required"),
         ({"kind": "dispute", "rating": None}, "order_id:required"),
         ({"kind": "complaint", "rating": None, "text": None}, "text:required"),
+        ({"kind": "complaint", "rating": None, "text": "x" * 5001}, "text:text.too_long"),
         ({"kind": "campaign_response", "rating": None}, "campaign_id:required"),
         ({"kind": "gossip"}, "kind:kind.unknown"),
         ({"occurred_at": None}, "occurred_at:required"),
@@ -483,3 +527,8 @@ def test_orders_encoded_directly_are_the_model_events_byte_for_byte(
     data = order_data(raw, RULES, NOW)
     assert encode_order(data, str(event_id), "ingest/rest", NOW) == encode_event(model_event)
     assert order_data_version(data) == order_version(model_event.data)
+
+
+def test_a_too_long_complaint_is_one_problem_not_two() -> None:
+    found = codes(interaction(kind="complaint", rating=None, text="x" * 5001), validate_interaction)
+    assert found == {"text:text.too_long"}

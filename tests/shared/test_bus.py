@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -10,9 +11,18 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import topics
-from shared.bus import ConsumerLoop, Inbound, OutboxRelay, Publisher, add_to_outbox, ensure_topics
+from shared.bus import (
+    DEADLETTER_VALUE_MAX,
+    ConsumerLoop,
+    Inbound,
+    OutboxRelay,
+    Publisher,
+    add_to_outbox,
+    dead_letter_event,
+    ensure_topics,
+)
 from shared.db import Database, make_metadata
-from shared.events import Order, OrderRecorded, decode_event
+from shared.events import Order, OrderRecorded, decode_event, encode_event
 from shared.testing import read_topic, unique, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -194,3 +204,38 @@ def test_outbox_relay_publishes_in_order_and_empties(broker, namespace, db, publ
     with db.sessions() as session:
         outbox = metadata.tables["outbox"]
         assert session.execute(select(func.count()).select_from(outbox)).scalar_one() == 0
+
+
+def test_a_dead_letter_stays_publishable_whatever_the_record_size() -> None:
+    def letter(value: bytes) -> Any:
+        message = Inbound("crm.raw.orders.v1", 2, 41, "k", value, "?", "d", None)
+        return dead_letter_event(
+            message,
+            source="ingest",
+            namespace="ns.",
+            consumer_group="g",
+            error="bad",
+            error_type="X",
+            attempts=1,
+        )
+
+    small = letter(b'{"a": 1}')
+    assert (small.data.value, small.data.value_bytes, small.data.value_truncated) == (
+        '{"a": 1}',
+        8,
+        False,
+    )
+    assert small.data.origin_topic == "ns.crm.raw.orders.v1" and small.data.origin_offset == 41
+
+    binary = b"\xff" + bytes(range(256)) * 4000  # ~1 MB, not UTF-8
+    big = letter(binary)
+    assert big.data.value is None and big.data.value_truncated
+    assert big.data.value_bytes == len(binary)
+    assert base64.b64decode(big.data.value_base64) == binary[:DEADLETTER_VALUE_MAX]
+    assert len(encode_event(big)) < 512 * 1024  # far below the 1 MiB message limit
+
+    text = ("订单" * 200_000).encode()  # 1.2 MB of UTF-8, cut inside a character
+    cut = letter(text)
+    assert cut.data.value_truncated and cut.data.value_base64 is None
+    assert cut.data.value is not None and text.startswith(cut.data.value.encode())
+    assert DEADLETTER_VALUE_MAX - 3 < len(cut.data.value.encode()) <= DEADLETTER_VALUE_MAX
