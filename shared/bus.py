@@ -37,7 +37,6 @@ from shared.events import (
     EnvelopeBase,
     decode_event,
     encode_event,
-    ensure_aware,  # noqa: F401  # re-exported until campaign imports it from shared.events
     utcnow,
 )
 

@@ -17,7 +17,7 @@ checked before writing, and the unique constraint rejects a concurrent double la
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from services.campaign.config import Settings
 from services.campaign.models import Campaign, LaunchRun
-from services.campaign.repository import Campaigns, Entries, Projections
+from services.campaign.repository import Campaigns, Entries, PastEntry, Projections
 from services.campaign.rules import Predicate, compile_rule
 from services.campaign.schemas import AudienceSpec
 from services.campaign.targeting import (
@@ -42,10 +42,10 @@ from services.campaign.targeting import (
     template_variables,
 )
 from shared import topics
-from shared.bus import add_raw_to_outbox, ensure_aware
+from shared.bus import add_raw_to_outbox
 from shared.db import Database
 from shared.errors import Conflict, NotFound
-from shared.events import SCHEMA_VERSION, utcnow
+from shared.events import SCHEMA_VERSION, ensure_aware, utcnow
 
 
 def stable_uuid(text: str) -> str:
@@ -149,16 +149,160 @@ class Tally:
     excluded: dict[str, int] = field(default_factory=dict)
     last_customer_id: str | None = None
 
-    def add(self, decision: Decision) -> None:
-        self.targeted += 1
-        if decision.outcome == "sent":
-            self.sent += 1
-            self.deferred += decision.not_before is not None
-        elif decision.outcome == "holdout":
-            self.holdout += 1
+    def count(self, outcome: str, reason: str | None, deferred: bool, n: int = 1) -> None:
+        """``n`` entries of one outcome; the launch, its summary and the report all count here."""
+        self.targeted += n
+        if outcome == "sent":
+            self.sent += n
+            if deferred:
+                self.deferred += n
+        elif outcome == "holdout":
+            self.holdout += n
         else:
-            assert decision.reason is not None
-            self.excluded[decision.reason] = self.excluded.get(decision.reason, 0) + 1
+            assert reason is not None
+            self.excluded[reason] = self.excluded.get(reason, 0) + n
+
+    def add(self, decision: Decision) -> None:
+        self.count(decision.outcome, decision.reason, decision.not_before is not None)
+
+    @classmethod
+    def of_entries(cls, counts: Iterable[Sequence[Any]]) -> Tally:
+        """From ``(outcome, reason, deferred, count)`` rows (:meth:`Entries.counts`)."""
+        tally = cls()
+        for outcome, reason, deferred, n in counts:
+            tally.count(outcome, reason, bool(deferred), int(n))
+        return tally
+
+
+class EntryBatch:
+    """Customers entering campaigns, decided together: one read, one write.
+
+    It reads the customers' earlier entries into the campaigns and their recent contacts
+    once, and writes the entries and their message requests once (:meth:`write`). Each
+    decision sees the ones made before it in the batch, exactly as if each entry had been
+    written before the next was decided: an entry bars the customer's re-entry into that
+    campaign, and a message counts toward the frequency cap of every later decision.
+
+    ``customer_ids`` lists the customer of every decision the batch will make (a customer
+    deciding twice is listed twice).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        settings: Settings,
+        now: datetime,
+        campaign_ids: Sequence[str],
+        customer_ids: Sequence[str],
+    ) -> None:
+        self.session, self.now = session, now
+        entries = Entries(session)
+        self.earlier = entries.for_customers(campaign_ids, customer_ids)
+        self.recent = entries.recent_contacts(
+            customer_ids, now - timedelta(days=MAX_CAP_PERIOD_DAYS)
+        )
+        # a launch chunk decides once per customer: it need not remember its own decisions
+        self.remember = len(set(customer_ids)) < len(customer_ids)
+        self.defaults = cap_defaults(settings)
+        self.assume_consent = settings.assume_consent_without_policy
+        self.entry_rows: list[tuple[Any, ...]] = []
+        self.outbox_rows: list[tuple[str, str | None, bytes]] = []
+
+    def enter(
+        self,
+        campaign: Campaign,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        run_no: int,
+        trigger_keys: Sequence[str | None] | None = None,
+        builder: MessageBuilder | None = None,
+    ) -> Tally:
+        """Decide for each customer row (``trigger_keys``: the occurrence of each, if any).
+
+        ``rows`` are audience rows already selected by the campaign's audience. A customer
+        already entered in this run, or by the same trigger occurrence, or barred by the
+        re-entry / cooldown rules, is skipped (no entry, no message).
+        """
+        tally = Tally()
+        if not rows:
+            return tally
+        builder = builder or MessageBuilder(campaign)
+        now, earlier, recent = self.now, self.earlier, self.recent
+        defaults, assume_consent = self.defaults, self.assume_consent
+        remember = self.remember
+        entry_rows, outbox_rows = self.entry_rows, self.outbox_rows
+        cooldown = timedelta(days=campaign.cooldown_days)
+        campaign_id, channels = campaign.campaign_id, list(campaign.channels)
+        holdout_share, reentry_allowed = campaign.holdout_share, campaign.reentry_allowed
+        keys = trigger_keys if trigger_keys is not None else [None] * len(rows)
+        for row, trigger_key in zip(rows, keys, strict=True):
+            customer_id = row["customer_id"]
+            previous = earlier.get((campaign_id, customer_id))
+            if previous:
+                if run_no and any(p.run_no == run_no for p in previous):
+                    continue
+                if trigger_key is not None and any(p.trigger_key == trigger_key for p in previous):
+                    continue
+                if not reentry_allowed:
+                    continue
+                last = max(ensure_aware(p.entered_at) for p in previous)
+                if now - last < cooldown:
+                    continue
+            entry_no = max(p.entry_no for p in previous) + 1 if previous else 0
+            decision = decide(
+                campaign_id=campaign_id,
+                customer_id=customer_id,
+                erased=bool(row.get("erased")),
+                policy=row.get("contact_policy"),
+                campaign_channels=channels,
+                holdout_share=holdout_share,
+                recent_contacts=recent.get(customer_id, ()),
+                now=now,
+                cap_defaults=defaults,
+                assume_consent=assume_consent,
+            )
+            tally.add(decision)
+            msg_id = None
+            if decision.outcome == "sent":
+                msg_id, value = builder.build(row, entry_no, decision, now)
+                outbox_rows.append((topics.CAMPAIGN_MESSAGES, customer_id, value))
+            if remember:
+                self._remember(
+                    campaign_id,
+                    customer_id,
+                    decision,
+                    PastEntry(entry_no, run_no, now, trigger_key),
+                )
+            # in ENTRY_COLUMNS order
+            entry_rows.append(
+                (
+                    campaign_id,
+                    customer_id,
+                    entry_no,
+                    run_no,
+                    now,
+                    decision.outcome,
+                    decision.reason,
+                    msg_id,
+                    decision.channels[0] if decision.channels else None,
+                    decision.not_before,
+                    trigger_key,
+                )
+            )
+        return tally
+
+    def _remember(
+        self, campaign_id: str, customer_id: str, decision: Decision, entry: PastEntry
+    ) -> None:
+        self.earlier.setdefault((campaign_id, customer_id), []).append(entry)
+        if decision.outcome == "sent":
+            self.recent.setdefault(customer_id, []).append(entry.entered_at)
+
+    def write(self) -> None:
+        """The batch's entries and message requests, each in one executemany."""
+        Entries(self.session).add_many(self.entry_rows)
+        add_raw_to_outbox(self.session, self.outbox_rows)
+        self.entry_rows, self.outbox_rows = [], []
 
 
 def enter_customers(
@@ -169,79 +313,16 @@ def enter_customers(
     now: datetime,
     settings: Settings,
     run_no: int,
-    trigger_key: str | None = None,
     builder: MessageBuilder | None = None,
 ) -> Tally:
-    """Decide for each customer row and write entries + outbox rows (re-entry rules apply).
-
-    ``rows`` are audience rows already selected by the campaign's audience. A customer
-    already entered in this run, or by the same trigger occurrence, or barred by the
-    re-entry / cooldown rules, is skipped (no entry, no message).
-    """
-    tally = Tally()
+    """Decide for each customer row and write entries + outbox rows (see :class:`EntryBatch`)."""
     if not rows:
-        return tally
-    builder = builder or MessageBuilder(campaign)
-    entries = Entries(session)
-    ids = [r["customer_id"] for r in rows]
-    earlier = entries.for_customers(campaign.campaign_id, ids)
-    recent = entries.recent_contacts(ids, now - timedelta(days=MAX_CAP_PERIOD_DAYS))
-    defaults = cap_defaults(settings)
-    cooldown = timedelta(days=campaign.cooldown_days)
-    campaign_id, channels = campaign.campaign_id, list(campaign.channels)
-    holdout_share, reentry_allowed = campaign.holdout_share, campaign.reentry_allowed
-    assume_consent = settings.assume_consent_without_policy
-    entry_rows: list[tuple[Any, ...]] = []
-    outbox_rows: list[tuple[str, str | None, bytes]] = []
-    for row in rows:
-        customer_id = row["customer_id"]
-        previous = earlier.get(customer_id, [])
-        if previous:
-            if run_no and any(p.run_no == run_no for p in previous):
-                continue
-            if trigger_key is not None and any(p.trigger_key == trigger_key for p in previous):
-                continue
-            if not reentry_allowed:
-                continue
-            last = max(ensure_aware(p.entered_at) for p in previous)
-            if now - last < cooldown:
-                continue
-        entry_no = max((p.entry_no for p in previous), default=-1) + 1
-        decision = decide(
-            campaign_id=campaign_id,
-            customer_id=customer_id,
-            erased=bool(row.get("erased")),
-            policy=row.get("contact_policy"),
-            campaign_channels=channels,
-            holdout_share=holdout_share,
-            recent_contacts=recent.get(customer_id, ()),
-            now=now,
-            cap_defaults=defaults,
-            assume_consent=assume_consent,
-        )
-        tally.add(decision)
-        msg_id = None
-        if decision.outcome == "sent":
-            msg_id, value = builder.build(row, entry_no, decision, now)
-            outbox_rows.append((topics.CAMPAIGN_MESSAGES, customer_id, value))
-        # in ENTRY_COLUMNS order
-        entry_rows.append(
-            (
-                campaign_id,
-                customer_id,
-                entry_no,
-                run_no,
-                now,
-                decision.outcome,
-                decision.reason,
-                msg_id,
-                decision.channels[0] if decision.channels else None,
-                decision.not_before,
-                trigger_key,
-            )
-        )
-    entries.add_many(entry_rows)
-    add_raw_to_outbox(session, outbox_rows)
+        return Tally()
+    batch = EntryBatch(
+        session, settings, now, [campaign.campaign_id], [r["customer_id"] for r in rows]
+    )
+    tally = batch.enter(campaign, rows, run_no=run_no, builder=builder)
+    batch.write()
     return tally
 
 

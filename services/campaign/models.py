@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -76,6 +77,23 @@ class CustomerOrder(Base):
     currency: Mapped[str] = mapped_column(String(3))
 
     __table_args__ = (Index("ix_customer_orders_customer", "customer_id", "paid_at"),)
+
+
+class CustomerAlias(Base):
+    """A customer id merged into another (``profile.merged``): its state lives with the survivor.
+
+    Later events about a merged id follow it there: its orders count for the survivor, and
+    its own audience events (a policy or snapshot published before the merge, delivered
+    after it) are ignored.
+    """
+
+    __tablename__ = "customer_aliases"
+
+    merged_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    survivor_id: Mapped[str] = mapped_column(String(200))
+    merge_id: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_customer_aliases_survivor", "survivor_id"),)
 
 
 class Receipt(Base):
@@ -156,6 +174,10 @@ class Entry(Base):
     channel: Mapped[str | None] = mapped_column(String(20))
     not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     trigger_key: Mapped[str | None] = mapped_column(String(200))
+    # False when a profile merge folded this entry into another entry of the same customer
+    # and occasion (see merges.py): still a contact for the frequency cap, but the report
+    # counts the customer once
+    counted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     # the unique index (campaign_id first) also serves the per-campaign report queries
     __table_args__ = (

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from services.campaign import merges
 from services.campaign.models import AudienceMember, CustomerOrder
-from services.campaign.repository import Projections
+from services.campaign.repository import Aliases, Projections
 from services.campaign.rules import to_e4
-from shared.bus import ensure_aware
 from shared.events import (
     STATUS_RANK,
     ContactPolicyChanged,
@@ -28,6 +28,7 @@ from shared.events import (
     ProfilesMerged,
     ProfileUpdatedEvent,
     SegmentChangedEvent,
+    ensure_aware,
     utcnow,
 )
 
@@ -63,14 +64,22 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
         else:
             ids.append(event.data.customer_id)
     rows: dict[str, AudienceMember | None] = dict(repo.audience_rows(ids))
+    aliases = Aliases(session).survivors(ids)
+    # deleted at the end, not one flush per row: a customer removed and seen again in the
+    # same batch reuses its row
+    removed: dict[str, AudienceMember] = {}
     transitions: list[Transition] = []
     now = utcnow()
 
     def member(customer_id: str) -> AudienceMember:
         row = rows.get(customer_id)
         if row is None:
-            row = _new_member(customer_id)
-            session.add(row)
+            row = removed.pop(customer_id, None)
+            if row is None:
+                row = _new_member(customer_id)
+                session.add(row)
+            else:
+                _reset(row)
             rows[customer_id] = row
         return row
 
@@ -85,11 +94,19 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
                 if row in session.new:
                     session.expunge(row)
                 else:
-                    session.delete(row)
-                    session.flush()
+                    removed[customer_id] = row
                 rows[customer_id] = None
 
     for event in events:
+        if isinstance(event, ProfilesMerged):
+            _, merged = merges.apply_merge(session, event.data, aliases)
+            for merged_id in merged:
+                drop(merged_id)
+            continue
+        if event.data.customer_id in aliases:
+            # a merged id's state lives with its survivor; what is still published under the
+            # old id (sent before the merge, delivered after it) is not the customer's truth
+            continue
         if isinstance(event, SegmentChangedEvent):
             data = event.data
             if data.removed:
@@ -143,13 +160,17 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
             row.tags, row.province, row.city, row.timezone = [], None, None, None
             row.contact_policy = None
             row.updated_at = now
-        elif isinstance(event, ProfilesMerged):
-            merge = event.data
-            repo.reassign_orders(merge.merged_ids, merge.survivor_id)
-            for merged_id in merge.merged_ids:
-                if merged_id != merge.survivor_id:
-                    drop(merged_id)
+    for row in removed.values():
+        session.delete(row)
     return transitions
+
+
+def _reset(row: AudienceMember) -> None:
+    """A removed customer's row, made what a new customer's row is."""
+    fresh = _new_member(row.customer_id)
+    for column in AudienceMember.__table__.columns:
+        if column.key != "customer_id":
+            setattr(row, column.key, getattr(fresh, column.key))
 
 
 def _set_scores(row: AudienceMember, snapshot: Any, as_of: datetime | None) -> None:
@@ -177,16 +198,19 @@ def apply_orders(
     """
     repo = Projections(session)
     existing = repo.orders([e.data.order_id for e in events])
+    # an order of a merged id counts for its survivor (and an order the merge moved stays)
+    owners = Aliases(session).survivors([e.data.customer_id for e in events])
     became_valid: dict[str, str] = {}
     for event in events:
         order = event.data
+        customer_id = owners.get(order.customer_id, order.customer_id)
         row = existing.get(order.order_id)
         key = order.version_key()
         if row is not None and (ensure_aware(row.version_at), row.status_rank) > key:
             continue
         was_valid = row is not None and row.valid
         values = {
-            "customer_id": order.customer_id,
+            "customer_id": customer_id,
             "status": order.status.value,
             "valid": order.is_valid_purchase,
             "created_at": order.created_at,
@@ -205,7 +229,7 @@ def apply_orders(
             for name, value in values.items():
                 setattr(row, name, value)
         if detect_first_purchase and order.is_valid_purchase and not was_valid:
-            became_valid[order.customer_id] = order.order_id
+            became_valid[customer_id] = order.order_id
     session.flush()
     return [
         Transition("first_purchase", customer_id, key=order_id)

@@ -10,7 +10,8 @@ Definitions (every number can be recomputed from the entries and the orders proj
 - treatment = the contacted customers; control = the holdout. A member converted when
   they have a valid order (paid, shipped, completed, partially refunded) paid within
   ``[entered_at, entered_at + conversion_window_days]``; revenue = the net amounts of
-  those orders. A customer entered several times (re-entry) counts once per entry.
+  those orders. A customer entered several times (re-entry) counts once per entry; a
+  merged customer once per occasion (``merges.py``: only ``counted`` entries are read).
 - returning customers: members who had a valid order paid before they entered; the
   returning-customer rate = those of them who converted / returning customers.
 - uplift: treatment rate - control rate (Newcombe hybrid score 95% interval) and
@@ -29,11 +30,12 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from services.campaign.launch import Tally
 from services.campaign.models import Campaign
 from services.campaign.repository import Entries
 from services.campaign.schemas import CampaignReport, GroupReport, Uplift
 from services.campaign.stats import newcombe_difference, relative_uplift_interval, wilson
-from shared.bus import ensure_aware
+from shared.events import ensure_aware
 
 METHOD = (
     "conversion = a valid order paid within [entered_at, entered_at + window]; rates with "
@@ -52,17 +54,7 @@ def _per(e4: int, n: int) -> str | None:
 
 def build_report(session: Session, campaign: Campaign, now: datetime) -> CampaignReport:
     entries = Entries(session)
-    excluded: dict[str, int] = {}
-    targeted = sent = deferred = holdout = 0
-    for outcome, reason, is_deferred, count in entries.counts(campaign.campaign_id):
-        targeted += count
-        if outcome == "sent":
-            sent += count
-            deferred += count if is_deferred else 0
-        elif outcome == "holdout":
-            holdout += count
-        else:
-            excluded[reason] = excluded.get(reason, 0) + count
+    reach = Tally.of_entries(entries.counts(campaign.campaign_id))
     receipts = entries.receipt_counts(campaign.campaign_id)
 
     # each customer's valid orders, sorted by payment time
@@ -120,11 +112,11 @@ def build_report(session: Session, campaign: Campaign, now: datetime) -> Campaig
         currency=(next(iter(currencies)) if len(currencies) == 1 else "mixed")
         if currencies
         else None,
-        targeted=targeted,
-        excluded=excluded,
-        holdout=holdout,
-        sent=sent,
-        deferred=deferred,
+        targeted=reach.targeted,
+        excluded=reach.excluded,
+        holdout=reach.holdout,
+        sent=reach.sent,
+        deferred=reach.deferred,
         delivered=receipts.get("delivered", 0),
         failed=receipts.get("failed", 0),
         opened=receipts.get("opened", 0),
@@ -143,7 +135,7 @@ def build_report(session: Session, campaign: Campaign, now: datetime) -> Campaig
             ),
             incremental_revenue_per_customer=incremental,
         ),
-        revenue_per_targeted_customer=_per(treatment.revenue_e4, targeted),
+        revenue_per_targeted_customer=_per(treatment.revenue_e4, reach.targeted),
         method=METHOD,
     )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 from services.campaign.models import (
     AudienceMember,
     Campaign,
+    CustomerAlias,
     CustomerOrder,
     Entry,
     LaunchRun,
     Receipt,
 )
-from shared.bus import ensure_aware
 from shared.db import chunks
+from shared.events import ensure_aware
 
 IN_CHUNK = 500
 _JSON_KEYS = ("segments", "tags", "contact_policy")
@@ -174,6 +175,42 @@ class Projections:
         insert_ignoring_duplicates(self.session, Receipt.__table__, rows)
 
 
+class Aliases:
+    """Customer ids merged into a survivor (``profile.merged``)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def survivors(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        """The survivor of each of ``customer_ids`` that was merged away."""
+        found: dict[str, str] = {}
+        for chunk in chunks(list(dict.fromkeys(customer_ids)), IN_CHUNK):
+            rows = self.session.execute(
+                select(CustomerAlias.merged_id, CustomerAlias.survivor_id).where(
+                    CustomerAlias.merged_id.in_(chunk)
+                )
+            )
+            found.update((merged_id, survivor_id) for merged_id, survivor_id in rows)
+        return found
+
+    def add(self, merged_ids: Sequence[str], survivor_id: str, merge_id: str) -> None:
+        """Record (again: idempotent) that ``merged_ids`` now live under ``survivor_id``."""
+        alias = CustomerAlias
+        for chunk in chunks(list(merged_ids), IN_CHUNK):
+            # ids merged earlier into a now merged id follow it to the new survivor
+            self.session.execute(
+                update(alias).where(alias.survivor_id.in_(chunk)).values(survivor_id=survivor_id)
+            )
+            self.session.execute(delete(alias).where(alias.merged_id.in_(chunk)))
+        self.session.execute(
+            insert(alias),
+            [
+                {"merged_id": m, "survivor_id": survivor_id, "merge_id": merge_id}
+                for m in merged_ids
+            ],
+        )
+
+
 # --------------------------------------------------------------------------- campaigns
 
 
@@ -191,6 +228,11 @@ class Campaigns:
         if for_update:
             query = query.with_for_update()
         return self.session.scalars(query).first()
+
+    def many(self, campaign_ids: Sequence[str]) -> list[Campaign]:
+        return list(
+            self.session.scalars(select(Campaign).where(Campaign.campaign_id.in_(campaign_ids)))
+        )
 
     def page(
         self, *, status: str | None, after: tuple[str, str] | None, limit: int
@@ -252,6 +294,15 @@ class Campaigns:
         return self.session.get(LaunchRun, (campaign_id, run_no))
 
 
+class PastEntry(NamedTuple):
+    """An earlier entry of a customer into a campaign, as the re-entry rules read it."""
+
+    entry_no: int
+    run_no: int
+    entered_at: datetime
+    trigger_key: str | None
+
+
 class Entries:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -283,21 +334,50 @@ class Entries:
         sql = f"INSERT INTO entries ({', '.join(ENTRY_COLUMNS)}) VALUES ({marks})"
         connection.exec_driver_sql(sql, rows)
 
-    def for_customers(self, campaign_id: str, customer_ids: Sequence[str]) -> dict[str, list[Any]]:
-        """This campaign's earlier entries per customer: (entry_no, run_no, entered_at, key)."""
-        found: dict[str, list[Any]] = defaultdict(list)
-        for chunk in chunks(list(customer_ids), IN_CHUNK):
+    def for_customers(
+        self, campaign_ids: Sequence[str], customer_ids: Sequence[str]
+    ) -> dict[tuple[str, str], list[PastEntry]]:
+        """These campaigns' earlier entries per (campaign, customer)."""
+        found: dict[tuple[str, str], list[PastEntry]] = defaultdict(list)
+        for chunk in chunks(list(dict.fromkeys(customer_ids)), IN_CHUNK):
             for row in self.session.execute(
                 select(
+                    Entry.campaign_id,
                     Entry.customer_id,
                     Entry.entry_no,
                     Entry.run_no,
                     Entry.entered_at,
                     Entry.trigger_key,
-                ).where(Entry.campaign_id == campaign_id, Entry.customer_id.in_(chunk))
+                ).where(Entry.campaign_id.in_(list(campaign_ids)), Entry.customer_id.in_(chunk))
             ):
-                found[row.customer_id].append(row)
+                found[row.campaign_id, row.customer_id].append(
+                    PastEntry(row.entry_no, row.run_no, row.entered_at, row.trigger_key)
+                )
         return found
+
+    def of_customers(self, customer_ids: Sequence[str]) -> list[Any]:
+        """Every entry of these customers, in any campaign (a merge re-keys them)."""
+        found: list[Any] = []
+        for chunk in chunks(list(dict.fromkeys(customer_ids)), IN_CHUNK):
+            found += self.session.execute(
+                select(
+                    Entry.id,
+                    Entry.campaign_id,
+                    Entry.customer_id,
+                    Entry.entry_no,
+                    Entry.run_no,
+                    Entry.entered_at,
+                    Entry.outcome,
+                    Entry.trigger_key,
+                    Entry.counted,
+                ).where(Entry.customer_id.in_(chunk))
+            ).all()
+        return found
+
+    def rekey(self, changes: list[dict[str, Any]]) -> None:
+        """Set ``customer_id``, ``entry_no`` and ``counted`` of entries by ``id`` (executemany)."""
+        if changes:
+            self.session.execute(update(Entry), changes)
 
     def recent_contacts(
         self, customer_ids: Sequence[str], since: datetime
@@ -322,12 +402,12 @@ class Entries:
         )
 
     def counts(self, campaign_id: str) -> list[Any]:
-        """(outcome, reason, deferred, count) for one campaign."""
+        """(outcome, reason, deferred, count) of one campaign's counted entries."""
         deferred = Entry.not_before.is_not(None)
         return list(
             self.session.execute(
                 select(Entry.outcome, Entry.reason, deferred.label("deferred"), func.count())
-                .where(Entry.campaign_id == campaign_id)
+                .where(Entry.campaign_id == campaign_id, Entry.counted.is_(True))
                 .group_by(Entry.outcome, Entry.reason, deferred)
             )
         )
@@ -343,7 +423,9 @@ class Entries:
         return list(
             self.session.execute(
                 select(Entry.customer_id, Entry.entered_at, Entry.outcome).where(
-                    Entry.campaign_id == campaign_id, Entry.outcome.in_(("sent", "holdout"))
+                    Entry.campaign_id == campaign_id,
+                    Entry.outcome.in_(("sent", "holdout")),
+                    Entry.counted.is_(True),
                 )
             )
         )
@@ -352,7 +434,11 @@ class Entries:
         """Valid orders of the measured members: (customer_id, paid_at, net_amount_e4, currency)."""
         members = (
             select(Entry.customer_id)
-            .where(Entry.campaign_id == campaign_id, Entry.outcome.in_(("sent", "holdout")))
+            .where(
+                Entry.campaign_id == campaign_id,
+                Entry.outcome.in_(("sent", "holdout")),
+                Entry.counted.is_(True),
+            )
             .distinct()
             .scalar_subquery()
         )
@@ -371,7 +457,7 @@ class Entries:
         rows = self.session.execute(
             select(Receipt.status, func.count(func.distinct(Receipt.message_id)))
             .join(Entry, Entry.message_id == Receipt.message_id)
-            .where(Entry.campaign_id == campaign_id)
+            .where(Entry.campaign_id == campaign_id, Entry.counted.is_(True))
             .group_by(Receipt.status)
         )
         return {status: int(count) for status, count in rows}

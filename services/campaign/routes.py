@@ -19,9 +19,8 @@ from services.campaign.schemas import (
     StatusChange,
 )
 from shared.api import require, runtime_of
-from shared.bus import ensure_aware
 from shared.errors import NotFound
-from shared.events import utcnow
+from shared.events import ensure_aware, utcnow
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1")

@@ -11,14 +11,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.campaign.config import Settings
-from services.campaign.launch import MessageBuilder, audience_predicate, enter_customers
+from services.campaign.launch import EntryBatch, Tally, audience_predicate
 from services.campaign.models import AudienceMember, Campaign
 from services.campaign.projection import Transition
 from services.campaign.repository import AUDIENCE_COLUMNS, Campaigns, Entries, Projections
 from services.campaign.schemas import CampaignCreate, CampaignRead, LaunchResult, Reentry
-from shared.bus import ensure_aware
 from shared.errors import Conflict, NotFound
-from shared.events import utcnow
+from shared.events import ensure_aware, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -119,24 +118,19 @@ def launch_summary(
     session: Session, campaign: Campaign, run_no: int | None, resumed: bool, already: bool
 ) -> LaunchResult:
     """What the campaign's launches did so far, counted from the entries."""
-    result = LaunchResult(
+    tally = Tally.of_entries(Entries(session).counts(campaign.campaign_id))
+    return LaunchResult(
         campaign_id=campaign.campaign_id,
         status=campaign.status,
         run_no=run_no,
         resumed=resumed,
         already_launched=already,
+        targeted=tally.targeted,
+        sent=tally.sent,
+        deferred=tally.deferred,
+        holdout=tally.holdout,
+        excluded=tally.excluded,
     )
-    for outcome, reason, deferred, count in Entries(session).counts(campaign.campaign_id):
-        result.targeted += count
-        if outcome == "sent":
-            result.sent += count
-            if deferred:
-                result.deferred += count
-        elif outcome == "holdout":
-            result.holdout += count
-        else:
-            result.excluded[reason] = result.excluded.get(reason, 0) + count
-    return result
 
 
 # --------------------------------------------------------------------------- triggers
@@ -167,7 +161,9 @@ def fire_triggers(
 ) -> int:
     """Enter the customers of ``transitions`` into the armed triggered campaigns they match.
 
-    ``campaigns``: the armed triggered campaigns, if the caller already read them.
+    ``campaigns``: the armed triggered campaigns, if the caller already read them. The
+    whole batch is decided together (:class:`EntryBatch`: one read, one write), in the
+    order of the campaigns and then of the transitions.
     """
     if not transitions:
         return 0
@@ -177,30 +173,44 @@ def fire_triggers(
         return 0
     session.flush()
     members = Projections(session).audience_rows([t.customer_id for t in transitions])
-    entered = 0
-    now = utcnow()
+    # per campaign, the rows its trigger and audience select and their occurrence keys
+    selected: list[tuple[Campaign, list[dict[str, Any]], list[str | None]]] = []
     for campaign in campaigns:
         predicate = audience_predicate(campaign.audience)
-        builder: MessageBuilder | None = None  # compiled once per campaign, if one matches
         assert campaign.trigger is not None
+        rows: list[dict[str, Any]] = []
+        keys: list[str | None] = []
         for transition in transitions:
             if not _matches(campaign.trigger, transition):
                 continue
             row = _row(members.get(transition.customer_id), transition.customer_id)
-            if not predicate(row):
-                continue
-            builder = builder or MessageBuilder(campaign)
-            tally = enter_customers(
-                session,
-                campaign,
-                [row],
-                now=now,
-                settings=settings,
-                run_no=0,
-                trigger_key=f"{transition.kind}:{transition.key}",
-                builder=builder,
-            )
-            entered += tally.targeted
+            if predicate(row):
+                rows.append(row)
+                keys.append(f"{transition.kind}:{transition.key}")
+        if rows:
+            selected.append((campaign, rows, keys))
+    return _enter_selected(session, settings, utcnow(), selected)
+
+
+def _enter_selected(
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    selected: Sequence[tuple[Campaign, list[dict[str, Any]], list[str | None]]],
+) -> int:
+    if not selected:
+        return 0
+    batch = EntryBatch(
+        session,
+        settings,
+        now,
+        [campaign.campaign_id for campaign, _, _ in selected],
+        [row["customer_id"] for _, rows, _ in selected for row in rows],
+    )
+    entered = 0
+    for campaign, rows, keys in selected:
+        entered += batch.enter(campaign, rows, run_no=0, trigger_keys=keys).targeted
+    batch.write()
     return entered
 
 
@@ -218,7 +228,7 @@ def _row(member: AudienceMember | None, customer_id: str) -> dict[str, Any]:
 
 def fire_unpaid_order_triggers(session: Session, settings: Settings, now: datetime) -> int:
     """Enter customers whose unpaid order crossed a trigger's age while the campaign ran."""
-    entered = 0
+    found: list[tuple[Campaign, list[Any]]] = []
     for campaign in Campaigns(session).armed_triggered():
         trigger = campaign.trigger or {}
         if trigger.get("type") != "unpaid_order" or campaign.launched_at is None:
@@ -227,26 +237,24 @@ def fire_unpaid_order_triggers(session: Session, settings: Settings, now: dateti
         orders = Projections(session).unpaid_orders(
             ensure_aware(campaign.launched_at) - age, now - age
         )
-        if not orders:
-            continue
-        members = Projections(session).audience_rows([o.customer_id for o in orders])
+        if orders:
+            found.append((campaign, orders))
+    members = Projections(session).audience_rows(
+        [o.customer_id for _, orders in found for o in orders]
+    )
+    selected: list[tuple[Campaign, list[dict[str, Any]], list[str | None]]] = []
+    for campaign, orders in found:
         predicate = audience_predicate(campaign.audience)
-        builder: MessageBuilder | None = None
+        rows: list[dict[str, Any]] = []
+        keys: list[str | None] = []
         for order in orders:
             row = _row(members.get(order.customer_id), order.customer_id)
             if predicate(row):
-                builder = builder or MessageBuilder(campaign)
-                entered += enter_customers(
-                    session,
-                    campaign,
-                    [row],
-                    now=now,
-                    settings=settings,
-                    run_no=0,
-                    trigger_key=f"unpaid_order:{order.order_id}",
-                    builder=builder,
-                ).targeted
-    return entered
+                rows.append(row)
+                keys.append(f"unpaid_order:{order.order_id}")
+        if rows:
+            selected.append((campaign, rows, keys))
+    return _enter_selected(session, settings, now, selected)
 
 
 def complete_finished(session: Session, now: datetime) -> list[str]:

@@ -26,7 +26,11 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     denominator = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denominator
     half = z / denominator * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # rounding leaves ~1e-17 where the bound is exactly 0 or 1 (no successes / all of them);
+    # the interval always holds the point estimate
+    low = 0.0 if successes == 0 else max(0.0, min(p, centre - half))
+    high = 1.0 if successes == n else min(1.0, max(p, centre + half))
+    return low, high
 
 
 def newcombe_difference(

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from services.campaign import service
 from services.campaign.config import Settings
+from services.campaign.handlers import make_batch_handler
 from services.campaign.models import Entry
 from services.campaign.projection import apply_audience_events
 from services.campaign.schemas import CampaignCreate
+from shared.bus import Inbound
 from shared.db import Database
 from shared.events import (
     ContactPolicy,
@@ -21,6 +25,8 @@ from shared.events import (
     MessageRequestedEvent,
     Order,
     OrderRecorded,
+    ProfileMerged,
+    ProfilesMerged,
     ScoreSnapshot,
     SegmentChanged,
     SegmentChangedEvent,
@@ -147,6 +153,16 @@ def order_event(
     )
 
 
+def merge_event(survivor_id: str, merged_ids: list[str], merge_id: str = "m1") -> ProfilesMerged:
+    return ProfilesMerged(
+        source="profile",
+        key=survivor_id,
+        data=ProfileMerged(
+            survivor_id=survivor_id, merged_ids=merged_ids, reason="mobile", merge_id=merge_id
+        ),
+    )
+
+
 def make_campaign(db: Database, **overrides: Any) -> str:
     body: dict[str, Any] = {
         "name": "winter care",
@@ -165,6 +181,31 @@ def make_campaign(db: Database, **overrides: Any) -> str:
 def feed(db: Database, events: list[Any]) -> None:
     with db.unit_of_work() as session:
         apply_audience_events(session, events)
+
+
+def consume(db: Database, events: list[Any], **overrides: Any) -> None:
+    """Run the consumer's batch handler on events (one poll batch), as the consumer loop would."""
+    handler = make_batch_handler(settings(**overrides))
+    messages = [
+        Inbound("t", 0, i, e.key, b"", e.type, str(e.event_id), e) for i, e in enumerate(events)
+    ]
+    with db.unit_of_work() as session:
+        handler(session, messages)
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    """The SQL statements sent to the database inside the block (an executemany is one)."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def outbox(db: Database) -> list[MessageRequestedEvent]:

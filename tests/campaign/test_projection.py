@@ -19,7 +19,7 @@ from shared.events import (
     ProfileUpdated,
     ProfileUpdatedEvent,
 )
-from tests.campaign.factories import NOW, order_event, policy_event, segment_event
+from tests.campaign.factories import NOW, order_event, policy_event, segment_event, statements
 
 
 def test_audience_keeps_latest_scores_and_profile_slices(db: Database) -> None:
@@ -87,6 +87,35 @@ def test_erasure_clears_personal_data_and_survives_removal(db: Database) -> None
         assert erased.contact_policy is None and erased.rfm_segment is None
         assert erased.segments == [] and erased.frequency is None
         assert session.get(AudienceMember, "c2") is None
+
+
+def test_removals_are_written_together_and_a_customer_seen_again_starts_clean(
+    db: Database,
+) -> None:
+    customers = ["d1", "d2", "d3"]
+    with db.unit_of_work() as session:
+        apply_audience_events(session, [segment_event(c, segments=["s1"]) for c in customers])
+    with statements(db) as seen, db.unit_of_work() as session:
+        apply_audience_events(
+            session,
+            [
+                *[segment_event(c, removed=True) for c in customers],
+                # d1 comes back in the same batch with only a policy: none of its old scores
+                policy_event("d1"),
+            ],
+        )
+    assert len([s for s in seen if s.startswith("DELETE FROM audience")]) == 1
+    with db.sessions() as session:
+        assert session.get(AudienceMember, "d2") is None
+        assert session.get(AudienceMember, "d3") is None
+        back = session.get(AudienceMember, "d1")
+        assert back is not None and back.contact_policy is not None
+        assert (back.rfm_segment, back.r_score, back.segments, back.scores_as_of) == (
+            None,
+            None,
+            [],
+            None,
+        )
 
 
 def test_merge_moves_orders_to_the_survivor(db: Database) -> None:

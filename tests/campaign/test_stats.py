@@ -34,3 +34,15 @@ def test_relative_uplift_katz_interval() -> None:
     assert low == pytest.approx(2 * math.exp(-1.959964 * se) - 1, rel=1e-6)
     assert high == pytest.approx(2 * math.exp(1.959964 * se) - 1, rel=1e-6)
     assert relative_uplift_interval(0, 100, 10, 100) is None
+
+
+@pytest.mark.parametrize("n", [1, 7, 29, 1000])
+def test_wilson_bounds_are_exact_at_none_and_all_and_hold_the_estimate(n: int) -> None:
+    none, every = wilson(0, n), wilson(n, n)
+    assert none is not None and every is not None
+    assert none[0] == 0.0 and 0.0 < none[1] < 1.0
+    assert every[1] == 1.0 and 0.0 < every[0] < 1.0
+    for successes in range(0, n + 1, max(1, n // 10)):
+        interval = wilson(successes, n)
+        assert interval is not None
+        assert interval[0] <= successes / n <= interval[1]

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from services.campaign import scheduler
-from services.campaign.handlers import make_batch_handler
 from services.campaign.launch import launch
-from shared.bus import Inbound
 from shared.db import Database
 from tests.campaign.factories import (
     NOW,
+    consume,
     entries,
     feed,
     fixed,
@@ -21,17 +19,8 @@ from tests.campaign.factories import (
     policy_event,
     segment_event,
     settings,
+    statements,
 )
-
-
-def consume(db: Database, events: list[Any], **overrides: Any) -> None:
-    """Run the consumer's batch handler on events, as the consumer loop would."""
-    handler = make_batch_handler(settings(**overrides))
-    messages = [
-        Inbound("t", 0, i, e.key, b"", e.type, str(e.event_id), e) for i, e in enumerate(events)
-    ]
-    with db.unit_of_work() as session:
-        handler(session, messages)
 
 
 def test_lifecycle_transition_enters_once_without_reentry(db: Database) -> None:
@@ -185,3 +174,49 @@ def test_recurring_campaign_launched_by_hand_continues_on_its_schedule(db: Datab
     assert scheduler.tick(db, settings(), now=fixed(NOW + timedelta(hours=1)))["launched"] == 0
     assert scheduler.tick(db, settings(), now=fixed(NOW + timedelta(hours=25)))["launched"] == 1
     assert len(outbox(db)) == 2
+
+
+def test_a_batch_of_customers_enters_with_one_read_and_one_write(db: Database) -> None:
+    customers = [f"b{i}" for i in range(6)]
+    capped = "b5"  # one contact per 30 days
+    feed(db, [policy_event(c) for c in customers[:-1]])
+    feed(db, [policy_event(capped, max_contacts=1, period_days=30)])
+    vip = make_campaign(
+        db,
+        audience=None,
+        trigger={"type": "segment_entered", "segment_id": "vip"},
+        reentry={"allowed": True, "cooldown_days": 0},
+    )
+    lapsed = make_campaign(
+        db, audience=None, trigger={"type": "lifecycle_transition", "to": "silent"}
+    )
+    launch(db, vip, settings(), now=fixed())
+    launch(db, lapsed, settings(), now=fixed())
+    later = NOW + timedelta(hours=1)
+    batch = [
+        segment_event(c, lifecycle="silent", previous_lifecycle="active", entered=["vip"])
+        for c in customers
+    ]
+    # a second occurrence for b0 in the same batch: re-entry without cooldown lets it in again
+    batch.append(segment_event("b0", entered=["vip"], segments=["vip"], as_of=later))
+    with statements(db) as seen:
+        consume(db, batch)
+
+    on_entries = [s for s in seen if "entries" in s]
+    on_outbox = [s for s in seen if "outbox" in s]
+    # earlier entries, recent contacts, then one insert: not two queries per customer
+    assert len(on_entries) == 3 and on_entries[-1].startswith("INSERT INTO entries")
+    assert len(on_outbox) == 1 and on_outbox[0].startswith("INSERT INTO outbox")
+
+    vip_entries, lapsed_entries = entries(db, vip), entries(db, lapsed)
+    assert set(vip_entries) == set(lapsed_entries) == set(customers)
+    assert vip_entries["b0"].entry_no == 1  # b0's second entry (the dict keeps the last row)
+    # the vip message earlier in the batch counts toward b5's cap in the other campaign
+    assert (vip_entries[capped].outcome, lapsed_entries[capped].reason) == (
+        "sent",
+        "frequency_cap",
+    )
+    sent = [e.data for e in outbox(db)]
+    assert [m.campaign_id for m in sent] == [vip] * 7 + [lapsed] * 5
+    assert [m.customer_id for m in sent[:7]] == [*customers, "b0"]
+    assert len({m.message_id for m in sent}) == 12
