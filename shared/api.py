@@ -64,11 +64,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # the same {field, code, message} items as ingest's record rejections; the field is
+        # the dotted path inside the body ("items[2].sku"), or "query.limit" / "path.id"
         errors = [
             {
-                "loc": list(err.get("loc", ())),
-                "msg": err.get("msg"),
-                "type": err.get("type"),
+                "field": _field_of(err),
+                "code": str(err.get("type")),
+                "message": str(err.get("msg")),
             }
             for err in exc.errors()
         ]
@@ -97,6 +99,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(_INTERNAL_ERROR, request.url.path)
+
+
+def _field_of(error: Any) -> str:
+    loc = list(error.get("loc", ()))
+    if loc and loc[0] == "body":
+        loc = loc[1:]
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    inner = (error.get("ctx") or {}).get("field")
+    if isinstance(inner, str):  # a RequestModel text rule names the field it found
+        text = f"{text}.{inner}" if text else inner
+    return text
 
 
 _INTERNAL_ERROR = ProblemError(
@@ -526,7 +541,7 @@ def build_app(
     title: str,
     description: str,
     routers: Sequence[APIRouter],
-    max_body_bytes: int = 16 * 1024 * 1024,
+    max_body_bytes: int = 1024 * 1024,
     body_limit_overrides: Sequence[tuple[str, int]] = (),
     on_startup: Callable[[], Awaitable[None] | None] | None = None,
     start_runtime: bool = True,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.campaign.rules import Rule
 from services.campaign.targeting import CUSTOMER_VARIABLES, template_variables
 from shared.events import Channel
+from shared.schemas import RequestModel
 
 
 class Purpose(StrEnum):
@@ -114,7 +115,7 @@ class Reentry(BaseModel):
     cooldown_days: int = Field(0, ge=0, le=3650, description="days between two entries")
 
 
-class CampaignCreate(BaseModel):
+class CampaignCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
@@ -168,7 +169,7 @@ class CampaignRead(BaseModel):
     ended_at: datetime | None
 
 
-class StatusChange(BaseModel):
+class StatusChange(RequestModel):
     status: Literal["draft", "scheduled", "completed", "cancelled"] = Field(
         description="`running` is reached through POST .../launch"
     )

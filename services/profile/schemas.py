@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.profile.rules import FIELDS, parse_rule
 from shared.events import Channel, ChannelConsent, QuietHours
+from shared.schemas import RequestModel
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -25,7 +26,7 @@ class AddressUpdate(BaseModel):
     postal_code: str | None = None
 
 
-class ProfileUpdate(BaseModel):
+class ProfileUpdate(RequestModel):
     """An operator's edit. Each field given wins over derived data; ``null`` clears it.
     A contact list replaces the derived one; ``verified`` names the contacts verified."""
 
@@ -61,7 +62,7 @@ class ProfileUpdate(BaseModel):
         return value
 
 
-class TagsAdd(BaseModel):
+class TagsAdd(RequestModel):
     tags: list[str] = Field(min_length=1, max_length=100)
 
     @field_validator("tags")
@@ -87,7 +88,7 @@ class TagCount(BaseModel):
     by_rule: int
 
 
-class TagRuleCreate(BaseModel):
+class TagRuleCreate(RequestModel):
     tag: str = Field(min_length=1, max_length=100)
     rule: dict[str, Any] = Field(
         description="all / any / not over {field, op, value}; fields: " + ", ".join(FIELDS)
@@ -109,7 +110,7 @@ class TagRuleRead(BaseModel):
     created_at: datetime
 
 
-class ContactPolicyUpdate(BaseModel):
+class ContactPolicyUpdate(RequestModel):
     """The whole contact policy of one customer (replaces the previous one)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -134,7 +135,7 @@ class ContactPolicyUpdate(BaseModel):
         return value
 
 
-class MergeRequest(BaseModel):
+class MergeRequest(RequestModel):
     merge_ids: list[str] = Field(min_length=1, description="customer ids merged into this one")
     reason: str = Field("manual merge", max_length=200)
 

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.schemas import RequestModel
+
 #: The named RFM segments, in the order the default table checks them.
 RFM_SEGMENTS = (
     "champions",
@@ -105,7 +107,7 @@ DEFAULT_SEGMENT_TABLE = (
 )
 
 
-class ScoringPolicy(_Model):
+class ScoringPolicy(_Model, RequestModel):
     """Everything the scores depend on. Each change is kept as a new version."""
 
     window_days: int = Field(365, ge=1, description="the RFM window: F and M count orders in it")

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from services.segment.policy import ScoringPolicy
 from services.segment.rules import Rule
+from shared.schemas import RequestModel
 
 
 class CustomerScoresRead(BaseModel):
@@ -75,7 +76,7 @@ class PolicyWritten(BaseModel):
     rescoring: RescoringRead
 
 
-class SegmentCreate(BaseModel):
+class SegmentCreate(RequestModel):
     segment_id: str | None = Field(
         None, pattern=r"^[a-z0-9][a-z0-9_\-]{0,99}$", description="default: a new uuid"
     )

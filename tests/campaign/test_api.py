@@ -113,6 +113,7 @@ def test_campaign_lifecycle_through_the_api(client: TestClient) -> None:
         {"holdout_share": 0.95},
         {"schedule": {"type": "at"}},
         {"trigger": {"type": "unpaid_order"}},
+        {"name": "x\x00y"},  # a NUL byte: PostgreSQL cannot store it
     ],
 )
 def test_invalid_campaigns_are_422_problems(client: TestClient, change: dict) -> None:
@@ -142,3 +143,13 @@ def test_list_is_cursor_paginated_and_filters_by_status(client: TestClient) -> N
     scheduled = client.get("/v1/campaigns", params={"status": "scheduled"}, headers=ADMIN).json()
     assert [c["campaign_id"] for c in scheduled["items"]] == [ids[0]]
     assert client.get("/v1/campaigns/nope", headers=ADMIN).status_code == 404
+
+
+def test_oversized_bodies_are_413(client: TestClient) -> None:
+    big = {
+        **CAMPAIGN,
+        "audience": {"rule": {"field": "city", "op": "in", "value": ["x" * 9] * 120_000}},
+    }
+    response = client.post("/v1/campaigns", json=big, headers=ADMIN)
+    assert response.status_code == 413
+    assert response.json()["type"].endswith("/payload-too-large")

@@ -155,6 +155,23 @@ def test_patch_wins_over_derived_data(client: TestClient) -> None:
         ).status_code
         == 422
     )
+    for body in (
+        b'{"name": "\\u738b\\u0000"}',  # a NUL byte
+        b'{"name": "\\u738b\\udc00"}',  # a lone surrogate
+        b'{"name": "' + b"x" * 20_000 + b'"}',
+    ):
+        response = client.patch(
+            "/v1/customers/tb_zhangsan88",
+            content=body,
+            headers={**WRITER, "content-type": "application/json"},
+        )
+        assert response.status_code == 422, body[:40]
+        assert response.json()["errors"][0]["field"] == "name"
+    response = client.post(
+        "/v1/customers/tb_zhangsan88/tags", json={"tags": ["v\x00ip"]}, headers=WRITER
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "tags[0]"
 
 
 def test_manual_tags_rules_counts_and_profile_updated(client: TestClient) -> None:

@@ -161,6 +161,10 @@ def test_custom_segments_and_their_members(client: TestClient) -> None:
     )
     invalid = {"name": "bad", "rule": {"field": "shoe_size", "op": "eq", "value": 1}}
     assert client.post("/v1/segments", json=invalid, headers=HEADERS).status_code == 422
+    nul = {"name": "s\x00x", "rule": rule}
+    response = client.post("/v1/segments", json=nul, headers=HEADERS)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "name"
 
 
 def test_reports(client: TestClient) -> None:

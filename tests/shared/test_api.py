@@ -106,7 +106,8 @@ def test_errors_are_problem_json(client_and_calls) -> None:
     assert missing.json()["detail"] == "no thing named x"
     invalid = client.post("/v1/things", json={"name": "a"}, headers={"X-API-Key": ADMIN})
     assert invalid.status_code == 422
-    assert invalid.json()["errors"][0]["loc"] == ["body", "size"]
+    assert invalid.json()["errors"][0]["field"] == "size"
+    assert invalid.json()["errors"][0]["code"] == "missing"
     unknown_route = client.get("/nowhere")
     assert unknown_route.status_code == 404
     assert unknown_route.headers["content-type"] == "application/problem+json"
