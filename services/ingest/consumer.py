@@ -6,6 +6,7 @@ from typing import Any
 
 from services.ingest.handlers import (
     PROFILE_HANDLERS,
+    RAW_CONSUMER,
     RAW_KINDS,
     make_batch_handler,
 )
@@ -45,7 +46,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
     s = runtime.settings
     return [
         ConsumerLoop(
-            name="ingest-raw",
+            name=RAW_CONSUMER,
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=s.group_id,
             topics=list(RAW_KINDS),

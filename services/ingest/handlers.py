@@ -22,6 +22,10 @@ from shared.bus import Inbound, add_to_outbox, dead_letter_event
 
 log = logging.getLogger(__name__)
 
+#: the consumer of the raw topics; also the source of the dead letters it writes, as of
+#: those the consumer loop itself writes (records it cannot even decode)
+RAW_CONSUMER = "ingest-raw"
+
 RAW_KINDS = {
     topics.RAW_ORDERS: "order",
     topics.RAW_CUSTOMERS: "customer",
@@ -70,7 +74,7 @@ def _dead_letter(
 ) -> None:
     event = dead_letter_event(
         message,
-        source="ingest",
+        source=RAW_CONSUMER,
         namespace=namespace,
         consumer_group=group_id,
         error="; ".join(f"{r.field or 'record'}: {r.message} [{r.code}]" for r in reasons),

@@ -125,6 +125,7 @@ def test_raw_topics_are_validated_like_rest_and_bad_records_dead_lettered(
     by_topic: dict[str, list[str]] = defaultdict(list)
     for event in dead:
         letter = event.data
+        assert event.source == "ingest-raw"  # one source, whichever step rejected it
         assert letter.origin_topic.startswith(namespace)
         assert letter.origin_offset >= 0
         by_topic[letter.origin_topic[len(namespace) :]].append(letter.error)
