@@ -58,7 +58,8 @@ class Content(BaseModel):
         min_length=1,
         max_length=5000,
         description="text with {{ name }} placeholders: per-customer variables "
-        f"({', '.join(sorted(CUSTOMER_VARIABLES))}) or keys of `variables`",
+        f"({', '.join(sorted(CUSTOMER_VARIABLES))}) or keys of `variables`; "
+        "{{ name | fallback }} renders the fallback text when the value is missing or empty",
     )
     template_id: str | None = Field(None, max_length=200, description="the gateway's template")
     variables: dict[str, str] = Field(

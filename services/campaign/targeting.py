@@ -44,7 +44,9 @@ CUSTOMER_VARIABLES = frozenset(
     }
 )
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+# {{ name }} or {{ name | fallback text }}: the fallback stands in for a missing or empty
+# value (e.g. {{ city | 亲爱的顾客 }}); it may hold anything but "}}"
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\|\s*((?:(?!\}\}).)*?)\s*)?\}\}")
 
 
 def holdout_bucket(campaign_id: str, customer_id: str) -> float:
@@ -58,32 +60,33 @@ def in_holdout(campaign_id: str, customer_id: str, share: float) -> bool:
 
 
 def template_variables(template: str) -> set[str]:
-    """The ``{{ name }}`` placeholders of a template."""
-    return set(_PLACEHOLDER.findall(template))
+    """The names of a template's ``{{ name }}`` / ``{{ name | fallback }}`` placeholders."""
+    return {name for name, _ in _PLACEHOLDER.findall(template)}
+
+
+def _value(variables: Mapping[str, Any], name: str, fallback: str | None) -> str:
+    value = variables.get(name)
+    text = "" if value is None else str(value)
+    return text if text or fallback is None else fallback
 
 
 def render(template: str, variables: Mapping[str, Any]) -> str:
-    """Fill ``{{ name }}`` placeholders; a missing value renders as an empty string."""
-
-    def fill(match: re.Match[str]) -> str:
-        value = variables.get(match.group(1))
-        return "" if value is None else str(value)
-
-    return _PLACEHOLDER.sub(fill, template)
+    """Fill the placeholders; a missing or empty value renders as the placeholder's
+    fallback, or as an empty string if it has none."""
+    return _PLACEHOLDER.sub(lambda m: _value(variables, m.group(1), m.group(2)), template)
 
 
 def compile_template(template: str) -> Callable[[Mapping[str, Any]], str]:
     """:func:`render` for one template, split once into text and placeholders."""
-    parts = _PLACEHOLDER.split(template)  # text, name, text, name, ..., text
-    texts, names = parts[0::2], parts[1::2]
+    parts = _PLACEHOLDER.split(template)  # text, name, fallback, text, name, fallback, ..., text
+    texts, names, fallbacks = parts[0::3], parts[1::3], parts[2::3]
     if not names:
         return lambda variables: template
 
     def fill(variables: Mapping[str, Any]) -> str:
         out = [texts[0]]
-        for name, text in zip(names, texts[1:], strict=True):
-            value = variables.get(name)
-            out.append("" if value is None else str(value))
+        for name, fallback, text in zip(names, fallbacks, texts[1:], strict=True):
+            out.append(_value(variables, name, fallback))
             out.append(text)
         return "".join(out)
 

@@ -18,6 +18,7 @@ from services.campaign.targeting import (
     in_holdout,
     quiet_until,
     render,
+    template_variables,
 )
 
 RULE = TypeAdapter(Rule)
@@ -183,11 +184,21 @@ def test_decision_order_and_reasons() -> None:
         "{{city}}",
         "a {{ city }} b {{coupon}}{{missing}} c",
         "{{x}}{{x}} {{ rfm_segment}}",
+        "{{ city | 亲爱的顾客 }}, {{ missing|朋友}} {{ empty | - }} {{coupon | none}}",
     ],
 )
 def test_compiled_template_renders_like_render(template: str) -> None:
-    variables = {**ROW, "coupon": "X1", "x": 3}
+    variables = {**ROW, "coupon": "X1", "x": 3, "empty": ""}
     assert compile_template(template)(variables) == render(template, variables)
+    without_city = {**variables, "city": None}
+    assert compile_template(template)(without_city) == render(template, without_city)
+
+
+def test_a_placeholder_fallback_stands_in_for_a_missing_or_empty_value() -> None:
+    template = "{{ city | 亲爱的顾客 }}您好, 券 {{ coupon|无 }} {{ name }}"
+    assert render(template, {"city": "杭州市", "coupon": "X1"}) == "杭州市您好, 券 X1 "
+    assert render(template, {"city": None, "coupon": ""}) == "亲爱的顾客您好, 券 无 "
+    assert template_variables(template) == {"city", "coupon", "name"}
 
 
 def test_a_policy_period_longer_than_the_history_read_is_capped() -> None:
