@@ -239,3 +239,34 @@ def test_a_dead_letter_stays_publishable_whatever_the_record_size() -> None:
     assert cut.data.value_truncated and cut.data.value_base64 is None
     assert cut.data.value is not None and text.startswith(cut.data.value.encode())
     assert DEADLETTER_VALUE_MAX - 3 < len(cut.data.value.encode()) <= DEADLETTER_VALUE_MAX
+
+
+def test_key_hash_partitioner_assigns_as_kafkas_default() -> None:
+    from kafka.partitioner import DefaultPartitioner
+
+    from shared.bus import KeyHashPartitioner
+
+    class Cluster:
+        def __init__(self, partitions: set[int]) -> None:
+            self.partitions = partitions
+
+        def topics(self) -> set[str]:
+            return {"t"}
+
+        def partitions_for_topic(self, topic: str) -> set[int] | None:
+            return self.partitions if topic == "t" else None
+
+        def available_partitions_for_topic(self, topic: str) -> set[int]:
+            return self.partitions
+
+    ours, default = KeyHashPartitioner(), DefaultPartitioner()
+    for partitions in ({0, 1, 2}, set(range(12)), {3, 1, 2, 0, 4}):
+        cluster = Cluster(partitions)
+        for i in range(2000):
+            key = f"tb_customer{i}".encode()
+            expected = default.partition("t", None, key, None, b"v", cluster)
+            assert ours.partition("t", None, key, None, b"v", cluster) == expected
+            assert ours.partition("t", None, key, None, b"v", cluster) == expected  # cached
+    assert ours.partition("t", None, None, None, b"v", Cluster({0, 1})) in {0, 1}
+    with pytest.raises(ValueError):  # an unknown topic, as the default partitioner says
+        ours.partition("unknown", None, b"k", None, b"v", Cluster({0}))
