@@ -71,6 +71,13 @@ class ServiceSettings(BaseSettings):
     sqlite_wal_autocheckpoint_pages: int = Field(
         1000, ge=100, description="SQLite WAL pages between automatic checkpoints"
     )
+    sqlite_background_checkpoint_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="if > 0: SQLite's automatic checkpoint is off and a background thread "
+        "checkpoints every this many seconds, so no commit waits for a checkpoint's copying "
+        "and fsync",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -86,7 +93,11 @@ class ServiceSettings(BaseSettings):
         return {
             "cache_size": -self.sqlite_cache_mib * 1024,  # negative: KiB, not pages
             "temp_store": "MEMORY",
-            "wal_autocheckpoint": self.sqlite_wal_autocheckpoint_pages,
+            "wal_autocheckpoint": (
+                0
+                if self.sqlite_background_checkpoint_seconds > 0
+                else self.sqlite_wal_autocheckpoint_pages
+            ),
         }
 
     @property

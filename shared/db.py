@@ -187,6 +187,14 @@ class Database:
         with self.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    def checkpoint_in_background(self) -> None:
+        """Copy the WAL's committed pages into the file (PASSIVE: writers go on meanwhile;
+        what active readers still need waits for the next run)."""
+        if not self.is_sqlite:
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"

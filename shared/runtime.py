@@ -120,6 +120,14 @@ class ServiceRuntime:
         )
         self.consumers: list[ConsumerLoop] = []
         self.jobs: list[PeriodicJob] = []
+        if self.db.is_sqlite and settings.sqlite_background_checkpoint_seconds > 0:
+            self.jobs.append(
+                PeriodicJob(
+                    f"{self.name}-sqlite-checkpoint",
+                    settings.sqlite_background_checkpoint_seconds,
+                    self.db.checkpoint_in_background,
+                )
+            )
         #: called first by :meth:`stop` (a service's own workers: finish or hand back work)
         self.on_stop: list[Callable[[], None]] = []
         self.topics_ready = threading.Event()

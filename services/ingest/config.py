@@ -53,6 +53,9 @@ class Settings(ServiceSettings):
     # detect an emptied broker and replay
     epoch_check_interval: float = Field(3.0, gt=0)
 
-    # --- storage: batches append ~500 KiB each; checkpointing every 10,000 WAL pages instead
-    # of 1,000 means one checkpoint (copy back + fsync) per ~80 batches instead of per ~8
-    sqlite_wal_autocheckpoint_pages: int = 10000
+    # --- storage: batches append ~500 KiB each to the WAL; checkpointing (copy back + fsync)
+    # in a background thread instead of in whichever commit crossed the threshold keeps the
+    # writers going: bench_ingest batch 12,600 (every 1,000 pages) / 15,500 (10,000) /
+    # 17,400 orders/s (background, every second), back to back on this machine
+    sqlite_background_checkpoint_seconds: float = 1.0
+    sqlite_wal_autocheckpoint_pages: int = 10000  # if the background checkpoint is off

@@ -44,3 +44,32 @@ def test_sqlite_tuning_comes_from_each_services_settings(monkeypatch) -> None:
     pragmas = DemoSettings().sqlite_pragmas
     assert pragmas["cache_size"] == -32 * 1024
     assert pragmas["wal_autocheckpoint"] == 20000
+
+
+def test_a_background_checkpoint_replaces_the_automatic_one(tmp_path: Path) -> None:
+    from shared.db import Database
+    from shared.runtime import ServiceRuntime
+
+    class DemoSettings(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix="DEMO_", extra="ignore")
+
+    settings = DemoSettings(data_dir=tmp_path, sqlite_background_checkpoint_seconds=0.5)
+    assert settings.sqlite_pragmas["wal_autocheckpoint"] == 0
+    path = tmp_path / "bg.db"
+    db = Database.from_url(f"sqlite:///{path}", sqlite_pragmas=settings.sqlite_pragmas)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x TEXT)")
+    for _ in range(3):  # commits far past 1,000 WAL pages: none of them checkpointed
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (?)", [("x" * 4000,) for _ in range(1000)])
+    assert path.stat().st_size < 64 * 1024
+    db.checkpoint_in_background()  # what the runtime's periodic job runs
+    assert path.stat().st_size > 10 * 1024 * 1024
+    db.dispose()
+    # the runtime of such a service runs that job; by default there is none
+    runtime = ServiceRuntime(settings, tmp_path / "no-migrations")
+    assert [job.interval for job in runtime.jobs if "checkpoint" in job.name] == [0.5]
+    plain = ServiceRuntime(DemoSettings(data_dir=tmp_path), tmp_path / "no-migrations")
+    assert not [job for job in plain.jobs if "checkpoint" in job.name]
+    runtime.db.dispose()
+    plain.db.dispose()
