@@ -35,6 +35,7 @@ from shared.events import (
     Order,
     OrderStatus,
 )
+from shared.regions import normalise_region
 
 RULES = {
     "money": (
@@ -85,9 +86,12 @@ RULES = {
     ),
     "region": (
         "Province and city are normalised to their full names (浙江 -> 浙江省, 广西 -> "
-        "广西壮族自治区, 杭州 -> 杭州市); a missing province is inferred from a known city, a "
-        "municipality is its own city, and both are read from the start of the address when "
-        "absent (`浙江省 杭州市 西湖区 ...`). Unknown names are kept as sent."
+        "广西壮族自治区, 杭州 -> 杭州市; `shared.regions`); a missing province is inferred from a "
+        "known city, and both are read from the start of the address when absent (`浙江省 "
+        "杭州市 西湖区 ...`). A municipality (北京, 上海, 天津, 重庆) is its own city: a district "
+        "sent as its city becomes the district (重庆 + 万州 -> 重庆市 / 重庆市 / 万州区) unless the "
+        "record has one. A city of another province (浙江 + 南京) is kept as sent, and nothing "
+        "is inferred from it. Unknown names are kept as sent."
     ),
     "limits": (
         "At most `max_items_per_order` (default 500) items per order and quantities 1.."
@@ -397,14 +401,17 @@ class _Checker:
         raw = self.mapping(value, field)
         if raw is None:
             return None
-        province = self.text(raw.get("province"), f"{field}.province", 50)
-        city = self.text(raw.get("city"), f"{field}.city", 50)
         address = self.text(raw.get("address"), f"{field}.address", ADDRESS_MAX)
-        province, city = normalise_region(province, city, address)
+        region = normalise_region(
+            self.text(raw.get("province"), f"{field}.province", 50),
+            self.text(raw.get("city"), f"{field}.city", 50),
+            district=self.text(raw.get("district"), f"{field}.district", 50),
+            address=address,
+        )
         return {
-            "province": province,
-            "city": city,
-            "district": self.text(raw.get("district"), f"{field}.district", 50),
+            "province": region.province,
+            "city": region.city,
+            "district": region.district,
             "address": address,
             "recipient": self.text(raw.get("recipient"), f"{field}.recipient", NAME_MAX),
             "mobile": self.mobile(raw.get("mobile"), f"{field}.mobile"),
@@ -525,27 +532,6 @@ def _e164(text: str, region: str) -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def normalise_region(
-    province: str | None, city: str | None, address: str | None
-) -> tuple[str | None, str | None]:
-    """Full province and city names; inferred from each other or the address when missing."""
-    if province:
-        province = reference.province_name(province)
-    if city:
-        city = reference.city_name(city)
-    if not province and city:
-        province = reference.CITY_PROVINCE.get(city)
-    if province in reference.MUNICIPALITIES and (not city or city == province[:-1]):
-        city = province
-    if (not province or not city) and address:
-        found_province, found_city = reference.split_address(address)
-        if not province:
-            province = found_province
-        if not city and (province == found_province or found_province is None):
-            city = found_city
-    return province, city
 
 
 def _object(raw: Any, what: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.profile.normalize import mask_email, mask_handle, mask_name, mask_phone
+from shared import regions
 from shared.events import Interaction, Order, OrderStatus, ScoreSnapshot, SegmentChanged
 
 OPERATOR = "operator"
@@ -214,6 +215,18 @@ def address_of(value: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     cleaned = {k: value.get(k) for k in ADDRESS_KEYS if value.get(k)}
     return cleaned or None
+
+
+def normalised_address(value: dict[str, Any]) -> dict[str, Any]:
+    """An address with its region normalised as ingest normalises it (``shared.regions``):
+    what operators type must be found by the same search and reports as consumed data."""
+    region_of = regions.normalise_region(
+        value.get("province"),
+        value.get("city"),
+        district=value.get("district"),
+        address=value.get("address"),
+    )
+    return {**value, **region_of._asdict()}
 
 
 def region(doc: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -427,6 +440,7 @@ def transactions_view(doc: dict[str, Any]) -> dict[str, Any]:
         "spent_by_currency": dict(tx["spent"]),
         "average_order_value": str(aov) if aov is not None else None,
         "first_order_at": tx["first"],
+        "first_purchase_at": (doc["scores"] or {}).get("first_order_at"),
         "last_order_at": tx["last"],
         "refunds": {"count": tx["refund_count"], "amount_by_currency": dict(tx["refunded"])},
         "complaints": ix["complaints"],
@@ -537,7 +551,8 @@ def facts_for_rules(doc: dict[str, Any], settings: Any) -> dict[str, Any]:
 
 
 def data_quality(doc: dict[str, Any], now: datetime, stale_after_days: int) -> dict[str, Any]:
-    """Completeness, stale facts (not seen for ``stale_after_days``) and conflicting values."""
+    """Completeness, stale facts (not seen for ``stale_after_days``) and conflicts: values
+    other sources disagree on, and an address whose city belongs to another province."""
     present = [
         name
         for name in COMPLETENESS_FIELDS
@@ -558,6 +573,7 @@ def data_quality(doc: dict[str, Any], now: datetime, stale_after_days: int) -> d
     conflicts = [
         {
             "field": name,
+            "reason": "sources_disagree",
             "value": doc["f"].get(name),
             "source": prov["source"],
             "alternatives": prov["alt"],
@@ -565,6 +581,20 @@ def data_quality(doc: dict[str, Any], now: datetime, stale_after_days: int) -> d
         for name, prov in sorted(doc["prov"].items())
         if prov["alt"]
     ]
+    province, city = region(doc)
+    city_province = regions.city_outside_province(province, city)
+    if city_province is not None:
+        # kept as sent (ingest cannot tell which of the two names is wrong): reported here
+        conflicts.append(
+            {
+                "field": "address",
+                "reason": "city_not_in_province",
+                "value": {"province": province, "city": city},
+                "source": doc["prov"]["address"]["source"],
+                "alternatives": [],
+                "city_province": city_province,
+            }
+        )
     return {
         "completeness": round(len(present) / len(COMPLETENESS_FIELDS), 3),
         "missing": [n for n in COMPLETENESS_FIELDS if n not in present],

@@ -142,33 +142,36 @@ def loads(value: str | bytes) -> Any:
     return orjson.loads(value)
 
 
-# built once: the GET path's only query (statement construction costs more than the read)
-_BY_CUSTOMER = (
-    select(P.c.profile_id, P.c.doc, SC.c.scores)
-    .join(A, A.c.profile_id == P.c.profile_id)
-    .outerjoin(SC, SC.c.profile_id == P.c.profile_id)
-    .where(A.c.customer_id == bindparam("customer_id"))
-)
+#: The profile a customer id belongs to (its own, or the survivor it merged into) with its
+#: scores part, by driver placeholder mark: the GET path's only query, run at the driver
+#: level (statement construction and compilation cost more than the read itself).
+_BY_CUSTOMER = {
+    mark: "SELECT p.profile_id, p.doc, s.scores FROM profiles p JOIN profile_aliases a "
+    "ON a.profile_id = p.profile_id LEFT JOIN profile_scores s "
+    f"ON s.profile_id = p.profile_id WHERE a.customer_id = {mark}"
+    for mark in ("?", "%s")
+}
+
+
+def _profile_by_customer(dbapi_connection: Any, mark: str, customer_id: str) -> ProfileRow | None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(_BY_CUSTOMER[mark], (customer_id,))
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else ProfileRow(row[0], attach_scores(loads(row[1]), row[2]))
 
 
 def read_profile_by_customer(engine: Engine, customer_id: str) -> ProfileRow | None:
-    """The GET path's read at the driver level on a pooled connection (no session, no
-    statement compilation): the p99 target leaves no room for the ORM's overhead."""
+    """The GET path's read on a pooled connection, outside any session: the p99 target
+    leaves no room for the ORM's overhead."""
     mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
     connection = engine.raw_connection()
     try:
-        cursor = connection.cursor()
-        cursor.execute(
-            "SELECT p.profile_id, p.doc, s.scores FROM profiles p JOIN profile_aliases a "
-            "ON a.profile_id = p.profile_id LEFT JOIN profile_scores s "
-            f"ON s.profile_id = p.profile_id WHERE a.customer_id = {mark}",
-            (customer_id,),
-        )
-        row = cursor.fetchone()
-        cursor.close()
+        return _profile_by_customer(connection, mark, customer_id)
     finally:
         connection.close()
-    return None if row is None else ProfileRow(row[0], attach_scores(loads(row[1]), row[2]))
 
 
 @dataclass
@@ -261,9 +264,10 @@ class ProfileRepository:
         )
 
     def profile_by_customer(self, customer_id: str) -> ProfileRow | None:
-        """The profile a customer id belongs to (its own, or the survivor it merged into)."""
-        row = self.session.execute(_BY_CUSTOMER, {"customer_id": customer_id}).first()
-        return None if row is None else ProfileRow(row[0], attach_scores(loads(row[1]), row[2]))
+        """The profile a customer id belongs to (its own, or the survivor it merged into),
+        in the caller's transaction."""
+        connection, mark = driver_connection(self.session)
+        return _profile_by_customer(connection.connection, mark, customer_id)
 
     def insert_profiles(self, rows: list[dict[str, Any]]) -> None:
         columns = ("profile_id", "doc", *INDEXED, "created_at", "updated_at")
@@ -460,10 +464,18 @@ class ProfileRepository:
     # -- tags and segment memberships
 
     def set_tags(self, profile_id: str, source: str, tags: Iterable[str]) -> None:
-        self.session.execute(delete(T).where(T.c.profile_id == profile_id, T.c.source == source))
-        rows = [{"profile_id": profile_id, "tag": t, "source": source} for t in sorted(set(tags))]
-        if rows:
-            self.session.execute(insert(T), rows)
+        """Make a profile's tags of one source exactly ``tags``; rows that stay are left
+        alone (only the difference is deleted and inserted)."""
+        wanted = set(tags)
+        stored = set(
+            self.session.execute(
+                select(T.c.tag).where(T.c.profile_id == profile_id, T.c.source == source)
+            ).scalars()
+        )
+        self.change_tags(
+            [(profile_id, t, source) for t in sorted(wanted - stored)],
+            [(profile_id, t, source) for t in sorted(stored - wanted)],
+        )
 
     def change_tags(
         self,

@@ -11,8 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from services.profile import service
 from services.profile.config import Settings
 from services.profile.schemas import (
+    AuditRead,
     ContactPolicyUpdate,
+    CustomerSummary,
+    ErasureAuditRead,
     ErasureResult,
+    ExportRead,
     MergeRequest,
     MergeResult,
     ProfileRead,
@@ -25,7 +29,7 @@ from services.profile.schemas import (
 )
 from shared.api import Principal, require, runtime_of
 from shared.errors import NotFound, ValidationProblem
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
@@ -41,7 +45,7 @@ def _settings(runtime: ServiceRuntime) -> Settings:
     return settings
 
 
-@router.get("/customers")
+@router.get("/customers", response_model=Page[CustomerSummary])
 def search_customers(
     request: Request,
     principal: Reader,
@@ -52,13 +56,15 @@ def search_customers(
     email: str | None = None,
     tag: str | None = None,
     segment: str | None = None,
-    province: str | None = None,
-    city: str | None = None,
+    province: Annotated[
+        str | None, Query(description="any spelling: 浙江, 浙江省, zhejiang")
+    ] = None,
+    city: Annotated[str | None, Query(description="any spelling: 杭州, 杭州市")] = None,
     lifecycle_stage: str | None = None,
     rfm_segment: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> Page[CustomerSummary]:
     """Search customers by id, mobile, e-mail, tag, region, segment or lifecycle (cursor paged)."""
     runtime = runtime_of(request)
     position = decode_cursor(cursor)
@@ -80,11 +86,11 @@ def search_customers(
             settings=_settings(runtime),
         )
     pii = principal.has("pii:read")
-    items = [service.summary(r, pii) for r in rows[:limit]]
+    items = [CustomerSummary(**service.summary(r, pii)) for r in rows[:limit]]
     next_cursor = (
         encode_cursor({"after": rows[limit - 1].profile_id}) if len(rows) > limit else None
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return Page[CustomerSummary](items=items, next_cursor=next_cursor)
 
 
 def _read_profile(runtime: ServiceRuntime, customer_id: str, pii: bool) -> bytes:
@@ -146,31 +152,31 @@ def erase_customer(customer_id: str, request: Request, principal: Writer) -> Era
     return ErasureResult(**result)
 
 
-@router.get("/erasures/{erasure_id}")
-def get_erasure(erasure_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+@router.get("/erasures/{erasure_id}", response_model=ErasureAuditRead)
+def get_erasure(erasure_id: str, request: Request, principal: Reader) -> ErasureAuditRead:
     """The audit trail of one erasure (what happened and when, no personal data)."""
     with runtime_of(request).db.sessions() as session:
         entries = service.erasure_audit(session, erasure_id)
     if not entries:
         raise NotFound(f"no erasure {erasure_id}")
-    return {"erasure_id": erasure_id, "audit": entries}
+    return ErasureAuditRead.model_validate({"erasure_id": erasure_id, "audit": entries})
 
 
-@router.get("/customers/{customer_id}/export")
-def export_customer(customer_id: str, request: Request, principal: PiiReader) -> dict[str, Any]:
+@router.get("/customers/{customer_id}/export", response_model=ExportRead)
+def export_customer(customer_id: str, request: Request, principal: PiiReader) -> ExportRead:
     """Everything held on one customer as JSON (needs ``pii:read``)."""
     runtime = runtime_of(request)
     with runtime.db.sessions() as session:
-        return service.export(session, customer_id, _settings(runtime))
+        return ExportRead.model_validate(service.export(session, customer_id, _settings(runtime)))
 
 
-@router.get("/customers/{customer_id}/audit")
-def customer_audit(customer_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+@router.get("/customers/{customer_id}/audit", response_model=AuditRead)
+def customer_audit(customer_id: str, request: Request, principal: Reader) -> AuditRead:
     """Merges, edits, tag and contact-policy changes of one profile."""
     with runtime_of(request).db.sessions() as session:
         row = service.load(session, customer_id)
         entries = service.audit_trail(session, row.profile_id)
-    return {"customer_id": row.profile_id, "audit": entries}
+    return AuditRead.model_validate({"customer_id": row.profile_id, "audit": entries})
 
 
 @router.post("/customers/{customer_id}/merge", response_model=MergeResult)

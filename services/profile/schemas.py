@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.profile.rules import FIELDS, parse_rule
-from shared.events import Channel, ChannelConsent, QuietHours
+from shared.events import Channel, ChannelConsent, QuietHours, UtcDateTime, ensure_aware
 from shared.schemas import RequestModel
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -107,7 +106,7 @@ class TagRuleRead(BaseModel):
     tag: str
     rule: dict[str, Any]
     description: str | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class ContactPolicyUpdate(RequestModel):
@@ -121,6 +120,17 @@ class ContactPolicyUpdate(RequestModel):
     quiet_hours: QuietHours | None = None
     max_contacts: int | None = Field(None, ge=0)
     period_days: int = Field(30, ge=1, le=366)
+
+    @field_validator("channels")
+    @classmethod
+    def _consent_times(cls, value: dict[Channel, ChannelConsent]) -> dict[Channel, ChannelConsent]:
+        # a consent time without an offset is UTC, as every time this API answers with
+        return {
+            channel: consent
+            if consent.at is None
+            else consent.model_copy(update={"at": ensure_aware(consent.at)})
+            for channel, consent in value.items()
+        }
 
     @field_validator("quiet_hours")
     @classmethod
@@ -148,7 +158,7 @@ class MergeResult(BaseModel):
 
 class ErasureResult(BaseModel):
     erasure_id: str
-    erased_at: str
+    erased_at: UtcDateTime
     customer_ids: int = Field(description="how many customer ids (merged ones included) erased")
 
 
@@ -168,10 +178,15 @@ class ProfileRead(BaseModel):
         "contact_tolerance, membership_interest, points_interest}"
     )
     transactions: dict[str, Any] = Field(
-        description="order_count (distinct valid purchases), orders_placed, unpaid_orders, "
-        "cancelled_orders, currency, total_spent, spent_by_currency, average_order_value, "
-        "first_order_at, last_order_at, refunds, complaints, disputes, returns, tickets, "
-        "reviews, campaign_responses, last_interaction_at"
+        description="order_count (distinct valid purchases: paid, shipped, completed, "
+        "partially refunded), orders_placed, unpaid_orders, cancelled_orders, currency, "
+        "total_spent, spent_by_currency, average_order_value; first_order_at / last_order_at: "
+        "when the earliest / latest valid purchase was placed (its created_at; unpaid, "
+        "cancelled and refunded orders do not count); first_purchase_at: the segment "
+        "service's first purchase (earliest paid_at, else created_at, of a valid purchase) "
+        "from the latest segment.changed, null until the customer is scored; refunds, "
+        "complaints, disputes, returns, tickets, reviews, campaign_responses, "
+        "last_interaction_at"
     )
     scores: dict[str, Any] = Field(
         description="from the latest segment.changed: rfm_segment, lifecycle_stage, r/f/m "
@@ -183,7 +198,83 @@ class ProfileRead(BaseModel):
     contact_policy: dict[str, Any]
     provenance: dict[str, Any] = Field(description="per field: source and seen_at")
     data_quality: dict[str, Any] = Field(
-        description="completeness, missing, stale_fields, conflicts"
+        description="completeness, missing, stale_fields, conflicts: {field, reason, value, "
+        "source, alternatives}; reason sources_disagree (values other sources sent) or "
+        "city_not_in_province (the address names a city of another province, with "
+        "city_province)"
     )
-    first_seen_at: str
+    first_seen_at: UtcDateTime
     pii_masked: bool
+
+
+class CustomerSummary(BaseModel):
+    """One search result (personal data masked unless the key has ``pii:read``)."""
+
+    customer_id: str
+    name: str | None
+    mobiles: list[str]
+    emails: list[str]
+    province: str | None
+    city: str | None
+    tags: list[str]
+    segments: list[str]
+    lifecycle_stage: str | None
+    rfm_segment: str | None
+    order_count: int
+    total_spent: str
+    currency: str | None
+
+
+class AuditEntryRead(BaseModel):
+    at: UtcDateTime
+    actor: str = Field(description="the API key id, or identity-resolution")
+    action: str = Field(
+        description="merge, merge_refused, patch, tag, untag, contact_policy or erase"
+    )
+    subject: str = Field(description="the profile id, or erased:<erasure_id> after erasure")
+    detail: dict[str, Any]
+
+
+class AuditRead(BaseModel):
+    customer_id: str = Field(description="the profile id (the survivor for a merged-away id)")
+    audit: list[AuditEntryRead]
+
+
+class ErasureAuditRead(BaseModel):
+    erasure_id: str
+    audit: list[AuditEntryRead]
+
+
+class MergeRecordRead(BaseModel):
+    merge_id: str
+    survivor_id: str
+    merged_ids: list[str]
+    reason: str
+    actor: str
+    merged_at: UtcDateTime
+
+
+class InteractionRead(BaseModel):
+    """A consumed interaction as stored (its other fields as the event carried them)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    interaction_id: str
+    kind: str
+    occurred_at: UtcDateTime
+
+
+class ExportRead(BaseModel):
+    """Everything held on one customer, unmasked."""
+
+    exported_at: UtcDateTime
+    profile: dict[str, Any] = Field(
+        description="the profile exactly as GET /v1/customers/{id} answers it with pii:read"
+    )
+    customer_ids: list[str]
+    orders: list[dict[str, Any]] = Field(
+        description="the newest version of each order and what it contributes"
+    )
+    interactions: list[InteractionRead]
+    merges: list[MergeRecordRead]
+    audit: list[AuditEntryRead]

@@ -28,7 +28,7 @@ from services.profile.repository import (
     read_profile_by_customer,
 )
 from services.profile.rules import Rule, matches, parse_rule
-from shared import topics
+from shared import regions, topics
 from shared.bus import add_to_outbox
 from shared.errors import Conflict, NotFound, ValidationProblem
 from shared.events import (
@@ -579,8 +579,8 @@ def merge_profiles(
     repo.delete_profiles(other_ids)
     survivor["tx"] = domain.rebuild_transactions(repo.contributions_of(survivor_id))
     repo.set_tags(survivor_id, "manual", survivor["manual_tags"])
-    survivor["rule_tags"] = []
-    repo.set_tags(survivor_id, "rule", [])
+    # the survivor's rule tags are re-evaluated against its stored ones: only tags that
+    # change are written (the merged profiles' rows went with delete_profiles)
     refresh_rule_tags(repo, RuleBook(repo.tag_rules()), {survivor_id: survivor}, settings)
     repo.set_segments({survivor_id: survivor["segments"]})
     now = utcnow()
@@ -740,12 +740,14 @@ def search(
         narrow(repo.profiles_by_contact("email", value) if value else set())
     if ids is not None and not ids:
         return []
+    # names only: a city alone must not add the province it is in to the filter (a record
+    # naming a city of another province is kept as sent, and must still be found by it)
     return repo.search(
         profile_ids=ids,
         tag=tag,
         segment=segment,
-        province=province,
-        city=city,
+        province=regions.province_name(province) if province else None,
+        city=regions.city_name(city) if city else None,
         lifecycle_stage=lifecycle_stage,
         rfm_segment=rfm_segment,
         after=after,
@@ -794,7 +796,7 @@ def patch_profile(
             domain.clear_fact(doc, name)
         else:
             if name == "address":
-                value = domain.address_of(value)
+                value = domain.address_of(domain.normalised_address(value))
             elif isinstance(value, str):
                 value = normalize_text(value)
             domain.observe(doc, name, value, domain.OPERATOR, seen_at)

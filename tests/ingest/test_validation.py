@@ -12,7 +12,6 @@ import pytest
 from services.ingest.validation import (
     RecordRejected,
     Rules,
-    normalise_region,
     parse_json,
     validate_customer,
     validate_interaction,
@@ -314,26 +313,40 @@ def test_lone_surrogate_in_json_reaches_validation() -> None:
 
 
 @pytest.mark.parametrize(
-    ("province", "city", "address", "expected"),
+    ("shipping", "expected"),
     [
-        ("浙江", "杭州", None, ("浙江省", "杭州市")),
-        ("浙江省", "杭州市", None, ("浙江省", "杭州市")),
-        ("广西", "南宁", None, ("广西壮族自治区", "南宁市")),
-        ("内蒙", None, None, ("内蒙古自治区", None)),
-        ("Zhejiang", None, None, ("浙江省", None)),
-        (None, "杭州", None, ("浙江省", "杭州市")),
-        ("北京", None, None, ("北京市", "北京市")),
-        ("上海", "上海", None, ("上海市", "上海市")),
-        (None, None, "浙江省 杭州市 西湖区 文三路100号", ("浙江省", "杭州市")),
-        (None, None, "北京市朝阳区建国路1号", ("北京市", "北京市")),
-        (None, None, "辽宁省朝阳市双塔区", ("辽宁省", "朝阳市")),
-        ("火星", "奥林匹斯", None, ("火星", "奥林匹斯")),
+        ({"province": "浙江", "city": "杭州"}, ("浙江省", "杭州市", None)),
+        ({"city": "杭州", "district": "西湖区"}, ("浙江省", "杭州市", "西湖区")),
+        ({"province": "北京"}, ("北京市", "北京市", None)),
+        ({"address": "浙江省 杭州市 西湖区 文三路100号"}, ("浙江省", "杭州市", None)),
+        ({"address": "辽宁省朝阳市双塔区"}, ("辽宁省", "朝阳市", None)),
+        # a city of another province is kept as sent (profile reports the conflict)
+        ({"province": "浙江", "city": "南京"}, ("浙江省", "南京市", None)),
+        ({"province": "浙江", "address": "江苏省南京市鼓楼区"}, ("浙江省", None, None)),
+        # a municipality is its own city; a district sent as its city becomes the district
+        ({"province": "重庆", "city": "万州"}, ("重庆市", "重庆市", "万州区")),
+        (
+            {"province": "重庆", "city": "万州", "district": "龙都街道"},
+            ("重庆市", "重庆市", "龙都街道"),
+        ),
+        ({"province": "北京", "city": "朝阳"}, ("北京市", "北京市", "朝阳区")),
+        ({"province": "火星", "city": "奥林匹斯"}, ("火星", "奥林匹斯", None)),
     ],
 )
-def test_province_and_city_normalisation(
-    province: str | None, city: str | None, address: str | None, expected: tuple[Any, Any]
+def test_shipping_region_is_normalised(
+    shipping: dict[str, str], expected: tuple[str | None, str | None, str | None]
 ) -> None:
-    assert normalise_region(province, city, address) == expected
+    result = validate_order(order(shipping=shipping), RULES, NOW).shipping
+    assert result is not None
+    assert (result.province, result.city, result.district) == expected
+
+
+def test_customer_address_region_is_normalised_the_same_way() -> None:
+    result = validate_customer(
+        {"customer_id": "c-1", "address": {"province": "重庆", "city": "万州"}}, RULES, NOW
+    ).address
+    assert result is not None
+    assert (result.province, result.city, result.district) == ("重庆市", "重庆市", "万州区")
 
 
 # --------------------------------------------------------------------------- limits, items

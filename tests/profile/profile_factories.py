@@ -87,6 +87,7 @@ def segment_changed(
     segments: list[str] | None = None,
     policy_version: int = 1,
     removed: bool = False,
+    first_order_at: datetime | None = None,
 ) -> SegmentChangedEvent:
     data = SegmentChanged.model_validate(
         {
@@ -106,6 +107,7 @@ def segment_changed(
                 "rfm_segment": rfm_segment,
                 "lifecycle_stage": lifecycle_stage,
                 "value_quadrant": "pending",
+                "first_order_at": first_order_at,
             },
             "segments": segments or [],
             "removed": removed,

@@ -3,7 +3,9 @@ erasure. Published events are checked in the outbox (the relay is not running)."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -388,3 +390,177 @@ def test_get_customer_on_both_backends(tmp_path: Path, db_url: str) -> None:
             assert test_client.get("/v1/customers/nobody", headers=READER).status_code == 404
     finally:
         runtime.db.dispose()
+
+
+def test_search_and_edits_normalise_regions_like_ingest(client: TestClient) -> None:
+    feed(
+        client,
+        ZHANG,
+        # a city of another province is kept as ingest sent it, and found by either name
+        order("nj", "o-nj", shipping={"province": "浙江省", "city": "南京市"}),
+    )
+    for params, expected in (
+        ({"city": "杭州"}, ["tb_zhangsan88"]),
+        ({"city": "杭 州"}, ["tb_zhangsan88"]),
+        ({"province": "浙江", "city": "杭州市"}, ["tb_zhangsan88"]),
+        ({"province": "zhejiang"}, ["nj", "tb_zhangsan88"]),
+        ({"city": "南京"}, ["nj"]),
+        ({"province": "江苏"}, []),
+    ):
+        page = client.get("/v1/customers", params=params, headers=READER).json()
+        assert [i["customer_id"] for i in page["items"]] == expected, params
+    # an operator's address is normalised the same way, and found by the same search
+    response = client.patch(
+        "/v1/customers/nj",
+        json={"address": {"province": "重庆", "city": "万州", "address": "沙龙路 1 号"}},
+        headers=WRITER,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["basic"]["address"] == {
+        "province": "重庆市",
+        "city": "重庆市",
+        "district": "万州区",
+        "address": "****",
+    }
+    found = client.get("/v1/customers", params={"city": "重庆"}, headers=READER).json()["items"]
+    assert [i["customer_id"] for i in found] == ["nj"]
+    assert [e for e in outbox(client) if e["type"] == "profile.updated"][-1]["data"][
+        "city"
+    ] == "重庆市"
+    # and a city of another province entered by an operator is reported, not corrected
+    client.patch(
+        "/v1/customers/nj", json={"address": {"province": "浙江", "city": "南京"}}, headers=WRITER
+    )
+    conflicts = client.get("/v1/customers/nj", headers=READER).json()["data_quality"]["conflicts"]
+    mismatch = [c for c in conflicts if c["reason"] == "city_not_in_province"]
+    assert mismatch == [
+        {
+            "field": "address",
+            "reason": "city_not_in_province",
+            "value": {"province": "浙江省", "city": "南京市"},
+            "source": "operator",
+            "alternatives": [],
+            "city_province": "江苏省",
+        }
+    ]
+
+
+def test_search_answers_a_page_of_summaries(client: TestClient) -> None:
+    feed(client, ZHANG, order("other", "T9"))
+    first = client.get("/v1/customers", params={"limit": 1}, headers=READER).json()
+    assert set(first) == {"items", "next_cursor"} and first["next_cursor"]
+    assert first["items"] == [
+        {
+            "customer_id": "other",
+            "name": None,
+            "mobiles": [],
+            "emails": [],
+            "province": None,
+            "city": None,
+            "tags": [],
+            "segments": [],
+            "lifecycle_stage": None,
+            "rfm_segment": None,
+            "order_count": 1,
+            "total_spent": "199.00",
+            "currency": "CNY",
+        }
+    ]
+    last = client.get(
+        "/v1/customers", params={"limit": 1, "cursor": first["next_cursor"]}, headers=READER
+    ).json()
+    assert [i["customer_id"] for i in last["items"]] == ["tb_zhangsan88"]
+    assert last["next_cursor"] is None
+    schema = client.get("/openapi.json").json()["paths"]["/v1/customers"]["get"]
+    assert "CustomerSummary" in orjson.dumps(schema["responses"]["200"]).decode()
+
+
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?P<offset>Z|[+-]\d{2}:\d{2})?"
+)
+
+
+def timestamps(value: Any) -> list[str]:
+    """Every string in a JSON answer that is a date and time."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in timestamps(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in timestamps(v)]
+    if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
+        return [value]
+    return []
+
+
+@pytest.fixture
+def any_client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
+    """A client on SQLite (which hands timestamps back without their offset) and on
+    PostgreSQL."""
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        database_url=db_url,
+        api_key=ADMIN_KEY,
+        api_keys={"pii-key": ["profile:read", "pii:read"], "writer-key": ["profile:*"]},
+        run_consumer=False,
+    )
+    app = create_app(settings, start_runtime=False)
+    runtime: ServiceRuntime = app.state.runtime
+    runtime.migrate()
+    with TestClient(app) as test_client:
+        yield test_client
+    runtime.db.dispose()
+
+
+def test_every_timestamp_answered_carries_an_offset(any_client: TestClient) -> None:
+    client = any_client
+    feed(
+        client,
+        ZHANG,
+        order("tb_other", "T2", created_minutes=5),
+        customer("tb_zhangsan88", name="张三", mobiles=["13800138000"]),
+        interaction("tb_zhangsan88", "i1", "review", rating=5),
+        segment_changed("tb_zhangsan88", first_order_at=datetime(2026, 11, 1, 2, 2, tzinfo=UTC)),
+    )
+    rule = {"tag": "buyer", "rule": {"field": "order_count", "op": "gte", "value": 1}}
+    assert client.post("/v1/tag-rules", json=rule, headers=WRITER).status_code == 201
+    client.post("/v1/customers/tb_zhangsan88/tags", json={"tags": ["vip"]}, headers=WRITER)
+    client.patch("/v1/customers/tb_zhangsan88", json={"title": "buyer"}, headers=WRITER)
+    # a consent time sent without an offset is UTC
+    policy = {"channels": {"sms": {"consented": True, "at": "2026-11-01T10:00:00"}}}
+    put = client.put("/v1/customers/tb_zhangsan88/contact-policy", json=policy, headers=WRITER)
+    assert put.json()["channels"]["sms"]["at"] == "2026-11-01T10:00:00Z"
+    client.post(
+        "/v1/customers/tb_zhangsan88/merge", json={"merge_ids": ["tb_other"]}, headers=WRITER
+    )
+    answers = {
+        "profile": client.get("/v1/customers/tb_zhangsan88", headers=PII).json(),
+        "audit": client.get("/v1/customers/tb_zhangsan88/audit", headers=PII).json(),
+        "export": client.get("/v1/customers/tb_zhangsan88/export", headers=PII).json(),
+        "tag rules": client.get("/v1/tag-rules", headers=PII).json(),
+        "policy": put.json(),
+    }
+    erasure = client.delete("/v1/customers/tb_zhangsan88", headers=WRITER).json()
+    answers["erasure"] = erasure
+    answers["erasure audit"] = client.get(
+        f"/v1/erasures/{erasure['erasure_id']}", headers=PII
+    ).json()
+    # the walk sees the timestamps read back from the database
+    audit = answers["audit"]["audit"]
+    assert [a["action"] for a in audit] == ["tag", "patch", "contact_policy", "merge"]
+    export = answers["export"]
+    read_back = [
+        *(a["at"] for a in audit),
+        export["merges"][0]["merged_at"],
+        export["interactions"][0]["occurred_at"],
+        answers["tag rules"][0]["created_at"],
+        answers["erasure audit"]["audit"][-1]["at"],
+        erasure["erased_at"],
+        answers["profile"]["transactions"]["first_purchase_at"],
+    ]
+    for name, answer in answers.items():
+        found = timestamps(answer)
+        for stamp in found:
+            match = _TIMESTAMP.fullmatch(stamp)
+            assert match is not None and match["offset"], (name, stamp)
+    everything = {t for answer in answers.values() for t in timestamps(answer)}
+    assert set(read_back) <= everything

@@ -3,14 +3,16 @@ segment snapshots, interactions, provenance."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
 
-from services.profile import service
+from services.profile import domain, service
 from services.profile.config import Settings
 from shared.db import Database
 from tests.profile.profile_factories import (
+    T0,
     apply,
     customer,
     interaction,
@@ -261,3 +263,58 @@ def test_profile_row_stores_the_document_without_its_scores_part() -> None:
     # the scores part stays on the document in memory (the batch still reads it)
     assert doc["scores"] == {"rfm_segment": "new"} and doc["segments"] == ["vip"]
     assert doc["scores_key"] == "k"
+
+
+def test_first_order_at_is_placement_of_first_purchase_first_purchase_at_is_segments(
+    db: Database, settings: Settings
+) -> None:
+    placed, paid = T0 + timedelta(minutes=10), T0 + timedelta(minutes=70)
+    apply(
+        db,
+        settings,
+        # placed earlier but never paid: no purchase, so not the first order either
+        order("c1", "o0", "created"),
+        order("c1", "o1", "paid", created_minutes=10, minutes=70, paid_at=paid),
+    )
+    tx = view(db, settings, "c1")["transactions"]
+    assert tx["first_order_at"] == domain.iso(placed)
+    assert tx["first_purchase_at"] is None  # not scored by segment yet
+    apply(db, settings, segment_changed("c1", first_order_at=paid))
+    tx = view(db, settings, "c1")["transactions"]
+    assert tx["first_order_at"] == domain.iso(placed)
+    assert tx["first_purchase_at"] == domain.iso(paid)
+
+
+def test_an_address_naming_a_city_of_another_province_is_a_conflict(
+    db: Database, settings: Settings
+) -> None:
+    apply(
+        db,
+        settings,
+        order(
+            "c1", "o1", shipping={"province": "浙江省", "city": "南京市", "address": "中山路 1 号"}
+        ),
+        order("c2", "o2", shipping={"province": "浙江省", "city": "杭州市"}),
+    )
+    expected = {
+        "field": "address",
+        "reason": "city_not_in_province",
+        "value": {"province": "浙江省", "city": "南京市"},
+        "source": "order:tmall:shipping",
+        "alternatives": [],
+        "city_province": "江苏省",
+    }
+    assert view(db, settings, "c1")["data_quality"]["conflicts"] == [expected]
+    # region names are no personal data: the masked view reports the same
+    assert view(db, settings, "c1", pii=False)["data_quality"]["conflicts"] == [expected]
+    assert view(db, settings, "c2")["data_quality"]["conflicts"] == []
+    # a newer record from another source corrects the region: what remains is the older
+    # value it replaced, a conflict between sources
+    apply(
+        db,
+        settings,
+        customer("c1", minutes=10, address={"province": "江苏省", "city": "南京市"}),
+    )
+    conflicts = view(db, settings, "c1")["data_quality"]["conflicts"]
+    assert [(c["field"], c["reason"]) for c in conflicts] == [("address", "sources_disagree")]
+    assert conflicts[0]["alternatives"][0]["value"]["province"] == "浙江省"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from services.profile import service
 from services.profile.config import Settings
 from shared.db import Database
+from shared.errors import NotFound
 from tests.profile.profile_factories import (
     apply,
     customer,
@@ -153,3 +155,76 @@ def test_operator_verification_merges_and_the_survivor_rule_holds(
     assert merged["merged_ids"] == ["late"]
     assert merged["transactions"]["order_count"] == 2
     assert merged["provenance"]["mobiles"][0]["verified"] is True
+
+
+_TAG_LOG = {
+    "sqlite": [
+        "CREATE TABLE tag_log (op TEXT, profile_id TEXT, tag TEXT, source TEXT)",
+        "CREATE TRIGGER tag_deleted AFTER DELETE ON profile_tags BEGIN INSERT INTO tag_log "
+        "VALUES ('delete', OLD.profile_id, OLD.tag, OLD.source); END",
+        "CREATE TRIGGER tag_inserted AFTER INSERT ON profile_tags BEGIN INSERT INTO tag_log "
+        "VALUES ('insert', NEW.profile_id, NEW.tag, NEW.source); END",
+    ],
+    "postgresql": [
+        "CREATE TABLE tag_log (op TEXT, profile_id TEXT, tag TEXT, source TEXT)",
+        "CREATE FUNCTION log_tag() RETURNS trigger AS $$ BEGIN "
+        "IF TG_OP = 'DELETE' THEN "
+        "INSERT INTO tag_log VALUES ('delete', OLD.profile_id, OLD.tag, OLD.source); "
+        "RETURN OLD; END IF; "
+        "INSERT INTO tag_log VALUES ('insert', NEW.profile_id, NEW.tag, NEW.source); "
+        "RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER tag_log AFTER INSERT OR DELETE ON profile_tags "
+        "FOR EACH ROW EXECUTE FUNCTION log_tag()",
+    ],
+}
+
+
+def test_a_merge_writes_only_the_tag_rows_that_change(db: Database, settings: Settings) -> None:
+    apply(db, settings, order("a", "o1"), order("b", "o2", created_minutes=5))
+    with db.unit_of_work() as session:
+        service.create_tag_rule(
+            session, "buyer", {"field": "order_count", "op": "gte", "value": 1}, None, settings
+        )
+        service.add_tags(session, "a", ["vip"], "key", settings)
+        service.add_tags(session, "b", ["vip", "gift"], "key", settings)
+    with db.unit_of_work() as session:
+        for statement in _TAG_LOG[session.get_bind().dialect.name]:
+            session.execute(text(statement))
+    with db.unit_of_work() as session:
+        service.merge_profiles(session, "a", ["b"], "same person", "key", settings)
+    with db.sessions() as session:
+        log = set(session.execute(text("SELECT op, profile_id, tag, source FROM tag_log")).all())
+        rows = set(
+            session.execute(
+                text("SELECT profile_id, tag, source FROM profile_tags ORDER BY tag")
+            ).all()
+        )
+    # the survivor's vip (manual) and buyer (rule) rows stay as they were
+    assert log == {
+        ("delete", "b", "vip", "manual"),
+        ("delete", "b", "gift", "manual"),
+        ("delete", "b", "buyer", "rule"),
+        ("insert", "a", "gift", "manual"),
+    }
+    assert rows == {("a", "buyer", "rule"), ("a", "gift", "manual"), ("a", "vip", "manual")}
+    assert profile(db, settings, "b")["tags"] == ["buyer", "gift", "vip"]
+
+
+def test_the_transaction_and_the_hot_path_read_the_same_profile(
+    db: Database, settings: Settings
+) -> None:
+    apply(db, settings, order("a", "o1"), order("b", "o2", created_minutes=5))
+    with db.unit_of_work() as session:
+        service.merge_profiles(session, "a", ["b"], "same person", "key", settings)
+        # inside the transaction the merge is visible before its commit
+        assert service.load(session, "b").profile_id == "a"
+        assert service.load(session, "a").doc["merged_ids"] == ["b"]
+    for customer_id in ("a", "b"):
+        with db.sessions() as session:
+            loaded = service.load(session, customer_id)
+        read = service.read(db.engine, customer_id)
+        assert (read.profile_id, read.doc) == (loaded.profile_id, loaded.doc)
+    with db.sessions() as session, pytest.raises(NotFound):
+        service.load(session, "nobody")
+    with pytest.raises(NotFound):
+        service.read(db.engine, "nobody")
