@@ -20,7 +20,7 @@ class Page(BaseModel, Generic[T]):
     """One page of results; pass ``next_cursor`` back as ``cursor`` for the next one."""
 
     items: list[T]
-    next_cursor: str | None = Field(None, description="absent on the last page")
+    next_cursor: str | None = Field(None, description="null on the last page")
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
