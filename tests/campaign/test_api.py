@@ -122,6 +122,53 @@ def test_invalid_campaigns_are_422_problems(client: TestClient, change: dict) ->
     assert response.headers["content-type"] == "application/problem+json"
 
 
+@pytest.mark.parametrize(
+    ("condition", "where", "code", "message"),
+    [
+        (
+            {"field": "nope", "op": "eq", "value": 1},
+            "field",
+            "rule.field",
+            "unknown field 'nope'; known: city, currency, f_score, frequency, lifecycle_stage, "
+            "m_score, monetary, province, r_score, recency_days, rfm_segment, segments, tags, "
+            "value_quadrant",
+        ),
+        (
+            {"field": "tags", "op": "eq", "value": "x"},
+            "op",
+            "rule.op",
+            "tags takes contains, contains_any or contains_all",
+        ),
+        (
+            {"field": "monetary", "op": "gt", "value": "lots"},
+            "value",
+            "rule.value",
+            "monetary takes decimal amounts, not 'lots'",
+        ),
+        ({"field": "r_score", "op": "gte"}, "value", "missing", "Field required"),
+    ],
+)
+def test_a_bad_nested_audience_condition_is_one_precise_error(
+    client: TestClient, condition: dict, where: str, code: str, message: str
+) -> None:
+    rule = {
+        "all": [
+            {"field": "lifecycle_stage", "op": "eq", "value": "silent"},
+            {"any": [{"field": "r_score", "op": "lte", "value": 2}, {"not": condition}]},
+        ]
+    }
+    response = client.post(
+        "/v1/campaigns", json={**CAMPAIGN, "audience": {"rule": rule}}, headers=ADMIN
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["errors"] == [
+        {"field": f"audience.rule.all[1].any[1].not.{where}", "code": code, "message": message}
+    ]
+    assert problem["detail"] == "1 invalid field(s)"
+
+
 def test_list_is_cursor_paginated_and_filters_by_status(client: TestClient) -> None:
     ids = [
         client.post("/v1/campaigns", json={**CAMPAIGN, "name": f"c{i}"}, headers=ADMIN).json()[

@@ -72,6 +72,10 @@ def test_rule_language_all_any_not_and_comparisons() -> None:
     assert not matches({"field": "r_score", "op": "ne", "value": 1}, unknown)
     assert not matches({"field": "city", "op": "not_in", "value": ["x"]}, unknown)
     assert matches({"not": {"field": "r_score", "op": "eq", "value": 1}}, unknown)
+    # money literals are compared in the row's 1/10,000 units, exactly
+    assert matches({"field": "monetary", "op": "eq", "value": "123.45"})
+    assert matches({"field": "monetary", "op": "in", "value": [123.45, "1"]})
+    assert not matches({"field": "monetary", "op": "lt", "value": "123.4500"})
 
 
 @pytest.mark.parametrize(
@@ -84,6 +88,9 @@ def test_rule_language_all_any_not_and_comparisons() -> None:
         {"field": "r_score", "op": "between", "value": [1]},
         {"field": "monetary", "op": "gt", "value": "lots"},
         {"all": []},
+        {"field": "city", "op": "eq", "value": ["杭州市"]},  # one value, not a list
+        {"field": "tags", "op": "contains", "value": ["good_review"]},  # that is contains_any
+        {"field": "monetary", "op": "gt", "value": "12.34567"},  # finer than monetary_e4
     ],
 )
 def test_invalid_rules_are_rejected(bad: dict) -> None:

@@ -113,3 +113,41 @@ def test_bad_rules_are_rejected() -> None:
     ):
         with pytest.raises(ValidationError):
             parse_rule(bad)
+
+
+def test_a_bad_tag_rule_is_one_error_at_its_path() -> None:
+    bad = {
+        "all": [
+            {"field": "order_count", "op": "gte", "value": 2},
+            {"any": [{"not": {"field": "membership_interest", "op": "gt", "value": True}}]},
+        ]
+    }
+    with pytest.raises(ValidationError) as caught:
+        parse_rule(bad)
+    assert [(e["loc"], e["type"], e["msg"]) for e in caught.value.errors()] == [
+        (("all", 1, "any", 0, "not", "op"), "rule.op", "membership_interest takes eq or ne")
+    ]
+
+
+def test_tag_rules_read_booleans_dates_and_money_as_facts_hold_them() -> None:
+    rule = parse_rule(
+        {
+            "all": [
+                {"field": "points_interest", "op": "eq", "value": True},
+                {"field": "last_order_at", "op": "gte", "value": "2026-11-01T00:00:00+08:00"},
+                {"field": "average_order_value", "op": "gt", "value": "99.99"},
+                {"field": "brands", "op": "contains_all", "value": ["Acme"]},
+            ]
+        }
+    )
+    facts = {
+        "points_interest": True,
+        "last_order_at": "2026-10-31T16:00:00.000000+00:00",  # the same instant
+        "average_order_value": "100.00",
+        "brands": ["Acme", "Other"],
+    }
+    assert matches(rule, facts)
+    assert not matches(rule, {**facts, "points_interest": None})
+    assert not matches(rule, {**facts, "last_order_at": "2026-10-31T15:59:59.999999+00:00"})
+    assert not matches(rule, {**facts, "average_order_value": "99.99"})
+    assert not matches(rule, {**facts, "brands": []})

@@ -167,6 +167,64 @@ def test_custom_segments_and_their_members(client: TestClient) -> None:
     assert response.json()["errors"][0]["field"] == "name"
 
 
+@pytest.mark.parametrize(
+    ("condition", "where", "code", "message"),
+    [
+        (
+            {"field": "nope", "op": "eq", "value": 1},
+            "field",
+            "rule.field",
+            "unknown field 'nope'; known: average_order_value, categories, channels, city, "
+            "currency, f_score, first_order_at, frequency, funnel_bucket, last_order_at, "
+            "lifecycle_stage, m_score, monetary, order_count, province, purchase_bucket, "
+            "r_score, recency_days, rfm_code, rfm_segment, total_spent, value_quadrant",
+        ),
+        (
+            {"field": "province", "op": "contains", "value": "x"},
+            "op",
+            "rule.op",
+            "contains applies to categories or channels only",
+        ),
+        (
+            {"field": "last_order_at", "op": "gt", "value": "yesterday"},
+            "value",
+            "rule.value",
+            "last_order_at takes ISO 8601 timestamps with an offset",
+        ),
+        (
+            {"field": "city", "op": "in", "value": ["杭州市", 1]},
+            "value[1]",
+            "rule.value",
+            "city takes strings, not 1",
+        ),
+        (
+            {"field": "r_score", "op": "between", "value": [1]},
+            "value",
+            "rule.value",
+            "between takes [low, high]",
+        ),
+    ],
+)
+def test_a_bad_nested_condition_is_one_precise_error(
+    client: TestClient, condition: dict, where: str, code: str, message: str
+) -> None:
+    rule = {
+        "any": [
+            {"field": "r_score", "op": "gte", "value": 4},
+            {"all": [{"field": "frequency", "op": "gte", "value": 1}, {"not": condition}]},
+        ]
+    }
+    response = client.post("/v1/segments", json={"name": "bad", "rule": rule}, headers=HEADERS)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["errors"] == [
+        {"field": f"rule.any[1].all[1].not.{where}", "code": code, "message": message}
+    ]
+    assert problem["detail"] == "1 invalid field(s)"
+    assert client.get("/v1/segments", headers=READER).json() == []
+
+
 def test_reports(client: TestClient) -> None:
     rfm = client.get("/v1/reports/rfm", headers=READER).json()["rows"][0]
     assert sum(c["customers"] for c in rfm["grid"]) == 2

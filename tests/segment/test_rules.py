@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.segment.rules import Rule, evaluate
+from services.segment.rules import CATALOGUE, Rule, evaluate
 
 RULE: TypeAdapter[Rule] = TypeAdapter(Rule)
 
@@ -40,36 +42,43 @@ def frame() -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize(
-    ("rule", "members"),
-    [
-        ({"field": "r_score", "op": "gte", "value": 4}, ["a"]),
-        ({"field": "r_score", "op": "lt", "value": 4}, ["b"]),  # the prospect has no score
-        ({"field": "monetary", "op": "between", "value": ["10", "500.00"]}, ["a", "b"]),
-        ({"field": "average_order_value", "op": "gt", "value": "99.99"}, ["a"]),
-        ({"field": "average_order_value", "op": "gt", "value": "100"}, []),
-        ({"field": "lifecycle_stage", "op": "not_in", "value": ["active", "new"]}, ["b", "p"]),
-        ({"field": "province", "op": "ne", "value": "浙江省"}, ["p"]),
-        ({"field": "categories", "op": "contains_all", "value": ["shoes", "bags"]}, ["a"]),
-        ({"field": "channels", "op": "contains_any", "value": ["jd", "wechat"]}, ["a"]),
-        ({"field": "first_order_at", "op": "gte", "value": "2026-01-01T00:00:00+08:00"}, ["b"]),
-        ({"not": {"field": "frequency", "op": "eq", "value": 0}}, ["a", "b"]),
-        (
-            {
-                "any": [
-                    {"field": "rfm_segment", "op": "eq", "value": "champions"},
-                    {
-                        "all": [
-                            {"field": "order_count", "op": "eq", "value": 1},
-                            {"field": "recency_days", "op": "gt", "value": 90},
-                        ]
-                    },
-                ]
-            },
-            ["a", "b"],
-        ),
-    ],
-)
+SELECTIONS = [
+    ({"field": "r_score", "op": "gte", "value": 4}, ["a"]),
+    ({"field": "r_score", "op": "lt", "value": 4}, ["b"]),  # the prospect has no score
+    ({"field": "monetary", "op": "between", "value": ["10", "500.00"]}, ["a", "b"]),
+    ({"field": "average_order_value", "op": "gt", "value": "99.99"}, ["a"]),
+    ({"field": "average_order_value", "op": "gt", "value": "100"}, []),
+    ({"field": "lifecycle_stage", "op": "not_in", "value": ["active", "new"]}, ["b", "p"]),
+    ({"field": "province", "op": "ne", "value": "浙江省"}, ["p"]),
+    ({"field": "categories", "op": "contains_all", "value": ["shoes", "bags"]}, ["a"]),
+    ({"field": "channels", "op": "contains_any", "value": ["jd", "wechat"]}, ["a"]),
+    ({"field": "first_order_at", "op": "gte", "value": "2026-01-01T00:00:00+08:00"}, ["b"]),
+    ({"not": {"field": "frequency", "op": "eq", "value": 0}}, ["a", "b"]),
+    (
+        {
+            "any": [
+                {"field": "rfm_segment", "op": "eq", "value": "champions"},
+                {
+                    "all": [
+                        {"field": "order_count", "op": "eq", "value": 1},
+                        {"field": "recency_days", "op": "gt", "value": 90},
+                    ]
+                },
+            ]
+        },
+        ["a", "b"],
+    ),
+    ({"field": "r_score", "op": "ne", "value": 5}, ["b"]),
+    ({"field": "city", "op": "not_in", "value": ["上海市"]}, ["a"]),
+    ({"field": "rfm_code", "op": "gte", "value": "300"}, ["a"]),
+    ({"field": "total_spent", "op": "in", "value": ["10", "600.0000"]}, ["a", "b"]),
+    ({"field": "last_order_at", "op": "lt", "value": "2026-08-12T08:00:01+08:00"}, ["b"]),
+    ({"field": "channels", "op": "contains", "value": "jd"}, ["a"]),
+    ({"not": {"field": "categories", "op": "contains_any", "value": ["bags"]}}, ["p"]),
+]
+
+
+@pytest.mark.parametrize(("rule", "members"), SELECTIONS)
 def test_rules_select_members(rule: dict, members: list[str]) -> None:
     data = frame()
     mask = evaluate(RULE.validate_python(rule), data)
@@ -86,8 +95,38 @@ def test_rules_select_members(rule: dict, members: list[str]) -> None:
         {"field": "province", "op": "contains", "value": "x"},
         {"field": "last_order_at", "op": "gt", "value": "yesterday"},
         {"all": []},
+        {"field": "r_score", "op": "eq", "value": [4, 5]},  # one value, not a list
+        {"field": "categories", "op": "contains", "value": ["shoes", "bags"]},
+        {"field": "monetary", "op": "gt", "value": "Infinity"},
+        {"field": "monetary", "op": "gt", "value": "0.00001"},  # finer than stored
+        {"field": "monetary", "op": "gte", "value": "1", "not": {}},
     ],
 )
 def test_invalid_rules_are_rejected(rule: dict) -> None:
     with pytest.raises(ValidationError):
         RULE.validate_python(rule)
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as the shared per-record evaluator reads them."""
+    rows: list[dict[str, Any]] = []
+    for values in frame.astype(object).where(frame.notna(), None).to_dict("records"):
+        row = {str(name): value for name, value in values.items()}
+        orders = row["order_count"]
+        row["average_order_value"] = row["total_spent_e4"] // orders if orders else None
+        for name in ("first_order_at", "last_order_at"):
+            row[name] = row[name].to_pydatetime() if row[name] is not None else None
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize(("rule", "members"), SELECTIONS)
+def test_the_vectorised_evaluator_agrees_with_the_shared_per_record_one(
+    rule: dict, members: list[str]
+) -> None:
+    data = frame()
+    parsed = RULE.validate_python(rule)
+    test = CATALOGUE.predicate(parsed)
+    rows = records(data)
+    assert evaluate(parsed, data).tolist() == [test(row) for row in rows]
+    assert [row["customer_id"] for row in rows if test(row)] == members
