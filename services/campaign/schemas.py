@@ -36,13 +36,8 @@ class AudienceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     segment_id: str | None = Field(None, max_length=200)
-    rule: Rule | None = Field(
-        None,
-        description="all/any/not over fields r_score, f_score, m_score, recency_days, "
-        "frequency, monetary, rfm_segment, lifecycle_stage, value_quadrant, province, city, "
-        "currency (eq ne gt gte lt lte between in not_in) and tags, segments "
-        "(contains contains_any contains_all)",
-    )
+    # described in OpenAPI by the rule catalogue itself (its fields and their ops)
+    rule: Rule | None = None
 
     @model_validator(mode="after")
     def _one(self) -> AudienceSpec:

@@ -27,7 +27,7 @@ from services.profile.repository import (
     dumps,
     read_profile_by_customer,
 )
-from services.profile.rules import Rule, matches, parse_rule
+from services.profile.rules import CATALOGUE, parse_rule
 from shared import regions, topics
 from shared.bus import add_to_outbox
 from shared.errors import Conflict, NotFound, ValidationProblem
@@ -47,6 +47,7 @@ from shared.events import (
     encode_event,
     utcnow,
 )
+from shared.rules import Predicate
 
 SOURCE = "profile"
 KIND_OF_FIELD = {"mobiles": "mobile", "emails": "email", "phones": "phone"}
@@ -121,13 +122,16 @@ class RuleBook:
     """The tag rules, parsed once per transaction."""
 
     def __init__(self, rules: list[dict[str, Any]]) -> None:
-        self.rules: list[tuple[str, Rule]] = [(r["tag"], parse_rule(r["rule"])) for r in rules]
+        # compiled once: a batch tests every rule against every profile it touches
+        self.rules: list[tuple[str, Predicate]] = [
+            (r["tag"], CATALOGUE.predicate(parse_rule(r["rule"]))) for r in rules
+        ]
 
     def tags_for(self, doc: dict[str, Any], settings: Settings) -> list[str]:
         if not self.rules:
             return []
         facts = domain.facts_for_rules(doc, settings)
-        return sorted({tag for tag, rule in self.rules if matches(rule, facts)})
+        return sorted({tag for tag, test in self.rules if test(facts)})
 
 
 def refresh_rule_tags(
