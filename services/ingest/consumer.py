@@ -17,9 +17,14 @@ from shared.runtime import ServiceRuntime
 
 
 def decode_raw(record: Any) -> tuple[str, str, Any]:
-    """``(raw.<kind>, topic/partition/offset, the JSON object or RecordRejected)``; never raises,
-    so a bad record is rejected with its reason by the handler, in the same transaction."""
-    dedup_id = f"{record.topic}/{record.partition}/{record.offset}"
+    """``(raw.<kind>, dedup id, the JSON object or RecordRejected)``; never raises, so a bad
+    record is rejected with its reason by the handler, in the same transaction.
+
+    Raw records carry no id of their own: the dedup id is their position and broker
+    timestamp, ``topic/partition/offset@timestamp``. A redelivered record has both; a
+    topic that starts over (an emptied embedded broker, a recreated topic) reuses offsets
+    from 0, and with the position alone its new records would be skipped as seen."""
+    dedup_id = f"{record.topic}/{record.partition}/{record.offset}@{record.timestamp}"
     event_type = f"raw.{RAW_KINDS[record.topic]}"
     return event_type, dedup_id, _payload(record.value)
 

@@ -276,3 +276,59 @@ def test_an_erased_profile_leaves_the_event_store(
             return decode_event(envelope).data.buyer is None
 
         wait_for(scrubbed, timeout=30, what="the stored order to lose its buyer")
+
+
+def test_a_topic_that_starts_over_is_not_mistaken_for_records_already_seen(
+    tmp_path: Path,
+) -> None:
+    """Raw records are deduplicated by position and broker timestamp: a redelivery is
+    skipped, but a record at a reused offset (an emptied broker, a recreated topic) is new."""
+    from kafka.consumer.fetcher import ConsumerRecord
+
+    from services.ingest.consumer import build_consumers
+
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'ingest.db'}",
+        api_key=ADMIN_KEY,
+    )
+    runtime = create_runtime(settings)
+    runtime.migrate()
+    loop = build_consumers(runtime)[0]
+
+    def record(order_id: str, timestamp: int) -> Any:
+        value = orjson.dumps({**order(order_id), "customer_id": "c-restart"})
+        return ConsumerRecord(
+            topics.RAW_ORDERS,
+            0,
+            0,
+            7,
+            timestamp,
+            0,
+            b"c-restart",
+            value,
+            [],
+            None,
+            9,
+            len(value),
+            -1,
+        )
+
+    def consume(raw: Any) -> None:
+        with runtime.db.unit_of_work() as session:
+            loop._handle_batch(session, [loop._decode(raw)])
+
+    def stored() -> list[str]:
+        with runtime.db.sessions() as session:
+            return sorted(session.scalars(select(StoredEvent.entity_id)))
+
+    try:
+        consume(record("before", 1_700_000_000_000))
+        consume(record("before", 1_700_000_000_000))  # redelivered: skipped
+        assert stored() == ["before"]
+        assert loop.processed_count == 1
+        consume(record("after", 1_700_000_500_000))  # offset 7 again, on a fresh topic
+        assert stored() == ["after", "before"]
+    finally:
+        runtime.db.dispose()
