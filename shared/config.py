@@ -57,6 +57,15 @@ class ServiceSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(
         6000, validation_alias=_common("CRM_KAFKA_SESSION_TIMEOUT_MS")
     )
+    # how long a consumer remembers the events it processed (a redelivery or replay of an
+    # older one is applied again: handlers are idempotent per entity version), and how long
+    # an Idempotency-Key answers with its first response
+    processed_events_retention_days: int = Field(
+        30, ge=1, validation_alias=_common("CRM_PROCESSED_EVENTS_RETENTION_DAYS")
+    )
+    idempotency_key_retention_hours: int = Field(
+        24, ge=1, validation_alias=_common("CRM_IDEMPOTENCY_KEY_RETENTION_HOURS")
+    )
 
     # --- per service (prefixed) ---
     database_url: str | None = None

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,11 +32,15 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     event,
+    literal_column,
+    select,
     text,
 )
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import ColumnClause
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ def define_platform_tables(metadata: MetaData) -> None:
         Column("consumer", String(100), primary_key=True),
         Column("event_id", String(200), primary_key=True),
         Column("processed_at", DateTime(timezone=True), nullable=False),
+        Index("ix_processed_events_processed_at", "processed_at"),
     )
     Table(
         "outbox",
@@ -91,6 +97,7 @@ def define_platform_tables(metadata: MetaData) -> None:
         Column("response_headers", JSON, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("completed_at", DateTime(timezone=True), nullable=True),
+        Index("ix_idempotency_keys_created_at", "created_at"),
     )
     Table(
         "kv_state",
@@ -201,6 +208,36 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_PLATFORM = MetaData()
+define_platform_tables(_PLATFORM)
+
+
+def prune_platform_tables(
+    db: Database, *, processed_before: datetime, idempotency_before: datetime, chunk: int = 5000
+) -> dict[str, int]:
+    """Delete tracking records processed before ``processed_before`` and idempotency keys
+    created before ``idempotency_before``, a chunk per transaction (short locks); returns
+    how many rows left each table."""
+    deleted = {}
+    for name, column, before in (
+        ("processed_events", "processed_at", processed_before),
+        ("idempotency_keys", "created_at", idempotency_before),
+    ):
+        table = _PLATFORM.tables[name]
+        # the physical row id: no primary-key tuple to match, and the scan stops at `chunk`
+        row_id: ColumnClause[Any] = literal_column("rowid" if db.is_sqlite else "ctid")
+        oldest = select(row_id).where(table.c[column] < before).limit(chunk).scalar_subquery()
+        total = 0
+        while True:
+            with db.engine.begin() as conn:
+                count = conn.execute(delete(table).where(row_id.in_(oldest))).rowcount or 0
+            total += count
+            if count < chunk:
+                break
+        deleted[name] = total
+    return deleted
 
 
 def chunks(values: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:

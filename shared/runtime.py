@@ -16,13 +16,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from shared import topics as topic_names
 from shared.bus import ConsumerLoop, OutboxRelay, Publisher, ensure_topics
 from shared.config import ServiceSettings
-from shared.db import Database, run_migrations
+from shared.db import Database, prune_platform_tables, run_migrations
+from shared.events import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,7 @@ class ServiceRuntime:
         )
         self.consumers: list[ConsumerLoop] = []
         self.jobs: list[PeriodicJob] = []
+        self.jobs.append(PeriodicJob(f"{self.name}-retention", 3600, self.prune, run_at_start=True))
         if self.db.is_sqlite and settings.sqlite_background_checkpoint_seconds > 0:
             self.jobs.append(
                 PeriodicJob(
@@ -134,6 +137,18 @@ class ServiceRuntime:
         self._stop = threading.Event()
         self._init_thread: threading.Thread | None = None
         self.extras: dict[str, Any] = {}
+
+    def prune(self) -> dict[str, int]:
+        """Forget processed events and idempotency keys older than their retention."""
+        now = utcnow()
+        deleted = prune_platform_tables(
+            self.db,
+            processed_before=now - timedelta(days=self.settings.processed_events_retention_days),
+            idempotency_before=now - timedelta(hours=self.settings.idempotency_key_retention_hours),
+        )
+        if any(deleted.values()):
+            log.info("%s: retention removed %s", self.name, deleted)
+        return deleted
 
     # -- lifecycle
 

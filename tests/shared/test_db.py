@@ -71,5 +71,60 @@ def test_a_background_checkpoint_replaces_the_automatic_one(tmp_path: Path) -> N
     assert [job.interval for job in runtime.jobs if "checkpoint" in job.name] == [0.5]
     plain = ServiceRuntime(DemoSettings(data_dir=tmp_path), tmp_path / "no-migrations")
     assert not [job for job in plain.jobs if "checkpoint" in job.name]
+    # and every runtime forgets old tracking records and idempotency keys hourly
+    assert [(job.interval, job.run_at_start) for job in plain.jobs if "retention" in job.name] == [
+        (3600, True)
+    ]
     runtime.db.dispose()
     plain.db.dispose()
+
+
+def test_retention_forgets_old_processed_events_and_idempotency_keys(
+    db_url: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, insert, select
+
+    from shared.db import Database, make_metadata, prune_platform_tables
+
+    metadata = make_metadata()
+    db = Database.from_url(db_url)
+    metadata.create_all(db.engine)
+    processed, keys = metadata.tables["processed_events"], metadata.tables["idempotency_keys"]
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    with db.engine.begin() as conn:
+        conn.execute(
+            insert(processed),
+            [
+                {"consumer": "g", "event_id": f"e{i}", "processed_at": now - timedelta(days=i)}
+                for i in range(40)
+            ],
+        )
+        conn.execute(
+            insert(keys),
+            [
+                {
+                    "key": f"k{i}",
+                    "scope": "s",
+                    "request_hash": "h",
+                    "created_at": now - timedelta(hours=i),
+                }
+                for i in range(30)
+            ],
+        )
+    deleted = prune_platform_tables(
+        db,
+        processed_before=now - timedelta(days=30),
+        idempotency_before=now - timedelta(hours=24),
+        chunk=4,  # several chunks, the last one partial
+    )
+    assert deleted == {"processed_events": 9, "idempotency_keys": 5}
+    with db.engine.connect() as conn:
+        left = sorted(conn.scalars(select(processed.c.event_id)), key=lambda e: int(e[1:]))
+        assert left == [f"e{i}" for i in range(31)]  # 30 days old: kept (strictly before)
+        assert conn.scalar(select(func.count()).select_from(keys)) == 25
+    assert prune_platform_tables(
+        db, processed_before=now - timedelta(days=30), idempotency_before=now - timedelta(hours=24)
+    ) == {"processed_events": 0, "idempotency_keys": 0}
+    db.dispose()
