@@ -370,7 +370,13 @@ class OutboxRelay:
 
 @dataclass
 class Inbound:
-    """One consumed record, decoded."""
+    """One consumed record, decoded.
+
+    A handler whose effect erases personal data sets ``checkpoint_after_commit``: once
+    the transaction holding the effect commits, the consumer loop checkpoints SQLite's
+    write-ahead log into the database file and truncates it (:meth:`Database.checkpoint`),
+    so the erased rows' old page copies do not linger in the WAL.
+    """
 
     topic: str
     partition: int
@@ -381,6 +387,7 @@ class Inbound:
     dedup_id: str
     event: Any
     attempts: int = 0
+    checkpoint_after_commit: bool = False
 
     @property
     def origin(self) -> str:
@@ -471,7 +478,9 @@ class ConsumerLoop:
     ``batch_handler``, if given, takes the whole poll batch at once (for throughput);
     when a batch fails it falls back to one message at a time so a poison record is
     isolated. Unknown event types are recorded as processed and skipped (forward
-    compatibility).
+    compatibility). When a handler set ``checkpoint_after_commit`` on a message whose
+    transaction committed, the poll ends with one :meth:`Database.checkpoint` (before
+    ``after_commit``).
     """
 
     name: str
@@ -501,6 +510,7 @@ class ConsumerLoop:
         self.last_poll_at: float | None = None
         self.processed_count = 0
         self.deadlettered_count = 0
+        self._checkpoint_due = False
 
     # -- lifecycle
 
@@ -583,6 +593,8 @@ class ConsumerLoop:
             self._dead_letter(message, error, error_type, attempts=1)
         if messages:
             self._process(messages)
+        if self._checkpoint_due:
+            self._checkpoint()
         self._commit_offsets(consumer, offsets)
         self._record_lag(consumer, offsets)
         metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
@@ -622,6 +634,7 @@ class ConsumerLoop:
             try:
                 with self.db.unit_of_work() as session:
                     self._handle_batch(session, messages)
+                self._committed(messages)
                 return
             except TRANSIENT_ERRORS as exc:
                 if attempt >= self.max_attempts:
@@ -649,6 +662,7 @@ class ConsumerLoop:
             try:
                 with self.db.unit_of_work() as session:
                     self._handle_batch(session, [message])
+                self._committed([message])
                 return
             except TRANSIENT_ERRORS as exc:
                 if attempt >= self.max_attempts and self._database_answers():
@@ -661,6 +675,18 @@ class ConsumerLoop:
                 self._dead_letter(message, str(exc), type(exc).__name__, attempt)
                 return
         raise TransientError("stopped while retrying")  # offsets stay uncommitted
+
+    def _committed(self, messages: list[Inbound]) -> None:
+        if any(m.checkpoint_after_commit for m in messages):
+            self._checkpoint_due = True
+
+    def _checkpoint(self) -> None:
+        self._checkpoint_due = False
+        try:
+            self.db.checkpoint()
+        except Exception as exc:
+            # the effect is committed either way: a failed checkpoint must not redo the batch
+            log.warning("%s: WAL checkpoint after commit failed (%s)", self.name, exc)
 
     def _handle_batch(self, session: Session, messages: list[Inbound]) -> None:
         # Driver-level SQL: on the hot path SQLAlchemy's statement building cost more
@@ -679,6 +705,8 @@ class ConsumerLoop:
             seen.update(row[0] for row in rows)
         fresh: list[Inbound] = []
         for message in messages:
+            # a request from an attempt that rolled back does not count
+            message.checkpoint_after_commit = False
             if message.dedup_id in seen:
                 metrics.DUPLICATES.labels(self.name).inc()
                 continue

@@ -21,5 +21,9 @@ def make_batch_handler(clock: Callable[[], datetime]) -> Callable[[Session, list
         relevant = [m for m in messages if m.event_type in HANDLED_TYPES]
         if relevant:
             service.apply_messages(session, relevant, clock())
+        for message in relevant:
+            if message.event_type == "profile.erased":
+                # the deleted orders and scores must not stay readable in SQLite's WAL
+                message.checkpoint_after_commit = True
 
     return handle_batch

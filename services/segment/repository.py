@@ -457,6 +457,10 @@ class Customers:
             if not rows:
                 break
             part = pd.DataFrame(rows, columns=names)
+            if part["state_hash"].dtype != "int64":
+                # a missing hash made the column float, which rounds 64-bit hashes
+                position = names.index("state_hash")
+                part["state_hash"] = pd.array([row[position] for row in rows], dtype="Int64")
             del rows
             for column in ("first_order_at", "last_order_at"):
                 part[column] = pd.to_datetime(part[column], utc=True, format="ISO8601")

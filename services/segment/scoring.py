@@ -21,7 +21,7 @@ Aggregates frame (output of :func:`aggregate_orders`, input of :func:`score_fram
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -369,7 +369,11 @@ _STAGES = np.array(["prospect", "new", "active", "silent", "sleeping", "lost"], 
 _QUADRANTS = np.array(["premium", "potential", "problem", "pending"], dtype=object)
 _RFM_CODES = np.array([f"{i:03d}" for i in range(556)], dtype=object)
 
-#: The columns whose values make up a customer's published state (with their memberships).
+#: A customer's published state is what a ``segment.changed`` carries but ``recency_days``
+#: (it moves with the calendar alone): the scores and labels (these columns, hashed with
+#: the custom-segment memberships by :func:`state_hashes`) and the figures below. Any
+#: difference from the last published state is a change (:func:`state_changed`), in
+#: both paths.
 STATE_COLUMNS = [
     "rfm_code",
     "rfm_segment",
@@ -379,6 +383,8 @@ STATE_COLUMNS = [
     "value_quadrant",
     "segments_key",
 ]
+#: The published figures, compared as they are (each customer's stored aggregates hold them).
+STATE_FIGURES = ["frequency", "monetary_e4", "currency", "first_order_at", "last_order_at"]
 
 
 def state_hashes(
@@ -401,6 +407,65 @@ def state_hashes(
             hashed = np.append(pd.util.hash_array(np.asarray(uniques, dtype=object)), missing)
             combined = combined * np.uint64(1_000_003) + hashed[codes] + np.uint64(position)
     return combined.view("int64")
+
+
+Rows = Sequence[Mapping[str, Any] | None] | pd.DataFrame
+
+
+def state_changed(
+    previous: Rows, current: Rows, hashes: np.ndarray, figures_moved: np.ndarray | None = None
+) -> np.ndarray:
+    """Which customers' state differs from the last published one: each is a ``segment.changed``.
+
+    ``previous``: each customer's ``state_hash`` and :data:`STATE_FIGURES` as last
+    published (no row or no hash: never published, a change); ``current``: their figures
+    now; ``hashes``: their new state hashes. Rows as dicts or as a DataFrame, aligned.
+    ``figures_moved`` (a mask) limits the comparison of figures to the rows whose figures
+    may differ, when the caller knows the others' are the very same values.
+    """
+    if isinstance(previous, pd.DataFrame):
+        stored = previous["state_hash"]
+        known = stored.notna().to_numpy()
+        before = stored.fillna(0).to_numpy(dtype="int64")
+    else:
+        stored_list = [row.get("state_hash") if row is not None else None for row in previous]
+        known = np.array([h is not None for h in stored_list], dtype=bool)
+        before = np.array([h or 0 for h in stored_list], dtype="int64")
+    changed = ~known | (before != hashes)
+    unsettled = ~changed if figures_moved is None else ~changed & figures_moved
+    for name in STATE_FIGURES:
+        # only where nothing differs yet (on the consumer's path most differ in the hash)
+        rows = np.flatnonzero(unsettled)
+        if not len(rows):
+            break
+        differ = _differ(_pick(previous, name, rows), _pick(current, name, rows))
+        changed[rows] = differ
+        unsettled[rows] = ~differ
+    return changed
+
+
+def _differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element by element: the values differ (two missing values do not)."""
+    differ = np.asarray(a != b, dtype=bool)
+    if differ.any() and (a.dtype.kind in "OMf" or b.dtype.kind in "OMf"):
+        differ &= ~(pd.isna(a) & pd.isna(b))
+    return differ
+
+
+def _pick(table: Rows, name: str, rows: np.ndarray) -> np.ndarray:
+    """One column of these rows as a plain array (datetimes as datetime64, missing as None/NaT)."""
+    if not isinstance(table, pd.DataFrame):
+        picked = [table[i] for i in rows.tolist()]
+        return np.array([r[name] if r is not None else None for r in picked], dtype=object)
+    column = table[name].iloc[rows]
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        # UTC instants as datetime64, not one Timestamp object per row
+        return column.dt.tz_convert(None).to_numpy()
+    if isinstance(column.dtype, np.dtype):
+        return column.to_numpy()
+    plain = column.to_numpy(dtype=object)
+    plain[pd.isna(plain)] = None  # a nullable dtype's pd.NA would not compare to a bool
+    return plain
 
 
 def score_arrays(
@@ -475,28 +540,36 @@ def score_frame(
     aggregates: pd.DataFrame, policy: ScoringPolicy, cut_points: CutPoints, as_of: datetime
 ) -> pd.DataFrame:
     """The aggregates with every score column added, as of ``as_of`` under ``cut_points``."""
-    out = aggregates.copy()
-    n = len(out)
-    counts = out["order_count"].to_numpy(dtype="int64") if n else np.zeros(0, dtype="int64")
-    recency = recency_days(out, as_of, policy) if n else np.zeros(0)
-    frequency = out["frequency"].to_numpy(dtype="float64") if n else np.zeros(0)
-    monetary = out["monetary_e4"].to_numpy(dtype="float64") if n else np.zeros(0)
+    n = len(aggregates)
+    counts = aggregates["order_count"].to_numpy(dtype="int64") if n else np.zeros(0, dtype="int64")
+    recency = recency_days(aggregates, as_of, policy) if n else np.zeros(0)
+    frequency = aggregates["frequency"].to_numpy(dtype="float64") if n else np.zeros(0)
+    monetary = aggregates["monetary_e4"].to_numpy(dtype="float64") if n else np.zeros(0)
     first_days = (
         local_day_number(as_of, policy.timezone)
-        - local_day_numbers(out["first_order_at"], policy.timezone)
+        - local_day_numbers(aggregates["first_order_at"], policy.timezone)
         if n
         else np.zeros(0)
     )
     columns = score_arrays(counts, frequency, monetary, recency, first_days, policy, cut_points)
-    scored = columns.pop("scored")
+    return with_scores(aggregates, columns)
 
-    def masked_ints(values: np.ndarray) -> pd.arrays.IntegerArray:
-        return pd.arrays.IntegerArray(np.where(scored, values, 0).astype("int64"), ~scored)
 
-    for column in ("recency_days", "r_score", "f_score", "m_score"):
-        out[column] = masked_ints(columns.pop(column))
-    for column, values in columns.items():
-        out[column] = pd.Series(values, index=out.index, dtype=object)
+_INT_SCORES = ("recency_days", "r_score", "f_score", "m_score")
+
+
+def with_scores(aggregates: pd.DataFrame, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The aggregates with the columns of :func:`score_arrays` added (what ``score_frame``
+    returns): the per-event path, which scores on plain arrays, builds its frame for the
+    custom-segment rules with it instead of scoring again."""
+    out = aggregates.copy()
+    scored = columns["scored"]
+    for column in _INT_SCORES:
+        values = np.where(scored, columns[column], 0).astype("int64")
+        out[column] = pd.arrays.IntegerArray(values, ~scored)
+    for column in SCORE_COLUMNS:
+        if column not in _INT_SCORES:
+            out[column] = pd.Series(columns[column], index=out.index, dtype=object)
     return out
 
 

@@ -41,6 +41,7 @@ from services.segment.rules import Rule, evaluate
 from services.segment.scoring import CutPoints, money_text, to_e4
 from shared import topics
 from shared.bus import Inbound, add_raw_to_outbox
+from shared.db import chunks
 from shared.events import (
     SCHEMA_VERSION,
     STATUS_RANK,
@@ -57,24 +58,6 @@ log = logging.getLogger(__name__)
 SOURCE = "segment"
 RULE_ADAPTER: TypeAdapter[Rule] = TypeAdapter(Rule)
 
-#: What counts as "the customer's state changed" (recency_days moves daily, so it is not).
-CHANGE_COLUMNS = [
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_segment",
-    "lifecycle_stage",
-    "purchase_bucket",
-    "funnel_bucket",
-    "value_quadrant",
-]
-AGGREGATE_CHANGE_COLUMNS = [
-    "frequency",
-    "monetary_e4",
-    "currency",
-    "first_order_at",
-    "last_order_at",
-]
 #: The stored snapshot columns (the last published state).
 SNAPSHOT_WRITE_COLUMNS = [*scoring.SCORE_COLUMNS, "segments", "policy_version", "scored_at"]
 
@@ -257,6 +240,57 @@ def _uuid4() -> str:
     """A random (version 4) UUID as text, ~3x faster than ``str(uuid.uuid4())``."""
     h = f"{_RANDOM.getrandbits(128) & _VERSION_BITS | _VERSION_4:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class StateChanges:
+    """The customers whose state changed in one transaction (``scoring.state_changed``):
+    their ``segment.changed`` events and their moves in and out of custom segments, recorded
+    the same way by the per-event path and the full rescoring."""
+
+    def __init__(self, policy_version: int, now: datetime) -> None:
+        self.policy_version = policy_version
+        self.now = now
+        self.occurred_at = utcnow()
+        self.records: list[tuple[str, str, bytes]] = []
+        self.entered: list[dict[str, Any]] = []
+        self.left: list[tuple[str, str]] = []
+
+    def add(
+        self, previous: dict[str, Any] | None, current: dict[str, Any], segments: list[str]
+    ) -> None:
+        """One changed customer: ``previous`` as stored (None: no row), ``current`` now."""
+        customer_id = current["customer_id"]
+        # a row without a state hash holds aggregates whose state was never published
+        if previous is not None and previous.get("state_hash") is None:
+            previous = None
+        before = list(previous.get("segments") or ()) if previous is not None else []
+        if segments or before:
+            self.entered.extend(
+                {"segment_id": s, "customer_id": customer_id, "entered_at": self.now}
+                for s in segments
+                if s not in before
+            )
+            self.left.extend((s, customer_id) for s in before if s not in segments)
+        self.records.append(
+            segment_changed_record(
+                customer_id,
+                self.policy_version,
+                self.now,
+                snapshot_of(previous) if previous is not None else None,
+                snapshot_of(current),
+                segments,
+                before,
+                occurred_at=self.occurred_at,
+            )
+        )
+
+    def store_memberships(self, session: Session) -> None:
+        if not self.entered and not self.left:
+            return
+        repo = Segments(session)
+        repo.add_members(self.entered)
+        repo.remove_members(self.left)
+        repo.refresh_counts([e["segment_id"] for e in self.entered] + [s for s, _ in self.left])
 
 
 def memberships(scores: pd.DataFrame, segments: Sequence[tuple[str, Rule]]) -> list[list[str]]:
@@ -568,103 +602,72 @@ def score_and_store(
         counts, frequency, monetary, recency, today - first, policy, context.cut_points
     )
     if context.segments:
-        frame = pd.DataFrame(aggregates)[scoring.AGGREGATE_COLUMNS]
-        for name in ("first_order_at", "last_order_at", "window_oldest_at"):
-            frame[name] = pd.to_datetime(frame[name], utc=True)
-        for name in ("channels", "categories"):
-            frame[name] = frame[name].map(tuple)
-        member_lists = memberships(
-            scoring.score_frame(frame, policy, context.cut_points, now), context.segments
-        )
+        member_lists = memberships(_rules_frame(aggregates, columns), context.segments)
     else:
         member_lists = [[] for _ in range(n)]
-    hashes = scoring.state_hashes(columns, member_lists).tolist()
+    state_hashes = scoring.state_hashes(columns, member_lists)
+    previous = [stored.get(a["customer_id"]) for a in aggregates]
+    changed = scoring.state_changed(previous, aggregates, state_hashes).tolist()
+    hashes = state_hashes.tolist()
     scored = columns["scored"].tolist()
     # column by column, then one tuple of score values per customer
     score_values = [
         [v if s else None for v, s in zip(columns[c].astype("int64").tolist(), scored, strict=True)]
         for c in _INT_SCORES
     ] + [columns[c].tolist() for c in _LABEL_SCORES]
-    rows, records = [], []
-    entered: list[dict[str, Any]] = []
-    left: list[tuple[str, str]] = []
-    occurred_at = utcnow()
+    rows = []
+    changes = StateChanges(context.policy_version, now)
     extra = {"policy_version": context.policy_version, "scored_at": now, "aggregated_at": now}
-    for aggregate, values, segments, state_hash in zip(
-        aggregates, zip(*score_values, strict=True), member_lists, hashes, strict=True
+    for aggregate, values, segments, state_hash, before, is_changed in zip(
+        aggregates,
+        zip(*score_values, strict=True),
+        member_lists,
+        hashes,
+        previous,
+        changed,
+        strict=True,
     ):
-        customer_id = aggregate["customer_id"]
         row = dict(aggregate)
         row.update(zip(_SCORES, values, strict=True))
         row.update(extra)
         row["segments"], row["state_hash"] = segments, state_hash
         rows.append(row)
-        previous = stored.get(customer_id)
-        if previous is not None and not _changed(previous, row):
-            continue
-        before = list(previous.get("segments") or []) if previous else []
-        if segments or before:
-            entered.extend(
-                {"segment_id": s, "customer_id": customer_id, "entered_at": now}
-                for s in segments
-                if s not in before
-            )
-            left.extend((s, customer_id) for s in before if s not in segments)
-        records.append(
-            segment_changed_record(
-                customer_id,
-                context.policy_version,
-                now,
-                snapshot_of(previous) if previous else None,
-                snapshot_of(row),
-                segments,
-                before,
-                occurred_at=occurred_at,
-            )
-        )
+        if is_changed:
+            changes.add(before, row, segments)
     Customers(session).upsert_many(rows)
-    if entered or left:
-        repo = Segments(session)
-        repo.add_members(entered)
-        repo.remove_members(left)
-        repo.refresh_counts([e["segment_id"] for e in entered] + [s for s, _ in left])
-    return records
+    changes.store_memberships(session)
+    return changes.records
 
 
-def _changed(previous: dict[str, Any], row: dict[str, Any]) -> bool:
-    """Whether a change column or the memberships differ (stored datetimes are aware UTC)."""
-    for name in _CHANGE_ORDER:
-        if previous[name] != row[name]:
-            return True
-    return list(previous["segments"] or ()) != list(row["segments"] or ())
+def _rules_frame(aggregates: list[dict[str, Any]], columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The scores frame custom-segment rules read, from the scores already computed."""
+    frame = pd.DataFrame(
+        {name: [a[name] for a in aggregates] for name in scoring.AGGREGATE_COLUMNS}
+    )
+    for name in ("first_order_at", "last_order_at", "window_oldest_at"):
+        frame[name] = pd.to_datetime(frame[name], utc=True)
+    for name in ("channels", "categories"):
+        frame[name] = frame[name].map(tuple)
+    return scoring.with_scores(frame, columns)
 
 
-#: the change columns, those an order changes most often first
-_CHANGE_ORDER = (
-    "frequency",
-    "monetary_e4",
-    "last_order_at",
-    *(
-        c
-        for c in (*CHANGE_COLUMNS, *AGGREGATE_CHANGE_COLUMNS)
-        if c not in ("frequency", "monetary_e4", "last_order_at")
-    ),
-)
 _INT_SCORES = ["recency_days", "r_score", "f_score", "m_score"]
 _LABEL_SCORES = [c for c in scoring.SCORE_COLUMNS if c not in _INT_SCORES]
 _SCORES = (*_INT_SCORES, *_LABEL_SCORES)
 
 
 def reaggregate_customers(
-    session: Session, customer_ids: Sequence[str], now: datetime, policy: ScoringPolicy
-) -> None:
+    session: Session, customer_ids: Sequence[str], now: datetime, context: ScoringContext
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Recompute these customers' aggregates from their orders; write only those.
 
-    The snapshot, state hash and memberships stay as last published, so the rescoring
-    that follows sees (and publishes, and records in the memberships) the change.
+    Returns their ``scoring.STATE_FIGURES`` as they were (as last published) and as they
+    are now, indexed by customer id: the snapshot, state hash and memberships stay as
+    published, and the rescoring that follows compares the two states to find the change.
     """
     orders = OrderStates(session).frame_for(customer_ids)
-    rows = _records(scoring.aggregate_orders(orders, now, policy)[scoring.AGGREGATE_COLUMNS])
+    aggregates = scoring.aggregate_orders(orders, now, context.policy)
+    rows = _records(aggregates[scoring.AGGREGATE_COLUMNS])
     customers = Customers(session)
     stored = customers.snapshots([row["customer_id"] for row in rows])
     inserts: list[dict[str, Any]] = []
@@ -672,8 +675,26 @@ def reaggregate_customers(
     for row in rows:
         row["aggregated_at"] = now
         (updates if row["customer_id"] in stored else inserts).append(row)
-    customers.insert_many(inserts)
+    # orders of a customer without a row (not written by the consumer): no state published
+    unpublished = {"policy_version": context.policy_version, "scored_at": now}
+    customers.insert_many(
+        [{**row, **unpublished, "segments": [], "state_hash": None} for row in inserts]
+    )
     customers.update_many(updates)
+    names = ["customer_id", *scoring.STATE_FIGURES]
+    return (
+        _figures_frame([{n: row[n] for n in names} for row in stored.values()]),
+        _figures_frame([{n: row[n] for n in names} for row in rows]),
+    )
+
+
+def _figures_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["customer_id", *scoring.STATE_FIGURES])
+    for name in ("first_order_at", "last_order_at"):
+        frame[name] = pd.to_datetime(frame[name], utc=True)
+    for name in ("frequency", "monetary_e4"):
+        frame[name] = frame[name].astype("int64")
+    return frame.set_index("customer_id")
 
 
 # --------------------------------------------------------------------------- batch path
@@ -697,8 +718,9 @@ def rescore_all(
     """The batch path: refresh windows, recompute cut points, score everyone, publish changes.
 
     Runs on a schedule (the daily sweep that moves customers between lifecycle stages),
-    on a policy change, on a new segment, and on demand. Who changed is found by comparing
-    each customer's state hash with the stored one; only they are written and published.
+    on a policy change, on a new segment, and on demand. Who changed is found as in the
+    per-event path (``scoring.state_changed``: the stored state hash and figures against
+    the new ones); only they are written and published.
     """
     started = time.perf_counter()
     lock_customers_for_rescoring(session)
@@ -708,16 +730,14 @@ def rescore_all(
     if reaggregate:
         # the window itself changed: everyone's F and M are recounted from their orders
         expiring = OrderStates(session).customers_with_orders()
-        prior: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(expiring), 5000):
-            chunk = expiring[start : start + 5000]
-            reaggregate_customers(session, chunk, now, policy)
     else:
+        # orders that left the window since the customer's last event: re-aggregate first
         expiring = customers.with_window_expiring(now - timedelta(days=policy.window_days))
-        prior = customers.snapshots(expiring)
-        if expiring:
-            # orders that left the window since the customer's last event: re-aggregate first
-            reaggregate_customers(session, expiring, now, policy)
+    published = reaggregated = _figures_frame([])
+    if expiring:
+        parts = [reaggregate_customers(session, c, now, context) for c in chunks(expiring, 5000)]
+        published = pd.concat([before for before, _ in parts])
+        reaggregated = pd.concat([after for _, after in parts])
     phases = {"refresh": time.perf_counter() - started}
     mark = time.perf_counter()
     frame = customers.scoring_frame(with_attributes=bool(context.segments))
@@ -736,22 +756,20 @@ def rescore_all(
     scores = scoring.score_frame(frame, policy, context.cut_points, now)
     member_lists = memberships(scores, context.segments)
     hashes = scoring.state_hashes(scores, member_lists)
-    stored_hashes = frame["state_hash"]
-    changed = stored_hashes.isna().to_numpy() | (
-        stored_hashes.fillna(0).to_numpy(dtype="int64") != hashes
+    # only re-aggregated customers' figures can differ from the stored (published) ones
+    moved = np.zeros(len(frame), dtype=bool)
+    if len(reaggregated):
+        moved = frame["customer_id"].isin(reaggregated.index).to_numpy()
+    changed = scoring.state_changed(
+        _overlay(frame, published, ["state_hash", *scoring.STATE_FIGURES]),
+        _overlay(scores, reaggregated, scoring.STATE_FIGURES),
+        hashes,
+        moved,
     )
-    if prior:
-        # re-aggregated customers changed if their window totals did
-        ids = scores["customer_id"].to_numpy()
-        for index in np.flatnonzero(pd.Series(ids).isin(list(prior)).to_numpy()):
-            before_row = prior[ids[index]]
-            after_row = scores.iloc[index]
-            if any(before_row[c] != after_row[c] for c in ("frequency", "monetary_e4", "currency")):
-                changed[index] = True
     indexes = np.flatnonzero(changed)
     phases["score"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    _write_rescoring(session, scores, member_lists, hashes, indexes, context, now, prior)
+    _write_rescoring(session, scores, member_lists, hashes, indexes, context, now, published)
     phases["write"] = time.perf_counter() - mark
     return RescoringOutcome(
         policy_version=context.policy_version,
@@ -773,7 +791,7 @@ def _write_rescoring(
     indexes: np.ndarray,
     context: ScoringContext,
     now: datetime,
-    prior: dict[str, dict[str, Any]],
+    published: pd.DataFrame,
 ) -> None:
     if not len(indexes):
         return
@@ -781,12 +799,12 @@ def _write_rescoring(
     after_rows = _records(subset[[c for c in _SNAPSHOT_SOURCE if c in subset.columns]])
     customer_ids = [row["customer_id"] for row in after_rows]
     stored = Customers(session).snapshots(customer_ids)
-    occurred_at = utcnow()
+    # the stored figures of re-aggregated customers are already the new ones
+    figures = _records(published[published.index.isin(customer_ids)].reset_index())
+    as_published = {row.pop("customer_id"): row for row in figures}
     written = [*_SCORE_WRITE_COLUMNS, "segments", "state_hash", "policy_version", "scored_at"]
     rows = []
-    entered: list[dict[str, Any]] = []
-    left: list[tuple[str, str]] = []
-    records = []
+    changes = StateChanges(context.policy_version, now)
     for position, index in enumerate(indexes):
         after = after_rows[position]
         customer_id = after["customer_id"]
@@ -801,32 +819,34 @@ def _write_rescoring(
                 customer_id,
             )
         )
-        before = prior.get(customer_id) or stored.get(customer_id) or {}
-        old_segments = list(before.get("segments") or [])
-        entered.extend(
-            {"segment_id": s, "customer_id": customer_id, "entered_at": now}
-            for s in segments
-            if s not in old_segments
-        )
-        left.extend((s, customer_id) for s in old_segments if s not in segments)
-        records.append(
-            segment_changed_record(
-                customer_id,
-                context.policy_version,
-                now,
-                snapshot_of(before) if before.get("scored_at") else None,
-                snapshot_of(after),
-                segments,
-                old_segments,
-                occurred_at=occurred_at,
-            )
-        )
+        before = stored.get(customer_id)
+        if before is not None:
+            # without custom segments the frame has no currency: the stored row has it
+            after.setdefault("currency", before["currency"])
+            if customer_id in as_published:
+                before = {**before, **as_published[customer_id]}
+        changes.add(before, after, segments)
     Customers(session).update_columns(rows, written)
-    repo = Segments(session)
-    repo.add_members(entered)
-    repo.remove_members(left)
-    repo.refresh_counts([e["segment_id"] for e in entered] + [s for s, _ in left])
-    add_raw_to_outbox(session, records)
+    changes.store_memberships(session)
+    add_raw_to_outbox(session, changes.records)
+
+
+def _overlay(base: pd.DataFrame, figures: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``base``'s ``columns``, with the values of the customers in ``figures`` (indexed by
+    customer id) taken from it; a column ``base`` lacks (the currency, read only with
+    custom segments) holds theirs alone."""
+    if figures.empty:
+        return base
+    out = pd.DataFrame(
+        {c: base[c] if c in base.columns else pd.Series(None, base.index, object) for c in columns}
+    )
+    positions = pd.Index(base["customer_id"]).get_indexer(figures.index)
+    found = positions >= 0
+    for name in figures.columns.intersection(columns):
+        column = out[name].copy()
+        column.iloc[positions[found]] = figures[name].array[found]
+        out[name] = column
+    return out
 
 
 _SCORE_WRITE_COLUMNS = scoring.SCORE_COLUMNS

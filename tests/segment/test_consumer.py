@@ -13,7 +13,7 @@ from services.segment.app import create_app
 from services.segment.config import Settings
 from shared import topics
 from shared.bus import Publisher
-from shared.events import OrderRecorded, SegmentChangedEvent
+from shared.events import Order, OrderRecorded, SegmentChangedEvent
 from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.segment.helpers import NOW, erased, order
@@ -137,3 +137,70 @@ def test_replaying_the_orders_topic_into_an_empty_database_gives_identical_score
             states.append(stored_state(runtime.db))
     assert len(states[0]) > 20
     pd.testing.assert_frame_equal(states[0], states[1])
+
+
+def test_an_erasure_leaves_no_copy_of_the_customers_orders_in_the_sqlite_files(
+    broker, namespace, sqlite_url, tmp_path
+) -> None:
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    settings = _settings(broker, namespace, sqlite_url, tmp_path)
+    app = create_app(settings.model_copy(update={"rescore_at_start": False}))
+    app.state.runtime.extras["clock"] = lambda: NOW
+    # what segment keeps of a customer's orders: their ids, the shipping region, the
+    # channel and the categories, each value unique to the customer here (the customer id
+    # itself stays: the erasure's tombstone keeps it to ignore the orders' redeliveries)
+    mine = [
+        Order.model_validate(
+            {
+                **order(f"ORD-ERASE-{i}", "c-erase", days_ago=3 + i).model_dump(),
+                "channel": "wx-mini-erase",
+                "items": [{"sku": "S", "category": "cat-erase", "unit_price": "9.00"}],
+                "shipping": {"province": "省份-抹除", "city": "城市-抹除"},
+            }
+        )
+        for i in range(2)
+    ]
+    theirs = order("ORD-KEEP-1", "c-keep", days_ago=2, channel="wx-mini-keep", province="省份-保留")
+    needles = [b"ORD-ERASE-0", b"ORD-ERASE-1", b"wx-mini-erase", b"cat-erase"]
+    needles += ["省份-抹除".encode(), "城市-抹除".encode()]
+    kept = [b"ORD-KEEP-1", b"wx-mini-keep", "省份-保留".encode()]
+
+    def found(values: list[bytes]) -> list[bytes]:
+        files = [path, path.with_name(path.name + "-wal")]
+        data = b"".join(f.read_bytes() for f in files if f.exists())
+        return [v for v in values if v in data]
+
+    publisher = Publisher(broker.bootstrap_servers, namespace)
+    with TestClient(app) as client:
+        publisher.publish_all(
+            (
+                topics.ORDERS,
+                o.customer_id,
+                OrderRecorded(source="test", key=o.customer_id, data=o)
+                .model_dump_json(by_alias=True)
+                .encode(),
+            )
+            for o in [*mine, theirs]
+        )
+        for customer in ("c-erase", "c-keep"):
+            wait_for(
+                lambda c=customer: (
+                    client.get(f"/v1/customers/{c}/scores", headers=HEADERS).status_code == 200
+                ),
+                timeout=30,
+                what=f"scores of {customer}",
+            )
+        assert found(needles) == needles  # what the scan looks for is there to be found
+        erasure = erased("c-erase")
+        publisher.publish_all(
+            [(topics.PROFILES, "c-erase", erasure.event.model_dump_json(by_alias=True).encode())]
+        )
+        wait_for(
+            lambda: client.get("/v1/customers/c-erase/scores", headers=HEADERS).status_code == 404,
+            timeout=20,
+            what="the erased customer to disappear",
+        )
+        # while the service runs (closing the last connection would checkpoint anyway)
+        wait_for(lambda: found(needles) == [], timeout=10, what="no copy of the erased orders")
+        assert found(kept) == kept
+    publisher.close()

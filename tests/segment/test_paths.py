@@ -6,6 +6,7 @@ These run the service functions against a real database (SQLite and PostgreSQL),
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -15,9 +16,10 @@ from sqlalchemy import text
 from services.segment import scoring, service
 from services.segment.models import CutPointSet
 from services.segment.policy import DEFAULT_POLICY
-from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPointSets
+from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPointSets, OrderStates
 from services.segment.rules import Condition
 from shared.events import Order, decode_event, utcnow
+from shared.testing import postgres_database
 from tests.segment.helpers import NOW, database, erased, merged, order, recorded
 from tests.segment.helpers import order as make_order
 
@@ -161,6 +163,149 @@ def test_the_paths_agree_with_mixed_currencies_channels_and_regions(db_url: str)
     random.Random(4).shuffle(shuffled)
     feed(db, shuffled + shuffled[:30], chunk=15)
     pd.testing.assert_frame_equal(stored_state(db, RICH), normalise(expected, RICH))
+
+
+@pytest.fixture
+def other_db_url(db_url: str, tmp_path) -> Iterator[str]:
+    """A second fresh database on the same backend as ``db_url``."""
+    if db_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'other.db'}"
+        return
+    with postgres_database() as url:
+        yield url
+
+
+#: custom segments whose memberships the order changes below move
+SEGMENT_RULES = {
+    "big": {"field": "monetary", "op": "gte", "value": "1500"},
+    "shoes": {"field": "categories", "op": "contains", "value": "shoes"},
+    "usd-south": {
+        "all": [
+            {"field": "currency", "op": "eq", "value": "USD"},
+            {"field": "province", "op": "eq", "value": "广东省"},
+        ]
+    },
+    "regulars": {"field": "purchase_bucket", "op": "in", "value": ["2", "3", "4+"]},
+}
+
+
+def later_versions(final: list[Order], seed: int) -> list[Order]:
+    """A newer version of some orders (paid, refunded in part or in full, cancelled) and
+    new orders (some in another currency, some dated before a customer's first purchase)."""
+    rng = random.Random(seed)
+    changed: list[Order] = []
+    for o in final:
+        body = o.model_dump()
+        body["updated_at"] = o.version_at + timedelta(hours=5)
+        roll = rng.random()
+        if o.status == "created" and roll < 0.5:
+            changed.append(Order.model_validate({**body, "status": "paid"}))
+        elif o.is_valid_purchase and roll < 0.15:
+            refund = min(o.total_amount - o.refunded_amount, rng.choice([1, 30, 500]))
+            changed.append(
+                Order.model_validate(
+                    {
+                        **body,
+                        "status": "partially_refunded",
+                        "refunded_amount": o.refunded_amount + refund,
+                    }
+                )
+            )
+        elif o.is_valid_purchase and roll < 0.25:
+            changed.append(Order.model_validate({**body, "status": "refunded"}))
+        elif roll < 0.3:
+            changed.append(Order.model_validate({**body, "status": "cancelled"}))
+    customers = sorted({o.customer_id for o in final})
+    for k, customer_id in enumerate(rng.sample(customers, len(customers) // 3)):
+        changed.append(
+            make_order(
+                f"new-{k}",
+                customer_id,
+                days_ago=rng.choice([0.5, 3, 40, 200, 600]),
+                amount=f"{rng.randint(1, 3000)}.00",
+                currency=rng.choice(["CNY", "CNY", "USD"]),
+                category=rng.choice([None, "shoes", "bags"]),
+                province=rng.choice([None, "浙江省", "广东省"]),
+            )
+        )
+    changed.append(make_order("new-customer", "c-new", days_ago=1, amount="20.00"))
+    return changed
+
+
+def published_changes(db, after: int) -> list[dict]:
+    """The ``segment.changed`` events in the outbox after the first ``after``, without
+    their event ids and times, by customer."""
+    events = outbox_events(db)[after:]
+    return sorted(
+        (e.data.model_dump(mode="json", by_alias=True) for e in events),
+        key=lambda data: data["customer_id"],
+    )
+
+
+@pytest.mark.parametrize("with_segments", [False, True])
+def test_both_paths_publish_the_same_changes_for_the_same_orders(
+    db_url: str, other_db_url: str, with_segments: bool
+) -> None:
+    """The same order changes applied by the per-event path (one poll batch) and by the
+    full rescoring (written to the order states, then everyone re-aggregated and scored
+    with the same cut points): the same customers change, with the same ``from``, ``to``
+    and memberships, and the stored state ends the same."""
+    _, final = history(seed=9, customers=60, rich=True)
+    changes = later_versions(final, seed=10)
+    cut_points, _ = batch_reference(final)
+    per_event, batch = database(db_url), database(other_db_url)
+    for db in (per_event, batch):
+        with db.unit_of_work() as session:
+            CutPointSets(session).add(
+                CutPointSet(
+                    policy_version=1, as_of=NOW, computed_at=utcnow(), body=cut_points.to_json()
+                )
+            )
+            for segment_id, rule in SEGMENT_RULES.items() if with_segments else ():
+                rule_model = service.RULE_ADAPTER.validate_python(rule)
+                service.create_segment(session, segment_id, segment_id, None, rule_model)
+        feed(db, [recorded(o) for o in final], chunk=1000)
+    before = len(outbox_events(per_event))
+    assert before == len(outbox_events(batch)) > 0
+
+    feed(per_event, [recorded(o) for o in changes], chunk=len(changes))
+    with batch.unit_of_work() as session:
+        states = OrderStates(session)
+        known = states.rows([o.order_id for o in changes])
+        rows = [service.order_row(o, o.customer_id) for o in changes]
+        states.update_many([r for r in rows if r["order_id"] in known])
+        states.insert_many([r for r in rows if r["order_id"] not in known])
+        outcome = service.rescore_all(session, NOW, recompute=False, reaggregate=True)
+
+    from_events = published_changes(per_event, before)
+    from_batch = published_changes(batch, before)
+    assert outcome.changed == len(from_batch)
+    assert [e["customer_id"] for e in from_batch] == [e["customer_id"] for e in from_events]
+    assert from_batch == from_events
+    # the changes cover what only the figures show, and memberships when there are segments
+    moved_figures_only = [
+        e
+        for e in from_events
+        if e["from"] is not None
+        and e["from"]["rfm_code"] == e["to"]["rfm_code"]
+        and e["from"]["lifecycle_stage"] == e["to"]["lifecycle_stage"]
+        and e["segments_entered"] == e["segments_left"] == []
+    ]
+    assert moved_figures_only
+    assert any(e["from"] is None for e in from_events)  # the new customer
+    if with_segments:
+        assert any(e["segments_entered"] for e in from_events)
+        assert any(e["segments_left"] for e in from_events)
+    pd.testing.assert_frame_equal(stored_state(per_event, RICH), stored_state(batch, RICH))
+    assert members(per_event) == members(batch)
+
+
+def members(db) -> list[tuple[str, str]]:
+    with db.unit_of_work() as session:
+        rows = session.execute(
+            text("SELECT segment_id, customer_id FROM segment_members ORDER BY 1, 2")
+        ).all()
+    return [tuple(row) for row in rows]
 
 
 def test_replay_from_the_start_into_an_empty_database_is_identical(db_url: str, tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -256,3 +257,56 @@ def test_money_round_trip() -> None:
     assert str(scoring.from_e4(1_990_000, "CNY")) == "199.00"
     assert str(scoring.from_e4(1_990_050, "CNY")) == "199.005"
     assert str(scoring.from_e4(1_990_000, "JPY")) == "199"
+
+
+def test_a_change_is_a_new_state_hash_or_a_published_figure_that_moved() -> None:
+    """One definition for both paths: as dict rows (the consumer) or DataFrames (the batch)."""
+    day = timedelta(days=1)
+    published = {
+        "state_hash": 7,
+        "frequency": 2,
+        "monetary_e4": 10_000,
+        "currency": "CNY",
+        "first_order_at": NOW - 9 * day,
+        "last_order_at": None,
+    }
+    cases = [  # (stored row, figures now, new hash, a change)
+        (published, published, 7, False),
+        (published, {**published, "last_order_at": None}, 7, False),  # missing stays missing
+        (published, published, 8, True),  # scores, labels or memberships moved
+        (published, {**published, "frequency": 3}, 7, True),
+        (published, {**published, "monetary_e4": 10_001}, 7, True),
+        (published, {**published, "currency": "USD"}, 7, True),
+        (published, {**published, "first_order_at": NOW - 8 * day}, 7, True),
+        (published, {**published, "last_order_at": NOW}, 7, True),
+        (None, published, 7, True),  # a new customer
+        ({**published, "state_hash": None}, published, 7, True),  # never published
+    ]
+    previous = [c[0] for c in cases]
+    current = [c[1] for c in cases]
+    hashes = np.array([c[2] for c in cases], dtype="int64")
+    expected = [c[3] for c in cases]
+    assert scoring.state_changed(previous, current, hashes).tolist() == expected
+
+    def frame(rows: list[dict | None]) -> pd.DataFrame:
+        out = pd.DataFrame([r if r is not None else {"state_hash": None} for r in rows])
+        out["state_hash"] = pd.array(out["state_hash"].tolist(), dtype="Int64")
+        for name in ("first_order_at", "last_order_at"):
+            out[name] = pd.to_datetime(out[name], utc=True)
+        return out
+
+    assert scoring.state_changed(frame(previous), frame(current), hashes).tolist() == expected
+    # rows whose figures are known to be the very same values are not compared
+    only_first = np.arange(len(cases)) < 4
+    assert scoring.state_changed(previous, current, hashes, only_first).tolist() == [
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]

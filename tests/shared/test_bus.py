@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, String, Table, func, insert, select
+from sqlalchemy import Column, Integer, String, Table, delete, func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -270,3 +271,43 @@ def test_key_hash_partitioner_assigns_as_kafkas_default() -> None:
     assert ours.partition("t", None, None, None, b"v", Cluster({0, 1})) in {0, 1}
     with pytest.raises(ValueError):  # an unknown topic, as the default partitioner says
         ours.partition("unknown", None, b"k", None, b"v", Cluster({0}))
+
+
+def _file_bytes(path: Path) -> bytes:
+    """The database file and its write-ahead log, as they are on disk."""
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+@pytest.mark.parametrize("requested", [True, False])
+def test_a_handler_can_have_the_wal_checkpointed_after_its_commit(
+    broker, namespace, publisher, tmp_path: Path, requested: bool
+) -> None:
+    path = tmp_path / "erasing.db"
+    db = Database.from_url(f"sqlite:///{path}")
+    metadata.create_all(db.engine)
+    secret = b"secret-order-7d1f0c"
+    with db.unit_of_work() as session:
+        session.execute(insert(seen).values(order_id=secret.decode()))
+        session.execute(insert(seen).values(order_id="kept-order"))
+    assert secret in _file_bytes(path)
+
+    def erase(session: Session, event: Any, message: Inbound) -> None:
+        session.execute(delete(seen).where(seen.c.order_id == event.data.order_id))
+        message.checkpoint_after_commit = requested
+
+    publisher.send_event(topics.ORDERS, order_event(secret.decode())).get(10)
+    loop = make_loop(broker, namespace, db, publisher, handlers={"order.recorded": erase})
+    loop.start()
+    try:
+        wait_for(lambda: loop.processed_count == 1, what="the erasure")
+    finally:
+        loop.stop()  # the poll that handled it has ended
+    try:
+        assert seen_ids(db) == ["kept-order"]
+        # secure_delete zeroes the row in the page written by the delete; the page's
+        # older copy stays in the WAL until a checkpoint truncates it
+        assert (secret in _file_bytes(path)) is not requested
+        assert b"kept-order" in _file_bytes(path)
+    finally:
+        db.dispose()
