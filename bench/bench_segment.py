@@ -65,8 +65,9 @@ def _sqlite_time(values: pd.Series) -> list:
 
 def seed_aggregates(n: int, path: Path) -> None:
     """N customers with aggregates and a snapshot scored as of the previous day."""
-    from services.segment import scoring, service
+    from services.segment import scoring
     from services.segment.app import MIGRATIONS
+    from services.segment.models import CustomerScore
     from services.segment.policy import DEFAULT_POLICY
     from shared.db import Database, run_migrations
 
@@ -98,7 +99,7 @@ def seed_aggregates(n: int, path: Path) -> None:
     )
     yesterday = AS_OF - timedelta(days=1)
     _, scores = scoring.rescore(aggregates, DEFAULT_POLICY, 1, yesterday)
-    columns = [c.name for c in service.CustomerScore.__table__.columns]
+    columns = [c.name for c in CustomerScore.__table__.columns]
     frame = scores.assign(
         channels='["tmall"]',
         categories='["shoes"]',

@@ -43,8 +43,13 @@ def make_batch_handler(settings: Settings) -> BatchHandler:
         armed = {(c.trigger or {}).get("type") for c in campaigns}
         # consecutive runs of one kind keep each customer's events in order
         for kind, group in groupby(messages, key=_kind):
-            events = [m.event for m in group]
+            batch = list(group)
+            events = [m.event for m in batch]
             if kind == "audience":
+                for message in batch:
+                    if message.event_type == "profile.erased":
+                        # the erased audience row must not stay readable in SQLite's WAL
+                        message.checkpoint_after_commit = True
                 transitions += projection.apply_audience_events(session, events)
             elif kind == "orders":
                 transitions += projection.apply_orders(

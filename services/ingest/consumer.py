@@ -72,7 +72,5 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             publisher=runtime.publisher,
             handlers=PROFILE_HANDLERS,
             session_timeout_ms=s.kafka_session_timeout_ms,
-            # erasures rewrite stored events: do not leave the old pages in the WAL
-            after_commit=runtime.db.checkpoint,
         ),
     ]
