@@ -13,7 +13,7 @@ from services.segment.app import create_app
 from services.segment.config import Settings
 from shared import topics
 from shared.bus import Publisher
-from shared.events import Order, OrderRecorded, SegmentChangedEvent
+from shared.events import Order, OrderRecorded, OrderStatus, SegmentChangedEvent
 from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.segment.helpers import NOW, erased, order
@@ -42,7 +42,7 @@ def test_orders_become_scores_and_segment_events(broker, namespace, db_url, tmp_
     paid = order("T1", "c-1", days_ago=5, amount="199.00")
     refunded_later = order("T2", "c-1", days_ago=4, amount="50.00")
     refunded = refunded_later.model_copy(
-        update={"status": "refunded", "updated_at": refunded_later.updated_at.replace(hour=23)}
+        update={"status": OrderStatus.refunded, "updated_at": refunded_later.updated_at.replace(hour=23)}
     )
     events = [
         OrderRecorded(source="test", key="c-1", data=paid),
