@@ -48,7 +48,7 @@ def make_batch_handler(settings: Settings) -> BatchHandler:
             if kind == "audience":
                 for message in batch:
                     if message.event_type == "profile.erased":
-                        # the erased audience row must not stay readable in SQLite's WAL
+                        # the deleted and re-keyed rows must not stay readable in SQLite's WAL
                         message.checkpoint_after_commit = True
                 transitions += projection.apply_audience_events(session, events)
             elif kind == "orders":

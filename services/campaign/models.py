@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import BigIntPK, make_metadata
+from shared.erasure import TOMBSTONE_KEY_LENGTH
 
 
 class Base(DeclarativeBase):
@@ -56,8 +57,23 @@ class AudienceMember(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     contact_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     policy_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    erased: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ErasedCustomer(Base):
+    """Tombstone of an erased customer (``profile.erased``): nothing brings them back.
+
+    The customer id is personal data: only its ``shared.erasure.tombstone_key`` is kept.
+    What the reports still need of an erased customer (orders, entries, receipts) is kept
+    under that key too, so it still adds up without naming anyone.
+    """
+
+    __tablename__ = "erased_customers"
+
+    customer_hash: Mapped[str] = mapped_column(String(TOMBSTONE_KEY_LENGTH), primary_key=True)
+    # null for the customers erased before tombstones existed (an erased audience row)
+    erasure_id: Mapped[str | None] = mapped_column(String(200))
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class CustomerOrder(Base):

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from services.campaign import merges
 from services.campaign.models import AudienceMember, CustomerOrder
-from services.campaign.repository import Aliases, Projections
+from services.campaign.repository import Aliases, Erasures, Projections
 from services.campaign.rules import to_e4
+from shared.bus import drop_from_outbox
+from shared.erasure import tombstone_key
 from shared.events import (
     STATUS_RANK,
     ContactPolicyChanged,
@@ -45,9 +47,7 @@ class Transition:
 
 
 def _new_member(customer_id: str) -> AudienceMember:
-    return AudienceMember(
-        customer_id=customer_id, segments=[], tags=[], erased=False, updated_at=utcnow()
-    )
+    return AudienceMember(customer_id=customer_id, segments=[], tags=[], updated_at=utcnow())
 
 
 def _older(new: datetime | None, old: datetime | None) -> bool:
@@ -65,6 +65,11 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
             ids.append(event.data.customer_id)
     rows: dict[str, AudienceMember | None] = dict(repo.audience_rows(ids))
     aliases = Aliases(session).survivors(ids)
+    erasures = Erasures(session)
+    # an erased customer keeps no audience row: nothing published about them, replayed or
+    # late, brings one back (a customer erased in this batch joins the set below)
+    erased = set(erasures.erased(ids))
+    tombstones: dict[str, dict[str, Any]] = {}
     # deleted at the end, not one flush per row: a customer removed and seen again in the
     # same batch reuses its row
     removed: dict[str, AudienceMember] = {}
@@ -86,22 +91,33 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
     def drop(customer_id: str) -> None:
         row = rows.get(customer_id)
         if row is not None:
-            if row.erased:
-                # keep the erasure mark so nothing re-targets the customer; clear the scores
-                _set_scores(row, None, None)
-                row.segments = []
+            if row in session.new:
+                session.expunge(row)
             else:
-                if row in session.new:
-                    session.expunge(row)
-                else:
-                    removed[customer_id] = row
-                rows[customer_id] = None
+                removed[customer_id] = row
+            rows[customer_id] = None
 
     for event in events:
         if isinstance(event, ProfilesMerged):
             _, merged = merges.apply_merge(session, event.data, aliases)
             for merged_id in merged:
                 drop(merged_id)
+            continue
+        if isinstance(event, ProfileErasedEvent):
+            # a merged id too: its own tombstone stops its late orders once its alias is gone
+            erasure = event.data
+            drop(erasure.customer_id)
+            erased.add(erasure.customer_id)
+            tombstones.setdefault(
+                erasure.customer_id,
+                {
+                    "customer_hash": tombstone_key(erasure.customer_id),
+                    "erasure_id": erasure.erasure_id,
+                    "erased_at": erasure.requested_at,
+                },
+            )
+            continue
+        if event.data.customer_id in erased:
             continue
         if event.data.customer_id in aliases:
             # a merged id's state lives with its survivor; what is still published under the
@@ -113,8 +129,7 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
                 drop(data.customer_id)
                 continue
             row = member(data.customer_id)
-            if row.erased or _older(data.as_of, row.scores_as_of):
-                # an erased customer keeps only the mark: a replayed snapshot brings nothing back
+            if _older(data.as_of, row.scores_as_of):
                 continue
             _set_scores(row, data.current, data.as_of)
             row.segments = sorted(data.segments)
@@ -140,7 +155,7 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
         elif isinstance(event, ContactPolicyChanged):
             policy = event.data
             row = member(policy.customer_id)
-            if row.erased or _older(policy.updated_at, row.policy_updated_at):
+            if _older(policy.updated_at, row.policy_updated_at):
                 continue
             row.contact_policy = policy.model_dump(mode="json")
             row.policy_updated_at = policy.updated_at or event.occurred_at
@@ -148,20 +163,17 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
         elif isinstance(event, ProfileUpdatedEvent):
             profile = event.data
             row = member(profile.customer_id)
-            if row.erased:
-                continue
             row.tags = sorted(set(profile.tags))
             row.province, row.city = profile.province, profile.city
             row.timezone = profile.timezone
             row.updated_at = now
-        elif isinstance(event, ProfileErasedEvent):
-            row = member(event.data.customer_id)
-            row.erased = True
-            row.tags, row.province, row.city, row.timezone = [], None, None, None
-            row.contact_policy = None
-            row.updated_at = now
     for row in removed.values():
         session.delete(row)
+    if tombstones:
+        erasures.add(list(tombstones.values()))
+        erasures.pseudonymise(list(tombstones))
+        # a message request not yet relayed must not reach the erased customer
+        drop_from_outbox(session, list(tombstones))
     return transitions
 
 
@@ -200,10 +212,17 @@ def apply_orders(
     existing = repo.orders([e.data.order_id for e in events])
     # an order of a merged id counts for its survivor (and an order the merge moved stays)
     owners = Aliases(session).survivors([e.data.customer_id for e in events])
+    # an erased customer's order still counts in the reports, kept under their digest
+    erased = Erasures(session).erased(
+        [owners.get(e.data.customer_id, e.data.customer_id) for e in events]
+    )
     became_valid: dict[str, str] = {}
     for event in events:
         order = event.data
         customer_id = owners.get(order.customer_id, order.customer_id)
+        pseudonym = erased.get(customer_id)
+        if pseudonym is not None:
+            customer_id = pseudonym
         row = existing.get(order.order_id)
         key = order.version_key()
         if row is not None and (ensure_aware(row.version_at), row.status_rank) > key:
@@ -228,7 +247,7 @@ def apply_orders(
         else:
             for name, value in values.items():
                 setattr(row, name, value)
-        if detect_first_purchase and order.is_valid_purchase and not was_valid:
+        if detect_first_purchase and order.is_valid_purchase and not was_valid and not pseudonym:
             became_valid[customer_id] = order.order_id
     session.flush()
     return [
@@ -239,13 +258,14 @@ def apply_orders(
 
 
 def apply_receipts(session: Session, events: Sequence[MessageReceiptRecorded]) -> None:
+    erased = Erasures(session).erased([e.data.customer_id for e in events])
     Projections(session).add_receipts(
         [
             {
                 "message_id": e.data.message_id,
                 "status": e.data.status.value,
                 "campaign_id": e.data.campaign_id,
-                "customer_id": e.data.customer_id,
+                "customer_id": erased.get(e.data.customer_id, e.data.customer_id),
                 "at": e.data.at,
                 "reason": e.data.reason,
             }

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -19,16 +20,18 @@ from services.campaign.models import (
     CustomerAlias,
     CustomerOrder,
     Entry,
+    ErasedCustomer,
     LaunchRun,
     Receipt,
 )
 from shared.db import chunks
+from shared.erasure import TOMBSTONE_KEY_LENGTH, tombstone_key, tombstone_keys
 from shared.events import ensure_aware
 
 IN_CHUNK = 500
 _JSON_KEYS = ("segments", "tags", "contact_policy")
 
-#: The audience columns a launch reads (rule fields, policy, erasure).
+#: The audience columns a launch reads (rule fields, policy).
 _AUDIENCE = AudienceMember.__table__.c
 # Core columns: a launch reads millions of rows, without ORM row loading
 AUDIENCE_COLUMNS = tuple(
@@ -50,7 +53,6 @@ AUDIENCE_COLUMNS = tuple(
         "province",
         "city",
         "contact_policy",
-        "erased",
     )
 )
 
@@ -121,7 +123,6 @@ class Projections:
         finally:
             cursor.close()
         json_positions = [names.index(k) for k in _JSON_KEYS]
-        erased_position = names.index("erased")
         rows = []
         for record in fetched:
             values = list(record)
@@ -129,7 +130,6 @@ class Projections:
                 raw = values[i]
                 if isinstance(raw, (str, bytes)):
                     values[i] = orjson.loads(raw)
-            values[erased_position] = bool(values[erased_position])
             rows.append(dict(zip(names, values, strict=True)))
         return rows
 
@@ -173,6 +173,74 @@ class Projections:
 
     def add_receipts(self, rows: list[dict[str, Any]]) -> None:
         insert_ignoring_duplicates(self.session, Receipt.__table__, rows)
+
+
+#: what a ``tombstone_key`` looks like (the id an erased customer's rows are kept under)
+_DIGEST = re.compile(f"[0-9a-f]{{{TOMBSTONE_KEY_LENGTH}}}")
+
+
+class Erasures:
+    """Tombstones of erased customers, kept as ``tombstone_key`` digests, and what an
+    erasure does to the rows the reports read."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def erased(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        """Of these ids, those of an erased customer, each with the key its rows are kept
+        under: its digest, or the id itself when it is one (an erased customer's order or
+        entry, kept under its key)."""
+        ids = list(dict.fromkeys(customer_ids))
+        keys = tombstone_keys(ids)
+        candidates = [*keys, *(c for c in ids if _DIGEST.fullmatch(c) and c not in keys)]
+        found: set[str] = set()
+        for chunk in chunks(candidates, IN_CHUNK):
+            found.update(
+                self.session.scalars(
+                    select(ErasedCustomer.customer_hash).where(
+                        ErasedCustomer.customer_hash.in_(chunk)
+                    )
+                )
+            )
+        erased = {customer_id: key for key, customer_id in keys.items() if key in found}
+        erased.update((c, c) for c in ids if c in found)
+        return erased
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Tombstones ``{customer_hash, erasure_id, erased_at}``; a known one stays as it is."""
+        insert_ignoring_duplicates(self.session, ErasedCustomer.__table__, rows)
+
+    def pseudonymise(self, customer_ids: Sequence[str]) -> None:
+        """Re-key these erased customers' orders, entries and receipts by their digests
+        (the reports still count them; nothing names them) and forget their aliases."""
+        keys = {customer_id: tombstone_key(customer_id) for customer_id in customer_ids}
+        self.session.flush()  # pending ORM rows first: the updates below bypass the ORM
+        for chunk in chunks(list(keys), IN_CHUNK):
+            mapping = {customer_id: keys[customer_id] for customer_id in chunk}
+            for column in (CustomerOrder.customer_id, Entry.customer_id, Receipt.customer_id):
+                self.session.execute(
+                    update(column.class_)
+                    .where(column.in_(chunk))
+                    .values(customer_id=case(mapping, value=column)),
+                    execution_options={"synchronize_session": False},
+                )
+            self.session.execute(
+                delete(CustomerAlias).where(
+                    CustomerAlias.merged_id.in_(chunk) | CustomerAlias.survivor_id.in_(chunk)
+                )
+            )
+        # A launch's cursor (the last customer id it handled) may name them: the audience id
+        # before theirs resumes the launch at the same place (their row is gone).
+        for customer_id in keys:
+            self.session.execute(
+                update(LaunchRun)
+                .where(LaunchRun.cursor == customer_id)
+                .values(
+                    cursor=select(func.max(AudienceMember.customer_id))
+                    .where(AudienceMember.customer_id < customer_id)
+                    .scalar_subquery()
+                )
+            )
 
 
 class Aliases:

@@ -8,7 +8,7 @@ from services.campaign import service
 from services.campaign.config import Settings
 from services.campaign.launch import launch
 from services.campaign.report import build_report
-from services.campaign.repository import Campaigns, Projections
+from services.campaign.repository import Campaigns, Erasures, Projections
 from services.campaign.schemas import (
     AudienceRead,
     CampaignCreate,
@@ -133,10 +133,13 @@ def campaign_report(campaign_id: str, request: Request) -> CampaignReport:
     tags=["audience"],
 )
 def get_audience_member(customer_id: str, request: Request) -> AudienceRead:
-    """What campaign knows of a customer (scores, segments, tags, region, contact policy)."""
+    """What campaign knows of a customer (scores, segments, tags, region, contact policy);
+    of an erased one, only that: ``erased: true`` and nothing else."""
     with runtime_of(request).db.sessions() as session:
         member = Projections(session).audience_member(customer_id)
         if member is None:
+            if Erasures(session).erased([customer_id]):
+                return AudienceRead.erased_customer(customer_id)
             raise NotFound(f"campaign knows no customer {customer_id!r}")
         return AudienceRead(
             customer_id=member.customer_id,
@@ -153,6 +156,6 @@ def get_audience_member(customer_id: str, request: Request) -> AudienceRead:
             province=member.province,
             city=member.city,
             contact_policy=member.contact_policy,
-            erased=member.erased,
+            erased=False,
             scores_as_of=ensure_aware(member.scores_as_of) if member.scores_as_of else None,
         )

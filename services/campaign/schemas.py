@@ -202,6 +202,28 @@ class AudienceRead(BaseModel):
     erased: bool
     scores_as_of: datetime | None
 
+    @classmethod
+    def erased_customer(cls, customer_id: str) -> AudienceRead:
+        """An erased customer: campaign keeps nothing of them but the erasure."""
+        return cls(
+            customer_id=customer_id,
+            rfm_segment=None,
+            lifecycle_stage=None,
+            r_score=None,
+            f_score=None,
+            m_score=None,
+            value_quadrant=None,
+            recency_days=None,
+            frequency=None,
+            segments=[],
+            tags=[],
+            province=None,
+            city=None,
+            contact_policy=None,
+            erased=True,
+            scores_as_of=None,
+        )
+
 
 class GroupReport(BaseModel):
     customers: int

@@ -14,7 +14,13 @@ from services.campaign.config import Settings
 from services.campaign.launch import EntryBatch, Tally, audience_predicate
 from services.campaign.models import AudienceMember, Campaign
 from services.campaign.projection import Transition
-from services.campaign.repository import AUDIENCE_COLUMNS, Campaigns, Entries, Projections
+from services.campaign.repository import (
+    AUDIENCE_COLUMNS,
+    Campaigns,
+    Entries,
+    Erasures,
+    Projections,
+)
 from services.campaign.schemas import CampaignCreate, CampaignRead, LaunchResult, Reentry
 from shared.errors import Conflict, NotFound
 from shared.events import ensure_aware, utcnow
@@ -172,7 +178,9 @@ def fire_triggers(
     if not campaigns:
         return 0
     session.flush()
-    members = Projections(session).audience_rows([t.customer_id for t in transitions])
+    ids = [t.customer_id for t in transitions]
+    members = Projections(session).audience_rows(ids)
+    erased = Erasures(session).erased(ids)
     # per campaign, the rows its trigger and audience select and their occurrence keys
     selected: list[tuple[Campaign, list[dict[str, Any]], list[str | None]]] = []
     for campaign in campaigns:
@@ -183,7 +191,8 @@ def fire_triggers(
         for transition in transitions:
             if not _matches(campaign.trigger, transition):
                 continue
-            row = _row(members.get(transition.customer_id), transition.customer_id)
+            customer_id = transition.customer_id
+            row = _row(members.get(customer_id), customer_id, erased.get(customer_id))
             if predicate(row):
                 rows.append(row)
                 keys.append(f"{transition.kind}:{transition.key}")
@@ -217,11 +226,20 @@ def _enter_selected(
 _AUDIENCE_NAMES = tuple(c.key for c in AUDIENCE_COLUMNS)
 
 
-def _row(member: AudienceMember | None, customer_id: str) -> dict[str, Any]:
-    """An audience row as a launch reads it; an unknown customer has no scores or policy."""
-    if member is None:
+def _row(member: AudienceMember | None, customer_id: str, pseudonym: str | None) -> dict[str, Any]:
+    """An audience row as a launch reads it; an unknown customer has no scores or policy.
+
+    ``pseudonym``: the key of an erased customer (``Erasures.erased``); their row is empty
+    and named by it, so the entry that excludes them does not name them.
+    """
+    if member is None or pseudonym is not None:
         row: dict[str, Any] = dict.fromkeys(_AUDIENCE_NAMES)
-        row.update(customer_id=customer_id, segments=[], tags=[], erased=False)
+        row.update(
+            customer_id=pseudonym or customer_id,
+            segments=[],
+            tags=[],
+            erased=pseudonym is not None,
+        )
         return row
     return {name: getattr(member, name) for name in _AUDIENCE_NAMES}
 
@@ -239,16 +257,18 @@ def fire_unpaid_order_triggers(session: Session, settings: Settings, now: dateti
         )
         if orders:
             found.append((campaign, orders))
-    members = Projections(session).audience_rows(
-        [o.customer_id for _, orders in found for o in orders]
-    )
+    ids = [o.customer_id for _, orders in found for o in orders]
+    members = Projections(session).audience_rows(ids)
+    erased = Erasures(session).erased(ids)
     selected: list[tuple[Campaign, list[dict[str, Any]], list[str | None]]] = []
     for campaign, orders in found:
         predicate = audience_predicate(campaign.audience)
         rows: list[dict[str, Any]] = []
         keys: list[str | None] = []
         for order in orders:
-            row = _row(members.get(order.customer_id), order.customer_id)
+            row = _row(
+                members.get(order.customer_id), order.customer_id, erased.get(order.customer_id)
+            )
             if predicate(row):
                 rows.append(row)
                 keys.append(f"unpaid_order:{order.order_id}")

@@ -10,6 +10,7 @@ from sqlalchemy import Boolean, DateTime, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import BigIntPK, make_metadata
+from shared.erasure import TOMBSTONE_KEY_LENGTH
 
 
 class Base(DeclarativeBase):
@@ -124,11 +125,12 @@ class ProfileInteraction(Base):
 
 
 class Tombstone(Base):
-    """An erased customer id, kept only as a SHA-256 digest, so replays cannot restore it."""
+    """An erased customer id, kept only as its ``shared.erasure.tombstone_key``, so
+    replays cannot restore it."""
 
     __tablename__ = "tombstones"
 
-    customer_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_hash: Mapped[str] = mapped_column(String(TOMBSTONE_KEY_LENGTH), primary_key=True)
     erasure_id: Mapped[str] = mapped_column(String(36))
     erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

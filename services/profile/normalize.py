@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from functools import lru_cache
@@ -67,11 +66,6 @@ def names_conflict(a: str | None, b: str | None) -> bool:
 
 def _name_key(name: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", name)).casefold()
-
-
-def customer_hash(customer_id: str) -> str:
-    """The digest a tombstone keeps instead of the erased customer id."""
-    return hashlib.sha256(customer_id.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- masking

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from services.profile import domain
 from services.profile.config import Settings
 from services.profile.normalize import (
-    customer_hash,
     names_conflict,
     normalize_email,
     normalize_phone,
@@ -30,6 +29,7 @@ from services.profile.repository import (
 from services.profile.rules import CATALOGUE, parse_rule
 from shared import regions, topics
 from shared.bus import add_to_outbox
+from shared.erasure import tombstone_key, tombstone_keys
 from shared.errors import Conflict, NotFound, ValidationProblem
 from shared.events import (
     ContactPolicy,
@@ -263,7 +263,7 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
     ids = {e.data.customer_id for e in events}
     erased: dict[str, str] = {}
     if repo.any_tombstone():
-        hashes = {customer_hash(cid): cid for cid in ids}
+        hashes = tombstone_keys(ids)
         erased = {hashes[h]: domain.iso(at) for h, at in repo.tombstones(hashes).items()}
     if erased:
         events = [
@@ -1001,7 +1001,7 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
     repo.delete_profiles([row.profile_id])
     repo.add_tombstones(
         [
-            {"customer_hash": customer_hash(cid), "erasure_id": erasure_id, "erased_at": now}
+            {"customer_hash": tombstone_key(cid), "erasure_id": erasure_id, "erased_at": now}
             for cid in aliases
         ]
     )

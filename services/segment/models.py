@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, SmallInteger,
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import BigIntPK, make_metadata
+from shared.erasure import TOMBSTONE_KEY_LENGTH
 
 
 class Base(DeclarativeBase):
@@ -129,11 +130,15 @@ class CustomerAlias(Base):
 
 
 class ErasedCustomer(Base):
-    """Tombstone of an erased customer: orders created before the erasure are ignored."""
+    """Tombstone of an erased customer: orders created before the erasure are ignored.
+
+    The customer id itself is personal data: only its ``shared.erasure.tombstone_key``
+    is kept, and lookups hash the ids they are asked about.
+    """
 
     __tablename__ = "erased_customers"
 
-    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_hash: Mapped[str] = mapped_column(String(TOMBSTONE_KEY_LENGTH), primary_key=True)
     erasure_id: Mapped[str] = mapped_column(String(200))
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -35,6 +35,7 @@ from services.segment.models import (
 )
 from services.segment.scoring import AGGREGATE_COLUMNS
 from shared.db import chunks, set_state
+from shared.erasure import tombstone_keys
 from shared.events import ensure_aware, utcnow
 
 CHUNK = 500
@@ -632,18 +633,33 @@ class Identities:
         self.session.execute(delete(table).where(table.c.merged_id == survivor_id))
 
     def erased(self, customer_ids: Sequence[str]) -> dict[str, datetime]:
+        """The erasure time of each of these customers that was erased."""
+        keys = tombstone_keys(customer_ids)
         rows = _select_in(
             self.session,
-            ["customer_id", "requested_at"],
+            ["customer_hash", "requested_at"],
             "erased_customers",
-            "customer_id",
-            customer_ids,
+            "customer_hash",
+            list(keys),
         )
-        return {customer_id: cast(datetime, _as_datetime(at)) for customer_id, at in rows}
+        return {keys[key]: cast(datetime, _as_datetime(at)) for key, at in rows}
 
     def add_erasure(self, tombstone: ErasedCustomer) -> None:
         self.session.merge(tombstone)
         self.session.flush()
+
+    def forget_aliases_of(self, customer_id: str) -> None:
+        """Drop the alias rows naming an erased customer, as merged id or as survivor.
+
+        Profile erases every id of a merged customer, each with its own tombstone, so a
+        late order of any of them is still recognised without the alias.
+        """
+        table = ALIASES
+        self.session.execute(
+            delete(table).where(
+                (table.c.merged_id == customer_id) | (table.c.survivor_id == customer_id)
+            )
+        )
 
 
 def lock_customers_for_rescoring(session: Session) -> None:

@@ -42,6 +42,7 @@ from services.segment.scoring import CutPoints, money_text, to_e4
 from shared import topics
 from shared.bus import Inbound, add_raw_to_outbox
 from shared.db import chunks
+from shared.erasure import tombstone_key
 from shared.events import (
     SCHEMA_VERSION,
     STATUS_RANK,
@@ -469,9 +470,11 @@ class EventBatch:
         self.flush_orders()
         customer_id = erasure.customer_id
         OrderStates(self.session).delete_for(customer_id)
-        Identities(self.session).add_erasure(
+        identities = Identities(self.session)
+        identities.forget_aliases_of(customer_id)
+        identities.add_erasure(
             ErasedCustomer(
-                customer_id=customer_id,
+                customer_hash=tombstone_key(customer_id),
                 erasure_id=erasure.erasure_id,
                 requested_at=_utc(erasure.requested_at),
                 erased_at=utcnow(),

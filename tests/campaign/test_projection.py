@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from services.campaign.models import AudienceMember, CustomerOrder, Receipt
 from services.campaign.projection import apply_audience_events, apply_orders, apply_receipts
+from services.campaign.repository import Erasures
 from shared.db import Database
+from shared.erasure import tombstone_key
 from shared.events import (
     MessageReceipt,
     MessageReceiptRecorded,
@@ -82,10 +84,11 @@ def test_erasure_clears_personal_data_and_survives_removal(db: Database) -> None
             ],
         )
     with db.sessions() as session:
-        erased = session.get(AudienceMember, "c1")
-        assert erased is not None and erased.erased
-        assert erased.contact_policy is None and erased.rfm_segment is None
-        assert erased.segments == [] and erased.frequency is None
+        # no row is left of the erased customer, only a tombstone that does not name them
+        assert session.get(AudienceMember, "c1") is None
+        assert Erasures(session).erased(["c1", "c2"]) == {"c1": tombstone_key("c1")}
+        tombstones = session.execute(text("SELECT customer_hash FROM erased_customers"))
+        assert tombstones.scalars().all() == [tombstone_key("c1")]
         assert session.get(AudienceMember, "c2") is None
 
 

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import DateTime, String, column, create_engine, table, text
 
 from services.segment.app import MIGRATIONS
 from services.segment.models import Base
-from shared.db import run_migrations
+from shared.db import Database, run_migrations
+from shared.erasure import tombstone_key
+from tests.segment.helpers import NOW, order, recorded
+from tests.segment.test_paths import feed, stored_state
 
 
 def test_migrations_match_the_models(db_url: str) -> None:
@@ -18,3 +22,75 @@ def test_migrations_match_the_models(db_url: str) -> None:
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def _downgrade(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["configure_logger"] = False
+    command.downgrade(cfg, revision)
+
+
+BEFORE_HASHED_TOMBSTONES = "16921264ff81"
+#: the tombstone table before that revision (a customer id in clear)
+_TOMBSTONE = (
+    table(
+        "erased_customers",
+        column("customer_id", String),
+        column("erasure_id", String),
+        column("requested_at", DateTime(timezone=True)),
+        column("erased_at", DateTime(timezone=True)),
+    )
+    .insert()
+    .values(requested_at=NOW, erased_at=NOW)
+)
+
+
+def test_a_clear_text_tombstone_still_blocks_the_customer_after_the_upgrade(db_url: str) -> None:
+    run_migrations(MIGRATIONS, db_url, BEFORE_HASHED_TOMBSTONES)
+    db = Database.from_url(db_url)
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(_TOMBSTONE.values(customer_id="tb_zhangsan88", erasure_id="e1"))
+            connection.execute(
+                text(
+                    "INSERT INTO customer_aliases (merged_id, survivor_id, merge_id) VALUES"
+                    " ('tb_zhangsan88_old', 'tb_zhangsan88', 'm1'), ('tb_b', 'tb_a', 'm2')"
+                )
+            )
+        run_migrations(MIGRATIONS, db_url)
+        with db.engine.connect() as connection:
+            assert connection.execute(
+                text("SELECT customer_hash FROM erased_customers")
+            ).scalars().all() == [tombstone_key("tb_zhangsan88")]
+            # the erased customer's alias went with it; another customer's stays
+            assert connection.execute(
+                text("SELECT merged_id, survivor_id FROM customer_aliases")
+            ).all() == [("tb_b", "tb_a")]
+        # an order the erased customer placed before the erasure, delivered again
+        feed(db, [recorded(order("o1", "tb_zhangsan88", days_ago=3))])
+        feed(db, [recorded(order("o2", "tb_other", days_ago=3))])
+        assert stored_state(db)["customer_id"].tolist() == ["tb_other"]
+        # the hashed tombstones cannot be turned back into ids: the downgrade refuses
+        with pytest.raises(RuntimeError, match="cannot be restored"):
+            _downgrade(db_url, BEFORE_HASHED_TOMBSTONES)
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM erased_customers")).scalar() == 1
+    finally:
+        db.dispose()
+
+
+def test_the_downgrade_restores_the_schema_when_no_customer_was_erased(db_url: str) -> None:
+    run_migrations(MIGRATIONS, db_url)
+    _downgrade(db_url, BEFORE_HASHED_TOMBSTONES)
+    db = Database.from_url(db_url)
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(_TOMBSTONE.values(customer_id="c1", erasure_id="e1"))
+    finally:
+        db.dispose()
+    run_migrations(MIGRATIONS, db_url)

@@ -416,6 +416,30 @@ def test_erasure_removes_the_customer_everywhere(sqlite_url: str) -> None:
     assert "a" in stored_state(db)["customer_id"].tolist()
 
 
+def test_erasing_a_merged_customer_keeps_none_of_its_ids(sqlite_url: str) -> None:
+    db = database(sqlite_url)
+    feed(db, [recorded(order("o1", "a", days_ago=2)), recorded(order("o2", "b", days_ago=3))])
+    feed(db, [merged("a", "b"), recorded(order("o3", "z", days_ago=2))])
+    # profile erases every id of the merged customer, each with its own event
+    feed(db, [erased("a"), erased("b")])
+    with db.unit_of_work() as session:
+        rows = [
+            tuple(row)
+            for table in ("customer_aliases", "erased_customers", "order_states")
+            for row in session.execute(text(f"SELECT * FROM {table}"))
+        ]
+    assert not [row for row in rows if "a" in row or "b" in row]
+    # late versions of either id's old orders stay out
+    feed(
+        db,
+        [
+            recorded(order("o1", "a", days_ago=2, version_minutes=9)),
+            recorded(order("o2", "b", days_ago=3, version_minutes=9)),
+        ],
+    )
+    assert stored_state(db)["customer_id"].tolist() == ["z"]
+
+
 def test_the_sweep_moves_customers_as_days_pass(db_url: str) -> None:
     db = database(db_url)
     feed(db, [recorded(order("o1", "a", days_ago=10)), recorded(order("o2", "b", days_ago=100))])
