@@ -76,7 +76,7 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     # SQLite only: page cache per connection, and WAL pages between automatic checkpoints
     # (each checkpoint copies pages back and fsyncs; fewer, larger ones cost less in total)
-    sqlite_cache_mib: int = Field(16, ge=2, description="SQLite page cache per connection")
+    sqlite_cache_mib: int = Field(2, ge=1, description="SQLite page cache per connection")
     sqlite_wal_autocheckpoint_pages: int = Field(
         1000, ge=100, description="SQLite WAL pages between automatic checkpoints"
     )
