@@ -289,9 +289,21 @@ class OutboxRelay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        # checkpoint requests made / served (a counter: a request made during a pass is
+        # served after the next one, which sees what was committed before it)
+        self._checkpoints_requested = 0
+        self._checkpoints_done = 0
 
     def notify(self) -> None:
         """Wake the relay: something was just committed to the outbox."""
+        self._wake.set()
+
+    def checkpoint_when_drained(self) -> None:
+        """Checkpoint SQLite's WAL once everything committed so far is published and
+        deleted. An erasure's own outbox event must name the customer: without this its
+        deleted row would linger in the WAL (and old page copies) until some later
+        checkpoint."""
+        self._checkpoints_requested += 1
         self._wake.set()
 
     def start(self) -> None:
@@ -308,9 +320,13 @@ class OutboxRelay:
         delay = 0.2
         while not self._stop.is_set():
             try:
+                requested = self._checkpoints_requested
                 sent = self.relay_once()
                 self.last_error = None
                 delay = 0.2
+                if sent < self.batch_size and requested > self._checkpoints_done:
+                    self._checkpoints_done = requested  # drained past the request
+                    self.db.checkpoint()
                 if sent < self.batch_size:
                     self._wake.wait(self.idle_interval)
                     self._wake.clear()
@@ -511,6 +527,9 @@ class ConsumerLoop:
         self.processed_count = 0
         self.deadlettered_count = 0
         self._checkpoint_due = False
+        #: the service's relay, set by ServiceRuntime: a checkpoint after an erasure asks it
+        #: to checkpoint again once the batch's outbox rows are published and deleted
+        self.outbox_relay: OutboxRelay | None = None
 
     # -- lifecycle
 
@@ -682,6 +701,9 @@ class ConsumerLoop:
 
     def _checkpoint(self) -> None:
         self._checkpoint_due = False
+        if self.outbox_relay is not None:
+            # what the batch queued (an erasure event naming the customer) goes too
+            self.outbox_relay.checkpoint_when_drained()
         try:
             self.db.checkpoint()
         except Exception as exc:

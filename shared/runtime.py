@@ -195,6 +195,7 @@ class ServiceRuntime:
         for consumer in self.consumers:
             consumer.namespace = self.settings.topic_namespace
             consumer.after_commit = self._chain(consumer.after_commit, self.relay.notify)
+            consumer.outbox_relay = self.relay
             consumer.start()
 
     @staticmethod

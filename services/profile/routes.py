@@ -146,9 +146,10 @@ def erase_customer(customer_id: str, request: Request, principal: Writer) -> Era
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         result = service.erase(session, customer_id, principal.key_id)
-    # the old pages (with the erased data) stay in SQLite's WAL until a checkpoint
+    # the old pages (with the erased data) stay in SQLite's WAL until a checkpoint; the
+    # erasure event (which names the customer) is checkpointed away once relayed
     runtime.db.checkpoint()
-    runtime.relay.notify()
+    runtime.relay.checkpoint_when_drained()
     return ErasureResult(**result)
 
 
