@@ -62,7 +62,7 @@ def make_batch_handler(
 
 def handle_profile_erased(session: Session, event: Any, message: Inbound) -> None:
     """A customer was erased: their personal data leaves the event store too."""
-    rewritten = service.erase_customer(session, event.data.customer_id)
+    rewritten = service.erase_customer(session, event.data.customer_id, event.data.requested_at)
     # the rewritten versions' old pages must not stay readable in SQLite's WAL
     message.checkpoint_after_commit = True
     log.info("ingest: erasure %s rewrote %d stored versions", event.data.erasure_id, rewritten)

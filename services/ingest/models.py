@@ -82,3 +82,17 @@ class ImportRejection(Base):
     row_number: Mapped[int] = mapped_column(Integer, primary_key=True)
     order_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+
+
+class ErasedCustomer(Base):
+    """An erased customer (``profile.erased``): the hash of the id and when it was erased.
+
+    A record of theirs arriving later that belongs to the erased relationship (its data
+    time is before the erasure: a late version, a re-sent export) is stored and published
+    without personal data; one that begins after it (a new order) is a new relationship.
+    """
+
+    __tablename__ = "erased_customers"
+
+    customer_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -10,10 +10,16 @@ from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.ingest.models import ImportJob, ImportRejection, IntakeCount, StoredEvent
+from services.ingest.models import (
+    ErasedCustomer,
+    ImportJob,
+    ImportRejection,
+    IntakeCount,
+    StoredEvent,
+)
 from shared.bus import PLATFORM_TABLES
-from shared.db import set_state
-from shared.events import utcnow
+from shared.db import chunks, set_state
+from shared.events import ensure_aware, utcnow
 
 _CHUNK = 500
 _UNSET = object()
@@ -74,6 +80,37 @@ class EventStore:
 
     def append_many(self, rows: Sequence[dict[str, Any]]) -> None:
         bulk_insert(self.session, self.table, rows)
+
+    # -- erasure tombstones
+
+    def add_tombstone(self, customer_hash: str, erased_at: datetime) -> None:
+        """Remember an erasure (the latest, if the customer was erased more than once)."""
+        table = cast(Table, ErasedCustomer.__table__)
+        dialect = self.session.get_bind().dialect.name
+        builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = builder(table).values(customer_hash=customer_hash, erased_at=erased_at)
+        self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["customer_hash"],
+                set_={"erased_at": stmt.excluded.erased_at},
+                where=table.c.erased_at < stmt.excluded.erased_at,
+            )
+        )
+
+    def tombstones(self, customer_hashes: set[str]) -> dict[str, datetime]:
+        """``{hash: erased_at}`` of those among ``customer_hashes`` that were erased."""
+        if not customer_hashes:
+            return {}
+        table = cast(Table, ErasedCustomer.__table__)
+        found: dict[str, datetime] = {}
+        for chunk in chunks(sorted(customer_hashes)):
+            rows = self.session.execute(
+                select(table.c.customer_hash, table.c.erased_at).where(
+                    table.c.customer_hash.in_(chunk)
+                )
+            )
+            found.update((h, ensure_aware(at)) for h, at in rows)
+        return found
 
     def serialise_writers(self) -> None:
         """Make concurrent writers store one after another until their transactions end

@@ -26,6 +26,7 @@ from services.ingest import validation
 from services.ingest.repository import EventStore, IntakeStats
 from services.ingest.validation import Reason, RecordRejected, Rules
 from shared import topics
+from shared.erasure import tombstone_key, tombstone_keys
 from shared.events import (
     SCHEMA_VERSION,
     STATUS_RANK,
@@ -277,6 +278,7 @@ def store(session: Session, prepared: Prepared) -> list[ItemResult]:
                 "received_at": prepared.now,
             }
         )
+    _scrub_erased(event_store, stored_rows)
     if len(stored_rows) == 1:
         sequence = event_store.append(stored_rows[0])
         for result in results:
@@ -376,10 +378,37 @@ def _scrub(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def erase_customer(session: Session, customer_id: str) -> int:
+#: the field holding when a record's data happened, per kind
+_DATA_TIME = {"order": "created_at", "customer": "updated_at", "interaction": "occurred_at"}
+
+
+def _scrub_erased(event_store: EventStore, rows: list[dict[str, Any]]) -> None:
+    """Records of erased customers that belong to the erased relationship (data time before
+    the erasure, or none) are stored and published without personal data."""
+    if not rows:
+        return
+    ids_by_key = tombstone_keys({row["customer_id"] for row in rows})
+    erased = {ids_by_key[key]: at for key, at in event_store.tombstones(set(ids_by_key)).items()}
+    if not erased:
+        return
+    for row in rows:
+        erased_at = erased.get(row["customer_id"])
+        if erased_at is None:
+            continue
+        event = orjson.loads(row["envelope"])
+        happened = event["data"].get(_DATA_TIME[row["kind"]])
+        if happened is not None and datetime.fromisoformat(happened) >= erased_at:
+            continue  # a new relationship, begun after the erasure
+        event["data"] = _scrub(row["kind"], event["data"])
+        row["envelope"] = orjson.dumps(event)
+
+
+def erase_customer(session: Session, customer_id: str, erased_at: datetime | None = None) -> int:
     """Remove a customer's personal data from every stored version and pending event
-    (PIPL / GDPR erasure); returns how many stored versions were rewritten."""
+    (PIPL / GDPR erasure) and remember the erasure (a tombstone: the id's hash and
+    ``erased_at``) for what arrives later; returns how many stored versions were rewritten."""
     store = EventStore(session)
+    store.add_tombstone(tombstone_key(customer_id), erased_at or utcnow())
     rewritten: dict[bytes, bytes] = {}
     count = 0
     for sequence, kind, envelope in store.envelopes_of(customer_id):

@@ -323,6 +323,61 @@ def test_erasure_scrubs_stored_versions_and_pending_events(db: Database) -> None
     assert "李四" in text
 
 
+def test_records_of_an_erased_customer_arriving_later(db: Database) -> None:
+    """What belongs to the erased relationship (data time before the erasure) is stored
+    without personal data; a relationship begun after it is kept as sent."""
+    with db.unit_of_work() as session:
+        assert service.erase_customer(session, "c-gone", erased_at=NOW - timedelta(days=10)) == 0
+        # erased again later: the later erasure counts
+        service.erase_customer(session, "c-gone", erased_at=NOW - timedelta(days=5))
+        service.erase_customer(session, "c-gone", erased_at=NOW - timedelta(days=20))
+    buyer = {"name": "张三", "mobile": "13800138000"}
+    late = order(  # placed before the erasure, arriving after it
+        "L1",
+        customer_id="c-gone",
+        created_at="2026-11-10T10:00:00+08:00",
+        buyer=buyer,
+        updated_at="2026-11-10T10:00:00+08:00",
+    )
+    fresh = order(  # placed after it: a new relationship
+        "L2",
+        customer_id="c-gone",
+        created_at="2026-11-20T10:00:00+08:00",
+        buyer=buyer,
+        updated_at="2026-11-20T10:00:00+08:00",
+    )
+    other = order(
+        "L3",
+        customer_id="c-stays",
+        created_at="2026-11-10T10:00:00+08:00",
+        updated_at="2026-11-10T10:00:00+08:00",
+        buyer=buyer,
+    )
+    results = accept(db, [late, fresh, other])
+    assert [r.status for r in results] == ["accepted"] * 3
+    review = {
+        "interaction_id": "R1",
+        "customer_id": "c-gone",
+        "kind": "review",
+        "rating": 1,
+        "text": "张三的差评",
+        "occurred_at": "2026-11-01T10:00:00+08:00",
+    }
+    accept(db, [review], "interaction")
+    with db.sessions() as session:
+        stored = {
+            row.entity_id: decode_event(row.envelope)
+            for row in session.execute(select(StoredEvent)).scalars()
+        }
+    assert stored["L1"].data.buyer is None
+    assert stored["L1"].data.total_amount == Decimal("199.00")  # the facts stay
+    assert stored["L2"].data.buyer is not None and stored["L2"].data.buyer.name == "张三"
+    assert stored["L3"].data.buyer is not None
+    assert stored["R1"].data.text is None
+    published = {e.data.order_id: e for _, e in outbox(db) if hasattr(e.data, "order_id")}
+    assert published["L1"].data.buyer is None  # what goes to Kafka is the scrubbed version
+
+
 def test_the_store_is_its_own_outbox_with_a_published_watermark(db: Database) -> None:
     """Each record is written once: the relay publishes current versions past a watermark;
     a replay resets it, and a relay that published meanwhile cannot move it back."""
