@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.campaign import scheduler
 from services.campaign.config import Settings
 from services.campaign.consumer import CONSUMED_TOPICS, build_consumers
+from services.campaign.launcher import Launcher
 from services.campaign.routes import router
 from shared.api import build_app
 from shared.config import ServiceSettings
@@ -23,6 +24,9 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
         consumer_factory=build_consumers,
         consumed_topics=CONSUMED_TOPICS,
     )
+    launcher = Launcher(runtime.db, resolved, runtime.relay.notify)
+    runtime.extras["launcher"] = launcher
+    runtime.on_stop.append(launcher.stop)
     runtime.jobs.append(
         PeriodicJob(
             name="campaign-scheduler",

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from services.campaign import service
 from services.campaign.config import Settings
-from services.campaign.launch import launch
+from services.campaign.launch import LAUNCHABLE, launch
+from services.campaign.launcher import Launcher
 from services.campaign.report import build_report
 from services.campaign.repository import Campaigns, Erasures, Projections
 from services.campaign.schemas import (
@@ -19,9 +20,10 @@ from services.campaign.schemas import (
     StatusChange,
 )
 from shared.api import require, runtime_of
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.events import ensure_aware, utcnow
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1")
 
@@ -97,12 +99,38 @@ def change_status(campaign_id: str, body: StatusChange, request: Request) -> Cam
     response_model=LaunchResult,
     dependencies=[require("campaign:write")],
     tags=["campaigns"],
+    responses={
+        202: {"description": "wait=false: launching in the background", "model": LaunchResult}
+    },
 )
-def launch_campaign(campaign_id: str, request: Request) -> LaunchResult:
+def launch_campaign(
+    campaign_id: str,
+    request: Request,
+    response: Response,
+    wait: bool = Query(
+        True,
+        description="false: answer 202 at once and launch in the background (poll GET "
+        ".../launch); for large audiences, which take about 40 s per million customers",
+    ),
+) -> LaunchResult:
     """Launch now (or resume an interrupted launch); idempotent: nobody gets a second message."""
     runtime = runtime_of(request)
     settings = runtime.settings
     assert isinstance(settings, Settings)
+    launcher: Launcher = runtime.extras["launcher"]
+    if not wait:
+        with runtime.db.sessions() as session:
+            campaign = service.get_campaign(session, campaign_id)  # 404 if unknown
+            if campaign.status not in LAUNCHABLE:
+                raise Conflict(
+                    f"a {campaign.status} campaign cannot be launched", status_now=campaign.status
+                )
+        launcher.submit(campaign_id)  # joins a launch of it already queued or running
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = f"/v1/campaigns/{campaign_id}/launch"
+        return _launch_state(runtime, campaign_id)
+    if launcher.in_progress(campaign_id):
+        raise Conflict("a background launch of this campaign is running; poll GET .../launch")
     # the launch commits per chunk of customers (resumable), so it owns its transactions
     outcome = launch(runtime.db, campaign_id, settings)
     runtime.relay.notify()
@@ -111,6 +139,26 @@ def launch_campaign(campaign_id: str, request: Request) -> LaunchResult:
         return service.launch_summary(
             session, campaign, outcome.run_no, outcome.resumed, outcome.already_launched
         )
+
+
+@router.get(
+    "/campaigns/{campaign_id}/launch",
+    response_model=LaunchResult,
+    dependencies=[require("campaign:read")],
+    tags=["campaigns"],
+)
+def launch_state(campaign_id: str, request: Request) -> LaunchResult:
+    """What the campaign's launches did so far, and whether a background launch still runs."""
+    return _launch_state(runtime_of(request), campaign_id)
+
+
+def _launch_state(runtime: ServiceRuntime, campaign_id: str) -> LaunchResult:
+    launcher: Launcher = runtime.extras["launcher"]
+    running = launcher.in_progress(campaign_id)
+    with runtime.db.sessions() as session:
+        campaign = service.get_campaign(session, campaign_id)
+        summary = service.launch_summary(session, campaign, None, False, False)
+    return summary.model_copy(update={"in_progress": running})
 
 
 @router.get(

@@ -177,6 +177,11 @@ class LaunchResult(BaseModel):
     run_no: int | None = Field(None, description="the launch run (recurring campaigns have many)")
     resumed: bool = Field(False, description="an interrupted launch was continued")
     already_launched: bool = Field(False, description="nothing new: the launch had finished")
+    in_progress: bool = Field(
+        False,
+        description="a background launch (wait=false) is still running: the counts are "
+        "what it has done so far",
+    )
     targeted: int = 0
     sent: int = 0
     deferred: int = Field(0, description="sent with not_before (inside quiet hours)")
