@@ -31,16 +31,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
-    delete,
     event,
-    literal_column,
-    select,
     text,
 )
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.sql.elements import ColumnClause
 
 log = logging.getLogger(__name__)
 
@@ -220,19 +217,32 @@ def prune_platform_tables(
     """Delete tracking records processed before ``processed_before`` and idempotency keys
     created before ``idempotency_before``, a chunk per transaction (short locks); returns
     how many rows left each table."""
-    deleted = {}
+    deleted: dict[str, int] = {}
     for name, column, before in (
         ("processed_events", "processed_at", processed_before),
         ("idempotency_keys", "created_at", idempotency_before),
     ):
-        table = _PLATFORM.tables[name]
-        # the physical row id: no primary-key tuple to match, and the scan stops at `chunk`
-        row_id: ColumnClause[Any] = literal_column("rowid" if db.is_sqlite else "ctid")
-        oldest = select(row_id).where(table.c[column] < before).limit(chunk).scalar_subquery()
+        # the oldest rows by the time index, deleted by physical row id (SQLite's rowid,
+        # PostgreSQL's ctid as an array: a TID scan, where `ctid IN (subquery)` would scan
+        # the whole table for every chunk)
+        if db.is_sqlite:
+            sql = (
+                f"DELETE FROM {name} WHERE rowid IN "
+                f"(SELECT rowid FROM {name} WHERE {column} < :before LIMIT :chunk)"
+            )
+        else:
+            sql = (
+                f"DELETE FROM {name} WHERE ctid = ANY(ARRAY("
+                f"SELECT ctid FROM {name} WHERE {column} < :before LIMIT :chunk))"
+            )
+        statement = text(sql).bindparams(
+            bindparam("before", type_=DateTime(timezone=True)), bindparam("chunk")
+        )
         total = 0
         while True:
             with db.engine.begin() as conn:
-                count = conn.execute(delete(table).where(row_id.in_(oldest))).rowcount or 0
+                result = conn.execute(statement, {"before": before, "chunk": chunk})
+                count = result.rowcount or 0
             total += count
             if count < chunk:
                 break
