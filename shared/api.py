@@ -189,6 +189,11 @@ def require(*scopes: str) -> Any:
 # --------------------------------------------------------------------------- middleware
 
 
+#: chunked bodies up to this limit are read whole before the app sees them (see below);
+#: larger limits (file uploads) are enforced while the app streams the body
+_BUFFERED_BODY_MAX = 64 * 1024 * 1024
+
+
 class BodyLimitMiddleware:
     """Answers 413 problem+json when a body exceeds the limit (by header or while streaming)."""
 
@@ -221,6 +226,22 @@ class BodyLimitMiddleware:
         )
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await problem_response(too_large, scope.get("path"))(scope, receive, send)
+            return
+        if declared is None and limit <= _BUFFERED_BODY_MAX:
+            # a chunked body of unknown length: read it here, so that one over the limit is
+            # a 413 whoever parses it (FastAPI answers 400 to an error raised while it reads)
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                body.extend(message.get("body", b""))
+                if len(body) > limit:
+                    await problem_response(too_large, scope.get("path"))(scope, receive, send)
+                    return
+                if not message.get("more_body"):
+                    break
+            await self.app(scope, _replay_receive(bytes(body)), send)
             return
         received = 0
 

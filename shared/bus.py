@@ -364,7 +364,23 @@ class OutboxRelay:
                 metrics.OUTBOX_PENDING.labels(self.name).set(0)
                 session.rollback()
                 return 0
-            self.publisher.publish_all((r.topic, r.key, r.value) for r in rows)
+            # a record the producer would refuse (over its 1 MiB request limit) can never be
+            # published: retrying it would block every row behind it and resend those before
+            # it; it is logged and dropped (nothing in the platform writes one: dead letters
+            # are capped, records validated)
+            sendable = [r for r in rows if len(r.value) + len(r.key or "") <= OUTBOX_RECORD_MAX]
+            for row in rows:
+                if len(row.value) + len(row.key or "") > OUTBOX_RECORD_MAX:
+                    log.error(
+                        "%s: outbox row %s for %s is %d bytes, over the %d a record may have; "
+                        "dropped, not published",
+                        self.name,
+                        row.id,
+                        row.topic,
+                        len(row.value),
+                        OUTBOX_RECORD_MAX,
+                    )
+            self.publisher.publish_all((r.topic, r.key, r.value) for r in sendable)
             ids = [r.id for r in rows]
             with self.write_guard():
                 for start in range(0, len(ids), 500):
@@ -413,6 +429,11 @@ class Inbound:
 #: the most of a record's value a dead letter carries: a dead letter must stay far below the
 #: producer's (and the broker's) 1 MiB message limit, or it would block the outbox behind it
 DEADLETTER_VALUE_MAX = 256 * 1024
+#: the largest outbox record (key + value) the relay sends: the producer's request limit
+#: (max_request_size, 1 MiB) less room for the batch headers
+OUTBOX_RECORD_MAX = 1_000_000
+#: the most of a record's key (as text) a dead letter carries
+DEADLETTER_KEY_MAX = 1024
 
 
 def dead_letter_event(
@@ -436,14 +457,19 @@ def dead_letter_event(
         b64: str | None = None
     except UnicodeDecodeError:
         text_value, b64 = None, base64.b64encode(kept).decode()
+    key = message.key
+    # a record key can be as large as a value: the dead letter keeps its head, and is keyed
+    # by it only when it is short (the outbox key column holds 500 characters)
+    envelope_key = key if key and len(key) <= 200 else f"{message.topic}/{message.partition}"
     return DeadLetterRecorded(
         source=source,
-        key=message.key or f"{message.topic}/{message.partition}",
+        key=envelope_key,
         data=DeadLetter(
             origin_topic=namespace + message.topic,
             origin_partition=message.partition,
             origin_offset=message.offset,
-            key=message.key,
+            key=key[:DEADLETTER_KEY_MAX] if key else key,
+            key_truncated=key is not None and len(key) > DEADLETTER_KEY_MAX,
             value=text_value,
             value_base64=b64,
             value_bytes=len(message.value),

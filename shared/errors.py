@@ -44,6 +44,11 @@ class ProblemError(Exception):
         if instance:
             body["instance"] = instance
         body.update(self.extra)
+        if self.status == 422 and "errors" not in body:
+            # every 422 lists what is wrong in the same shape, even a single whole-body problem
+            body["errors"] = [
+                {"field": "", "code": self.slug, "message": self.detail or self.title}
+            ]
         return body
 
 

@@ -327,7 +327,8 @@ class DeadLetter(Payload):
     origin_topic: str
     origin_partition: int
     origin_offset: int
-    key: str | None = None
+    key: str | None = Field(None, description="the record key (base64 if not UTF-8)")
+    key_truncated: bool = Field(False, description="key holds only its first 1,024 characters")
     value: str | None = Field(None, description="the record value as UTF-8 text, if it decodes")
     value_base64: str | None = Field(None, description="the raw value, base64, if not UTF-8")
     value_bytes: int | None = Field(None, description="the size of the original value in bytes")

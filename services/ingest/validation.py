@@ -78,7 +78,8 @@ RULES = {
     "attributes": (
         "Free-form JSON kept as sent (at most `max_attributes_bytes`, default 8 KiB, nested at "
         "most 32 levels); NUL bytes or lone surrogates in keys or text, NaN / infinities and "
-        "integers beyond 64 bits are rejected rather than altered."
+        "numbers beyond ±2^63 are rejected rather than altered; other numbers are IEEE doubles "
+        "(about 16 significant digits)."
     ),
     "json": (
         "Bodies and raw records are UTF-8 JSON; a leading byte order mark is skipped. JSON nested "
@@ -857,6 +858,9 @@ def _json_value_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "attributes.not_finite", "holds NaN or an infinity"
+        if abs(value) >= 2.0**63:
+            # the JSON parser reads an integer beyond 64 bits as a float: it would change
+            return "attributes.number_range", "holds a number beyond 64 bits"
         return None
     if isinstance(value, dict):
         for key, item in value.items():

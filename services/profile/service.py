@@ -272,6 +272,9 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
             if e.data.customer_id not in erased
             or (
                 not isinstance(e.data, SegmentChanged)
+                # a customer record without updated_at tells no time of its own (the envelope's
+                # is when ingest received it): it cannot begin a new relationship
+                and not (isinstance(e.data, Customer) and e.data.updated_at is None)
                 and domain.iso(data_time(e)) > erased[e.data.customer_id]
             )
         ]

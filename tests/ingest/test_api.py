@@ -121,6 +121,8 @@ def test_rejections_are_problem_json_with_every_reason(client: TestClient) -> No
     response = client.post("/v1/orders", content=b"{nope", headers=HEADERS)
     assert response.status_code == 422
     assert response.json()["type"].endswith("/malformed-json")
+    # a whole-body problem is listed like any other
+    assert [e["code"] for e in response.json()["errors"]] == ["malformed-json"]
     deep = b'{"order_id": "deep", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     for path in ("/v1/orders", "/v1/orders/batch", "/v1/interactions"):
         response = client.post(path, content=deep, headers=HEADERS)

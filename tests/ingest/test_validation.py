@@ -288,6 +288,9 @@ def test_json_with_a_byte_order_mark_or_nested_too_deeply() -> None:
         ({"k": float("nan")}, "attributes:attributes.not_finite"),
         ({"k": float("-inf")}, "attributes:attributes.not_finite"),
         ({"k": 123456789012345678901234567890}, "attributes:attributes.number_range"),
+        # what orjson makes of integers beyond 64 bits: floats (they would change)
+        ({"k": float(2**64)}, "attributes:attributes.number_range"),
+        ({"k": -float(2**63) - 4096.0}, "attributes:attributes.number_range"),
         ({"k": "x" * 9000}, "attributes:attributes.too_large"),
     ],
 )
@@ -545,3 +548,11 @@ def test_orders_encoded_directly_are_the_model_events_byte_for_byte(
 def test_a_too_long_complaint_is_one_problem_not_two() -> None:
     found = codes(interaction(kind="complaint", rating=None, text="x" * 5001), validate_interaction)
     assert found == {"text:text.too_long"}
+
+
+def test_an_integer_beyond_64_bits_in_attributes_is_rejected_whichever_parser_reads_it() -> None:
+    body = b'{"interaction_id": "i", "customer_id": "c", "kind": "review", "rating": 5, '
+    body += (
+        b'"occurred_at": "2026-11-01T10:00:00+08:00", "attributes": {"a": 18446744073709551616}}'
+    )
+    assert "attributes:attributes.number_range" in codes(parse_json(body), validate_interaction)

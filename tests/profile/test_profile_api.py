@@ -362,6 +362,15 @@ def test_export_then_erasure_leaves_no_personal_data_and_replay_is_blocked(
         assert personal not in dump, personal
     audit = client.get(f"/v1/erasures/{erasure_id}", headers=READER).json()["audit"]
     assert [a["action"] for a in audit][-1] == "erase"
+    # a customer record that tells no time of its own (no updated_at; its envelope is
+    # newer than the erasure) does not bring them back either
+    record = customer("tb_zhangsan88", name="张三")
+    undated = record.model_copy(
+        update={"data": record.data.model_copy(update={"updated_at": None})}
+    )
+    assert undated.data.updated_at is None
+    feed(client, undated)
+    assert client.get("/v1/customers/tb_zhangsan88", headers=PII).status_code == 404
     # a genuinely new order after the erasure starts a new relationship
     feed(client, order("tb_zhangsan88", "T-new", minutes=10**7))
     assert client.get("/v1/customers/tb_zhangsan88", headers=READER).status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
@@ -161,6 +162,18 @@ def test_body_limit_is_a_413_problem(client_and_calls) -> None:
     )
     assert big.status_code == 413
     assert big.json()["type"].endswith("/payload-too-large")
+
+    def chunked(body: bytes) -> Iterator[bytes]:  # no content-length: sent in chunks
+        for start in range(0, len(body), 500):
+            yield body[start : start + 500]
+
+    headers = {"X-API-Key": ADMIN, "content-type": "application/json"}
+    too_big = b'{"name": "' + b"x" * 5000 + b'", "size": 1}'
+    response = client.post("/v1/things", content=chunked(too_big), headers=headers)
+    assert response.status_code == 413
+    assert response.json()["type"].endswith("/payload-too-large")
+    fits = client.post("/v1/things", content=chunked(b'{"name": "c", "size": 2}'), headers=headers)
+    assert fits.status_code == 201, fits.text
 
 
 def test_cursor_round_trip_and_garbage(client_and_calls) -> None:

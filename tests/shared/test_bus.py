@@ -18,6 +18,7 @@ from shared.bus import (
     Inbound,
     OutboxRelay,
     Publisher,
+    add_raw_to_outbox,
     add_to_outbox,
     dead_letter_event,
     ensure_topics,
@@ -207,6 +208,20 @@ def test_outbox_relay_publishes_in_order_and_empties(broker, namespace, db, publ
         assert session.execute(select(func.count()).select_from(outbox)).scalar_one() == 0
 
 
+def test_an_unpublishable_outbox_row_is_dropped_and_blocks_nothing(
+    broker, namespace, db, publisher
+) -> None:
+    with db.unit_of_work() as session:
+        add_to_outbox(session, topics.ORDERS, order_event("before", "c"))
+        add_raw_to_outbox(session, [(topics.ORDERS, "c", b"x" * 2_000_000)])  # over 1 MiB
+        add_to_outbox(session, topics.ORDERS, order_event("after", "c"))
+    relay = OutboxRelay("test", db, publisher)
+    assert relay.relay_once() == 3
+    assert relay.pending() == 0
+    events = read_topic(broker.bootstrap_servers, namespace + topics.ORDERS, expect=2)
+    assert [e.data.order_id for e in events] == ["before", "after"]  # each once, in order
+
+
 def test_a_dead_letter_stays_publishable_whatever_the_record_size() -> None:
     def letter(value: bytes) -> Any:
         message = Inbound("crm.raw.orders.v1", 2, 41, "k", value, "?", "d", None)
@@ -234,6 +249,21 @@ def test_a_dead_letter_stays_publishable_whatever_the_record_size() -> None:
     assert big.data.value_bytes == len(binary)
     assert base64.b64decode(big.data.value_base64) == binary[:DEADLETTER_VALUE_MAX]
     assert len(encode_event(big)) < 512 * 1024  # far below the 1 MiB message limit
+
+    huge_key = Inbound("crm.raw.orders.v1", 2, 41, "k" * 1_000_000, b"{}", "?", "d", None)
+    keyed = dead_letter_event(
+        huge_key,
+        source="ingest",
+        namespace="ns.",
+        consumer_group="g",
+        error="bad",
+        error_type="X",
+        attempts=1,
+    )
+    assert keyed.key == "crm.raw.orders.v1/2"  # keyed by origin, within the outbox column
+    assert keyed.data.key == "k" * 1024 and keyed.data.key_truncated
+    assert len(encode_event(keyed)) < 8 * 1024
+    assert not small.data.key_truncated and small.data.key == "k"
 
     text = ("订单" * 200_000).encode()  # 1.2 MB of UTF-8, cut inside a character
     cut = letter(text)
