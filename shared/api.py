@@ -30,6 +30,7 @@ from shared.errors import (
     PayloadTooLarge,
     ProblemError,
     Unauthorized,
+    ValidationProblem,
 )
 from shared.events import utcnow
 from shared.runtime import ServiceRuntime, freeze_startup_heap
@@ -87,6 +88,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # FastAPI's answer when reading the JSON body raised (e.g. nested too deeply):
+            # the same problem ingest reports for a body that is not usable JSON
+            return problem_response(
+                ValidationProblem(
+                    "the body is not valid JSON (or is nested too deeply)",
+                    slug="malformed-json",
+                    title="The body is not JSON",
+                ),
+                request.url.path,
+            )
         slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
             exc.status_code, "http-error"
         )

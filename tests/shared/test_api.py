@@ -109,6 +109,13 @@ def test_errors_are_problem_json(client_and_calls) -> None:
     assert invalid.status_code == 422
     assert invalid.json()["errors"][0]["field"] == "size"
     assert invalid.json()["errors"][0]["code"] == "missing"
+    deep = b'{"name": ' + b"[" * 985 + b"]" * 985 + b', "size": 1}'  # under 2,000 bytes
+    nested = client.post(
+        "/v1/things", content=deep, headers={"X-API-Key": ADMIN, "content-type": "application/json"}
+    )
+    assert nested.status_code == 422
+    assert nested.json()["type"].endswith("/malformed-json")
+    assert nested.json()["errors"][0]["code"] == "malformed-json"
     unknown_route = client.get("/nowhere")
     assert unknown_route.status_code == 404
     assert unknown_route.headers["content-type"] == "application/problem+json"
