@@ -239,7 +239,11 @@ class BodyLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await problem_response(too_large, scope.get("path"))(scope, receive, send)
             return
-        if declared is None and limit <= _BUFFERED_BODY_MAX:
+        if (
+            declared is None
+            and limit <= _BUFFERED_BODY_MAX
+            and scope.get("method") in ("POST", "PUT", "PATCH")
+        ):
             # a chunked body of unknown length: read it here, so that one over the limit is
             # a 413 whoever parses it (FastAPI answers 400 to an error raised while it reads)
             body = bytearray()
