@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from services.campaign.rules import Rule
 from services.campaign.targeting import CUSTOMER_VARIABLES, template_variables
@@ -131,18 +132,29 @@ class CampaignCreate(RequestModel):
 
     @model_validator(mode="after")
     def _check(self) -> CampaignCreate:
+        # each problem names its field (the error's ctx carries it into {field, code, message})
         if len(set(self.channels)) != len(self.channels):
-            raise ValueError("channels must not repeat")
+            raise _problem("channels", "channels.repeated", "channels must not repeat")
         if self.audience is None and self.trigger is None:
-            raise ValueError("a campaign needs an audience, a trigger, or both")
+            raise _problem(
+                "audience", "audience.missing", "a campaign needs an audience, a trigger, or both"
+            )
         unknown = (
             template_variables(self.content.template)
             - CUSTOMER_VARIABLES
             - set(self.content.variables)
         )
         if unknown:
-            raise ValueError(f"unknown template variable(s): {', '.join(sorted(unknown))}")
+            raise _problem(
+                "content.template",
+                "template.unknown_variable",
+                f"unknown template variable(s): {', '.join(sorted(unknown))}",
+            )
         return self
+
+
+def _problem(field: str, code: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(code, "{message}", {"field": field, "message": message})
 
 
 class CampaignRead(BaseModel):

@@ -119,6 +119,7 @@ def test_campaign_lifecycle_through_the_api(client: TestClient) -> None:
 def test_invalid_campaigns_are_422_problems(client: TestClient, change: dict) -> None:
     response = client.post("/v1/campaigns", json={**CAMPAIGN, **change}, headers=ADMIN)
     assert response.status_code == 422, response.text
+    assert all(e["field"] for e in response.json()["errors"]), response.json()  # each named
     assert response.headers["content-type"] == "application/problem+json"
 
 
