@@ -368,9 +368,11 @@ class OutboxRelay:
             # published: retrying it would block every row behind it and resend those before
             # it; it is logged and dropped (nothing in the platform writes one: dead letters
             # are capped, records validated)
-            sendable = [r for r in rows if len(r.value) + len(r.key or "") <= OUTBOX_RECORD_MAX]
+            sendable = []
             for row in rows:
-                if len(row.value) + len(row.key or "") > OUTBOX_RECORD_MAX:
+                if len(row.value) + len(row.key or "") <= OUTBOX_RECORD_MAX:
+                    sendable.append(row)
+                else:
                     log.error(
                         "%s: outbox row %s for %s is %d bytes, over the %d a record may have; "
                         "dropped, not published",

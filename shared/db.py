@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -178,26 +178,19 @@ class Database:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    def checkpoint(self) -> None:
-        """After an erasure: fold SQLite's write-ahead log into the file and truncate it.
+    def checkpoint(self, mode: Literal["TRUNCATE", "PASSIVE"] = "TRUNCATE") -> None:
+        """Fold SQLite's write-ahead log into the file.
 
-        The WAL keeps old copies of changed pages (with the erased personal data) until
-        a checkpoint; TRUNCATE empties it. Best effort: readers active at that moment
-        may leave part of it for the next checkpoint. PostgreSQL reclaims dead rows
-        with autovacuum.
+        TRUNCATE (after an erasure): the WAL keeps old copies of changed pages (with the
+        erased personal data) until a checkpoint, and TRUNCATE empties it; best effort:
+        readers active at that moment may leave part of it for the next checkpoint.
+        PASSIVE (the periodic background checkpoint): copies what it can while writers go
+        on. PostgreSQL needs neither (autovacuum reclaims dead rows).
         """
         if not self.is_sqlite:
             return
         with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def checkpoint_in_background(self) -> None:
-        """Copy the WAL's committed pages into the file (PASSIVE: writers go on meanwhile;
-        what active readers still need waits for the next run)."""
-        if not self.is_sqlite:
-            return
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})")
 
     @property
     def is_sqlite(self) -> bool:

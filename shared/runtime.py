@@ -9,6 +9,7 @@ on its own (consumers scale up to the topic's partition count).
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import socket
@@ -128,7 +129,7 @@ class ServiceRuntime:
                 PeriodicJob(
                     f"{self.name}-sqlite-checkpoint",
                     settings.sqlite_background_checkpoint_seconds,
-                    self.db.checkpoint_in_background,
+                    functools.partial(self.db.checkpoint, "PASSIVE"),
                 )
             )
         #: called first by :meth:`stop` (a service's own workers: finish or hand back work)

@@ -36,6 +36,7 @@ from shared.events import (
     OrderStatus,
 )
 from shared.regions import normalise_region
+from shared.schemas import text_problem
 
 RULES = {
     "money": (
@@ -841,14 +842,7 @@ def _json_value_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:
     if depth > 32:
         return "attributes.too_deep", "is nested more than 32 levels"
     if isinstance(value, str):
-        if "\x00" in value:
-            return "text.nul", "contains a NUL byte"
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return "text.surrogate", "contains a lone surrogate (not Unicode text)"
-        return None
+        return text_problem(value)  # (attributes are bounded far below its length limit)
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):

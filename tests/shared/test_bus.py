@@ -223,8 +223,8 @@ def test_an_unpublishable_outbox_row_is_dropped_and_blocks_nothing(
 
 
 def test_a_dead_letter_stays_publishable_whatever_the_record_size() -> None:
-    def letter(value: bytes) -> Any:
-        message = Inbound("crm.raw.orders.v1", 2, 41, "k", value, "?", "d", None)
+    def letter(value: bytes, key: str = "k") -> Any:
+        message = Inbound("crm.raw.orders.v1", 2, 41, key, value, "?", "d", None)
         return dead_letter_event(
             message,
             source="ingest",
@@ -250,16 +250,7 @@ def test_a_dead_letter_stays_publishable_whatever_the_record_size() -> None:
     assert base64.b64decode(big.data.value_base64) == binary[:DEADLETTER_VALUE_MAX]
     assert len(encode_event(big)) < 512 * 1024  # far below the 1 MiB message limit
 
-    huge_key = Inbound("crm.raw.orders.v1", 2, 41, "k" * 1_000_000, b"{}", "?", "d", None)
-    keyed = dead_letter_event(
-        huge_key,
-        source="ingest",
-        namespace="ns.",
-        consumer_group="g",
-        error="bad",
-        error_type="X",
-        attempts=1,
-    )
+    keyed = letter(b"{}", key="k" * 1_000_000)
     assert keyed.key == "crm.raw.orders.v1/2"  # keyed by origin, within the outbox column
     assert keyed.data.key == "k" * 1024 and keyed.data.key_truncated
     assert len(encode_event(keyed)) < 8 * 1024

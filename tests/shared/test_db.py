@@ -63,7 +63,7 @@ def test_a_background_checkpoint_replaces_the_automatic_one(tmp_path: Path) -> N
         with db.engine.begin() as conn:
             conn.exec_driver_sql("INSERT INTO t VALUES (?)", [("x" * 4000,) for _ in range(1000)])
     assert path.stat().st_size < 64 * 1024
-    db.checkpoint_in_background()  # what the runtime's periodic job runs
+    db.checkpoint("PASSIVE")  # what the runtime's periodic job runs
     assert path.stat().st_size > 10 * 1024 * 1024
     db.dispose()
     # the runtime of such a service runs that job; by default there is none
