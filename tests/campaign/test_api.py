@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
-from services.campaign.app import create_app
 from services.campaign.projection import apply_audience_events
 from services.campaign.targeting import in_holdout
-from tests.campaign.factories import policy_event, segment_event, settings
+from tests.campaign.factories import policy_event, segment_event
 from tests.conftest import ADMIN_KEY
 
 ADMIN = {"X-API-Key": ADMIN_KEY}
@@ -33,22 +29,6 @@ CAMPAIGN = {
     "holdout_share": 0.25,
     "conversion_window_days": 14,
 }
-
-
-@pytest.fixture
-def client(broker, namespace: str, tmp_path: Path, sqlite_url: str) -> Iterator[TestClient]:
-    # the session's broker: the runtime's background topic creation finishes at once
-    cfg = settings(
-        tmp_path,
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        topic_namespace=namespace,
-        database_url=sqlite_url,
-        api_key=ADMIN_KEY,
-        api_keys={"reader-key": ["campaign:read"]},
-        launch_chunk_size=4,
-    )
-    with TestClient(create_app(cfg)) as test_client:
-        yield test_client
 
 
 def test_campaign_lifecycle_through_the_api(client: TestClient) -> None:

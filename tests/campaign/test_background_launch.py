@@ -3,43 +3,30 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from services.campaign.app import create_app
 from services.campaign.projection import apply_audience_events
 from services.campaign.targeting import in_holdout
 from shared.testing import wait_for
-from tests.campaign.factories import policy_event, segment_event, settings
+from tests.campaign.factories import policy_event, segment_event
 from tests.campaign.test_api import ADMIN, CAMPAIGN, READER
-from tests.conftest import ADMIN_KEY
 
 
 @pytest.fixture
-def client(broker, namespace: str, tmp_path: Path, sqlite_url: str) -> Iterator[TestClient]:
-    cfg = settings(
-        tmp_path,
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        topic_namespace=namespace,
-        database_url=sqlite_url,
-        api_key=ADMIN_KEY,
-        api_keys={"reader-key": ["campaign:read"]},
-        launch_chunk_size=4,
-    )
-    with TestClient(create_app(cfg)) as test_client:
-        runtime = test_client.app.state.runtime  # type: ignore[attr-defined]
-        with runtime.db.unit_of_work() as session:
-            apply_audience_events(
-                session,
-                [
-                    *[segment_event(f"s{i}", lifecycle="silent", r=1) for i in range(12)],
-                    *[policy_event(f"s{i}", {"sms": True}) for i in range(12)],
-                ],
-            )
-        yield test_client
+def client(client: TestClient) -> TestClient:
+    """The API client, with twelve silent customers who accept SMS."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.db.unit_of_work() as session:
+        apply_audience_events(
+            session,
+            [
+                *[segment_event(f"s{i}", lifecycle="silent", r=1) for i in range(12)],
+                *[policy_event(f"s{i}", {"sms": True}) for i in range(12)],
+            ],
+        )
+    return client
 
 
 def test_a_background_launch_answers_202_and_ends_with_the_same_counts(
