@@ -86,9 +86,8 @@ class EventStore:
     def add_tombstone(self, customer_hash: str, erased_at: datetime) -> None:
         """Remember an erasure (the latest, if the customer was erased more than once)."""
         table = cast(Table, ErasedCustomer.__table__)
-        dialect = self.session.get_bind().dialect.name
-        builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = builder(table).values(customer_hash=customer_hash, erased_at=erased_at)
+        insert_on = _insert_with_conflicts(self.session.get_bind().dialect.name)
+        stmt = insert_on(table).values(customer_hash=customer_hash, erased_at=erased_at)
         self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["customer_hash"],
@@ -279,11 +278,15 @@ _WRITER_LOCK = text("SELECT pg_advisory_xact_lock(7311970004)")
 _UPSERTS: dict[str, Any] = {}
 
 
+def _insert_with_conflicts(dialect: str) -> Any:
+    """The dialect's INSERT that takes ON CONFLICT clauses (PostgreSQL and SQLite alike)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
 def _upsert_counts(dialect: str) -> Any:
     if dialect not in _UPSERTS:
         table = cast(Table, IntakeCount.__table__)
-        builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = builder(table)
+        stmt = _insert_with_conflicts(dialect)(table)
         _UPSERTS[dialect] = stmt.on_conflict_do_update(
             index_elements=["minute", "source", "kind", "outcome", "reason"],
             set_={"count": table.c["count"] + stmt.excluded["count"]},
