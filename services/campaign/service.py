@@ -244,16 +244,26 @@ def _row(member: AudienceMember | None, customer_id: str, pseudonym: str | None)
     return {name: getattr(member, name) for name in _AUDIENCE_NAMES}
 
 
+#: how far before a campaign's start an unpaid order may have crossed its age and still
+#: be reminded, unless the trigger sets ``lookback_hours``
+DEFAULT_UNPAID_LOOKBACK_HOURS = 24
+
+
 def fire_unpaid_order_triggers(session: Session, settings: Settings, now: datetime) -> int:
-    """Enter customers whose unpaid order crossed a trigger's age while the campaign ran."""
+    """Enter customers whose unpaid order crossed a trigger's age while the campaign ran,
+    or up to ``lookback_hours`` before it started; an order paid or cancelled meanwhile is
+    no longer unpaid and is never reminded (each order is one occurrence: reminded once)."""
     found: list[tuple[Campaign, list[Any]]] = []
     for campaign in Campaigns(session).armed_triggered():
         trigger = campaign.trigger or {}
         if trigger.get("type") != "unpaid_order" or campaign.launched_at is None:
             continue
         age = timedelta(hours=int(trigger["older_than_hours"]))
+        lookback = timedelta(
+            hours=int(trigger.get("lookback_hours", DEFAULT_UNPAID_LOOKBACK_HOURS))
+        )
         orders = Projections(session).unpaid_orders(
-            ensure_aware(campaign.launched_at) - age, now - age
+            ensure_aware(campaign.launched_at) - age - lookback, now - age
         )
         if orders:
             found.append((campaign, orders))
