@@ -282,6 +282,11 @@ class CampaignReport(BaseModel):
     currency: str | None = Field(None, description="of the revenue figures; `mixed` if several")
     targeted: int
     excluded: dict[str, int]
+    skipped_triggers: dict[str, int] = Field(
+        default_factory=dict,
+        description="trigger occurrences not entered, by reason: not_in_audience, "
+        "reentry_not_allowed, cooldown (each occurrence once, however often delivered)",
+    )
     holdout: int
     sent: int
     deferred: int

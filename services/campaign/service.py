@@ -22,6 +22,8 @@ from services.campaign.repository import (
     Projections,
 )
 from services.campaign.schemas import CampaignCreate, CampaignRead, LaunchResult, Reentry
+from services.campaign.skips import record as record_skips
+from services.campaign.skips import skip_row
 from shared.errors import Conflict, NotFound
 from shared.events import ensure_aware, utcnow
 
@@ -183,6 +185,8 @@ def fire_triggers(
     erased = Erasures(session).erased(ids)
     # per campaign, the rows its trigger and audience select and their occurrence keys
     selected: list[tuple[Campaign, list[dict[str, Any]], list[str | None]]] = []
+    outside: list[dict[str, Any]] = []
+    now = utcnow()
     for campaign in campaigns:
         predicate = audience_predicate(campaign.audience)
         assert campaign.trigger is not None
@@ -193,12 +197,18 @@ def fire_triggers(
                 continue
             customer_id = transition.customer_id
             row = _row(members.get(customer_id), customer_id, erased.get(customer_id))
+            key = f"{transition.kind}:{transition.key}"
             if predicate(row):
                 rows.append(row)
-                keys.append(f"{transition.kind}:{transition.key}")
+                keys.append(key)
+            else:
+                outside.append(
+                    skip_row(campaign.campaign_id, row["customer_id"], key, "not_in_audience", now)
+                )
         if rows:
             selected.append((campaign, rows, keys))
-    return _enter_selected(session, settings, utcnow(), selected)
+    record_skips(session, outside)
+    return _enter_selected(session, settings, now, selected)
 
 
 def _enter_selected(
@@ -271,6 +281,7 @@ def fire_unpaid_order_triggers(session: Session, settings: Settings, now: dateti
     members = Projections(session).audience_rows(ids)
     erased = Erasures(session).erased(ids)
     selected: list[tuple[Campaign, list[dict[str, Any]], list[str | None]]] = []
+    outside: list[dict[str, Any]] = []
     for campaign, orders in found:
         predicate = audience_predicate(campaign.audience)
         rows: list[dict[str, Any]] = []
@@ -279,11 +290,17 @@ def fire_unpaid_order_triggers(session: Session, settings: Settings, now: dateti
             row = _row(
                 members.get(order.customer_id), order.customer_id, erased.get(order.customer_id)
             )
+            key = f"unpaid_order:{order.order_id}"
             if predicate(row):
                 rows.append(row)
-                keys.append(f"unpaid_order:{order.order_id}")
+                keys.append(key)
+            else:
+                outside.append(
+                    skip_row(campaign.campaign_id, row["customer_id"], key, "not_in_audience", now)
+                )
         if rows:
             selected.append((campaign, rows, keys))
+    record_skips(session, outside)
     return _enter_selected(session, settings, now, selected)
 
 

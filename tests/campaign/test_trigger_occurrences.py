@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from services.campaign import scheduler
+from services.campaign import scheduler, service
 from services.campaign.launch import launch
+from services.campaign.report import build_report
 from shared.db import Database
 from shared.events import Order, OrderRecorded
 from tests.campaign.factories import (
@@ -20,6 +22,7 @@ from tests.campaign.factories import (
     order_event,
     outbox,
     policy_event,
+    segment_event,
     settings,
 )
 
@@ -129,3 +132,46 @@ def test_unpaid_orders_already_overdue_at_the_start_are_reminded_within_the_look
     assert sorted(reminded) == sorted(
         [(default, "c1"), (default, "c5"), (wider, "c1"), (wider, "c2"), (wider, "c5")]
     )
+
+
+def test_skipped_occurrences_are_counted_by_reason_once_each(db: Database) -> None:
+    feed(db, [policy_event("c1"), policy_event("c2")])
+    trigger = {"type": "lifecycle_transition", "from": "active", "to": "silent"}
+    narrow = make_campaign(db, audience={"segment_id": "s1"}, trigger=trigger)
+    cooling = make_campaign(
+        db, audience=None, trigger=trigger, reentry={"allowed": True, "cooldown_days": 30}
+    )
+    for campaign_id in (narrow, cooling):
+        launch(db, campaign_id, settings(), now=fixed())
+
+    def silent(customer: str, days: int, segments: list[str]) -> Any:
+        return segment_event(
+            customer,
+            lifecycle="silent",
+            previous_lifecycle="active",
+            segments=segments,
+            as_of=NOW + timedelta(days=days),
+        )
+
+    first = [silent("c1", 1, ["s1"]), silent("c2", 1, [])]
+    again = [silent("c1", 5, ["s1"])]  # a new occurrence for c1 four days later
+    consume(db, first)
+    consume(db, again)
+    consume(db, first + again)  # everything delivered twice
+    assert set(entries(db, narrow)) == {"c1"}
+    assert set(entries(db, cooling)) == {"c1", "c2"}
+    with db.unit_of_work() as session:
+        reports = {
+            c: build_report(session, service.get_campaign(session, c), NOW)
+            for c in (narrow, cooling)
+        }
+    assert reports[narrow].skipped_triggers == {
+        "not_in_audience": 1,  # c2
+        "reentry_not_allowed": 1,  # c1's second move
+        "cooldown": 0,
+    }
+    assert reports[cooling].skipped_triggers == {
+        "not_in_audience": 0,
+        "reentry_not_allowed": 0,
+        "cooldown": 1,  # c1's second move, inside 30 days
+    }
