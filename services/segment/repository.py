@@ -546,6 +546,18 @@ class CutPointSets:
             .limit(1)
         ).scalar_one_or_none()
 
+    def latest_at(self, policy_version: int, as_of: datetime) -> CutPointSet | None:
+        """The newest set of this policy version computed for a time at or before ``as_of``."""
+        return self.session.execute(
+            select(CutPointSet)
+            .where(
+                CutPointSet.policy_version == policy_version,
+                CutPointSet.as_of <= as_of.astimezone(UTC),
+            )
+            .order_by(CutPointSet.as_of.desc(), CutPointSet.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+
     def add(self, cut_points: CutPointSet) -> None:
         self.session.add(cut_points)
         self.session.flush()

@@ -1,17 +1,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import IntegrityError
 
-from services.segment import reports, service
+from services.segment import point_in_time, reports, service
 from services.segment.as_of import parse_as_of
 from services.segment.clv import clv_summary, exact_monetary_value
 from services.segment.policy import ScoringPolicy
-from services.segment.repository import Customers, OrderStates, Segments
+from services.segment.repository import Customers, Segments
 from services.segment.schemas import (
     ClvSummaryRead,
     CustomerScoresRead,
@@ -56,6 +56,15 @@ def _as_of(session: Any, value: str | None, parameter: str = "as_of") -> datetim
         return None
     _, policy, _ = service.current_policy(session)
     return parse_as_of(value, policy.timezone, parameter)
+
+
+def _score(
+    session: Any, customer_ids: list[str], as_of: datetime | None, now: datetime
+) -> list[service.CustomerView]:
+    """Now: from the current orders; as of a time: in valid time (point_in_time.py)."""
+    if as_of is None:
+        return service.score_customers(session, customer_ids, None, now)
+    return point_in_time.score_customers(session, customer_ids, as_of.astimezone(UTC))
 
 
 def _scores_read(view: service.CustomerView) -> CustomerScoresRead:
@@ -115,8 +124,7 @@ def get_customer_scores(
     """One customer's RFM scores, segment, lifecycle, buckets and quadrant as of a time."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        moment = _as_of(session, as_of)
-        views = service.score_customers(session, [customer_id], moment, _now(runtime))
+        views = _score(session, [customer_id], _as_of(session, as_of), _now(runtime))
         if not views:
             raise _unknown_customer(session, customer_id)
     return _scores_read(views[0])
@@ -131,7 +139,7 @@ def list_scores(
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
         ids = Customers(session).ids_page(position.get("after"), limit)
-        views = service.score_customers(session, ids, _as_of(session, as_of), _now(runtime))
+        views = _score(session, ids, _as_of(session, as_of), _now(runtime))
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
     return Page(items=[_scores_read(v) for v in views], next_cursor=next_cursor)
 
@@ -142,7 +150,7 @@ def list_scores(
 def _clv_rows(
     session: Any, customer_ids: list[str], as_of: datetime, timezone: str
 ) -> list[ClvSummaryRead]:
-    orders = OrderStates(session).frame_for(customer_ids)
+    orders = point_in_time.purchases_at(session, customer_ids, as_of.astimezone(UTC))
     purchases = orders[orders["valid"] & (orders["created_at"] <= as_of)]
     summary = clv_summary(purchases, as_of, timezone)
     currencies = orders.groupby("customer_id")["currency"].last().to_dict()
@@ -338,6 +346,16 @@ def list_members(
 
 # --------------------------------------------------------------------------- reports
 
+
+def _scores_frame(
+    session: Any, as_of: datetime | None, now: datetime
+) -> tuple[Any, service.ScoringContext]:
+    if as_of is None:
+        return service.scores_frame(session, None, now)
+    scores, _, context = point_in_time.scores_at(session, as_of.astimezone(UTC))
+    return scores, context
+
+
 ReportName = Literal["rfm", "lifecycle", "funnel", "quadrants", "regions"]
 
 
@@ -358,8 +376,8 @@ def get_report(
     now = _now(runtime)
     with runtime.db.unit_of_work() as session:
         moment, since_moment = _as_of(session, as_of), _as_of(session, since, "since")
-        scores, context = service.scores_frame(session, moment, now)
-        before = service.scores_frame(session, since_moment, now)[0] if since_moment else None
+        scores, context = _scores_frame(session, moment, now)
+        before = _scores_frame(session, since_moment, now)[0] if since_moment else None
     rows: list[dict[str, Any]]
     if report == "rfm":
         rows = [{"grid": reports.rfm_grid(scores), "segments": reports.rfm_segments(scores)}]

@@ -27,6 +27,7 @@ from services.segment.models import (
     ErasedCustomer,
     ScoringPolicyVersion,
 )
+from services.segment.order_history import OrderVersions
 from services.segment.policy import DEFAULT_POLICY, ScoringPolicy
 from services.segment.repository import (
     Customers,
@@ -369,6 +370,8 @@ class EventBatch:
         self.context = load_context(session, now)
         self.window_start = now - timedelta(days=self.context.policy.window_days)
         self.pending: dict[str, Order] = {}
+        #: every version received (the valid-time history keeps them all)
+        self.versions: list[Order] = []
         self.affected: set[str] = set()
         #: stored customer rows as loaded (None: no row), the last published snapshots
         self.stored: dict[str, dict[str, Any] | None] = {}
@@ -380,6 +383,7 @@ class EventBatch:
         self.outcome = BatchOutcome()
 
     def add_order(self, order: Order) -> None:
+        self.versions.append(order)
         held = self.pending.get(order.order_id)
         if held is None or _version(order) > _version(held):
             self.pending[order.order_id] = order
@@ -419,10 +423,19 @@ class EventBatch:
         if not self.pending:
             return
         orders, self.pending = self.pending, {}
+        versions, self.versions = self.versions, []
         identities = Identities(self.session)
-        survivors = identities.survivors(sorted({o.customer_id for o in orders.values()}))
+        survivors = identities.survivors(sorted({o.customer_id for o in versions}))
         owners = {o.order_id: survivors.get(o.customer_id, o.customer_id) for o in orders.values()}
-        erased = identities.erased(sorted(set(owners.values())))
+        erased = identities.erased(
+            sorted({survivors.get(o.customer_id, o.customer_id) for o in versions})
+        )
+        history = []
+        for version in versions:  # late or repeated versions too: the history is append-only
+            owner = survivors.get(version.customer_id, version.customer_id)
+            if owner not in erased or ensure_aware(version.created_at) > erased[owner]:
+                history.append(order_row(version, owner))
+        OrderVersions(self.session).add_many(history)
         states = OrderStates(self.session)
         stored = states.rows(sorted(orders))
         inserts: list[dict[str, Any]] = []
@@ -465,6 +478,7 @@ class EventBatch:
         if not merged:
             return
         OrderStates(self.session).reassign(merged, survivor)
+        OrderVersions(self.session).reassign(merged, survivor)
         Identities(self.session).add_aliases(merged, survivor, merge.merge_id)
         for customer_id in merged:
             self._remove(customer_id)
@@ -476,6 +490,7 @@ class EventBatch:
         self.flush_orders()
         customer_id = erasure.customer_id
         OrderStates(self.session).delete_for(customer_id)
+        OrderVersions(self.session).delete_for(customer_id)
         identities = Identities(self.session)
         identities.forget_aliases_of(customer_id)
         identities.add_erasure(
