@@ -25,12 +25,17 @@ from sqlalchemy.orm import Session
 
 from shared import metrics, topics
 from shared.bus_errors import TRANSIENT_ERRORS, PoisonMessage, TransientError
+from shared.consumer_health import DEFAULT_STALL_SECONDS, ProgressWatch, rebuild_delay
 from shared.db import Database
 from shared.events import DeadLetter, DeadLetterRecorded, decode_event, encode_event, utcnow
 from shared.outbox import OutboxRelay, driver_connection, driver_time
 from shared.producer import Publisher
 
 log = logging.getLogger(__name__)
+
+
+class ConsumerStalled(Exception):
+    """The group member made no progress for longer than its bound: replace it."""
 
 
 @dataclass
@@ -174,6 +179,9 @@ class ConsumerLoop:
     after_commit: Callable[[], None] | None = None
     namespace: str = ""
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    #: seconds without an assignment, or without progress while behind, before the member
+    #: is declared stalled and replaced (:mod:`shared.consumer_health`)
+    stall_after: float = DEFAULT_STALL_SECONDS
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -186,6 +194,12 @@ class ConsumerLoop:
         #: the service's relay, set by ServiceRuntime: a checkpoint after an erasure asks it
         #: to checkpoint again once the batch's outbox rows are published and deleted
         self.outbox_relay: OutboxRelay | None = None
+        #: why the current member is stalled (``None`` while healthy); kept until a fresh
+        #: member has partitions again
+        self.stall_reason: str | None = None
+        #: how many times a stalled member was replaced by a fresh one
+        self.rebuilds = 0
+        self._next_offsets: dict[TopicPartition, int] = {}
 
     # -- lifecycle
 
@@ -221,15 +235,40 @@ class ConsumerLoop:
         consumer.subscribe([self.namespace + t for t in self.topics])
         return consumer
 
+    def health(self) -> str:
+        """``ok``, ``starting``, or ``stalled: <reason>`` (what ``/readyz`` shows)."""
+        if self.stall_reason is not None:
+            return f"stalled: {self.stall_reason}"
+        if not self.running or self.last_poll_at is None:
+            return "starting"
+        silent = time.monotonic() - self.last_poll_at
+        if silent > self.stall_after:
+            return f"stalled: poll has not returned for {silent:.0f}s"
+        return "ok"
+
     def run(self) -> None:
-        """Run until :meth:`stop`; reconnects with backoff when the broker goes away."""
+        """Run until :meth:`stop`; reconnects with backoff when the broker goes away, and
+        replaces a stalled member with a fresh one (backoff 1, 2, 4 ... 60 s)."""
         delay = 0.5
+        stalls = 0
         while not self._stop.is_set():
             try:
                 self._consumer = self._make_consumer()
+                self._next_offsets = {}
+                watch = ProgressWatch(self.stall_after)
                 delay = 0.5
                 while not self._stop.is_set():
-                    self.poll_once()
+                    records = self.poll_once()
+                    assignment = self._assignment_view(self._consumer)
+                    reason = watch.observe(assignment, records)
+                    if reason is not None:
+                        raise ConsumerStalled(reason)
+                    if assignment:
+                        stalls = 0
+                        self._recovered()
+            except ConsumerStalled as exc:
+                stalls += 1
+                self._stalled(str(exc), stalls)
             except Exception:
                 if self._stop.is_set():
                     break
@@ -241,6 +280,50 @@ class ConsumerLoop:
                     with contextlib.suppress(Exception):
                         self._consumer.close(autocommit=False)
                     self._consumer = None
+
+    def _stalled(self, reason: str, stalls: int) -> None:
+        self.stall_reason = reason
+        self.rebuilds += 1
+        metrics.CONSUMER_STALLED.labels(self.name).set(1)
+        metrics.CONSUMER_REBUILDS.labels(self.name).inc()
+        wait = rebuild_delay(stalls)
+        log.warning(
+            "consumer %s (group %s) stalled: %s; replacing it with a fresh member in %.0fs",
+            self.name,
+            self.group_id,
+            reason,
+            wait,
+        )
+        if self._consumer is not None:
+            # leave the group now, so the fresh member does not wait for this one's session
+            with contextlib.suppress(Exception):
+                self._consumer.close(autocommit=False)
+            self._consumer = None
+        self._stop.wait(wait)
+
+    def _recovered(self) -> None:
+        if self.stall_reason is not None:
+            log.warning("consumer %s recovered: partitions assigned again", self.name)
+            self.stall_reason = None
+            metrics.CONSUMER_STALLED.labels(self.name).set(0)
+
+    def _assignment_view(
+        self, consumer: KafkaConsumer | None
+    ) -> dict[TopicPartition, tuple[int | None, int | None]]:
+        """Each assigned partition with (next offset to consume, broker's high watermark)."""
+        if consumer is None:
+            return {}
+        view: dict[TopicPartition, tuple[int | None, int | None]] = {}
+        for tp in consumer.assignment() or ():
+            position = self._next_offsets.get(tp)
+            if position is None:
+                # kafka-python's public position() may block on the coordinator; the
+                # subscription state holds the same number when it is known
+                with contextlib.suppress(Exception):
+                    state = consumer._subscription.assignment[tp]
+                    position = state.position.offset if state.position is not None else None
+            view[tp] = (position, consumer.highwater(tp))
+        return view
 
     # -- one poll
 
@@ -264,6 +347,7 @@ class ConsumerLoop:
                 else:
                     messages.append(message)
             offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            self._next_offsets[tp] = records[-1].offset + 1
         for message, error, error_type in poison:
             self._dead_letter(message, error, error_type, attempts=1)
         if messages:
