@@ -202,7 +202,7 @@ def run_scoring_baseline(path: Path) -> None:
         frame = Customers(session).scoring_frame(with_attributes=False)
     started = time.perf_counter()
     scoring.rescore(frame, DEFAULT_POLICY, 1, AS_OF)
-    emit({"phase": "baseline", "seconds": round(time.perf_counter() - started, 2)})
+    emit({"phase": "baseline", "seconds": round(time.perf_counter() - started, 4)})
 
 
 # --------------------------------------------------------------------------- 2. CLV
