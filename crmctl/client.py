@@ -46,6 +46,12 @@ class Api:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def request(self, method: str, service: str, path: str, **kwargs: Any) -> httpx.Response:
         url = self.target.url(service, path)
         try:

@@ -134,18 +134,37 @@ def render_campaign_report(data: dict[str, Any]) -> None:
     reach = ["status", "final", "window_closes_at", "targeted", "holdout", "sent", "deferred",
              "delivered", "failed", "opened", "clicked", "unsubscribed", "excluded"]  # fmt: skip
     console.print(kv_table(f"campaign {data['campaign_id']}", data, reach))
-    groups = Table(title=f"conversion (currency {data.get('currency') or '-'})")
-    fields: list[str] = []
-    for group in ("treatment", "control"):
-        fields.extend(k for k in data.get(group) or {} if k not in fields)
-    groups.add_column("")
-    for field in fields:
-        groups.add_column(field, justify="right")
-    for group in ("treatment", "control"):
-        values = data.get(group) or {}
-        groups.add_row(group, *(str(values.get(f, "-")) for f in fields))
+    groups = Table(title=f"conversion in the window (currency {data.get('currency') or '-'})")
+    for column in (
+        "arm",
+        "customers",
+        "converted",
+        "rate",
+        "95% interval",
+        "revenue",
+        "per customer",
+    ):
+        groups.add_column(column, justify="left" if column == "arm" else "right")
+    for arm in ("treatment", "control"):
+        g = data.get(arm) or {}
+        interval = g.get("conversion_rate_ci95")
+        groups.add_row(
+            arm, str(g.get("customers")), str(g.get("converted")), _percent(g.get("conversion_rate")),
+            f"{_percent(interval[0])} - {_percent(interval[1])}" if interval else "-",
+            str(g.get("revenue")), str(g.get("revenue_per_customer") or "-"),
+        )  # fmt: skip
     console.print(groups)
-    console.print(kv_table("uplift", data.get("uplift") or {}))
+    uplift = data.get("uplift") or {}
+    absolute, interval = uplift.get("absolute"), uplift.get("absolute_ci95")
+    console.print(
+        f"uplift: {_percent(absolute)} points"
+        + (f" (95% interval {_percent(interval[0])} - {_percent(interval[1])})" if interval else "")
+        + f"; incremental revenue per customer {uplift.get('incremental_revenue_per_customer') or '-'}"
+    )
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.1f}%"
 
 
 # --------------------------------------------------------------------------- dead letters
