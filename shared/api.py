@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
-from shared.apikeys import KeyDirectory, KeyFeed
+from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
 from shared.auth import Principal, authenticate, authorize, key_fingerprint, require
 from shared.bus import PLATFORM_TABLES
 from shared.config import ServiceSettings
@@ -553,6 +553,9 @@ def build_app(
     settings = runtime.settings
     directory = KeyDirectory()
     feed = KeyFeed(settings.kafka_bootstrap_servers, directory, settings.topic_namespace)
+    usage = UsageReporter(
+        directory, runtime.publisher, runtime.name, settings.api_key_usage_report_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -560,6 +563,7 @@ def build_app(
         if start_runtime:
             await asyncio.to_thread(runtime.start)
             feed.start()
+            usage.start()
             stop_metrics = start_metrics_listener(settings)
         if on_startup is not None:
             result = on_startup()
@@ -571,6 +575,7 @@ def build_app(
         finally:
             if start_runtime:
                 feed.stop()
+                usage.stop()
                 if stop_metrics is not None:
                     stop_metrics()
                 await asyncio.to_thread(runtime.stop)

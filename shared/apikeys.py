@@ -33,12 +33,15 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from pydantic import ValidationError
 
+from shared import topics
 from shared.events import EnvelopeBase, Payload, ensure_aware, utcnow
 
 log = logging.getLogger(__name__)
 
 #: the compacted topic of key records (one per key id, newest wins)
-APIKEYS_TOPIC = "crm.apikeys.v1"
+APIKEYS_TOPIC = topics.APIKEYS
+#: every service reports there when it last saw each key used; profile keeps the newest
+APIKEY_USAGE_TOPIC = topics.APIKEY_USAGE
 KEY_PREFIX = "crm_"
 
 
@@ -66,6 +69,19 @@ class ApiKeyRecorded(EnvelopeBase):
 
     type: Literal["apikey.recorded"] = "apikey.recorded"
     data: ApiKeyState
+
+
+class ApiKeyUsage(Payload):
+    key_id: str
+    service: str
+    last_used_at: datetime
+
+
+class ApiKeyUsed(EnvelopeBase):
+    """A service saw a managed key used (the newest use since its previous report)."""
+
+    type: Literal["apikey.used"] = "apikey.used"
+    data: ApiKeyUsage
 
 
 def hash_secret(secret: str) -> str:
@@ -155,24 +171,32 @@ class KeyDirectory:
         return state
 
 
-def ensure_keys_topic(bootstrap_servers: str, topic: str) -> None:
-    """Create the compacted key topic if it is missing (without compaction if the broker
-    refuses the setting: the feed reads every record anyway, newest version wins)."""
+def ensure_keys_topics(bootstrap_servers: str, namespace: str = "") -> None:
+    """Create the key topics if missing: the record topic compacted (plain if the broker
+    refuses the setting: the feed reads every record anyway and the newest version wins),
+    the usage topic plain. Every service calls it, so none depends on profile being up."""
+    wanted = {
+        namespace + APIKEYS_TOPIC: {"cleanup.policy": "compact"},
+        namespace + APIKEY_USAGE_TOPIC: {},
+    }
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
     try:
-        if topic in set(admin.list_topics()):
-            return
-        try:
-            admin.create_topics(
-                [NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})],
-                timeout_ms=10000,
-            )
-        except TopicAlreadyExistsError:
-            return
-        except Exception as exc:
-            log.warning("broker refused a compacted %s (%s); creating it plain", topic, exc)
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(topic, 1, 1)], timeout_ms=10000)
+        existing = set(admin.list_topics())
+        for topic, configs in wanted.items():
+            if topic in existing:
+                continue
+            try:
+                admin.create_topics(
+                    [NewTopic(topic, 1, 1, topic_configs=configs)], timeout_ms=10000
+                )
+            except TopicAlreadyExistsError:
+                continue
+            except Exception as exc:
+                if not configs:
+                    raise
+                log.warning("broker refused a compacted %s (%s); creating it plain", topic, exc)
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics([NewTopic(topic, 1, 1)], timeout_ms=10000)
     finally:
         with contextlib.suppress(Exception):
             admin.close()
@@ -194,6 +218,7 @@ class KeyFeed:
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.directory = directory
+        self.namespace = namespace
         self.topic = namespace + APIKEYS_TOPIC
         self.poll_timeout_ms = poll_timeout_ms
         self._stop = threading.Event()
@@ -219,7 +244,7 @@ class KeyFeed:
                 self._stop.wait(2.0)
 
     def _follow(self) -> None:
-        ensure_keys_topic(self.bootstrap_servers, self.topic)
+        ensure_keys_topics(self.bootstrap_servers, self.namespace)
         consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             group_id=None,
@@ -258,6 +283,63 @@ class KeyFeed:
             log.warning("api key feed: skipped an unreadable record (%s)", exc.error_count())
             return
         self.directory.apply(event.data)
+
+
+class UsageReporter:
+    """Every ``interval`` seconds, publishes when this process last saw each key used (only
+    keys used since the previous report). Best effort, straight to the broker and not
+    through an outbox: a lost report only makes a ``last_used_at`` a little older."""
+
+    def __init__(
+        self, directory: KeyDirectory, publisher: Any, service: str, interval: float = 10.0
+    ) -> None:
+        self.directory = directory
+        self.publisher = publisher
+        self.service = service
+        self.interval = interval
+        self._reported: dict[str, datetime] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="apikey-usage", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.report()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.report()
+            except Exception as exc:
+                log.warning("api key usage report failed (%s); next time", exc)
+
+    def report(self) -> int:
+        """Publish the uses not reported yet; returns how many keys were reported."""
+        fresh = {
+            key_id: at
+            for key_id, at in list(self.directory.last_used.items())
+            if self._reported.get(key_id) != at
+        }
+        for key_id, at in fresh.items():
+            event = ApiKeyUsed(
+                source=self.service,
+                key=key_id,
+                data=ApiKeyUsage(key_id=key_id, service=self.service, last_used_at=at),
+            )
+            self.publisher.send(APIKEY_USAGE_TOPIC, key_id, event.model_dump_json().encode())
+        self._reported.update(fresh)
+        return len(fresh)
+
+
+def decode_usage(record: Any) -> tuple[str, str, ApiKeyUsed]:
+    """The ``ConsumerLoop`` decoder of the usage topic."""
+    event = ApiKeyUsed.model_validate_json(record.value)
+    return event.type, str(event.event_id), event
 
 
 def public_view(state: ApiKeyState, last_used_at: datetime | None = None) -> dict[str, Any]:

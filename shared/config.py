@@ -60,6 +60,10 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: {"default": "1200/minute", "ingest:write": "120000/minute"},
         validation_alias=_common("CRM_RATE_LIMITS"),
     )
+    # how often each service reports when it last saw each managed key used
+    api_key_usage_report_seconds: float = Field(
+        10.0, gt=0, validation_alias=_common("CRM_API_KEY_USAGE_REPORT_SECONDS")
+    )
     # failed authentications (no key, unknown, revoked, expired) per client address
     failed_auth_limit: str = Field("30/minute", validation_alias=_common("CRM_FAILED_AUTH_LIMIT"))
     # /metrics on the API port asks for a key with the metrics:read scope
