@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -19,7 +19,19 @@ def _scopes_of(dependant: Dependant) -> Iterator[str]:
         yield from _scopes_of(sub)
 
 
-def route_scopes(route: APIRoute) -> tuple[str, ...] | None:
+def api_routes(app: FastAPI) -> Iterator[Any]:
+    """Every API route of ``app`` as mounted (path with prefixes, router dependencies
+    included): FastAPI 0.16x keeps included routers nested and resolves them lazily."""
+    contexts = getattr(routing, "iter_route_contexts", None)
+    if contexts is None:  # older FastAPI: app.routes is flat
+        yield from (r for r in app.routes if isinstance(r, APIRoute))
+        return
+    for context in contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context
+
+
+def route_scopes(route: Any) -> tuple[str, ...] | None:
     """The scopes ``route`` requires (``()``: any valid key), or None if it needs no key."""
     found = list(_scopes_of(route.dependant))
     guarded = any(hasattr(sub.call, "scopes") for sub in _walk(route.dependant))
@@ -51,8 +63,8 @@ def declare_api_key_security(app: FastAPI) -> None:
             "managed key (crm_<key id>_<secret>) from POST /v1/api-keys on the profile service.",
         }
         paths = document.get("paths", {})
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
+        for route in api_routes(app):
+            if not route.include_in_schema:
                 continue
             scopes = route_scopes(route)
             if scopes is None:
