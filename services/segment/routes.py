@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import IntegrityError
 
-from services.segment import reports, service
+from services.segment import clv_routes, reports, service
 from services.segment.clv import clv_summary, exact_monetary_value
 from services.segment.policy import ScoringPolicy
 from services.segment.repository import Customers, OrderStates, Segments
@@ -48,6 +48,22 @@ def _as_of(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValidationProblem("as_of needs a timezone offset, e.g. 2026-11-01T00:00:00+08:00")
     return value
+
+
+def _with_predictions(
+    session: Any, views: list[service.CustomerView], as_of: datetime | None
+) -> list[CustomerScoresRead]:
+    """The scores reads with each customer's predictive CLV (clv_routes)."""
+    _, policy, _ = service.current_policy(session)
+    customers = [
+        (v.row["customer_id"], v.row.get("currency") if v.row.get("order_count") else None)
+        for v in views
+    ]
+    found = clv_routes.customer_predictions(session, customers, as_of, policy.timezone)
+    reads = [_scores_read(v) for v in views]
+    for read in reads:
+        read.predictions = found.get(read.customer_id)
+    return reads
 
 
 def _scores_read(view: service.CustomerView) -> CustomerScoresRead:
@@ -110,7 +126,7 @@ def get_customer_scores(
         views = service.score_customers(session, [customer_id], _as_of(as_of), _now(runtime))
         if not views:
             raise _unknown_customer(session, customer_id)
-    return _scores_read(views[0])
+        return _with_predictions(session, views, as_of)[0]
 
 
 @router.get("/scores", response_model=Page[CustomerScoresRead], dependencies=READ, tags=["scores"])
@@ -123,8 +139,9 @@ def list_scores(
     with runtime.db.unit_of_work() as session:
         ids = Customers(session).ids_page(position.get("after"), limit)
         views = service.score_customers(session, ids, _as_of(as_of), _now(runtime))
+        items = _with_predictions(session, views, as_of)
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
-    return Page(items=[_scores_read(v) for v in views], next_cursor=next_cursor)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 # --------------------------------------------------------------------------- CLV
