@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.segment import service
+from services.segment import clv_routes, clv_runs, service
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
@@ -50,7 +50,29 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
             lambda: refresh_if_stale(runtime),
         )
     )
+    runtime.jobs.append(
+        PeriodicJob(
+            "segment-clv-fit",
+            settings.clv_fit_interval_seconds,
+            lambda: fit_clv(runtime),
+            run_at_start=settings.rescore_at_start,
+        )
+    )
     return runtime
+
+
+def fit_clv(runtime: ServiceRuntime) -> clv_runs.ClvRun:
+    """The scheduled predictive CLV run: fits per currency, predictions, segments re-evaluated."""
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    with runtime.db.unit_of_work() as session:
+        outcome = clv_runs.run(session, runtime.extras["clock"](), clv_runs.options_from(settings))
+    runtime.relay.notify()
+    log.info(
+        "CLV fits: %s",
+        ", ".join(f"{f.currency} {f.status}" for f in outcome.fits) or "no purchases",
+    )
+    return outcome
 
 
 def refresh_if_stale(runtime: ServiceRuntime) -> service.RescoringOutcome | None:
@@ -97,6 +119,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         runtime=runtime,
         title="CRM segment",
         description="RFM scores, lifecycle stages, value quadrants, purchase funnels, CLV "
-        "summaries and custom segments per customer, kept current from the order stream.",
-        routers=[router],
+        "summaries, predictive CLV (BG/NBD + Gamma-Gamma) and custom segments per customer, kept current from the order stream.",
+        # /v1/reports/clv before the generic /v1/reports/{report}
+        routers=[clv_routes.router, router],
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import IntegrityError
 
-from services.segment import reports, service
+from services.segment import clv_routes, reports, service
 from services.segment.as_of import parse_as_of
 from services.segment.clv import clv_summary, exact_monetary_value
 from services.segment.policy import ScoringPolicy
@@ -56,6 +56,22 @@ def _as_of(session: Any, value: str | None, parameter: str = "as_of") -> datetim
         return None
     _, policy, _ = service.current_policy(session)
     return parse_as_of(value, policy.timezone, parameter)
+
+
+def _with_predictions(
+    session: Any, views: list[service.CustomerView], as_of: datetime | None
+) -> list[CustomerScoresRead]:
+    """The scores reads with each customer's predictive CLV (clv_routes)."""
+    _, policy, _ = service.current_policy(session)
+    customers = [
+        (v.row["customer_id"], v.row.get("currency") if v.row.get("order_count") else None)
+        for v in views
+    ]
+    found = clv_routes.customer_predictions(session, customers, as_of, policy.timezone)
+    reads = [_scores_read(v) for v in views]
+    for read in reads:
+        read.predictions = found.get(read.customer_id)
+    return reads
 
 
 def _scores_read(view: service.CustomerView) -> CustomerScoresRead:
@@ -119,7 +135,7 @@ def get_customer_scores(
         views = service.score_customers(session, [customer_id], moment, _now(runtime))
         if not views:
             raise _unknown_customer(session, customer_id)
-    return _scores_read(views[0])
+        return _with_predictions(session, views, moment)[0]
 
 
 @router.get("/scores", response_model=Page[CustomerScoresRead], dependencies=READ, tags=["scores"])
@@ -131,9 +147,11 @@ def list_scores(
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
         ids = Customers(session).ids_page(position.get("after"), limit)
-        views = service.score_customers(session, ids, _as_of(session, as_of), _now(runtime))
+        moment = _as_of(session, as_of)
+        views = service.score_customers(session, ids, moment, _now(runtime))
+        items = _with_predictions(session, views, moment)
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
-    return Page(items=[_scores_read(v) for v in views], next_cursor=next_cursor)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 # --------------------------------------------------------------------------- CLV
