@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 
+from shared.broker_state import KAFKA_LOG_FILTER
+
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Configure the root logger for a service process (idempotent)."""
@@ -16,6 +18,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     handler.setFormatter(
         logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
     )
+    # during a broker outage kafka-python repeats the same warning on every retry
+    handler.addFilter(KAFKA_LOG_FILTER)
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("CRM_LOG_LEVEL", level).upper())
     # kafka-python is chatty at INFO about every connection
