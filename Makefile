@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean bench bench-quick migrate
+.PHONY: run test lint format install clean bench bench-quick migrate demo
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -46,3 +46,7 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## demo: a generated shop of 10,000 customers streamed into the running system (or one it starts), then reports, charts and a campaign
+demo: $(STAMP)
+	$(BIN)/python -m crmctl.demo
