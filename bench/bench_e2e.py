@@ -558,9 +558,9 @@ def main() -> int:
     quick = args.quick
     args.orders = args.orders or (5_000 if quick else 100_000)
     args.single = args.single or (1_000 if quick else 10_000)
-    args.seconds = args.seconds or (3.0 if quick else 15.0)
+    args.seconds = args.seconds or (2.0 if quick else 15.0)
     args.rates = [float(r) for r in (args.rates or ("200" if quick else "200,1000")).split(",")]
-    args.read_seconds = 2.0 if quick else 5.0
+    args.read_seconds = 1.5 if quick else 5.0
     args.probes = 5 if quick else 20
     for db in (args.db or ("sqlite" if quick else "sqlite,postgresql")).split(","):
         run_database(db, args)
