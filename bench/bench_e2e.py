@@ -3,6 +3,7 @@ under a realistic order stream, on SQLite and on PostgreSQL.
 
 usage: python bench/bench_e2e.py [--quick] [--db sqlite,postgresql] [--orders N] [--single N]
                                  [--seconds S] [--rates 200,1000] [--figures PATH]
+       python bench/bench_e2e.py --replicas 2 [--partitions 6] [--db postgresql] [--orders N]
 
 For each database, a fresh deployment on free ports (broker, four services, devrun's own
 supervisor and log pumps: nothing special for the bench), then:
@@ -23,6 +24,11 @@ supervisor and log pumps: nothing special for the bench), then:
 4. reads: p50 / p99 of profile GET /v1/customers/{id} and segment GET
    /v1/customers/{id}/scores at each rate, idle (the baseline) and while orders stream at
    half the sustained rate.
+
+With ``--replicas R``: scaling out instead. Topics get ``--partitions`` partitions; the
+sustained 500-order-batch rate is measured with devrun's one process per service (the
+baseline), then again after R-1 more ``python -m services.{profile,segment} consume``
+processes joined those services' consumer groups (same databases).
 
 Everything it starts is stopped at the end (and the PostgreSQL databases dropped).
 """
@@ -47,67 +53,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.e2e_load import Orders, get_at_rate, percentiles, post_all  # noqa: E402
+from bench.e2e_observe import SERVICES, LagMonitor, cpu_by_label, cpu_seconds  # noqa: E402
 from bench.figures import Figure, record, use_sink  # noqa: E402
-from shared import topics  # noqa: E402
 from shared.broker import free_port  # noqa: E402
 
 KEY = "bench-e2e-admin-key"
-SERVICES = ("ingest", "profile", "segment", "campaign")
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 CTX = mp.get_context("fork")
-
-
-# --------------------------------------------------------------------------- /proc
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = _stat(pid)
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def descendants(root: int) -> dict[int, str]:
-    """``{pid: label}`` of a process tree: a service's name, ``broker`` or ``supervisor``."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(_stat(int(stat.parent.name))[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in tree:
-                tree.add(pid)
-                frontier.append(pid)
-    labels = {}
-    for pid in tree:
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        label = "supervisor" if pid == root else "other"
-        for name in SERVICES:
-            if f"services.{name}" in command:
-                label = name
-        if "tansu" in command:
-            label = "broker"
-        labels[pid] = label
-    return labels
-
-
-def cpu_by_label(root: int) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for pid, label in descendants(root).items():
-        totals[label] = totals.get(label, 0.0) + cpu_seconds(pid)
-    return totals
 
 
 # --------------------------------------------------------------------------- the deployment
@@ -117,8 +69,9 @@ class Deployment:
     """``python -m shared.devrun`` on free ports, a scratch data folder and (for PostgreSQL)
     four fresh databases."""
 
-    def __init__(self, db: str, folder: Path) -> None:
+    def __init__(self, db: str, folder: Path, partitions: int | None = None) -> None:
         self.db = db
+        self.replicas: list[subprocess.Popen[bytes]] = []
         self.folder = folder
         self.ports = {name: free_port() for name in SERVICES}
         self.broker_port = free_port()
@@ -134,6 +87,8 @@ class Deployment:
             CRM_API_KEY=KEY,
             **{f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()},
         )
+        if partitions:
+            env["CRM_TOPIC_PARTITIONS"] = str(partitions)
         if db == "postgresql":
             from sqlalchemy import create_engine, text
 
@@ -148,6 +103,7 @@ class Deployment:
                         PG_ADMIN.rsplit("/", 1)[0] + "/" + database
                     )
             admin.dispose()
+        self.env = env
         self.log = (folder / "devrun.out").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "shared.devrun"],
@@ -161,7 +117,9 @@ class Deployment:
         waiting = set(SERVICES)
         while waiting:
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"devrun did not come up; see {folder / 'devrun.out'}")
+                self.stop()
+                tail = (folder / "devrun.out").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"devrun did not come up:\n{tail}")
             for name in list(waiting):
                 try:
                     if httpx.get(self.url(name) + "/readyz", timeout=2).status_code == 200:
@@ -174,9 +132,33 @@ class Deployment:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def cpu(self) -> dict[str, float]:
-        return cpu_by_label(self.process.pid)
+        totals = cpu_by_label(self.process.pid)
+        for replica in self.replicas:
+            label = f"{replica.args[2].split('.')[1]} replica"  # type: ignore[index]
+            totals[label] = totals.get(label, 0.0) + cpu_seconds(replica.pid)
+        return totals
+
+    def add_replica(self, service: str) -> None:
+        """One more consumer process of ``service`` in its group (what a second host runs)."""
+        self.replicas.append(
+            subprocess.Popen(
+                [sys.executable, "-m", f"services.{service}", "consume"],
+                cwd=ROOT,
+                env={**self.env, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap},
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+        )
 
     def stop(self) -> None:
+        for replica in self.replicas:
+            replica.send_signal(signal.SIGTERM)
+        for replica in self.replicas:
+            try:
+                replica.wait(60)
+            except subprocess.TimeoutExpired:
+                replica.kill()
+                replica.wait()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -193,88 +175,6 @@ class Deployment:
                 for database in self.databases:
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
             admin.dispose()
-
-
-# --------------------------------------------------------------------------- lag
-
-
-class LagMonitor:
-    """Every consumer group's lag: committed offsets against high watermarks.
-
-    The high watermarks come from fetch responses (``KafkaConsumer.highwater``): this broker's
-    ListOffsets can answer the base offset of the last batch instead. The monitor's consumer
-    sits at the last high watermark it saw, so each fetch carries at most one new batch per
-    partition, not the stream.
-    """
-
-    def __init__(self, bootstrap: str) -> None:
-        from kafka import KafkaAdminClient, KafkaConsumer
-
-        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=1,
-            fetch_max_wait_ms=20,
-        )
-        self.high: dict[Any, int] = {}
-
-    def highwaters(self, partitions: set[Any]) -> dict[Any, int]:
-        if set(self.consumer.assignment()) != partitions:
-            self.consumer.assign(sorted(partitions, key=lambda tp: (tp.topic, tp.partition)))
-            for tp in partitions:
-                self.consumer.seek(tp, self.high.get(tp, 0))
-        for _ in range(20):
-            self.consumer.poll(timeout_ms=50, max_records=10_000)
-            marks = {tp: self.consumer.highwater(tp) for tp in partitions}
-            if all(m is not None for m in marks.values()):
-                break
-        for tp, mark in marks.items():
-            if mark is not None:
-                self.high[tp] = mark
-                self.consumer.seek(tp, mark)
-        return dict(self.high)
-
-    def lags(self) -> tuple[dict[str, int], int]:
-        """``({group: lag}, orders in the orders topic)``."""
-        from kafka import TopicPartition
-
-        groups = [g["group_id"] for g in self.admin.list_groups()]
-        committed = {g: self.admin.list_group_offsets(g)[g] for g in groups}
-        partitions = {tp for offsets in committed.values() for tp in offsets}
-        partitions |= {
-            TopicPartition(topics.ORDERS, p)
-            for p in (self.consumer.partitions_for_topic(topics.ORDERS) or ())
-        }
-        high = self.highwaters(partitions)
-        lags = {
-            g: sum(max(high.get(tp, 0) - meta.offset, 0) for tp, meta in offsets.items())
-            for g, offsets in committed.items()
-        }
-        orders = sum(m for tp, m in high.items() if tp.topic == topics.ORDERS)
-        return lags, orders
-
-    def wait_caught_up(self, orders: int, timeout: float = 900) -> float:
-        """When the orders topic holds ``orders`` and every group's lag is zero (seen twice,
-        0.3 s apart: a service's own outbox may publish just after its consumer commits)."""
-        deadline = time.monotonic() + timeout
-        first_zero: float | None = None
-        while time.monotonic() < deadline:
-            lags, stored = self.lags()
-            if stored >= orders and lags and not any(lags.values()):
-                if first_zero is not None:
-                    return first_zero
-                first_zero = time.perf_counter()
-                time.sleep(0.3)
-                continue
-            first_zero = None
-            time.sleep(0.1)
-        raise RuntimeError(f"not caught up in {timeout:.0f} s: lags {lags}, orders {stored}")
-
-    def close(self) -> None:
-        self.consumer.close()
-        self.admin.close()
 
 
 # --------------------------------------------------------------------------- phases
@@ -395,6 +295,67 @@ def reads(deployment: Deployment, customers: list[str], rate: float, seconds: fl
         results[service] = out.get()
         process.join()
     return results
+
+
+# --------------------------------------------------------------------------- scaling out
+
+
+def run_replicas(db: str, args: argparse.Namespace) -> None:
+    run = uuid.uuid4().hex[:6]
+    orders = Orders(customers=max(args.orders // 3, 1000), seed=11)
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        deployment = Deployment(db, Path(tmp), partitions=args.partitions)
+        monitor = LagMonitor(deployment.bootstrap)
+        try:
+            expected = 500
+            warm = orders.bodies(run + "w", 500, 500)
+            finish_posting(*start_posting(deployment, warm, "/v1/orders/batch", 1))
+            monitor.wait_caught_up(expected)
+            expected += args.orders
+            one = sustained(
+                deployment, monitor, orders.bodies(run + "a", args.orders, 500), 500, expected
+            )
+            for _ in range(args.replicas - 1):
+                for service in ("profile", "segment"):
+                    deployment.add_replica(service)
+            # the groups rebalance onto the new members: wait for that, with orders flowing
+            time.sleep(8)
+            expected += 500
+            finish_posting(
+                *start_posting(
+                    deployment, orders.bodies(run + "x", 500, 500), "/v1/orders/batch", 1
+                )
+            )
+            monitor.wait_caught_up(expected)
+            expected += args.orders
+            more = sustained(
+                deployment, monitor, orders.bodies(run + "b", args.orders, 500), 500, expected
+            )
+        finally:
+            monitor.close()
+            deployment.stop()
+    label = f"{args.replicas} profile + {args.replicas} segment consumers"
+    print(
+        f"[{db}, {args.partitions} partitions] one process per service: "
+        f"{one['orders_per_second']:,.0f} orders/s ({one['cpu_us_per_order_total']} us CPU/order); "
+        f"{label}: {more['orders_per_second']:,.0f} orders/s "
+        f"({more['cpu_us_per_order_total']} us CPU/order: {more['cpu_us_per_order']})",
+        flush=True,
+    )
+    record(
+        Figure(
+            "e2e",
+            f"sustained orders/s, {label} in one group each, {args.partitions} partitions ({db})",
+            round(more["orders_per_second"]),
+            "orders/s",
+            "same run, one process per service (devrun)",
+            round(one["orders_per_second"]),
+            size=args.orders,
+            extra={"replicas": more, "single": one},
+            note=f"{label}: CPU us per order "
+            + ", ".join(f"{k} {v:.0f}" for k, v in more["cpu_us_per_order"].items()),
+        )
+    )
 
 
 # --------------------------------------------------------------------------- one database
@@ -552,16 +513,22 @@ def main() -> int:
     parser.add_argument("--single", type=int)
     parser.add_argument("--seconds", type=float, help="probing at half rate")
     parser.add_argument("--rates", help="read rates (requests/s)")
+    parser.add_argument("--replicas", type=int, help="scale out profile and segment consumers")
+    parser.add_argument("--partitions", type=int, default=6, help="with --replicas")
     parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     args = parser.parse_args()
     use_sink(args.figures)
     quick = args.quick
-    args.orders = args.orders or (5_000 if quick else 100_000)
+    args.orders = args.orders or (5_000 if quick else 50_000 if args.replicas else 100_000)
     args.single = args.single or (1_000 if quick else 10_000)
     args.seconds = args.seconds or (2.0 if quick else 15.0)
     args.rates = [float(r) for r in (args.rates or ("200" if quick else "200,1000")).split(",")]
     args.read_seconds = 1.5 if quick else 5.0
     args.probes = 5 if quick else 20
+    if args.replicas:
+        for db in (args.db or "postgresql").split(","):
+            run_replicas(db, args)
+        return 0
     for db in (args.db or ("sqlite" if quick else "sqlite,postgresql")).split(","):
         run_database(db, args)
     return 0
