@@ -46,7 +46,10 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("segment", ["bench/bench_segment.py"], []),
     ("campaign", ["bench/bench_campaign.py"], []),
     ("e2e", ["bench/bench_e2e.py"], []),
+    # scaling out (full run only): 2 profile + 2 segment consumers, 6 partitions, PostgreSQL
+    ("e2e-replicas", ["bench/bench_e2e.py", "--replicas", "2", "--partitions", "6"], []),
 ]
+FULL_ONLY = {"e2e-replicas"}
 
 
 def _git(*args: str) -> str:
@@ -216,7 +219,7 @@ def main() -> int:
     for name, command, full_only in BENCHES:
         if only is not None and name not in only:
             continue
-        if not (ROOT / command[0]).exists():
+        if not (ROOT / command[0]).exists() or (args.quick and name in FULL_ONLY):
             continue
         argv = [sys.executable, *command, "--figures", str(sink)]
         argv += ["--quick"] if args.quick else full_only
