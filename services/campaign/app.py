@@ -4,11 +4,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.campaign import scheduler
+from services.campaign import gauges, scheduler
 from services.campaign.config import Settings
 from services.campaign.consumer import CONSUMED_TOPICS, build_consumers
 from services.campaign.launcher import Launcher
 from services.campaign.routes import router
+from shared import business_metrics
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.runtime import PeriodicJob, ServiceRuntime
@@ -32,6 +33,14 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
             name="campaign-scheduler",
             interval=resolved.scheduler_interval_seconds,
             func=lambda: scheduler.tick(runtime.db, resolved, runtime.relay.notify),
+        )
+    )
+    runtime.jobs.append(
+        PeriodicJob(
+            name="campaign-business-gauges",
+            interval=business_metrics.refresh_seconds(),
+            func=lambda: gauges.refresh(runtime),
+            run_at_start=True,
         )
     )
     return runtime

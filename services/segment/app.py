@@ -5,11 +5,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.segment import clv_routes, clv_runs, service
+from services.segment import clv_routes, clv_runs, gauges, service
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
 from services.segment.sweep import DaySweep, SweepOutcome, mark_swept
+from shared import business_metrics
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.events import utcnow
@@ -48,6 +49,14 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
             "segment-cut-point-check",
             settings.cut_point_check_seconds,
             lambda: refresh_if_stale(runtime),
+        )
+    )
+    runtime.jobs.append(
+        PeriodicJob(
+            "segment-business-gauges",
+            business_metrics.refresh_seconds(),
+            lambda: gauges.refresh(runtime),
+            run_at_start=True,
         )
     )
     runtime.jobs.append(
