@@ -495,12 +495,26 @@ def health_router(settings: ServiceSettings | None = None) -> APIRouter:
 
     @router.get("/readyz", summary="Readiness: database and broker reachable")
     def readyz(request: Request) -> JSONResponse:
-        """Readiness: 200 when the database answers and the broker is reachable, else 503."""
+        """Readiness: 200 when the database answers, the broker is reachable and no consumer
+        is stalled, else 503 (``reasons`` names a stalled consumer and why)."""
         runtime: ServiceRuntime = request.app.state.runtime
         checks = runtime.readiness()
-        ready = checks["database"] == "ok" and checks["broker"] == "ok" and checks["topics"] == "ok"
+        stalled = {
+            name: state
+            for name, state in checks.get("consumers", {}).items()
+            if state.startswith("stalled")
+        }
+        ready = (
+            checks["database"] == "ok"
+            and checks["broker"] == "ok"
+            and checks["topics"] == "ok"
+            and not stalled
+        )
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+        if stalled:
+            body["reasons"] = [f"consumer {name} {state}" for name, state in stalled.items()]
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
+            body,
             status_code=200 if ready else 503,
         )
 

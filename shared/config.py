@@ -71,6 +71,11 @@ class ServiceSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(
         6000, validation_alias=_common("CRM_KAFKA_SESSION_TIMEOUT_MS")
     )
+    # seconds a consumer may go without a partition assignment, or without progress while
+    # the broker holds records for it, before it is reported stalled and replaced
+    consumer_stall_seconds: float = Field(
+        30.0, gt=0, validation_alias=_common("CRM_CONSUMER_STALL_SECONDS")
+    )
     # how long a consumer remembers the events it processed (a redelivery or replay of an
     # older one is applied again: handlers are idempotent per entity version), and how long
     # an Idempotency-Key answers with its first response

@@ -5,10 +5,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.segment import service
+from services.segment import clv_routes, clv_runs, service
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
+from services.segment.sweep import DaySweep, SweepOutcome, mark_swept
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.events import utcnow
@@ -25,6 +26,15 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
         settings, MIGRATIONS, consumer_factory=build_consumers, consumed_topics=CONSUMED_TOPICS
     )
     runtime.extras["clock"] = utcnow
+    day_sweep = DaySweep(runtime.db)
+    runtime.jobs.append(
+        PeriodicJob(
+            "segment-day-sweep",
+            settings.day_sweep_check_seconds,
+            lambda: sweep_day_boundaries(runtime, day_sweep),
+            run_at_start=True,
+        )
+    )
     runtime.jobs.append(
         PeriodicJob(
             "segment-rescoring",
@@ -40,7 +50,29 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
             lambda: refresh_if_stale(runtime),
         )
     )
+    runtime.jobs.append(
+        PeriodicJob(
+            "segment-clv-fit",
+            settings.clv_fit_interval_seconds,
+            lambda: fit_clv(runtime),
+            run_at_start=settings.rescore_at_start,
+        )
+    )
     return runtime
+
+
+def fit_clv(runtime: ServiceRuntime) -> clv_runs.ClvRun:
+    """The scheduled predictive CLV run: fits per currency, predictions, segments re-evaluated."""
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    with runtime.db.unit_of_work() as session:
+        outcome = clv_runs.run(session, runtime.extras["clock"](), clv_runs.options_from(settings))
+    runtime.relay.notify()
+    log.info(
+        "CLV fits: %s",
+        ", ".join(f"{f.currency} {f.status}" for f in outcome.fits) or "no purchases",
+    )
+    return outcome
 
 
 def refresh_if_stale(runtime: ServiceRuntime) -> service.RescoringOutcome | None:
@@ -50,10 +82,27 @@ def refresh_if_stale(runtime: ServiceRuntime) -> service.RescoringOutcome | None
     return sweep(runtime) if stale else None
 
 
+def sweep_day_boundaries(runtime: ServiceRuntime, day_sweep: DaySweep) -> SweepOutcome:
+    """Rescore whom the date moved since the last day swept (a no-op within a day)."""
+    outcome = day_sweep.run(runtime.extras["clock"]())
+    if outcome.customers:
+        runtime.relay.notify()
+        log.info(
+            "day sweep through %s: %d customers rescored, %d changes, %.2fs",
+            outcome.swept_through,
+            outcome.customers,
+            outcome.events,
+            outcome.seconds,
+        )
+    return outcome
+
+
 def sweep(runtime: ServiceRuntime) -> service.RescoringOutcome:
     """The scheduled full rescoring: new cut points, lifecycle moves, changes published."""
     with runtime.db.unit_of_work() as session:
-        outcome = service.rescore_all(session, runtime.extras["clock"]())
+        now = runtime.extras["clock"]()
+        outcome = service.rescore_all(session, now)
+        mark_swept(session, now)
     runtime.relay.notify()
     log.info(
         "rescored %d customers (%d changed) in %.2fs",
@@ -70,6 +119,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         runtime=runtime,
         title="CRM segment",
         description="RFM scores, lifecycle stages, value quadrants, purchase funnels, CLV "
-        "summaries and custom segments per customer, kept current from the order stream.",
-        routers=[router],
+        "summaries, predictive CLV (BG/NBD + Gamma-Gamma) and custom segments per customer, kept current from the order stream.",
+        # /v1/reports/clv before the generic /v1/reports/{report}
+        routers=[clv_routes.router, router],
     )

@@ -20,7 +20,8 @@ import pandas as pd
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from services.segment import incremental, scoring
+from services.segment import incremental, predictive, scoring
+from services.segment.clv_repository import Predictions
 from services.segment.models import (
     CustomSegment,
     CutPointSet,
@@ -384,6 +385,12 @@ class EventBatch:
         if held is None or _version(order) > _version(held):
             self.pending[order.order_id] = order
 
+    def rescore(self, customer_ids: Iterable[str]) -> None:
+        """Score these customers again as of ``now`` with no order change (the day sweep)."""
+        ids = list(customer_ids)
+        self._load(ids)
+        self.affected.update(ids)
+
     def _recompute(self, customer_id: str) -> None:
         self.recompute.add(customer_id)
         self.aggregates.pop(customer_id, None)
@@ -498,6 +505,7 @@ class EventBatch:
         segments.remove_customer(customer_id)
         segments.refresh_counts(stored.get("segments") or [])
         customers.delete(customer_id)
+        Predictions(self.session).delete_for(customer_id)
         self.records.append(
             segment_changed_record(
                 customer_id,
@@ -605,7 +613,10 @@ def score_and_store(
         counts, frequency, monetary, recency, today - first, policy, context.cut_points
     )
     if context.segments:
-        member_lists = memberships(_rules_frame(aggregates, columns), context.segments)
+        frame = predictive.with_predictions(
+            session, _rules_frame(aggregates, columns), context.segments
+        )
+        member_lists = memberships(frame, context.segments)
     else:
         member_lists = [[] for _ in range(n)]
     state_hashes = scoring.state_hashes(columns, member_lists)
@@ -757,7 +768,9 @@ def rescore_all(
             )
         )
     scores = scoring.score_frame(frame, policy, context.cut_points, now)
-    member_lists = memberships(scores, context.segments)
+    member_lists = memberships(
+        predictive.with_predictions(session, scores, context.segments), context.segments
+    )
     hashes = scoring.state_hashes(scores, member_lists)
     # only re-aggregated customers' figures can differ from the stored (published) ones
     moved = np.zeros(len(frame), dtype=bool)
@@ -945,7 +958,9 @@ def score_customers(
     orders = OrderStates(session).frame_for(customer_ids)
     aggregates = scoring.aggregate_orders(orders, reference, context.policy, cutoff=as_of)
     scores = scoring.score_frame(aggregates, context.policy, context.cut_points, reference)
-    member_lists = memberships(scores, context.segments)
+    member_lists = memberships(
+        predictive.with_predictions(session, scores, context.segments), context.segments
+    )
     views = []
     for row, segments in zip(_records(scores), member_lists, strict=True):
         row["segments"] = segments
