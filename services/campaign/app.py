@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.campaign import scheduler
 from services.campaign.config import Settings
 from services.campaign.consumer import CONSUMED_TOPICS, build_consumers
+from services.campaign.entry_routes import router as entry_router
 from services.campaign.launcher import Launcher
 from services.campaign.routes import router
 from shared.api import build_app
@@ -44,5 +45,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         title="CRM campaign",
         description="Campaigns aimed at segments or rules, sent through channel gateways on "
         "Kafka within each customer's contact policy, and measured against a holdout.",
-        routers=[router],
+        routers=[router, entry_router],
     )
