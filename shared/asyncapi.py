@@ -25,7 +25,7 @@ CHANNELS: dict[str, tuple[str, str, tuple[type[Any], ...]]] = {
     topics.CUSTOMERS: ("ingest", "Validated, normalised customer records.", (events.CustomerRecorded,)),
     topics.INTERACTIONS: ("ingest", "Reviews, service tickets, returns, complaints, disputes, campaign responses.", (events.InteractionRecorded,)),
     topics.PROFILES: ("profile", "Contact policy changes, merges, erasures and targeting attributes.", (events.ContactPolicyChanged, events.ProfilesMerged, events.ProfileErasedEvent, events.ProfileUpdatedEvent)),
-    topics.SEGMENTS: ("segment", "A customer's scores, lifecycle stage or segment memberships changed.", (events.SegmentChangedEvent,)),
+    topics.SEGMENTS: ("segment", "A customer's scores, lifecycle stage or segment memberships changed (key: the customer id); a custom segment was deleted (segment.deleted, keyed by the segment id).", (events.SegmentChangedEvent, events.SegmentDeletedEvent)),
     topics.CAMPAIGN_MESSAGES: ("campaign", "A message request for a channel gateway.", (events.MessageRequestedEvent,)),
     topics.CAMPAIGN_RECEIPTS: ("channel gateways", "Delivery receipts: delivered, failed, opened, clicked, unsubscribed.", (events.MessageReceiptRecorded,)),
     apikeys.APIKEYS_TOPIC: ("profile", "Compacted: the newest record of each managed API key (secret as a SHA-256 hash only), keyed by key id; every service follows it from the beginning.", (apikeys.ApiKeyRecorded,)),
