@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared import apikeys, events, topics
+from shared import apikeys, events, exports, topics
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
 
@@ -30,6 +30,8 @@ CHANNELS: dict[str, tuple[str, str, tuple[type[Any], ...]]] = {
     topics.CAMPAIGN_RECEIPTS: ("channel gateways", "Delivery receipts: delivered, failed, opened, clicked, unsubscribed.", (events.MessageReceiptRecorded,)),
     apikeys.APIKEYS_TOPIC: ("profile", "Compacted: the newest record of each managed API key (secret as a SHA-256 hash only), keyed by key id; every service follows it from the beginning.", (apikeys.ApiKeyRecorded,)),
     apikeys.APIKEY_USAGE_TOPIC: ("every service", "When a service last saw a managed API key used (about every 10 s), keyed by key id.", (apikeys.ApiKeyUsed,)),
+    topics.EXPORT_REQUESTS: ("profile", "A subject-access export was requested: every customer id of the person, keyed by export id.", (exports.ExportRequested,)),
+    topics.EXPORT_PARTS: ("ingest, segment, campaign", "One service's section of a subject-access export (personal data: keep briefly), keyed by export id.", (exports.ExportPartRecorded,)),
     topics.DEADLETTER: ("any consumer", "A rejected record, its origin (topic, partition, offset) and why.", (events.DeadLetterRecorded,)),
 }  # fmt: skip
 

@@ -227,6 +227,27 @@ class EventStore:
             )
         )
 
+    def subject_history(self, customer_ids: list[str]) -> list[Any]:
+        """Every stored version of these customers' records in arrival order: ``(kind,
+        entity_id, sequence, version, current, source, received_at, envelope)`` rows."""
+        t = self.table
+        return list(
+            self.session.execute(
+                select(
+                    t.c.kind,
+                    t.c.entity_id,
+                    t.c.sequence,
+                    t.c.version,
+                    t.c.current,
+                    t.c.source,
+                    t.c.received_at,
+                    t.c.envelope,
+                )
+                .where(t.c.customer_id.in_(customer_ids))
+                .order_by(t.c.sequence)
+            )
+        )
+
     def envelopes_of(self, customer_id: str) -> list[tuple[int, str, bytes]]:
         t = self.table
         rows = self.session.execute(

@@ -70,13 +70,13 @@ def _with_predictions(
         for v in views
     ]
     found = clv_routes.customer_predictions(session, customers, as_of, policy.timezone)
-    reads = [_scores_read(v) for v in views]
+    reads = [scores_read(v) for v in views]
     for read in reads:
         read.predictions = found.get(read.customer_id)
     return reads
 
 
-def _scores_read(view: service.CustomerView) -> CustomerScoresRead:
+def scores_read(view: service.CustomerView) -> CustomerScoresRead:
     row = view.row
     count = int(row["order_count"] or 0)
     total = int(row["total_spent_e4"] or 0)
