@@ -48,8 +48,10 @@ def test_an_export_holds_every_services_data_and_erasure_removes_it(system: Runn
     ):
         assert system.post("ingest", "/v1/orders", json=body).status_code == 202
     wait_for(
-        lambda: system.get("profile", "/v1/customers/sar-1").status_code == 200
-        and system.get("segment", "/v1/customers/sar-1/scores").status_code == 200,
+        lambda: (
+            system.get("profile", "/v1/customers/sar-1").status_code == 200
+            and system.get("segment", "/v1/customers/sar-1/scores").status_code == 200
+        ),
         timeout=60,
         what="the orders reached profile and segment",
     )
