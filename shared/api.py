@@ -592,7 +592,7 @@ def build_app(
             yield
         finally:
             if start_runtime:
-                feed.stop()
+                feed.stop(timeout=1.0)  # a daemon thread; it may be blocked on an absent broker
                 usage.stop()
                 if stop_metrics is not None:
                     stop_metrics()
