@@ -76,22 +76,18 @@ def customer_summaries(
     frame = purchases[keep]
     if frame.empty:
         return clv_summary(frame, as_of, timezone).assign(currency=pd.Series(dtype=object))
-    order = np.lexsort(
-        (
-            frame["order_id"].to_numpy(dtype=object).astype(str),
-            frame["purchased_at"].to_numpy(),
-            frame["customer_id"].to_numpy(dtype=object).astype(str),
-        )
-    )
-    ordered = frame.iloc[order]
-    latest = ordered.drop_duplicates("customer_id", keep="last").set_index("customer_id")[
-        "currency"
-    ]
-    in_currency = (
-        ordered["currency"].to_numpy() == latest.reindex(ordered["customer_id"]).to_numpy()
-    )
-    summary = clv_summary(ordered[in_currency], as_of, timezone)
-    summary["currency"] = latest.reindex(summary.index).to_numpy()
+    # integer codes, one sort: the latest purchase is the greatest (purchased_at, order_id)
+    customers, ids = pd.factorize(frame["customer_id"].to_numpy(dtype=object), sort=True)
+    orders = pd.factorize(frame["order_id"].to_numpy(dtype=object), sort=True)[0]
+    utc = pd.to_datetime(frame["purchased_at"], utc=True).dt.tz_localize(None)
+    instants = utc.to_numpy().astype("datetime64[us]").astype("int64")
+    order = np.lexsort((orders, instants, customers))
+    last_rows = order[np.r_[customers[order][1:] != customers[order][:-1], True]]
+    currencies = frame["currency"].to_numpy(dtype=object)
+    latest = currencies[last_rows]  # per customer code (codes are sorted, as last_rows)
+    in_currency = currencies == latest[customers]
+    summary = clv_summary(frame[in_currency], as_of, timezone)
+    summary["currency"] = pd.Series(latest, index=ids).reindex(summary.index).to_numpy()
     return summary
 
 
