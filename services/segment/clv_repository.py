@@ -87,6 +87,20 @@ class Predictions:
                 found[row.customer_id] = row
         return found
 
+    def event_rows(self, customer_ids: Sequence[str]) -> list[Any]:
+        """(customer_id, fit_id, currency, as_of, *PREDICTION_COLUMNS) of these customers."""
+        names = ["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS]
+        rows: list[Any] = []
+        for chunk in chunks(list(customer_ids), 900):
+            rows.extend(
+                self.session.execute(
+                    select(*(PREDICTIONS.c[n] for n in names)).where(
+                        PREDICTIONS.c.customer_id.in_(chunk)
+                    )
+                ).all()
+            )
+        return rows
+
     def frame(self, currency: str | None = None) -> pd.DataFrame:
         """Stored predictions: customer_id, currency, fit_id and :data:`PREDICTION_COLUMNS`."""
         names = ["customer_id", "currency", "fit_id", *PREDICTION_COLUMNS]

@@ -29,7 +29,7 @@ from services.segment.clv_repository import (
 )
 from services.segment.models import ClvFit, CustomerPrediction
 from services.segment.rules import PREDICTION_FIELDS, Rule, fields_of
-from services.segment.scoring import MONEY_SCALE
+from services.segment.scoring import MONEY_SCALE, money_text
 from shared.events import ensure_aware, utcnow
 
 EXPECTED_PURCHASE_HORIZONS = (30, 90, 365)
@@ -336,6 +336,28 @@ def predictions_as_of(
     for customer_id in customer_ids:
         views.setdefault(customer_id, _missing(None, None))
     return views
+
+
+def event_predictions(session: Session, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``predictions`` of these customers' ``segment.changed`` events (wire form)."""
+    if not customer_ids:
+        return {}
+    found = {}
+    for row in Predictions(session).event_rows(customer_ids):
+        (customer_id, fit_id, currency, as_of, p_alive, e30, e90, e365, aov, clv, pct) = row
+        found[customer_id] = {
+            "fit_id": fit_id,
+            "currency": currency,
+            "as_of": ensure_aware(as_of),
+            "p_alive": p_alive,
+            "expected_purchases_30d": e30,
+            "expected_purchases_90d": e90,
+            "expected_purchases_365d": e365,
+            "expected_order_value": money_text(aov, currency),
+            "predicted_clv": money_text(clv, currency),
+            "predicted_clv_percentile": pct,
+        }
+    return found
 
 
 # --------------------------------------------------------------------------- rules
