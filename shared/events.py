@@ -18,12 +18,14 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
+from shared import clock
+
 SCHEMA_VERSION = 1
 
 
 def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
+    """The current time, timezone-aware, in UTC (``shared.clock``: tests may move it)."""
+    return clock.now()
 
 
 def ensure_aware(value: datetime) -> datetime:

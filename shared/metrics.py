@@ -37,3 +37,13 @@ BATCH_SECONDS = Histogram(
 )
 OUTBOX_PUBLISHED = Counter("crm_outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_PENDING = Gauge("crm_outbox_pending", "Outbox rows waiting to be published", ["service"])
+CONSUMER_STALLED = Gauge(
+    "crm_consumer_stalled",
+    "1 while the consumer has had no assignment, or no progress while behind, past its bound",
+    ["consumer"],
+)
+CONSUMER_REBUILDS = Counter(
+    "crm_consumer_rebuilds_total",
+    "Stalled group members replaced by a fresh member",
+    ["consumer"],
+)

@@ -14,7 +14,6 @@ import gc
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -195,6 +194,7 @@ class ServiceRuntime:
         self.consumers = self.consumer_factory(self)
         for consumer in self.consumers:
             consumer.namespace = self.settings.topic_namespace
+            consumer.stall_after = self.settings.consumer_stall_seconds
             consumer.after_commit = self._chain(consumer.after_commit, self.relay.notify)
             consumer.outbox_relay = self.relay
             consumer.start()
@@ -258,12 +258,6 @@ class ServiceRuntime:
             checks["database"] = f"error: {type(exc).__name__}"
         checks["broker"] = "ok" if self.broker_reachable() else "unreachable"
         checks["topics"] = "ok" if self.topics_ready.is_set() else "pending"
-        now = time.monotonic()
-        consumers = {}
-        for consumer in self.consumers:
-            alive = consumer.running
-            recent = consumer.last_poll_at is not None and now - consumer.last_poll_at < 30
-            consumers[consumer.name] = "ok" if alive and recent else "starting"
-        checks["consumers"] = consumers
+        checks["consumers"] = {consumer.name: consumer.health() for consumer in self.consumers}
         checks["outbox_relay"] = "ok" if self.relay.last_error is None else "retrying"
         return checks

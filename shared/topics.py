@@ -13,6 +13,9 @@ SEGMENTS = "crm.segments.v1"
 CAMPAIGN_MESSAGES = "crm.campaign.messages.v1"
 CAMPAIGN_RECEIPTS = "crm.campaign.receipts.v1"
 DEADLETTER = "crm.deadletter.v1"
+#: managed API keys (compacted, keyed by key id) and when each service last saw them used
+APIKEYS = "crm.apikeys.v1"
+APIKEY_USAGE = "crm.apikeys.usage.v1"
 
 RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
 
@@ -36,4 +39,6 @@ ALL_TOPICS = (
     CAMPAIGN_MESSAGES,
     CAMPAIGN_RECEIPTS,
     DEADLETTER,
+    APIKEYS,
+    APIKEY_USAGE,
 )

@@ -32,6 +32,8 @@ from services.campaign.models import Campaign, LaunchRun
 from services.campaign.repository import Campaigns, Entries, PastEntry, Projections
 from services.campaign.rules import Predicate, compile_rule
 from services.campaign.schemas import AudienceSpec
+from services.campaign.skips import record as record_skips
+from services.campaign.skips import skip_row
 from services.campaign.targeting import (
     CUSTOMER_VARIABLES,
     MAX_CAP_PERIOD_DAYS,
@@ -207,6 +209,8 @@ class EntryBatch:
         self.assume_consent = settings.assume_consent_without_policy
         self.entry_rows: list[tuple[Any, ...]] = []
         self.outbox_rows: list[tuple[str, str | None, bytes]] = []
+        #: trigger occurrences not entered (re-entry rules), counted in the report
+        self.skip_rows: list[dict[str, Any]] = []
 
     def enter(
         self,
@@ -244,9 +248,11 @@ class EntryBatch:
                 if trigger_key is not None and any(p.trigger_key == trigger_key for p in previous):
                     continue
                 if not reentry_allowed:
+                    self._skip(campaign_id, customer_id, trigger_key, "reentry_not_allowed")
                     continue
                 last = max(ensure_aware(p.entered_at) for p in previous)
                 if now - last < cooldown:
+                    self._skip(campaign_id, customer_id, trigger_key, "cooldown")
                     continue
             entry_no = max(p.entry_no for p in previous) + 1 if previous else 0
             decision = decide(
@@ -291,6 +297,12 @@ class EntryBatch:
             )
         return tally
 
+    def _skip(
+        self, campaign_id: str, customer_id: str, trigger_key: str | None, reason: str
+    ) -> None:
+        if trigger_key is not None:
+            self.skip_rows.append(skip_row(campaign_id, customer_id, trigger_key, reason, self.now))
+
     def _remember(
         self, campaign_id: str, customer_id: str, decision: Decision, entry: PastEntry
     ) -> None:
@@ -302,7 +314,8 @@ class EntryBatch:
         """The batch's entries and message requests, each in one executemany."""
         Entries(self.session).add_many(self.entry_rows)
         add_raw_to_outbox(self.session, self.outbox_rows)
-        self.entry_rows, self.outbox_rows = [], []
+        record_skips(self.session, self.skip_rows)
+        self.entry_rows, self.outbox_rows, self.skip_rows = [], [], []
 
 
 def enter_customers(

@@ -200,3 +200,20 @@ class Entry(Base):
         UniqueConstraint("campaign_id", "customer_id", "entry_no"),
         Index("ix_entries_customer_sent", "customer_id", "outcome", "entered_at"),
     )
+
+
+class TriggerSkip(Base):
+    """A trigger occurrence a running campaign did not enter, with the reason.
+
+    Keyed by a hash of customer and occurrence (``trigger_skips.occurrence_key``): a
+    redelivered occurrence is counted once, and no customer id is kept (nothing here
+    for an erasure to remove).
+    """
+
+    __tablename__ = "trigger_skips"
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    occurrence_hash: Mapped[str] = mapped_column(String(TOMBSTONE_KEY_LENGTH), primary_key=True)
+    # not_in_audience | reentry_not_allowed | cooldown
+    reason: Mapped[str] = mapped_column(String(30))
+    skipped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

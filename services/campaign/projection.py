@@ -216,7 +216,8 @@ def apply_orders(
     erased = Erasures(session).erased(
         [owners.get(e.data.customer_id, e.data.customer_id) for e in events]
     )
-    became_valid: dict[str, str] = {}
+    # per customer, the orders this batch made valid purchases (paid_at, order id)
+    became_valid: dict[str, dict[str, datetime]] = {}
     for event in events:
         order = event.data
         customer_id = owners.get(order.customer_id, order.customer_id)
@@ -248,13 +249,31 @@ def apply_orders(
             for name, value in values.items():
                 setattr(row, name, value)
         if detect_first_purchase and order.is_valid_purchase and not was_valid and not pseudonym:
-            became_valid[customer_id] = order.order_id
+            became_valid.setdefault(customer_id, {})[order.order_id] = ensure_aware(
+                order.paid_at or order.created_at
+            )
     session.flush()
-    return [
-        Transition("first_purchase", customer_id, key=order_id)
-        for customer_id, order_id in became_valid.items()
-        if repo.valid_order_count(customer_id) == 1
-    ]
+    return _first_purchases(repo, became_valid, existing)
+
+
+def _first_purchases(
+    repo: Projections,
+    became_valid: dict[str, dict[str, datetime]],
+    orders: dict[str, CustomerOrder],
+) -> list[Transition]:
+    """Customers whose first valid purchases are among those this batch made valid.
+
+    Whatever the batching (two orders in one request, an import, a replay): a customer
+    is a first buyer when every valid order they have became valid in this batch; the
+    occurrence is their earliest purchase, so a redelivery names the same occurrence.
+    """
+    found = []
+    for customer_id, candidates in became_valid.items():
+        still = {o: at for o, at in candidates.items() if orders[o].valid}
+        if still and repo.valid_order_count(customer_id) == len(still):
+            first = min(still, key=lambda o: (still[o], o))
+            found.append(Transition("first_purchase", customer_id, key=first))
+    return found
 
 
 def apply_receipts(session: Session, events: Sequence[MessageReceiptRecorded]) -> None:

@@ -16,6 +16,8 @@ Definitions (every number can be recomputed from the entries and the orders proj
   returning-customer rate = those of them who converted / returning customers.
 - uplift: treatment rate - control rate (Newcombe hybrid score 95% interval) and
   treatment rate / control rate - 1 (Katz log 95% interval); see ``stats``.
+- skipped_triggers (triggered campaigns): occurrences not entered, by reason
+  (``skips.py``).
 - revenue per targeted customer = treatment revenue / targeted.
 - final once every entry's window has closed (and the campaign takes no new entries);
   provisional before.
@@ -34,6 +36,7 @@ from services.campaign.launch import Tally
 from services.campaign.models import Campaign
 from services.campaign.repository import Entries
 from services.campaign.schemas import CampaignReport, GroupReport, Uplift
+from services.campaign.skips import counts as skip_counts
 from services.campaign.stats import newcombe_difference, relative_uplift_interval, wilson
 from shared.events import ensure_aware
 
@@ -114,6 +117,7 @@ def build_report(session: Session, campaign: Campaign, now: datetime) -> Campaig
         else None,
         targeted=reach.targeted,
         excluded=reach.excluded,
+        skipped_triggers=skip_counts(session, campaign.campaign_id) if campaign.trigger else {},
         holdout=reach.holdout,
         sent=reach.sent,
         deferred=reach.deferred,

@@ -23,6 +23,7 @@ from services.campaign.models import (
     ErasedCustomer,
     LaunchRun,
     Receipt,
+    TriggerSkip,
 )
 from shared.db import chunks
 from shared.erasure import TOMBSTONE_KEY_LENGTH, tombstone_key, tombstone_keys
@@ -529,3 +530,21 @@ class Entries:
             .group_by(Receipt.status)
         )
         return {status: int(count) for status, count in rows}
+
+
+class TriggerSkips:
+    """Trigger occurrences skipped by running campaigns (``services/campaign/skips.py``)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add_many(self, rows: list[dict[str, Any]]) -> None:
+        insert_ignoring_duplicates(self.session, TriggerSkip.__table__, rows)
+
+    def counts(self, campaign_id: str) -> dict[str, int]:
+        query = (
+            select(TriggerSkip.reason, func.count())
+            .where(TriggerSkip.campaign_id == campaign_id)
+            .group_by(TriggerSkip.reason)
+        )
+        return {reason: int(count) for reason, count in self.session.execute(query)}

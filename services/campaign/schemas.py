@@ -92,6 +92,14 @@ class Trigger(BaseModel):
     from_stage: str | None = Field(None, alias="from", description="lifecycle_transition")
     to_stage: str | None = Field(None, alias="to", description="lifecycle_transition")
     older_than_hours: int | None = Field(None, ge=1, description="unpaid_order")
+    lookback_hours: int | None = Field(
+        None,
+        ge=0,
+        le=24 * 90,
+        description="unpaid_order: also remind orders that were already older than "
+        "older_than_hours when the campaign started, if created at most this long before that "
+        "(default 24)",
+    )
     segment_id: str | None = Field(None, description="segment_entered")
 
     @model_validator(mode="after")
@@ -274,6 +282,11 @@ class CampaignReport(BaseModel):
     currency: str | None = Field(None, description="of the revenue figures; `mixed` if several")
     targeted: int
     excluded: dict[str, int]
+    skipped_triggers: dict[str, int] = Field(
+        default_factory=dict,
+        description="trigger occurrences not entered, by reason: not_in_audience, "
+        "reentry_not_allowed, cooldown (each occurrence once, however often delivered)",
+    )
     holdout: int
     sent: int
     deferred: int

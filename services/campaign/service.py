@@ -22,6 +22,8 @@ from services.campaign.repository import (
     Projections,
 )
 from services.campaign.schemas import CampaignCreate, CampaignRead, LaunchResult, Reentry
+from services.campaign.skips import record as record_skips
+from services.campaign.skips import skip_row
 from shared.errors import Conflict, NotFound
 from shared.events import ensure_aware, utcnow
 
@@ -183,6 +185,8 @@ def fire_triggers(
     erased = Erasures(session).erased(ids)
     # per campaign, the rows its trigger and audience select and their occurrence keys
     selected: list[tuple[Campaign, list[dict[str, Any]], list[str | None]]] = []
+    outside: list[dict[str, Any]] = []
+    now = utcnow()
     for campaign in campaigns:
         predicate = audience_predicate(campaign.audience)
         assert campaign.trigger is not None
@@ -193,12 +197,18 @@ def fire_triggers(
                 continue
             customer_id = transition.customer_id
             row = _row(members.get(customer_id), customer_id, erased.get(customer_id))
+            key = f"{transition.kind}:{transition.key}"
             if predicate(row):
                 rows.append(row)
-                keys.append(f"{transition.kind}:{transition.key}")
+                keys.append(key)
+            else:
+                outside.append(
+                    skip_row(campaign.campaign_id, row["customer_id"], key, "not_in_audience", now)
+                )
         if rows:
             selected.append((campaign, rows, keys))
-    return _enter_selected(session, settings, utcnow(), selected)
+    record_skips(session, outside)
+    return _enter_selected(session, settings, now, selected)
 
 
 def _enter_selected(
@@ -244,16 +254,26 @@ def _row(member: AudienceMember | None, customer_id: str, pseudonym: str | None)
     return {name: getattr(member, name) for name in _AUDIENCE_NAMES}
 
 
+#: how far before a campaign's start an unpaid order may have crossed its age and still
+#: be reminded, unless the trigger sets ``lookback_hours``
+DEFAULT_UNPAID_LOOKBACK_HOURS = 24
+
+
 def fire_unpaid_order_triggers(session: Session, settings: Settings, now: datetime) -> int:
-    """Enter customers whose unpaid order crossed a trigger's age while the campaign ran."""
+    """Enter customers whose unpaid order crossed a trigger's age while the campaign ran,
+    or up to ``lookback_hours`` before it started; an order paid or cancelled meanwhile is
+    no longer unpaid and is never reminded (each order is one occurrence: reminded once)."""
     found: list[tuple[Campaign, list[Any]]] = []
     for campaign in Campaigns(session).armed_triggered():
         trigger = campaign.trigger or {}
         if trigger.get("type") != "unpaid_order" or campaign.launched_at is None:
             continue
         age = timedelta(hours=int(trigger["older_than_hours"]))
+        lookback = timedelta(
+            hours=int(trigger.get("lookback_hours", DEFAULT_UNPAID_LOOKBACK_HOURS))
+        )
         orders = Projections(session).unpaid_orders(
-            ensure_aware(campaign.launched_at) - age, now - age
+            ensure_aware(campaign.launched_at) - age - lookback, now - age
         )
         if orders:
             found.append((campaign, orders))
@@ -261,6 +281,7 @@ def fire_unpaid_order_triggers(session: Session, settings: Settings, now: dateti
     members = Projections(session).audience_rows(ids)
     erased = Erasures(session).erased(ids)
     selected: list[tuple[Campaign, list[dict[str, Any]], list[str | None]]] = []
+    outside: list[dict[str, Any]] = []
     for campaign, orders in found:
         predicate = audience_predicate(campaign.audience)
         rows: list[dict[str, Any]] = []
@@ -269,11 +290,17 @@ def fire_unpaid_order_triggers(session: Session, settings: Settings, now: dateti
             row = _row(
                 members.get(order.customer_id), order.customer_id, erased.get(order.customer_id)
             )
+            key = f"unpaid_order:{order.order_id}"
             if predicate(row):
                 rows.append(row)
-                keys.append(f"unpaid_order:{order.order_id}")
+                keys.append(key)
+            else:
+                outside.append(
+                    skip_row(campaign.campaign_id, row["customer_id"], key, "not_in_audience", now)
+                )
         if rows:
             selected.append((campaign, rows, keys))
+    record_skips(session, outside)
     return _enter_selected(session, settings, now, selected)
 
 

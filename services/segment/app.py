@@ -9,6 +9,7 @@ from services.segment import clv_routes, clv_runs, service
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
+from services.segment.sweep import DaySweep, SweepOutcome, mark_swept
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.events import utcnow
@@ -25,6 +26,15 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
         settings, MIGRATIONS, consumer_factory=build_consumers, consumed_topics=CONSUMED_TOPICS
     )
     runtime.extras["clock"] = utcnow
+    day_sweep = DaySweep(runtime.db)
+    runtime.jobs.append(
+        PeriodicJob(
+            "segment-day-sweep",
+            settings.day_sweep_check_seconds,
+            lambda: sweep_day_boundaries(runtime, day_sweep),
+            run_at_start=True,
+        )
+    )
     runtime.jobs.append(
         PeriodicJob(
             "segment-rescoring",
@@ -72,10 +82,27 @@ def refresh_if_stale(runtime: ServiceRuntime) -> service.RescoringOutcome | None
     return sweep(runtime) if stale else None
 
 
+def sweep_day_boundaries(runtime: ServiceRuntime, day_sweep: DaySweep) -> SweepOutcome:
+    """Rescore whom the date moved since the last day swept (a no-op within a day)."""
+    outcome = day_sweep.run(runtime.extras["clock"]())
+    if outcome.customers:
+        runtime.relay.notify()
+        log.info(
+            "day sweep through %s: %d customers rescored, %d changes, %.2fs",
+            outcome.swept_through,
+            outcome.customers,
+            outcome.events,
+            outcome.seconds,
+        )
+    return outcome
+
+
 def sweep(runtime: ServiceRuntime) -> service.RescoringOutcome:
     """The scheduled full rescoring: new cut points, lifecycle moves, changes published."""
     with runtime.db.unit_of_work() as session:
-        outcome = service.rescore_all(session, runtime.extras["clock"]())
+        now = runtime.extras["clock"]()
+        outcome = service.rescore_all(session, now)
+        mark_swept(session, now)
     runtime.relay.notify()
     log.info(
         "rescored %d customers (%d changed) in %.2fs",

@@ -28,6 +28,9 @@ class Settings(ServiceSettings):
     rescore_at_start: bool = True
     #: how often to check whether the population outgrew the cut points (>10 %): then rescore
     cut_point_check_seconds: float = 300.0
+    #: how often to check whether a day boundary (policy timezone) passed: then the day sweep
+    #: rescores the customers the date moves (services/segment/sweep.py); well under a minute
+    day_sweep_check_seconds: float = 15.0
     max_poll_records: int = 2500
 
     # predictive CLV (services/segment/predictive.py): the BG/NBD + Gamma-Gamma fit per

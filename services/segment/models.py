@@ -47,8 +47,9 @@ class CustomerScore(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     order_count: Mapped[int] = mapped_column(Integer)
     total_spent_e4: Mapped[int] = mapped_column(BigInteger)
-    first_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # indexed: the day-boundary sweep (services/segment/sweep.py) finds whom a date moves
+    first_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     frequency: Mapped[int] = mapped_column(Integer)
     monetary_e4: Mapped[int] = mapped_column(BigInteger)
     window_oldest_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)

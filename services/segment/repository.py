@@ -495,6 +495,17 @@ class Customers:
             ).scalars()
         )
 
+    def with_purchase_in(
+        self, column: str, ranges: Sequence[tuple[datetime, datetime]]
+    ) -> set[str]:
+        """Customers whose ``first_order_at`` / ``last_order_at`` is in one of these [start, end)."""
+        moment = CUSTOMERS.c[column]
+        found: set[str] = set()
+        for start, end in ranges:  # one index range scan each
+            query = select(CUSTOMERS.c.customer_id).where(moment >= start, moment < end)
+            found.update(self.session.execute(query).scalars())
+        return found
+
     def ids_page(self, after: str | None, limit: int) -> list[str]:
         query = select(CUSTOMERS.c.customer_id).order_by(CUSTOMERS.c.customer_id).limit(limit)
         if after is not None:

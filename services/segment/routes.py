@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import IntegrityError
 
 from services.segment import clv_routes, reports, service
+from services.segment.as_of import parse_as_of
 from services.segment.clv import clv_summary, exact_monetary_value
 from services.segment.policy import ScoringPolicy
 from services.segment.repository import Customers, OrderStates, Segments
@@ -23,7 +24,7 @@ from services.segment.schemas import (
 )
 from services.segment.scoring import from_e4
 from shared.api import require, runtime_of
-from shared.errors import Conflict, NotFound, ValidationProblem
+from shared.errors import Conflict, NotFound
 from shared.events import ensure_aware
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from shared.runtime import ServiceRuntime
@@ -33,8 +34,13 @@ READ = [require("segment:read")]
 WRITE = [require("segment:write")]
 
 AsOf = Annotated[
-    datetime | None,
-    Query(description="reference time (ISO 8601 with offset); default: now"),
+    str | None,
+    Query(
+        description="reference time: ISO 8601 with an offset (encode '+' as %2B; an unencoded "
+        "'+' read as a space is accepted), or a plain date = the end of that day in the policy "
+        "timezone; default: now",
+        examples=["2026-11-30", "2026-11-30T18:00:00+08:00"],
+    ),
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
@@ -44,10 +50,12 @@ def _now(runtime: ServiceRuntime) -> datetime:
     return now
 
 
-def _as_of(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValidationProblem("as_of needs a timezone offset, e.g. 2026-11-01T00:00:00+08:00")
-    return value
+def _as_of(session: Any, value: str | None, parameter: str = "as_of") -> datetime | None:
+    """The instant asked for (services/segment/as_of.py), plain dates in the policy timezone."""
+    if value is None:
+        return None
+    _, policy, _ = service.current_policy(session)
+    return parse_as_of(value, policy.timezone, parameter)
 
 
 def _with_predictions(
@@ -123,10 +131,11 @@ def get_customer_scores(
     """One customer's RFM scores, segment, lifecycle, buckets and quadrant as of a time."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        views = service.score_customers(session, [customer_id], _as_of(as_of), _now(runtime))
+        moment = _as_of(session, as_of)
+        views = service.score_customers(session, [customer_id], moment, _now(runtime))
         if not views:
             raise _unknown_customer(session, customer_id)
-        return _with_predictions(session, views, as_of)[0]
+        return _with_predictions(session, views, moment)[0]
 
 
 @router.get("/scores", response_model=Page[CustomerScoresRead], dependencies=READ, tags=["scores"])
@@ -138,8 +147,9 @@ def list_scores(
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
         ids = Customers(session).ids_page(position.get("after"), limit)
-        views = service.score_customers(session, ids, _as_of(as_of), _now(runtime))
-        items = _with_predictions(session, views, as_of)
+        moment = _as_of(session, as_of)
+        views = service.score_customers(session, ids, moment, _now(runtime))
+        items = _with_predictions(session, views, moment)
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
     return Page(items=items, next_cursor=next_cursor)
 
@@ -177,8 +187,8 @@ def _clv_rows(
 def get_clv_summary(customer_id: str, request: Request, as_of: AsOf = None) -> ClvSummaryRead:
     """lifetimes-compatible frequency, recency, T and monetary_value (daily periods)."""
     runtime = runtime_of(request)
-    reference = _as_of(as_of) or _now(runtime)
     with runtime.db.unit_of_work() as session:
+        reference = _as_of(session, as_of) or _now(runtime)
         _, policy, _ = service.current_policy(session)
         rows = _clv_rows(session, [customer_id], reference, policy.timezone)
         if not rows:
@@ -192,9 +202,9 @@ def list_clv_summaries(
 ) -> Page[ClvSummaryRead]:
     """CLV summaries of every customer with a purchase (cursor paginated), for BG/NBD and Gamma-Gamma."""
     runtime = runtime_of(request)
-    reference = _as_of(as_of) or _now(runtime)
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
+        reference = _as_of(session, as_of) or _now(runtime)
         _, policy, _ = service.current_policy(session)
         ids = Customers(session).ids_page(position.get("after"), limit)
         rows = _clv_rows(session, ids, reference, policy.timezone)
@@ -355,7 +365,8 @@ def get_report(
     request: Request,
     as_of: AsOf = None,
     since: Annotated[
-        datetime | None, Query(description="lifecycle: also the transition matrix since then")
+        str | None,
+        Query(description="lifecycle: also the transition matrix since then (as as_of)"),
     ] = None,
     level: Literal["province", "city"] = "province",
 ) -> ReportRead:
@@ -364,8 +375,9 @@ def get_report(
     runtime = runtime_of(request)
     now = _now(runtime)
     with runtime.db.unit_of_work() as session:
-        scores, context = service.scores_frame(session, _as_of(as_of), now)
-        before = service.scores_frame(session, _as_of(since), now)[0] if since is not None else None
+        moment, since_moment = _as_of(session, as_of), _as_of(session, since, "since")
+        scores, context = service.scores_frame(session, moment, now)
+        before = service.scores_frame(session, since_moment, now)[0] if since_moment else None
     rows: list[dict[str, Any]]
     if report == "rfm":
         rows = [{"grid": reports.rfm_grid(scores), "segments": reports.rfm_segments(scores)}]
@@ -382,5 +394,5 @@ def get_report(
     else:
         rows = reports.regions(scores, level)
     return ReportRead(
-        report=report, as_of=as_of or now, policy_version=context.policy_version, rows=rows
+        report=report, as_of=moment or now, policy_version=context.policy_version, rows=rows
     )

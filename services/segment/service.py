@@ -395,6 +395,12 @@ class EventBatch:
         if held is None or _version(order) > _version(held):
             self.pending[order.order_id] = order
 
+    def rescore(self, customer_ids: Iterable[str]) -> None:
+        """Score these customers again as of ``now`` with no order change (the day sweep)."""
+        ids = list(customer_ids)
+        self._load(ids)
+        self.affected.update(ids)
+
     def _recompute(self, customer_id: str) -> None:
         self.recompute.add(customer_id)
         self.aggregates.pop(customer_id, None)

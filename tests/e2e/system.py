@@ -75,8 +75,13 @@ def ready(system: RunningSystem) -> bool:
 
 
 @contextmanager
-def running_system(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[RunningSystem]:
-    """Start ``python -m shared.devrun`` on the session broker; SIGTERM it afterwards."""
+def running_system(
+    broker: EmbeddedBroker, tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[RunningSystem]:
+    """Start ``python -m shared.devrun`` on the session broker; SIGTERM it afterwards.
+
+    ``extra_env``: more variables for every service (e.g. ``CRM_CLOCK_OFFSET_FILE``).
+    """
     ports = {name: free_port() for name in SERVICES}
     namespace = unique("e2e") + "."
     data_dir = tmp_path / "var"
@@ -88,6 +93,7 @@ def running_system(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[RunningSy
         "CRM_API_KEY": ADMIN_KEY,
         "CRM_RUN_QUIET": "1",
         **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        **(extra_env or {}),
     }
     log = tmp_path / "devrun.log"
     with open(log, "wb") as out:

@@ -1,0 +1,99 @@
+"""``as_of`` as users write it: plain dates, unencoded ``+`` offsets, clear 422s."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.segment.as_of import parse_as_of
+from shared.errors import ValidationProblem
+from tests.segment.test_api import READER, client  # noqa: F401  (the seeded API fixture)
+
+SHANGHAI = "Asia/Shanghai"
+
+
+def test_a_plain_date_is_the_end_of_that_day_in_the_policy_timezone() -> None:
+    moment = parse_as_of("2026-11-30", SHANGHAI)
+    assert moment == datetime(2026, 11, 30, 15, 59, 59, 999999, tzinfo=UTC)
+    assert parse_as_of("2026-11-30", "UTC") == datetime(
+        2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-30T18:00:00+08:00",
+        "2026-11-30T18:00:00 08:00",  # the "+" arrived as a space
+        "2026-11-30 18:00:00 08:00",
+        "2026-11-30T10:00:00Z",
+        "2026-11-30T10:00:00.000+00:00",
+    ],
+)
+def test_offsets_are_read_as_intended(text: str) -> None:
+    assert parse_as_of(text, SHANGHAI) == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("2026-11-30T18:00:00", "missing_offset"),
+        ("yesterday", "invalid_datetime"),
+        ("2026-13-01", "invalid_date"),
+    ],
+)
+def test_anything_else_is_a_422_naming_the_parameter(text: str, code: str) -> None:
+    with pytest.raises(ValidationProblem) as caught:
+        parse_as_of(text, SHANGHAI)
+    problem = caught.value.to_problem()
+    assert problem["status"] == 422
+    assert problem["errors"][0]["field"] == "as_of" and problem["errors"][0]["code"] == code
+    assert "%2B" in problem["errors"][0]["message"]
+
+
+def test_every_as_of_endpoint_takes_a_plain_date(client: TestClient) -> None:  # noqa: F811
+    # alice bought on 10-31 and 11-18 (Shanghai); the plain date 10-31 includes that day
+    day = client.get("/v1/customers/alice/scores", params={"as_of": "2026-10-31"}, headers=READER)
+    assert day.status_code == 200, day.text
+    body = day.json()
+    assert body["frequency"] == 1 and body["recency_days"] == 0
+    assert datetime.fromisoformat(body["as_of"]) == datetime(
+        2026, 10, 31, 15, 59, 59, 999999, tzinfo=UTC
+    )
+    assert body["policy_version"] == 1
+    before = client.get(
+        "/v1/customers/alice/scores", params={"as_of": "2026-10-30"}, headers=READER
+    )
+    assert before.status_code == 404
+    for path in ("/v1/scores", "/v1/clv-summary", "/v1/customers/alice/clv-summary"):
+        response = client.get(path, params={"as_of": "2026-10-31"}, headers=READER)
+        assert response.status_code == 200, (path, response.text)
+    report = client.get(
+        "/v1/reports/lifecycle",
+        params={"as_of": "2026-11-30", "since": "2026-10-31"},
+        headers=READER,
+    )
+    assert report.status_code == 200, report.text
+    assert datetime.fromisoformat(report.json()["as_of"]) == datetime(
+        2026, 11, 30, 15, 59, 59, 999999, tzinfo=UTC
+    )
+
+
+def test_an_unencoded_plus_in_the_query_string_is_read_as_intended(client: TestClient) -> None:  # noqa: F811
+    encoded = client.get(
+        "/v1/customers/alice/scores", params={"as_of": "2026-11-05T00:00:00+08:00"}, headers=READER
+    ).json()
+    raw = client.get("/v1/customers/alice/scores?as_of=2026-11-05T00:00:00+08:00", headers=READER)
+    assert raw.status_code == 200, raw.text
+    assert raw.json() == encoded and encoded["recency_days"] == 5
+
+
+def test_a_bad_as_of_is_a_problem_that_says_how_to_write_it(client: TestClient) -> None:  # noqa: F811
+    response = client.get("/v1/scores", params={"as_of": "last tuesday"}, headers=READER)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["errors"][0]["field"] == "as_of"
+    assert body["errors"][0]["code"] == "invalid_datetime"
+    assert "%2B" in body["detail"]
