@@ -166,7 +166,24 @@ def _e4(values: Any) -> np.ndarray:
 # --------------------------------------------------------------------------- use cases
 
 
-def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions) -> list[ClvFit]:
+@dataclass
+class FitRun:
+    """The fits of one run and, per currency with numbers, the business figures (gauges)."""
+
+    fits: list[ClvFit]
+    figures: dict[str, dict[str, float]]
+
+
+def _figures(predicted: pd.DataFrame) -> dict[str, float]:
+    return {
+        "customers_predicted": float(len(predicted)),
+        "predicted_clv_total": float(predicted["predicted_clv"].sum()),
+        "p_alive_mean": float(predicted["p_alive"].mean()),
+        "expected_purchases_90d_total": float(predicted["expected_purchases_90d"].sum()),
+    }
+
+
+def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions) -> FitRun:
     """Fit every currency as of ``now``, keep each fit, replace the stored predictions.
 
     A currency whose fit publishes no numbers loses its stored predictions: a rule on
@@ -175,6 +192,7 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
     purchases = valid_purchases(session)
     summaries = customer_summaries(purchases, now, timezone)
     fits: list[ClvFit] = []
+    figures: dict[str, dict[str, float]] = {}
     rows: list[dict[str, Any]] = []
     for currency, summary in summaries.groupby("currency", sort=True):
         started = time.perf_counter()
@@ -213,11 +231,12 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
                 options.monthly_discount_rate,
             )
             rows.extend(_prediction_rows(predicted, fit.id, str(currency), now))
+            figures[str(currency)] = _figures(predicted)
         fit.seconds = round(time.perf_counter() - started, 3)
         fits.append(fit)
     Predictions(session).replace_all(rows)
     session.flush()
-    return fits
+    return FitRun(fits, figures)
 
 
 def _prediction_rows(
