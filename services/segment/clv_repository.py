@@ -88,16 +88,22 @@ class Predictions:
         return found
 
     def event_rows(self, customer_ids: Sequence[str]) -> list[Any]:
-        """(customer_id, fit_id, currency, as_of, *PREDICTION_COLUMNS) of these customers."""
-        names = ["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS]
+        """(customer_id, fit_id, currency, as_of, *PREDICTION_COLUMNS) of these customers.
+
+        Driver-level (the consumer's hot path reads it for every batch's changed
+        customers); ``as_of`` is SQLite's text or PostgreSQL's datetime as they come.
+        """
+        names = ", ".join(["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS])
+        connection = self.session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
         rows: list[Any] = []
         for chunk in chunks(list(customer_ids), 900):
+            marks = ", ".join(mark for _ in chunk)
             rows.extend(
-                self.session.execute(
-                    select(*(PREDICTIONS.c[n] for n in names)).where(
-                        PREDICTIONS.c.customer_id.in_(chunk)
-                    )
-                ).all()
+                connection.exec_driver_sql(
+                    f"SELECT {names} FROM customer_predictions WHERE customer_id IN ({marks})",
+                    tuple(chunk),
+                ).fetchall()
             )
         return rows
 

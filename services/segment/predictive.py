@@ -367,7 +367,9 @@ def event_predictions(session: Session, customer_ids: list[str]) -> dict[str, di
         found[customer_id] = {
             "fit_id": fit_id,
             "currency": currency,
-            "as_of": ensure_aware(as_of),
+            "as_of": ensure_aware(
+                datetime.fromisoformat(as_of) if isinstance(as_of, str) else as_of
+            ),
             "p_alive": p_alive,
             "expected_purchases_30d": e30,
             "expected_purchases_90d": e90,

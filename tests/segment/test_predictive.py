@@ -185,6 +185,7 @@ def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
         carried = event.data.predictions
         row = stored.loc[event.data.customer_id]
         assert carried is not None and carried.fit_id == row["fit_id"]
+        assert carried.as_of == NOW and carried.currency == "EUR"
         assert carried.p_alive == row["p_alive"]
         assert carried.predicted_clv == Decimal(int(row["predicted_clv_e4"])).scaleb(-4)
         assert carried.predicted_clv_percentile == row["predicted_clv_percentile"]
