@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.segment import clv_routes, clv_runs, gauges, service
+from services.segment import clv_metrics, clv_routes, clv_runs, gauges, service
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
@@ -81,6 +81,7 @@ def fit_clv(runtime: ServiceRuntime) -> clv_runs.ClvRun:
     assert isinstance(settings, Settings)
     with runtime.db.unit_of_work() as session:
         outcome = clv_runs.run(session, runtime.extras["clock"](), clv_runs.options_from(settings))
+    clv_metrics.publish(outcome)
     runtime.relay.notify()
     log.info(
         "CLV fits: %s",
