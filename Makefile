@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean bench migrate
+.PHONY: run test lint format install clean bench bench-quick migrate demo
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -36,8 +36,17 @@ format: $(STAMP)
 migrate: $(STAMP)
 	for s in ingest profile segment campaign; do $(BIN)/python -m services.$$s migrate || exit 1; done
 
+## bench: every bench at full size (< 20 min) -> bench/results/latest.md + PNG plots
 bench: $(STAMP)
-	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/run_all.py
+
+## bench-quick: every bench at small size (< 2 min) -> bench/results/quick.md; CI runs it
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## demo: a generated shop of 10,000 customers streamed into the running system (or one it starts), then reports, charts and a campaign
+demo: $(STAMP)
+	$(BIN)/python -m crmctl.demo

@@ -1,10 +1,13 @@
 """Launch time and peak memory of a campaign over a large audience (SQLite).
 
 usage: python bench/bench_campaign.py [--quick] [--customers N] [--chunk N] [--keep DIR]
+                                      [--figures PATH]
 
 1. fills the campaign database's audience projection with N customers (every one in
    the target segment; 80% consented to sms, 5% do-not-disturb, 5% erased, 10% with no
-   policy, 10% inside quiet hours right now, half with a 4-per-30-days cap);
+   policy, 10% inside quiet hours right now, half with a 4-per-30-days cap); the 5%
+   erased have no audience row, only a tombstone (``erased_customers``), as
+   ``profile.erased`` leaves them;
 2. baseline, in a fresh process: a scan of the whole projection in the launch's keyset
    pages (what any launch must at least read);
 3. the launch, in a fresh process: audience snapshot, decisions, entries and outbox rows
@@ -31,8 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import Figure, record, use_sink  # noqa: E402
+
 
 def populate(db_path: Path, n: int) -> float:
+    from shared.erasure import tombstone_key
+
     started = time.perf_counter()
     conn = sqlite3.connect(db_path)
     now = "2026-11-23 04:00:00.000000"
@@ -42,7 +49,8 @@ def populate(db_path: Path, n: int) -> float:
         for i in range(n):
             customer_id = f"cust{i:08d}"
             bucket = i % 20
-            erased = bucket == 19
+            if bucket == 19:  # erased: only its tombstone is left (see tombstones())
+                continue
             if bucket < 2:
                 policy = None
             elif bucket == 2:
@@ -85,16 +93,23 @@ def populate(db_path: Path, n: int) -> float:
                 "浙江省",
                 "杭州市",
                 policy,
-                erased,
                 now,
             )
+
+    def tombstones():  # type: ignore[no-untyped-def]
+        for i in range(19, n, 20):
+            yield (tombstone_key(f"cust{i:08d}"), f"erasure{i}", now)
 
     conn.executemany(
         "INSERT INTO audience (customer_id, scores_as_of, rfm_segment, lifecycle_stage, r_score,"
         " f_score, m_score, value_quadrant, recency_days, frequency, monetary_e4, currency,"
-        " segments, tags, province, city, contact_policy, erased, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " segments, tags, province, city, contact_policy, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         rows(),
+    )
+    conn.executemany(
+        "INSERT INTO erased_customers (customer_hash, erasure_id, erased_at) VALUES (?,?,?)",
+        tombstones(),
     )
     conn.commit()
     conn.close()
@@ -166,8 +181,10 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=5000)
     parser.add_argument("--keep", type=Path, help="keep the database in this folder")
+    parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    use_sink(args.figures)
     if args.child:
         mode, url, campaign_id, chunk = args.child
         child(mode, url, campaign_id, int(chunk))
@@ -232,6 +249,30 @@ def main() -> int:
     print(
         f"  report                   {report['seconds']:8.1f} s (cpu {report['cpu_seconds']} s)"
         f"   peak RSS {report['peak_rss_mb']} MB"
+    )
+    record(
+        Figure(
+            "campaign",
+            f"launch, {n:,}-customer audience (s)",
+            float(first["seconds"]),  # type: ignore[arg-type]
+            "s",
+            "scan of the audience in launch pages (s)",
+            float(scan["seconds"]),  # type: ignore[arg-type]
+            "< 60" if n >= 1_000_000 else None,
+            size=n,
+            extra={"peak_rss_mib": first["peak_rss_mb"], "cpu_seconds": first["cpu_seconds"]},
+        )
+    )
+    record(
+        Figure(
+            "campaign",
+            f"launch peak RSS, {n:,}-customer audience (MiB)",
+            float(first["peak_rss_mb"]),  # type: ignore[arg-type]
+            "MiB",
+            "scan peak RSS (MiB)",
+            float(scan["peak_rss_mb"]),  # type: ignore[arg-type]
+            size=n,
+        )
     )
     size_mb = sum(p.stat().st_size for p in folder.glob("campaign.db*")) / 1e6
     print(f"  database size            {size_mb:8.0f} MB")

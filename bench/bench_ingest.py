@@ -41,6 +41,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import Figure, record, use_sink  # noqa: E402
 from shared.broker import EmbeddedBroker, free_port  # noqa: E402
 from shared.bus import make_producer  # noqa: E402
 from shared.events import Order, OrderRecorded, encode_event  # noqa: E402
@@ -429,7 +430,9 @@ def main() -> int:
     parser.add_argument(
         "--single-connections", type=int, default=16, help="connections for one-order requests"
     )
+    parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     args = parser.parse_args()
+    use_sink(args.figures)
     if args.quick:  # small sizes, unless given explicitly
         given = set(sys.argv)
         if "--orders" not in given:
@@ -477,6 +480,20 @@ def main() -> int:
                 flush=True,
             )
             print(f"          {cpu_batch}", flush=True)
+            record(
+                Figure(
+                    "ingest",
+                    f"POST /v1/orders/batch ({args.batch}/request) orders/s into Kafka ({mode})",
+                    round(args.orders / (into_kafka - started)),
+                    "orders/s",
+                    "raw kafka-python producer, same events",
+                    round(base_rate),
+                    ">= 15000",
+                    size=args.orders,
+                    extra={"stored_per_s": round(args.orders / (answered - started))},
+                    note=cpu_batch,
+                )
+            )
 
             singles = [orjson.dumps(make_order(i, run + "s")) for i in range(args.single)]
             cpu_before = cpu_now(service)
@@ -490,6 +507,7 @@ def main() -> int:
                 flush=True,
             )
             print(f"          {cpu_single}", flush=True)
+            single_rate = args.single / (into_kafka - started)
             probes = [b""] * args.single
             cpu_before = cpu_now(service)
             started, answered = load(service.base, "/healthz", probes, args.threads * 4)
@@ -499,6 +517,19 @@ def main() -> int:
                 f"{args.single / (answered - started):,.0f} requests/s; "
                 f"{cpu_probe.replace('order', 'request')}",
                 flush=True,
+            )
+            record(
+                Figure(
+                    "ingest",
+                    f"POST /v1/orders (1/request) orders/s into Kafka ({mode})",
+                    round(single_rate),
+                    "orders/s",
+                    "GET /healthz requests/s, same client",
+                    round(args.single / (answered - started)),
+                    ">= 3000",
+                    size=args.single,
+                    note=cpu_single,
+                )
             )
             print(f"memory    service after the load: {service.rss_mb():.0f} MB RSS", flush=True)
         finally:

@@ -1,7 +1,7 @@
 """Profile benchmarks: consumer events/s on SQLite and GET /v1/customers/{id} latency.
 
-usage: python bench/bench_profile.py [--quick] [--orders N] [--customers N] [--rate R]
-                                     [--seconds S] [--only consumer,api]
+usage: python bench/bench_profile.py [--quick] [--orders N] [--customers N] [--rates R,R]
+                                     [--seconds S] [--only consumer,api] [--figures PATH]
 
 Each measurement runs in its own process so its peak memory (ru_maxrss) is its own.
 
@@ -9,14 +9,16 @@ Each measurement runs in its own process so its peak memory (ru_maxrss) is its o
    followed by the segment.changed it causes (2N events), are produced to the embedded
    broker; then the profile consumer loop (decode, dedup, batch handler, one transaction
    per poll batch, offset commit) reads them all into a fresh SQLite database. The clock
-   starts at the first processed record (the ~3 s group join is reported apart).
+   starts when the first poll batch has been processed (the ~3 s group join is reported
+   apart), so the rate counts only the events processed after that: those inside the
+   window (counting the first batch too inflated --quick by a third).
    Baselines in the same run: the same loop with a do-nothing batch handler (the platform's
    ceiling: decode + dedup + processed_events + commits), and the batch handler alone on
    pre-decoded events (no broker).
 2. GET /v1/customers/{id} latency: a real uvicorn server (``python -m services.profile api``)
    on a free 127.0.0.1 port over a SQLite database of M customers (default 20,000; --quick
-   2,000), loaded from a second process at a fixed open-loop rate (default 1,000 requests/s
-   for 20 s; --quick 5 s) by 16 threads on keep-alive sockets (raw HTTP/1.1: a thin
+   2,000), loaded from a second process at fixed open-loop rates (default 200 and 1,000
+   requests/s, 20 s each; --quick 3 s) by 16 threads on keep-alive sockets (raw HTTP/1.1: a thin
    client, so the machine's CPU goes to the server) on random customers. Latency is
    measured from the scheduled send time (so queueing counts); the server's CPU time per
    request is reported too (its capacity, independent of other load on the machine).
@@ -40,6 +42,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.figures import Figure, record, use_sink  # noqa: E402
 
 T0 = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
 ADMIN_KEY = "bench-admin-key"
@@ -165,20 +169,25 @@ def run_loop(
     loop.start()
     first = None
     cpu_first = 0.0
+    before_window = 0
     while loop.processed_count < total:
         if first is None and loop.processed_count > 0:
+            # the window opens here: what was processed before it does not count
             first, cpu_first = time.perf_counter(), time.process_time()
+            before_window = loop.processed_count
         time.sleep(0.002)
     done, cpu_done = time.perf_counter(), time.process_time()
     loop.stop()
     publisher.close()
     first = first or started
+    inside = loop.processed_count - before_window
     return {
         "join_seconds": round(first - started, 2),
         "seconds": round(done - first, 3),
-        "events_per_second": round(total / (done - first)),
+        "events_in_window": inside,
+        "events_per_second": round(inside / (done - first)),
         # CPU seconds of this process over the same window: less sensitive to other load
-        "events_per_cpu_second": round(total / max(cpu_done - cpu_first, 1e-9)),
+        "events_per_cpu_second": round(inside / max(cpu_done - cpu_first, 1e-9)),
     }
 
 
@@ -431,21 +440,30 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--orders", type=int)
     parser.add_argument("--customers", type=int)
-    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--rates", help="requests/s of the API phase (200,1000; --quick 1000)")
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)  # one child's rate
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--only", default="consumer,api")
+    parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    use_sink(args.figures)
     orders = args.orders or (10_000 if args.quick else 100_000)
     customers = args.customers or (2_000 if args.quick else 20_000)
-    seconds = args.seconds or (5.0 if args.quick else 20.0)
+    seconds = args.seconds or (2.0 if args.quick else 20.0)
+    rates = args.rates or ("1000" if args.quick else "200,1000")
     if args.child == "consumer":
         bench_consumer(orders)
         return 0
     if args.child == "api":
         bench_api(customers, args.rate, seconds)
         return 0
-    for part in args.only.split(","):
+    runs = [
+        (part, rate)
+        for part in args.only.split(",")
+        for rate in ([0.0] if part == "consumer" else [float(r) for r in rates.split(",")])
+    ]
+    for part, rate in runs:
         command = [
             sys.executable,
             __file__,
@@ -456,18 +474,61 @@ def main() -> int:
             "--customers",
             str(customers),
             "--rate",
-            str(args.rate),
+            str(rate),
             "--seconds",
             str(seconds),
         ]
         out = subprocess.run(command, capture_output=True, text=True)
         for line in out.stdout.splitlines():
             if line.startswith("RESULT "):
-                print(json.dumps(json.loads(line[7:]), indent=2, ensure_ascii=False))
+                result = json.loads(line[7:])
+                print(json.dumps(result, indent=2, ensure_ascii=False))
+                record_figures(result)
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
             return out.returncode
     return 0
+
+
+def record_figures(result: dict[str, Any]) -> None:
+    if result["bench"] == "consumer":
+        loop, noop = result["profile_loop"], result["noop_loop"]
+        size = result["events"]
+        for key, label in (("events_per_second", "wall"), ("events_per_cpu_second", "CPU")):
+            record(
+                Figure(
+                    "profile",
+                    f"consumer events/s ({label}), {size:,} events",
+                    loop[key],
+                    "events/s",
+                    "same loop, do-nothing handler",
+                    noop[key],
+                    ">= 10000",
+                    size=size,
+                    extra={"events_in_window": loop["events_in_window"]},
+                )
+            )
+        return
+    rate = result["rate"]
+    for quantile in ("p50", "p99"):
+        record(
+            Figure(
+                "profile",
+                f"GET /v1/customers/{{id}} {quantile} at {rate:,.0f} rps (ms)",
+                result["profile"][f"{quantile}_ms"],
+                "ms",
+                f"GET /healthz {quantile}, same rate",
+                result["healthz"][f"{quantile}_ms"],
+                "< 10" if quantile == "p99" else None,
+                load=rate,
+                size=result["customers"],
+                note="idle system (no orders streaming)",
+                extra={
+                    "achieved_rps": result["profile"]["achieved_rps"],
+                    "server_cpu_ms_per_request": result["profile"]["server_cpu_ms_per_request"],
+                },
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ Each measurement runs in its own process so its peak memory (ru_maxrss) is its o
    cut points and every score recomputed from the stored aggregates, changes written
    (with their segment.changed events in the outbox), in one transaction. The stored
    snapshot is the previous day's, so the run publishes what one daily sweep publishes.
+   Then a policy change that moves most customers (R and F on fixed breakpoints instead of
+   quintiles, wider lifecycle stages: what PUT /v1/scoring-policy does, in one transaction),
+   which rewrites and publishes most rows rather than the daily sweep's ~1 %.
    Baseline in the same run: the in-memory part alone (cut points + scores).
 2. CLV summary from N orders (default 10,000,000; --quick 200,000) beside lifetimes'
    summary_data_from_transaction_data on the same data, results compared.
@@ -41,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from bench.figures import Figure, record, use_sink  # noqa: E402
 
 AS_OF = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
 BATCH = int(os.environ.get("BENCH_SEGMENT_BATCH", "1000"))  # events per transaction (handler phase)
@@ -150,6 +155,41 @@ def run_rescoring(path: Path) -> None:
     )
 
 
+#: a policy change that moves most customers: R and F on fixed breakpoints instead of
+#: quintiles, and wider lifecycle stages (what an operator's PUT /v1/scoring-policy does)
+POLICY_CHANGE = {
+    "recency": {"method": "fixed", "breakpoints": [14, 30, 60, 120]},
+    "frequency": {"method": "fixed", "breakpoints": [1, 2, 3, 4]},
+    "lifecycle": {"active_days": 60, "silent_days": 120, "sleeping_days": 240},
+}
+
+
+def run_policy_change(path: Path) -> None:
+    """A policy change and the rescoring it triggers, as the PUT route runs them."""
+    from services.segment import service
+    from services.segment.policy import ScoringPolicy
+    from shared.db import Database
+
+    db = Database.from_url(f"sqlite:///{path}")
+    started, cpu = time.perf_counter(), time.process_time()
+    with db.unit_of_work() as session:
+        _, window_changed = service.set_policy(
+            session, ScoringPolicy.model_validate(POLICY_CHANGE), comment="bench"
+        )
+        outcome = service.rescore_all(session, AS_OF, reaggregate=window_changed)
+    total, cpu = time.perf_counter() - started, time.process_time() - cpu
+    emit(
+        {
+            "phase": "policy",
+            "customers": outcome.customers,
+            "changed": outcome.changed,
+            "seconds_total": round(total, 2),
+            "cpu_seconds_total": round(cpu, 2),
+            "phases": outcome.phases,
+        }
+    )
+
+
 def run_scoring_baseline(path: Path) -> None:
     """The in-memory part alone: cut points and every score over the loaded aggregates."""
     from services.segment import scoring
@@ -162,7 +202,7 @@ def run_scoring_baseline(path: Path) -> None:
         frame = Customers(session).scoring_frame(with_attributes=False)
     started = time.perf_counter()
     scoring.rescore(frame, DEFAULT_POLICY, 1, AS_OF)
-    emit({"phase": "baseline", "seconds": round(time.perf_counter() - started, 2)})
+    emit({"phase": "baseline", "seconds": round(time.perf_counter() - started, 4)})
 
 
 # --------------------------------------------------------------------------- 2. CLV
@@ -389,15 +429,18 @@ def main() -> int:
     parser.add_argument("--orders", type=int)
     parser.add_argument("--events", type=int)
     parser.add_argument("--only", default="rescoring,clv,consumer")
+    parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     parser.add_argument("--phase")
     parser.add_argument("--n", type=int)
     parser.add_argument("--path")
     ns = parser.parse_args()
+    use_sink(ns.figures)
     if ns.phase:
         path = Path(ns.path)
         {
             "seed": lambda: (seed_aggregates(ns.n, path), emit({"phase": "seed"})),
             "rescoring": lambda: run_rescoring(path),
+            "policy": lambda: run_policy_change(path),
             "baseline": lambda: run_scoring_baseline(path),
             "clv-ours": lambda: run_clv(ns.n, "ours", path),
             "clv-lifetimes": lambda: run_clv(ns.n, "lifetimes", path),
@@ -433,6 +476,32 @@ def main() -> int:
                 f"peak RSS {r['peak_rss_mib']:.0f} MiB"
             )
             print(f"    phases (wall s): {r['phases']}")
+            p = child(["--phase", "policy", "--path", str(db)])
+            print(
+                f"    policy change + rescoring (write {p['changed']:,} changes + events = "
+                f"{100 * p['changed'] / p['customers']:.0f} %, commit): {p['seconds_total']:.2f}s "
+                f"wall, {p['cpu_seconds_total']:.2f}s CPU; peak RSS {p['peak_rss_mib']:.0f} MiB"
+            )
+            print(f"    phases (wall s): {p['phases']}")
+            for label, run in (("daily sweep", r), ("policy change", p)):
+                for figure, value, target, unit in (
+                    ("wall s", run["seconds_total"], 5 * customers / 1e6, "s"),
+                    ("peak RSS MiB", run["peak_rss_mib"], 1024 * max(1, customers / 1e6), "MiB"),
+                ):
+                    record(
+                        Figure(
+                            "segment",
+                            f"full rescoring, {label} ({100 * run['changed'] / run['customers']:.0f} "
+                            f"% rewritten), {customers:,} customers: {figure}",
+                            value,
+                            unit,
+                            "in-memory scoring alone (s)" if unit == "s" else None,
+                            base["seconds"] if unit == "s" else None,
+                            f"< {target:g}" if customers >= 1_000_000 else None,
+                            size=customers,
+                            extra={"phases": run["phases"], "changed": run["changed"]},
+                        )
+                    )
         if "clv" in only:
             print(f"\n[2] CLV summary from {orders:,} orders")
             ours = child(
@@ -466,6 +535,18 @@ def main() -> int:
                 f"    speed-up {theirs['seconds'] / max(ours['seconds'], 1e-9):.1f}x; "
                 f"{ours['customers']:,} customers; identical results: {same}"
             )
+            record(
+                Figure(
+                    "segment",
+                    f"CLV summary from {orders:,} orders (s)" + ("" if same else " DIFFERENT"),
+                    ours["seconds"],
+                    "s",
+                    "lifetimes summary_data_from_transaction_data (s)",
+                    theirs["seconds"],
+                    "ratio <= 0.2",
+                    size=orders,
+                )
+            )
         if "consumer" in only:
             print(f"\n[3] {events:,} order events into SQLite (load average {_load()})")
             h = child(["--phase", "handler", "--n", str(events), "--path", str(work / "h.db")])
@@ -481,6 +562,19 @@ def main() -> int:
                 f"the process's CPU time; produced at {c['produce_events_per_second']:,}/s), "
                 f"peak RSS {c['peak_rss_mib']:.0f} MiB; load average {_load()}"
             )
+            for key, label in (("events_per_second", "wall"), ("cpu_events_per_second", "CPU")):
+                record(
+                    Figure(
+                        "segment",
+                        f"consumer order events/s ({label}), {events:,} events",
+                        c[key],
+                        "events/s",
+                        "batch handler alone, no broker",
+                        h[key],
+                        ">= 10000",
+                        size=events,
+                    )
+                )
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import inspect
 import logging
 import time
@@ -13,29 +12,31 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
+from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
+from shared.auth import Principal, authenticate, authorize, key_fingerprint, require
 from shared.bus import PLATFORM_TABLES
-from shared.errors import (
-    Forbidden,
-    PayloadTooLarge,
-    ProblemError,
-    Unauthorized,
-    ValidationProblem,
-)
+from shared.config import ServiceSettings
+from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
 from shared.events import utcnow
+from shared.openapi_security import declare_api_key_security
+from shared.ratelimit import RateLimiter
+from shared.request_id import RequestIdMiddleware
 from shared.runtime import ServiceRuntime, freeze_startup_heap
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Principal", "authenticate", "authorize", "build_app", "require", "runtime_of"]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -47,7 +48,9 @@ def runtime_of(request: Request) -> ServiceRuntime:
 
 
 def problem_response(error: ProblemError, instance: str | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else None
+    headers: dict[str, str] | None = getattr(error, "headers", None)
+    if error.status == 401:
+        headers = {"WWW-Authenticate": "ApiKey"}
     return JSONResponse(
         error.to_problem(instance),
         status_code=error.status,
@@ -132,70 +135,6 @@ _INTERNAL_ERROR = ProblemError(
     slug="internal-error",
     title="Internal server error",
 )
-
-
-# --------------------------------------------------------------------------- auth
-
-
-class Principal:
-    """The caller, as identified by its API key."""
-
-    def __init__(self, key_id: str, scopes: set[str]) -> None:
-        self.key_id = key_id
-        self.scopes = scopes
-
-    def has(self, scope: str) -> bool:
-        if "*" in self.scopes or scope in self.scopes:
-            return True
-        # "profile:*" grants "profile:read" and "profile:write"
-        prefix = scope.split(":", 1)[0]
-        return f"{prefix}:*" in self.scopes
-
-
-def _key_id(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def authenticate(request: Request) -> Principal:
-    """The caller of ``request`` by its X-API-Key; raises 401 problems."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    if runtime.settings.auth_disabled:
-        return Principal("anonymous", {"*"})
-    key = request.headers.get("x-api-key")
-    if not key:
-        raise Unauthorized("send your API key in the X-API-Key header")
-    keys: dict[str, set[str]] = request.app.state.api_keys
-    scopes = None
-    for known, known_scopes in keys.items():
-        # constant-time comparison: response timing must not reveal key prefixes
-        if hmac.compare_digest(known.encode(), key.encode()):
-            scopes = known_scopes
-    if scopes is None:
-        raise Unauthorized("the API key is not known")
-    principal = Principal(_key_id(key), scopes)
-    request.state.principal = principal
-    return principal
-
-
-def authorize(request: Request, scopes: Sequence[str]) -> Principal:
-    """The caller of ``request`` if its API key holds every one of ``scopes``; raises 401/403."""
-    principal = authenticate(request)
-    missing = [s for s in scopes if not principal.has(s)]
-    if missing:
-        raise Forbidden(f"this call needs the scope(s): {', '.join(missing)}")
-    return principal
-
-
-def require(*scopes: str) -> Any:
-    """A dependency that admits only API keys holding every one of ``scopes``."""
-
-    # one flat async dependency (authenticate inline, not a nested Depends; async, so no
-    # thread-pool hop): FastAPI's dependency resolution costs more than the check itself
-    async def dependency(request: Request) -> Principal:
-        return authorize(request, scopes)
-
-    dependency.scopes = scopes  # type: ignore[attr-defined]  # read by FastLaneMiddleware
-    return Depends(dependency)
 
 
 # --------------------------------------------------------------------------- middleware
@@ -398,7 +337,7 @@ class IdempotencyMiddleware:
             if not message.get("more_body"):
                 break
         api_key = headers.get(b"x-api-key", b"").decode("latin-1")
-        scope_id = f"{_key_id(api_key)}:{scope.get('method')}:{scope.get('path')}"[:255]
+        scope_id = f"{key_fingerprint(api_key)}:{scope.get('method')}:{scope.get('path')}"[:255]
         request_hash = hashlib.sha256(bytes(body)).hexdigest()
         runtime: ServiceRuntime = scope["app"].state.runtime
 
@@ -545,7 +484,9 @@ def _replay_receive(body: bytes) -> Receive:
 # --------------------------------------------------------------------------- the app
 
 
-def health_router() -> APIRouter:
+def health_router(settings: ServiceSettings | None = None) -> APIRouter:
+    """Liveness, readiness and (unless it has its own internal port) ``/metrics``, which
+    asks for the ``metrics:read`` scope when ``CRM_METRICS_REQUIRE_KEY`` is set."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers")
@@ -553,23 +494,63 @@ def health_router() -> APIRouter:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: database and broker reachable")
+    @router.get("/readyz", summary="Readiness: database answers, no consumer stalled")
     def readyz(request: Request) -> JSONResponse:
-        """Readiness: 200 when the database answers and the broker is reachable, else 503."""
+        """Readiness: 503 when the database does not answer, or a consumer is stalled while
+        the broker answers; 200 ``degraded`` while only the broker is away (the API serves
+        from the database and events wait in the outbox); ``reasons`` say why."""
         runtime: ServiceRuntime = request.app.state.runtime
         checks = runtime.readiness()
-        ready = checks["database"] == "ok" and checks["broker"] == "ok" and checks["topics"] == "ok"
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
+        reasons: list[str] = []
+        failing = False
+        if checks["database"] != "ok":
+            failing = True
+            reasons.append(f"database {checks['database']}")
+        broker_ok = checks["broker"] == "ok"
+        if not broker_ok:
+            reasons.append("broker unreachable: events wait in the outbox")
+        elif checks["topics"] != "ok":
+            reasons.append(f"topics {checks['topics']}")
+        for name, state in checks.get("consumers", {}).items():
+            if state.startswith("stalled"):
+                # while the broker is away every consumer waits: that is not their fault
+                failing = failing or broker_ok
+                reasons.append(f"consumer {name} {state}")
+        status = "not ready" if failing else "degraded" if reasons else "ready"
+        body: dict[str, Any] = {"status": status, "checks": checks}
+        if reasons:
+            body["reasons"] = reasons
+        return JSONResponse(body, status_code=503 if failing else 200)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    if settings is not None and settings.metrics_port:
+        return router  # served by the internal listener only (start_metrics_listener)
+    guards = (
+        [require("metrics:read")] if settings is not None and settings.metrics_require_key else []
+    )
+
+    @router.get(
+        "/metrics", summary="Prometheus metrics", response_class=Response, dependencies=guards
+    )
     async def metrics_endpoint() -> Response:
         """Prometheus metrics in the text exposition format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def start_metrics_listener(settings: ServiceSettings) -> Callable[[], None] | None:
+    """Serve ``/metrics`` on the internal port of ``settings`` (if set); returns its stop."""
+    if not settings.metrics_port:
+        return None
+    server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop
 
 
 def build_app(
@@ -587,10 +568,21 @@ def build_app(
     """Assemble a service's FastAPI app around its runtime; ``fast_routes`` (``(method,
     path)`` of declared routes) are dispatched by :class:`FastLaneMiddleware`."""
 
+    settings = runtime.settings
+    directory = KeyDirectory()
+    feed = KeyFeed(settings.kafka_bootstrap_servers, directory, settings.topic_namespace)
+    usage = UsageReporter(
+        directory, runtime.publisher, runtime.name, settings.api_key_usage_report_seconds
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop_metrics = None
         if start_runtime:
             await asyncio.to_thread(runtime.start)
+            feed.start()
+            usage.start()
+            stop_metrics = start_metrics_listener(settings)
         if on_startup is not None:
             result = on_startup()
             if result is not None:
@@ -600,6 +592,10 @@ def build_app(
             yield
         finally:
             if start_runtime:
+                feed.stop(timeout=1.0)  # a daemon thread; it may be blocked on an absent broker
+                usage.stop()
+                if stop_metrics is not None:
+                    stop_metrics()
                 await asyncio.to_thread(runtime.stop)
 
     app = FastAPI(
@@ -610,9 +606,12 @@ def build_app(
         default_response_class=_OrjsonResponse,
     )
     app.state.runtime = runtime
-    app.state.api_keys = runtime.settings.all_api_keys()
+    app.state.api_keys = settings.all_api_keys()
+    app.state.key_directory = directory
+    app.state.key_feed = feed
+    app.state.rate_limiter = RateLimiter(settings.rate_limits, settings.failed_auth_limit)
     install_error_handlers(app)
-    app.include_router(health_router())
+    app.include_router(health_router(settings))
     for router in routers:
         app.include_router(router)
     if fast_routes:  # checked now: a route that does not qualify fails the build
@@ -623,6 +622,8 @@ def build_app(
         BodyLimitMiddleware, max_bytes=max_body_bytes, overrides=tuple(body_limit_overrides)
     )
     app.add_middleware(MetricsMiddleware, service=runtime.name)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
+    declare_api_key_security(app)
     return app
 
 

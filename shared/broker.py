@@ -60,8 +60,11 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         log_path: Path | None = None,
         die_with_parent: bool = True,
+        advertised_port: int | None = None,
     ) -> None:
         self.die_with_parent = die_with_parent
+        #: the port clients are told to connect to (a proxy in front of the broker)
+        self.advertised_port = advertised_port
         self.host = host
         self.port = port or free_port()
         self.log_path = log_path
@@ -76,6 +79,7 @@ class EmbeddedBroker:
         if port_open(self.host, self.port):
             raise RuntimeError(f"port {self.port} is already in use; is a broker running there?")
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port or self.port}"
         out: int | IO[bytes] = subprocess.DEVNULL
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +92,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],

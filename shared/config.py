@@ -54,8 +54,31 @@ class ServiceSettings(BaseSettings):
     # prefixes every topic name; empty in production, unique per test for fresh topics
     topic_namespace: str = Field("", validation_alias=_common("CRM_TOPIC_NAMESPACE"))
     auth_disabled: bool = Field(False, validation_alias=_common("CRM_AUTH_DISABLED"))
+    # request limits per API key: {scope: "N/period"}; a key gets the most generous limit
+    # among its scopes, "default" if none matches; "*" is the admin key's (none by default)
+    rate_limits: dict[str, str] = Field(
+        default_factory=lambda: {"default": "1200/minute", "ingest:write": "120000/minute"},
+        validation_alias=_common("CRM_RATE_LIMITS"),
+    )
+    # how often each service reports when it last saw each managed key used
+    api_key_usage_report_seconds: float = Field(
+        10.0, gt=0, validation_alias=_common("CRM_API_KEY_USAGE_REPORT_SECONDS")
+    )
+    # failed authentications (no key, unknown, revoked, expired) per client address
+    failed_auth_limit: str = Field("30/minute", validation_alias=_common("CRM_FAILED_AUTH_LIMIT"))
+    # /metrics on the API port asks for a key with the metrics:read scope
+    metrics_require_key: bool = Field(False, validation_alias=_common("CRM_METRICS_REQUIRE_KEY"))
     kafka_session_timeout_ms: int = Field(
         6000, validation_alias=_common("CRM_KAFKA_SESSION_TIMEOUT_MS")
+    )
+    # seconds a consumer may go without a partition assignment, or without progress while
+    # the broker holds records for it, before it is reported stalled and replaced
+    consumer_stall_seconds: float = Field(
+        30.0, gt=0, validation_alias=_common("CRM_CONSUMER_STALL_SECONDS")
+    )
+    # how often a service checks that its topics exist (a broker that restarted empty)
+    topic_check_seconds: float = Field(
+        5.0, gt=0, validation_alias=_common("CRM_TOPIC_CHECK_SECONDS")
     )
     # how long a consumer remembers the events it processed (a redelivery or replay of an
     # older one is applied again: handlers are idempotent per entity version), and how long
@@ -74,6 +97,9 @@ class ServiceSettings(BaseSettings):
     run_consumer: bool = True
     consumer_group: str | None = None
     log_level: str = "INFO"
+    # 0: /metrics is served on the API port; else only by an internal listener on this port
+    metrics_port: int = Field(0, ge=0, description="internal port of /metrics (0: API port)")
+    metrics_host: str = Field("127.0.0.1", description="address of the internal /metrics port")
     # SQLite only: page cache per connection, and WAL pages between automatic checkpoints
     # (each checkpoint copies pages back and fsyncs; fewer, larger ones cost less in total)
     sqlite_cache_mib: int = Field(2, ge=1, description="SQLite page cache per connection")

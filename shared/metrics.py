@@ -37,3 +37,23 @@ BATCH_SECONDS = Histogram(
 )
 OUTBOX_PUBLISHED = Counter("crm_outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_PENDING = Gauge("crm_outbox_pending", "Outbox rows waiting to be published", ["service"])
+CONSUMER_STALLED = Gauge(
+    "crm_consumer_stalled",
+    "1 while the consumer has had no assignment, or no progress while behind, past its bound",
+    ["consumer"],
+)
+CONSUMER_REBUILDS = Counter(
+    "crm_consumer_rebuilds_total",
+    "Stalled group members replaced by a fresh member",
+    ["consumer"],
+)
+BROKER_UP = Gauge(
+    "crm_broker_up",
+    "1 while the broker answered the service's last exchange, 0 when not",
+    ["service"],
+)
+TOPIC_PARTITION_DRIFT = Gauge(
+    "crm_topic_partition_drift",
+    "Partitions a topic has minus the configured count (0 when as configured)",
+    ["service", "topic"],
+)

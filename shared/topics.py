@@ -13,6 +13,12 @@ SEGMENTS = "crm.segments.v1"
 CAMPAIGN_MESSAGES = "crm.campaign.messages.v1"
 CAMPAIGN_RECEIPTS = "crm.campaign.receipts.v1"
 DEADLETTER = "crm.deadletter.v1"
+#: managed API keys (compacted, keyed by key id) and when each service last saw them used
+APIKEYS = "crm.apikeys.v1"
+APIKEY_USAGE = "crm.apikeys.usage.v1"
+#: subject-access exports: profile asks (keyed by export id), each service answers its part
+EXPORT_REQUESTS = "crm.exports.requests.v1"
+EXPORT_PARTS = "crm.exports.parts.v1"
 
 RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
 
@@ -20,10 +26,10 @@ RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
 #: and receipt topics that outside producers write into, so consumers can
 #: subscribe before the first outside record arrives).
 OWNED_TOPICS: dict[str, tuple[str, ...]] = {
-    "ingest": (*RAW_TOPICS, ORDERS, CUSTOMERS, INTERACTIONS, DEADLETTER),
-    "profile": (PROFILES, DEADLETTER),
-    "segment": (SEGMENTS, DEADLETTER),
-    "campaign": (CAMPAIGN_MESSAGES, CAMPAIGN_RECEIPTS, DEADLETTER),
+    "ingest": (*RAW_TOPICS, ORDERS, CUSTOMERS, INTERACTIONS, DEADLETTER, EXPORT_PARTS),
+    "profile": (PROFILES, DEADLETTER, EXPORT_REQUESTS, EXPORT_PARTS),
+    "segment": (SEGMENTS, DEADLETTER, EXPORT_PARTS),
+    "campaign": (CAMPAIGN_MESSAGES, CAMPAIGN_RECEIPTS, DEADLETTER, EXPORT_PARTS),
 }
 
 ALL_TOPICS = (
@@ -36,4 +42,8 @@ ALL_TOPICS = (
     CAMPAIGN_MESSAGES,
     CAMPAIGN_RECEIPTS,
     DEADLETTER,
+    APIKEYS,
+    APIKEY_USAGE,
+    EXPORT_REQUESTS,
+    EXPORT_PARTS,
 )

@@ -28,7 +28,7 @@ from services.profile.schemas import (
     TagsRead,
 )
 from shared.api import Principal, require, runtime_of
-from shared.errors import NotFound, ValidationProblem
+from shared.errors import Forbidden, NotFound, ValidationProblem
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from shared.runtime import ServiceRuntime
 
@@ -51,9 +51,10 @@ def search_customers(
     principal: Reader,
     customer_id: str | None = None,
     mobile: Annotated[
-        str | None, Query(description="any spelling: +86, spaces, full-width")
+        str | None,
+        Query(description="any spelling: +86, spaces, full-width; needs the pii:read scope"),
     ] = None,
-    email: str | None = None,
+    email: Annotated[str | None, Query(description="needs the pii:read scope")] = None,
     tag: str | None = None,
     segment: str | None = None,
     province: Annotated[
@@ -66,6 +67,9 @@ def search_customers(
     cursor: str | None = None,
 ) -> Page[CustomerSummary]:
     """Search customers by id, mobile, e-mail, tag, region, segment or lifecycle (cursor paged)."""
+    if (mobile is not None or email is not None) and not principal.has("pii:read"):
+        # else a masked answer would still tell whether a number or address is a customer
+        raise Forbidden("searching by mobile or e-mail needs the scope(s): pii:read")
     runtime = runtime_of(request)
     position = decode_cursor(cursor)
     after = str(position["after"]) if position and "after" in position else None

@@ -32,3 +32,15 @@ class Settings(ServiceSettings):
     #: rescores the customers the date moves (services/segment/sweep.py); well under a minute
     day_sweep_check_seconds: float = 15.0
     max_poll_records: int = 2500
+
+    # predictive CLV (services/segment/predictive.py): the BG/NBD + Gamma-Gamma fit per
+    # currency runs this often (and at start with the rescoring), then the rescoring
+    # re-evaluates the custom segments that read predictions
+    clv_fit_interval_seconds: float = 86400.0
+    #: below any of these minimums a currency's fit publishes no numbers
+    clv_min_customers: int = 100
+    clv_min_repeat_customers: int = 20
+    clv_min_history_days: int = 90
+    #: predicted CLV: expected spend over this many 30-day months, discounted monthly
+    clv_horizon_months: int = 12
+    clv_monthly_discount_rate: float = 0.01

@@ -165,3 +165,52 @@ class ErasedCustomer(Base):
     erasure_id: Mapped[str] = mapped_column(String(200))
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ClvFit(Base):
+    """One BG/NBD + Gamma-Gamma fit of one currency's customers (services/segment/predictive.py).
+
+    ``status``: ``ok`` (both models converged: predictions published), ``insufficient_data``
+    (below the minimum customers, repeat buyers or history) or ``not_converged``; only an
+    ``ok`` fit gives numbers.
+    """
+
+    __tablename__ = "clv_fits"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    #: the data window: purchases from ``window_start`` to the observation time ``as_of``
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    customers: Mapped[int] = mapped_column(Integer)
+    repeat_customers: Mapped[int] = mapped_column(Integer)
+    #: {"bgnbd": {parameters, log_likelihood, customers, converged, iterations, message},
+    #:  "gamma_gamma": {...}} (clv_models.Fit.to_json)
+    models: Mapped[dict[str, Any]] = mapped_column(JSON)
+    horizon_months: Mapped[int] = mapped_column(Integer)
+    monthly_discount_rate: Mapped[float]
+    fitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float]
+
+    __table_args__ = (Index("ix_clv_fits_currency_id", "currency", "id"),)
+
+
+class CustomerPrediction(Base):
+    """A customer's predictions from the latest ``ok`` fit of their currency (rules read them)."""
+
+    __tablename__ = "customer_predictions"
+
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fit_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    p_alive: Mapped[float]
+    expected_purchases_30d: Mapped[float]
+    expected_purchases_90d: Mapped[float]
+    expected_purchases_365d: Mapped[float]
+    expected_order_value_e4: Mapped[int] = mapped_column(BigInteger)
+    predicted_clv_e4: Mapped[int] = mapped_column(BigInteger)
+    #: share of the currency's customers with a lower predicted CLV, 0-100
+    predicted_clv_percentile: Mapped[float]
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import IntegrityError
 
-from services.segment import point_in_time, reports, service
+from services.segment import clv_routes, point_in_time, reports, segment_admin, service
 from services.segment.as_of import parse_as_of
 from services.segment.clv import clv_summary, exact_monetary_value
 from services.segment.policy import ScoringPolicy
@@ -20,7 +20,9 @@ from services.segment.schemas import (
     ReportRead,
     RescoringRead,
     SegmentCreate,
+    SegmentDeletedRead,
     SegmentRead,
+    SegmentUpdate,
 )
 from services.segment.scoring import from_e4
 from shared.api import require, runtime_of
@@ -67,7 +69,23 @@ def _score(
     return point_in_time.score_customers(session, customer_ids, as_of.astimezone(UTC))
 
 
-def _scores_read(view: service.CustomerView) -> CustomerScoresRead:
+def _with_predictions(
+    session: Any, views: list[service.CustomerView], as_of: datetime | None
+) -> list[CustomerScoresRead]:
+    """The scores reads with each customer's predictive CLV (clv_routes)."""
+    _, policy, _ = service.current_policy(session)
+    customers = [
+        (v.row["customer_id"], v.row.get("currency") if v.row.get("order_count") else None)
+        for v in views
+    ]
+    found = clv_routes.customer_predictions(session, customers, as_of, policy.timezone)
+    reads = [scores_read(v) for v in views]
+    for read in reads:
+        read.predictions = found.get(read.customer_id)
+    return reads
+
+
+def scores_read(view: service.CustomerView) -> CustomerScoresRead:
     row = view.row
     count = int(row["order_count"] or 0)
     total = int(row["total_spent_e4"] or 0)
@@ -124,10 +142,11 @@ def get_customer_scores(
     """One customer's RFM scores, segment, lifecycle, buckets and quadrant as of a time."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        views = _score(session, [customer_id], _as_of(session, as_of), _now(runtime))
+        moment = _as_of(session, as_of)
+        views = _score(session, [customer_id], moment, _now(runtime))
         if not views:
             raise _unknown_customer(session, customer_id)
-    return _scores_read(views[0])
+        return _with_predictions(session, views, moment)[0]
 
 
 @router.get("/scores", response_model=Page[CustomerScoresRead], dependencies=READ, tags=["scores"])
@@ -139,9 +158,11 @@ def list_scores(
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
         ids = Customers(session).ids_page(position.get("after"), limit)
-        views = _score(session, ids, _as_of(session, as_of), _now(runtime))
+        moment = _as_of(session, as_of)
+        views = _score(session, ids, moment, _now(runtime))
+        items = _with_predictions(session, views, moment)
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
-    return Page(items=[_scores_read(v) for v in views], next_cursor=next_cursor)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 # --------------------------------------------------------------------------- CLV
@@ -324,6 +345,35 @@ def get_segment(segment_id: str, request: Request) -> SegmentRead:
         if segment is None:
             raise NotFound(f"no segment {segment_id}")
         return _segment_read(segment)
+
+
+@router.patch(
+    "/segments/{segment_id}", response_model=SegmentRead, dependencies=WRITE, tags=["segments"]
+)
+def update_segment(segment_id: str, body: SegmentUpdate, request: Request) -> SegmentRead:
+    """Rename or re-describe a segment; a new rule re-evaluates members and publishes changes."""
+    runtime = runtime_of(request)
+    with runtime.db.unit_of_work() as session:
+        result = _segment_read(
+            segment_admin.update_segment(session, segment_id, body, _now(runtime))
+        )
+    runtime.relay.notify()
+    return result
+
+
+@router.delete(
+    "/segments/{segment_id}",
+    response_model=SegmentDeletedRead,
+    dependencies=WRITE,
+    tags=["segments"],
+)
+def delete_segment(segment_id: str, request: Request) -> SegmentDeletedRead:
+    """Delete a segment: members leave (segment.changed), segment.deleted tells campaign."""
+    runtime = runtime_of(request)
+    with runtime.db.unit_of_work() as session:
+        deleted = segment_admin.delete_segment(session, segment_id, _now(runtime))
+    runtime.relay.notify()
+    return SegmentDeletedRead(**deleted.model_dump())
 
 
 @router.get(

@@ -17,11 +17,53 @@ import pandas as pd
 from shared import rules
 from shared.rules import AllOf, AnyOf, Condition, NotRule
 
-__all__ = ["CATALOGUE", "FIELDS", "AllOf", "AnyOf", "Condition", "NotRule", "Rule", "evaluate"]
+__all__ = [
+    "CATALOGUE",
+    "FIELDS",
+    "PREDICTION_FIELDS",
+    "AllOf",
+    "AnyOf",
+    "Condition",
+    "NotRule",
+    "Rule",
+    "evaluate",
+    "fields_of",
+]
+
+#: the predictive CLV fields (stored by the last fit run, services/segment/predictive.py)
+PREDICTION_FIELDS = frozenset(
+    {
+        "p_alive",
+        "expected_purchases_30d",
+        "expected_purchases_90d",
+        "expected_purchases_365d",
+        "predicted_clv_percentile",
+        "expected_order_value",
+        "predicted_clv",
+    }
+)
 
 CATALOGUE = rules.Catalogue(
-    numbers=("r_score", "f_score", "m_score", "recency_days", "frequency", "order_count"),
-    money=("monetary", "total_spent", "average_order_value"),
+    numbers=(
+        "r_score",
+        "f_score",
+        "m_score",
+        "recency_days",
+        "frequency",
+        "order_count",
+        "p_alive",
+        "expected_purchases_30d",
+        "expected_purchases_90d",
+        "expected_purchases_365d",
+        "predicted_clv_percentile",
+    ),
+    money=(
+        "monetary",
+        "total_spent",
+        "average_order_value",
+        "expected_order_value",
+        "predicted_clv",
+    ),
     dates=("first_order_at", "last_order_at"),
     text=(
         "rfm_code",
@@ -36,7 +78,12 @@ CATALOGUE = rules.Catalogue(
     ),
     lists=("channels", "categories"),
     # average_order_value has no column: it is computed from the two below
-    keys={"monetary": "monetary_e4", "total_spent": "total_spent_e4"},
+    keys={
+        "monetary": "monetary_e4",
+        "total_spent": "total_spent_e4",
+        "expected_order_value": "expected_order_value_e4",
+        "predicted_clv": "predicted_clv_e4",
+    },
     money_e4=True,
 )
 FIELDS = CATALOGUE.names
@@ -61,6 +108,17 @@ def evaluate(rule: rules.Rule, frame: pd.DataFrame) -> np.ndarray:
     return _condition(rule, frame)
 
 
+def fields_of(rule: rules.Rule) -> set[str]:
+    """Every field a rule reads."""
+    if isinstance(rule, AllOf):
+        return set().union(*(fields_of(sub) for sub in rule.all))
+    if isinstance(rule, AnyOf):
+        return set().union(*(fields_of(sub) for sub in rule.any))
+    if isinstance(rule, NotRule):
+        return fields_of(rule.not_)
+    return {rule.field}
+
+
 def _literal(field: str, value: Any) -> Any:
     literal = CATALOGUE.literal(field, value)
     if CATALOGUE.kinds[field] == "date":
@@ -73,7 +131,11 @@ def _column(field: str, frame: pd.DataFrame) -> pd.Series:
         counts = frame["order_count"].astype("int64")
         total = frame["total_spent_e4"].astype("int64")
         return (total // counts.where(counts > 0, 1)).where(counts > 0)
-    column = frame[CATALOGUE.key(field)]
+    key = CATALOGUE.key(field)
+    if key not in frame and field in PREDICTION_FIELDS:
+        # no stored predictions joined (none needed by the caller): missing for everyone
+        return pd.Series([None] * len(frame), index=frame.index, dtype="Float64")
+    column = frame[key]
     kind = CATALOGUE.kinds[field]
     if kind == "date":
         return pd.to_datetime(column, utc=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +40,9 @@ class CustomerScoresRead(BaseModel):
     segments: list[str] = Field(description="custom segments the customer is in")
     policy_version: int
     as_of: datetime
+    predictions: PredictionsRead | None = Field(
+        None, description="predictive CLV (from the last fit run; with as_of, computed then)"
+    )
 
 
 class ClvSummaryRead(BaseModel):
@@ -101,3 +104,115 @@ class ReportRead(BaseModel):
     as_of: datetime
     policy_version: int
     rows: list[dict[str, Any]]
+
+
+class ModelFitRead(BaseModel):
+    """One model's maximum-likelihood fit."""
+
+    model: str = Field(description="bgnbd or gamma_gamma")
+    parameters: dict[str, float] = Field(
+        description="BG/NBD: r, alpha, a, b; Gamma-Gamma: p, q, gamma"
+    )
+    log_likelihood: float
+    customers: int = Field(description="customers the model was fitted on")
+    converged: bool
+    iterations: int
+    message: str
+
+
+class ClvFitRead(BaseModel):
+    """A BG/NBD + Gamma-Gamma fit of one currency; numbers are published only when ``ok``."""
+
+    fit_id: int
+    currency: str
+    status: Literal["ok", "insufficient_data", "not_converged"]
+    reason: str | None = Field(description="why no numbers are published (status not ok)")
+    as_of: datetime = Field(description="the observation time (end of the data window)")
+    window_start: datetime | None = Field(description="the currency's first purchase day")
+    customers: int
+    repeat_customers: int
+    bgnbd: ModelFitRead | None
+    gamma_gamma: ModelFitRead | None
+    horizon_months: int
+    monthly_discount_rate: float
+    fitted_at: datetime
+    seconds: float
+
+
+class PredictionsRead(BaseModel):
+    """A customer's predictions, or ``status`` saying why there are none (then no numbers)."""
+
+    status: Literal["ok", "insufficient_data", "not_converged", "not_fitted", "no_purchase"]
+    reason: str | None = None
+    currency: str | None = None
+    fit_id: int | None = None
+    as_of: datetime | None = Field(None, description="the time the predictions were computed for")
+    p_alive: float | None = Field(None, description="probability the customer is still active")
+    expected_purchases_30d: float | None = None
+    expected_purchases_90d: float | None = None
+    expected_purchases_365d: float | None = None
+    expected_order_value: Decimal | None = None
+    predicted_clv: Decimal | None = Field(
+        None, description="discounted expected spend over horizon_months 30-day months"
+    )
+    predicted_clv_percentile: float | None = Field(
+        None, description="share (0-100) of the currency's customers with a lower predicted CLV"
+    )
+    horizon_months: int | None = None
+    monthly_discount_rate: float | None = None
+
+
+class ClvRunRead(BaseModel):
+    fits: list[ClvFitRead]
+    rescoring: RescoringRead
+
+
+class HoldoutBucketRead(BaseModel):
+    frequency: str = Field(description="repeat purchase days in the calibration period (7+ pooled)")
+    customers: int
+    actual_purchases: float = Field(description="mean purchase days in the holdout period")
+    predicted_purchases: float = Field(description="mean BG/NBD expectation for the holdout period")
+
+
+class HoldoutCheckRead(BaseModel):
+    holdout_from: datetime
+    holdout_to: datetime
+    holdout_days: int
+    customers: int = Field(description="customers with a purchase in the calibration period")
+    status: str
+    reason: str | None
+    calibration_fit: ModelFitRead | None = Field(
+        description="BG/NBD fitted on the calibration period"
+    )
+    buckets: list[HoldoutBucketRead]
+    actual_total: float | None = None
+    predicted_total: float | None = None
+
+
+class ClvReportRead(BaseModel):
+    """Fitted parameters, a calibration / holdout check and the predicted CLV distribution."""
+
+    currency: str | None
+    fit: ClvFitRead | None = Field(description="the currency's latest fit")
+    holdout: HoldoutCheckRead | None
+    clv_distribution: dict[str, Any] | None = Field(
+        description="customers, total, mean, quantiles, deciles (1 = highest) of the stored "
+        "predicted CLV, p_alive_mean; null when the latest fit publishes no numbers"
+    )
+
+
+CustomerScoresRead.model_rebuild()
+
+
+class SegmentUpdate(RequestModel):
+    """Rename, re-describe or re-rule a custom segment (only the fields sent change)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=1000)
+    rule: Rule | None = Field(None, description="a new rule: members are evaluated again now")
+
+
+class SegmentDeletedRead(BaseModel):
+    segment_id: str
+    name: str
+    deleted_at: datetime

@@ -20,7 +20,8 @@ import pandas as pd
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from services.segment import incremental, scoring
+from services.segment import incremental, predictive, scoring
+from services.segment.clv_repository import Predictions
 from services.segment.models import (
     CustomSegment,
     CutPointSet,
@@ -203,6 +204,7 @@ def segment_changed_record(
     previous_segments: Sequence[str],
     removed: bool = False,
     occurred_at: datetime | None = None,
+    predictions: dict[str, Any] | None = None,
 ) -> tuple[str, str, bytes]:
     """A ``segment.changed`` event encoded for the outbox (same JSON as the pydantic model)."""
     if segments or previous_segments:
@@ -227,6 +229,7 @@ def segment_changed_record(
             "segments_entered": entered,
             "segments_left": left,
             "removed": removed,
+            "predictions": predictions,
         },
     }
     return topics.SEGMENTS, customer_id, orjson.dumps(body)
@@ -249,9 +252,16 @@ class StateChanges:
     their ``segment.changed`` events and their moves in and out of custom segments, recorded
     the same way by the per-event path and the full rescoring."""
 
-    def __init__(self, policy_version: int, now: datetime) -> None:
+    def __init__(
+        self,
+        policy_version: int,
+        now: datetime,
+        predictions: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.policy_version = policy_version
         self.now = now
+        #: the wire form of the changed customers' stored predictions (predictive.py)
+        self.predictions = predictions or {}
         self.occurred_at = utcnow()
         self.records: list[tuple[str, str, bytes]] = []
         self.entered: list[dict[str, Any]] = []
@@ -283,6 +293,7 @@ class StateChanges:
                 segments,
                 before,
                 occurred_at=self.occurred_at,
+                predictions=self.predictions.get(customer_id),
             )
         )
 
@@ -519,6 +530,7 @@ class EventBatch:
         segments.remove_customer(customer_id)
         segments.refresh_counts(stored.get("segments") or [])
         customers.delete(customer_id)
+        Predictions(self.session).delete_for(customer_id)
         self.records.append(
             segment_changed_record(
                 customer_id,
@@ -626,7 +638,10 @@ def score_and_store(
         counts, frequency, monetary, recency, today - first, policy, context.cut_points
     )
     if context.segments:
-        member_lists = memberships(_rules_frame(aggregates, columns), context.segments)
+        frame = predictive.with_predictions(
+            session, _rules_frame(aggregates, columns), context.segments
+        )
+        member_lists = memberships(frame, context.segments)
     else:
         member_lists = [[] for _ in range(n)]
     state_hashes = scoring.state_hashes(columns, member_lists)
@@ -640,7 +655,10 @@ def score_and_store(
         for c in _INT_SCORES
     ] + [columns[c].tolist() for c in _LABEL_SCORES]
     rows = []
-    changes = StateChanges(context.policy_version, now)
+    changed_ids = [a["customer_id"] for a, c in zip(aggregates, changed, strict=True) if c]
+    changes = StateChanges(
+        context.policy_version, now, predictive.event_predictions(session, changed_ids)
+    )
     extra = {"policy_version": context.policy_version, "scored_at": now, "aggregated_at": now}
     for aggregate, values, segments, state_hash, before, is_changed in zip(
         aggregates,
@@ -778,7 +796,9 @@ def rescore_all(
             )
         )
     scores = scoring.score_frame(frame, policy, context.cut_points, now)
-    member_lists = memberships(scores, context.segments)
+    member_lists = memberships(
+        predictive.with_predictions(session, scores, context.segments), context.segments
+    )
     hashes = scoring.state_hashes(scores, member_lists)
     # only re-aggregated customers' figures can differ from the stored (published) ones
     moved = np.zeros(len(frame), dtype=bool)
@@ -828,7 +848,9 @@ def _write_rescoring(
     as_published = {row.pop("customer_id"): row for row in figures}
     written = [*_SCORE_WRITE_COLUMNS, "segments", "state_hash", "policy_version", "scored_at"]
     rows = []
-    changes = StateChanges(context.policy_version, now)
+    changes = StateChanges(
+        context.policy_version, now, predictive.event_predictions(session, customer_ids)
+    )
     for position, index in enumerate(indexes):
         after = after_rows[position]
         customer_id = after["customer_id"]
@@ -966,7 +988,9 @@ def score_customers(
     orders = OrderStates(session).frame_for(customer_ids)
     aggregates = scoring.aggregate_orders(orders, reference, context.policy, cutoff=as_of)
     scores = scoring.score_frame(aggregates, context.policy, context.cut_points, reference)
-    member_lists = memberships(scores, context.segments)
+    member_lists = memberships(
+        predictive.with_predictions(session, scores, context.segments), context.segments
+    )
     views = []
     for row, segments in zip(_records(scores), member_lists, strict=True):
         row["segments"] = segments

@@ -175,9 +175,11 @@ def test_custom_segments_and_their_members(client: TestClient) -> None:
             "field",
             "rule.field",
             "unknown field 'nope'; known: average_order_value, categories, channels, city, "
-            "currency, f_score, first_order_at, frequency, funnel_bucket, last_order_at, "
-            "lifecycle_stage, m_score, monetary, order_count, province, purchase_bucket, "
-            "r_score, recency_days, rfm_code, rfm_segment, total_spent, value_quadrant",
+            "currency, expected_order_value, expected_purchases_30d, expected_purchases_365d, "
+            "expected_purchases_90d, f_score, first_order_at, frequency, funnel_bucket, "
+            "last_order_at, lifecycle_stage, m_score, monetary, order_count, p_alive, "
+            "predicted_clv, predicted_clv_percentile, province, purchase_bucket, r_score, "
+            "recency_days, rfm_code, rfm_segment, total_spent, value_quadrant",
         ),
         (
             {"field": "province", "op": "contains", "value": "x"},

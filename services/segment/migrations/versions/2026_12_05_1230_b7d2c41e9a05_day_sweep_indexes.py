@@ -1,7 +1,7 @@
 """day sweep indexes: customers by first and last purchase
 
 Revision ID: b7d2c41e9a05
-Revises: 6664a0076127
+Revises: 2e850daa52e1
 Create Date: 2026-12-05 12:30:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 
 revision: str = 'b7d2c41e9a05'
-down_revision: str | None = '6664a0076127'
+down_revision: str | None = '2e850daa52e1'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

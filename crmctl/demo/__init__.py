@@ -1,0 +1,1 @@
+"""``make demo``: a realistic shop generated, streamed in and reported on (see docs/getting-started.md)."""

@@ -1,0 +1,110 @@
+"""API-key administration (profile is the admin home): thin routes over apikeys.py.
+
+A change is committed with its outbox record, applied to this process's key directory at
+once, and reaches the other services through the key topic within about a second.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from services.profile import apikeys
+from services.profile.apikey_schemas import (
+    ApiKeyAuditRead,
+    ApiKeyCreate,
+    ApiKeyIssued,
+    ApiKeyRead,
+    ApiKeyRotate,
+)
+from shared.api import Principal, require, runtime_of
+from shared.apikeys import ApiKeyState, KeyDirectory, public_view
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+
+KeyAdmin = Annotated[Principal, require("keys:admin")]
+
+
+def _publish(request: Request, state: ApiKeyState) -> None:
+    directory: KeyDirectory = request.app.state.key_directory
+    directory.apply(state)
+    runtime_of(request).relay.notify()
+
+
+@router.post("", response_model=ApiKeyIssued, status_code=status.HTTP_201_CREATED)
+def create_api_key(body: ApiKeyCreate, request: Request, principal: KeyAdmin) -> ApiKeyIssued:
+    """Create a key; the answer holds the key itself, shown only this once. Audited."""
+    with runtime_of(request).db.unit_of_work() as session:
+        state, key = apikeys.create_key(
+            session,
+            name=body.name,
+            scopes=body.scopes,
+            expires_at=body.expires_at,
+            rate_limit=body.rate_limit,
+            actor=principal.key_id,
+        )
+    _publish(request, state)
+    return ApiKeyIssued(**public_view(state), api_key=key)
+
+
+@router.get("", response_model=Page[ApiKeyRead])
+def list_api_keys(
+    request: Request,
+    principal: KeyAdmin,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[ApiKeyRead]:
+    """Every managed key (never a secret), with the last time it was used (cursor paged)."""
+    position = decode_cursor(cursor)
+    after = str(position["after"]) if position and "after" in position else None
+    with runtime_of(request).db.sessions() as session:
+        rows = apikeys.list_keys(session, after, limit + 1)
+    items = [ApiKeyRead(**public_view(s, used)) for s, used in rows[:limit]]
+    next_cursor = encode_cursor({"after": rows[limit - 1][0].key_id}) if len(rows) > limit else None
+    return Page[ApiKeyRead](items=items, next_cursor=next_cursor)
+
+
+@router.get("/{key_id}", response_model=ApiKeyRead)
+def get_api_key(key_id: str, request: Request, principal: KeyAdmin) -> ApiKeyRead:
+    """One managed key (never its secret)."""
+    with runtime_of(request).db.sessions() as session:
+        state, used = apikeys.get_key(session, key_id)
+    return ApiKeyRead(**public_view(state, used))
+
+
+@router.post("/{key_id}/rotate", response_model=ApiKeyIssued)
+def rotate_api_key(
+    key_id: str, body: ApiKeyRotate, request: Request, principal: KeyAdmin
+) -> ApiKeyIssued:
+    """A new secret for the key (shown once); the old one works for ``grace_seconds``. Audited."""
+    with runtime_of(request).db.unit_of_work() as session:
+        state, key = apikeys.rotate_key(
+            session, key_id, grace_seconds=body.grace_seconds, actor=principal.key_id
+        )
+    _publish(request, state)
+    return ApiKeyIssued(**public_view(state), api_key=key)
+
+
+@router.post("/{key_id}/revoke", response_model=ApiKeyRead)
+def revoke_api_key(key_id: str, request: Request, principal: KeyAdmin) -> ApiKeyRead:
+    """Revoke the key: every service refuses it within seconds. Audited."""
+    with runtime_of(request).db.unit_of_work() as session:
+        state = apikeys.revoke_key(session, key_id, actor=principal.key_id)
+    _publish(request, state)
+    return ApiKeyRead(**public_view(state))
+
+
+@router.delete("/{key_id}", response_model=ApiKeyRead)
+def delete_api_key(key_id: str, request: Request, principal: KeyAdmin) -> ApiKeyRead:
+    """The same as revoke (the record stays, for the audit trail)."""
+    return revoke_api_key(key_id, request, principal)
+
+
+@router.get("/{key_id}/audit", response_model=ApiKeyAuditRead)
+def api_key_audit(key_id: str, request: Request, principal: KeyAdmin) -> ApiKeyAuditRead:
+    """Who created, rotated and revoked the key, and when."""
+    with runtime_of(request).db.sessions() as session:
+        entries = apikeys.key_audit(session, key_id)
+    return ApiKeyAuditRead.model_validate({"key_id": key_id, "audit": entries})

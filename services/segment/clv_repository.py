@@ -1,0 +1,141 @@
+"""Every query of the predictive CLV (fits, stored predictions, the purchases they read)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import pandas as pd
+from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from services.segment.models import ClvFit, CustomerPrediction
+from shared.db import chunks
+
+PREDICTIONS = cast(Table, CustomerPrediction.__table__)
+
+PURCHASE_COLUMNS = ["customer_id", "order_id", "purchased_at", "created_at", "net_e4", "currency"]
+
+#: the prediction columns custom segment rules read (stored rows joined to the scores frame)
+PREDICTION_COLUMNS = [
+    "p_alive",
+    "expected_purchases_30d",
+    "expected_purchases_90d",
+    "expected_purchases_365d",
+    "expected_order_value_e4",
+    "predicted_clv_e4",
+    "predicted_clv_percentile",
+]
+
+
+class ClvFits:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, fit: ClvFit) -> ClvFit:
+        self.session.add(fit)
+        self.session.flush()
+        return fit
+
+    def get(self, fit_id: int) -> ClvFit | None:
+        return self.session.get(ClvFit, fit_id)
+
+    def latest_per_currency(self) -> dict[str, ClvFit]:
+        """The newest fit of each currency, whatever its status."""
+        newest = (
+            select(ClvFit.currency, func.max(ClvFit.id).label("id"))
+            .group_by(ClvFit.currency)
+            .subquery()
+        )
+        rows = self.session.scalars(select(ClvFit).join(newest, ClvFit.id == newest.c.id)).all()
+        return {fit.currency: fit for fit in rows}
+
+    def latest_ok(self, currency: str) -> ClvFit | None:
+        return self.session.scalars(
+            select(ClvFit)
+            .where(ClvFit.currency == currency, ClvFit.status == "ok")
+            .order_by(ClvFit.id.desc())
+            .limit(1)
+        ).first()
+
+    def history(self, currency: str | None, limit: int) -> list[ClvFit]:
+        query = select(ClvFit).order_by(ClvFit.id.desc()).limit(limit)
+        if currency is not None:
+            query = query.where(ClvFit.currency == currency)
+        return list(self.session.scalars(query).all())
+
+
+class Predictions:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def replace_all(self, rows: list[dict[str, Any]]) -> None:
+        """Drop every stored prediction, then insert ``rows``."""
+        self.session.execute(delete(PREDICTIONS))
+        for chunk in chunks(rows, 5000):
+            self.session.execute(insert(PREDICTIONS), chunk)
+
+    def delete_for(self, customer_id: str) -> None:
+        self.session.execute(delete(PREDICTIONS).where(PREDICTIONS.c.customer_id == customer_id))
+
+    def for_customers(self, customer_ids: Sequence[str]) -> dict[str, CustomerPrediction]:
+        found: dict[str, CustomerPrediction] = {}
+        for chunk in chunks(list(customer_ids), 900):
+            for row in self.session.scalars(
+                select(CustomerPrediction).where(CustomerPrediction.customer_id.in_(chunk))
+            ):
+                found[row.customer_id] = row
+        return found
+
+    def event_rows(self, customer_ids: Sequence[str]) -> list[Any]:
+        """(customer_id, fit_id, currency, as_of, *PREDICTION_COLUMNS) of these customers.
+
+        Driver-level (the consumer's hot path reads it for every batch's changed
+        customers); ``as_of`` is SQLite's text or PostgreSQL's datetime as they come.
+        """
+        names = ", ".join(["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS])
+        connection = self.session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        rows: list[Any] = []
+        for chunk in chunks(list(customer_ids), 900):
+            marks = ", ".join(mark for _ in chunk)
+            rows.extend(
+                connection.exec_driver_sql(
+                    f"SELECT {names} FROM customer_predictions WHERE customer_id IN ({marks})",
+                    tuple(chunk),
+                ).fetchall()
+            )
+        return rows
+
+    def frame(self, currency: str | None = None) -> pd.DataFrame:
+        """Stored predictions: customer_id, currency, fit_id and :data:`PREDICTION_COLUMNS`."""
+        names = ["customer_id", "currency", "fit_id", *PREDICTION_COLUMNS]
+        query = select(*(PREDICTIONS.c[n] for n in names))
+        if currency is not None:
+            query = query.where(PREDICTIONS.c.currency == currency)
+        return pd.DataFrame(self.session.execute(query).all(), columns=names)
+
+
+def valid_purchases(session: Session, customer_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Valid purchases (of everyone, or of these customers): customer_id, order_id,
+    purchased_at, created_at (UTC), net_e4, currency."""
+    connection = session.connection()
+    true = "1" if connection.dialect.name == "sqlite" else "true"
+    sql = f"SELECT {', '.join(PURCHASE_COLUMNS)} FROM order_states WHERE valid = {true}"
+    rows: list[Any] = []
+    if customer_ids is None:
+        rows = list(connection.exec_driver_sql(sql).fetchall())
+    else:
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        for chunk in chunks(list(customer_ids), 900):
+            marks = ", ".join(mark for _ in chunk)
+            rows.extend(
+                connection.exec_driver_sql(
+                    f"{sql} AND customer_id IN ({marks})", tuple(chunk)
+                ).fetchall()
+            )
+    frame = pd.DataFrame(rows, columns=PURCHASE_COLUMNS)
+    for column in ("purchased_at", "created_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    frame["net_e4"] = frame["net_e4"].astype("int64")
+    return frame

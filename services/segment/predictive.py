@@ -1,0 +1,413 @@
+"""Predictive CLV use cases: fit BG/NBD + Gamma-Gamma per currency, store the fits and
+every customer's predictions, read them back (flush, never commit).
+
+A customer belongs to the currency of their latest valid purchase and is summarised over
+their purchases in that currency (``clv.clv_summary``: daily periods in the policy's
+timezone). Each currency is fitted on its own; a fit publishes numbers only when both
+models converged on enough data (:class:`ClvOptions`); otherwise the fit is kept with its
+status and reason and that currency's customers have no predictions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from services.segment import clv_models
+from services.segment.clv import clv_summary
+from services.segment.clv_repository import (
+    PREDICTION_COLUMNS,
+    ClvFits,
+    Predictions,
+    valid_purchases,
+)
+from services.segment.models import ClvFit, CustomerPrediction
+from services.segment.rules import PREDICTION_FIELDS, Rule, fields_of
+from services.segment.scoring import MONEY_SCALE, money_text
+from shared.events import ensure_aware, utcnow
+
+EXPECTED_PURCHASE_HORIZONS = (30, 90, 365)
+
+
+@dataclass(frozen=True)
+class ClvOptions:
+    """When a fit may publish numbers, and what the predicted CLV means."""
+
+    #: customers with a purchase in the currency
+    min_customers: int = 100
+    #: of whom bought again on another day (BG/NBD and Gamma-Gamma learn from them)
+    min_repeat_customers: int = 20
+    #: days from the currency's first purchase day to the observation day
+    min_history_days: int = 90
+    horizon_months: int = 12
+    monthly_discount_rate: float = 0.01
+
+
+@dataclass
+class FitOutcome:
+    status: str  # ok | insufficient_data | not_converged
+    reason: str | None
+    bgnbd: clv_models.Fit | None
+    gamma_gamma: clv_models.Fit | None
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def customer_summaries(
+    purchases: pd.DataFrame, as_of: datetime, timezone: str, cutoff: bool = False
+) -> pd.DataFrame:
+    """Each customer's CLV summary in the currency of their latest purchase up to ``as_of``.
+
+    ``purchases``: customer_id, order_id, purchased_at, created_at, net_e4, currency (valid
+    purchases). With ``cutoff`` orders created after ``as_of`` are ignored too (an as-of
+    query). Indexed by customer_id: frequency, recency, T, monetary_value, repeat_total_e4,
+    currency.
+    """
+    keep = purchases["purchased_at"] <= as_of
+    if cutoff:
+        keep &= purchases["created_at"] <= as_of
+    frame = purchases[keep]
+    if frame.empty:
+        return clv_summary(frame, as_of, timezone).assign(currency=pd.Series(dtype=object))
+    # integer codes, one sort: the latest purchase is the greatest (purchased_at, order_id)
+    customers, ids = pd.factorize(frame["customer_id"].to_numpy(dtype=object), sort=True)
+    orders = pd.factorize(frame["order_id"].to_numpy(dtype=object), sort=True)[0]
+    utc = pd.to_datetime(frame["purchased_at"], utc=True).dt.tz_localize(None)
+    instants = utc.to_numpy().astype("datetime64[us]").astype("int64")
+    order = np.lexsort((orders, instants, customers))
+    last_rows = order[np.r_[customers[order][1:] != customers[order][:-1], True]]
+    currencies = frame["currency"].to_numpy(dtype=object)
+    latest = currencies[last_rows]  # per customer code (codes are sorted, as last_rows)
+    in_currency = currencies == latest[customers]
+    summary = clv_summary(frame[in_currency], as_of, timezone)
+    summary["currency"] = pd.Series(latest, index=ids).reindex(summary.index).to_numpy()
+    return summary
+
+
+def fit_currency(summary: pd.DataFrame, options: ClvOptions) -> FitOutcome:
+    """Fit both models on one currency's summaries, or say why no numbers are published."""
+    customers = len(summary)
+    repeat = int((summary["frequency"] > 0).sum())
+    history = int(summary["T"].max()) if customers else 0
+    short = []
+    if customers < options.min_customers:
+        short.append(f"{customers} customers (minimum {options.min_customers})")
+    if repeat < options.min_repeat_customers:
+        short.append(f"{repeat} repeat buyers (minimum {options.min_repeat_customers})")
+    if history < options.min_history_days:
+        short.append(f"{history} days of history (minimum {options.min_history_days})")
+    if short:
+        return FitOutcome("insufficient_data", "; ".join(short), None, None)
+    bgnbd = clv_models.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
+    if not bgnbd.converged:
+        return FitOutcome("not_converged", f"BG/NBD: {bgnbd.message}", bgnbd, None)
+    gamma_gamma = clv_models.fit_gamma_gamma(summary["frequency"], summary["monetary_value"])
+    if not gamma_gamma.converged:
+        return FitOutcome(
+            "not_converged", f"Gamma-Gamma: {gamma_gamma.message}", bgnbd, gamma_gamma
+        )
+    return FitOutcome("ok", None, bgnbd, gamma_gamma)
+
+
+def predict(
+    summary: pd.DataFrame,
+    bgnbd: dict[str, float],
+    gamma_gamma: dict[str, float],
+    horizon_months: int,
+    monthly_discount_rate: float,
+) -> pd.DataFrame:
+    """Every customer's predictions (floats; money in currency units), indexed as ``summary``.
+
+    Customers with the same (frequency, recency, T) share every BG/NBD figure: those are
+    computed once per distinct triple (daily periods give few distinct triples).
+    """
+    x = summary["frequency"].to_numpy(dtype="int64")
+    t_x = summary["recency"].to_numpy(dtype="int64")
+    big_t = summary["T"].to_numpy(dtype="int64")
+    keys = (x << 42) | (t_x << 21) | big_t
+    unique, inverse = np.unique(keys, return_inverse=True)
+    ux = (unique >> 42).astype("float64")
+    ut = ((unique >> 21) & ((1 << 21) - 1)).astype("float64")
+    uT = (unique & ((1 << 21) - 1)).astype("float64")
+    out = pd.DataFrame(index=summary.index)
+    out["p_alive"] = clv_models.p_alive(bgnbd, ux, ut, uT)[inverse]
+    for days in EXPECTED_PURCHASE_HORIZONS:
+        expected = clv_models.expected_purchases(bgnbd, days, ux, ut, uT)
+        out[f"expected_purchases_{days}d"] = expected[inverse]
+    order_value = clv_models.expected_order_value(
+        gamma_gamma, summary["frequency"], summary["monetary_value"]
+    )
+    # predicted CLV is linear in the order value: discount the purchases once per triple
+    discounted = clv_models.predicted_clv(
+        bgnbd, np.ones(len(unique)), ux, ut, uT, horizon_months, monthly_discount_rate
+    )
+    out["expected_order_value"] = order_value
+    out["predicted_clv"] = order_value * discounted[inverse]
+    return out
+
+
+def percentiles(values: np.ndarray) -> np.ndarray:
+    """The share (0-100) of the values strictly below each value."""
+    ordered = np.sort(values)
+    return 100.0 * np.searchsorted(ordered, values, side="left") / max(len(values), 1)
+
+
+def _e4(values: Any) -> np.ndarray:
+    return np.rint(np.asarray(values, dtype="float64") * MONEY_SCALE).astype("int64")
+
+
+# --------------------------------------------------------------------------- use cases
+
+
+@dataclass
+class FitRun:
+    """The fits of one run and, per currency with numbers, the business figures (gauges)."""
+
+    fits: list[ClvFit]
+    figures: dict[str, dict[str, float]]
+
+
+def _figures(predicted: pd.DataFrame) -> dict[str, float]:
+    return {
+        "customers_predicted": float(len(predicted)),
+        "predicted_clv_total": float(predicted["predicted_clv"].sum()),
+        "p_alive_mean": float(predicted["p_alive"].mean()),
+        "expected_purchases_90d_total": float(predicted["expected_purchases_90d"].sum()),
+    }
+
+
+def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions) -> FitRun:
+    """Fit every currency as of ``now``, keep each fit, replace the stored predictions.
+
+    A currency whose fit publishes no numbers loses its stored predictions: a rule on
+    ``p_alive`` then matches none of its customers rather than acting on old figures.
+    """
+    purchases = valid_purchases(session)
+    summaries = customer_summaries(purchases, now, timezone)
+    fits: list[ClvFit] = []
+    figures: dict[str, dict[str, float]] = {}
+    rows: list[dict[str, Any]] = []
+    for currency, summary in summaries.groupby("currency", sort=True):
+        started = time.perf_counter()
+        outcome = fit_currency(summary, options)
+        first_day = int(summary["T"].max()) if len(summary) else 0
+        fit = ClvFits(session).add(
+            ClvFit(
+                currency=str(currency),
+                status=outcome.status,
+                reason=outcome.reason,
+                as_of=now,
+                window_start=now - timedelta(days=first_day),
+                customers=len(summary),
+                repeat_customers=int((summary["frequency"] > 0).sum()),
+                models={
+                    name: model.to_json()
+                    for name, model in (
+                        ("bgnbd", outcome.bgnbd),
+                        ("gamma_gamma", outcome.gamma_gamma),
+                    )
+                    if model is not None
+                },
+                horizon_months=options.horizon_months,
+                monthly_discount_rate=options.monthly_discount_rate,
+                fitted_at=utcnow(),
+                seconds=0.0,
+            )
+        )
+        if outcome.status == "ok":
+            assert outcome.bgnbd is not None and outcome.gamma_gamma is not None
+            predicted = predict(
+                summary,
+                outcome.bgnbd.parameters,
+                outcome.gamma_gamma.parameters,
+                options.horizon_months,
+                options.monthly_discount_rate,
+            )
+            rows.extend(_prediction_rows(predicted, fit.id, str(currency), now))
+            figures[str(currency)] = _figures(predicted)
+        fit.seconds = round(time.perf_counter() - started, 3)
+        fits.append(fit)
+    Predictions(session).replace_all(rows)
+    session.flush()
+    return FitRun(fits, figures)
+
+
+def _prediction_rows(
+    predicted: pd.DataFrame, fit_id: int, currency: str, now: datetime
+) -> list[dict[str, Any]]:
+    clv = predicted["predicted_clv"].to_numpy()
+    columns = {
+        "customer_id": [str(c) for c in predicted.index],
+        "p_alive": predicted["p_alive"].tolist(),
+        "expected_purchases_30d": predicted["expected_purchases_30d"].tolist(),
+        "expected_purchases_90d": predicted["expected_purchases_90d"].tolist(),
+        "expected_purchases_365d": predicted["expected_purchases_365d"].tolist(),
+        "expected_order_value_e4": _e4(predicted["expected_order_value"]).tolist(),
+        "predicted_clv_e4": _e4(clv).tolist(),
+        "predicted_clv_percentile": percentiles(clv).tolist(),
+    }
+    names = list(columns)
+    constant = {"fit_id": fit_id, "currency": currency, "as_of": now}
+    return [
+        {**dict(zip(names, values, strict=True)), **constant}
+        for values in zip(*columns.values(), strict=True)
+    ]
+
+
+@dataclass
+class CustomerPredictionView:
+    """A customer's predictions, or why there are none (``status`` != ``ok``)."""
+
+    status: str  # ok | insufficient_data | not_converged | not_fitted | no_purchase
+    reason: str | None
+    currency: str | None
+    fit: ClvFit | None
+    values: dict[str, Any]
+    as_of: datetime | None
+
+
+def stored_predictions(
+    session: Session, customers: list[tuple[str, str | None]]
+) -> dict[str, CustomerPredictionView]:
+    """The stored predictions (as of the last fit run) of these (customer id, currency) pairs."""
+    stored = Predictions(session).for_customers([c for c, _ in customers])
+    latest = ClvFits(session).latest_per_currency()
+    fits = {fit.id: fit for fit in latest.values()}
+    views = {}
+    for customer_id, currency in customers:
+        row = stored.get(customer_id)
+        if row is not None and row.currency == currency:
+            views[customer_id] = _view_of(
+                row, fits.get(row.fit_id) or ClvFits(session).get(row.fit_id)
+            )
+            continue
+        views[customer_id] = _missing(currency, latest.get(currency) if currency else None)
+    return views
+
+
+def _view_of(row: CustomerPrediction, fit: ClvFit | None) -> CustomerPredictionView:
+    values = {name: getattr(row, name) for name in PREDICTION_COLUMNS}
+    return CustomerPredictionView("ok", None, row.currency, fit, values, ensure_aware(row.as_of))
+
+
+def _missing(currency: str | None, fit: ClvFit | None) -> CustomerPredictionView:
+    if currency is None:
+        return CustomerPredictionView("no_purchase", "no valid purchase", None, None, {}, None)
+    if fit is None:
+        return CustomerPredictionView(
+            "not_fitted", f"no fit for {currency} yet", currency, None, {}, None
+        )
+    if fit.status == "ok":  # a customer newer than the fit
+        return CustomerPredictionView(
+            "not_fitted",
+            f"first purchase after the {currency} fit of {ensure_aware(fit.as_of).isoformat()}",
+            currency,
+            fit,
+            {},
+            None,
+        )
+    return CustomerPredictionView(fit.status, fit.reason, currency, fit, {}, None)
+
+
+def predictions_as_of(
+    session: Session, customer_ids: list[str], as_of: datetime, timezone: str
+) -> dict[str, CustomerPredictionView]:
+    """Predictions computed now from the orders known at ``as_of`` with the latest usable
+    fit of each customer's currency then (no percentile: that belongs to a fit run)."""
+    purchases = valid_purchases(session, customer_ids)
+    summary = customer_summaries(purchases, as_of, timezone, cutoff=True)
+    views: dict[str, CustomerPredictionView] = {}
+    for currency, part in summary.groupby("currency"):
+        fit = ClvFits(session).latest_ok(str(currency))
+        if fit is None:
+            latest = ClvFits(session).latest_per_currency().get(str(currency))
+            for customer_id in part.index:
+                views[str(customer_id)] = _missing(str(currency), latest)
+            continue
+        predicted = predict(
+            part,
+            fit.models["bgnbd"]["parameters"],
+            fit.models["gamma_gamma"]["parameters"],
+            fit.horizon_months,
+            fit.monthly_discount_rate,
+        )
+        for customer_id, row in predicted.iterrows():
+            values = {
+                "p_alive": float(row["p_alive"]),
+                **{
+                    f"expected_purchases_{d}d": float(row[f"expected_purchases_{d}d"])
+                    for d in EXPECTED_PURCHASE_HORIZONS
+                },
+                "expected_order_value_e4": int(_e4(row["expected_order_value"])),
+                "predicted_clv_e4": int(_e4(row["predicted_clv"])),
+                "predicted_clv_percentile": None,
+            }
+            views[str(customer_id)] = CustomerPredictionView(
+                "ok", None, str(currency), fit, values, as_of
+            )
+    for customer_id in customer_ids:
+        views.setdefault(customer_id, _missing(None, None))
+    return views
+
+
+def event_predictions(session: Session, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``predictions`` of these customers' ``segment.changed`` events (wire form)."""
+    if not customer_ids:
+        return {}
+    found = {}
+    for row in Predictions(session).event_rows(customer_ids):
+        (customer_id, fit_id, currency, as_of, p_alive, e30, e90, e365, aov, clv, pct) = row
+        found[customer_id] = {
+            "fit_id": fit_id,
+            "currency": currency,
+            "as_of": ensure_aware(
+                datetime.fromisoformat(as_of) if isinstance(as_of, str) else as_of
+            ),
+            "p_alive": p_alive,
+            "expected_purchases_30d": e30,
+            "expected_purchases_90d": e90,
+            "expected_purchases_365d": e365,
+            "expected_order_value": money_text(aov, currency),
+            "predicted_clv": money_text(clv, currency),
+            "predicted_clv_percentile": pct,
+        }
+    return found
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def with_predictions(
+    session: Session, frame: pd.DataFrame, segments: list[tuple[str, Rule]]
+) -> pd.DataFrame:
+    """The scores frame plus the stored prediction columns, when a segment rule reads one.
+
+    Customers without stored predictions get missing values (no comparison matches them).
+    """
+    wanted = set().union(*(fields_of(rule) for _, rule in segments)) if segments else set()
+    if not wanted & PREDICTION_FIELDS or frame.empty:
+        return frame
+    ids = frame["customer_id"].astype(str).tolist()
+    if len(ids) > 10_000:
+        stored = Predictions(session).frame().set_index("customer_id")
+    else:
+        found = Predictions(session).for_customers(ids)
+        stored = pd.DataFrame(
+            [
+                {"customer_id": c, **{n: getattr(p, n) for n in PREDICTION_COLUMNS}}
+                for c, p in found.items()
+            ],
+            columns=["customer_id", *PREDICTION_COLUMNS],
+        ).set_index("customer_id")
+    joined = stored.reindex(ids)
+    out = frame.copy()
+    for name in PREDICTION_COLUMNS:
+        out[name] = joined[name].to_numpy(dtype="float64")
+    return out

@@ -1,0 +1,224 @@
+"""The transactional outbox: rows queued in the caller's transaction, and the relay that
+publishes them in order and deletes them once the broker acknowledged them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import MetaData, delete, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from shared import metrics
+from shared.broker_state import BrokerState
+from shared.bus_errors import BROKER_ERRORS
+from shared.db import Database, define_platform_tables
+from shared.events import EnvelopeBase, encode_event, utcnow
+from shared.producer import Publisher
+
+log = logging.getLogger(__name__)
+
+#: The platform tables every service database has (same definitions as in its metadata).
+PLATFORM_TABLES = MetaData()
+define_platform_tables(PLATFORM_TABLES)
+
+#: the largest outbox record (key + value) the relay sends: the producer's request limit
+#: (max_request_size, 1 MiB) less room for the batch headers
+OUTBOX_RECORD_MAX = 1_000_000
+
+
+def add_to_outbox(session: Session, topic: str, event: EnvelopeBase) -> None:
+    """Queue an event for publication in the caller's transaction (published after commit)."""
+    add_raw_to_outbox(session, [(topic, event.key, encode_event(event))])
+
+
+def add_raw_to_outbox(
+    session: Session | Connection,
+    rows: Sequence[tuple[str, str | None, bytes]],
+    now: datetime | None = None,
+) -> None:
+    """Queue already-encoded records ``(topic, key, value)`` in the caller's transaction.
+
+    Driver-level ``executemany``: consumers call it once per poll batch on their hot path.
+    """
+    if not rows:
+        return
+    connection, mark = driver_connection(session)
+    created_at = driver_time(now or utcnow(), mark)
+    connection.exec_driver_sql(
+        f"INSERT INTO outbox (topic, key, value, created_at) VALUES ({mark}, {mark}, {mark}, {mark})",
+        [(t, k, v, created_at) for t, k, v in rows],
+    )
+
+
+def drop_from_outbox(session: Session | Connection, keys: Sequence[str]) -> None:
+    """Withdraw unpublished events of these keys (an erasure: they must not go out)."""
+    table = PLATFORM_TABLES.tables["outbox"]
+    for start in range(0, len(keys), 500):
+        session.execute(delete(table).where(table.c.key.in_(list(keys[start : start + 500]))))
+
+
+def driver_connection(session: Session | Connection) -> tuple[Connection, str]:
+    """The connection under ``session`` and its driver's placeholder mark (``?`` or ``%s``)."""
+    connection = session.connection() if isinstance(session, Session) else session
+    return connection, "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
+def driver_time(moment: datetime, mark: str) -> Any:
+    """A timestamp as the driver should receive it: on SQLite (``?``) the text form that
+    SQLAlchemy's DateTime type writes and reads; elsewhere the datetime itself."""
+    if mark == "?":
+        return moment.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment
+
+
+class OutboxRelay:
+    """Publishes outbox rows in order and deletes them once the broker acknowledged them."""
+
+    def __init__(
+        self,
+        name: str,
+        db: Database,
+        publisher: Publisher,
+        batch_size: int = 2000,
+        idle_interval: float = 0.2,
+    ) -> None:
+        self.name = name
+        self.db = db
+        self.publisher = publisher
+        self.batch_size = batch_size
+        self.idle_interval = idle_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        # checkpoint requests made / served (a counter: a request made during a pass is
+        # served after the next one, which sees what was committed before it)
+        self._checkpoints_requested = 0
+        self._checkpoints_done = 0
+        #: the service's view of the broker (set by ServiceRuntime): failures are logged
+        #: once per outage, and ``ensure_topics`` runs before the first publish after one
+        self.broker_state: BrokerState | None = None
+        #: creates the service's missing topics with the configured partitions (raises
+        #: while the broker is down); run before publishing whenever the broker was not
+        #: known to be up, so a broker that restarted empty gets them before any record
+        self.ensure_topics: Callable[[], object] | None = None
+
+    def notify(self) -> None:
+        """Wake the relay: something was just committed to the outbox."""
+        self._wake.set()
+
+    def checkpoint_when_drained(self) -> None:
+        """Checkpoint SQLite's WAL once everything committed so far is published and
+        deleted. An erasure's own outbox event must name the customer: without this its
+        deleted row would linger in the WAL (and old page copies) until some later
+        checkpoint."""
+        self._checkpoints_requested += 1
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"{self.name}-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                requested = self._checkpoints_requested
+                state = self.broker_state
+                if self.ensure_topics is not None and state is not None and state.up is not True:
+                    self.ensure_topics()
+                sent = self.relay_once()
+                self.last_error = None
+                delay = 0.2
+                if sent and self.broker_state is not None:
+                    self.broker_state.reachable()
+                if sent < self.batch_size and requested > self._checkpoints_done:
+                    self._checkpoints_done = requested  # drained past the request
+                    self.db.checkpoint()
+                if sent < self.batch_size:
+                    self._wake.wait(self.idle_interval)
+                    self._wake.clear()
+            except Exception as exc:
+                self.last_error = str(exc)
+                if self.broker_state is not None and isinstance(exc, BROKER_ERRORS):
+                    # logged by the state once per outage, not once per retry
+                    self.broker_state.unreachable(f"{self.name} outbox relay", exc)
+                    log.debug("outbox relay of %s failed (%s); retrying", self.name, exc)
+                else:
+                    log.warning(
+                        "outbox relay of %s failed (%s); retrying in %.1fs", self.name, exc, delay
+                    )
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def relay_once(self) -> int:
+        """Publish one batch of pending rows; returns how many were published."""
+        return self.publish_outbox()
+
+    def write_guard(self) -> contextlib.AbstractContextManager[object]:
+        """Held while the relay deletes what it published; a service whose writers must
+        queue on a lock of their own (ingest on SQLite) returns that lock here."""
+        return contextlib.nullcontext()
+
+    def publish_outbox(self) -> int:
+        """Publish the oldest outbox rows in order, then delete them; returns how many."""
+        table = PLATFORM_TABLES.tables["outbox"]
+        with self.db.sessions() as session:
+            query = (
+                select(table.c.id, table.c.topic, table.c.key, table.c.value)
+                .order_by(table.c.id)
+                .limit(self.batch_size)
+            )
+            if not self.db.is_sqlite:
+                # several replicas may relay: each row goes to one of them
+                query = query.with_for_update(skip_locked=True)
+            rows = session.execute(query).all()
+            if not rows:
+                metrics.OUTBOX_PENDING.labels(self.name).set(0)
+                session.rollback()
+                return 0
+            # a record the producer would refuse (over its 1 MiB request limit) can never be
+            # published: retrying it would block every row behind it and resend those before
+            # it; it is logged and dropped (nothing in the platform writes one: dead letters
+            # are capped, records validated)
+            sendable = []
+            for row in rows:
+                if len(row.value) + len(row.key or "") <= OUTBOX_RECORD_MAX:
+                    sendable.append(row)
+                else:
+                    log.error(
+                        "%s: outbox row %s for %s is %d bytes, over the %d a record may have; "
+                        "dropped, not published",
+                        self.name,
+                        row.id,
+                        row.topic,
+                        len(row.value),
+                        OUTBOX_RECORD_MAX,
+                    )
+            self.publisher.publish_all((r.topic, r.key, r.value) for r in sendable)
+            ids = [r.id for r in rows]
+            with self.write_guard():
+                for start in range(0, len(ids), 500):
+                    session.execute(delete(table).where(table.c.id.in_(ids[start : start + 500])))
+                session.commit()
+        metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(rows))
+        return len(rows)
+
+    def pending(self) -> int:
+        from sqlalchemy import func
+
+        with self.db.sessions() as session:
+            table = PLATFORM_TABLES.tables["outbox"]
+            return int(session.execute(select(func.count()).select_from(table)).scalar_one())

@@ -1,0 +1,274 @@
+"""Predictive CLV through the service: fits per currency kept, predictions stored and
+read, custom segments on predictions, honest degradation (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from services.segment import clv_runs, predictive, service
+from services.segment.clv_repository import ClvFits, Predictions, valid_purchases
+from services.segment.rules import Condition
+from shared.db import Database
+from shared.events import decode_event
+from tests.segment.helpers import NOW, database, erased, order, recorded
+
+OPTIONS = predictive.ClvOptions(min_customers=100, min_repeat_customers=20, min_history_days=90)
+
+
+def simulated_orders(customers: int, currency: str, seed: int) -> list:
+    """Orders from the BG/NBD story: Poisson purchases at a gamma-distributed daily rate,
+    dropout after each purchase with a beta-distributed probability, over the last year;
+    spend per order gamma-distributed around a gamma-distributed customer mean."""
+    rng = np.random.default_rng(seed)
+    orders = []
+    for c in range(customers):
+        rate = rng.gamma(0.5, 1 / 20)  # about one purchase per 40 days on average
+        dropout = rng.beta(1.0, 3.0)
+        spend_rate = rng.gamma(4.0, 1 / 60)  # Gamma-Gamma: each customer's own mean spend
+        day = float(rng.uniform(40, 365))  # days ago of the first purchase
+        k = 0
+        while day > 0:
+            amount = f"{rng.gamma(6.0, 1 / spend_rate) + 1:.2f}"
+            orders.append(
+                order(
+                    f"{currency}-{c}-{k}",
+                    f"{currency}-c{c}",
+                    days_ago=day,
+                    amount=amount,
+                    currency=currency,
+                )
+            )
+            k += 1
+            if rng.random() < dropout:
+                break
+            day -= float(rng.exponential(1 / rate))
+    return orders
+
+
+def seeded(url: str) -> Database:
+    db = database(url)
+    orders = simulated_orders(300, "EUR", 1) + simulated_orders(12, "USD", 2)
+    with db.unit_of_work() as session:
+        service.apply_messages(session, [recorded(o) for o in orders], NOW)
+    return db
+
+
+def outbox_events(db: Database) -> list:
+    with db.unit_of_work() as session:
+        rows = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
+    return [decode_event(bytes(v)) for v in rows]
+
+
+def test_fits_per_currency_are_kept_and_predictions_stored(db_url: str) -> None:
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        run = clv_runs.run(session, NOW, OPTIONS)
+    fits = {f.currency: f for f in run.fits}
+    assert set(fits) == {"EUR", "USD"}
+    eur, usd = fits["EUR"], fits["USD"]
+    assert eur.status == "ok" and eur.reason is None
+    assert eur.customers == 300 and 20 <= eur.repeat_customers < 300
+    assert eur.models["bgnbd"]["converged"] and eur.models["gamma_gamma"]["converged"]
+    assert eur.models["bgnbd"]["log_likelihood"] < 0
+    assert set(eur.models["bgnbd"]["parameters"]) == {"r", "alpha", "a", "b"}
+    assert eur.models["gamma_gamma"]["customers"] == eur.repeat_customers
+    # below the minimum: kept with the reason, no model numbers
+    assert usd.status == "insufficient_data"
+    assert "12 customers (minimum 100)" in (usd.reason or "")
+    assert usd.models == {}
+
+    with db.unit_of_work() as session:
+        stored = Predictions(session).frame()
+        # exactly the pure predictions from the customers' summaries and the stored fit
+        summaries = predictive.customer_summaries(valid_purchases(session), NOW, "Asia/Shanghai")
+    assert set(stored["currency"]) == {"EUR"} and len(stored) == 300
+    eur_summary = summaries[summaries["currency"] == "EUR"]
+    expected = predictive.predict(
+        eur_summary,
+        eur.models["bgnbd"]["parameters"],
+        eur.models["gamma_gamma"]["parameters"],
+        12,
+        0.01,
+    )
+    stored = stored.set_index("customer_id").loc[expected.index]
+    np.testing.assert_allclose(stored["p_alive"], expected["p_alive"], rtol=1e-12)
+    np.testing.assert_allclose(
+        stored["expected_purchases_90d"], expected["expected_purchases_90d"], rtol=1e-12
+    )
+    np.testing.assert_array_equal(
+        stored["predicted_clv_e4"], np.rint(expected["predicted_clv"] * 10_000).astype("int64")
+    )
+    assert ((stored["p_alive"] > 0) & (stored["p_alive"] <= 1)).all()
+    assert (stored["expected_purchases_30d"] <= stored["expected_purchases_90d"]).all()
+    assert (stored["expected_purchases_90d"] <= stored["expected_purchases_365d"]).all()
+    assert stored["predicted_clv_percentile"].between(0, 100).all()
+    top = stored["predicted_clv_percentile"] >= 80
+    assert abs(top.mean() - 0.2) < 0.02
+
+
+def test_a_run_again_keeps_the_history_and_replaces_the_predictions(db_url: str) -> None:
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        first = clv_runs.run(session, NOW, OPTIONS)
+    later = NOW + timedelta(days=1)
+    with db.unit_of_work() as session:
+        second = clv_runs.run(session, later, OPTIONS)
+        history = ClvFits(session).history("EUR", 10)
+        stored = Predictions(session).frame()
+    assert [f.id for f in history] == [
+        next(f.id for f in second.fits if f.currency == "EUR"),
+        next(f.id for f in first.fits if f.currency == "EUR"),
+    ]
+    assert len(stored) == 300 and set(stored["fit_id"]) == {history[0].id}
+
+
+def test_no_convergence_publishes_no_numbers(db_url: str) -> None:
+    db = database(db_url)
+    one_timers = [order(f"o{i}", f"c{i}", days_ago=10 + i, currency="GBP") for i in range(150)]
+    with db.unit_of_work() as session:
+        service.apply_messages(session, [recorded(o) for o in one_timers], NOW)
+    loose = predictive.ClvOptions(min_customers=1, min_repeat_customers=0, min_history_days=0)
+    with db.unit_of_work() as session:
+        run = clv_runs.run(session, NOW, loose)
+        stored = Predictions(session).frame()
+        views = predictive.stored_predictions(session, [("c1", "GBP")])
+    (fit,) = run.fits
+    assert fit.status == "not_converged"
+    assert fit.reason and fit.reason.startswith("BG/NBD")
+    assert stored.empty
+    assert views["c1"].status == "not_converged" and views["c1"].values == {}
+
+
+def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        service.create_segment(
+            session,
+            "likely-gone",
+            "Likely gone",
+            None,
+            Condition(field="p_alive", op="lt", value=0.3),
+        )
+        service.create_segment(
+            session,
+            "top-clv",
+            "Top 20 % predicted CLV",
+            None,
+            Condition(field="predicted_clv_percentile", op="gte", value=80),
+        )
+        service.rescore_all(session, NOW, recompute=False)
+        session.execute(text("DELETE FROM outbox"))
+    with db.unit_of_work() as session:
+        # before any fit: no predictions, no members
+        assert session.execute(text("SELECT count(*) FROM segment_members")).scalar() == 0
+        run = clv_runs.run(session, NOW, OPTIONS)
+        stored = Predictions(session).frame().set_index("customer_id")
+        members = session.execute(text("SELECT segment_id, customer_id FROM segment_members")).all()
+    gone = {c for s, c in members if s == "likely-gone"}
+    top = {c for s, c in members if s == "top-clv"}
+    assert gone == set(stored.index[stored["p_alive"] < 0.3]) and gone
+    assert top == set(stored.index[stored["predicted_clv_percentile"] >= 80]) and top
+    # each customer who entered a segment was published once, saying which
+    events = outbox_events(db)
+    entered = {e.data.customer_id: set(e.data.segments_entered) for e in events}
+    assert run.rescoring.changed == len(events) == len(gone | top)
+    for customer_id in gone | top:
+        assert entered[customer_id] == {s for s, c in members if c == customer_id}
+    # and with its stored predictions
+    for event in events:
+        carried = event.data.predictions
+        row = stored.loc[event.data.customer_id]
+        assert carried is not None and carried.fit_id == row["fit_id"]
+        assert carried.as_of == NOW and carried.currency == "EUR"
+        assert carried.p_alive == row["p_alive"]
+        assert carried.predicted_clv == Decimal(int(row["predicted_clv_e4"])).scaleb(-4)
+        assert carried.predicted_clv_percentile == row["predicted_clv_percentile"]
+    # the same data again: nobody changes
+    with db.unit_of_work() as session:
+        again = clv_runs.run(session, NOW, OPTIONS)
+    assert again.rescoring.changed == 0
+
+    # a new order of one of them: the per-event path keeps the stored predictions' verdict
+    customer = sorted(gone)[0]
+    with db.unit_of_work() as session:
+        service.apply_messages(
+            session, [recorded(order("extra", customer, days_ago=0.5, currency="EUR"))], NOW
+        )
+        kept = (
+            session.execute(
+                text("SELECT segment_id FROM segment_members WHERE customer_id = :c"),
+                {"c": customer},
+            )
+            .scalars()
+            .all()
+        )
+    assert "likely-gone" in kept
+    # a change through the per-event path carries the stored predictions too
+    event = [e for e in outbox_events(db) if e.data.customer_id == customer][-1]
+    assert event.data.current.last_order_at > NOW - timedelta(days=1)
+    assert event.data.predictions is not None
+    assert event.data.predictions.p_alive == stored.loc[customer, "p_alive"]
+
+
+def test_erasure_and_merge_drop_the_customers_predictions(db_url: str) -> None:
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+    with db.unit_of_work() as session:
+        service.apply_messages(session, [erased("EUR-c3")], NOW)
+    with db.unit_of_work() as session:
+        stored = Predictions(session).frame()
+    assert "EUR-c3" not in set(stored["customer_id"]) and len(stored) == 299
+
+
+def test_predictions_as_of_a_past_time_use_the_orders_known_then(db_url: str) -> None:
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+        purchases = valid_purchases(session)
+    buyer = purchases.groupby("customer_id").size().idxmax()
+    past = NOW - timedelta(days=30)
+    with db.unit_of_work() as session:
+        now_view = predictive.stored_predictions(session, [(buyer, "EUR")])[buyer]
+        then_view = predictive.predictions_as_of(session, [buyer], past, "Asia/Shanghai")[buyer]
+    assert now_view.status == then_view.status == "ok"
+    assert then_view.values["predicted_clv_percentile"] is None
+    mine = purchases[purchases["customer_id"] == buyer]
+    summary = predictive.customer_summaries(mine, past, "Asia/Shanghai", cutoff=True)
+    fit = now_view.fit
+    assert fit is not None
+    expected = predictive.predict(
+        summary,
+        fit.models["bgnbd"]["parameters"],
+        fit.models["gamma_gamma"]["parameters"],
+        12,
+        0.01,
+    )
+    assert then_view.values["p_alive"] == pytest.approx(float(expected["p_alive"].iloc[0]))
+    assert then_view.as_of == past
+
+
+def test_customer_summaries_follow_the_latest_purchase_currency() -> None:
+    at = pd.Timestamp(NOW)
+    purchases = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "b"],
+            "order_id": ["1", "2", "3", "4"],
+            "purchased_at": [at - pd.Timedelta(days=d) for d in (50, 20, 10, 5)],
+            "created_at": [at - pd.Timedelta(days=d) for d in (50, 20, 10, 5)],
+            "net_e4": [100_000, 200_000, 300_000, 50_000],
+            "currency": ["USD", "EUR", "EUR", "USD"],
+        }
+    )
+    summary = predictive.customer_summaries(purchases, NOW, "UTC")
+    assert summary.loc["a", "currency"] == "EUR"
+    # only the EUR purchases: two days, one repeat
+    assert summary.loc["a", "frequency"] == 1 and summary.loc["a", "T"] == 20
+    assert summary.loc["a", "monetary_value"] == 30.0
+    assert summary.loc["b", "currency"] == "USD" and summary.loc["b", "frequency"] == 0

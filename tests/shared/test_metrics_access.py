@@ -1,0 +1,61 @@
+"""/metrics: open on the API port by default, behind a metrics:read key when
+CRM_METRICS_REQUIRE_KEY is set, or only on an internal port (<SERVICE>_METRICS_PORT)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+from fastapi.testclient import TestClient
+
+from shared.api import build_app, start_metrics_listener
+from shared.broker import free_port
+from shared.config import ServiceSettings
+from shared.runtime import ServiceRuntime
+
+
+class DemoSettings(ServiceSettings):
+    service_name: ClassVar[str] = "demo"
+
+
+def client_with(tmp_path: Path, **settings: Any) -> TestClient:
+    config = DemoSettings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        api_key="admin",
+        api_keys={"scraper": ["metrics:read"], "reader": ["demo:read"]},
+        **settings,
+    )
+    runtime = ServiceRuntime(config, tmp_path / "no-migrations")
+    app = build_app(runtime=runtime, title="t", description="t", routers=[], start_runtime=False)
+    return TestClient(app)
+
+
+def test_metrics_answer_anyone_by_default(tmp_path: Path) -> None:
+    response = client_with(tmp_path).get("/metrics")
+    assert response.status_code == 200 and "crm_" in response.text
+
+
+def test_metrics_can_require_a_key_with_metrics_read(tmp_path: Path) -> None:
+    client = client_with(tmp_path, metrics_require_key=True)
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"X-API-Key": "reader"}).status_code == 403
+    assert client.get("/metrics", headers={"X-API-Key": "scraper"}).status_code == 200
+    document = client.get("/openapi.json").json()
+    assert document["paths"]["/metrics"]["get"]["x-required-scopes"] == ["metrics:read"]
+
+
+def test_metrics_can_listen_only_on_an_internal_port(tmp_path: Path) -> None:
+    port = free_port()
+    client = client_with(tmp_path, metrics_port=port)
+    assert client.get("/metrics", headers={"X-API-Key": "admin"}).status_code == 404
+    settings = client.app.state.runtime.settings  # type: ignore[attr-defined]
+    stop = start_metrics_listener(settings)
+    assert stop is not None
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert response.status_code == 200 and "crm_" in response.text
+    finally:
+        stop()
+    assert start_metrics_listener(DemoSettings(data_dir=tmp_path)) is None
