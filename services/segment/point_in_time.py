@@ -94,6 +94,17 @@ def score_customers(
     return views
 
 
+def members_at(
+    session: Session, segment_id: str, as_of: datetime
+) -> tuple[list[str], service.ScoringContext]:
+    """The members a custom segment had at ``as_of`` (its rule over the scores of then),
+    ordered by customer id, and the context used."""
+    scores, member_lists, context = scores_at(session, as_of)
+    ids = scores["customer_id"].tolist()
+    members = sorted(c for c, m in zip(ids, member_lists, strict=True) if segment_id in m)
+    return members, context
+
+
 def purchases_at(session: Session, customer_ids: Sequence[str], as_of: datetime) -> pd.DataFrame:
     """The orders of these customers as known at ``as_of`` (for the CLV summary)."""
     return OrderVersions(session).frame_as_of(as_of, customer_ids)

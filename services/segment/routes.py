@@ -21,6 +21,7 @@ from services.segment.schemas import (
     RescoringRead,
     SegmentCreate,
     SegmentDeletedRead,
+    SegmentMembersPage,
     SegmentRead,
     SegmentUpdate,
 )
@@ -377,21 +378,38 @@ def delete_segment(segment_id: str, request: Request) -> SegmentDeletedRead:
 
 
 @router.get(
-    "/segments/{segment_id}/members", response_model=Page[str], dependencies=READ, tags=["segments"]
+    "/segments/{segment_id}/members",
+    response_model=SegmentMembersPage,
+    dependencies=READ,
+    tags=["segments"],
 )
 def list_members(
-    segment_id: str, request: Request, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
-) -> Page[str]:
-    """The customer ids in a segment, ordered (cursor paginated)."""
+    segment_id: str,
+    request: Request,
+    as_of: AsOf = None,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> SegmentMembersPage:
+    """The customer ids in a segment (as of a time: its members then), ordered (cursor paginated)."""
     runtime = runtime_of(request)
     position = decode_cursor(cursor) or {}
+    after = position.get("after")
     with runtime.db.unit_of_work() as session:
         repo = Segments(session)
         if repo.get(segment_id) is None:
             raise NotFound(f"no segment {segment_id}")
-        ids = repo.members_page(segment_id, position.get("after"), limit)
+        moment = _as_of(session, as_of)
+        if moment is None:
+            ids = repo.members_page(segment_id, after, limit)
+            version = None
+        else:
+            members, context = point_in_time.members_at(session, segment_id, moment)
+            ids = [c for c in members if after is None or c > after][:limit]
+            version = context.policy_version
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
-    return Page(items=ids, next_cursor=next_cursor)
+    return SegmentMembersPage(
+        items=ids, next_cursor=next_cursor, as_of=moment, policy_version=version
+    )
 
 
 # --------------------------------------------------------------------------- reports

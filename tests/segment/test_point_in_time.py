@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from services.segment import point_in_time, scoring, service
-from services.segment.models import ScoringPolicyVersion
+from services.segment.models import CustomSegment, ScoringPolicyVersion
 from services.segment.policy import DEFAULT_POLICY
-from services.segment.repository import ORDER_FRAME_COLUMNS, Policies
+from services.segment.repository import ORDER_FRAME_COLUMNS, Policies, Segments
 from shared.events import Order
 from tests.segment.helpers import database, recorded
 
@@ -224,3 +224,29 @@ def test_the_cut_points_and_policy_in_force_at_t_are_used(db_url: str) -> None:
     aggregates = scoring.aggregate_orders(frame, t2, changed, cutoff=t2)
     _, expected = scoring.rescore(aggregates, changed, 2, t2)
     pd.testing.assert_frame_equal(normalise(scores), normalise(expected))
+
+
+def test_a_segments_members_then_count_a_payment_refunded_later(db_url: str) -> None:
+    db = database(db_url)
+    with db.unit_of_work() as session:
+        session.add(
+            CustomSegment(
+                segment_id="big",
+                name="big spenders",
+                description=None,
+                rule={"field": "monetary", "op": "gte", "value": "400"},
+                member_count=0,
+                created_at=BASE,
+            )
+        )
+    # c0 paid 500 on day 1 and was refunded in full on day 4; c1 paid 450 on day 2
+    refunded = versions_of(0, (0, 24.0, 500, "refunded", [1.0, 72.0, 1.0]))
+    kept = versions_of(1, (1, 48.0, 450, "paid", [1.0, 1.0, 1.0]))
+    feed(db, refunded + kept, seed=3)
+    with db.unit_of_work() as session:
+        day3, context = point_in_time.members_at(session, "big", BASE + timedelta(days=3))
+        day5, _ = point_in_time.members_at(session, "big", BASE + timedelta(days=5))
+        day1, _ = point_in_time.members_at(session, "big", BASE + timedelta(days=1, hours=12))
+        now = Segments(session).members_page("big", None, 10)
+    assert day1 == ["c0"] and day3 == ["c0", "c1"] and day5 == ["c1"] and now == ["c1"]
+    assert context.policy_version == 1
