@@ -9,7 +9,9 @@ moved them to ``silent`` (its day sweep), profile and campaign have followed fro
 has entered them exactly once. A customer who bought 5 days before stays ``active``.
 Before the jump, a ``first_purchase`` welcome enters a new customer whose first two
 orders arrive in one batch request exactly once, with the province and city they
-shipped to in the message.
+shipped to in the message. At the end, a refund recorded two days before: ``as_of`` a
+plain date before it still counts the purchase (valid time), after it does not, and an
+unencoded ``+`` offset is read as intended.
 """
 
 from __future__ import annotations
@@ -245,3 +247,33 @@ def test_a_day_boundary_moves_stages_everywhere_within_a_minute_and_triggers_onc
         predicate=lambda e: e.data.campaign_id == welcome_id,
     )
     assert len(welcomed_again) == 1  # the two first orders entered the newcomer once
+
+    # -- as_of in valid time, written as people write it --------------------------------
+    # the recent customer's second order (paid 5 days before) is refunded 2 days before
+    refund = _order(f"{recent}-2", recent, noon(5))
+    refund.update(status="refunded", refunded_amount="120.00", updated_at=noon(2).isoformat())
+    response = system.post("ingest", "/v1/orders", json=refund)
+    assert response.status_code == 202, response.text
+
+    def scores(query: str = "", **params: str) -> dict[str, Any]:
+        path = f"/v1/customers/{recent}/scores{query}"
+        # a raw query string goes as it is (httpx would replace it with params)
+        response = (
+            system.get("segment", path, params=params) if params else system.get("segment", path)
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    wait_for(lambda: scores()["frequency"] == 1, timeout=60, what="segment to apply the refund")
+    before_refund = (local_day - timedelta(days=3)).isoformat()  # a plain date: end of day
+    then = scores(as_of=before_refund)
+    assert then["frequency"] == 2 and then["policy_version"] == 1
+    assert datetime.fromisoformat(then["as_of"]) == datetime.combine(
+        local_day - timedelta(days=2), datetime.min.time(), ZONE
+    ) - timedelta(microseconds=1)
+    assert scores(as_of=(local_day - timedelta(days=2)).isoformat())["frequency"] == 1
+    # an unencoded "+" arrives as a space: read as intended
+    raw = scores(f"?as_of={before_refund}T23:00:00+08:00")
+    assert raw["frequency"] == 2
+    bad = system.get("segment", f"/v1/customers/{recent}/scores", params={"as_of": "soon"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "as_of"
