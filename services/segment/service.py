@@ -399,12 +399,6 @@ class EventBatch:
         if held is None or _version(order) > _version(held):
             self.pending[order.order_id] = order
 
-    def rescore(self, customer_ids: Iterable[str]) -> None:
-        """Score these customers again as of ``now`` with no order change (the day sweep)."""
-        ids = list(customer_ids)
-        self._load(ids)
-        self.affected.update(ids)
-
     def _recompute(self, customer_id: str) -> None:
         self.recompute.add(customer_id)
         self.aggregates.pop(customer_id, None)
@@ -755,15 +749,21 @@ class RescoringOutcome:
 
 
 def rescore_all(
-    session: Session, now: datetime, recompute: bool = True, reaggregate: bool = False
+    session: Session,
+    now: datetime,
+    recompute: bool = True,
+    reaggregate: bool = False,
+    customer_ids: Sequence[str] | None = None,
 ) -> RescoringOutcome:
     """The batch path: refresh windows, recompute cut points, score everyone, publish changes.
 
-    Runs on a schedule (the daily sweep that moves customers between lifecycle stages),
-    on a policy change, on a new segment, and on demand. Who changed is found as in the
-    per-event path (``scoring.state_changed``: the stored state hash and figures against
-    the new ones); only they are written and published.
+    Runs on a schedule (new cut points), on a policy change, on a new segment, and on
+    demand; with ``customer_ids`` (and ``recompute=False``), only those customers: the day
+    sweep (``sweep.py``). Who changed is found as in the per-event path
+    (``scoring.state_changed``: the stored state hash and figures against the new ones);
+    only they are written and published.
     """
+    assert customer_ids is None or not (recompute or reaggregate)
     started = time.perf_counter()
     lock_customers_for_rescoring(session)
     context = load_context(session, now)
@@ -775,6 +775,9 @@ def rescore_all(
     else:
         # orders that left the window since the customer's last event: re-aggregate first
         expiring = customers.with_window_expiring(now - timedelta(days=policy.window_days))
+        if customer_ids is not None:
+            wanted = set(customer_ids)
+            expiring = [c for c in expiring if c in wanted]
     published = reaggregated = _figures_frame([])
     if expiring:
         parts = [reaggregate_customers(session, c, now, context) for c in chunks(expiring, 5000)]
@@ -782,7 +785,7 @@ def rescore_all(
         reaggregated = pd.concat([after for _, after in parts])
     phases = {"refresh": time.perf_counter() - started}
     mark = time.perf_counter()
-    frame = customers.scoring_frame(with_attributes=bool(context.segments))
+    frame = customers.scoring_frame(bool(context.segments), customer_ids)
     phases["read"] = time.perf_counter() - mark
     mark = time.perf_counter()
     if recompute:
