@@ -75,7 +75,9 @@ RULES = {
     ),
     "text": (
         "Every string is Unicode NFC-normalised and trimmed. NUL bytes, lone surrogates and "
-        "other control characters (except tab and newline) are rejected. Limits: ids 128 "
+        "other control characters (except tab and newline) are rejected; ids (order, customer, "
+        "interaction, shop, sku, campaign) also may not hold invisible or bidirectional format "
+        "characters (Unicode Cf: U+202E, U+200B, ...). Limits: ids 128 "
         "characters, names 100, addresses 500, other short fields 200, free text `max_text_length`"
         " (default 5,000)."
     ),
@@ -302,7 +304,15 @@ class _Checker:
         return value
 
     def ident(self, value: Any, field: str, required: bool = True) -> str | None:
-        return self.text(value, field, ID_MAX, required)
+        text = self.text(value, field, ID_MAX, required)
+        if text is not None and not text.isascii() and _has_format_character(text):
+            self.fail(
+                field,
+                "text.format_character",
+                "contains an invisible or bidirectional format character",
+            )
+            return None
+        return text
 
     # -- money
 
@@ -476,6 +486,13 @@ class _Checker:
 
 
 _QUANTUM = {digits: Decimal(1).scaleb(-digits) for digits in range(0, 5)}
+
+
+def _has_format_character(text: str) -> bool:
+    """Unicode category Cf: bidirectional overrides and isolates (U+202A..E, U+2066..9),
+    zero-width spaces and joiners, U+FEFF, soft hyphens: an id holding one looks like
+    another id (or reorders what a reader sees) while it is not."""
+    return any(unicodedata.category(ch) == "Cf" for ch in text)
 
 
 @lru_cache(maxsize=65536)
