@@ -157,6 +157,16 @@ def test_patch_wins_over_derived_data(client: TestClient) -> None:
         ).status_code
         == 422
     )
+    # gender: normalised as ingest normalises it (shared.vocabulary), not stored as sent
+    for sent, stored in (("男", "male"), ("F", "female"), ("保密", "unknown")):
+        response = client.patch(
+            "/v1/customers/tb_zhangsan88", json={"gender": sent}, headers=WRITER
+        )
+        assert response.status_code == 200, response.text
+        basic = client.get("/v1/customers/tb_zhangsan88", headers=PII).json()["basic"]
+        assert basic["gender"] == stored
+    robot = client.patch("/v1/customers/tb_zhangsan88", json={"gender": "robot"}, headers=WRITER)
+    assert robot.status_code == 422 and robot.json()["errors"][0]["field"] == "gender"
     for body in (
         b'{"name": "\\u738b\\u0000"}',  # a NUL byte
         b'{"name": "\\u738b\\udc00"}',  # a lone surrogate
