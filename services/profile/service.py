@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from services.profile import domain
+from services.profile import addresses, domain, registration
 from services.profile.config import Settings
 from services.profile.normalize import (
     names_conflict,
@@ -359,9 +359,8 @@ def _apply_order(batch: Batch, event: Any, order: Order) -> None:
         batch.contact(order.customer_id, doc, "mobiles", buyer.mobile, source, seen_at)
         batch.contact(order.customer_id, doc, "phones", buyer.phone, source, seen_at)
         batch.contact(order.customer_id, doc, "emails", buyer.email, source, seen_at)
+    addresses.observe_order_address(doc, order, source + ":shipping", seen_at)
     if order.shipping is not None:
-        address = domain.address_of(order.shipping.model_dump())
-        domain.observe(doc, "address", address, source + ":shipping", seen_at)
         batch.contact(
             order.customer_id, doc, "mobiles", order.shipping.mobile, source + ":shipping", seen_at
         )
@@ -850,7 +849,7 @@ def _index_contacts(
 def add_tags(
     session: Session, customer_id: str, tags: list[str], actor: str, settings: Settings
 ) -> ProfileRow:
-    row = load(session, customer_id)
+    row = registration.load_or_register(session, customer_id)
     before = public_slice(row.doc)
     row.doc["manual_tags"] = sorted(set(row.doc["manual_tags"]) | set(tags))
     repo = ProfileRepository(session)
@@ -947,8 +946,9 @@ def _publish_policy(session: Session, profile_id: str, policy: dict[str, Any]) -
 def set_contact_policy(
     session: Session, customer_id: str, policy: dict[str, Any], actor: str
 ) -> ContactPolicy:
-    """Replace the contact policy; published as ``profile.contact_policy_changed``."""
-    row = load(session, customer_id)
+    """Replace the contact policy; published as ``profile.contact_policy_changed``. A
+    customer profile has not seen yet is registered (``registration``)."""
+    row = registration.load_or_register(session, customer_id)
     now = utcnow()
     stored = dict(policy)
     stored.pop("customer_id", None)
