@@ -227,6 +227,46 @@ class EventStore:
             )
         return int(count)
 
+    def history_of(self, kind: str, entity_id: str) -> list[Any]:
+        """Every stored version of one entity in arrival order: ``(sequence, version,
+        current, source, received_at, envelope)`` rows."""
+        t = self.table
+        return list(
+            self.session.execute(
+                select(
+                    t.c.sequence,
+                    t.c.version,
+                    t.c.current,
+                    t.c.source,
+                    t.c.received_at,
+                    t.c.envelope,
+                )
+                .where(t.c.kind == kind, t.c.entity_id == entity_id)
+                .order_by(t.c.sequence)
+            )
+        )
+
+    def subject_history(self, customer_ids: list[str]) -> list[Any]:
+        """Every stored version of these customers' records in arrival order: ``(kind,
+        entity_id, sequence, version, current, source, received_at, envelope)`` rows."""
+        t = self.table
+        return list(
+            self.session.execute(
+                select(
+                    t.c.kind,
+                    t.c.entity_id,
+                    t.c.sequence,
+                    t.c.version,
+                    t.c.current,
+                    t.c.source,
+                    t.c.received_at,
+                    t.c.envelope,
+                )
+                .where(t.c.customer_id.in_(customer_ids))
+                .order_by(t.c.sequence)
+            )
+        )
+
     def envelopes_of(self, customer_id: str) -> list[tuple[int, str, bytes]]:
         t = self.table
         rows = self.session.execute(

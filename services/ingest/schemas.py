@@ -249,3 +249,20 @@ class ImportJobRead(BaseModel):
     next_cursor: str | None = Field(
         None, description="pass as `cursor` for more rejections and warnings"
     )
+
+
+class OrderVersionRead(BaseModel):
+    sequence: int = Field(description="position in the event store (arrival order)")
+    version: str = Field(description="<version time in UTC>|<status rank>: what orders versions")
+    current: bool = Field(description="published as the order's state when it arrived")
+    source: str
+    received_at: datetime
+    event_id: str
+    order: dict[str, Any] = Field(description="the order as validated and normalised")
+
+
+class OrderHistoryRead(BaseModel):
+    order_id: str
+    customer_id: str | None
+    current: dict[str, Any] = Field(description="the order's current state")
+    versions: list[OrderVersionRead]

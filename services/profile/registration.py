@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import unicodedata
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.profile import domain
+from services.profile.locking import load_for_update
 from services.profile.repository import ProfileRepository, ProfileRow
 from shared.erasure import tombstone_key
-from shared.errors import Conflict, ValidationProblem
+from shared.errors import Conflict, NotFound, ValidationProblem
 from shared.events import utcnow
 
 #: as ingest's ids (``services.ingest.validation``)
@@ -50,21 +52,24 @@ def _check_customer_id(customer_id: str) -> None:
 
 
 def load_or_register(session: Session, customer_id: str) -> ProfileRow:
-    """The customer's profile; an empty one is registered if profile has not seen the id."""
+    """The customer's profile, locked for this transaction (``locking.load_for_update``);
+    an empty one is registered first if profile has not seen the id."""
     from services.profile.service import profile_row  # (service imports this module)
 
-    repo = ProfileRepository(session)
-    row = repo.profile_by_customer(customer_id)
-    if row is not None:
-        return row
+    try:
+        return load_for_update(session, customer_id)
+    except NotFound:
+        pass
     _check_customer_id(customer_id)
+    repo = ProfileRepository(session)
     if repo.tombstones([tombstone_key(customer_id)]):
         raise Conflict(f"customer {customer_id} was erased", slug="erased")
     now = utcnow()
     doc = domain.new_doc(domain.iso(now))
-    repo.insert_profiles([{**profile_row(customer_id, doc, now), "created_at": now}])
-    repo.insert_aliases([{"customer_id": customer_id, "profile_id": customer_id}])
-    session.flush()
-    registered = repo.profile_by_customer(customer_id)
-    assert registered is not None
-    return registered
+    try:
+        with session.begin_nested():
+            repo.insert_profiles([{**profile_row(customer_id, doc, now), "created_at": now}])
+            repo.insert_aliases([{"customer_id": customer_id, "profile_id": customer_id}])
+    except IntegrityError:
+        pass  # registered by a concurrent request (or the consumer) meanwhile
+    return load_for_update(session, customer_id)
