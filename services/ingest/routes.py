@@ -225,6 +225,14 @@ for _kind, _plural, _id_field, _accepted, _single_doc, _batch_doc in _RECORD_ROU
 def post_order_import(
     request: Request,
     file: Annotated[UploadFile, File(description=imports.FILE_DESCRIPTION)],
+    items: Annotated[
+        UploadFile | None,
+        File(
+            description="optional details file of the orders' items, one row per item, joined "
+            "by order id (Taobao's 宝贝报表: 订单编号, 标题, 价格, 购买数量, 外部系统编号 / "
+            "商家编码, 商品属性); its items replace the orders file's"
+        ),
+    ] = None,
     mapping: Annotated[str | None, Form(description=imports.MAPPING_DESCRIPTION)] = None,
     encoding: Annotated[
         str | None, Form(description="utf-8 | gbk | gb18030; default: detect")
@@ -241,6 +249,7 @@ def post_order_import(
         file.file,
         filename=file.filename,
         options=imports.parse_options(mapping, encoding, currency, channel),
+        details=items.file if items is not None else None,
     )
     return imports.job_read(job, [])
 

@@ -663,16 +663,19 @@ def order_data(
 #: items whose prices add up to more than this many times the order's gross amount are not
 #: a plausible order (a unit price in cents, a quantity in grams): rejected
 ITEMS_FAR_FACTOR = 100
-#: tolerance before items that disagree with the total are reported (shipping fees,
-#: rounding of per-item discounts)
+#: how far (share of the items less the discount, plus one unit) a total may fall below
+#: the items (rounding of per-item discounts) or lie above them (shipping fees, taxes)
+#: before the disagreement is reported
 ITEMS_MISMATCH_SHARE = Decimal("0.05")
+ITEMS_ABOVE_SHARE = Decimal("0.5")
 
 
 def _check_amounts_agree(
     c: _Checker, total: Decimal, discount: Decimal | None, items: list[dict[str, Any]]
 ) -> None:
     """Amounts that contradict each other: a discount beyond the priced items (rejected),
-    items far from the total (rejected) or off it by more than 5 % (a warning)."""
+    items far from the total (rejected), a total more than 5 % below the items less the
+    discount or more than 50 % above them (a warning)."""
     if not items or any(i["unit_price"] is None for i in items):
         return
     items_sum = sum((i["unit_price"] * i["quantity"] for i in items), Decimal(0))
@@ -685,7 +688,10 @@ def _check_amounts_agree(
         c.fail("items", "money.items_far_from_total", "add up to far more than the order total")
         return
     expected = items_sum - discount
-    if abs(expected - total) > max(ITEMS_MISMATCH_SHARE * max(total, expected), Decimal(1)):
+    # a total above the items is common (shipping fees, taxes): only far above is reported
+    below = expected - total > ITEMS_MISMATCH_SHARE * expected + 1
+    above = total - expected > ITEMS_ABOVE_SHARE * expected + 1
+    if below or above:
         c.warnings.append(
             Reason(
                 "total_amount",
