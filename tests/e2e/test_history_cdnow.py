@@ -34,7 +34,12 @@ def cdnow() -> pd.DataFrame:
     if name == "CDNOW_sample.txt":
         columns = ["customer", *columns]
     raw = pd.read_csv(
-        DATASETS / name, sep=r"\s+", header=None, names=columns, dtype={"date": str, "id": str}
+        DATASETS / name,
+        sep=r"\s+",
+        header=None,
+        names=columns,
+        dtype={"date": str, "id": str},
+        skiprows=1 if name == "CDNOW_master.txt" else 0,  # (the master has a header line)
     )
     raw["amount"] = raw["amount"].map(lambda a: Decimal(str(a)).quantize(Decimal("0.01")))
     raw["day"] = pd.to_datetime(raw["date"], format="%Y%m%d")
