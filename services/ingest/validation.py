@@ -657,6 +657,7 @@ def order_data(
         "items": items,
         "buyer": buyer,
         "shipping": shipping,
+        "data_warnings": [{"field": w.field, "code": w.code} for w in c.warnings],
     }
 
 

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.profile import input_quality
 from services.profile.normalize import mask_email, mask_handle, mask_name, mask_phone
 from shared import regions
 from shared.events import Interaction, Order, OrderStatus, ScoreSnapshot, SegmentChanged
@@ -615,6 +616,7 @@ def data_quality(doc: dict[str, Any], now: datetime, stale_after_days: int) -> d
         "missing": [n for n in COMPLETENESS_FIELDS if n not in present],
         "stale_fields": stale,
         "conflicts": conflicts,
+        "input_warnings": input_quality.summary(doc),
     }
 
 

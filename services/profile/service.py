@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from services.profile import addresses, domain, registration
+from services.profile import addresses, domain, input_quality, registration
 from services.profile.config import Settings
 from services.profile.export_repository import SubjectExports
 from services.profile.locking import load_for_update, lock_profiles
@@ -374,6 +374,7 @@ def _apply_order(batch: Batch, event: Any, order: Order) -> None:
     state = batch.order_state.get(order.order_id)
     if state is not None and state[1] >= version:
         return
+    input_quality.note_order(doc, order)
     contribution = domain.order_contribution(
         order, doc["f"].get("timezone") or batch.settings.shop_timezone
     )

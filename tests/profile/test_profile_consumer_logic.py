@@ -370,3 +370,31 @@ def test_the_address_comes_from_valid_purchases_others_are_alternatives(
 
 def body_seen(body: dict[str, Any]) -> str:
     return str(body["data_quality"]["conflicts"][0]["alternatives"][0]["seen_at"])
+
+
+def test_fields_ingest_dropped_are_reported_in_data_quality(
+    db: Database, settings: Settings
+) -> None:
+    warned = [{"field": "buyer.mobile", "code": "phone.invalid"}]
+    apply(
+        db,
+        settings,
+        order("w1", "o1", minutes=0, data_warnings=warned),
+        order("w1", "o1", minutes=0, data_warnings=warned),  # redelivered: counted once
+        order(
+            "w1",
+            "o2",
+            minutes=5,
+            data_warnings=[*warned, {"field": "total_amount", "code": "money.items_mismatch"}],
+        ),
+    )
+    quality = view(db, settings, "w1")["data_quality"]
+    assert quality["input_warnings"] == [
+        {"field": "buyer.mobile", "code": "phone.invalid", "orders": 2},
+        {"field": "total_amount", "code": "money.items_mismatch", "orders": 1},
+    ]
+    # a newer version of an order without the problem clears it; an older one changes nothing
+    apply(db, settings, order("w1", "o2", "shipped", minutes=10), order("w1", "o1", "created"))
+    assert view(db, settings, "w1")["data_quality"]["input_warnings"] == [
+        {"field": "buyer.mobile", "code": "phone.invalid", "orders": 1}
+    ]

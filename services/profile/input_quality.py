@@ -1,0 +1,37 @@
+"""What ingest reported about a customer's orders: the fields it dropped (an invalid mobile,
+e-mail, address part, ...) and amounts that disagree (``Order.data_warnings``, codes in
+docs/ingest.md). Kept per order (its latest version's warnings; a redelivered or newer
+version replaces them, so nothing is counted twice) for the newest ``MAX_ORDERS`` orders
+with warnings, and summed by field and code in ``data_quality.input_warnings``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from shared.events import Order
+
+MAX_ORDERS = 50
+
+
+def note_order(doc: dict[str, Any], order: Order) -> None:
+    """Remember this order version's warnings (or that it has none any more)."""
+    noted: dict[str, list[str]] = doc.setdefault("input_warn", {})
+    if not order.data_warnings:
+        noted.pop(order.order_id, None)
+        return
+    noted.pop(order.order_id, None)  # re-inserted: the newest orders are kept
+    noted[order.order_id] = sorted({f"{w.field}|{w.code}" for w in order.data_warnings})
+    while len(noted) > MAX_ORDERS:
+        noted.pop(next(iter(noted)))
+
+
+def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """``[{field, code, orders}]``: how many of the customer's orders each warning names."""
+    counts: Counter[str] = Counter()
+    for keys in (doc.get("input_warn") or {}).values():
+        counts.update(keys)
+    return [
+        {"field": key.partition("|")[0], "code": key.partition("|")[2], "orders": n}
+        for key, n in sorted(counts.items())
+    ]
