@@ -187,6 +187,11 @@ class Customer(Payload):
     )
     updated_at: datetime | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
+    data_warnings: list[DataWarning] = Field(
+        default_factory=list,
+        description="fields ingest dropped from this record (codes in docs/ingest.md); profile "
+        "reports them in data_quality",
+    )
 
 
 class InteractionKind(StrEnum):

@@ -778,7 +778,11 @@ def validate_customer(
     c.done()
     if warnings is not None:
         warnings.extend(c.warnings)
-    return _build(Customer, {"customer_id": customer_id, **data, "updated_at": updated_at})
+    dropped = [{"field": w.field, "code": w.code} for w in c.warnings]
+    return _build(
+        Customer,
+        {"customer_id": customer_id, **data, "updated_at": updated_at, "data_warnings": dropped},
+    )
 
 
 def _customer_fields(c: _Checker, raw: dict[str, Any]) -> dict[str, Any]:

@@ -409,6 +409,7 @@ def _apply_customer(batch: Batch, event: Any, customer: Customer) -> None:
     seen_at = domain.iso(customer.updated_at or event.occurred_at)
     _, doc = batch.doc_for(customer.customer_id, seen_at)
     source = f"customer:{customer.source or event.source}"
+    input_quality.note_customer(doc, customer, source)
     for name in ("name", "gender", "birthday", "company", "title", "industry", "wechat", "qq"):
         domain.observe(doc, name, normalize_text(getattr(customer, name)), source, seen_at)
     domain.observe(doc, "timezone", customer.timezone, source, seen_at)

@@ -398,3 +398,16 @@ def test_fields_ingest_dropped_are_reported_in_data_quality(
     assert view(db, settings, "w1")["data_quality"]["input_warnings"] == [
         {"field": "buyer.mobile", "code": "phone.invalid", "orders": 1}
     ]
+
+
+def test_fields_dropped_from_customer_records_are_reported_once_per_source(
+    db: Database, settings: Settings
+) -> None:
+    dropped = [{"field": "gender", "code": "gender.unknown"}]
+    record = customer("w2", name="王五", data_warnings=dropped)
+    apply(db, settings, record, record)
+    assert view(db, settings, "w2")["data_quality"]["input_warnings"] == [
+        {"field": "gender", "code": "gender.unknown", "orders": 1}
+    ]
+    apply(db, settings, customer("w2", minutes=5, name="王五"))  # fixed at the source
+    assert view(db, settings, "w2")["data_quality"]["input_warnings"] == []
