@@ -580,7 +580,7 @@ def test_the_chinese_mobile_shortcut_agrees_with_libphonenumber() -> None:
 
     import phonenumbers
 
-    from services.ingest.validation import _e164
+    from services.ingest.field_checks import _e164
 
     rng = random.Random(7)
     for _ in range(3000):
