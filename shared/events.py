@@ -78,6 +78,14 @@ STATUS_RANK = {
 }
 
 
+class DataWarning(Payload):
+    """What ingest reported about a record it accepted: a field it dropped (an invalid
+    mobile, e-mail, address part, ...) or amounts that disagree; never the value."""
+
+    field: str
+    code: str
+
+
 class OrderItem(Payload):
     sku: str | None = None
     name: str | None = None
@@ -126,6 +134,11 @@ class Order(Payload):
     items: list[OrderItem] = Field(default_factory=list)
     buyer: Buyer | None = None
     shipping: Address | None = None
+    data_warnings: list[DataWarning] = Field(
+        default_factory=list,
+        description="fields ingest dropped from this order and amounts that disagree (codes in "
+        "docs/ingest.md); profile reports them in data_quality",
+    )
 
     @property
     def version_at(self) -> datetime:
@@ -174,6 +187,11 @@ class Customer(Payload):
     )
     updated_at: datetime | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
+    data_warnings: list[DataWarning] = Field(
+        default_factory=list,
+        description="fields ingest dropped from this record (codes in docs/ingest.md); profile "
+        "reports them in data_quality",
+    )
 
 
 class InteractionKind(StrEnum):

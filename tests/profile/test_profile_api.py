@@ -157,6 +157,16 @@ def test_patch_wins_over_derived_data(client: TestClient) -> None:
         ).status_code
         == 422
     )
+    # gender: normalised as ingest normalises it (shared.vocabulary), not stored as sent
+    for sent, stored in (("男", "male"), ("F", "female"), ("保密", "unknown")):
+        response = client.patch(
+            "/v1/customers/tb_zhangsan88", json={"gender": sent}, headers=WRITER
+        )
+        assert response.status_code == 200, response.text
+        basic = client.get("/v1/customers/tb_zhangsan88", headers=PII).json()["basic"]
+        assert basic["gender"] == stored
+    robot = client.patch("/v1/customers/tb_zhangsan88", json={"gender": "robot"}, headers=WRITER)
+    assert robot.status_code == 422 and robot.json()["errors"][0]["field"] == "gender"
     for body in (
         b'{"name": "\\u738b\\u0000"}',  # a NUL byte
         b'{"name": "\\u738b\\udc00"}',  # a lone surrogate
@@ -262,6 +272,27 @@ def test_contact_policy_put_and_publish(client: TestClient) -> None:
         ).status_code
         == 422
     )
+
+
+def test_consent_and_tags_before_the_first_order_are_kept_and_apply(client: TestClient) -> None:
+    policy = {"channels": {"sms": {"consented": True, "source": "registration"}}}
+    put = client.put("/v1/customers/new-member/contact-policy", json=policy, headers=WRITER)
+    assert put.status_code == 200, put.text
+    tagged = client.post("/v1/customers/new-member/tags", json={"tags": ["signup"]}, headers=WRITER)
+    assert tagged.status_code in (200, 201), tagged.text
+    changed = [e for e in outbox(client) if e["type"] == "profile.contact_policy_changed"]
+    assert changed[-1]["key"] == "new-member"  # campaign keeps it from crm.profiles.v1
+    assert changed[-1]["data"]["channels"]["sms"]["consented"] is True
+    # the first order arrives later, with a data time before the registration
+    feed(client, order("new-member", "N1", buyer={"name": "新会员"}))
+    body = client.get("/v1/customers/new-member", headers=PII).json()
+    assert body["contact_policy"]["channels"]["sms"]["consented"] is True
+    assert body["tags"] == ["signup"]
+    assert body["transactions"]["order_count"] == 1
+    assert body["basic"]["name"] == "新会员"
+    # an id that is not one is not registered
+    bidi = client.put("/v1/customers/x%E2%80%AEy/contact-policy", json=policy, headers=WRITER)
+    assert bidi.status_code == 422
 
 
 def test_search_filters_and_cursor(client: TestClient) -> None:

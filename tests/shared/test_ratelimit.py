@@ -24,6 +24,7 @@ from shared.runtime import ServiceRuntime
 ADMIN = "admin-key"
 READER = "reader-key"
 WRITER = "writer-key"
+JSON_BODY = {"content-type": "application/json"}
 
 
 class DemoSettings(ServiceSettings):
@@ -90,9 +91,14 @@ def test_a_key_over_its_scope_default_gets_429_and_others_go_on(client: TestClie
 def test_the_fast_lane_counts_requests_against_the_scope_limit(client: TestClient) -> None:
     for _ in range(5):
         assert (
-            client.post("/v1/fast", content=b"x", headers={"X-API-Key": WRITER}).status_code == 202
+            client.post(
+                "/v1/fast", content=b"x", headers={"X-API-Key": WRITER, **JSON_BODY}
+            ).status_code
+            == 202
         )
-    assert_rate_limited(client.post("/v1/fast", content=b"x", headers={"X-API-Key": WRITER}), 5)
+    assert_rate_limited(
+        client.post("/v1/fast", content=b"x", headers={"X-API-Key": WRITER, **JSON_BODY}), 5
+    )
 
 
 def test_a_managed_key_with_its_own_limit(client: TestClient) -> None:
