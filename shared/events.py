@@ -287,7 +287,10 @@ class SegmentChanged(Payload):
     segments: list[str] = Field(default_factory=list, description="current memberships")
     segments_entered: list[str] = Field(default_factory=list)
     segments_left: list[str] = Field(default_factory=list)
-    removed: bool = Field(False, description="the customer left scoring (erased or merged)")
+    removed: bool = Field(
+        False,
+        description="the customer left scoring (erased, merged, or every order moved away)",
+    )
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
