@@ -32,6 +32,7 @@ from shared.events import utcnow
 from shared.openapi_security import declare_api_key_security
 from shared.pagination import configure_cursor_key
 from shared.ratelimit import RateLimiter
+from shared.request_id import RequestIdMiddleware
 from shared.runtime import ServiceRuntime, freeze_startup_heap
 
 log = logging.getLogger(__name__)
@@ -621,7 +622,7 @@ def build_app(
             yield
         finally:
             if start_runtime:
-                feed.stop()
+                feed.stop(timeout=1.0)  # a daemon thread; it may be blocked on an absent broker
                 usage.stop()
                 if stop_metrics is not None:
                     stop_metrics()
@@ -651,6 +652,7 @@ def build_app(
         BodyLimitMiddleware, max_bytes=max_body_bytes, overrides=tuple(body_limit_overrides)
     )
     app.add_middleware(MetricsMiddleware, service=runtime.name)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     declare_api_key_security(app)
     return app
 

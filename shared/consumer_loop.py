@@ -30,6 +30,7 @@ from shared.bus_errors import BROKER_ERRORS, TRANSIENT_ERRORS, PoisonMessage, Tr
 from shared.consumer_health import DEFAULT_STALL_SECONDS, ProgressWatch, rebuild_delay
 from shared.db import Database
 from shared.events import DeadLetter, DeadLetterRecorded, decode_event, encode_event, utcnow
+from shared.logs import log_context
 from shared.outbox import OutboxRelay, driver_connection, driver_time
 from shared.producer import Publisher
 
@@ -402,6 +403,10 @@ class ConsumerLoop:
         return base
 
     def _process(self, messages: list[Inbound]) -> None:
+        with log_context(batch=f"{messages[0].origin} +{len(messages) - 1}"):
+            self._process_batch(messages)
+
+    def _process_batch(self, messages: list[Inbound]) -> None:
         attempt = 0
         while True:
             attempt += 1
@@ -430,6 +435,10 @@ class ConsumerLoop:
             self._process_one(message)
 
     def _process_one(self, message: Inbound) -> None:
+        with log_context(event_id=message.dedup_id or None, record=message.origin):
+            self._process_one_record(message)
+
+    def _process_one_record(self, message: Inbound) -> None:
         attempt = 0
         while not self._stop.is_set():
             attempt += 1

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from services.profile import domain
 from services.profile.config import Settings
+from services.profile.export_repository import SubjectExports
 from services.profile.locking import load_for_update, lock_profiles
 from services.profile.normalize import (
     names_conflict,
@@ -20,6 +21,7 @@ from services.profile.normalize import (
     normalize_phone,
     normalize_text,
 )
+from services.profile.readable import readable_order
 from services.profile.repository import (
     SCORE_KEYS,
     ProfileRepository,
@@ -989,7 +991,7 @@ def export(session: Session, customer_id: str, settings: Settings) -> dict[str, 
         "exported_at": domain.iso(utcnow()),
         "profile": view(row, True, settings),
         "customer_ids": aliases,
-        "orders": repo.orders_of(row.profile_id),
+        "orders": [readable_order(o) for o in repo.orders_of(row.profile_id)],
         "interactions": repo.interactions_of(row.profile_id),
         "merges": repo.merges_of(row.profile_id),
         "audit": repo.audit_of([row.profile_id, *aliases]),
@@ -1008,6 +1010,7 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
     repo.delete_contact_points(aliases)
     repo.delete_history(row.profile_id)
     repo.delete_profiles([row.profile_id])
+    SubjectExports(session).delete_of(row.profile_id)
     repo.add_tombstones(
         [
             {"customer_hash": tombstone_key(cid), "erasure_id": erasure_id, "erased_at": now}
