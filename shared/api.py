@@ -31,6 +31,7 @@ from shared.config import ServiceSettings
 from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
 from shared.events import utcnow
 from shared.openapi_security import declare_api_key_security
+from shared.pagination import configure_cursor_key
 from shared.ratelimit import RateLimiter
 from shared.request_id import RequestIdMiddleware
 from shared.runtime import ServiceRuntime, freeze_startup_heap
@@ -306,6 +307,10 @@ class MetricsMiddleware:
             )
 
 
+#: the longest ``Idempotency-Key`` accepted (the column holds 255 characters)
+IDEMPOTENCY_KEY_MAX = 255
+
+
 class IdempotencyMiddleware:
     """Honours ``Idempotency-Key`` on POST/PUT/PATCH.
 
@@ -331,7 +336,25 @@ class IdempotencyMiddleware:
         if not raw_key:
             await self.app(scope, receive, send)
             return
-        key = raw_key.decode("latin-1")[:255]
+        key = raw_key.decode("latin-1")
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            # cut to fit, two long keys sharing their first 255 characters would collide
+            refused = problem_response(
+                ValidationProblem(
+                    f"the Idempotency-Key is {len(key)} characters; at most "
+                    f"{IDEMPOTENCY_KEY_MAX} are accepted",
+                    errors=[
+                        {
+                            "field": "header.Idempotency-Key",
+                            "code": "too_long",
+                            "message": f"at most {IDEMPOTENCY_KEY_MAX} characters",
+                        }
+                    ],
+                ),
+                instance=scope.get("path"),
+            )
+            await refused(scope, receive, send)
+            return
         body = bytearray()
         while True:
             message = await receive()
@@ -574,6 +597,13 @@ def build_app(
     and check duplicate keys (``shared.strict_input``)."""
 
     settings = runtime.settings
+    configure_cursor_key(
+        settings.cursor_secret.get_secret_value()
+        if settings.cursor_secret is not None
+        else settings.api_key.get_secret_value()
+        if settings.api_key is not None
+        else None
+    )
     directory = KeyDirectory()
     feed = KeyFeed(settings.kafka_bootstrap_servers, directory, settings.topic_namespace)
     usage = UsageReporter(

@@ -322,7 +322,10 @@ class SegmentChanged(Payload):
     segments: list[str] = Field(default_factory=list, description="current memberships")
     segments_entered: list[str] = Field(default_factory=list)
     segments_left: list[str] = Field(default_factory=list)
-    removed: bool = Field(False, description="the customer left scoring (erased or merged)")
+    removed: bool = Field(
+        False,
+        description="the customer left scoring (erased, merged, or every order moved away)",
+    )
     predictions: PredictionSnapshot | None = Field(
         None,
         description="predictive CLV as of the last fit run (absent: none published for the "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -23,17 +25,42 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(None, description="null on the last page")
 
 
+#: what keys the cursors' signature until :func:`configure_cursor_key` (tests, tools)
+_DEFAULT_SECRET = "crm-cursor-development-key"
+_key = hashlib.sha256(_DEFAULT_SECRET.encode()).digest()
+_MAC_BYTES = 12
+
+
+def configure_cursor_key(secret: str | None) -> None:
+    """Key the cursors' signature with ``secret`` (``build_app`` passes
+    ``CRM_CURSOR_SECRET``, or else the admin key: every replica of a service shares it, so
+    a cursor from one is good on another and after a restart)."""
+    global _key
+    material = secret or _DEFAULT_SECRET
+    _key = hmac.new(material.encode(), b"crm cursor v1", hashlib.sha256).digest()
+
+
+def _mac(payload: str) -> str:
+    digest = hmac.new(_key, payload.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
 def encode_cursor(position: dict[str, Any]) -> str:
-    """Encode a sort position into an opaque URL-safe cursor."""
-    return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
+    """Encode a sort position into an opaque URL-safe cursor, signed so that an edited or
+    made-up cursor is refused rather than read as a position."""
+    payload = base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
+    return f"{payload}.{_mac(payload)}"
 
 
 def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    """Decode a cursor from :func:`encode_cursor`; a malformed one is a 400 problem."""
+    """Decode a cursor from :func:`encode_cursor`; a malformed or forged one is a 400."""
     if not cursor:
         return None
+    payload, _, mac = cursor.rpartition(".")
+    if not payload or not hmac.compare_digest(mac.encode(), _mac(payload).encode()):
+        raise ProblemError("the cursor is not one this API returned", slug="invalid-cursor")
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
+        padded = payload + "=" * (-len(payload) % 4)
         value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except Exception as exc:
         raise ProblemError(

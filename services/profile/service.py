@@ -382,6 +382,7 @@ def _apply_order(batch: Batch, event: Any, order: Order) -> None:
         old_pid, _, old = state
         old_doc = batch.docs.get(old_pid)
         if old_doc is None:  # the order moved between profiles: load the other one
+            lock_profiles(batch.session, [old_pid])
             loaded = batch.repo.profiles([old_pid]).get(old_pid)
             if loaded is not None:
                 batch.docs[old_pid] = old_doc = loaded.doc

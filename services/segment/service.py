@@ -563,7 +563,12 @@ class EventBatch:
                     continue
                 if not aggregate["_empty"]:
                     rows[customer_id] = incremental.finished(aggregate)
-            # a customer left without orders keeps its row, as a re-aggregation would
+            # a scored customer whose orders all moved to another customer leaves scoring, as
+            # if they had never ordered: their row and memberships go, and a removal is
+            # published so that profile and campaign drop the ghost (it stayed `new`, F=1)
+            for customer_id in again:
+                if customer_id not in rows and self.stored.get(customer_id) is not None:
+                    self._remove(customer_id)
             ordered = [rows[c] for c in affected if c in rows]
             self.outcome.customers_rescored += len(ordered)
             self.records.extend(
