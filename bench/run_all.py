@@ -44,6 +44,7 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("ratelimit", ["bench/bench_ratelimit.py"], []),
     ("profile", ["bench/bench_profile.py"], []),
     ("segment", ["bench/bench_segment.py"], []),
+    ("clv", ["bench/bench_clv.py"], []),
     ("campaign", ["bench/bench_campaign.py"], []),
     ("e2e", ["bench/bench_e2e.py"], []),
     # scaling out (full run only): 2 profile + 2 segment consumers, 6 partitions, PostgreSQL
