@@ -46,6 +46,7 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("segment", ["bench/bench_segment.py"], []),
     ("clv", ["bench/bench_clv.py"], []),
     ("campaign", ["bench/bench_campaign.py"], []),
+    ("growth", ["bench/bench_growth.py"], []),
     ("e2e", ["bench/bench_e2e.py"], []),
     # scaling out (full run only): 2 profile + 2 segment consumers, 6 partitions, PostgreSQL
     ("e2e-replicas", ["bench/bench_e2e.py", "--replicas", "2", "--partitions", "6"], []),
