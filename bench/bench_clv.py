@@ -1,6 +1,6 @@
 """Predictive CLV benchmark: fit BG/NBD + Gamma-Gamma and score N customers (pure, no DB).
 
-usage: python bench/bench_clv.py [--customers N] [--baseline N]
+usage: python bench/bench_clv.py [--quick] [--customers N] [--baseline N] [--figures PATH]
 
 1. Synthetic purchases of N customers (default 1,000,000) drawn from the BG/NBD and
    Gamma-Gamma stories over two years of daily periods (known parameters).
@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.figures import Figure, record, use_sink  # noqa: E402
 from services.segment import clv_models  # noqa: E402
 from services.segment.predictive import customer_summaries, percentiles, predict  # noqa: E402
 
@@ -143,9 +144,14 @@ def show(name: str, params: dict[str, float]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--baseline", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="20,000 customers, 5,000 baseline")
+    parser.add_argument("--customers", type=int)
+    parser.add_argument("--baseline", type=int)
+    parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     args = parser.parse_args()
+    use_sink(args.figures)
+    args.customers = args.customers or (20_000 if args.quick else 1_000_000)
+    args.baseline = args.baseline or (5_000 if args.quick else 20_000)
     print(f"load average before: {load()}")
     started = time.perf_counter()
     purchases = synthetic_purchases(args.customers)
@@ -195,6 +201,30 @@ def main() -> int:
     print(
         f"  ours on {len(summary):,} customers vs lifetimes' rate extrapolated linearly: "
         f"{fit_and_score:.1f} s vs ~{per_customer * len(summary):.0f} s"
+    )
+    record(
+        Figure(
+            "clv",
+            f"BG/NBD + Gamma-Gamma fit and scoring, {len(sample):,}-customer subsample (s)",
+            round(ours_seconds, 3),
+            "s",
+            "lifetimes, same subsample (s)",
+            round(theirs_seconds, 3),
+            size=len(sample),
+        )
+    )
+    record(
+        Figure(
+            "clv",
+            f"fit + scoring, {len(summary):,} customers (s)",
+            round(fit_and_score, 2),
+            "s",
+            target="< 60" if len(summary) >= 1_000_000 else None,
+            size=len(summary),
+            extra={
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            },
+        )
     )
     print(f"load average after: {load()}")
     return 0
