@@ -278,6 +278,23 @@ class ScoreSnapshot(Payload):
     last_order_at: datetime | None = None
 
 
+class PredictionSnapshot(Payload):
+    """A customer's predictive CLV from segment's last fit run of their currency."""
+
+    fit_id: int
+    currency: str
+    as_of: datetime = Field(description="the observation time of the fit run")
+    p_alive: float = Field(description="probability the customer is still active")
+    expected_purchases_30d: float
+    expected_purchases_90d: float
+    expected_purchases_365d: float
+    expected_order_value: Decimal
+    predicted_clv: Decimal = Field(description="discounted expected spend over the fit's horizon")
+    predicted_clv_percentile: float = Field(
+        description="share (0-100) of the currency's customers with a lower predicted CLV"
+    )
+
+
 class SegmentChanged(Payload):
     customer_id: str
     policy_version: int
@@ -288,8 +305,22 @@ class SegmentChanged(Payload):
     segments_entered: list[str] = Field(default_factory=list)
     segments_left: list[str] = Field(default_factory=list)
     removed: bool = Field(False, description="the customer left scoring (erased or merged)")
+    predictions: PredictionSnapshot | None = Field(
+        None,
+        description="predictive CLV as of the last fit run (absent: none published for the "
+        "customer's currency, or removed); a prediction moving alone is not a change",
+    )
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+class SegmentDeleted(Payload):
+    """A custom segment was deleted: its members have left it (their own segment.changed
+    events say so); campaigns aimed at it must not launch any more."""
+
+    segment_id: str
+    name: str
+    deleted_at: datetime
 
 
 # --------------------------------------------------------------------------- campaign
@@ -399,6 +430,13 @@ class SegmentChangedEvent(_Envelope):
     data: SegmentChanged
 
 
+class SegmentDeletedEvent(_Envelope):
+    """Keyed by the segment id (not a customer id)."""
+
+    type: Literal["segment.deleted"] = "segment.deleted"
+    data: SegmentDeleted
+
+
 class MessageRequestedEvent(_Envelope):
     type: Literal["campaign.message_requested"] = "campaign.message_requested"
     data: MessageRequested
@@ -423,6 +461,7 @@ Event = Annotated[
     | ProfileErasedEvent
     | ProfileUpdatedEvent
     | SegmentChangedEvent
+    | SegmentDeletedEvent
     | MessageRequestedEvent
     | MessageReceiptRecorded
     | DeadLetterRecorded,
@@ -442,6 +481,7 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
         ProfileErasedEvent,
         ProfileUpdatedEvent,
         SegmentChangedEvent,
+        SegmentDeletedEvent,
         MessageRequestedEvent,
         MessageReceiptRecorded,
         DeadLetterRecorded,

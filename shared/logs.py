@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.broker_state import KAFKA_LOG_FILTER
+
 #: what the current request or consumed record is (request_id, event_id, record, batch)
 _CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "crm_log_context", default=None
@@ -81,6 +83,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         )
     else:
         handler.setFormatter(JsonFormatter(service))
+    # during a broker outage kafka-python repeats the same warning on every retry
+    handler.addFilter(KAFKA_LOG_FILTER)
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("CRM_LOG_LEVEL", level).upper())
     # kafka-python is chatty at INFO about every connection

@@ -5,15 +5,17 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.segment import clv_routes, clv_runs, gauges, service
+from services.segment import clv_metrics, clv_routes, clv_runs, gauges, service
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
+from services.segment.subject_export import export_section
 from services.segment.sweep import DaySweep, SweepOutcome, mark_swept
-from shared import business_metrics
+from shared import business_metrics, topics
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.events import utcnow
+from shared.exports import answering_exports
 from shared.runtime import PeriodicJob, ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -24,7 +26,10 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     assert isinstance(settings, Settings)
     runtime = ServiceRuntime(
-        settings, MIGRATIONS, consumer_factory=build_consumers, consumed_topics=CONSUMED_TOPICS
+        settings,
+        MIGRATIONS,
+        consumer_factory=answering_exports(build_consumers, export_section),
+        consumed_topics=(*CONSUMED_TOPICS, topics.EXPORT_REQUESTS),
     )
     runtime.extras["clock"] = utcnow
     day_sweep = DaySweep(runtime.db)
@@ -76,6 +81,7 @@ def fit_clv(runtime: ServiceRuntime) -> clv_runs.ClvRun:
     assert isinstance(settings, Settings)
     with runtime.db.unit_of_work() as session:
         outcome = clv_runs.run(session, runtime.extras["clock"](), clv_runs.options_from(settings))
+    clv_metrics.publish(outcome)
     runtime.relay.notify()
     log.info(
         "CLV fits: %s",
