@@ -29,6 +29,7 @@ from shared.bus import PLATFORM_TABLES
 from shared.config import ServiceSettings
 from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
 from shared.events import utcnow
+from shared.openapi_problems import document_problems
 from shared.openapi_security import declare_api_key_security
 from shared.ratelimit import RateLimiter
 from shared.request_id import RequestIdMiddleware
@@ -624,6 +625,7 @@ def build_app(
     app.add_middleware(MetricsMiddleware, service=runtime.name)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     declare_api_key_security(app)
+    document_problems(app)  # after the security scheme: it reads each operation's scopes
     return app
 
 
