@@ -27,6 +27,7 @@ from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
 from shared.auth import Principal, authenticate, authorize, key_fingerprint, require
 from shared.bus import PLATFORM_TABLES
 from shared.config import ServiceSettings
+from shared.docs_ui import serve_docs_locally
 from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
 from shared.events import utcnow
 from shared.openapi_problems import document_problems
@@ -605,7 +606,10 @@ def build_app(
         version="1.0.0",
         lifespan=lifespan,
         default_response_class=_OrjsonResponse,
+        docs_url=None,  # served from local assets below, not a CDN
+        redoc_url=None,
     )
+    serve_docs_locally(app, title)
     app.state.runtime = runtime
     app.state.api_keys = settings.all_api_keys()
     app.state.key_directory = directory
