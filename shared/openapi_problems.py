@@ -4,7 +4,7 @@ FastAPI documents a 422 as ``{detail: [{loc, msg, type}]}``; ours is RFC 9457
 problem+json with ``errors: [{field, code, message}]`` (shared.errors). This rewrites every
 operation's error responses to the body the service really sends, adds the ones the
 platform can answer (401 / 403 / 429 where a key is needed, 404 where a path names
-something, 409 and 413 where a body is sent) and documents the ``Idempotency-Key`` header
+something, 400 where a cursor is taken, 409 and 413 where a body is sent) and documents the ``Idempotency-Key`` header
 on every POST. Runs after :func:`shared.openapi_security.declare_api_key_security`.
 """
 
@@ -63,6 +63,7 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "body is a 409.",
 }
 STANDARD = {
+    "400": "The cursor is not one this API returned (`invalid-cursor`)",
     "401": "No API key, or an unknown, revoked or expired one",
     "403": "The API key lacks a required scope",
     "404": "Not found",
@@ -99,6 +100,8 @@ def rewrite(document: dict[str, Any]) -> dict[str, Any]:
                     wanted.add("403")
             if "{" in path:
                 wanted.add("404")
+            if any(p.get("name") == "cursor" for p in operation.get("parameters") or []):
+                wanted.add("400")
             if method in {"post", "put", "patch"} and operation.get("requestBody"):
                 wanted |= {"413", "422"}
             if method == "post":

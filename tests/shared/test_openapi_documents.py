@@ -43,6 +43,8 @@ def test_errors_are_documented_as_the_problems_the_service_sends(service: str) -
                 assert "403" in responses, (method, path)
             if operation.get("requestBody"):
                 assert {"413", "422"} <= set(responses), (method, path)
+            if any(p["name"] == "cursor" for p in operation.get("parameters", [])):
+                assert "400" in responses, (method, path)  # invalid-cursor
             if method == "post":
                 assert "409" in responses, (method, path)
                 names = [p["name"] for p in operation.get("parameters", [])]

@@ -75,6 +75,7 @@ CALLS: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {
     "segment": [
         ("GET", "/v1/segments", "/v1/segments", {}),
         ("GET", "/v1/segments", "/v1/segments", {"headers": {}}),  # 401
+        ("GET", "/v1/segments", "/v1/segments", {"params": {"cursor": "e"}}),  # 400
         ("POST", "/v1/segments", "/v1/segments", {"json": {"segment_id": "gd", "name": "GD", "rule": {"field": "province", "op": "eq", "value": "广东省"}}}),
         ("POST", "/v1/segments", "/v1/segments", {"json": {"segment_id": "gd", "name": "GD", "rule": {"field": "province", "op": "eq", "value": "广东省"}}}),  # 409
         ("GET", "/v1/segments/{segment_id}", "/v1/segments/nope", {}),  # 404
