@@ -28,8 +28,10 @@ from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
 from shared.auth import Principal, authenticate, authorize, key_fingerprint, require
 from shared.bus import PLATFORM_TABLES
 from shared.config import ServiceSettings
+from shared.docs_ui import serve_docs_locally
 from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
 from shared.events import utcnow
+from shared.openapi_problems import document_problems
 from shared.openapi_security import declare_api_key_security
 from shared.pagination import configure_cursor_key
 from shared.ratelimit import RateLimiter
@@ -639,7 +641,10 @@ def build_app(
         version="1.0.0",
         lifespan=lifespan,
         default_response_class=_OrjsonResponse,
+        docs_url=None,  # served from local assets below, not a CDN
+        redoc_url=None,
     )
+    serve_docs_locally(app, title)
     app.state.runtime = runtime
     app.state.api_keys = settings.all_api_keys()
     app.state.key_directory = directory
@@ -664,6 +669,7 @@ def build_app(
     app.add_middleware(MetricsMiddleware, service=runtime.name)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     declare_api_key_security(app)
+    document_problems(app)  # after the security scheme: it reads each operation's scopes
     return app
 
 
