@@ -290,6 +290,23 @@ class ScoreSnapshot(Payload):
     last_order_at: datetime | None = None
 
 
+class PredictionSnapshot(Payload):
+    """A customer's predictive CLV from segment's last fit run of their currency."""
+
+    fit_id: int
+    currency: str
+    as_of: datetime = Field(description="the observation time of the fit run")
+    p_alive: float = Field(description="probability the customer is still active")
+    expected_purchases_30d: float
+    expected_purchases_90d: float
+    expected_purchases_365d: float
+    expected_order_value: Decimal
+    predicted_clv: Decimal = Field(description="discounted expected spend over the fit's horizon")
+    predicted_clv_percentile: float = Field(
+        description="share (0-100) of the currency's customers with a lower predicted CLV"
+    )
+
+
 class SegmentChanged(Payload):
     customer_id: str
     policy_version: int
@@ -300,6 +317,11 @@ class SegmentChanged(Payload):
     segments_entered: list[str] = Field(default_factory=list)
     segments_left: list[str] = Field(default_factory=list)
     removed: bool = Field(False, description="the customer left scoring (erased or merged)")
+    predictions: PredictionSnapshot | None = Field(
+        None,
+        description="predictive CLV as of the last fit run (absent: none published for the "
+        "customer's currency, or removed); a prediction moving alone is not a change",
+    )
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 

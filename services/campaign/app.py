@@ -4,14 +4,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.campaign import scheduler
+from services.campaign import gauges, scheduler
 from services.campaign.config import Settings
 from services.campaign.consumer import CONSUMED_TOPICS, build_consumers
 from services.campaign.entry_routes import router as entry_router
 from services.campaign.launcher import Launcher
 from services.campaign.routes import router
 from services.campaign.subject_export import export_section
-from shared import topics
+from shared import business_metrics, topics
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.exports import answering_exports
@@ -36,6 +36,14 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
             name="campaign-scheduler",
             interval=resolved.scheduler_interval_seconds,
             func=lambda: scheduler.tick(runtime.db, resolved, runtime.relay.notify),
+        )
+    )
+    runtime.jobs.append(
+        PeriodicJob(
+            name="campaign-business-gauges",
+            interval=business_metrics.refresh_seconds(),
+            func=lambda: gauges.refresh(runtime),
+            run_at_start=True,
         )
     )
     return runtime

@@ -94,7 +94,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             ("/v1/customers", s.max_single_body_bytes),
             ("/v1/interactions", s.max_single_body_bytes),
         ],
-        on_startup=runtime.extras["imports"].fail_interrupted,
+        on_startup=runtime.extras["imports"].resume_interrupted,
         # the single-record routes are the hot path (one request per order): dispatched
         # without FastAPI's routing and dependency resolution (see FastLaneMiddleware)
         fast_routes=[

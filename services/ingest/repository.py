@@ -390,18 +390,25 @@ class Imports:
         self.session.execute(update(ImportJob).where(ImportJob.job_id == job_id).values(**values))
 
     def add_progress(
-        self, job_id: str, rows: int, accepted: int, duplicate: int, rejected: int
+        self,
+        job_id: str,
+        rows: int,
+        accepted: int,
+        duplicate: int,
+        rejected: int,
+        warned: int = 0,
+        last_line: int | None = None,
     ) -> None:
-        self.session.execute(
-            update(ImportJob)
-            .where(ImportJob.job_id == job_id)
-            .values(
-                rows_read=ImportJob.rows_read + rows,
-                accepted=ImportJob.accepted + accepted,
-                duplicate=ImportJob.duplicate + duplicate,
-                rejected=ImportJob.rejected + rejected,
-            )
-        )
+        values: dict[str, Any] = {
+            "rows_read": ImportJob.rows_read + rows,
+            "accepted": ImportJob.accepted + accepted,
+            "duplicate": ImportJob.duplicate + duplicate,
+            "rejected": ImportJob.rejected + rejected,
+            "warned": ImportJob.warned + warned,
+        }
+        if last_line is not None:
+            values["last_line"] = last_line
+        self.session.execute(update(ImportJob).where(ImportJob.job_id == job_id).values(**values))
 
     def add_rejections(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
@@ -415,6 +422,17 @@ class Imports:
                 .order_by(ImportRejection.row_number)
                 .limit(limit)
             ).scalars()
+        )
+
+    def count_rows(self, job_id: str) -> int:
+        """How many rejected / warned rows of the job are kept."""
+        return int(
+            self.session.scalar(
+                select(func.count())
+                .select_from(ImportRejection)
+                .where(ImportRejection.job_id == job_id)
+            )
+            or 0
         )
 
     def unfinished(self) -> list[ImportJob]:

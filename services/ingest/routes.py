@@ -83,6 +83,7 @@ async def _single(request: Request, kind: str, id_field: str) -> Response:
                 "sequence": result.sequence,
                 "current": result.current,
                 id_field: result.id,
+                "warnings": result.warnings,
             }
         ),
         status_code=status.HTTP_202_ACCEPTED,
@@ -113,6 +114,7 @@ def _batch(runtime: ServiceRuntime, kind: str, plural: str, body: Any) -> Respon
                 "event_id": r.event_id,
                 "current": r.current,
                 "reasons": r.reasons,
+                "warnings": r.warnings,
             }
         )
     # serialised once, directly (the shape is BatchResult; orjson writes the Reason

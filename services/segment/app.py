@@ -5,13 +5,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.segment import clv_routes, clv_runs, service
+from services.segment import clv_metrics, clv_routes, clv_runs, gauges, service
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
 from services.segment.subject_export import export_section
 from services.segment.sweep import DaySweep, SweepOutcome, mark_swept
-from shared import topics
+from shared import business_metrics, topics
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.events import utcnow
@@ -58,6 +58,14 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
     )
     runtime.jobs.append(
         PeriodicJob(
+            "segment-business-gauges",
+            business_metrics.refresh_seconds(),
+            lambda: gauges.refresh(runtime),
+            run_at_start=True,
+        )
+    )
+    runtime.jobs.append(
+        PeriodicJob(
             "segment-clv-fit",
             settings.clv_fit_interval_seconds,
             lambda: fit_clv(runtime),
@@ -73,6 +81,7 @@ def fit_clv(runtime: ServiceRuntime) -> clv_runs.ClvRun:
     assert isinstance(settings, Settings)
     with runtime.db.unit_of_work() as session:
         outcome = clv_runs.run(session, runtime.extras["clock"](), clv_runs.options_from(settings))
+    clv_metrics.publish(outcome)
     runtime.relay.notify()
     log.info(
         "CLV fits: %s",

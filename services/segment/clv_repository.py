@@ -87,6 +87,26 @@ class Predictions:
                 found[row.customer_id] = row
         return found
 
+    def event_rows(self, customer_ids: Sequence[str]) -> list[Any]:
+        """(customer_id, fit_id, currency, as_of, *PREDICTION_COLUMNS) of these customers.
+
+        Driver-level (the consumer's hot path reads it for every batch's changed
+        customers); ``as_of`` is SQLite's text or PostgreSQL's datetime as they come.
+        """
+        names = ", ".join(["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS])
+        connection = self.session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        rows: list[Any] = []
+        for chunk in chunks(list(customer_ids), 900):
+            marks = ", ".join(mark for _ in chunk)
+            rows.extend(
+                connection.exec_driver_sql(
+                    f"SELECT {names} FROM customer_predictions WHERE customer_id IN ({marks})",
+                    tuple(chunk),
+                ).fetchall()
+            )
+        return rows
+
     def frame(self, currency: str | None = None) -> pd.DataFrame:
         """Stored predictions: customer_id, currency, fit_id and :data:`PREDICTION_COLUMNS`."""
         names = ["customer_id", "currency", "fit_id", *PREDICTION_COLUMNS]

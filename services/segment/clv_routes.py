@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.segment import clv_report, clv_runs, predictive, service
+from services.segment import clv_metrics, clv_report, clv_runs, predictive, service
 from services.segment.clv_repository import ClvFits
 from services.segment.config import Settings
 from services.segment.models import ClvFit
@@ -104,6 +104,7 @@ def run_fits(request: Request) -> ClvRunRead:
             fits=[fit_read(f) for f in outcome.fits],
             rescoring=RescoringRead(**outcome.rescoring.__dict__),
         )
+    clv_metrics.publish(outcome)
     runtime.relay.notify()
     return result
 

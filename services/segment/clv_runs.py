@@ -30,12 +30,15 @@ def options_from(settings: Settings) -> predictive.ClvOptions:
 class ClvRun:
     fits: list[ClvFit]
     rescoring: service.RescoringOutcome
+    #: per currency with published numbers: customers_predicted, predicted_clv_total,
+    #: p_alive_mean, expected_purchases_90d_total (clv_metrics.publish)
+    figures: dict[str, dict[str, float]]
 
 
 def run(session: Session, now: datetime, options: predictive.ClvOptions) -> ClvRun:
     """New fits and predictions as of ``now``; segments reading predictions are re-evaluated
     (the rescoring publishes the customers whose memberships changed)."""
     _, policy, _ = service.current_policy(session)
-    fits = predictive.run_fits(session, now, policy.timezone, options)
+    fitted = predictive.run_fits(session, now, policy.timezone, options)
     rescoring = service.rescore_all(session, now, recompute=False)
-    return ClvRun(fits, rescoring)
+    return ClvRun(fitted.fits, rescoring, fitted.figures)

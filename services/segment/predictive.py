@@ -29,7 +29,7 @@ from services.segment.clv_repository import (
 )
 from services.segment.models import ClvFit, CustomerPrediction
 from services.segment.rules import PREDICTION_FIELDS, Rule, fields_of
-from services.segment.scoring import MONEY_SCALE
+from services.segment.scoring import MONEY_SCALE, money_text
 from shared.events import ensure_aware, utcnow
 
 EXPECTED_PURCHASE_HORIZONS = (30, 90, 365)
@@ -76,22 +76,18 @@ def customer_summaries(
     frame = purchases[keep]
     if frame.empty:
         return clv_summary(frame, as_of, timezone).assign(currency=pd.Series(dtype=object))
-    order = np.lexsort(
-        (
-            frame["order_id"].to_numpy(dtype=object).astype(str),
-            frame["purchased_at"].to_numpy(),
-            frame["customer_id"].to_numpy(dtype=object).astype(str),
-        )
-    )
-    ordered = frame.iloc[order]
-    latest = ordered.drop_duplicates("customer_id", keep="last").set_index("customer_id")[
-        "currency"
-    ]
-    in_currency = (
-        ordered["currency"].to_numpy() == latest.reindex(ordered["customer_id"]).to_numpy()
-    )
-    summary = clv_summary(ordered[in_currency], as_of, timezone)
-    summary["currency"] = latest.reindex(summary.index).to_numpy()
+    # integer codes, one sort: the latest purchase is the greatest (purchased_at, order_id)
+    customers, ids = pd.factorize(frame["customer_id"].to_numpy(dtype=object), sort=True)
+    orders = pd.factorize(frame["order_id"].to_numpy(dtype=object), sort=True)[0]
+    utc = pd.to_datetime(frame["purchased_at"], utc=True).dt.tz_localize(None)
+    instants = utc.to_numpy().astype("datetime64[us]").astype("int64")
+    order = np.lexsort((orders, instants, customers))
+    last_rows = order[np.r_[customers[order][1:] != customers[order][:-1], True]]
+    currencies = frame["currency"].to_numpy(dtype=object)
+    latest = currencies[last_rows]  # per customer code (codes are sorted, as last_rows)
+    in_currency = currencies == latest[customers]
+    summary = clv_summary(frame[in_currency], as_of, timezone)
+    summary["currency"] = pd.Series(latest, index=ids).reindex(summary.index).to_numpy()
     return summary
 
 
@@ -170,7 +166,24 @@ def _e4(values: Any) -> np.ndarray:
 # --------------------------------------------------------------------------- use cases
 
 
-def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions) -> list[ClvFit]:
+@dataclass
+class FitRun:
+    """The fits of one run and, per currency with numbers, the business figures (gauges)."""
+
+    fits: list[ClvFit]
+    figures: dict[str, dict[str, float]]
+
+
+def _figures(predicted: pd.DataFrame) -> dict[str, float]:
+    return {
+        "customers_predicted": float(len(predicted)),
+        "predicted_clv_total": float(predicted["predicted_clv"].sum()),
+        "p_alive_mean": float(predicted["p_alive"].mean()),
+        "expected_purchases_90d_total": float(predicted["expected_purchases_90d"].sum()),
+    }
+
+
+def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions) -> FitRun:
     """Fit every currency as of ``now``, keep each fit, replace the stored predictions.
 
     A currency whose fit publishes no numbers loses its stored predictions: a rule on
@@ -179,6 +192,7 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
     purchases = valid_purchases(session)
     summaries = customer_summaries(purchases, now, timezone)
     fits: list[ClvFit] = []
+    figures: dict[str, dict[str, float]] = {}
     rows: list[dict[str, Any]] = []
     for currency, summary in summaries.groupby("currency", sort=True):
         started = time.perf_counter()
@@ -217,11 +231,12 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
                 options.monthly_discount_rate,
             )
             rows.extend(_prediction_rows(predicted, fit.id, str(currency), now))
+            figures[str(currency)] = _figures(predicted)
         fit.seconds = round(time.perf_counter() - started, 3)
         fits.append(fit)
     Predictions(session).replace_all(rows)
     session.flush()
-    return fits
+    return FitRun(fits, figures)
 
 
 def _prediction_rows(
@@ -340,6 +355,30 @@ def predictions_as_of(
     for customer_id in customer_ids:
         views.setdefault(customer_id, _missing(None, None))
     return views
+
+
+def event_predictions(session: Session, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``predictions`` of these customers' ``segment.changed`` events (wire form)."""
+    if not customer_ids:
+        return {}
+    found = {}
+    for row in Predictions(session).event_rows(customer_ids):
+        (customer_id, fit_id, currency, as_of, p_alive, e30, e90, e365, aov, clv, pct) = row
+        found[customer_id] = {
+            "fit_id": fit_id,
+            "currency": currency,
+            "as_of": ensure_aware(
+                datetime.fromisoformat(as_of) if isinstance(as_of, str) else as_of
+            ),
+            "p_alive": p_alive,
+            "expected_purchases_30d": e30,
+            "expected_purchases_90d": e90,
+            "expected_purchases_365d": e365,
+            "expected_order_value": money_text(aov, currency),
+            "predicted_clv": money_text(clv, currency),
+            "predicted_clv_percentile": pct,
+        }
+    return found
 
 
 # --------------------------------------------------------------------------- rules

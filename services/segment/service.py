@@ -203,6 +203,7 @@ def segment_changed_record(
     previous_segments: Sequence[str],
     removed: bool = False,
     occurred_at: datetime | None = None,
+    predictions: dict[str, Any] | None = None,
 ) -> tuple[str, str, bytes]:
     """A ``segment.changed`` event encoded for the outbox (same JSON as the pydantic model)."""
     if segments or previous_segments:
@@ -227,6 +228,7 @@ def segment_changed_record(
             "segments_entered": entered,
             "segments_left": left,
             "removed": removed,
+            "predictions": predictions,
         },
     }
     return topics.SEGMENTS, customer_id, orjson.dumps(body)
@@ -249,9 +251,16 @@ class StateChanges:
     their ``segment.changed`` events and their moves in and out of custom segments, recorded
     the same way by the per-event path and the full rescoring."""
 
-    def __init__(self, policy_version: int, now: datetime) -> None:
+    def __init__(
+        self,
+        policy_version: int,
+        now: datetime,
+        predictions: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.policy_version = policy_version
         self.now = now
+        #: the wire form of the changed customers' stored predictions (predictive.py)
+        self.predictions = predictions or {}
         self.occurred_at = utcnow()
         self.records: list[tuple[str, str, bytes]] = []
         self.entered: list[dict[str, Any]] = []
@@ -283,6 +292,7 @@ class StateChanges:
                 segments,
                 before,
                 occurred_at=self.occurred_at,
+                predictions=self.predictions.get(customer_id),
             )
         )
 
@@ -630,7 +640,10 @@ def score_and_store(
         for c in _INT_SCORES
     ] + [columns[c].tolist() for c in _LABEL_SCORES]
     rows = []
-    changes = StateChanges(context.policy_version, now)
+    changed_ids = [a["customer_id"] for a, c in zip(aggregates, changed, strict=True) if c]
+    changes = StateChanges(
+        context.policy_version, now, predictive.event_predictions(session, changed_ids)
+    )
     extra = {"policy_version": context.policy_version, "scored_at": now, "aggregated_at": now}
     for aggregate, values, segments, state_hash, before, is_changed in zip(
         aggregates,
@@ -820,7 +833,9 @@ def _write_rescoring(
     as_published = {row.pop("customer_id"): row for row in figures}
     written = [*_SCORE_WRITE_COLUMNS, "segments", "state_hash", "policy_version", "scored_at"]
     rows = []
-    changes = StateChanges(context.policy_version, now)
+    changes = StateChanges(
+        context.policy_version, now, predictive.event_predictions(session, customer_ids)
+    )
     for position, index in enumerate(indexes):
         after = after_rows[position]
         customer_id = after["customer_id"]

@@ -96,6 +96,24 @@ def test_predictions_before_and_after_a_fit(client: TestClient) -> None:
     if then["status"] == "ok":
         assert then["predicted_clv_percentile"] is None
 
+    # the business gauges: EUR's figures, USD only "no fit publishing numbers"
+    metrics = client.get("/metrics").text
+    assert 'crm_segment_clv_fit_ok{currency="EUR"} 1.0' in metrics
+    assert 'crm_segment_clv_fit_ok{currency="USD"} 0.0' in metrics
+    assert 'crm_segment_clv_customers_predicted{currency="EUR"} 300.0' in metrics
+    assert 'crm_segment_predicted_clv_total{currency="USD"}' not in metrics
+    total = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith('crm_segment_predicted_clv_total{currency="EUR"}')
+    )
+    page_total = sum(
+        Decimal(i["predictions"]["predicted_clv"])
+        for i in page["items"]
+        if i["predictions"]["status"] == "ok"
+    )
+    assert total == pytest.approx(float(page_total), abs=0.01 * 300)
+
     history = client.get("/v1/clv/fits", params={"currency": "EUR"}, headers=READER).json()
     assert [f["fit_id"] for f in history] == [fits["EUR"]["fit_id"]]
     one = client.get(f"/v1/clv/fits/{fits['EUR']['fit_id']}", headers=READER).json()

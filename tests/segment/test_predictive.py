@@ -4,6 +4,7 @@ read, custom segments on predictions, honest degradation (SQLite and PostgreSQL)
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -179,6 +180,15 @@ def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
     assert run.rescoring.changed == len(events) == len(gone | top)
     for customer_id in gone | top:
         assert entered[customer_id] == {s for s, c in members if c == customer_id}
+    # and with its stored predictions
+    for event in events:
+        carried = event.data.predictions
+        row = stored.loc[event.data.customer_id]
+        assert carried is not None and carried.fit_id == row["fit_id"]
+        assert carried.as_of == NOW and carried.currency == "EUR"
+        assert carried.p_alive == row["p_alive"]
+        assert carried.predicted_clv == Decimal(int(row["predicted_clv_e4"])).scaleb(-4)
+        assert carried.predicted_clv_percentile == row["predicted_clv_percentile"]
     # the same data again: nobody changes
     with db.unit_of_work() as session:
         again = clv_runs.run(session, NOW, OPTIONS)
@@ -199,6 +209,11 @@ def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
             .all()
         )
     assert "likely-gone" in kept
+    # a change through the per-event path carries the stored predictions too
+    event = [e for e in outbox_events(db) if e.data.customer_id == customer][-1]
+    assert event.data.current.last_order_at > NOW - timedelta(days=1)
+    assert event.data.predictions is not None
+    assert event.data.predictions.p_alive == stored.loc[customer, "p_alive"]
 
 
 def test_erasure_and_merge_drop_the_customers_predictions(db_url: str) -> None:
