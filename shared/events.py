@@ -251,6 +251,9 @@ class ProfileUnmerged(Payload):
     customer_ids: dict[str, list[str]] = Field(
         default_factory=dict, description="restored profile id -> its customer ids"
     )
+    order_ids: dict[str, list[str]] = Field(
+        default_factory=dict, description="restored profile id -> the orders that are its again"
+    )
 
 
 class ProfileErased(Payload):

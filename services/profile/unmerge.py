@@ -138,6 +138,7 @@ def unmerge(session: Session, merge_id: str, actor: str, settings: Settings) -> 
                 survivor_id=survivor_id,
                 restored_ids=split_ids,
                 customer_ids=customer_ids,
+                order_ids={pid: [o["order_id"] for o in repo.orders_of(pid)] for pid in split_ids},
             ),
         ),
     )
