@@ -629,7 +629,9 @@ def build_app(
             yield
         finally:
             if start_runtime:
-                feed.stop(timeout=1.0)  # a daemon thread; it may be blocked on an absent broker
+                feed.stop(
+                    timeout=0.2
+                )  # a daemon thread: blocked on an absent broker, it ends later
                 usage.stop()
                 if stop_metrics is not None:
                     stop_metrics()

@@ -259,6 +259,21 @@ class ProfileMerged(Payload):
     merge_id: str
 
 
+class ProfileUnmerged(Payload):
+    """A merge was split back (``merge_id``): each of ``restored_ids`` is its own profile
+    again, with the customer ids listed for it (their orders count for it again)."""
+
+    merge_id: str
+    survivor_id: str
+    restored_ids: list[str]
+    customer_ids: dict[str, list[str]] = Field(
+        default_factory=dict, description="restored profile id -> its customer ids"
+    )
+    order_ids: dict[str, list[str]] = Field(
+        default_factory=dict, description="restored profile id -> the orders that are its again"
+    )
+
+
 class ProfileErased(Payload):
     customer_id: str
     erasure_id: str
@@ -436,6 +451,11 @@ class ProfilesMerged(_Envelope):
     data: ProfileMerged
 
 
+class ProfilesUnmerged(_Envelope):
+    type: Literal["profile.unmerged"] = "profile.unmerged"
+    data: ProfileUnmerged
+
+
 class ProfileErasedEvent(_Envelope):
     type: Literal["profile.erased"] = "profile.erased"
     data: ProfileErased
@@ -479,6 +499,7 @@ Event = Annotated[
     | InteractionRecorded
     | ContactPolicyChanged
     | ProfilesMerged
+    | ProfilesUnmerged
     | ProfileErasedEvent
     | ProfileUpdatedEvent
     | SegmentChangedEvent
@@ -499,6 +520,7 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
         InteractionRecorded,
         ContactPolicyChanged,
         ProfilesMerged,
+        ProfilesUnmerged,
         ProfileErasedEvent,
         ProfileUpdatedEvent,
         SegmentChangedEvent,

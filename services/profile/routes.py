@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from services.profile import service
+from services.profile import unmerge as unmerge_use_case
 from services.profile.config import Settings
 from services.profile.schemas import (
     AuditRead,
@@ -26,6 +27,7 @@ from services.profile.schemas import (
     TagRuleRead,
     TagsAdd,
     TagsRead,
+    UnmergeResult,
 )
 from shared.api import Principal, require, runtime_of
 from shared.errors import Forbidden, NotFound, ValidationProblem
@@ -212,6 +214,16 @@ def merge_customers(
         )
     runtime.relay.notify()
     return MergeResult(merge_id=merge_id, survivor_id=survivor, merged_ids=others)
+
+
+@router.post("/merges/{merge_id}/unmerge", response_model=UnmergeResult)
+def unmerge(merge_id: str, request: Request, principal: Writer) -> UnmergeResult:
+    """Split a merge back: each merged id gets its own facts and orders again; audited."""
+    runtime = runtime_of(request)
+    with runtime.db.unit_of_work() as session:
+        result = unmerge_use_case.unmerge(session, merge_id, principal.key_id, _settings(runtime))
+    runtime.relay.notify()
+    return UnmergeResult(**result)
 
 
 # --------------------------------------------------------------------------- tags

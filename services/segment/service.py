@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from services.segment import incremental, predictive, scoring
+from services.segment import incremental, predictive, scoring, unmerges
 from services.segment.clv_repository import Predictions
 from services.segment.models import (
     CustomSegment,
@@ -403,6 +403,11 @@ class EventBatch:
         self.recompute.add(customer_id)
         self.aggregates.pop(customer_id, None)
 
+    def recompute_from_orders(self, customer_id: str) -> None:
+        """Re-aggregate and score this customer from all of its orders in this batch."""
+        self.affected.add(customer_id)
+        self._recompute(customer_id)
+
     def _load(self, customer_ids: Iterable[str]) -> None:
         """Stored rows of customers not seen yet in this batch; their aggregates to update."""
         missing = sorted({c for c in customer_ids if c not in self.stored})
@@ -590,6 +595,8 @@ def apply_messages(session: Session, messages: Iterable[Inbound], now: datetime)
             batch.merge(data)
         elif message.event_type == "profile.erased":
             batch.erase(data)
+        elif message.event_type == "profile.unmerged":
+            unmerges.apply_unmerge(batch, data)
     return batch.finish()
 
 
