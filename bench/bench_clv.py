@@ -137,6 +137,51 @@ def lifetimes_baseline(summary: pd.DataFrame) -> tuple[dict[str, float], dict[st
     )
 
 
+def database_run(purchases: pd.DataFrame) -> dict[str, float]:
+    """The service's run on SQLite: purchases stored as order states, then run_fits."""
+    import tempfile
+
+    from services.segment.app import MIGRATIONS
+    from services.segment.config import Settings
+    from services.segment.predictive import ClvOptions, run_fits
+    from shared.db import Database, run_migrations
+
+    with tempfile.TemporaryDirectory(prefix="bench-clv") as tmp:
+        url = f"sqlite:///{tmp}/segment.db"
+        run_migrations(MIGRATIONS, url)
+        db = Database.from_url(url, sqlite_pragmas=Settings().sqlite_pragmas)
+        stamps = purchases["purchased_at"].dt.strftime("%Y-%m-%d %H:%M:%S.%f").tolist()
+        rows = list(
+            zip(
+                purchases["order_id"].tolist(),
+                purchases["customer_id"].tolist(),
+                stamps,
+                stamps,
+                stamps,
+                purchases["net_e4"].tolist(),
+                strict=True,
+            )
+        )
+        with db.unit_of_work() as session:
+            cursor = session.connection().connection.cursor()
+            cursor.executemany(
+                "INSERT INTO order_states (order_id, customer_id, status, version_at, "
+                "status_rank, valid, created_at, purchased_at, net_e4, currency, channel, "
+                "categories, province, city) VALUES (?, ?, 'paid', ?, 1, 1, ?, ?, ?, 'EUR', "
+                "NULL, '[]', NULL, NULL)",
+                rows,
+            )
+        wall = time.perf_counter()
+        with db.unit_of_work() as session:
+            run = run_fits(session, AS_OF, "UTC", ClvOptions())
+            flushed = time.perf_counter() - wall
+        phases = dict(run.phases)
+        phases["commit"] = time.perf_counter() - wall - flushed
+        phases["total"] = time.perf_counter() - wall
+        db.engine.dispose()
+        return phases
+
+
 def show(name: str, params: dict[str, float]) -> str:
     return f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in params.items())
 
@@ -145,6 +190,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--baseline", type=int, default=20_000)
+    parser.add_argument(
+        "--database", action="store_true", help="also the service's run on SQLite (read, write)"
+    )
     args = parser.parse_args()
     print(f"load average before: {load()}")
     started = time.perf_counter()
@@ -196,6 +244,11 @@ def main() -> int:
         f"  ours on {len(summary):,} customers vs lifetimes' rate extrapolated linearly: "
         f"{fit_and_score:.1f} s vs ~{per_customer * len(summary):.0f} s"
     )
+    if args.database:
+        phases = database_run(purchases)
+        print(f"\nthe service's run_fits on SQLite, {len(summary):,} customers (wall s):")
+        for name, seconds in phases.items():
+            print(f"  {name:28s} {seconds:7.2f}")
     print(f"load average after: {load()}")
     return 0
 

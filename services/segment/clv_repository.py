@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from services.segment.models import ClvFit, CustomerPrediction
+from services.segment.repository import _executemany, _insert_sql
 from shared.db import chunks
 
 PREDICTIONS = cast(Table, CustomerPrediction.__table__)
@@ -69,11 +70,13 @@ class Predictions:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def replace_all(self, rows: list[dict[str, Any]]) -> None:
-        """Drop every stored prediction, then insert ``rows``."""
+    def replace_all(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Drop every stored prediction, then insert ``rows`` (tuples of ``columns``),
+        with one driver-level executemany (a run writes every customer)."""
         self.session.execute(delete(PREDICTIONS))
-        for chunk in chunks(rows, 5000):
-            self.session.execute(insert(PREDICTIONS), chunk)
+        _executemany(
+            self.session, PREDICTIONS, _insert_sql(PREDICTIONS, columns), columns, rows, ("as_of",)
+        )
 
     def delete_for(self, customer_id: str) -> None:
         self.session.execute(delete(PREDICTIONS).where(PREDICTIONS.c.customer_id == customer_id))
@@ -118,23 +121,36 @@ class Predictions:
 
 def valid_purchases(session: Session, customer_ids: Sequence[str] | None = None) -> pd.DataFrame:
     """Valid purchases (of everyone, or of these customers): customer_id, order_id,
-    purchased_at, created_at (UTC), net_e4, currency."""
+    purchased_at, created_at (UTC), net_e4, currency.
+
+    Plain DBAPI tuples, turned into columns at once: SQLAlchemy rows and pandas' row
+    construction took 85 % of the read of 240,000 purchases.
+    """
     connection = session.connection()
     true = "1" if connection.dialect.name == "sqlite" else "true"
     sql = f"SELECT {', '.join(PURCHASE_COLUMNS)} FROM order_states WHERE valid = {true}"
     rows: list[Any] = []
-    if customer_ids is None:
-        rows = list(connection.exec_driver_sql(sql).fetchall())
-    else:
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        for chunk in chunks(list(customer_ids), 900):
-            marks = ", ".join(mark for _ in chunk)
-            rows.extend(
-                connection.exec_driver_sql(
-                    f"{sql} AND customer_id IN ({marks})", tuple(chunk)
-                ).fetchall()
-            )
-    frame = pd.DataFrame(rows, columns=PURCHASE_COLUMNS)
+    cursor = connection.connection.cursor()
+    try:
+        if customer_ids is None:
+            cursor.execute(sql)
+            rows = list(cursor.fetchall())
+        else:
+            mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+            for chunk in chunks(list(customer_ids), 900):
+                cursor.execute(
+                    f"{sql} AND customer_id IN ({', '.join(mark for _ in chunk)})", tuple(chunk)
+                )
+                rows.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(PURCHASE_COLUMNS)
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(values, dtype=object)
+            for name, values in zip(PURCHASE_COLUMNS, columns, strict=True)
+        }
+    )
     for column in ("purchased_at", "created_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     frame["net_e4"] = frame["net_e4"].astype("int64")

@@ -172,6 +172,8 @@ class FitRun:
 
     fits: list[ClvFit]
     figures: dict[str, dict[str, float]]
+    #: seconds per phase: read, summary, fit, predict, write
+    phases: dict[str, float]
 
 
 def _figures(predicted: pd.DataFrame) -> dict[str, float]:
@@ -189,14 +191,20 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
     A currency whose fit publishes no numbers loses its stored predictions: a rule on
     ``p_alive`` then matches none of its customers rather than acting on old figures.
     """
+    phases = dict.fromkeys(("read", "summary", "fit", "predict", "write"), 0.0)
+    mark = time.perf_counter()
     purchases = valid_purchases(session)
+    phases["read"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     summaries = customer_summaries(purchases, now, timezone)
+    phases["summary"] = time.perf_counter() - mark
     fits: list[ClvFit] = []
     figures: dict[str, dict[str, float]] = {}
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     for currency, summary in summaries.groupby("currency", sort=True):
         started = time.perf_counter()
         outcome = fit_currency(summary, options)
+        phases["fit"] += time.perf_counter() - started
         first_day = int(summary["T"].max()) if len(summary) else 0
         fit = ClvFits(session).add(
             ClvFit(
@@ -223,6 +231,7 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
         )
         if outcome.status == "ok":
             assert outcome.bgnbd is not None and outcome.gamma_gamma is not None
+            mark = time.perf_counter()
             predicted = predict(
                 summary,
                 outcome.bgnbd.parameters,
@@ -232,33 +241,42 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
             )
             rows.extend(_prediction_rows(predicted, fit.id, str(currency), now))
             figures[str(currency)] = _figures(predicted)
+            phases["predict"] += time.perf_counter() - mark
         fit.seconds = round(time.perf_counter() - started, 3)
         fits.append(fit)
-    Predictions(session).replace_all(rows)
+    mark = time.perf_counter()
+    Predictions(session).replace_all(PREDICTION_ROW, rows)
     session.flush()
-    return FitRun(fits, figures)
+    phases["write"] = time.perf_counter() - mark
+    return FitRun(fits, figures, {k: round(v, 3) for k, v in phases.items()})
+
+
+#: the stored prediction row, in the order :func:`_prediction_rows` gives it
+PREDICTION_ROW = ["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS]
 
 
 def _prediction_rows(
     predicted: pd.DataFrame, fit_id: int, currency: str, now: datetime
-) -> list[dict[str, Any]]:
+) -> list[tuple[Any, ...]]:
+    """One tuple per customer in :data:`PREDICTION_ROW` order (column by column)."""
     clv = predicted["predicted_clv"].to_numpy()
-    columns = {
-        "customer_id": [str(c) for c in predicted.index],
-        "p_alive": predicted["p_alive"].tolist(),
-        "expected_purchases_30d": predicted["expected_purchases_30d"].tolist(),
-        "expected_purchases_90d": predicted["expected_purchases_90d"].tolist(),
-        "expected_purchases_365d": predicted["expected_purchases_365d"].tolist(),
-        "expected_order_value_e4": _e4(predicted["expected_order_value"]).tolist(),
-        "predicted_clv_e4": _e4(clv).tolist(),
-        "predicted_clv_percentile": percentiles(clv).tolist(),
-    }
-    names = list(columns)
-    constant = {"fit_id": fit_id, "currency": currency, "as_of": now}
-    return [
-        {**dict(zip(names, values, strict=True)), **constant}
-        for values in zip(*columns.values(), strict=True)
-    ]
+    n = len(predicted)
+    return list(
+        zip(
+            [str(c) for c in predicted.index],
+            [fit_id] * n,
+            [currency] * n,
+            [now] * n,
+            predicted["p_alive"].tolist(),
+            predicted["expected_purchases_30d"].tolist(),
+            predicted["expected_purchases_90d"].tolist(),
+            predicted["expected_purchases_365d"].tolist(),
+            _e4(predicted["expected_order_value"]).tolist(),
+            _e4(clv).tolist(),
+            percentiles(clv).tolist(),
+            strict=True,
+        )
+    )
 
 
 @dataclass
