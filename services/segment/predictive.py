@@ -65,9 +65,9 @@ def customer_summaries(
 ) -> pd.DataFrame:
     """Each customer's CLV summary in the currency of their latest purchase up to ``as_of``.
 
-    ``purchases``: customer_id, order_id, purchased_at, created_at, net_e4, currency (valid
-    purchases). With ``cutoff`` orders created after ``as_of`` are ignored too (an as-of
-    query). Indexed by customer_id: frequency, recency, T, monetary_value, repeat_total_e4,
+    ``purchases``: customer_id, order_id, purchased_at, net_e4, currency (valid purchases),
+    and created_at with ``cutoff``: then orders created after ``as_of`` are ignored too (an
+    as-of query). Indexed by customer_id: frequency, recency, T, monetary_value, repeat_total_e4,
     currency.
     """
     keep = purchases["purchased_at"] <= as_of
@@ -193,42 +193,21 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
     """
     phases = dict.fromkeys(("read", "summary", "fit", "predict", "write"), 0.0)
     mark = time.perf_counter()
-    purchases = valid_purchases(session)
+    purchases = valid_purchases(session, created=False)  # no cutoff: purchased_at decides
     phases["read"] = time.perf_counter() - mark
     mark = time.perf_counter()
     summaries = customer_summaries(purchases, now, timezone)
     phases["summary"] = time.perf_counter() - mark
+    # everything is computed before the first write: on SQLite the write lock is then
+    # held only for the write itself, not while fitting
     fits: list[ClvFit] = []
     figures: dict[str, dict[str, float]] = {}
-    rows: list[tuple[Any, ...]] = []
+    predictions: list[tuple[ClvFit, pd.DataFrame]] = []
     for currency, summary in summaries.groupby("currency", sort=True):
         started = time.perf_counter()
         outcome = fit_currency(summary, options)
         phases["fit"] += time.perf_counter() - started
-        first_day = int(summary["T"].max()) if len(summary) else 0
-        fit = ClvFits(session).add(
-            ClvFit(
-                currency=str(currency),
-                status=outcome.status,
-                reason=outcome.reason,
-                as_of=now,
-                window_start=now - timedelta(days=first_day),
-                customers=len(summary),
-                repeat_customers=int((summary["frequency"] > 0).sum()),
-                models={
-                    name: model.to_json()
-                    for name, model in (
-                        ("bgnbd", outcome.bgnbd),
-                        ("gamma_gamma", outcome.gamma_gamma),
-                    )
-                    if model is not None
-                },
-                horizon_months=options.horizon_months,
-                monthly_discount_rate=options.monthly_discount_rate,
-                fitted_at=utcnow(),
-                seconds=0.0,
-            )
-        )
+        fit = _fit_row(str(currency), summary, outcome, now, options)
         if outcome.status == "ok":
             assert outcome.bgnbd is not None and outcome.gamma_gamma is not None
             mark = time.perf_counter()
@@ -239,16 +218,46 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
                 options.horizon_months,
                 options.monthly_discount_rate,
             )
-            rows.extend(_prediction_rows(predicted, fit.id, str(currency), now))
+            predictions.append((fit, predicted))
             figures[str(currency)] = _figures(predicted)
             phases["predict"] += time.perf_counter() - mark
         fit.seconds = round(time.perf_counter() - started, 3)
         fits.append(fit)
     mark = time.perf_counter()
+    repository = ClvFits(session)
+    for fit in fits:
+        repository.add(fit)  # flushed: the ids are known
+    rows: list[tuple[Any, ...]] = []
+    for fit, predicted in predictions:
+        rows.extend(_prediction_rows(predicted, fit.id, fit.currency, now))
     Predictions(session).replace_all(PREDICTION_ROW, rows)
     session.flush()
     phases["write"] = time.perf_counter() - mark
     return FitRun(fits, figures, {k: round(v, 3) for k, v in phases.items()})
+
+
+def _fit_row(
+    currency: str, summary: pd.DataFrame, outcome: FitOutcome, now: datetime, options: ClvOptions
+) -> ClvFit:
+    first_day = int(summary["T"].max()) if len(summary) else 0
+    return ClvFit(
+        currency=currency,
+        status=outcome.status,
+        reason=outcome.reason,
+        as_of=now,
+        window_start=now - timedelta(days=first_day),
+        customers=len(summary),
+        repeat_customers=int((summary["frequency"] > 0).sum()),
+        models={
+            name: model.to_json()
+            for name, model in (("bgnbd", outcome.bgnbd), ("gamma_gamma", outcome.gamma_gamma))
+            if model is not None
+        },
+        horizon_months=options.horizon_months,
+        monthly_discount_rate=options.monthly_discount_rate,
+        fitted_at=utcnow(),
+        seconds=0.0,
+    )
 
 
 #: the stored prediction row, in the order :func:`_prediction_rows` gives it
@@ -325,7 +334,8 @@ def _missing(currency: str | None, fit: ClvFit | None) -> CustomerPredictionView
     if fit.status == "ok":  # a customer newer than the fit
         return CustomerPredictionView(
             "not_fitted",
-            f"first purchase after the {currency} fit of {ensure_aware(fit.as_of).isoformat()}",
+            f"no prediction in {currency} from the fit of {ensure_aware(fit.as_of).isoformat()} "
+            "(a first purchase, or a move to this currency, after it)",
             currency,
             fit,
             {},
@@ -416,14 +426,9 @@ def with_predictions(
     if len(ids) > 10_000:
         stored = Predictions(session).frame().set_index("customer_id")
     else:
-        found = Predictions(session).for_customers(ids)
-        stored = pd.DataFrame(
-            [
-                {"customer_id": c, **{n: getattr(p, n) for n in PREDICTION_COLUMNS}}
-                for c, p in found.items()
-            ],
-            columns=["customer_id", *PREDICTION_COLUMNS],
-        ).set_index("customer_id")
+        names = ["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS]
+        rows = Predictions(session).event_rows(ids)
+        stored = pd.DataFrame(rows, columns=names).set_index("customer_id")
     joined = stored.reindex(ids)
     out = frame.copy()
     for name in PREDICTION_COLUMNS:

@@ -272,3 +272,18 @@ def test_customer_summaries_follow_the_latest_purchase_currency() -> None:
     assert summary.loc["a", "frequency"] == 1 and summary.loc["a", "T"] == 20
     assert summary.loc["a", "monetary_value"] == 30.0
     assert summary.loc["b", "currency"] == "USD" and summary.loc["b", "frequency"] == 0
+
+
+def test_a_customer_newer_than_the_fit_has_no_numbers(db_url: str) -> None:
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+    with db.unit_of_work() as session:
+        service.apply_messages(
+            session, [recorded(order("new-1", "newcomer", days_ago=1, currency="EUR"))], NOW
+        )
+        view = predictive.stored_predictions(session, [("newcomer", "EUR")])["newcomer"]
+        nobody = predictive.stored_predictions(session, [("prospect", None)])["prospect"]
+    assert view.status == "not_fitted" and view.values == {}
+    assert view.reason is not None and "no prediction in EUR" in view.reason
+    assert nobody.status == "no_purchase" and nobody.values == {}
