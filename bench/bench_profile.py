@@ -450,7 +450,7 @@ def main() -> int:
     use_sink(args.figures)
     orders = args.orders or (10_000 if args.quick else 100_000)
     customers = args.customers or (2_000 if args.quick else 20_000)
-    seconds = args.seconds or (3.0 if args.quick else 20.0)
+    seconds = args.seconds or (2.0 if args.quick else 20.0)
     rates = args.rates or ("1000" if args.quick else "200,1000")
     if args.child == "consumer":
         bench_consumer(orders)

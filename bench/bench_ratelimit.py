@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from fastapi import APIRouter, Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
+from bench.figures import Figure, record, use_sink  # noqa: E402
 from shared.api import build_app, require  # noqa: E402
 from shared.config import ServiceSettings  # noqa: E402
 from shared.db import make_metadata  # noqa: E402
@@ -132,6 +133,17 @@ async def main_async(n: int) -> None:
                     f"  per-key limit        {limited:7.1f} us/request  "
                     f"(+{limited - base:.1f} us, x{limited / base:.2f})"
                 )
+                record(
+                    Figure(
+                        "ratelimit",
+                        f"{label} with a per-key limit, in-process (us/request)",
+                        round(limited, 1),
+                        "us",
+                        "same route, no limit",
+                        round(base, 1),
+                        size=n,
+                    )
+                )
     with open("/proc/loadavg") as load:
         print(f"load: {load.read().strip()}")
 
@@ -139,7 +151,9 @@ async def main_async(n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="5,000 requests per variant")
+    parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     args = parser.parse_args()
+    use_sink(args.figures)
     asyncio.run(main_async(5_000 if args.quick else 50_000))
 
 

@@ -18,6 +18,7 @@ from crmctl.client import Api, CrmError
 from crmctl.config import SERVICES, resolve
 from crmctl.context import api_of, target_of
 from crmctl.groups import campaigns_app, deadletters_app, segments_app
+from crmctl.keys import keys_app
 from crmctl.output import JsonFlag, console, emit, fails_cleanly, kv_table
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(segments_app, name="segments")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(deadletters_app, name="deadletters")
+app.add_typer(keys_app, name="keys")
 
 
 def _url_option(service: str) -> Any:

@@ -31,6 +31,7 @@ from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
 from shared.events import utcnow
 from shared.openapi_security import declare_api_key_security
 from shared.ratelimit import RateLimiter
+from shared.request_id import RequestIdMiddleware
 from shared.runtime import ServiceRuntime, freeze_startup_heap
 
 log = logging.getLogger(__name__)
@@ -493,30 +494,33 @@ def health_router(settings: ServiceSettings | None = None) -> APIRouter:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: database and broker reachable")
+    @router.get("/readyz", summary="Readiness: database answers, no consumer stalled")
     def readyz(request: Request) -> JSONResponse:
-        """Readiness: 200 when the database answers, the broker is reachable and no consumer
-        is stalled, else 503 (``reasons`` names a stalled consumer and why)."""
+        """Readiness: 503 when the database does not answer, or a consumer is stalled while
+        the broker answers; 200 ``degraded`` while only the broker is away (the API serves
+        from the database and events wait in the outbox); ``reasons`` say why."""
         runtime: ServiceRuntime = request.app.state.runtime
         checks = runtime.readiness()
-        stalled = {
-            name: state
-            for name, state in checks.get("consumers", {}).items()
-            if state.startswith("stalled")
-        }
-        ready = (
-            checks["database"] == "ok"
-            and checks["broker"] == "ok"
-            and checks["topics"] == "ok"
-            and not stalled
-        )
-        body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
-        if stalled:
-            body["reasons"] = [f"consumer {name} {state}" for name, state in stalled.items()]
-        return JSONResponse(
-            body,
-            status_code=200 if ready else 503,
-        )
+        reasons: list[str] = []
+        failing = False
+        if checks["database"] != "ok":
+            failing = True
+            reasons.append(f"database {checks['database']}")
+        broker_ok = checks["broker"] == "ok"
+        if not broker_ok:
+            reasons.append("broker unreachable: events wait in the outbox")
+        elif checks["topics"] != "ok":
+            reasons.append(f"topics {checks['topics']}")
+        for name, state in checks.get("consumers", {}).items():
+            if state.startswith("stalled"):
+                # while the broker is away every consumer waits: that is not their fault
+                failing = failing or broker_ok
+                reasons.append(f"consumer {name} {state}")
+        status = "not ready" if failing else "degraded" if reasons else "ready"
+        body: dict[str, Any] = {"status": status, "checks": checks}
+        if reasons:
+            body["reasons"] = reasons
+        return JSONResponse(body, status_code=503 if failing else 200)
 
     if settings is not None and settings.metrics_port:
         return router  # served by the internal listener only (start_metrics_listener)
@@ -588,7 +592,7 @@ def build_app(
             yield
         finally:
             if start_runtime:
-                feed.stop()
+                feed.stop(timeout=1.0)  # a daemon thread; it may be blocked on an absent broker
                 usage.stop()
                 if stop_metrics is not None:
                     stop_metrics()
@@ -618,6 +622,7 @@ def build_app(
         BodyLimitMiddleware, max_bytes=max_body_bytes, overrides=tuple(body_limit_overrides)
     )
     app.add_middleware(MetricsMiddleware, service=runtime.name)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     declare_api_key_security(app)
     return app
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared import apikeys, events, topics
+from shared import apikeys, events, exports, topics
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
 
@@ -25,11 +25,13 @@ CHANNELS: dict[str, tuple[str, str, tuple[type[Any], ...]]] = {
     topics.CUSTOMERS: ("ingest", "Validated, normalised customer records.", (events.CustomerRecorded,)),
     topics.INTERACTIONS: ("ingest", "Reviews, service tickets, returns, complaints, disputes, campaign responses.", (events.InteractionRecorded,)),
     topics.PROFILES: ("profile", "Contact policy changes, merges, erasures and targeting attributes.", (events.ContactPolicyChanged, events.ProfilesMerged, events.ProfileErasedEvent, events.ProfileUpdatedEvent)),
-    topics.SEGMENTS: ("segment", "A customer's scores, lifecycle stage or segment memberships changed.", (events.SegmentChangedEvent,)),
+    topics.SEGMENTS: ("segment", "A customer's scores, lifecycle stage or segment memberships changed (key: the customer id); a custom segment was deleted (segment.deleted, keyed by the segment id).", (events.SegmentChangedEvent, events.SegmentDeletedEvent)),
     topics.CAMPAIGN_MESSAGES: ("campaign", "A message request for a channel gateway.", (events.MessageRequestedEvent,)),
     topics.CAMPAIGN_RECEIPTS: ("channel gateways", "Delivery receipts: delivered, failed, opened, clicked, unsubscribed.", (events.MessageReceiptRecorded,)),
     apikeys.APIKEYS_TOPIC: ("profile", "Compacted: the newest record of each managed API key (secret as a SHA-256 hash only), keyed by key id; every service follows it from the beginning.", (apikeys.ApiKeyRecorded,)),
     apikeys.APIKEY_USAGE_TOPIC: ("every service", "When a service last saw a managed API key used (about every 10 s), keyed by key id.", (apikeys.ApiKeyUsed,)),
+    topics.EXPORT_REQUESTS: ("profile", "A subject-access export was requested: every customer id of the person, keyed by export id.", (exports.ExportRequested,)),
+    topics.EXPORT_PARTS: ("ingest, segment, campaign", "One service's section of a subject-access export (personal data: keep briefly), keyed by export id.", (exports.ExportPartRecorded,)),
     topics.DEADLETTER: ("any consumer", "A rejected record, its origin (topic, partition, offset) and why.", (events.DeadLetterRecorded,)),
 }  # fmt: skip
 

@@ -22,3 +22,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     KafkaError,
 )
+
+#: what a broker that went away raises in a client (the producer, the admin client)
+BROKER_ERRORS: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, TimeoutError)

@@ -74,6 +74,7 @@ def run_cli(
         host=settings.host,
         port=settings.resolved_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through ours (shared.logs: JSON, one line)
         access_log=False,
         timeout_graceful_shutdown=10,
     )

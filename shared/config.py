@@ -76,6 +76,10 @@ class ServiceSettings(BaseSettings):
     consumer_stall_seconds: float = Field(
         30.0, gt=0, validation_alias=_common("CRM_CONSUMER_STALL_SECONDS")
     )
+    # how often a service checks that its topics exist (a broker that restarted empty)
+    topic_check_seconds: float = Field(
+        5.0, gt=0, validation_alias=_common("CRM_TOPIC_CHECK_SECONDS")
+    )
     # how long a consumer remembers the events it processed (a redelivery or replay of an
     # older one is applied again: handlers are idempotent per entity version), and how long
     # an Idempotency-Key answers with its first response

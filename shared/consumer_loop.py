@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,10 +25,12 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from shared import metrics, topics
-from shared.bus_errors import TRANSIENT_ERRORS, PoisonMessage, TransientError
+from shared.broker_state import BrokerState
+from shared.bus_errors import BROKER_ERRORS, TRANSIENT_ERRORS, PoisonMessage, TransientError
 from shared.consumer_health import DEFAULT_STALL_SECONDS, ProgressWatch, rebuild_delay
 from shared.db import Database
 from shared.events import DeadLetter, DeadLetterRecorded, decode_event, encode_event, utcnow
+from shared.logs import log_context
 from shared.outbox import OutboxRelay, driver_connection, driver_time
 from shared.producer import Publisher
 
@@ -200,6 +203,8 @@ class ConsumerLoop:
         #: how many times a stalled member was replaced by a fresh one
         self.rebuilds = 0
         self._next_offsets: dict[TopicPartition, int] = {}
+        #: the service's view of the broker (set by ServiceRuntime)
+        self.broker_state: BrokerState | None = None
 
     # -- lifecycle
 
@@ -232,7 +237,13 @@ class ConsumerLoop:
         }
         config.update(self.consumer_overrides)
         consumer = KafkaConsumer(**config)
-        consumer.subscribe([self.namespace + t for t in self.topics])
+        # By pattern, not by name: a subscription by name asks the broker for those topics'
+        # metadata, and the embedded broker then auto-creates a missing one with its own 4
+        # partitions (it ignores allow_auto_create_topics=False). After a broker restart our
+        # consumers reconnected first and created crm.profiles.v1 so; a pattern subscription
+        # asks for all topics, creates none, and picks the topic up once its owner made it.
+        names = [re.escape(self.namespace + t) for t in self.topics]
+        consumer.subscribe(pattern=f"^({'|'.join(names)})$")
         return consumer
 
     def health(self) -> str:
@@ -269,10 +280,15 @@ class ConsumerLoop:
             except ConsumerStalled as exc:
                 stalls += 1
                 self._stalled(str(exc), stalls)
-            except Exception:
+            except Exception as exc:
                 if self._stop.is_set():
                     break
-                log.exception("consumer %s failed; reconnecting in %.1fs", self.name, delay)
+                if self.broker_state is not None and isinstance(exc, BROKER_ERRORS):
+                    # logged by the state once per outage, not once per reconnect
+                    self.broker_state.unreachable(f"consumer {self.name}", exc)
+                    log.debug("consumer %s: %s; reconnecting in %.1fs", self.name, exc, delay)
+                else:
+                    log.exception("consumer %s failed; reconnecting in %.1fs", self.name, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
             finally:
@@ -387,6 +403,10 @@ class ConsumerLoop:
         return base
 
     def _process(self, messages: list[Inbound]) -> None:
+        with log_context(batch=f"{messages[0].origin} +{len(messages) - 1}"):
+            self._process_batch(messages)
+
+    def _process_batch(self, messages: list[Inbound]) -> None:
         attempt = 0
         while True:
             attempt += 1
@@ -415,6 +435,10 @@ class ConsumerLoop:
             self._process_one(message)
 
     def _process_one(self, message: Inbound) -> None:
+        with log_context(event_id=message.dedup_id or None, record=message.origin):
+            self._process_one_record(message)
+
+    def _process_one_record(self, message: Inbound) -> None:
         attempt = 0
         while not self._stop.is_set():
             attempt += 1

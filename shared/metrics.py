@@ -47,3 +47,13 @@ CONSUMER_REBUILDS = Counter(
     "Stalled group members replaced by a fresh member",
     ["consumer"],
 )
+BROKER_UP = Gauge(
+    "crm_broker_up",
+    "1 while the broker answered the service's last exchange, 0 when not",
+    ["service"],
+)
+TOPIC_PARTITION_DRIFT = Gauge(
+    "crm_topic_partition_drift",
+    "Partitions a topic has minus the configured count (0 when as configured)",
+    ["service", "topic"],
+)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared import metrics
+from shared.broker_state import BrokerState
+from shared.bus_errors import BROKER_ERRORS
 from shared.db import Database, define_platform_tables
 from shared.events import EnvelopeBase, encode_event, utcnow
 from shared.producer import Publisher
@@ -99,6 +101,13 @@ class OutboxRelay:
         # served after the next one, which sees what was committed before it)
         self._checkpoints_requested = 0
         self._checkpoints_done = 0
+        #: the service's view of the broker (set by ServiceRuntime): failures are logged
+        #: once per outage, and ``ensure_topics`` runs before the first publish after one
+        self.broker_state: BrokerState | None = None
+        #: creates the service's missing topics with the configured partitions (raises
+        #: while the broker is down); run before publishing whenever the broker was not
+        #: known to be up, so a broker that restarted empty gets them before any record
+        self.ensure_topics: Callable[[], object] | None = None
 
     def notify(self) -> None:
         """Wake the relay: something was just committed to the outbox."""
@@ -127,9 +136,14 @@ class OutboxRelay:
         while not self._stop.is_set():
             try:
                 requested = self._checkpoints_requested
+                state = self.broker_state
+                if self.ensure_topics is not None and state is not None and state.up is not True:
+                    self.ensure_topics()
                 sent = self.relay_once()
                 self.last_error = None
                 delay = 0.2
+                if sent and self.broker_state is not None:
+                    self.broker_state.reachable()
                 if sent < self.batch_size and requested > self._checkpoints_done:
                     self._checkpoints_done = requested  # drained past the request
                     self.db.checkpoint()
@@ -138,9 +152,14 @@ class OutboxRelay:
                     self._wake.clear()
             except Exception as exc:
                 self.last_error = str(exc)
-                log.warning(
-                    "outbox relay of %s failed (%s); retrying in %.1fs", self.name, exc, delay
-                )
+                if self.broker_state is not None and isinstance(exc, BROKER_ERRORS):
+                    # logged by the state once per outage, not once per retry
+                    self.broker_state.unreachable(f"{self.name} outbox relay", exc)
+                    log.debug("outbox relay of %s failed (%s); retrying", self.name, exc)
+                else:
+                    log.warning(
+                        "outbox relay of %s failed (%s); retrying in %.1fs", self.name, exc, delay
+                    )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
 

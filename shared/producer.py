@@ -58,7 +58,8 @@ class KeyHashPartitioner(Partitioner):
 
 
 def make_producer(bootstrap_servers: str, **overrides: Any) -> KafkaProducer:
-    """An idempotent producer (acks=all) tuned for throughput on loopback and in a cluster."""
+    """An idempotent producer (acks=all) tuned for throughput on loopback and in a cluster;
+    ``auto_create_topics=False`` keeps it from having topics created by asking for them."""
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers,
         "partitioner": KeyHashPartitioner(),
@@ -73,8 +74,17 @@ def make_producer(bootstrap_servers: str, **overrides: Any) -> KafkaProducer:
         "retries": 2**31 - 1,
         "delivery_timeout_ms": 60000,
     }
+    create_topics = overrides.pop("auto_create_topics", True)
     config.update(overrides)
-    return KafkaProducer(**config)
+    producer = KafkaProducer(**config)
+    if not create_topics:
+        # Ask the broker for all topics' metadata, never for a named one: the embedded broker
+        # auto-creates a named topic it lacks with 4 partitions, ignoring the client's
+        # allow_auto_create_topics=False. A send to a missing topic then waits max_block_ms
+        # and fails, and the caller (the outbox relay) creates the topic with the configured
+        # partitions first (shared.topic_keeper). kafka-python has no public switch for this.
+        producer._metadata.need_all_topic_metadata = True
+    return producer
 
 
 class Publisher:

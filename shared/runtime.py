@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from shared import topics as topic_names
-from shared.bus import ConsumerLoop, OutboxRelay, Publisher, ensure_topics
+from shared.broker_state import BrokerState
+from shared.bus import ConsumerLoop, OutboxRelay, Publisher
 from shared.config import ServiceSettings
 from shared.db import Database, prune_platform_tables, run_migrations
 from shared.events import utcnow
+from shared.topic_keeper import TopicKeeper
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +116,34 @@ class ServiceRuntime:
         self.db = Database.from_url(
             settings.resolved_database_url, sqlite_pragmas=settings.sqlite_pragmas
         )
-        self.publisher = Publisher(settings.kafka_bootstrap_servers, settings.topic_namespace)
+        # topics come from the topic keeper, with the configured partitions, never from a send
+        self.publisher = Publisher(
+            settings.kafka_bootstrap_servers, settings.topic_namespace, auto_create_topics=False
+        )
         self.relay = OutboxRelay(self.name, self.db, self.publisher)
+        self.broker_state = BrokerState(self.name)
         self.consumer_factory = consumer_factory
         self.topics = tuple(
             dict.fromkeys((*topic_names.OWNED_TOPICS.get(self.name, ()), *consumed_topics))
         )
+        self.topic_keeper = TopicKeeper(
+            self.name,
+            settings.kafka_bootstrap_servers,
+            [settings.topic_namespace + t for t in self.topics],
+            settings.topic_partitions,
+            settings.replication_factor,
+            self.broker_state,
+        )
         self.consumers: list[ConsumerLoop] = []
         self.jobs: list[PeriodicJob] = []
+        # a broker that restarted empty gets the topics back before a client auto-creates them
+        self.jobs.append(
+            PeriodicJob(
+                f"{self.name}-topics",
+                settings.topic_check_seconds,
+                self.topic_keeper.check_quietly,
+            )
+        )
         self.jobs.append(PeriodicJob(f"{self.name}-retention", 3600, self.prune, run_at_start=True))
         if self.db.is_sqlite and settings.sqlite_background_checkpoint_seconds > 0:
             self.jobs.append(
@@ -161,6 +183,9 @@ class ServiceRuntime:
         """Migrate, start the relay, and (in the background) create topics and start consumers."""
         if migrate:
             self.migrate()
+        # here, not in __init__: a service may have replaced the relay with its own
+        self.relay.broker_state = self.broker_state
+        self.relay.ensure_topics = self.topic_keeper.check
         self.relay.start()
         if run_jobs:
             for job in self.jobs:
@@ -175,19 +200,11 @@ class ServiceRuntime:
         # The API serves even while the broker is down; topics and consumers follow.
         while not self._stop.is_set():
             try:
-                ensure_topics(
-                    self.settings.kafka_bootstrap_servers,
-                    self.topics,
-                    self.settings.topic_partitions,
-                    self.settings.replication_factor,
-                    timeout=30,
-                    namespace=self.settings.topic_namespace,
-                    stop=self._stop,
-                )
+                self.topic_keeper.check()
                 self.topics_ready.set()
                 break
-            except Exception as exc:
-                log.warning("%s: topics not created yet (%s)", self.name, exc)
+            except Exception as exc:  # the broker state logged the outage once
+                log.debug("%s: topics not created yet (%s)", self.name, exc)
                 self._stop.wait(2)
         if self._stop.is_set() or not run_consumers or self.consumer_factory is None:
             return
@@ -195,6 +212,7 @@ class ServiceRuntime:
         for consumer in self.consumers:
             consumer.namespace = self.settings.topic_namespace
             consumer.stall_after = self.settings.consumer_stall_seconds
+            consumer.broker_state = self.broker_state
             consumer.after_commit = self._chain(consumer.after_commit, self.relay.notify)
             consumer.outbox_relay = self.relay
             consumer.start()
@@ -258,6 +276,12 @@ class ServiceRuntime:
             checks["database"] = f"error: {type(exc).__name__}"
         checks["broker"] = "ok" if self.broker_reachable() else "unreachable"
         checks["topics"] = "ok" if self.topics_ready.is_set() else "pending"
+        if self.topic_keeper.drift:
+            # reported, not failed: the service serves either way
+            checks["topic_drift"] = {
+                topic: f"{count} partitions, configured {self.settings.topic_partitions}"
+                for topic, count in self.topic_keeper.drift.items()
+            }
         checks["consumers"] = {consumer.name: consumer.health() for consumer in self.consumers}
         checks["outbox_relay"] = "ok" if self.relay.last_error is None else "retrying"
         return checks

@@ -16,6 +16,9 @@ DEADLETTER = "crm.deadletter.v1"
 #: managed API keys (compacted, keyed by key id) and when each service last saw them used
 APIKEYS = "crm.apikeys.v1"
 APIKEY_USAGE = "crm.apikeys.usage.v1"
+#: subject-access exports: profile asks (keyed by export id), each service answers its part
+EXPORT_REQUESTS = "crm.exports.requests.v1"
+EXPORT_PARTS = "crm.exports.parts.v1"
 
 RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
 
@@ -23,10 +26,10 @@ RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
 #: and receipt topics that outside producers write into, so consumers can
 #: subscribe before the first outside record arrives).
 OWNED_TOPICS: dict[str, tuple[str, ...]] = {
-    "ingest": (*RAW_TOPICS, ORDERS, CUSTOMERS, INTERACTIONS, DEADLETTER),
-    "profile": (PROFILES, DEADLETTER),
-    "segment": (SEGMENTS, DEADLETTER),
-    "campaign": (CAMPAIGN_MESSAGES, CAMPAIGN_RECEIPTS, DEADLETTER),
+    "ingest": (*RAW_TOPICS, ORDERS, CUSTOMERS, INTERACTIONS, DEADLETTER, EXPORT_PARTS),
+    "profile": (PROFILES, DEADLETTER, EXPORT_REQUESTS, EXPORT_PARTS),
+    "segment": (SEGMENTS, DEADLETTER, EXPORT_PARTS),
+    "campaign": (CAMPAIGN_MESSAGES, CAMPAIGN_RECEIPTS, DEADLETTER, EXPORT_PARTS),
 }
 
 ALL_TOPICS = (
@@ -41,4 +44,6 @@ ALL_TOPICS = (
     DEADLETTER,
     APIKEYS,
     APIKEY_USAGE,
+    EXPORT_REQUESTS,
+    EXPORT_PARTS,
 )

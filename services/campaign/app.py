@@ -4,13 +4,17 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.campaign import scheduler
+from services.campaign import gauges, scheduler
 from services.campaign.config import Settings
 from services.campaign.consumer import CONSUMED_TOPICS, build_consumers
+from services.campaign.entry_routes import router as entry_router
 from services.campaign.launcher import Launcher
 from services.campaign.routes import router
+from services.campaign.subject_export import export_section
+from shared import business_metrics, topics
 from shared.api import build_app
 from shared.config import ServiceSettings
+from shared.exports import answering_exports
 from shared.runtime import PeriodicJob, ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -21,8 +25,8 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(
         resolved,
         MIGRATIONS,
-        consumer_factory=build_consumers,
-        consumed_topics=CONSUMED_TOPICS,
+        consumer_factory=answering_exports(build_consumers, export_section),
+        consumed_topics=(*CONSUMED_TOPICS, topics.EXPORT_REQUESTS),
     )
     launcher = Launcher(runtime.db, resolved, runtime.relay.notify)
     runtime.extras["launcher"] = launcher
@@ -32,6 +36,14 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
             name="campaign-scheduler",
             interval=resolved.scheduler_interval_seconds,
             func=lambda: scheduler.tick(runtime.db, resolved, runtime.relay.notify),
+        )
+    )
+    runtime.jobs.append(
+        PeriodicJob(
+            name="campaign-business-gauges",
+            interval=business_metrics.refresh_seconds(),
+            func=lambda: gauges.refresh(runtime),
+            run_at_start=True,
         )
     )
     return runtime
@@ -44,5 +56,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         title="CRM campaign",
         description="Campaigns aimed at segments or rules, sent through channel gateways on "
         "Kafka within each customer's contact policy, and measured against a holdout.",
-        routers=[router],
+        routers=[router, entry_router],
     )

@@ -6,7 +6,7 @@ from itertools import groupby
 
 from sqlalchemy.orm import Session
 
-from services.campaign import projection, service
+from services.campaign import deleted_segments, projection, service
 from services.campaign.config import Settings
 from services.campaign.repository import Campaigns
 from shared.bus import BatchHandler, Inbound
@@ -22,6 +22,7 @@ AUDIENCE_TYPES = frozenset(
 )
 ORDER_TYPES = frozenset({"order.recorded"})
 RECEIPT_TYPES = frozenset({"campaign.receipt_recorded"})
+SEGMENT_TYPES = frozenset({"segment.deleted"})
 
 
 def _kind(message: Inbound) -> str:
@@ -31,6 +32,8 @@ def _kind(message: Inbound) -> str:
         return "orders"
     if message.event_type in RECEIPT_TYPES:
         return "receipts"
+    if message.event_type in SEGMENT_TYPES:
+        return "segments"
     return "ignored"  # other types on these topics: forward compatibility
 
 
@@ -57,6 +60,8 @@ def make_batch_handler(settings: Settings) -> BatchHandler:
                 )
             elif kind == "receipts":
                 projection.apply_receipts(session, events)
+            elif kind == "segments":
+                deleted_segments.record_deletions(session, events)
         if campaigns:
             service.fire_triggers(session, transitions, settings, campaigns)
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.campaign.config import Settings
+from services.campaign.deleted_segments import refuse_if_segment_deleted
 from services.campaign.models import Campaign, LaunchRun
 from services.campaign.repository import Campaigns, Entries, PastEntry, Projections
 from services.campaign.rules import Predicate, compile_rule
@@ -397,6 +398,7 @@ def _launch(
             raise Conflict(
                 f"a {campaign.status} campaign cannot be launched", status_now=campaign.status
             )
+        refuse_if_segment_deleted(session, campaign)
         started = now()
         if campaign.status != "running":
             campaign.status = "running"

@@ -217,3 +217,14 @@ class TriggerSkip(Base):
     # not_in_audience | reentry_not_allowed | cooldown
     reason: Mapped[str] = mapped_column(String(30))
     skipped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeletedSegment(Base):
+    """A custom segment deleted (``segment.deleted``): campaigns aimed at it no
+    longer launch."""
+
+    __tablename__ = "deleted_segments"
+
+    segment_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

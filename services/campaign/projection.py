@@ -253,7 +253,40 @@ def apply_orders(
                 order.paid_at or order.created_at
             )
     session.flush()
+    _fill_regions(repo, events, owners, erased)
+    session.flush()
     return _first_purchases(repo, became_valid, existing)
+
+
+def _fill_regions(
+    repo: Projections,
+    events: Sequence[OrderRecorded],
+    owners: dict[str, str],
+    erased: dict[str, str],
+) -> None:
+    """A customer's province and city from their orders' shipping address while profile
+    has not told them (a welcome sent on the first order would otherwise render null).
+
+    Profile's ``profile.updated`` stays the truth: it overwrites these when it arrives.
+    """
+    regions: dict[str, tuple[str | None, str | None]] = {}
+    for event in events:  # topic order: the last address of a customer wins
+        order = event.data
+        customer_id = owners.get(order.customer_id, order.customer_id)
+        shipping = order.shipping
+        if customer_id in erased or shipping is None or not (shipping.province or shipping.city):
+            continue
+        regions[customer_id] = (shipping.province, shipping.city)
+    if not regions:
+        return
+    known = repo.audience_rows(list(regions))
+    for customer_id, (province, city) in regions.items():
+        row = known.get(customer_id)
+        if row is None:
+            row = _new_member(customer_id)
+            repo.session.add(row)
+        if row.province is None and row.city is None:
+            row.province, row.city = province, city
 
 
 def _first_purchases(

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from services.campaign import service
+from services.campaign import editing, service
 from services.campaign.config import Settings
 from services.campaign.launch import LAUNCHABLE, launch
 from services.campaign.launcher import Launcher
@@ -16,6 +16,7 @@ from services.campaign.schemas import (
     CampaignRead,
     CampaignReport,
     CampaignStatus,
+    CampaignUpdate,
     LaunchResult,
     StatusChange,
 )
@@ -80,6 +81,18 @@ def get_campaign(campaign_id: str, request: Request) -> CampaignRead:
     """One campaign with its status."""
     with runtime_of(request).db.sessions() as session:
         return service.to_read(service.get_campaign(session, campaign_id))
+
+
+@router.patch(
+    "/campaigns/{campaign_id}",
+    response_model=CampaignRead,
+    dependencies=[require("campaign:write")],
+    tags=["campaigns"],
+)
+def update_campaign(campaign_id: str, body: CampaignUpdate, request: Request) -> CampaignRead:
+    """Change a draft or scheduled campaign (the fields sent, each whole); 409 otherwise."""
+    with runtime_of(request).db.unit_of_work() as session:
+        return service.to_read(editing.update_campaign(session, campaign_id, body))
 
 
 @router.post(

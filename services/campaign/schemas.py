@@ -302,3 +302,39 @@ class CampaignReport(BaseModel):
         None, description="treatment revenue / targeted (every customer the audience held)"
     )
     method: str
+
+
+class CampaignUpdate(RequestModel):
+    """A change to a draft or scheduled campaign: only the fields sent change (each whole);
+    the result must be a valid campaign, checked as at creation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    purpose: Purpose | None = None
+    audience: AudienceSpec | None = None
+    channels: list[Channel] | None = Field(None, min_length=1)
+    content: Content | None = None
+    schedule: Schedule | None = None
+    trigger: Trigger | None = None
+    holdout_share: float | None = Field(None, ge=0.0, le=0.9)
+    conversion_window_days: int | None = Field(None, ge=1, le=365)
+    reentry: Reentry | None = None
+
+
+class EntryOutcome(StrEnum):
+    sent = "sent"
+    holdout = "holdout"
+    excluded = "excluded"
+
+
+class EntryRead(BaseModel):
+    customer_id: str
+    entry_no: int = Field(description="1 for a customer's first entry; more with re-entry")
+    run_no: int
+    entered_at: datetime
+    outcome: EntryOutcome
+    reason: str | None = Field(None, description="why excluded (e.g. no_consent, frequency_cap)")
+    channel: str | None
+    message_id: str | None
+    counted: bool = Field(description="false when a profile merge folded it into another entry")

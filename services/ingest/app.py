@@ -16,10 +16,12 @@ from services.ingest.delivery import EPOCH_TOPIC, EpochGuard, IngestRelay, make_
 from services.ingest.handlers import RAW_KINDS
 from services.ingest.imports import ImportRunner
 from services.ingest.routes import router
+from services.ingest.subject_export import export_section
 from services.ingest.validation import Rules
 from shared import topics
 from shared.api import build_app
 from shared.config import ServiceSettings
+from shared.exports import answering_exports
 from shared.runtime import PeriodicJob, ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -48,8 +50,8 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings,
         MIGRATIONS,
-        consumer_factory=build_consumers,
-        consumed_topics=(*RAW_KINDS, topics.PROFILES, EPOCH_TOPIC),
+        consumer_factory=answering_exports(build_consumers, export_section),
+        consumed_topics=(*RAW_KINDS, topics.PROFILES, EPOCH_TOPIC, topics.EXPORT_REQUESTS),
     )
     runtime.extras["rules"] = Rules.from_settings(settings)
     runtime.extras["write_lock"] = make_write_lock(runtime)
@@ -92,7 +94,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             ("/v1/customers", s.max_single_body_bytes),
             ("/v1/interactions", s.max_single_body_bytes),
         ],
-        on_startup=runtime.extras["imports"].fail_interrupted,
+        on_startup=runtime.extras["imports"].resume_interrupted,
         # the single-record routes are the hot path (one request per order): dispatched
         # without FastAPI's routing and dependency resolution (see FastLaneMiddleware)
         fast_routes=[

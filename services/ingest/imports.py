@@ -195,6 +195,31 @@ class RowMapper:
             c for c in ("order_id", "customer_id", "created_at", "total_amount") if c not in targets
         ]
         self.missing = missing
+        self.order_id_index = next((i for i, t in self.columns if t == "order_id"), None)
+
+    def order_id(self, row: list[str]) -> str:
+        """The row's order id as cleaned for the order ("" if none): rows of one order are
+        grouped by it."""
+        index = self.order_id_index
+        if index is None or index >= len(row):
+            return ""
+        return _clean(row[index])
+
+    def order_of(self, rows: list[list[str]]) -> dict[str, Any]:
+        """One order from the consecutive rows of a line-item export that share its id:
+        order-level fields from the first row that has them, every row's item."""
+        order = self.order(rows[0])
+        for row in rows[1:]:
+            more = self.order(row)
+            for key, value in more.items():
+                if key == "items":
+                    order.setdefault("items", []).extend(value)
+                elif isinstance(value, dict) and isinstance(order.get(key), dict):
+                    for inner, part in value.items():
+                        order[key].setdefault(inner, part)
+                else:
+                    order.setdefault(key, value)
+        return order
 
     def order(self, row: list[str]) -> dict[str, Any]:
         order: dict[str, Any] = {}
@@ -309,26 +334,36 @@ class ImportRunner:
                 self._thread.start()
 
     def stop(self) -> None:
-        """Stop after the chunk being stored (it commits whole); the running job is marked
-        failed with how to resume, queued ones by ``fail_interrupted`` at the next start."""
+        """Stop after the chunk being stored (it commits whole); the running job keeps its
+        spool file and is resumed by ``resume_interrupted`` at the next start."""
         self._stopping.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(30)
 
-    def fail_interrupted(self) -> None:
-        """Jobs a previous process left unfinished are marked failed (re-submitting is safe:
-        rows already stored come back as duplicates)."""
+    def resume_interrupted(self) -> None:
+        """Jobs a previous process left unfinished are queued again: each resumes after the
+        last line of its last committed chunk (``last_line``). One whose spool file is gone
+        is marked failed (re-submitting is safe: stored rows come back as duplicates)."""
         with self.runtime.db.unit_of_work() as session:
             repo = Imports(session)
-            for job in repo.unfinished():
+            unfinished = repo.unfinished()
+            resumable = []
+            for job in sorted(unfinished, key=lambda j: j.created_at):
+                if (self.folder / f"{job.job_id}.csv").exists():
+                    resumable.append(job.job_id)
+                    continue
                 repo.update(
                     job.job_id,
                     status="failed",
-                    error="interrupted by a restart; submit the file again "
-                    "(rows already imported are reported as duplicates)",
+                    error="interrupted by a restart and its spooled file is gone; submit the "
+                    "file again (rows already imported are reported as duplicates)",
                     finished_at=utcnow(),
                 )
+        for job_id in resumable:
+            log.info("import %s: resuming after a restart", job_id)
+            self._ensure_worker()
+            self._queue.put(job_id)
 
     def _work(self) -> None:
         while True:
@@ -338,11 +373,12 @@ class ImportRunner:
             path = self.folder / f"{job_id}.csv"
             try:
                 self.run(job_id, path)
+            except ImportInterrupted as exc:
+                # the job stays running and keeps its spool file: the next start resumes it
+                log.warning("import %s: %s", job_id, exc)
+                continue
             except Exception as exc:
-                if isinstance(exc, ImportInterrupted):
-                    log.warning("import %s: %s", job_id, exc)
-                else:
-                    log.exception("import %s failed", job_id)
+                log.exception("import %s failed", job_id)
                 with self.runtime.db.unit_of_work() as session:
                     Imports(session).update(
                         job_id,
@@ -350,9 +386,8 @@ class ImportRunner:
                         error=f"{type(exc).__name__}: {exc}"[:2000],
                         finished_at=utcnow(),
                     )
-            finally:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def run(self, job_id: str, path: Path) -> None:
         """Import one spooled file (blocking)."""
@@ -360,6 +395,8 @@ class ImportRunner:
             job = Imports(session).get(job_id)
             assert job is not None
             options = dict(job.options or {})
+            resume_after = int(job.last_line or 0)
+            started_at = job.started_at
         encoding = str(options.get("encoding") or detect_encoding(path))
         rows = read_rows(path, encoding)
         try:
@@ -373,80 +410,116 @@ class ImportRunner:
                 status="running",
                 encoding=encoding,
                 header_format=mapper.format,
-                started_at=utcnow(),
+                started_at=started_at or utcnow(),
             )
         if mapper.missing:
             raise ValueError(f"the header lacks required columns: {mapper.missing}")
-        chunk: list[tuple[int, list[str]]] = []
+        # a chunk is a list of orders, each the consecutive rows sharing an order id (a
+        # line-item export writes one row per item); a chunk ends only between orders
+        chunk: list[list[tuple[int, list[str]]]] = []
+        rows_in_chunk = 0
+        group: list[tuple[int, list[str]]] = []
+        group_id = ""
         row_number = 1
-        kept = 0
+        kept = self._kept_so_far(job_id) if resume_after else 0
         try:
             for row in rows:
                 row_number += 1
+                if row_number <= resume_after:
+                    continue  # committed before the restart
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
-                chunk.append((row_number, row))
-                if len(chunk) >= self.settings.import_chunk_rows:
+                order_id = mapper.order_id(row)
+                if group and order_id and order_id == group_id:
+                    group.append((row_number, row))
+                    continue
+                if group:
+                    chunk.append(group)
+                    rows_in_chunk += len(group)
+                group, group_id = [(row_number, row)], order_id
+                if rows_in_chunk >= self.settings.import_chunk_rows:
                     kept = self._chunk(job_id, mapper, chunk, kept)
-                    chunk = []
+                    chunk, rows_in_chunk = [], 0
                     if self._stopping.is_set():
                         raise ImportInterrupted(
-                            f"the service stopped after line {row_number}; submit the file "
-                            "again (rows already imported are reported as duplicates)"
+                            f"the service stopped after line {row_number - 1}; the job "
+                            "resumes from there at the next start"
                         )
         except UnicodeDecodeError as exc:
+            if group:
+                chunk.append(group)
             if chunk:
                 self._chunk(job_id, mapper, chunk, kept)
             raise ValueError(
                 f"the file is not valid {encoding} near line {row_number + 1}"
             ) from exc
+        if group:
+            chunk.append(group)
         if chunk:
             self._chunk(job_id, mapper, chunk, kept)
         with self.runtime.db.unit_of_work() as session:
             Imports(session).update(job_id, status="completed", finished_at=utcnow())
 
+    def _kept_so_far(self, job_id: str) -> int:
+        with self.runtime.db.sessions() as session:
+            return Imports(session).count_rows(job_id)
+
     def _chunk(
-        self, job_id: str, mapper: RowMapper, chunk: list[tuple[int, list[str]]], kept: int
+        self,
+        job_id: str,
+        mapper: RowMapper,
+        chunk: list[list[tuple[int, list[str]]]],
+        kept: int,
     ) -> int:
-        """Store one chunk with its progress and rejected rows (one transaction); returns how
-        many rejected rows are kept so far."""
-        orders = [mapper.order(row) for _, row in chunk]
+        """Store one chunk (whole orders) with its progress, rejected rows and rows accepted
+        with warnings (one transaction); returns how many such rows are kept so far."""
+        orders = [
+            mapper.order(group[0][1]) if len(group) == 1 else mapper.order_of([r for _, r in group])
+            for group in chunk
+        ]
         rules = self.runtime.extras["rules"]
         prepared = service.prepare("order", orders, source="import", rules=rules)
+        rows = sum(len(group) for group in chunk)
+        last_line = chunk[-1][-1][0]
 
         def store(session: Session) -> int:
             results = service.store(session, prepared)
-            counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-            rejections = []
+            counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "warned": 0}
+            noted = []
             now_kept = kept
-            for (row_number, row), result in zip(chunk, results, strict=True):
+            for group, result in zip(chunk, results, strict=True):
                 counts[result.status] += 1
-                if result.status != "rejected":
+                warned = result.status == "accepted" and bool(result.warnings)
+                counts["warned"] += warned
+                if result.status != "rejected" and not warned:
                     continue
                 if now_kept >= self.settings.import_max_rejections_kept:
                     continue
                 now_kept += 1
-                reasons = [r.as_dict() for r in result.reasons]
-                if len(row) != mapper.width:
+                problems = result.reasons if result.status == "rejected" else result.warnings
+                reasons = [r.as_dict() for r in problems]
+                widths = {len(row) for _, row in group} - {mapper.width}
+                if widths and result.status == "rejected":
                     reasons.insert(
                         0,
                         {
                             "field": "",
                             "code": "csv.columns",
-                            "message": f"has {len(row)} columns, the header {mapper.width}",
+                            "message": f"has {min(widths)} columns, the header {mapper.width}",
                         },
                     )
-                rejections.append(
+                noted.append(
                     {
                         "job_id": job_id,
-                        "row_number": row_number,
+                        "row_number": group[0][0],
                         "order_id": result.id,
                         "reasons": reasons,
+                        "outcome": "rejected" if result.status == "rejected" else "warning",
                     }
                 )
             repo = Imports(session)
-            repo.add_rejections(rejections)
-            repo.add_progress(job_id, len(chunk), **counts)
+            repo.add_rejections(noted)
+            repo.add_progress(job_id, rows, **counts, last_line=last_line)
             return now_kept
 
         kept = in_write_transaction(self.runtime, store)
@@ -467,6 +540,7 @@ def job_read(
         accepted=job.accepted,
         duplicate=job.duplicate,
         rejected=job.rejected,
+        warned=job.warned or 0,
         error=job.error,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -474,6 +548,12 @@ def job_read(
         rejections=[
             ImportRejectionRead(row=r.row_number, order_id=r.order_id, reasons=r.reasons)
             for r in rejections
+            if r.outcome != "warning"
+        ],
+        warnings=[
+            ImportRejectionRead(row=r.row_number, order_id=r.order_id, reasons=r.reasons)
+            for r in rejections
+            if r.outcome == "warning"
         ],
         next_cursor=next_cursor,
     )

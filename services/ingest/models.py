@@ -67,6 +67,10 @@ class ImportJob(Base):
     accepted: Mapped[int] = mapped_column(BigInteger, default=0)
     duplicate: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: accepted rows from which a descriptive field was dropped (with a warning)
+    warned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: the file's last line whose chunk is committed: a restarted job resumes after it
+    last_line: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -74,7 +78,8 @@ class ImportJob(Base):
 
 
 class ImportRejection(Base):
-    """One rejected CSV row: its line number and reasons (never the row's values)."""
+    """One rejected CSV row, or one accepted with warnings (``outcome``): its line number and
+    reasons (never the row's values)."""
 
     __tablename__ = "import_rejections"
 
@@ -82,6 +87,7 @@ class ImportRejection(Base):
     row_number: Mapped[int] = mapped_column(Integer, primary_key=True)
     order_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    outcome: Mapped[str] = mapped_column(String(20), default="rejected", server_default="rejected")
 
 
 class ErasedCustomer(Base):

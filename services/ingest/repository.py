@@ -208,6 +208,46 @@ class EventStore:
             )
         return int(count)
 
+    def history_of(self, kind: str, entity_id: str) -> list[Any]:
+        """Every stored version of one entity in arrival order: ``(sequence, version,
+        current, source, received_at, envelope)`` rows."""
+        t = self.table
+        return list(
+            self.session.execute(
+                select(
+                    t.c.sequence,
+                    t.c.version,
+                    t.c.current,
+                    t.c.source,
+                    t.c.received_at,
+                    t.c.envelope,
+                )
+                .where(t.c.kind == kind, t.c.entity_id == entity_id)
+                .order_by(t.c.sequence)
+            )
+        )
+
+    def subject_history(self, customer_ids: list[str]) -> list[Any]:
+        """Every stored version of these customers' records in arrival order: ``(kind,
+        entity_id, sequence, version, current, source, received_at, envelope)`` rows."""
+        t = self.table
+        return list(
+            self.session.execute(
+                select(
+                    t.c.kind,
+                    t.c.entity_id,
+                    t.c.sequence,
+                    t.c.version,
+                    t.c.current,
+                    t.c.source,
+                    t.c.received_at,
+                    t.c.envelope,
+                )
+                .where(t.c.customer_id.in_(customer_ids))
+                .order_by(t.c.sequence)
+            )
+        )
+
     def envelopes_of(self, customer_id: str) -> list[tuple[int, str, bytes]]:
         t = self.table
         rows = self.session.execute(
@@ -350,18 +390,25 @@ class Imports:
         self.session.execute(update(ImportJob).where(ImportJob.job_id == job_id).values(**values))
 
     def add_progress(
-        self, job_id: str, rows: int, accepted: int, duplicate: int, rejected: int
+        self,
+        job_id: str,
+        rows: int,
+        accepted: int,
+        duplicate: int,
+        rejected: int,
+        warned: int = 0,
+        last_line: int | None = None,
     ) -> None:
-        self.session.execute(
-            update(ImportJob)
-            .where(ImportJob.job_id == job_id)
-            .values(
-                rows_read=ImportJob.rows_read + rows,
-                accepted=ImportJob.accepted + accepted,
-                duplicate=ImportJob.duplicate + duplicate,
-                rejected=ImportJob.rejected + rejected,
-            )
-        )
+        values: dict[str, Any] = {
+            "rows_read": ImportJob.rows_read + rows,
+            "accepted": ImportJob.accepted + accepted,
+            "duplicate": ImportJob.duplicate + duplicate,
+            "rejected": ImportJob.rejected + rejected,
+            "warned": ImportJob.warned + warned,
+        }
+        if last_line is not None:
+            values["last_line"] = last_line
+        self.session.execute(update(ImportJob).where(ImportJob.job_id == job_id).values(**values))
 
     def add_rejections(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
@@ -375,6 +422,17 @@ class Imports:
                 .order_by(ImportRejection.row_number)
                 .limit(limit)
             ).scalars()
+        )
+
+    def count_rows(self, job_id: str) -> int:
+        """How many rejected / warned rows of the job are kept."""
+        return int(
+            self.session.scalar(
+                select(func.count())
+                .select_from(ImportRejection)
+                .where(ImportRejection.job_id == job_id)
+            )
+            or 0
         )
 
     def unfinished(self) -> list[ImportJob]:

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from starlette.responses import Response
 
-from services.ingest import imports, service
+from services.ingest import imports, order_history, service
 from services.ingest.committer import GroupCommitter, store_batches
 from services.ingest.delivery import write_lock
 from services.ingest.schemas import (
@@ -17,6 +17,7 @@ from services.ingest.schemas import (
     ImportJobRead,
     InteractionAccepted,
     OrderAccepted,
+    OrderHistoryRead,
     ReplayRequest,
     ReplayResult,
 )
@@ -82,6 +83,7 @@ async def _single(request: Request, kind: str, id_field: str) -> Response:
                 "sequence": result.sequence,
                 "current": result.current,
                 id_field: result.id,
+                "warnings": result.warnings,
             }
         ),
         status_code=status.HTTP_202_ACCEPTED,
@@ -112,6 +114,7 @@ def _batch(runtime: ServiceRuntime, kind: str, plural: str, body: Any) -> Respon
                 "event_id": r.event_id,
                 "current": r.current,
                 "reasons": r.reasons,
+                "warnings": r.warnings,
             }
         )
     # serialised once, directly (the shape is BatchResult; orjson writes the Reason
@@ -238,6 +241,19 @@ def get_order_import(
     if found is None:
         raise NotFound(f"no import job {job_id}")
     return found
+
+
+@router.get(
+    "/orders/{order_id}",
+    response_model=OrderHistoryRead,
+    tags=["orders"],
+    dependencies=[require("ingest:read", "pii:read")],
+)
+def get_order(request: Request, order_id: str) -> dict[str, Any]:
+    """An order's current state and every version kept, in arrival order (personal data
+    unmasked, hence pii:read)."""
+    with runtime_of(request).db.sessions() as session:
+        return order_history.order_history(session, order_id)
 
 
 # --------------------------------------------------------------------------- operations

@@ -165,6 +165,11 @@ class RecordAccepted(BaseModel):
     current: bool | None = Field(
         None, description="false: an older version, stored but not published"
     )
+    warnings: list[ReasonRead] = Field(
+        default_factory=list,
+        description="descriptive fields dropped from the accepted record (invalid mobile, "
+        "e-mail, address part, ...): field and code; see docs/ingest.md",
+    )
 
 
 class OrderAccepted(RecordAccepted):
@@ -186,6 +191,9 @@ class BatchItem(BaseModel):
     event_id: str | None = None
     current: bool | None = None
     reasons: list[ReasonRead] = Field(default_factory=list)
+    warnings: list[ReasonRead] = Field(
+        default_factory=list, description="descriptive fields dropped from an accepted record"
+    )
 
 
 class BatchResult(BaseModel):
@@ -208,7 +216,10 @@ class ReplayResult(BaseModel):
 
 
 class ImportRejectionRead(BaseModel):
-    row: int = Field(description="line number in the file (the header is line 1)")
+    row: int = Field(
+        description="record number in the file (the header is 1); for a line-item order "
+        "spread over several rows, its first row"
+    )
     order_id: str | None = None
     reasons: list[ReasonRead]
 
@@ -223,9 +234,35 @@ class ImportJobRead(BaseModel):
     accepted: int
     duplicate: int
     rejected: int
+    warned: int = Field(
+        0, description="accepted orders from which a descriptive field was dropped (warnings)"
+    )
     error: str | None = None
     created_at: UtcDateTime
     started_at: UtcDateTime | None = None
     finished_at: UtcDateTime | None = None
     rejections: list[ImportRejectionRead] = Field(default_factory=list)
-    next_cursor: str | None = Field(None, description="pass as `cursor` for more rejections")
+    warnings: list[ImportRejectionRead] = Field(
+        default_factory=list,
+        description="accepted rows with the fields dropped from them (same pages as rejections)",
+    )
+    next_cursor: str | None = Field(
+        None, description="pass as `cursor` for more rejections and warnings"
+    )
+
+
+class OrderVersionRead(BaseModel):
+    sequence: int = Field(description="position in the event store (arrival order)")
+    version: str = Field(description="<version time in UTC>|<status rank>: what orders versions")
+    current: bool = Field(description="published as the order's state when it arrived")
+    source: str
+    received_at: datetime
+    event_id: str
+    order: dict[str, Any] = Field(description="the order as validated and normalised")
+
+
+class OrderHistoryRead(BaseModel):
+    order_id: str
+    customer_id: str | None
+    current: dict[str, Any] = Field(description="the order's current state")
+    versions: list[OrderVersionRead]

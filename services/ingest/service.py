@@ -58,13 +58,15 @@ class ItemResult:
     sequence: int | None = None
     current: bool | None = None
     reasons: list[Reason] = field(default_factory=list)
+    #: descriptive fields dropped from an accepted record (``validation.RULES["warnings"]``)
+    warnings: list[Reason] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class KindSpec:
     kind: Kind
     topic: str
-    validate: Callable[[Any, Rules, datetime | None], Any]
+    validate: Callable[..., Any]  # (raw, rules, now, warnings) -> payload model
     envelope: Callable[..., EnvelopeBase]
     entity_id: Callable[[Any], str]
     version: Callable[[Any], str]
@@ -204,13 +206,14 @@ def prepare(
     data: dict[str, Any] = {}
     for index, raw in enumerate(records):
         event_id = uuid.UUID(bytes=entropy[16 * index : 16 * index + 16], version=4)
+        warnings: list[Reason] = []
         try:
             if isinstance(raw, RecordRejected):
                 raise raw
             if direct:
-                data = validation.order_data(raw, rules, now)
+                data = validation.order_data(raw, rules, now, warnings)
             else:
-                model = spec.validate(raw, rules, now)
+                model = spec.validate(raw, rules, now, warnings)
         except RecordRejected as exc:
             results.append(
                 ItemResult(index, "rejected", id=_loose_id(raw, kind), reasons=exc.reasons)
@@ -227,7 +230,7 @@ def prepare(
                 spec.envelope(event_id=event_id, source=event_source, key=customer_id, data=model)
             )
         candidates.append((index, entity, version, customer_id, str(event_id), value))
-        results.append(ItemResult(index, "accepted", id=entity))
+        results.append(ItemResult(index, "accepted", id=entity, warnings=warnings))
     return Prepared(kind, source, now, results, candidates)
 
 
@@ -317,11 +320,15 @@ def record_outcomes(
     now: datetime,
     late: int = 0,
 ) -> None:
-    """Add the results to the per-minute intake statistics."""
+    """Add the results to the per-minute intake statistics (and, as outcome ``warning``,
+    the fields dropped from accepted records, by code)."""
     counts: Counter[tuple[str, str]] = Counter()
     for result in results:
         reason = result.reasons[0].code if result.reasons else ""
         counts[(result.status, reason)] += 1
+        if result.status == "accepted":
+            for warning in result.warnings:
+                counts[("warning", warning.code)] += 1
     if late:
         counts[("accepted", "")] -= late
         counts[("accepted", "late_version")] += late
@@ -477,7 +484,18 @@ def intake_stats(
         totals = {"accepted": 0, "duplicate": 0, "rejected": 0}
         by_source: dict[str, dict[str, Any]] = {}
         rejected_by_reason: Counter[str] = Counter()
+        warnings_by_code: Counter[str] = Counter()
         for source, kind, outcome, reason, count in stats.totals_since(since):
+            if outcome == "warning":
+                warnings_by_code[reason] += count
+                entry = by_source.setdefault(
+                    source,
+                    {"accepted": 0, "duplicate": 0, "rejected": 0, "by_kind": {}, "reasons": {}},
+                )
+                entry["reasons"][f"warning:{reason}"] = (
+                    entry["reasons"].get(f"warning:{reason}", 0) + count
+                )
+                continue
             totals[outcome] = totals.get(outcome, 0) + count
             entry = by_source.setdefault(
                 source, {"accepted": 0, "duplicate": 0, "rejected": 0, "by_kind": {}, "reasons": {}}
@@ -497,5 +515,6 @@ def intake_stats(
             **totals,
             "by_source": by_source,
             "rejected_by_reason": dict(rejected_by_reason.most_common()),
+            "warnings_by_code": dict(warnings_by_code.most_common()),
         }
     return report

@@ -16,6 +16,8 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -37,6 +39,7 @@ from shared.events import (
 )
 from shared.regions import normalise_region
 from shared.schemas import text_problem
+from shared.vocabulary import normalise_channel, normalise_gender
 
 RULES = {
     "money": (
@@ -55,7 +58,7 @@ RULES = {
         "epoch seconds/milliseconds (a JSON number, or 10 / 13 digits as text, as in CSV "
         "exports). A timestamp without an offset is read in the shop timezone "
         "setting (`INGEST_SHOP_TIMEZONE`, default Asia/Shanghai). More than `max_future_seconds` "
-        "(default 1 h) in the future, or before `min_year` (default 2000), is rejected. "
+        "(default 1 h) in the future, or before `min_year` (default 1970), is rejected. "
         "`paid_at` and `updated_at` may not precede `created_at`."
     ),
     "status": (
@@ -99,6 +102,15 @@ RULES = {
         "At most `max_items_per_order` (default 500) items per order and quantities 1.."
         "`max_item_quantity`; unknown fields are ignored. Bodies over the size limit are answered "
         "413; a batch over `max_batch_size` (default 5,000) records is answered 413."
+    ),
+    "warnings": (
+        "Only the fields that define a record reject it: an order's id, customer, status, "
+        "currency, amounts (total, refunded, discount, item prices and quantities) and times; a "
+        "customer's id and updated_at; an interaction's id, customer, kind, time and the fields "
+        "its kind requires. A problem in any other field (mobile, e-mail, QQ, name, address part, "
+        "channel, shop, promotion, item description, gender, birthday, attributes, ...) drops "
+        "that field (it is never guessed) and the record is accepted with a warning "
+        "`{field, code, message}` (the same codes as rejections)."
     ),
     "order_versions": (
         "Versions of one order are ordered by `updated_at` (else `paid_at`, else `created_at`), "
@@ -157,7 +169,7 @@ class Rules:
     shop_timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     default_region: str = "CN"
     max_future: timedelta = timedelta(hours=1)
-    min_year: int = 2000
+    min_year: int = 1970
     max_amount: Decimal = Decimal("100000000")
     max_items: int = 500
     max_quantity: int = 100000
@@ -210,17 +222,6 @@ _STAGES = {
     "售中": "in_sale",
     "售后": "after_sale",
 }
-_GENDERS = {
-    "male": "male",
-    "m": "male",
-    "男": "male",
-    "female": "female",
-    "f": "female",
-    "女": "female",
-    "unknown": "unknown",
-    "未知": "unknown",
-    "保密": "unknown",
-}
 
 
 class _Checker:
@@ -230,9 +231,24 @@ class _Checker:
         self.rules = rules
         self.now = now or datetime.now(UTC)
         self.reasons: list[Reason] = []
+        #: problems in descriptive fields: the field was dropped, the record kept
+        self.warnings: list[Reason] = []
+        self._lenient = 0
 
     def fail(self, field: str, code: str, message: str) -> None:
-        self.reasons.append(Reason(field, code, message))
+        if self._lenient:
+            self.warnings.append(Reason(field, code, message))
+        else:
+            self.reasons.append(Reason(field, code, message))
+
+    @contextmanager
+    def lenient(self) -> Iterator[None]:
+        """Within: a problem drops the field (the check returns None) and is a warning."""
+        self._lenient += 1
+        try:
+            yield
+        finally:
+            self._lenient -= 1
 
     def done(self) -> None:
         if self.reasons:
@@ -557,14 +573,20 @@ def _build(model: Any, data: dict[str, Any]) -> Any:  # returns an instance of `
 # --------------------------------------------------------------------------- orders
 
 
-def validate_order(raw: Any, rules: Rules, now: datetime | None = None) -> Order:
-    """The canonical order for a bare order object, or :class:`RecordRejected`."""
-    return _build(Order, order_data(raw, rules, now))
+def validate_order(
+    raw: Any, rules: Rules, now: datetime | None = None, warnings: list[Reason] | None = None
+) -> Order:
+    """The canonical order for a bare order object, or :class:`RecordRejected`; the fields
+    dropped from it are appended to ``warnings`` (if given)."""
+    return _build(Order, order_data(raw, rules, now, warnings))
 
 
-def order_data(raw: Any, rules: Rules, now: datetime | None = None) -> dict[str, Any]:
+def order_data(
+    raw: Any, rules: Rules, now: datetime | None = None, warnings: list[Reason] | None = None
+) -> dict[str, Any]:
     """The canonical order as plain data (the :class:`Order` fields, in their order, with
-    ``Decimal``/``datetime``/``OrderStatus`` values), or :class:`RecordRejected`.
+    ``Decimal``/``datetime``/``OrderStatus`` values), or :class:`RecordRejected`. A problem
+    in a descriptive field drops the field and is appended to ``warnings`` (if given).
 
     What :func:`validate_order` builds its model from; the batch path encodes this directly
     (``service.encode_order``) instead of building and serialising the model: a test proves
@@ -589,12 +611,17 @@ def order_data(raw: Any, rules: Rules, now: datetime | None = None) -> dict[str,
     if total is not None and refunded is not None and refunded > total:
         c.fail("refunded_amount", "money.refund_exceeds_total", "exceeds total_amount")
     items = _items(c, raw.get("items"), money_digits)
-    buyer = _buyer(c, raw.get("buyer"))
-    shipping = c.address(raw.get("shipping"), "shipping")
-    channel = c.text(raw.get("channel"), "channel", 50)
-    shop_id = c.ident(raw.get("shop_id"), "shop_id", required=False)
-    promotion = c.text(raw.get("promotion"), "promotion")
+    if total is not None and not c.reasons:
+        _check_amounts_agree(c, total, discount, items)
+    with c.lenient():
+        buyer = _buyer(c, raw.get("buyer"))
+        shipping = c.address(raw.get("shipping"), "shipping")
+        channel = normalise_channel(c.text(raw.get("channel"), "channel", 50))
+        shop_id = c.ident(raw.get("shop_id"), "shop_id", required=False)
+        promotion = c.text(raw.get("promotion"), "promotion")
     c.done()
+    if warnings is not None:
+        warnings.extend(c.warnings)
     zero = _QUANTUM[money_digits] * 0
     return {
         "order_id": order_id,
@@ -614,6 +641,41 @@ def order_data(raw: Any, rules: Rules, now: datetime | None = None) -> dict[str,
         "buyer": buyer,
         "shipping": shipping,
     }
+
+
+#: items whose prices add up to more than this many times the order's gross amount are not
+#: a plausible order (a unit price in cents, a quantity in grams): rejected
+ITEMS_FAR_FACTOR = 100
+#: tolerance before items that disagree with the total are reported (shipping fees,
+#: rounding of per-item discounts)
+ITEMS_MISMATCH_SHARE = Decimal("0.05")
+
+
+def _check_amounts_agree(
+    c: _Checker, total: Decimal, discount: Decimal | None, items: list[dict[str, Any]]
+) -> None:
+    """Amounts that contradict each other: a discount beyond the priced items (rejected),
+    items far from the total (rejected) or off it by more than 5 % (a warning)."""
+    if not items or any(i["unit_price"] is None for i in items):
+        return
+    items_sum = sum((i["unit_price"] * i["quantity"] for i in items), Decimal(0))
+    discount = discount or Decimal(0)
+    if discount > items_sum:
+        c.fail("discount_amount", "money.discount_exceeds_items", "exceeds the items' total")
+        return
+    gross = total + discount
+    if items_sum > ITEMS_FAR_FACTOR * max(gross, Decimal(1)):
+        c.fail("items", "money.items_far_from_total", "add up to far more than the order total")
+        return
+    expected = items_sum - discount
+    if abs(expected - total) > max(ITEMS_MISMATCH_SHARE * max(total, expected), Decimal(1)):
+        c.warnings.append(
+            Reason(
+                "total_amount",
+                "money.items_mismatch",
+                "differs from the items' prices less the discount (kept as sent)",
+            )
+        )
 
 
 def _status(c: _Checker, value: Any) -> OrderStatus | None:
@@ -644,17 +706,19 @@ def _items(c: _Checker, value: Any, digits: int) -> list[dict[str, Any]]:
                 c.fail(where, "type", "must be an object")
             continue
         quantity = c.integer(item.get("quantity"), f"{where}.quantity", 1, c.rules.max_quantity)
-        items.append(
-            {
-                "sku": c.ident(item.get("sku"), f"{where}.sku", required=False),
-                "name": c.text(item.get("name"), f"{where}.name"),
-                "category": c.text(item.get("category"), f"{where}.category", 100),
-                "brand": c.text(item.get("brand"), f"{where}.brand", 100),
-                "unit_price": c.money(item.get("unit_price"), f"{where}.unit_price", digits),
-                "quantity": 1 if quantity is None else quantity,
-                "list_price": c.money(item.get("list_price"), f"{where}.list_price", digits),
-            }
-        )
+        unit_price = c.money(item.get("unit_price"), f"{where}.unit_price", digits)
+        with c.lenient():
+            items.append(
+                {
+                    "sku": c.ident(item.get("sku"), f"{where}.sku", required=False),
+                    "name": c.text(item.get("name"), f"{where}.name"),
+                    "category": c.text(item.get("category"), f"{where}.category", 100),
+                    "brand": c.text(item.get("brand"), f"{where}.brand", 100),
+                    "unit_price": unit_price,
+                    "quantity": 1 if quantity is None else quantity,
+                    "list_price": c.money(item.get("list_price"), f"{where}.list_price", digits),
+                }
+            )
     return items
 
 
@@ -675,15 +739,29 @@ def _buyer(c: _Checker, value: Any) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- customers
 
 
-def validate_customer(raw: Any, rules: Rules, now: datetime | None = None) -> Customer:
-    """The canonical customer record for a bare customer object, or :class:`RecordRejected`."""
+def validate_customer(
+    raw: Any, rules: Rules, now: datetime | None = None, warnings: list[Reason] | None = None
+) -> Customer:
+    """The canonical customer record for a bare customer object, or :class:`RecordRejected`.
+    Only its id and ``updated_at`` define it: a problem in any other field drops that field
+    and is appended to ``warnings`` (if given)."""
     raw = _object(raw, "a customer")
     c = _Checker(rules, now)
     customer_id = c.ident(raw.get("customer_id"), "customer_id")
+    updated_at = c.timestamp(raw.get("updated_at"), "updated_at")
+    with c.lenient():
+        data = _customer_fields(c, raw)
+    c.done()
+    if warnings is not None:
+        warnings.extend(c.warnings)
+    return _build(Customer, {"customer_id": customer_id, **data, "updated_at": updated_at})
+
+
+def _customer_fields(c: _Checker, raw: dict[str, Any]) -> dict[str, Any]:
     gender_text = c.text(raw.get("gender"), "gender", 20)
     gender = None
     if gender_text is not None:
-        gender = _GENDERS.get(gender_text.lower())
+        gender = normalise_gender(gender_text)
         if gender is None:
             c.fail("gender", "gender.unknown", "is not male, female or unknown")
     birthday = _birthday(c, raw.get("birthday"))
@@ -696,6 +774,7 @@ def validate_customer(raw: Any, rules: Rules, now: datetime | None = None) -> Cu
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             c.fail("timezone", "timezone.unknown", "is not an IANA time zone")
+            timezone = None
     verified_raw = raw.get("verified") or []
     verified: list[str] = []
     if not isinstance(verified_raw, list):
@@ -705,12 +784,14 @@ def validate_customer(raw: Any, rules: Rules, now: datetime | None = None) -> Cu
             text = c.text(item, f"verified[{index}]", 254)
             if text is None:
                 continue
-            if "@" in text:
-                verified.append(c.email(text, f"verified[{index}]") or text)
-            else:
-                verified.append(c.mobile(text, f"verified[{index}]") or text)
-    data = {
-        "customer_id": customer_id,
+            problems = len(c.warnings)
+            check = c.email if "@" in text else c.mobile
+            value = check(text, f"verified[{index}]")
+            if value is not None:
+                verified.append(value)
+            elif len(c.warnings) == problems:
+                verified.append(text)  # masked: kept as the platform sent it
+    return {
         "name": c.text(raw.get("name"), "name", NAME_MAX),
         "gender": gender,
         "birthday": birthday,
@@ -726,11 +807,8 @@ def validate_customer(raw: Any, rules: Rules, now: datetime | None = None) -> Cu
         "timezone": timezone,
         "source": c.text(raw.get("source"), "source", 50),
         "verified": verified,
-        "updated_at": c.timestamp(raw.get("updated_at"), "updated_at"),
         "attributes": c.attributes(raw.get("attributes")),
     }
-    c.done()
-    return _build(Customer, data)
 
 
 def _birthday(c: _Checker, value: Any) -> str | None:
@@ -783,8 +861,11 @@ INTERACTION_REQUIREMENTS = {
 }
 
 
-def validate_interaction(raw: Any, rules: Rules, now: datetime | None = None) -> Interaction:
-    """The canonical interaction for a bare interaction object, or :class:`RecordRejected`."""
+def validate_interaction(
+    raw: Any, rules: Rules, now: datetime | None = None, warnings: list[Reason] | None = None
+) -> Interaction:
+    """The canonical interaction for a bare interaction object, or :class:`RecordRejected`;
+    a bad ``channel`` or ``attributes`` is dropped and appended to ``warnings`` (if given)."""
     raw = _object(raw, "an interaction")
     c = _Checker(rules, now)
     kind_text = c.text(raw.get("kind"), "kind", 40, required=True)
@@ -818,7 +899,7 @@ def validate_interaction(raw: Any, rules: Rules, now: datetime | None = None) ->
         c.fail("text", "required", "a complaint needs text or a status")
     elif kind is InteractionKind.campaign_response and not campaign_id:
         c.fail("campaign_id", "required", "is required for a campaign response")
-    data = {
+    data: dict[str, Any] = {
         "interaction_id": c.ident(raw.get("interaction_id"), "interaction_id"),
         "customer_id": c.ident(raw.get("customer_id"), "customer_id"),
         "kind": kind,
@@ -829,10 +910,13 @@ def validate_interaction(raw: Any, rules: Rules, now: datetime | None = None) ->
         "stage": stage,
         "status": status,
         "campaign_id": campaign_id,
-        "channel": c.text(raw.get("channel"), "channel", 50),
-        "attributes": c.attributes(raw.get("attributes")),
     }
+    with c.lenient():
+        data["channel"] = normalise_channel(c.text(raw.get("channel"), "channel", 50))
+        data["attributes"] = c.attributes(raw.get("attributes"))
     c.done()
+    if warnings is not None:
+        warnings.extend(c.warnings)
     return _build(Interaction, data)
 
 

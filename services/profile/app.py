@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.profile.apikey_routes import router as apikey_router
 from services.profile.config import Settings
 from services.profile.consumer import CONSUMED_TOPICS, build_consumers
+from services.profile.export_routes import router as export_router
 from services.profile.routes import router
 from shared.api import build_app
 from shared.config import ServiceSettings
@@ -35,6 +36,6 @@ def create_app(settings: ServiceSettings | None = None, *, start_runtime: bool =
         description="One unified profile per customer (basic, subjective and transaction "
         "facets with provenance), identity resolution, tags, contact policy, search, "
         "export and erasure. See docs/profile.md.",
-        routers=[router, apikey_router],
+        routers=[router, apikey_router, export_router],
         start_runtime=start_runtime,
     )

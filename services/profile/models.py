@@ -172,3 +172,20 @@ class ApiKeyRow(Base):
     record: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SubjectExport(Base):
+    """A subject-access export across the services: profile's own section at once, the
+    other services' parts as they answer (``shared.exports``). Holds personal data: an
+    erasure of the person deletes it."""
+
+    __tablename__ = "subject_exports"
+
+    export_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(200), index=True)
+    customer_ids: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    #: {"profile": {...}, "ingest": {...}, ...}: the sections received so far
+    sections: Mapped[str] = mapped_column(Text)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -278,3 +278,23 @@ class ExportRead(BaseModel):
     interactions: list[InteractionRead]
     merges: list[MergeRecordRead]
     audit: list[AuditEntryRead]
+
+
+class SubjectExportRead(BaseModel):
+    """A subject-access export across the four services and its progress."""
+
+    export_id: str
+    customer_id: str = Field(description="the profile (survivor of any merges)")
+    customer_ids: list[str] = Field(description="every id merged into it: all were exported")
+    status: Literal["collecting", "complete"]
+    requested_at: UtcDateTime
+    completed_at: UtcDateTime | None
+    services: dict[str, Literal["done", "pending"]] = Field(
+        description="per service: its section arrived (done) or not yet"
+    )
+    document: dict[str, dict[str, Any]] = Field(
+        description="the sections received so far, by service: profile (profile, orders, "
+        "interactions, merges, audit), ingest (every version of every order, customer "
+        "record and interaction), segment (scores, segment memberships), campaign "
+        "(audience, campaign entries, messages, receipts)"
+    )

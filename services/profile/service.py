@@ -13,12 +13,15 @@ from sqlalchemy.orm import Session
 
 from services.profile import domain
 from services.profile.config import Settings
+from services.profile.export_repository import SubjectExports
+from services.profile.locking import load_for_update, lock_profiles
 from services.profile.normalize import (
     names_conflict,
     normalize_email,
     normalize_phone,
     normalize_text,
 )
+from services.profile.readable import readable_order
 from services.profile.repository import (
     SCORE_KEYS,
     ProfileRepository,
@@ -299,6 +302,8 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
     # otherwise it rewrites the small scores row alone.
     segment_only = set() if book.rules else segment_ids - other_ids
     doc_ids = {batch.aliases[c] for c in ids if c in batch.aliases and c not in segment_only}
+    # locked before they are read: an operator's edit committed meanwhile is not overwritten
+    lock_profiles(session, doc_ids)
     # without tag rules, only the documents that receive a segment change need their scores
     for pid, row in repo.profiles(doc_ids, with_scores=bool(book.rules)).items():
         batch.docs[pid] = row.doc
@@ -567,6 +572,7 @@ def merge_profiles(
 ) -> str:
     """Fold profiles into a survivor; audited; publishes ``profile.merged``."""
     repo = ProfileRepository(session)
+    lock_profiles(session, [survivor_id, *other_ids])
     rows = repo.profiles([survivor_id, *other_ids])
     if survivor_id not in rows:
         raise NotFound(f"no profile {survivor_id}")
@@ -777,7 +783,7 @@ def patch_profile(
     session: Session, customer_id: str, changes: dict[str, Any], actor: str, settings: Settings
 ) -> ProfileRow:
     """An operator's edit: each field given wins over derived data; ``null`` clears it."""
-    row = load(session, customer_id)
+    row = load_for_update(session, customer_id)
     doc = row.doc
     before = public_slice(doc)
     seen_at = domain.iso(utcnow())
@@ -850,7 +856,7 @@ def _index_contacts(
 def add_tags(
     session: Session, customer_id: str, tags: list[str], actor: str, settings: Settings
 ) -> ProfileRow:
-    row = load(session, customer_id)
+    row = load_for_update(session, customer_id)
     before = public_slice(row.doc)
     row.doc["manual_tags"] = sorted(set(row.doc["manual_tags"]) | set(tags))
     repo = ProfileRepository(session)
@@ -865,7 +871,7 @@ def add_tags(
 def remove_tag(
     session: Session, customer_id: str, tag: str, actor: str, settings: Settings
 ) -> ProfileRow:
-    row = load(session, customer_id)
+    row = load_for_update(session, customer_id)
     if tag not in row.doc["manual_tags"]:
         if tag in row.doc["rule_tags"]:
             raise Conflict(f"tag {tag!r} comes from a tag rule; change the rule instead")
@@ -918,6 +924,7 @@ def reapply_rules(session: Session, settings: Settings) -> int:
         if not ids:
             return changed
         after = ids[-1]
+        lock_profiles(session, ids)
         docs = {pid: row.doc for pid, row in repo.profiles(ids).items()}
         before = {pid: (list(doc["rule_tags"]), public_slice(doc)) for pid, doc in docs.items()}
         refresh_rule_tags(repo, book, docs, settings)
@@ -948,7 +955,7 @@ def set_contact_policy(
     session: Session, customer_id: str, policy: dict[str, Any], actor: str
 ) -> ContactPolicy:
     """Replace the contact policy; published as ``profile.contact_policy_changed``."""
-    row = load(session, customer_id)
+    row = load_for_update(session, customer_id)
     now = utcnow()
     stored = dict(policy)
     stored.pop("customer_id", None)
@@ -983,7 +990,7 @@ def export(session: Session, customer_id: str, settings: Settings) -> dict[str, 
         "exported_at": domain.iso(utcnow()),
         "profile": view(row, True, settings),
         "customer_ids": aliases,
-        "orders": repo.orders_of(row.profile_id),
+        "orders": [readable_order(o) for o in repo.orders_of(row.profile_id)],
         "interactions": repo.interactions_of(row.profile_id),
         "merges": repo.merges_of(row.profile_id),
         "audit": repo.audit_of([row.profile_id, *aliases]),
@@ -1002,6 +1009,7 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
     repo.delete_contact_points(aliases)
     repo.delete_history(row.profile_id)
     repo.delete_profiles([row.profile_id])
+    SubjectExports(session).delete_of(row.profile_id)
     repo.add_tombstones(
         [
             {"customer_hash": tombstone_key(cid), "erasure_id": erasure_id, "erased_at": now}

@@ -5,14 +5,17 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.segment import clv_metrics, clv_routes, clv_runs, service
+from services.segment import clv_metrics, clv_routes, clv_runs, gauges, service
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
+from services.segment.subject_export import export_section
 from services.segment.sweep import DaySweep, SweepOutcome, mark_swept
+from shared import business_metrics, topics
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.events import utcnow
+from shared.exports import answering_exports
 from shared.runtime import PeriodicJob, ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -23,7 +26,10 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     assert isinstance(settings, Settings)
     runtime = ServiceRuntime(
-        settings, MIGRATIONS, consumer_factory=build_consumers, consumed_topics=CONSUMED_TOPICS
+        settings,
+        MIGRATIONS,
+        consumer_factory=answering_exports(build_consumers, export_section),
+        consumed_topics=(*CONSUMED_TOPICS, topics.EXPORT_REQUESTS),
     )
     runtime.extras["clock"] = utcnow
     day_sweep = DaySweep(runtime.db)
@@ -48,6 +54,14 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
             "segment-cut-point-check",
             settings.cut_point_check_seconds,
             lambda: refresh_if_stale(runtime),
+        )
+    )
+    runtime.jobs.append(
+        PeriodicJob(
+            "segment-business-gauges",
+            business_metrics.refresh_seconds(),
+            lambda: gauges.refresh(runtime),
+            run_at_start=True,
         )
     )
     runtime.jobs.append(

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import IntegrityError
 
-from services.segment import clv_routes, reports, service
+from services.segment import clv_routes, reports, segment_admin, service
 from services.segment.as_of import parse_as_of
 from services.segment.clv import clv_summary, exact_monetary_value
 from services.segment.policy import ScoringPolicy
@@ -20,7 +20,9 @@ from services.segment.schemas import (
     ReportRead,
     RescoringRead,
     SegmentCreate,
+    SegmentDeletedRead,
     SegmentRead,
+    SegmentUpdate,
 )
 from services.segment.scoring import from_e4
 from shared.api import require, runtime_of
@@ -68,13 +70,13 @@ def _with_predictions(
         for v in views
     ]
     found = clv_routes.customer_predictions(session, customers, as_of, policy.timezone)
-    reads = [_scores_read(v) for v in views]
+    reads = [scores_read(v) for v in views]
     for read in reads:
         read.predictions = found.get(read.customer_id)
     return reads
 
 
-def _scores_read(view: service.CustomerView) -> CustomerScoresRead:
+def scores_read(view: service.CustomerView) -> CustomerScoresRead:
     row = view.row
     count = int(row["order_count"] or 0)
     total = int(row["total_spent_e4"] or 0)
@@ -334,6 +336,35 @@ def get_segment(segment_id: str, request: Request) -> SegmentRead:
         if segment is None:
             raise NotFound(f"no segment {segment_id}")
         return _segment_read(segment)
+
+
+@router.patch(
+    "/segments/{segment_id}", response_model=SegmentRead, dependencies=WRITE, tags=["segments"]
+)
+def update_segment(segment_id: str, body: SegmentUpdate, request: Request) -> SegmentRead:
+    """Rename or re-describe a segment; a new rule re-evaluates members and publishes changes."""
+    runtime = runtime_of(request)
+    with runtime.db.unit_of_work() as session:
+        result = _segment_read(
+            segment_admin.update_segment(session, segment_id, body, _now(runtime))
+        )
+    runtime.relay.notify()
+    return result
+
+
+@router.delete(
+    "/segments/{segment_id}",
+    response_model=SegmentDeletedRead,
+    dependencies=WRITE,
+    tags=["segments"],
+)
+def delete_segment(segment_id: str, request: Request) -> SegmentDeletedRead:
+    """Delete a segment: members leave (segment.changed), segment.deleted tells campaign."""
+    runtime = runtime_of(request)
+    with runtime.db.unit_of_work() as session:
+        deleted = segment_admin.delete_segment(session, segment_id, _now(runtime))
+    runtime.relay.notify()
+    return SegmentDeletedRead(**deleted.model_dump())
 
 
 @router.get(

@@ -202,3 +202,17 @@ class ClvReportRead(BaseModel):
 
 
 CustomerScoresRead.model_rebuild()
+
+
+class SegmentUpdate(RequestModel):
+    """Rename, re-describe or re-rule a custom segment (only the fields sent change)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=1000)
+    rule: Rule | None = Field(None, description="a new rule: members are evaluated again now")
+
+
+class SegmentDeletedRead(BaseModel):
+    segment_id: str
+    name: str
+    deleted_at: datetime

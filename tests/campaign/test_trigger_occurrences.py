@@ -10,8 +10,9 @@ from typing import Any
 from services.campaign import scheduler, service
 from services.campaign.launch import launch
 from services.campaign.report import build_report
+from services.campaign.repository import Projections
 from shared.db import Database
-from shared.events import Order, OrderRecorded
+from shared.events import Address, Order, OrderRecorded
 from tests.campaign.factories import (
     NOW,
     consume,
@@ -175,3 +176,26 @@ def test_skipped_occurrences_are_counted_by_reason_once_each(db: Database) -> No
         "reentry_not_allowed": 0,
         "cooldown": 1,  # c1's second move, inside 30 days
     }
+
+
+def test_a_welcome_on_the_first_order_renders_the_province_and_city_it_shipped_to(
+    db: Database,
+) -> None:
+    # c1: campaign knows the contact policy but no address yet; profile has not spoken
+    feed(db, [policy_event("c1")])
+    campaign_id = make_campaign(
+        db,
+        audience=None,
+        trigger={"type": "first_purchase"},
+        content={"template": "{{ province }}{{ city }}的新朋友, 欢迎"},
+    )
+    launch(db, campaign_id, settings(), now=fixed())
+    paid = _unpaid("o1", "c1", NOW + timedelta(hours=1), status="paid")
+    shipped = paid.data.model_copy(update={"shipping": Address(province="浙江省", city="杭州市")})
+    consume(db, [OrderRecorded(source="ingest", key="c1", data=shipped)])
+    [message] = outbox(db)
+    assert message.data.content == "浙江省杭州市的新朋友, 欢迎"
+    assert message.data.variables == {"province": "浙江省", "city": "杭州市"}
+    with db.unit_of_work() as session:
+        member = Projections(session).audience_rows(["c1"])["c1"]
+        assert (member.province, member.city) == ("浙江省", "杭州市")

@@ -32,6 +32,11 @@ COMMANDS = [
     ["deadletters", "list"],
     ["deadletters", "show"],
     ["deadletters", "redrive"],
+    ["keys", "list"],
+    ["keys", "create"],
+    ["keys", "rotate"],
+    ["keys", "revoke"],
+    ["keys", "audit"],
 ]
 
 

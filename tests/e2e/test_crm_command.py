@@ -228,3 +228,26 @@ def test_status_fails_when_a_service_is_down(system: RunningSystem) -> None:
     status = json.loads(result.stdout)
     assert status["healthy"] is False
     assert [s["service"] for s in status["services"] if not s["up"]] == ["campaign"]
+
+
+def test_keys_create_use_rotate_revoke(system: RunningSystem) -> None:
+    name = unique("ops-key")
+    issued = ok(system, "keys", "create", name, "--scope", "segment:read")
+    key_id, secret = issued["key_id"], issued["api_key"]
+    assert key_id in [k["key_id"] for k in ok(system, "keys", "list")]
+    # the new key reaches segment through crm.apikeys.v1; it may read segments, nothing else
+    wait_for(
+        lambda: crm(system, "segments", "list", key=secret)[0] == 0, timeout=30, what="key accepted"
+    )
+    code, body = crm(system, "rescore", key=secret)
+    assert code == 1 and body["problem"]["status"] == 403
+    rotated = ok(system, "keys", "rotate", key_id)
+    assert rotated["api_key"] != secret
+    ok(system, "keys", "revoke", key_id)
+    events = [entry for entry in ok(system, "keys", "audit", key_id)["audit"]]
+    assert len(events) == 3
+    wait_for(
+        lambda: crm(system, "segments", "list", key=rotated["api_key"])[0] == 1,
+        timeout=30,
+        what="revocation",
+    )

@@ -182,11 +182,12 @@ def test_readyz_is_503_with_the_reason_while_a_consumer_is_stalled() -> None:
     class Runtime:
         def __init__(self) -> None:
             self.consumers = {"orders": "ok", "erasures": "ok"}
+            self.broker = "ok"
 
         def readiness(self) -> dict[str, Any]:
             return {
                 "database": "ok",
-                "broker": "ok",
+                "broker": self.broker,
                 "topics": "ok",
                 "consumers": dict(self.consumers),
             }
@@ -202,3 +203,7 @@ def test_readyz_is_503_with_the_reason_while_a_consumer_is_stalled() -> None:
     assert stalled.json()["reasons"] == [
         "consumer erasures stalled: no partition assignment for 31s"
     ]
+    # while the broker is away every consumer waits: the API still serves
+    runtime.broker = "unreachable"
+    away = client.get("/readyz")
+    assert (away.status_code, away.json()["status"]) == (200, "degraded")

@@ -98,7 +98,7 @@ def test_single_order_is_normalised_and_published(
 
 
 def test_rejections_are_problem_json_with_every_reason(client: TestClient) -> None:
-    bad = order(total_amount="12.345", currency="CNY", buyer={"mobile": "123"})
+    bad = order(total_amount="12.345", currency="CNY", created_at="soon")
     response = client.post("/v1/orders", json=bad, headers=HEADERS)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
@@ -106,7 +106,7 @@ def test_rejections_are_problem_json_with_every_reason(client: TestClient) -> No
     assert problem["type"].endswith("/validation-error")
     assert {(e["field"], e["code"]) for e in problem["errors"]} == {
         ("total_amount", "money.scale"),
-        ("buyer.mobile", "phone.invalid"),
+        ("created_at", "time.format"),
     }
     surrogate = b'{"order_id": "T\\udc00", "customer_id": "c", "status": "paid"}'
     response = client.post(
@@ -128,6 +128,46 @@ def test_rejections_are_problem_json_with_every_reason(client: TestClient) -> No
         response = client.post(path, content=deep, headers=HEADERS)
         assert response.status_code == 422, path
         assert response.json()["type"].endswith("/malformed-json")
+
+
+def test_a_bad_contact_field_is_dropped_with_a_warning_single_batch_and_stats(
+    broker: EmbeddedBroker, namespace: str, tmp_path: Path, db_url: str
+) -> None:
+    with TestClient(create_app(settings_for(broker, namespace, tmp_path, db_url))) as client:
+        single = client.post(
+            "/v1/orders",
+            json=order(order_id="W1", buyer={"name": "张三", "mobile": "123"}),
+            headers=HEADERS,
+        )
+        assert single.status_code == 202, single.text
+        assert single.json()["status"] == "accepted"
+        assert [(w["field"], w["code"]) for w in single.json()["warnings"]] == [
+            ("buyer.mobile", "phone.invalid")
+        ]
+        batch = client.post(
+            "/v1/orders/batch",
+            json={
+                "orders": [
+                    order(order_id="W2", buyer={"email": "nope"}),
+                    order(order_id="W3"),
+                    order(order_id="W4", created_at="soon"),
+                ]
+            },
+            headers=HEADERS,
+        )
+        body = batch.json()
+        assert (body["accepted"], body["rejected"]) == (2, 1)
+        assert [(w["field"], w["code"]) for w in body["results"][0]["warnings"]] == [
+            ("buyer.email", "email.invalid")
+        ]
+        assert body["results"][1]["warnings"] == []
+        stats = client.get("/v1/stats?windows=1h", headers=HEADERS).json()["windows"]["1h"]
+        assert stats["accepted"] == 3
+        assert stats["warnings_by_code"] == {"phone.invalid": 1, "email.invalid": 1}
+        events = read_topic(broker.bootstrap_servers, namespace + topics.ORDERS, expect=3)
+    published = {e.data.order_id: e.data for e in events}
+    assert published["W1"].buyer.mobile is None and published["W1"].buyer.name is not None
+    assert str(published["W2"].total_amount) == "199.00"
 
 
 def test_limits_answer_413(client: TestClient) -> None:
@@ -179,10 +219,19 @@ def test_customers_and_interactions(client: TestClient) -> None:
     )
     batch = client.post(
         "/v1/customers/batch",
-        json={"customers": [customer, {"customer_id": "c-8", "gender": "x"}]},
+        json={
+            "customers": [
+                customer,
+                {"customer_id": "c-8", "gender": "x"},
+                {"customer_id": "", "name": "n"},
+            ]
+        },
         headers=HEADERS,
     ).json()
-    assert [r["status"] for r in batch["results"]] == ["duplicate", "rejected"]
+    assert [r["status"] for r in batch["results"]] == ["duplicate", "accepted", "rejected"]
+    assert [(w["field"], w["code"]) for w in batch["results"][1]["warnings"]] == [
+        ("gender", "gender.unknown")
+    ]
     review = {
         "interaction_id": "r-1",
         "customer_id": "c-7",
@@ -193,7 +242,7 @@ def test_customers_and_interactions(client: TestClient) -> None:
     }
     response = client.post("/v1/interactions", json=review, headers=HEADERS)
     assert response.status_code == 202 and response.json()["interaction_id"] == "r-1"
-    # a lone surrogate in free-form attributes is a rejection of that record only
+    # a lone surrogate in free-form attributes drops them (a warning), the record is kept
     with_surrogate = b'{"interaction_id": "r-3", "customer_id": "c-7", "kind": "review", '
     with_surrogate += b'"rating": 4, "occurred_at": "2026-11-02T10:00:00+08:00", '
     with_surrogate += b'"attributes": {"k": "\\ud800"}}'
@@ -206,8 +255,10 @@ def test_customers_and_interactions(client: TestClient) -> None:
     )
     assert response.status_code == 200, response.text
     results = response.json()["results"]
-    assert [r["status"] for r in results] == ["accepted", "rejected"]
-    assert results[1]["reasons"][0]["code"] == "text.surrogate"
+    assert [r["status"] for r in results] == ["accepted", "accepted"]
+    assert [(w["field"], w["code"]) for w in results[1]["warnings"]] == [
+        ("attributes", "text.surrogate")
+    ]
     bad = {**review, "interaction_id": "r-2", "rating": None}
     response = client.post("/v1/interactions", json=bad, headers=HEADERS)
     assert response.status_code == 422

@@ -1,0 +1,148 @@
+"""What the end-to-end bench observes from outside the services: CPU per process from /proc,
+and every consumer group's lag from the broker."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from shared import topics
+
+SERVICES = ("ingest", "profile", "segment", "campaign")
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(root: int) -> dict[int, str]:
+    """``{pid: label}`` of a process tree: a service's name, ``broker`` or ``supervisor``."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(_stat(int(stat.parent.name))[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    labels = {}
+    for pid in tree:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        label = "supervisor" if pid == root else "other"
+        for name in SERVICES:
+            if f"services.{name}" in command:
+                label = name
+        if "tansu" in command:
+            label = "broker"
+        labels[pid] = label
+    return labels
+
+
+def cpu_by_label(root: int) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for pid, label in descendants(root).items():
+        totals[label] = totals.get(label, 0.0) + cpu_seconds(pid)
+    return totals
+
+
+# --------------------------------------------------------------------------- lag
+
+
+class LagMonitor:
+    """Every consumer group's lag: committed offsets against high watermarks.
+
+    The high watermarks come from fetch responses (``KafkaConsumer.highwater``): this broker's
+    ListOffsets can answer the base offset of the last batch instead. The monitor's consumer
+    sits at the last high watermark it saw, so each fetch carries at most one new batch per
+    partition, not the stream.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        from kafka import KafkaAdminClient, KafkaConsumer
+
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=1,
+            fetch_max_wait_ms=20,
+        )
+        self.high: dict[Any, int] = {}
+
+    def highwaters(self, partitions: set[Any]) -> dict[Any, int]:
+        if set(self.consumer.assignment()) != partitions:
+            self.consumer.assign(sorted(partitions, key=lambda tp: (tp.topic, tp.partition)))
+            for tp in partitions:
+                self.consumer.seek(tp, self.high.get(tp, 0))
+        for _ in range(20):
+            self.consumer.poll(timeout_ms=50, max_records=10_000)
+            marks = {tp: self.consumer.highwater(tp) for tp in partitions}
+            if all(m is not None for m in marks.values()):
+                break
+        for tp, mark in marks.items():
+            if mark is not None:
+                self.high[tp] = mark
+                self.consumer.seek(tp, mark)
+        return dict(self.high)
+
+    def lags(self) -> tuple[dict[str, int], int]:
+        """``({group: lag}, orders in the orders topic)``."""
+        from kafka import TopicPartition
+
+        groups = [g["group_id"] for g in self.admin.list_groups()]
+        committed = {g: self.admin.list_group_offsets(g)[g] for g in groups}
+        partitions = {tp for offsets in committed.values() for tp in offsets}
+        partitions |= {
+            TopicPartition(topics.ORDERS, p)
+            for p in (self.consumer.partitions_for_topic(topics.ORDERS) or ())
+        }
+        high = self.highwaters(partitions)
+        lags = {
+            g: sum(max(high.get(tp, 0) - meta.offset, 0) for tp, meta in offsets.items())
+            for g, offsets in committed.items()
+        }
+        orders = sum(m for tp, m in high.items() if tp.topic == topics.ORDERS)
+        return lags, orders
+
+    def wait_caught_up(self, orders: int, timeout: float = 900) -> float:
+        """When the orders topic holds ``orders`` and every group's lag is zero (seen twice,
+        0.3 s apart: a service's own outbox may publish just after its consumer commits)."""
+        deadline = time.monotonic() + timeout
+        first_zero: float | None = None
+        while time.monotonic() < deadline:
+            lags, stored = self.lags()
+            if stored >= orders and lags and not any(lags.values()):
+                if first_zero is not None:
+                    return first_zero
+                first_zero = time.perf_counter()
+                time.sleep(0.3)
+                continue
+            first_zero = None
+            time.sleep(0.1)
+        raise RuntimeError(f"not caught up in {timeout:.0f} s: lags {lags}, orders {stored}")
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.admin.close()

@@ -1,0 +1,74 @@
+"""Who a campaign treated, held out or excluded: thin routes over entries.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from services.campaign import entries
+from services.campaign.schemas import EntryOutcome, EntryRead
+from services.campaign.service import get_campaign
+from shared.api import require, runtime_of
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/v1", tags=["campaigns"])
+
+Outcome = Annotated[EntryOutcome | None, Query(description="sent, holdout or excluded")]
+Reason = Annotated[str | None, Query(description="only entries excluded for this reason")]
+
+
+@router.get(
+    "/campaigns/{campaign_id}/entries",
+    response_model=Page[EntryRead],
+    dependencies=[require("campaign:read")],
+)
+def list_entries(
+    campaign_id: str,
+    request: Request,
+    outcome: Outcome = None,
+    reason: Reason = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> Page[EntryRead]:
+    """Every entry of the campaign (sent, held out, excluded with its reason), cursor paged."""
+    position = decode_cursor(cursor)
+    after = int(position["after"]) if position and "after" in position else None
+    with runtime_of(request).db.sessions() as session:
+        rows = entries.entries_page(
+            session,
+            campaign_id,
+            outcome=outcome.value if outcome else None,
+            reason=reason,
+            after_id=after,
+            limit=limit + 1,
+        )
+    items = [EntryRead(**fields) for _, fields in rows[:limit]]
+    next_cursor = encode_cursor({"after": rows[limit - 1][0]}) if len(rows) > limit else None
+    return Page[EntryRead](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/entries.csv",
+    response_class=StreamingResponse,
+    dependencies=[require("campaign:read")],
+    responses={200: {"content": {"text/csv": {}}, "description": "the entries as CSV"}},
+)
+def download_entries(
+    campaign_id: str, request: Request, outcome: Outcome = None, reason: Reason = None
+) -> StreamingResponse:
+    """The same entries as CSV (header row: the fields of an entry), streamed."""
+    runtime = runtime_of(request)
+    with runtime.db.sessions() as session:
+        get_campaign(session, campaign_id)
+    return StreamingResponse(
+        entries.entries_csv(
+            runtime.db.sessions,
+            campaign_id,
+            outcome=outcome.value if outcome else None,
+            reason=reason,
+        ),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{campaign_id}-entries.csv"'},
+    )

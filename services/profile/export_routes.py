@@ -1,0 +1,39 @@
+"""Subject-access exports across the four services: thin routes over subject_exports.py."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request, status
+
+from services.profile import subject_exports
+from services.profile.config import Settings
+from services.profile.schemas import SubjectExportRead
+from shared.api import Principal, require, runtime_of
+
+router = APIRouter(prefix="/v1", tags=["export and erasure"])
+
+PiiReader = Annotated[Principal, require("profile:read", "pii:read")]
+
+
+@router.post(
+    "/customers/{customer_id}/exports",
+    response_model=SubjectExportRead,
+    status_code=status.HTTP_202_ACCEPTED,
+)
+def request_export(customer_id: str, request: Request, principal: PiiReader) -> dict[str, Any]:
+    """Start a complete export (all four services); follow it at GET /v1/exports/{id}."""
+    runtime = runtime_of(request)
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    with runtime.db.unit_of_work() as session:
+        found = subject_exports.request_export(session, customer_id, principal.key_id, settings)
+    runtime.relay.notify()
+    return found
+
+
+@router.get("/exports/{export_id}", response_model=SubjectExportRead)
+def get_export(export_id: str, request: Request, principal: PiiReader) -> dict[str, Any]:
+    """An export's progress per service and the document assembled so far."""
+    with runtime_of(request).db.sessions() as session:
+        return subject_exports.get_export(session, export_id)

@@ -1,0 +1,65 @@
+"""Changing and deleting custom segments (use cases; flush, never commit).
+
+A rule change or a deletion re-evaluates every customer at once with the batch path
+(``service.rescore_all`` without new cut points): customers who enter or leave get their
+``segment.changed`` events. A deletion also publishes ``segment.deleted`` (keyed by the
+segment id), by which campaign learns that campaigns aimed at it must not launch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from services.segment import service
+from services.segment.models import CustomSegment
+from services.segment.repository import Segments
+from services.segment.schemas import SegmentUpdate
+from shared import topics
+from shared.bus import add_to_outbox
+from shared.errors import NotFound
+from shared.events import SegmentDeleted, SegmentDeletedEvent, utcnow
+
+
+def _get(session: Session, segment_id: str) -> CustomSegment:
+    segment = Segments(session).get(segment_id)
+    if segment is None:
+        raise NotFound(f"no segment {segment_id}")
+    return segment
+
+
+def update_segment(
+    session: Session, segment_id: str, change: SegmentUpdate, now: datetime
+) -> CustomSegment:
+    """Apply the fields sent; a new rule re-evaluates and publishes membership changes."""
+    segment = _get(session, segment_id)
+    sent = change.model_fields_set
+    if change.name is not None:
+        segment.name = change.name
+    if "description" in sent:
+        segment.description = change.description
+    if change.rule is not None:
+        segment.rule = service.RULE_ADAPTER.dump_python(change.rule, mode="json", by_alias=True)
+        session.flush()
+        service.rescore_all(session, now, recompute=False)
+        session.refresh(segment)
+    session.flush()
+    return segment
+
+
+def delete_segment(session: Session, segment_id: str, now: datetime) -> SegmentDeleted:
+    """Delete a segment: its members leave it (their segment.changed events go out) and
+    segment.deleted is published."""
+    segment = _get(session, segment_id)
+    deleted = SegmentDeleted(segment_id=segment_id, name=segment.name, deleted_at=utcnow())
+    session.delete(segment)
+    session.flush()
+    service.rescore_all(session, now, recompute=False)
+    add_to_outbox(
+        session,
+        topics.SEGMENTS,
+        SegmentDeletedEvent(source="segment", key=segment_id, data=deleted),
+    )
+    session.flush()
+    return deleted

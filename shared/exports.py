@@ -1,0 +1,111 @@
+"""Subject-access exports across the services, without any service calling another.
+
+Profile publishes ``export.requested`` (the export id and every customer id of the
+person) on ``crm.exports.requests.v1``. Ingest, segment and campaign each run an
+:func:`export_answerer`: a consumer that builds its section of the document (readable
+field names, never storage keys) and publishes ``export.part_recorded`` on
+``crm.exports.parts.v1``; profile collects the parts and ``GET /v1/exports/{id}`` shows
+progress and the assembled document. A part is published straight to the broker from
+the handler (acknowledged before the request's offset is committed): a redelivered
+request answers again, and profile keeps one part per service, so a repeat is harmless.
+Parts carry personal data: the topics should keep them briefly (``retention.ms``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from shared import topics
+from shared.bus import ConsumerLoop, Inbound
+from shared.events import EnvelopeBase, Payload, utcnow
+
+#: the services that answer an export request (profile assembles)
+ANSWERING_SERVICES = ("ingest", "segment", "campaign")
+
+SectionBuilder = Callable[[Session, list[str]], dict[str, Any]]
+
+
+class ExportRequest(Payload):
+    export_id: str
+    customer_ids: list[str]
+    requested_at: datetime
+
+
+class ExportRequested(EnvelopeBase):
+    """Profile asks every service for what it holds on these customer ids."""
+
+    type: Literal["export.requested"] = "export.requested"
+    data: ExportRequest
+
+
+class ExportPart(Payload):
+    export_id: str
+    service: str
+    section: dict[str, Any]
+    answered_at: datetime
+
+
+class ExportPartRecorded(EnvelopeBase):
+    """One service's part of an export (keyed by export id)."""
+
+    type: Literal["export.part_recorded"] = "export.part_recorded"
+    data: ExportPart
+
+
+def decode_request(record: Any) -> tuple[str, str, ExportRequested]:
+    event = ExportRequested.model_validate_json(record.value)
+    return event.type, str(event.event_id), event
+
+
+def decode_part(record: Any) -> tuple[str, str, ExportPartRecorded]:
+    event = ExportPartRecorded.model_validate_json(record.value)
+    return event.type, str(event.event_id), event
+
+
+def export_answerer(runtime: Any, build_section: SectionBuilder) -> ConsumerLoop:
+    """The consumer by which a service answers export requests with its section."""
+    settings = runtime.settings
+    service = runtime.name
+
+    def answer(session: Session, event: ExportRequested, message: Inbound) -> None:
+        section = build_section(session, list(event.data.customer_ids))
+        part = ExportPartRecorded(
+            source=service,
+            key=event.data.export_id,
+            data=ExportPart(
+                export_id=event.data.export_id,
+                service=service,
+                section=section,
+                answered_at=utcnow(),
+            ),
+        )
+        runtime.publisher.publish_all(
+            [(topics.EXPORT_PARTS, part.key, part.model_dump_json(by_alias=True).encode())]
+        )
+
+    return ConsumerLoop(
+        name=f"{service}-exports",
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.group_id}-exports",
+        topics=[topics.EXPORT_REQUESTS],
+        db=runtime.db,
+        publisher=runtime.publisher,
+        handlers={"export.requested": answer},
+        decoder=decode_request,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+    )
+
+
+def answering_exports(
+    factory: Callable[[Any], list[ConsumerLoop]], build_section: SectionBuilder
+) -> Callable[[Any], list[ConsumerLoop]]:
+    """A service's consumer factory plus its export answerer."""
+
+    def build(runtime: Any) -> list[ConsumerLoop]:
+        return [*factory(runtime), export_answerer(runtime, build_section)]
+
+    return build

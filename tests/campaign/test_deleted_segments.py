@@ -1,0 +1,49 @@
+"""segment.deleted: campaigns aimed at the segment are told and refuse to launch."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.campaign import service
+from services.campaign.launch import launch
+from services.campaign.repository import Campaigns
+from shared.db import Database
+from shared.errors import Conflict
+from shared.events import SegmentDeleted, SegmentDeletedEvent, utcnow
+from tests.campaign.factories import consume, make_campaign, policy_event, segment_event, settings
+
+
+def deleted(segment_id: str = "s1") -> SegmentDeletedEvent:
+    return SegmentDeletedEvent(
+        source="segment",
+        key=segment_id,
+        data=SegmentDeleted(segment_id=segment_id, name="VIP", deleted_at=utcnow()),
+    )
+
+
+def status_of(db: Database, campaign_id: str) -> tuple[str, object]:
+    with db.sessions() as session:
+        campaign = Campaigns(session).get(campaign_id)
+        assert campaign is not None
+        return campaign.status, campaign.next_run_at
+
+
+def test_a_campaign_aimed_at_a_deleted_segment_refuses_to_launch(db: Database) -> None:
+    consume(db, [segment_event("c1", segments=["s1"]), policy_event("c1", {"sms": True})])
+    draft = make_campaign(db)
+    scheduled = make_campaign(db)
+    other = make_campaign(db, audience={"segment_id": "s2"})
+    with db.unit_of_work() as session:
+        service.change_status(session, scheduled, "scheduled")
+    assert status_of(db, scheduled)[1] is not None
+
+    consume(db, [deleted("s1")])
+    consume(db, [deleted("s1")])  # delivered twice: the same
+    assert status_of(db, scheduled) == ("draft", None)  # unscheduled: the scheduler skips it
+    for campaign_id in (draft, scheduled):
+        with pytest.raises(Conflict) as refused:
+            launch(db, campaign_id, settings())
+        assert refused.value.slug == "segment-deleted"
+        assert status_of(db, campaign_id)[0] == "draft"
+    # a campaign aimed at another segment launches as before
+    assert launch(db, other, settings()).status == "running"

@@ -1,0 +1,206 @@
+"""A broker outage costs no REST availability, no topic layout and no flood of log lines."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from kafka import KafkaAdminClient
+
+from services.ingest.app import create_app
+from services.ingest.config import Settings
+from shared import topics
+from shared.broker import EmbeddedBroker, free_port
+from shared.broker_state import KAFKA_LOG_FILTER, BrokerState, OutageLogFilter
+from shared.devrun import Child, Supervisor
+from shared.testing import read_topic, unique, wait_for
+from tests.conftest import ADMIN_KEY
+
+HEADERS = {"X-API-Key": ADMIN_KEY}
+
+
+def order(order_id: str) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "customer_id": f"cust-{order_id}",
+        "status": "paid",
+        "created_at": "2026-11-01T10:00:00+08:00",
+        "currency": "CNY",
+        "total_amount": "88.00",
+    }
+
+
+def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return {str(t["name"]): len(t["partitions"]) for t in admin.describe_topics(names)}
+    finally:
+        admin.close()
+
+
+def sigkill(broker: EmbeddedBroker) -> None:
+    assert broker.process is not None
+    os.killpg(broker.process.pid, signal.SIGKILL)
+    broker.process.wait(5)
+    broker.process = None
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def test_each_kafka_warning_passes_once_per_outage() -> None:
+    log_filter = OutageLogFilter()
+
+    def record(name: str, level: int, msg: str) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, msg, (), None)
+
+    refused = record("kafka.conn", logging.ERROR, "Connect attempt to %s returned error %s")
+    passed = [log_filter.filter(refused) for _ in range(50)]
+    assert passed.count(True) == 1
+    assert log_filter.filter(record("shared.bus", logging.WARNING, "x"))  # ours: untouched
+    assert log_filter.filter(record("kafka.conn", logging.INFO, "y"))  # below WARNING
+    log_filter.reset()  # the broker is back: the next outage is logged again
+    assert log_filter.filter(refused)
+    print("\n50 identical kafka-python errors in one outage: 1 logged")
+
+
+def test_broker_state_logs_once_per_change(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="shared.broker_state")
+    state = BrokerState("svc")
+    state.reachable()
+    for _ in range(20):
+        state.unreachable("relay", ConnectionError("refused"))
+    for _ in range(20):
+        state.reachable()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert "broker unreachable (relay: ConnectionError: refused)" in messages[0]
+    assert "broker reachable again" in messages[1]
+
+
+# --------------------------------------------------------------------------- a running service
+
+
+@pytest.mark.kafka
+def test_ingest_answers_through_a_broker_sigkill_and_gets_its_topics_back(
+    tmp_path: Path, sqlite_url: str, caplog
+) -> None:
+    caplog.set_level(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(KAFKA_LOG_FILTER)
+    port = free_port()
+    namespace = unique("ns") + "."
+    first = EmbeddedBroker(port=port, log_path=tmp_path / "b1.log").start()
+    second: EmbeddedBroker | None = None
+    settings = Settings(
+        kafka_bootstrap_servers=first.bootstrap_servers,
+        topic_namespace=namespace,
+        data_dir=tmp_path,
+        database_url=sqlite_url,
+        api_key=ADMIN_KEY,
+        consumer_group=unique("g"),
+        run_consumer=True,
+        epoch_check_interval=1.0,
+        topic_check_seconds=0.5,
+    )
+    topic = namespace + topics.ORDERS
+    statuses: list[int] = []
+    try:
+        with TestClient(create_app(settings)) as client:
+            runtime = client.app.state.runtime  # type: ignore[attr-defined]
+            wait_for(runtime.topics_ready.is_set, timeout=30, what="topics")
+            own = list(runtime.topic_keeper.names)
+
+            def post(order_id: str) -> None:
+                response = client.post("/v1/orders", json=order(order_id), headers=HEADERS)
+                statuses.append(response.status_code)
+
+            for i in range(5):
+                post(f"A{i}")
+            read_topic(first.bootstrap_servers, topic, expect=5)
+            sigkill(first)
+            for i in range(20):
+                post(f"D{i}")  # the broker is dead: still stored and answered
+            wait_for(lambda: runtime.broker_state.down, timeout=30, what="outage noticed")
+            second = EmbeddedBroker(port=port, log_path=tmp_path / "b2.log").start()
+            # no `make run` here to create the topics: the service itself must
+            wait_for(lambda: runtime.topic_keeper.recreated > 0, timeout=30, what="recreated")
+            events = read_topic(second.bootstrap_servers, topic, expect=25, timeout=60)
+            counts = partition_counts(second.bootstrap_servers, own)
+            wait_for(lambda: runtime.broker_state.up, timeout=30, what="broker up again")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert statuses == [202] * 25
+    assert sorted({e.data.order_id for e in events}) == sorted(
+        [f"A{i}" for i in range(5)] + [f"D{i}" for i in range(20)]
+    )
+    assert counts == dict.fromkeys(own, 3), counts
+    ours = [r.getMessage() for r in caplog.records if r.name == "shared.broker_state"]
+    assert sum("broker unreachable" in m for m in ours) == 1, ours
+    assert sum("reachable again" in m for m in ours) == 1, ours
+    kafka_lines = [r for r in caplog.records if r.name.startswith("kafka")]
+    print(
+        f"\nbroker SIGKILL: 25 of 25 POSTs answered 202, {len(events)} orders published "
+        f"after the restart, {len(own)} topics recreated with 3 partitions, "
+        f"{len(ours)} broker-state lines and {len(kafka_lines)} client warnings logged"
+    )
+
+
+# --------------------------------------------------------------------------- make run
+
+
+class SleepingChild(Child):
+    """A stand-in service: a process that only sleeps."""
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        self.started_at = time.monotonic()
+
+
+@pytest.mark.kafka
+def test_make_run_restarts_the_dead_broker_alone_with_its_topics(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
+    namespace = unique("ns") + "."
+    monkeypatch.setenv("CRM_TOPIC_NAMESPACE", namespace)
+    supervisor = Supervisor()
+    supervisor.broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "broker.log")
+    supervisor.broker.start()
+    children = [SleepingChild(n, 0, {}, tmp_path / f"{n}.log") for n in ("ingest", "profile")]
+    for child in children:
+        child.start()
+    supervisor.children = children
+    try:
+        pids = [c.process.pid for c in children if c.process]
+        broker_pid = supervisor.broker.process.pid if supervisor.broker.process else 0
+        sigkill_process(supervisor.broker)
+        supervisor._restart_dead()
+        assert supervisor.broker.process is not None
+        assert supervisor.broker.process.pid != broker_pid
+        assert [c.process.pid for c in children if c.process] == pids
+        assert all(c.process is not None and c.process.poll() is None for c in children)
+        assert [c.restarts for c in children] == [0, 0]
+        names = [namespace + t for t in topics.ALL_TOPICS]
+        counts = partition_counts(supervisor.broker.bootstrap_servers, names)
+        assert counts == dict.fromkeys(names, 3)
+        print(f"\nbroker SIGKILL under make run: broker restarted, 0 of {len(children)} services")
+    finally:
+        supervisor.shutdown()
+
+
+def sigkill_process(broker: EmbeddedBroker) -> None:
+    """Kill the broker the way the issue did, leaving ``process`` for the supervisor to see."""
+    assert broker.process is not None
+    os.killpg(broker.process.pid, signal.SIGKILL)
+    broker.process.wait(5)
