@@ -171,13 +171,14 @@ def database_run(purchases: pd.DataFrame) -> dict[str, float]:
                 "NULL, '[]', NULL, NULL)",
                 rows,
             )
-        wall = time.perf_counter()
+        wall, spent = time.perf_counter(), cpu()
         with db.unit_of_work() as session:
             run = run_fits(session, AS_OF, "UTC", ClvOptions())
             flushed = time.perf_counter() - wall
         phases = dict(run.phases)
         phases["commit"] = time.perf_counter() - wall - flushed
         phases["total"] = time.perf_counter() - wall
+        phases["total CPU"] = cpu() - spent
         db.engine.dispose()
         return phases
 

@@ -119,6 +119,16 @@ class Predictions:
         return pd.DataFrame(self.session.execute(query).all(), columns=names)
 
 
+_INSTANTS = ("purchased_at", "created_at")
+#: an instant column as integer microseconds since the epoch: SQLite stores naive UTC text
+#: "YYYY-MM-DD HH:MM:SS.ffffff" (whole seconds by strftime, the six digits added), PostgreSQL
+#: a timestamptz (its epoch is an exact numeric)
+_MICROSECONDS = {
+    True: "CAST(strftime('%s', {0}) AS INTEGER) * 1000000 + CAST(substr({0}, 21, 6) AS INTEGER)",
+    False: "CAST(EXTRACT(EPOCH FROM {0}) * 1000000 AS BIGINT)",
+}
+
+
 def valid_purchases(
     session: Session, customer_ids: Sequence[str] | None = None, created: bool = True
 ) -> pd.DataFrame:
@@ -130,9 +140,14 @@ def valid_purchases(
     construction took 85 % of the read of 240,000 purchases.
     """
     connection = session.connection()
-    true = "1" if connection.dialect.name == "sqlite" else "true"
+    sqlite = connection.dialect.name == "sqlite"
     names = [c for c in PURCHASE_COLUMNS if created or c != "created_at"]
-    sql = f"SELECT {', '.join(names)} FROM order_states WHERE valid = {true}"
+    # instants as integer microseconds computed by the database: parsing SQLite's text in
+    # pandas was most of the read (both give exactly the stored microsecond)
+    selected = [_MICROSECONDS[sqlite].format(c) if c in _INSTANTS else c for c in names]
+    sql = (
+        f"SELECT {', '.join(selected)} FROM order_states WHERE valid = {'1' if sqlite else 'true'}"
+    )
     rows: list[Any] = []
     cursor = connection.connection.cursor()
     try:
@@ -153,6 +168,6 @@ def valid_purchases(
         {name: pd.Series(values, dtype=object) for name, values in zip(names, columns, strict=True)}
     )
     for column in ("purchased_at", "created_at")[: 2 if created else 1]:
-        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        frame[column] = pd.to_datetime(frame[column].astype("int64"), unit="us", utc=True)
     frame["net_e4"] = frame["net_e4"].astype("int64")
     return frame

@@ -287,3 +287,25 @@ def test_a_customer_newer_than_the_fit_has_no_numbers(db_url: str) -> None:
     assert view.status == "not_fitted" and view.values == {}
     assert view.reason is not None and "no prediction in EUR" in view.reason
     assert nobody.status == "no_purchase" and nobody.values == {}
+
+
+def test_valid_purchases_read_the_stored_instants_exactly(db_url: str) -> None:
+    db = database(db_url)
+    made = [
+        order("early", "x", days_ago=10000.123456789),  # 1999, fractional microseconds
+        order("late", "x", days_ago=0.000001),
+        order("unpaid", "x", days_ago=1, status="created"),
+    ]
+    with db.unit_of_work() as session:
+        service.apply_messages(session, [recorded(o) for o in made], NOW)
+    with db.unit_of_work() as session:
+        everyone = valid_purchases(session)
+        mine = valid_purchases(session, ["x", "nobody"])
+        lean = valid_purchases(session, created=False)
+    for frame in (everyone, mine):
+        got = frame.set_index("order_id")
+        assert sorted(got.index) == ["early", "late"]
+        for o in made[:2]:
+            assert got.loc[o.order_id, "purchased_at"] == pd.Timestamp(o.paid_at)
+            assert got.loc[o.order_id, "created_at"] == pd.Timestamp(o.created_at)
+    assert "created_at" not in lean.columns and len(lean) == 2
