@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pandas as pd
@@ -51,11 +52,16 @@ class ClvFits:
         rows = self.session.scalars(select(ClvFit).join(newest, ClvFit.id == newest.c.id)).all()
         return {fit.currency: fit for fit in rows}
 
-    def latest_ok(self, currency: str) -> ClvFit | None:
+    def latest_ok(self, currency: str, observed_by: datetime) -> ClvFit | None:
+        """The newest fit publishing numbers whose observation time is not after ``observed_by``."""
         return self.session.scalars(
             select(ClvFit)
-            .where(ClvFit.currency == currency, ClvFit.status == "ok")
-            .order_by(ClvFit.id.desc())
+            .where(
+                ClvFit.currency == currency,
+                ClvFit.status == "ok",
+                ClvFit.as_of <= observed_by.astimezone(UTC),
+            )
+            .order_by(ClvFit.as_of.desc(), ClvFit.id.desc())
             .limit(1)
         ).first()
 

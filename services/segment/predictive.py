@@ -347,17 +347,20 @@ def _missing(currency: str | None, fit: ClvFit | None) -> CustomerPredictionView
 def predictions_as_of(
     session: Session, customer_ids: list[str], as_of: datetime, timezone: str
 ) -> dict[str, CustomerPredictionView]:
-    """Predictions computed now from the orders known at ``as_of`` with the latest usable
-    fit of each customer's currency then (no percentile: that belongs to a fit run)."""
+    """Predictions computed from the orders known at ``as_of`` with the currency's newest
+    fit publishing numbers that observed no later than ``as_of`` (a later fit learnt from
+    later purchases); none: ``not_fitted``. No percentile: that belongs to a fit run."""
     purchases = valid_purchases(session, customer_ids)
     summary = customer_summaries(purchases, as_of, timezone, cutoff=True)
     views: dict[str, CustomerPredictionView] = {}
     for currency, part in summary.groupby("currency"):
-        fit = ClvFits(session).latest_ok(str(currency))
+        fit = ClvFits(session).latest_ok(str(currency), as_of)
         if fit is None:
-            latest = ClvFits(session).latest_per_currency().get(str(currency))
+            reason = f"no {currency} fit publishing numbers observed by {as_of.isoformat()}"
             for customer_id in part.index:
-                views[str(customer_id)] = _missing(str(currency), latest)
+                views[str(customer_id)] = CustomerPredictionView(
+                    "not_fitted", reason, str(currency), None, {}, None
+                )
             continue
         predicted = predict(
             part,

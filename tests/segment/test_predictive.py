@@ -229,20 +229,29 @@ def test_erasure_and_merge_drop_the_customers_predictions(db_url: str) -> None:
 
 def test_predictions_as_of_a_past_time_use_the_orders_known_then(db_url: str) -> None:
     db = seeded(db_url)
+    past = NOW - timedelta(days=30)
     with db.unit_of_work() as session:
-        clv_runs.run(session, NOW, OPTIONS)
+        before = clv_runs.run(session, past, OPTIONS).fits[0]
         purchases = valid_purchases(session)
     buyer = purchases.groupby("customer_id").size().idxmax()
-    past = NOW - timedelta(days=30)
+    with db.unit_of_work() as session:
+        # with only a fit observing later than the time asked about: not fitted then
+        early = predictive.predictions_as_of(
+            session, [buyer], past - timedelta(days=1), "Asia/Shanghai"
+        )[buyer]
+        clv_runs.run(session, NOW, OPTIONS)
     with db.unit_of_work() as session:
         now_view = predictive.stored_predictions(session, [(buyer, "EUR")])[buyer]
         then_view = predictive.predictions_as_of(session, [buyer], past, "Asia/Shanghai")[buyer]
+    assert early.status == "not_fitted" and early.values == {}
     assert now_view.status == then_view.status == "ok"
     assert then_view.values["predicted_clv_percentile"] is None
+    # the fit that observed by then, not the newer one
+    fit = then_view.fit
+    assert fit is not None and fit.id == before.id and fit.currency == "EUR"
+    assert now_view.fit is not None and now_view.fit.id != before.id
     mine = purchases[purchases["customer_id"] == buyer]
     summary = predictive.customer_summaries(mine, past, "Asia/Shanghai", cutoff=True)
-    fit = now_view.fit
-    assert fit is not None
     expected = predictive.predict(
         summary,
         fit.models["bgnbd"]["parameters"],
