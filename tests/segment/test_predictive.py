@@ -318,3 +318,18 @@ def test_valid_purchases_read_the_stored_instants_exactly(db_url: str) -> None:
             assert got.loc[o.order_id, "purchased_at"] == pd.Timestamp(o.paid_at)
             assert got.loc[o.order_id, "created_at"] == pd.Timestamp(o.created_at)
     assert "created_at" not in lean.columns and len(lean) == 2
+
+
+def test_the_subject_access_export_includes_the_predictions(db_url: str) -> None:
+    from services.segment.subject_export import export_section
+
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+        stored = Predictions(session).frame().set_index("customer_id")
+        section = export_section(session, ["EUR-c1", "USD-c1"])
+    by_id = {s["customer_id"]: s for s in section["scores"]}
+    eur = by_id["EUR-c1"]["predictions"]
+    assert eur["status"] == "ok" and eur["p_alive"] == stored.loc["EUR-c1", "p_alive"]
+    usd = by_id["USD-c1"]["predictions"]
+    assert usd["status"] == "insufficient_data" and usd["p_alive"] is None
