@@ -116,6 +116,28 @@ class Predictions:
             )
         return rows
 
+    def figures(self) -> dict[str, dict[str, float]]:
+        """Per currency: customers_predicted, predicted_clv_total (currency units),
+        p_alive_mean, expected_purchases_90d_total of the stored predictions."""
+        rows = self.session.execute(
+            select(
+                PREDICTIONS.c.currency,
+                func.count(),
+                func.sum(PREDICTIONS.c.predicted_clv_e4),
+                func.avg(PREDICTIONS.c.p_alive),
+                func.sum(PREDICTIONS.c.expected_purchases_90d),
+            ).group_by(PREDICTIONS.c.currency)
+        ).all()
+        return {
+            currency: {
+                "customers_predicted": float(count),
+                "predicted_clv_total": float(clv_e4 or 0) / 10_000,
+                "p_alive_mean": float(p_alive or 0),
+                "expected_purchases_90d_total": float(expected or 0),
+            }
+            for currency, count, clv_e4, p_alive, expected in rows
+        }
+
     def frame(self, currency: str | None = None) -> pd.DataFrame:
         """Stored predictions: customer_id, currency, fit_id and :data:`PREDICTION_COLUMNS`."""
         names = ["customer_id", "currency", "fit_id", *PREDICTION_COLUMNS]

@@ -333,3 +333,31 @@ def test_the_subject_access_export_includes_the_predictions(db_url: str) -> None
     assert eur["status"] == "ok" and eur["p_alive"] == stored.loc["EUR-c1", "p_alive"]
     usd = by_id["USD-c1"]["predictions"]
     assert usd["status"] == "insufficient_data" and usd["p_alive"] is None
+
+
+def test_the_gauges_refresh_from_the_database(db_url: str) -> None:
+    from prometheus_client import REGISTRY
+
+    from services.segment import clv_metrics
+
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+        stored = Predictions(session).frame()
+    # another process (or this one after a restart) knows nothing yet
+    for gauge in (clv_metrics.FIT_OK, *clv_metrics.FIGURES.values()):
+        gauge.clear()
+    with db.unit_of_work() as session:
+        clv_metrics.refresh(session)
+
+    def value(name: str, currency: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"currency": currency})
+
+    assert value("crm_segment_clv_fit_ok", "EUR") == 1.0
+    assert value("crm_segment_clv_fit_ok", "USD") == 0.0
+    assert value("crm_segment_clv_customers_predicted", "EUR") == 300.0
+    assert value("crm_segment_predicted_clv_total", "EUR") == pytest.approx(
+        stored["predicted_clv_e4"].sum() / 10_000
+    )
+    assert value("crm_segment_p_alive_mean", "EUR") == pytest.approx(stored["p_alive"].mean())
+    assert value("crm_segment_predicted_clv_total", "USD") is None
