@@ -78,7 +78,7 @@ def _score(
     return point_in_time.score_customers(session, customer_ids, as_of.astimezone(UTC))
 
 
-def _with_predictions(
+def with_predictions(
     session: Any, views: list[service.CustomerView], as_of: datetime | None
 ) -> list[CustomerScoresRead]:
     """The scores reads with each customer's predictive CLV (clv_routes)."""
@@ -155,7 +155,7 @@ def get_customer_scores(
         views = _score(session, [customer_id], moment, _now(runtime))
         if not views:
             raise _unknown_customer(session, customer_id)
-        return _with_predictions(session, views, moment)[0]
+        return with_predictions(session, views, moment)[0]
 
 
 @router.get("/scores", response_model=Page[CustomerScoresRead], dependencies=READ, tags=["scores"])
@@ -169,7 +169,7 @@ def list_scores(
         ids = Customers(session).ids_page(position.get("after"), limit)
         moment = _as_of(session, as_of)
         views = _score(session, ids, moment, _now(runtime))
-        items = _with_predictions(session, views, moment)
+        items = with_predictions(session, views, moment)
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
     return Page(items=items, next_cursor=next_cursor)
 
