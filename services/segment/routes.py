@@ -29,7 +29,15 @@ from services.segment.scoring import from_e4
 from shared.api import require, runtime_of
 from shared.errors import Conflict, NotFound
 from shared.events import ensure_aware
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from shared.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    ListLimit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    page_of,
+)
 from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1")
@@ -70,7 +78,7 @@ def _score(
     return point_in_time.score_customers(session, customer_ids, as_of.astimezone(UTC))
 
 
-def _with_predictions(
+def with_predictions(
     session: Any, views: list[service.CustomerView], as_of: datetime | None
 ) -> list[CustomerScoresRead]:
     """The scores reads with each customer's predictive CLV (clv_routes)."""
@@ -147,7 +155,7 @@ def get_customer_scores(
         views = _score(session, [customer_id], moment, _now(runtime))
         if not views:
             raise _unknown_customer(session, customer_id)
-        return _with_predictions(session, views, moment)[0]
+        return with_predictions(session, views, moment)[0]
 
 
 @router.get("/scores", response_model=Page[CustomerScoresRead], dependencies=READ, tags=["scores"])
@@ -161,7 +169,7 @@ def list_scores(
         ids = Customers(session).ids_page(position.get("after"), limit)
         moment = _as_of(session, as_of)
         views = _score(session, ids, moment, _now(runtime))
-        items = _with_predictions(session, views, moment)
+        items = with_predictions(session, views, moment)
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
     return Page(items=items, next_cursor=next_cursor)
 
@@ -252,14 +260,16 @@ def put_policy(policy: ScoringPolicy, request: Request) -> PolicyWritten:
 
 
 @router.get(
-    "/scoring-policy/versions", response_model=list[PolicyRead], dependencies=READ, tags=["policy"]
+    "/scoring-policy/versions", response_model=Page[PolicyRead], dependencies=READ, tags=["policy"]
 )
-def list_policy_versions(request: Request) -> list[PolicyRead]:
-    """Every version of the scoring policy, oldest first."""
+def list_policy_versions(
+    request: Request, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+) -> Page[PolicyRead]:
+    """Every version of the scoring policy, oldest first (cursor paginated)."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         history = service.policy_history(session)
-        return [
+        versions = [
             PolicyRead(
                 version=p.version,
                 created_at=ensure_aware(p.created_at) if p.created_at else None,
@@ -267,6 +277,7 @@ def list_policy_versions(request: Request) -> list[PolicyRead]:
             )
             for p in history
         ]
+    return page_of(versions, lambda v: v.version, cursor, limit)
 
 
 @router.post(
@@ -304,12 +315,15 @@ def _segment_read(segment: Any) -> SegmentRead:
     )
 
 
-@router.get("/segments", response_model=list[SegmentRead], dependencies=READ, tags=["segments"])
-def list_segments(request: Request) -> list[SegmentRead]:
-    """Every custom segment with its rule and current member count."""
+@router.get("/segments", response_model=Page[SegmentRead], dependencies=READ, tags=["segments"])
+def list_segments(
+    request: Request, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+) -> Page[SegmentRead]:
+    """Every custom segment with its rule and current member count, by id (cursor paginated)."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        return [_segment_read(s) for s in Segments(session).all()]
+        segments = [_segment_read(s) for s in Segments(session).all()]
+    return page_of(segments, lambda s: s.segment_id, cursor, limit)
 
 
 @router.post(
