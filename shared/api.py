@@ -28,9 +28,12 @@ from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
 from shared.auth import Principal, authenticate, authorize, key_fingerprint, require
 from shared.bus import PLATFORM_TABLES
 from shared.config import ServiceSettings
+from shared.docs_ui import serve_docs_locally
 from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
 from shared.events import utcnow
+from shared.openapi_problems import document_problems
 from shared.openapi_security import declare_api_key_security
+from shared.pagination import configure_cursor_key
 from shared.ratelimit import RateLimiter
 from shared.request_id import RequestIdMiddleware
 from shared.runtime import ServiceRuntime, freeze_startup_heap
@@ -306,6 +309,10 @@ class MetricsMiddleware:
             )
 
 
+#: the longest ``Idempotency-Key`` accepted (the column holds 255 characters)
+IDEMPOTENCY_KEY_MAX = 255
+
+
 class IdempotencyMiddleware:
     """Honours ``Idempotency-Key`` on POST/PUT/PATCH.
 
@@ -331,7 +338,25 @@ class IdempotencyMiddleware:
         if not raw_key:
             await self.app(scope, receive, send)
             return
-        key = raw_key.decode("latin-1")[:255]
+        key = raw_key.decode("latin-1")
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            # cut to fit, two long keys sharing their first 255 characters would collide
+            refused = problem_response(
+                ValidationProblem(
+                    f"the Idempotency-Key is {len(key)} characters; at most "
+                    f"{IDEMPOTENCY_KEY_MAX} are accepted",
+                    errors=[
+                        {
+                            "field": "header.Idempotency-Key",
+                            "code": "too_long",
+                            "message": f"at most {IDEMPOTENCY_KEY_MAX} characters",
+                        }
+                    ],
+                ),
+                instance=scope.get("path"),
+            )
+            await refused(scope, receive, send)
+            return
         body = bytearray()
         while True:
             message = await receive()
@@ -574,6 +599,13 @@ def build_app(
     and check duplicate keys (``shared.strict_input``)."""
 
     settings = runtime.settings
+    configure_cursor_key(
+        settings.cursor_secret.get_secret_value()
+        if settings.cursor_secret is not None
+        else settings.api_key.get_secret_value()
+        if settings.api_key is not None
+        else None
+    )
     directory = KeyDirectory()
     feed = KeyFeed(settings.kafka_bootstrap_servers, directory, settings.topic_namespace)
     usage = UsageReporter(
@@ -597,7 +629,9 @@ def build_app(
             yield
         finally:
             if start_runtime:
-                feed.stop(timeout=1.0)  # a daemon thread; it may be blocked on an absent broker
+                feed.stop(
+                    timeout=0.2
+                )  # a daemon thread: blocked on an absent broker, it ends later
                 usage.stop()
                 if stop_metrics is not None:
                     stop_metrics()
@@ -609,7 +643,10 @@ def build_app(
         version="1.0.0",
         lifespan=lifespan,
         default_response_class=_OrjsonResponse,
+        docs_url=None,  # served from local assets below, not a CDN
+        redoc_url=None,
     )
+    serve_docs_locally(app, title)
     app.state.runtime = runtime
     app.state.api_keys = settings.all_api_keys()
     app.state.key_directory = directory
@@ -634,6 +671,7 @@ def build_app(
     app.add_middleware(MetricsMiddleware, service=runtime.name)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     declare_api_key_security(app)
+    document_problems(app)  # after the security scheme: it reads each operation's scopes
     return app
 
 

@@ -47,6 +47,8 @@ class ServiceSettings(BaseSettings):
     replication_factor: int = Field(1, ge=1, validation_alias=_common("CRM_REPLICATION_FACTOR"))
     data_dir: Path = Field(Path("var"), validation_alias=_common("CRM_DATA_DIR"))
     api_key: SecretStr | None = Field(None, validation_alias=_common("CRM_API_KEY"))
+    # keys the signature of pagination cursors (default: derived from the admin key)
+    cursor_secret: SecretStr | None = Field(None, validation_alias=_common("CRM_CURSOR_SECRET"))
     # extra keys: JSON object {"key": ["scope", ...]}
     api_keys: dict[str, list[str]] = Field(
         default_factory=dict, validation_alias=_common("CRM_API_KEYS")

@@ -259,6 +259,21 @@ class ProfileMerged(Payload):
     merge_id: str
 
 
+class ProfileUnmerged(Payload):
+    """A merge was split back (``merge_id``): each of ``restored_ids`` is its own profile
+    again, with the customer ids listed for it (their orders count for it again)."""
+
+    merge_id: str
+    survivor_id: str
+    restored_ids: list[str]
+    customer_ids: dict[str, list[str]] = Field(
+        default_factory=dict, description="restored profile id -> its customer ids"
+    )
+    order_ids: dict[str, list[str]] = Field(
+        default_factory=dict, description="restored profile id -> the orders that are its again"
+    )
+
+
 class ProfileErased(Payload):
     customer_id: str
     erasure_id: str
@@ -322,7 +337,10 @@ class SegmentChanged(Payload):
     segments: list[str] = Field(default_factory=list, description="current memberships")
     segments_entered: list[str] = Field(default_factory=list)
     segments_left: list[str] = Field(default_factory=list)
-    removed: bool = Field(False, description="the customer left scoring (erased or merged)")
+    removed: bool = Field(
+        False,
+        description="the customer left scoring (erased, merged, or every order moved away)",
+    )
     predictions: PredictionSnapshot | None = Field(
         None,
         description="predictive CLV as of the last fit run (absent: none published for the "
@@ -433,6 +451,11 @@ class ProfilesMerged(_Envelope):
     data: ProfileMerged
 
 
+class ProfilesUnmerged(_Envelope):
+    type: Literal["profile.unmerged"] = "profile.unmerged"
+    data: ProfileUnmerged
+
+
 class ProfileErasedEvent(_Envelope):
     type: Literal["profile.erased"] = "profile.erased"
     data: ProfileErased
@@ -476,6 +499,7 @@ Event = Annotated[
     | InteractionRecorded
     | ContactPolicyChanged
     | ProfilesMerged
+    | ProfilesUnmerged
     | ProfileErasedEvent
     | ProfileUpdatedEvent
     | SegmentChangedEvent
@@ -496,6 +520,7 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
         InteractionRecorded,
         ContactPolicyChanged,
         ProfilesMerged,
+        ProfilesUnmerged,
         ProfileErasedEvent,
         ProfileUpdatedEvent,
         SegmentChangedEvent,

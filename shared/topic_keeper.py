@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Sequence
 
@@ -28,6 +29,18 @@ from shared.broker_state import BrokerState
 log = logging.getLogger(__name__)
 
 
+def any_listening(bootstrap_servers: str, timeout: float = 0.5) -> bool:
+    """Whether any of the bootstrap servers accepts a TCP connection."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def create_missing_topics(
     bootstrap_servers: str,
     names: Sequence[str],
@@ -36,6 +49,10 @@ def create_missing_topics(
     timeout_ms: int = 5000,
 ) -> tuple[list[str], dict[str, int]]:
     """One pass: create the missing topics; returns (created, partition count of each)."""
+    if not any_listening(bootstrap_servers):
+        # fail at once: an admin client against a closed port retries for seconds, which
+        # held up the relay and every shutdown while the broker was away
+        raise ConnectionError(f"no broker listens at {bootstrap_servers}")
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         request_timeout_ms=timeout_ms,

@@ -310,3 +310,9 @@ class SubjectExportRead(BaseModel):
         "record and interaction), segment (scores, segment memberships), campaign "
         "(audience, campaign entries, messages, receipts)"
     )
+
+
+class UnmergeResult(BaseModel):
+    merge_id: str
+    survivor_id: str
+    restored_ids: list[str] = Field(description="the profiles that are their own again")

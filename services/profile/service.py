@@ -30,6 +30,7 @@ from services.profile.repository import (
     read_profile_by_customer,
 )
 from services.profile.rules import CATALOGUE, parse_rule
+from services.profile.unmerge_repository import MergeSnapshots
 from shared import regions, topics
 from shared.bus import add_to_outbox
 from shared.erasure import tombstone_key, tombstone_keys
@@ -382,6 +383,7 @@ def _apply_order(batch: Batch, event: Any, order: Order) -> None:
         old_pid, _, old = state
         old_doc = batch.docs.get(old_pid)
         if old_doc is None:  # the order moved between profiles: load the other one
+            lock_profiles(batch.session, [old_pid])
             loaded = batch.repo.profiles([old_pid]).get(old_pid)
             if loaded is not None:
                 batch.docs[old_pid] = old_doc = loaded.doc
@@ -583,6 +585,11 @@ def merge_profiles(
     survivor = rows[survivor_id].doc
     before_slice = public_slice(survivor)
     before_policy = survivor["policy"]
+    merge_id = str(uuid.uuid4())
+    # what an unmerge gives back (services/profile/unmerge.py)
+    snapshots = MergeSnapshots(session)
+    for pid in [survivor_id, *other_ids]:
+        snapshots.add(merge_id, pid, rows[pid].doc, sorted({pid, *repo.aliases_of(pid)}))
     merged: list[str] = []
     for pid in other_ids:
         other = rows[pid].doc
@@ -600,7 +607,6 @@ def merge_profiles(
     now = utcnow()
     repo.update_profiles([profile_row(survivor_id, survivor, now)])
     repo.save_scores([scores_row(survivor_id, survivor)])
-    merge_id = str(uuid.uuid4())
     repo.add_merge(
         {
             "merge_id": merge_id,
@@ -1012,6 +1018,7 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
     repo.delete_history(row.profile_id)
     repo.delete_profiles([row.profile_id])
     SubjectExports(session).delete_of(row.profile_id)
+    MergeSnapshots(session).drop_of(aliases)
     repo.add_tombstones(
         [
             {"customer_hash": tombstone_key(cid), "erasure_id": erasure_id, "erased_at": now}

@@ -203,9 +203,9 @@ def test_a_100k_row_gbk_export_with_bad_rows_imports_with_exact_counts(
 
 
 def _cursor(row: int) -> str:
-    import base64
+    from shared.pagination import encode_cursor
 
-    return base64.urlsafe_b64encode(orjson.dumps({"row": row})).decode().rstrip("=")
+    return encode_cursor({"row": row})
 
 
 def test_our_columns_in_utf8_and_a_custom_mapping(client: TestClient) -> None:

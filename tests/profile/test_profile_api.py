@@ -214,7 +214,7 @@ def test_manual_tags_rules_counts_and_profile_updated(client: TestClient) -> Non
     assert client.get("/v1/customers/other/tags", headers=READER).json()["by_rule"] == [
         "good-review"
     ]
-    counts = {c["tag"]: c for c in client.get("/v1/tags", headers=READER).json()}
+    counts = {c["tag"]: c for c in client.get("/v1/tags", headers=READER).json()["items"]}
     assert counts["vip"]["customers"] == 1 and counts["good-review"]["by_rule"] == 1
     found = client.get("/v1/customers", params={"tag": "good-review"}, headers=READER).json()
     assert [i["customer_id"] for i in found["items"]] == ["other"]
@@ -231,7 +231,7 @@ def test_manual_tags_rules_counts_and_profile_updated(client: TestClient) -> Non
         "timezone": None,
     } in published
     assert any(p["customer_id"] == "tb_zhangsan88" and p["tags"] == ["vip"] for p in published)
-    rule_id = client.get("/v1/tag-rules", headers=READER).json()[0]["rule_id"]
+    rule_id = client.get("/v1/tag-rules", headers=READER).json()["items"][0]["rule_id"]
     assert client.delete(f"/v1/tag-rules/{rule_id}", headers=WRITER).status_code == 204
     assert client.get("/v1/customers/other/tags", headers=READER).json()["tags"] == []
 
@@ -580,7 +580,7 @@ def test_every_timestamp_answered_carries_an_offset(any_client: TestClient) -> N
         "profile": client.get("/v1/customers/tb_zhangsan88", headers=PII).json(),
         "audit": client.get("/v1/customers/tb_zhangsan88/audit", headers=PII).json(),
         "export": client.get("/v1/customers/tb_zhangsan88/export", headers=PII).json(),
-        "tag rules": client.get("/v1/tag-rules", headers=PII).json(),
+        "tag rules": client.get("/v1/tag-rules", headers=PII).json()["items"],
         "policy": put.json(),
     }
     erasure = client.delete("/v1/customers/tb_zhangsan88", headers=WRITER).json()

@@ -18,7 +18,7 @@ from shared.apikeys import ApiKeyState, KeyDirectory, compose_key, hash_secret
 from shared.config import ServiceSettings
 from shared.db import make_metadata
 from shared.events import utcnow
-from shared.ratelimit import RateLimiter
+from shared.ratelimit import RateLimiter, TooManyRequests
 from shared.runtime import ServiceRuntime
 
 ADMIN = "admin-key"
@@ -134,3 +134,21 @@ def test_limit_for_picks_the_most_generous_matching_scope() -> None:
     assert limiter.limit_for({"*"}) is None
     assert str(limiter.limit_for({"a:write"}, override="7/hour")).startswith("7 per 1 hour")
     assert limiter.limit_for({"a:write"}, override="unlimited") is None
+
+
+def test_counting_starts_no_expiry_threads_and_windows_still_expire() -> None:
+    import threading
+    import time as clock
+
+    limiter = RateLimiter({"default": "3/second"}, "5/minute")
+    limit = limiter.limit_for({"x:read"})
+    clock.sleep(0.05)  # the one-shot timer MemoryStorage starts when created has ended
+    before = threading.active_count()
+    for _ in range(3):
+        limiter.hit_key("k", limit)
+    assert threading.active_count() <= before  # MemoryStorage would start a timer thread
+    with pytest.raises(TooManyRequests):
+        limiter.hit_key("k", limit)
+    clock.sleep(1.1)  # the window ends: counting starts again
+    limiter.hit_key("k", limit)
+    assert threading.active_count() <= before
