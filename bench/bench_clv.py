@@ -1,6 +1,6 @@
 """Predictive CLV benchmark: fit BG/NBD + Gamma-Gamma and score N customers (pure, no DB).
 
-usage: python bench/bench_clv.py [--customers N] [--baseline N]
+usage: python bench/bench_clv.py [--quick] [--customers N] [--baseline N] [--figures PATH]
 
 1. Synthetic purchases of N customers (default 1,000,000) drawn from the BG/NBD and
    Gamma-Gamma stories over two years of daily periods (known parameters).
@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.figures import Figure, record, use_sink  # noqa: E402
 from services.segment import clv_models  # noqa: E402
 from services.segment.predictive import customer_summaries, percentiles, predict  # noqa: E402
 
@@ -137,15 +138,69 @@ def lifetimes_baseline(summary: pd.DataFrame) -> tuple[dict[str, float], dict[st
     )
 
 
+def database_run(purchases: pd.DataFrame) -> dict[str, float]:
+    """The service's run on SQLite: purchases stored as order states, then run_fits."""
+    import tempfile
+
+    from services.segment.app import MIGRATIONS
+    from services.segment.config import Settings
+    from services.segment.predictive import ClvOptions, run_fits
+    from shared.db import Database, run_migrations
+
+    with tempfile.TemporaryDirectory(prefix="bench-clv") as tmp:
+        url = f"sqlite:///{tmp}/segment.db"
+        run_migrations(MIGRATIONS, url)
+        db = Database.from_url(url, sqlite_pragmas=Settings().sqlite_pragmas)
+        stamps = purchases["purchased_at"].dt.strftime("%Y-%m-%d %H:%M:%S.%f").tolist()
+        rows = list(
+            zip(
+                purchases["order_id"].tolist(),
+                purchases["customer_id"].tolist(),
+                stamps,
+                stamps,
+                stamps,
+                purchases["net_e4"].tolist(),
+                strict=True,
+            )
+        )
+        with db.unit_of_work() as session:
+            cursor = session.connection().connection.cursor()
+            cursor.executemany(
+                "INSERT INTO order_states (order_id, customer_id, status, version_at, "
+                "status_rank, valid, created_at, purchased_at, net_e4, currency, channel, "
+                "categories, province, city) VALUES (?, ?, 'paid', ?, 1, 1, ?, ?, ?, 'EUR', "
+                "NULL, '[]', NULL, NULL)",
+                rows,
+            )
+        wall, spent = time.perf_counter(), cpu()
+        with db.unit_of_work() as session:
+            run = run_fits(session, AS_OF, "UTC", ClvOptions())
+            flushed = time.perf_counter() - wall
+        phases = dict(run.phases)
+        phases["commit"] = time.perf_counter() - wall - flushed
+        phases["total"] = time.perf_counter() - wall
+        phases["total CPU"] = cpu() - spent
+        db.engine.dispose()
+        return phases
+
+
 def show(name: str, params: dict[str, float]) -> str:
     return f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in params.items())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--baseline", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="20,000 customers, 5,000 baseline")
+    parser.add_argument("--customers", type=int)
+    parser.add_argument("--baseline", type=int)
+    parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
+    parser.add_argument(
+        "--database", action="store_true", help="also the service's run on SQLite (read, write)"
+    )
     args = parser.parse_args()
+    use_sink(args.figures)
+    args.customers = args.customers or (20_000 if args.quick else 1_000_000)
+    args.baseline = args.baseline or (5_000 if args.quick else 20_000)
     print(f"load average before: {load()}")
     started = time.perf_counter()
     purchases = synthetic_purchases(args.customers)
@@ -196,6 +251,35 @@ def main() -> int:
         f"  ours on {len(summary):,} customers vs lifetimes' rate extrapolated linearly: "
         f"{fit_and_score:.1f} s vs ~{per_customer * len(summary):.0f} s"
     )
+    record(
+        Figure(
+            "clv",
+            f"BG/NBD + Gamma-Gamma fit and scoring, {len(sample):,}-customer subsample (s)",
+            round(ours_seconds, 3),
+            "s",
+            "lifetimes, same subsample (s)",
+            round(theirs_seconds, 3),
+            size=len(sample),
+        )
+    )
+    record(
+        Figure(
+            "clv",
+            f"fit + scoring, {len(summary):,} customers (s)",
+            round(fit_and_score, 2),
+            "s",
+            target="< 60" if len(summary) >= 1_000_000 else None,
+            size=len(summary),
+            extra={
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            },
+        )
+    )
+    if args.database:
+        phases = database_run(purchases)
+        print(f"\nthe service's run_fits on SQLite, {len(summary):,} customers (wall s):")
+        for name, seconds in phases.items():
+            print(f"  {name:28s} {seconds:7.2f}")
     print(f"load average after: {load()}")
     return 0
 

@@ -484,7 +484,8 @@ def run_database(db: str, args: argparse.Namespace) -> None:
                     print(
                         f"  {service} GET at {rate:,.0f} rps: idle p50 {base_read['p50_ms']} "
                         f"p99 {base_read['p99_ms']} ms; under load p50 {got['p50_ms']} "
-                        f"p99 {got['p99_ms']} ms ({got['achieved_rps']} rps, {got['errors']} errors)",
+                        f"p99 {got['p99_ms']} ms ({got['achieved_rps']} rps, {got['errors']} errors, "
+                        f"{got['not_sent']} not sent in time)",
                         flush=True,
                     )
                     record(

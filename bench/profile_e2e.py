@@ -30,6 +30,9 @@ from bench.bench_e2e import Deployment, finish_posting, start_posting  # noqa: E
 from bench.e2e_load import Orders  # noqa: E402
 from bench.e2e_observe import LagMonitor, descendants  # noqa: E402
 
+#: leaf frames of a waiting thread (py-spy samples them while they hold no CPU)
+IDLE = ("Condition.wait", "Event.wait", "select (", "poll (", "sleep", "_recv_into", "accept (")
+
 
 def summarise(folded: Path, top: int) -> None:
     own: collections.Counter[str] = collections.Counter()
@@ -38,11 +41,13 @@ def summarise(folded: Path, top: int) -> None:
     for line in folded.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         n = int(count)
-        total += n
         frames = stack.split(";")
+        if any(idle in frames[-1] for idle in IDLE):
+            continue  # a thread waiting for work, not spending CPU
+        total += n
         own[frames[-1]] += n
         for frame in set(frames):
-            if "/work/" in frame and "site-packages" not in frame:
+            if "(services/" in frame or "(shared/" in frame:
                 inclusive[frame] += n
     print(f"\n=== {folded.stem}: {total} samples")
     print("  own time:")

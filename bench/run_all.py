@@ -19,6 +19,7 @@ short of its target does not (the table says so).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -44,7 +45,9 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("ratelimit", ["bench/bench_ratelimit.py"], []),
     ("profile", ["bench/bench_profile.py"], []),
     ("segment", ["bench/bench_segment.py"], []),
+    ("clv", ["bench/bench_clv.py"], []),
     ("campaign", ["bench/bench_campaign.py"], []),
+    ("growth", ["bench/bench_growth.py"], []),
     ("e2e", ["bench/bench_e2e.py"], []),
     # scaling out (full run only): 2 profile + 2 segment consumers, 6 partitions, PostgreSQL
     ("e2e-replicas", ["bench/bench_e2e.py", "--replicas", "2", "--partitions", "6"], []),
@@ -173,26 +176,35 @@ def write_plots(folder: Path, figures: list[Figure], suffix: str) -> list[Path]:
         written.append(path)
     loaded = [f for f in figures if f.load is not None]
     if loaded:
-        fig, ax = plt.subplots(figsize=(8, 5))
+        fig, ax = plt.subplots(figsize=(13, 6))
         series: dict[str, list[Figure]] = {}
         for f in loaded:
             series.setdefault(f"{f.bench}: {_AT_LOAD.sub('', f.name)}", []).append(f)
-        for name, points in series.items():
+        colours = plt.get_cmap("tab10" if len(series) <= 10 else "tab20").colors  # type: ignore[attr-defined]
+        for (name, points), colour in zip(series.items(), itertools.cycle(colours)):
             points.sort(key=lambda f: f.load or 0)
-            ax.plot([f.load for f in points], [f.value for f in points], marker="o", label=name)
+            ax.plot(
+                [f.load for f in points],
+                [f.value for f in points],
+                marker="o",
+                color=colour,
+                label=name[:80],
+            )
             if points[0].baseline is not None:
                 ax.plot(
                     [f.load for f in points],
                     [f.baseline for f in points],
                     linestyle="--",
                     marker="x",
-                    label=f"baseline: {points[0].baseline_name}",
+                    color=colour,
+                    alpha=0.6,
+                    label=f"  baseline: {points[0].baseline_name}"[:80],
                 )
         ax.set_xlabel("offered load (requests/s or orders/s)")
         ax.set_ylabel(loaded[0].unit)
         ax.set_yscale("log")
-        ax.set_title("Latency over load")
-        ax.legend(fontsize=7)
+        ax.set_title("Latency over load (dashed: the same-run baseline; 1e9 ms: not answered)")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
         path = folder / f"latency{suffix}.png"
         fig.savefig(path, dpi=100)
@@ -206,7 +218,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="every bench at small size")
     parser.add_argument("--only", help="comma-separated bench names")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--replot", action="store_true", help="only redraw the plots from latest.json / quick.json"
+    )
     args = parser.parse_args()
+    if args.replot:
+        stem = "quick" if args.quick else "latest"
+        saved = json.loads((args.out / f"{stem}.json").read_text())
+        figures = [Figure(**f) for f in saved["figures"]]
+        print(write_plots(args.out, figures, "-quick" if args.quick else ""))
+        return 0
     only = set(args.only.split(",")) if args.only else None
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "quick" if args.quick else "latest"

@@ -6,13 +6,14 @@ import asyncio
 import hashlib
 import inspect
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -27,13 +28,16 @@ from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
 from shared.auth import Principal, authenticate, authorize, key_fingerprint, require
 from shared.bus import PLATFORM_TABLES
 from shared.config import ServiceSettings
+from shared.docs_ui import serve_docs_locally
 from shared.errors import PayloadTooLarge, ProblemError, ServiceUnavailable, ValidationProblem
 from shared.events import utcnow
+from shared.openapi_problems import document_problems
 from shared.openapi_security import declare_api_key_security
 from shared.pagination import configure_cursor_key
 from shared.ratelimit import RateLimiter
 from shared.request_id import RequestIdMiddleware
 from shared.runtime import ServiceRuntime, freeze_startup_heap
+from shared.strict_input import StrictJsonMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -668,9 +672,12 @@ def build_app(
     on_startup: Callable[[], Awaitable[None] | None] | None = None,
     start_runtime: bool = True,
     fast_routes: Sequence[tuple[str, str]] = (),
+    self_checked_json: Sequence[str] = (),
 ) -> FastAPI:
     """Assemble a service's FastAPI app around its runtime; ``fast_routes`` (``(method,
-    path)`` of declared routes) are dispatched by :class:`FastLaneMiddleware`."""
+    path)`` of declared routes) are dispatched by :class:`FastLaneMiddleware`;
+    ``self_checked_json``: path prefixes of routes that parse their JSON bodies themselves
+    and check duplicate keys (``shared.strict_input``)."""
 
     settings = runtime.settings
     configure_cursor_key(
@@ -703,7 +710,9 @@ def build_app(
             yield
         finally:
             if start_runtime:
-                feed.stop(timeout=1.0)  # a daemon thread; it may be blocked on an absent broker
+                feed.stop(
+                    timeout=0.2
+                )  # a daemon thread: blocked on an absent broker, it ends later
                 usage.stop()
                 if stop_metrics is not None:
                     stop_metrics()
@@ -715,7 +724,10 @@ def build_app(
         version="1.0.0",
         lifespan=lifespan,
         default_response_class=_OrjsonResponse,
+        docs_url=None,  # served from local assets below, not a CDN
+        redoc_url=None,
     )
+    serve_docs_locally(app, title)
     app.state.runtime = runtime
     app.state.api_keys = settings.all_api_keys()
     app.state.key_directory = directory
@@ -730,12 +742,29 @@ def build_app(
         app.add_middleware(FastLaneMiddleware, routes=lanes)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(
+        StrictJsonMiddleware,
+        form_routes=_form_routes(routers),
+        self_checked_prefixes=tuple(self_checked_json),
+    )
+    app.add_middleware(
         BodyLimitMiddleware, max_bytes=max_body_bytes, overrides=tuple(body_limit_overrides)
     )
     app.add_middleware(MetricsMiddleware, service=runtime.name)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     declare_api_key_security(app)
+    document_problems(app)  # after the security scheme: it reads each operation's scopes
     return app
+
+
+def _form_routes(routers: Sequence[APIRouter]) -> list[tuple[frozenset[str], re.Pattern[str]]]:
+    """``(methods, path pattern)`` of the routes whose body is a form (uploads)."""
+    found = []
+    for route in (r for router in routers for r in router.routes):
+        if isinstance(route, APIRoute) and any(
+            isinstance(param.field_info, params.Form) for param in route.dependant.body_params
+        ):
+            found.append((frozenset(route.methods or ()), route.path_regex))
+    return found
 
 
 class _OrjsonResponse(JSONResponse):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
+from fastapi import Query
 from pydantic import BaseModel, Field
 
 from shared.errors import ProblemError
@@ -16,6 +18,8 @@ T = TypeVar("T")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+#: the ``limit`` query parameter of a cursor-paginated list
+ListLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
 
 
 class Page(BaseModel, Generic[T]):
@@ -69,3 +73,29 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise ProblemError("the cursor is not one this API returned", slug="invalid-cursor")
     return value
+
+
+def page_of(
+    items: Sequence[T], key: Callable[[T], str | int], cursor: str | None, limit: int
+) -> Page[T]:
+    """A page of a short list read whole (operator-made things: segments, tag rules, policy
+    versions, distinct tags), ordered by ``key``, which must be unique. The cursor holds the
+    last key returned, so a page stays right when items are added or removed meanwhile."""
+    position = decode_cursor(cursor)
+    ordered = sorted(items, key=key)
+    if position is not None:
+        after = position.get("after")
+        if not isinstance(after, str | int):
+            raise ProblemError("the cursor is not one this API returned", slug="invalid-cursor")
+        ordered = [item for item in ordered if _after(key(item), after)]
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    return Page[T](
+        items=page, next_cursor=encode_cursor({"after": key(page[-1])}) if more else None
+    )
+
+
+def _after(value: str | int, after: str | int) -> bool:
+    if isinstance(value, int) and isinstance(after, int):
+        return value > after
+    return str(value) > str(after)

@@ -17,11 +17,19 @@ from shared.rules import Predicate
 __all__ = ["CATALOGUE", "FIELDS", "Predicate", "Rule", "compile_rule", "to_e4"]
 
 CATALOGUE = rules.Catalogue(
-    numbers=("r_score", "f_score", "m_score", "recency_days", "frequency"),
-    money=("monetary",),
+    numbers=(
+        "r_score",
+        "f_score",
+        "m_score",
+        "recency_days",
+        "frequency",
+        "p_alive",
+        "predicted_clv_percentile",
+    ),
+    money=("monetary", "predicted_clv"),
     text=("rfm_segment", "lifecycle_stage", "value_quadrant", "province", "city", "currency"),
     lists=("tags", "segments"),
-    keys={"monetary": "monetary_e4"},
+    keys={"monetary": "monetary_e4", "predicted_clv": "predicted_clv_e4"},
     money_e4=True,
 )
 FIELDS = CATALOGUE.names

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from services.segment.policy import ScoringPolicy
 from services.segment.rules import Rule
+from shared.pagination import Page
 from shared.schemas import RequestModel
 
 
@@ -216,3 +217,10 @@ class SegmentDeletedRead(BaseModel):
     segment_id: str
     name: str
     deleted_at: datetime
+
+
+class SegmentMembersPage(Page[str]):
+    """A page of member ids; with ``as_of``, the members then and the policy version used."""
+
+    as_of: datetime | None = None
+    policy_version: int | None = None

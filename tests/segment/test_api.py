@@ -98,8 +98,14 @@ def test_policy_versions_and_rescoring(client: TestClient) -> None:
     written = client.put("/v1/scoring-policy", json=policy, headers=HEADERS)
     assert written.status_code == 200, written.text
     assert written.json()["version"] == 2
-    versions = client.get("/v1/scoring-policy/versions", headers=READER).json()
+    versions = client.get("/v1/scoring-policy/versions", headers=READER).json()["items"]
     assert [v["version"] for v in versions] == [1, 2]
+    first = client.get("/v1/scoring-policy/versions", params={"limit": 1}, headers=READER).json()
+    assert [v["version"] for v in first["items"]] == [1] and first["next_cursor"]
+    rest = client.get(
+        "/v1/scoring-policy/versions", params={"cursor": first["next_cursor"]}, headers=READER
+    ).json()
+    assert [v["version"] for v in rest["items"]] == [2] and rest["next_cursor"] is None
     assert versions[0]["policy"]["lifecycle"]["active_days"] == 30
     body = client.get("/v1/customers/alice/scores", headers=READER).json()
     assert body["policy_version"] == 2
@@ -150,7 +156,9 @@ def test_custom_segments_and_their_members(client: TestClient) -> None:
     assert client.get("/v1/segments/big-shoes", headers=READER).json()["member_count"] == 2
     page = client.get("/v1/segments/big-shoes/members", params={"limit": 1}, headers=READER).json()
     assert page["items"] == ["alice"] and page["next_cursor"]
-    assert client.get("/v1/segments", headers=READER).json()[0]["segment_id"] == "big-shoes"
+    assert (
+        client.get("/v1/segments", headers=READER).json()["items"][0]["segment_id"] == "big-shoes"
+    )
     assert (
         client.post(
             "/v1/segments",
@@ -224,7 +232,7 @@ def test_a_bad_nested_condition_is_one_precise_error(
         {"field": f"rule.any[1].all[1].not.{where}", "code": code, "message": message}
     ]
     assert problem["detail"] == "1 invalid field(s)"
-    assert client.get("/v1/segments", headers=READER).json() == []
+    assert client.get("/v1/segments", headers=READER).json()["items"] == []
 
 
 def test_reports(client: TestClient) -> None:

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from services.segment.as_of import parse_as_of
 from shared.errors import ValidationProblem
-from tests.segment.test_api import READER, client  # noqa: F401  (the seeded API fixture)
+from tests.segment.test_api import HEADERS, READER, client  # noqa: F401  (the seeded API fixture)
 
 SHANGHAI = "Asia/Shanghai"
 
@@ -97,3 +97,24 @@ def test_a_bad_as_of_is_a_problem_that_says_how_to_write_it(client: TestClient) 
     assert body["errors"][0]["field"] == "as_of"
     assert body["errors"][0]["code"] == "invalid_datetime"
     assert "%2B" in body["detail"]
+
+
+def test_segment_members_as_of_a_date_are_the_members_then(client: TestClient) -> None:  # noqa: F811
+    created = client.post(
+        "/v1/segments",
+        json={
+            "segment_id": "big",
+            "name": "big",
+            "rule": {"field": "monetary", "op": "gte", "value": "400"},
+        },
+        headers=HEADERS,
+    )
+    assert created.status_code == 201, created.text
+    now = client.get("/v1/segments/big/members", headers=READER).json()
+    assert now["items"] == ["alice"] and now["as_of"] is None
+    # on 11-01 alice had paid 200.00 only (the 300.00 came on 11-18)
+    then = client.get("/v1/segments/big/members", params={"as_of": "2026-11-01"}, headers=READER)
+    assert then.status_code == 200, then.text
+    assert then.json()["items"] == [] and then.json()["policy_version"] == 1
+    later = client.get("/v1/segments/big/members", params={"as_of": "2026-11-19"}, headers=READER)
+    assert later.json()["items"] == ["alice"]

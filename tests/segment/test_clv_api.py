@@ -92,9 +92,9 @@ def test_predictions_before_and_after_a_fit(client: TestClient) -> None:
     then = client.get(
         "/v1/customers/EUR-c1/predictions", params={"as_of": past}, headers=READER
     ).json()
-    assert then["status"] in ("ok", "no_purchase")
-    if then["status"] == "ok":
-        assert then["predicted_clv_percentile"] is None
+    # the only fit observed later than that: none is used, no numbers
+    assert then["status"] == "not_fitted" and then["p_alive"] is None
+    assert "observed by" in then["reason"]
 
     # the business gauges: EUR's figures, USD only "no fit publishing numbers"
     metrics = client.get("/metrics").text

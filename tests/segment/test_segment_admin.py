@@ -107,7 +107,7 @@ def test_delete_empties_the_segment_and_tells_campaign(client: TestClient) -> No
     [event] = [e for e in outbox(client) if isinstance(e, SegmentDeletedEvent)]
     assert event.key == "vip" and event.data.name == "VIP"
     assert client.get("/v1/segments/vip", headers=READER).status_code == 404
-    assert client.get("/v1/segments", headers=READER).json() == []
+    assert client.get("/v1/segments", headers=READER).json()["items"] == []
     assert client.get("/v1/segments/vip/members", headers=READER).status_code == 404
     # scores no longer list it
     scores = client.get("/v1/customers/alice/scores", headers=READER).json()
