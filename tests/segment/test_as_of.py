@@ -118,3 +118,62 @@ def test_segment_members_as_of_a_date_are_the_members_then(client: TestClient) -
     assert then.json()["items"] == [] and then.json()["policy_version"] == 1
     later = client.get("/v1/segments/big/members", params={"as_of": "2026-11-19"}, headers=READER)
     assert later.json()["items"] == ["alice"]
+
+
+OUT_OF_RANGE = [
+    "2500-01-01",
+    "9999-12-31",
+    "9999-12-31T00:00:00Z",
+    "4000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+08:00",
+    "0001-01-01",
+    "1969-12-31T23:59:59Z",
+]
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+def test_an_instant_outside_the_supported_range_is_a_422_saying_the_range(text: str) -> None:
+    with pytest.raises(ValidationProblem) as caught:
+        parse_as_of(text, SHANGHAI, "since")
+    error = caught.value.to_problem()["errors"][0]
+    assert error["field"] == "since" and error["code"] == "out_of_range"
+    assert "1970-01-01 .. 2200-12-31" in error["message"]
+
+
+def test_the_ends_of_the_supported_range_are_accepted() -> None:
+    assert parse_as_of("2200-12-31", "UTC") == datetime(
+        2200, 12, 31, 23, 59, 59, 999999, tzinfo=UTC
+    )
+    assert parse_as_of("1970-01-01T00:00:00Z", SHANGHAI) == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_every_as_of_endpoint_answers_an_extreme_as_of_with_a_422(client: TestClient) -> None:  # noqa: F811
+    created = client.post(
+        "/v1/segments",
+        json={
+            "segment_id": "all",
+            "name": "all",
+            "rule": {"field": "frequency", "op": "gte", "value": 0},
+        },
+        headers=HEADERS,
+    )
+    assert created.status_code == 201, created.text
+    paths = [
+        ("/v1/customers/alice/scores", "as_of"),
+        ("/v1/scores", "as_of"),
+        ("/v1/customers/alice/clv-summary", "as_of"),
+        ("/v1/clv-summary", "as_of"),
+        ("/v1/customers/alice/predictions", "as_of"),
+        ("/v1/segments/all/members", "as_of"),
+        ("/v1/reports/rfm", "as_of"),
+        ("/v1/reports/lifecycle", "since"),
+    ]
+    for path, parameter in paths:
+        for text in OUT_OF_RANGE:
+            response = client.get(path, params={parameter: text}, headers=READER)
+            assert response.status_code == 422, (path, text, response.text)
+            error = response.json()["errors"][0]
+            assert (error["field"], error["code"]) == (parameter, "out_of_range"), (path, text)
+    # the raw query string form of the tester's report (%2B for the offset's plus)
+    raw = client.get("/v1/scores?as_of=0001-01-01T00:00:00%2B08:00", headers=READER)
+    assert raw.status_code == 422 and raw.json()["errors"][0]["code"] == "out_of_range"
