@@ -55,7 +55,10 @@ class ClvSummaryRead(BaseModel):
     T: int = Field(description="days from the first purchase day to the observation day")
     monetary_value: Decimal = Field(description="mean daily value of the repeat purchase days")
     currency: str | None = None
-    as_of: datetime
+    as_of: datetime = Field(description="the instant observed (UTC)")
+    policy_version: int = Field(
+        description="the scoring policy whose timezone draws the days: in force at as_of"
+    )
 
 
 class PolicyRead(BaseModel):
@@ -220,7 +223,8 @@ class SegmentDeletedRead(BaseModel):
 
 
 class SegmentMembersPage(Page[str]):
-    """A page of member ids; with ``as_of``, the members then and the policy version used."""
+    """A page of member ids; with ``as_of``, the members then and the policy version used;
+    without, the stored members at the time the scores reads use and the current version."""
 
     as_of: datetime | None = None
     policy_version: int | None = None

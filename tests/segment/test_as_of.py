@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from services.segment.as_of import parse_as_of
 from shared.errors import ValidationProblem
+from tests.segment.helpers import NOW
 from tests.segment.test_api import HEADERS, READER, client  # noqa: F401  (the seeded API fixture)
 
 SHANGHAI = "Asia/Shanghai"
@@ -111,7 +112,10 @@ def test_segment_members_as_of_a_date_are_the_members_then(client: TestClient) -
     )
     assert created.status_code == 201, created.text
     now = client.get("/v1/segments/big/members", headers=READER).json()
-    assert now["items"] == ["alice"] and now["as_of"] is None
+    assert now["items"] == ["alice"]
+    # without as_of: the current policy version and the time the scores reads use, in UTC
+    assert now["as_of"] == NOW.isoformat().replace("+00:00", "Z")
+    assert now["policy_version"] == 1
     # on 11-01 alice had paid 200.00 only (the 300.00 came on 11-18)
     then = client.get("/v1/segments/big/members", params={"as_of": "2026-11-01"}, headers=READER)
     assert then.status_code == 200, then.text
@@ -177,3 +181,24 @@ def test_every_as_of_endpoint_answers_an_extreme_as_of_with_a_422(client: TestCl
     # the raw query string form of the tester's report (%2B for the offset's plus)
     raw = client.get("/v1/scores?as_of=0001-01-01T00:00:00%2B08:00", headers=READER)
     assert raw.status_code == 422 and raw.json()["errors"][0]["code"] == "out_of_range"
+
+
+def test_the_clv_summary_carries_the_policy_version_and_as_of_in_utc(client: TestClient) -> None:  # noqa: F811
+    scores = client.get(
+        "/v1/customers/alice/scores", params={"as_of": "2026-11-19T08:00:00+08:00"}, headers=READER
+    ).json()
+    single = client.get(
+        "/v1/customers/alice/clv-summary",
+        params={"as_of": "2026-11-19T08:00:00+08:00"},
+        headers=READER,
+    ).json()
+    bulk = client.get(
+        "/v1/clv-summary", params={"as_of": "2026-11-19T08:00:00+08:00"}, headers=READER
+    ).json()["items"]
+    assert single["as_of"] == scores["as_of"] == "2026-11-19T00:00:00Z"
+    assert single["policy_version"] == scores["policy_version"] == 1
+    assert {(b["as_of"], b["policy_version"]) for b in bulk} == {("2026-11-19T00:00:00Z", 1)}
+    day = client.get(
+        "/v1/customers/alice/clv-summary", params={"as_of": "2026-11-19"}, headers=READER
+    ).json()
+    assert day["as_of"] == "2026-11-19T15:59:59.999999Z"
