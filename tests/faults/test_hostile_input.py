@@ -140,4 +140,4 @@ def test_an_over_long_idempotency_key_is_422_not_cut(apps: dict[str, TestClient]
         json={"tags": ["x"]},
         headers=headers | {"Idempotency-Key": "k" * 255},
     )
-    assert fits.status_code == 404  # ran (no such customer), the key was accepted
+    assert fits.status_code in (201, 404), fits.text  # the key was accepted and the route ran
