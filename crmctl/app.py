@@ -19,7 +19,7 @@ from crmctl.config import SERVICES, resolve
 from crmctl.context import api_of, target_of
 from crmctl.groups import campaigns_app, deadletters_app, segments_app
 from crmctl.keys import keys_app
-from crmctl.output import JsonFlag, console, emit, fails_cleanly, kv_table
+from crmctl.output import JsonFlag, console, emit, errors, fails_cleanly, kv_table
 
 app = typer.Typer(
     help="Operate the headless CRM from a terminal: it talks to the services' REST APIs and Kafka.",
@@ -336,11 +336,27 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write the export to this file")
     ] = None,
+    profile_only: Annotated[
+        bool, typer.Option("--profile-only", help="only profile's data (no wait for the others)")
+    ] = False,
+    wait: Annotated[float, typer.Option(help="seconds to wait for every service's part")] = 120.0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Everything held about a customer (data subject access export), as JSON."""
+    """Everything held about a customer (data subject access export), as JSON: the complete
+    export across the four services (profile asks ingest, segment and campaign over Kafka).
+
+    Exits 1 if a service has not answered within --wait (the partial export is still
+    printed, with the services still pending)."""
     with api_of(ctx) as api:
-        data = api.get("profile", f"/v1/customers/{customer}/export")
+        if profile_only:
+            data = api.get("profile", f"/v1/customers/{customer}/export")
+        else:
+            data = api.post("profile", f"/v1/customers/{customer}/exports")
+            deadline = time.monotonic() + wait
+            while data.get("status") != "complete" and time.monotonic() < deadline:
+                time.sleep(0.5)
+                data = api.get("profile", f"/v1/exports/{data['export_id']}")
+    pending = sorted(s for s, state in (data.get("services") or {}).items() if state != "done")
     if output is not None:
         import json
 
@@ -348,12 +364,15 @@ def export(
             json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
         )
         emit(
-            {"customer_id": customer, "written": str(output)},
+            {"customer_id": customer, "written": str(output), "pending": pending},
             as_json,
             lambda: console.print(f"export of {customer} written to {output}"),
         )
-        return
-    emit(data, as_json)
+    else:
+        emit(data, as_json)
+    if pending:
+        errors.print(f"[red]error:[/red] no answer within {wait:g} s from: {', '.join(pending)}")
+        raise typer.Exit(1)
 
 
 @app.command()

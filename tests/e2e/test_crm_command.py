@@ -118,15 +118,29 @@ def test_export_then_erase_a_customer(system: RunningSystem, shop: dict[str, Any
         timeout=30,
         what="profile to know the customer",
     )
-    exported = ok(system, "export", b)
-    assert exported["profile"]["customer_id"] == b
-    assert "李四" in json.dumps(exported, ensure_ascii=False)
+    wait_for(
+        lambda: system.get("segment", f"/v1/customers/{b}/scores").status_code == 200,
+        timeout=30,
+        what="segment to know the customer",
+    )
+    exported = ok(system, "export", b)  # the complete export: every service's part
+    assert exported["status"] == "complete"
+    assert exported["services"] == {s: "done" for s in ("profile", "ingest", "segment", "campaign")}
+    document = exported["document"]
+    assert exported["customer_id"] == b and document["profile"]["profile"]["customer_id"] == b
+    assert [o["order_id"] for o in document["ingest"]["orders"]] == [f"{shop['run']}-o3"]
+    assert document["segment"]["scores"][0]["customer_id"] == b
+    assert "李四" in json.dumps(document, ensure_ascii=False)
+    profile_only = ok(system, "export", b, "--profile-only")
+    assert profile_only["profile"]["customer_id"] == b and "document" not in profile_only
     code, _ = crm(system, "erase", b, input="n\n")
     assert code == 1  # not confirmed: nothing happened
     assert system.get("profile", f"/v1/customers/{b}").status_code == 200
     erased = ok(system, "erase", b, "--yes")
     assert erased["customer_ids"] == 1
     code, body = crm(system, "export", b)  # nothing is held about an erased customer
+    assert code == 1 and body["problem"]["status"] == 404
+    code, body = crm(system, "export", b, "--profile-only")
     assert code == 1 and body["problem"]["status"] == 404
     code, body = crm(system, "export", unique("nobody"))
     assert code == 1 and body["problem"]["status"] == 404
