@@ -3,6 +3,8 @@ system (its REST APIs and Kafka). ``crm --help`` lists every command; each takes
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -358,8 +360,6 @@ def export(
                 data = api.get("profile", f"/v1/exports/{data['export_id']}")
     pending = sorted(s for s, state in (data.get("services") or {}).items() if state != "done")
     if output is not None:
-        import json
-
         output.write_text(
             json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
         )
@@ -383,8 +383,18 @@ def erase(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Erase a customer's personal data everywhere (right to be forgotten); irreversible."""
-    if not yes and not typer.confirm(f"Erase customer {customer}? This cannot be undone"):
+    """Erase a customer's personal data everywhere (right to be forgotten); irreversible.
+
+    Asks first (on stderr) unless --yes; with --json and no terminal to ask on, refuses with
+    exit 2 rather than guess."""
+    if not yes and as_json and not sys.stdin.isatty():
+        sys.stdout.write(
+            json.dumps({"error": "not confirmed: pass --yes (no terminal to ask on)"}) + "\n"
+        )
+        errors.print("[red]error:[/red] not confirmed: pass --yes (no terminal to ask on)")
+        raise typer.Exit(2)
+    question = f"Erase customer {customer}? This cannot be undone"
+    if not yes and not typer.confirm(question, err=True):
         raise CrmError("not confirmed (pass --yes to skip the question)")
     with api_of(ctx) as api:
         result = api.delete("profile", f"/v1/customers/{customer}")

@@ -133,8 +133,8 @@ def test_export_then_erase_a_customer(system: RunningSystem, shop: dict[str, Any
     assert "李四" in json.dumps(document, ensure_ascii=False)
     profile_only = ok(system, "export", b, "--profile-only")
     assert profile_only["profile"]["customer_id"] == b and "document" not in profile_only
-    code, _ = crm(system, "erase", b, input="n\n")
-    assert code == 1  # not confirmed: nothing happened
+    code, body = crm(system, "erase", b, input="y\n")
+    assert code == 2 and "--yes" in body["error"]  # --json, no terminal: refused, not asked
     assert system.get("profile", f"/v1/customers/{b}").status_code == 200
     erased = ok(system, "erase", b, "--yes")
     assert erased["customer_ids"] == 1
