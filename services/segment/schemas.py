@@ -79,8 +79,9 @@ class RescoringRead(BaseModel):
 
 
 class PolicyWritten(BaseModel):
-    version: int
-    rescoring: RescoringRead
+    version: int = Field(description="the version in force after the PUT")
+    created: bool = Field(description="false: the policy was the one in force, nothing changed")
+    rescoring: RescoringRead | None = Field(None, description="null when nothing changed")
 
 
 class SegmentCreate(RequestModel):
