@@ -664,6 +664,7 @@ def build_app(
         StrictJsonMiddleware,
         form_routes=_form_routes(routers),
         self_checked_prefixes=tuple(self_checked_json),
+        guarded_routes=_guarded_routes(routers),
     )
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=max_body_bytes, overrides=tuple(body_limit_overrides)
@@ -683,6 +684,19 @@ def _form_routes(routers: Sequence[APIRouter]) -> list[tuple[frozenset[str], re.
             isinstance(param.field_info, params.Form) for param in route.dependant.body_params
         ):
             found.append((frozenset(route.methods or ()), route.path_regex))
+    return found
+
+
+def _guarded_routes(
+    routers: Sequence[APIRouter],
+) -> list[tuple[frozenset[str], re.Pattern[str], tuple[str, ...]]]:
+    """``(methods, path pattern, scopes)`` of the routes that need an API key."""
+    from shared.openapi_security import route_scopes
+
+    found = []
+    for route in (r for router in routers for r in router.routes):
+        if isinstance(route, APIRoute) and (scopes := route_scopes(route)) is not None:
+            found.append((frozenset(route.methods or ()), route.path_regex, scopes))
     return found
 
 
