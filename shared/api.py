@@ -607,7 +607,13 @@ def build_app(
         else None
     )
     directory = KeyDirectory()
-    feed = KeyFeed(settings.kafka_bootstrap_servers, directory, settings.topic_namespace)
+    feed = KeyFeed(
+        settings.kafka_bootstrap_servers,
+        directory,
+        settings.topic_namespace,
+        partitions=settings.topic_partitions,
+        replication_factor=settings.replication_factor,
+    )
     usage = UsageReporter(
         directory, runtime.publisher, runtime.name, settings.api_key_usage_report_seconds
     )
