@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,7 +29,7 @@ from shared.auth import Principal, authenticate, authorize, key_fingerprint, req
 from shared.bus import PLATFORM_TABLES
 from shared.config import ServiceSettings
 from shared.docs_ui import serve_docs_locally
-from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
+from shared.errors import PayloadTooLarge, ProblemError, ServiceUnavailable, ValidationProblem
 from shared.events import utcnow
 from shared.openapi_problems import document_problems
 from shared.openapi_security import declare_api_key_security
@@ -115,10 +115,78 @@ def install_error_handlers(app: FastAPI) -> None:
             request.url.path,
         )
 
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        runtime: ServiceRuntime = request.app.state.runtime
+        if await asyncio.to_thread(database_unavailable, runtime, exc):
+            log.warning(
+                "database unavailable on %s %s (%s)",
+                request.method,
+                request.url.path,
+                type(exc).__name__,
+            )
+            return problem_response(DATABASE_UNAVAILABLE, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(_INTERNAL_ERROR, request.url.path)
+
+    # by class, so that the inner exception middleware answers (the catch-all below runs in
+    # the outermost one, which re-raises after answering: a 500 in the server's log)
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, _database)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(_INTERNAL_ERROR, request.url.path)
+
+
+#: the answer while the database is away: retry after a few seconds, never a 500
+DATABASE_UNAVAILABLE = ServiceUnavailable(
+    "the database is not answering; retry shortly",
+    slug="database-unavailable",
+    title="Database unavailable",
+)
+DATABASE_UNAVAILABLE.headers = {"Retry-After": "5"}  # type: ignore[attr-defined]
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    import sqlite3
+
+    kinds: list[type[Exception]] = [
+        OperationalError,
+        InterfaceError,
+        DisconnectionError,
+        sqlite3.OperationalError,
+        sqlite3.InterfaceError,
+    ]
+    try:
+        import psycopg
+
+        kinds += [psycopg.OperationalError, psycopg.InterfaceError]
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    return tuple(kinds)
+
+
+#: connection-level database errors, wrapped by SQLAlchemy or straight from the driver
+DATABASE_ERRORS = _database_errors()
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """A connection-level database error (``engine.raw_connection()`` on the fast read
+    paths raises the driver's own, unwrapped)."""
+    return isinstance(exc, DATABASE_ERRORS)
+
+
+def database_unavailable(runtime: ServiceRuntime, exc: BaseException) -> bool:
+    """Whether a database error means "the database is away or busy" (a 503 to retry)
+    rather than a fault in the request or the code (a 500)."""
+    if "locked" in str(exc) or "busy" in str(exc):
+        return True  # SQLite: another writer held the lock past busy_timeout
+    try:
+        runtime.db.ping()
+    except Exception:
+        return True
+    return False
 
 
 def _field_of(error: Any) -> str:
@@ -250,9 +318,15 @@ class FastLaneMiddleware:
             response = await route.endpoint(request)
         except ProblemError as exc:
             response = problem_response(exc, scope["path"])
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            response = problem_response(_INTERNAL_ERROR, scope["path"])
+        except Exception as exc:
+            runtime = scope["app"].state.runtime
+            if is_database_error(exc) and await asyncio.to_thread(
+                database_unavailable, runtime, exc
+            ):
+                response = problem_response(DATABASE_UNAVAILABLE, scope["path"])
+            else:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                response = problem_response(_INTERNAL_ERROR, scope["path"])
         await response(scope, receive, send)
 
 
@@ -372,7 +446,14 @@ class IdempotencyMiddleware:
         request_hash = hashlib.sha256(bytes(body)).hexdigest()
         runtime: ServiceRuntime = scope["app"].state.runtime
 
-        claimed = await asyncio.to_thread(self._claim, runtime, key, scope_id, request_hash)
+        try:
+            claimed = await asyncio.to_thread(self._claim, runtime, key, scope_id, request_hash)
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            # the key cannot be claimed while the database is away: nothing ran, retry
+            await problem_response(DATABASE_UNAVAILABLE, scope.get("path"))(scope, receive, send)
+            return
         if claimed is not True:
             response = await self._await_first(runtime, key, scope_id, request_hash, claimed)
             await response(scope, _replay_receive(bytes(body)), send)

@@ -69,6 +69,8 @@ STANDARD = {
     "404": "Not found",
     "409": "Conflict: the state does not allow it, or an Idempotency-Key reused with another body",
     "413": "The body (or a batch, or an upload) is too large",
+    "415": "The body is not declared as application/json (an upload: multipart/form-data): "
+    "`unsupported-media-type` (shared.strict_input)",
     "422": "The request is not valid: `errors` lists every problem as {field, code, message}",
     "429": "Too many requests for this key (see Retry-After)",
 }
@@ -103,7 +105,7 @@ def rewrite(document: dict[str, Any]) -> dict[str, Any]:
             if any(p.get("name") == "cursor" for p in operation.get("parameters") or []):
                 wanted.add("400")
             if method in {"post", "put", "patch"} and operation.get("requestBody"):
-                wanted |= {"413", "422"}
+                wanted |= {"413", "415", "422"}
             if method != "get":
                 wanted.add("409")  # a write the current state does not allow
             if method == "post":

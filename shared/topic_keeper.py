@@ -23,10 +23,20 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from shared import metrics
+from shared import metrics, topics
 from shared.broker_state import BrokerState
 
 log = logging.getLogger(__name__)
+
+#: topics whose layout is not ``CRM_TOPIC_PARTITIONS``: the API key topics have one
+#: partition (and the record topic is compacted); :func:`shared.apikeys.ensure_keys_topics`
+#: makes them, so the keeper neither creates nor judges them
+OWN_LAYOUT = (topics.APIKEYS, topics.APIKEY_USAGE)
+
+
+def keeps(name: str) -> bool:
+    """Whether a (namespaced) topic gets the configured partition count."""
+    return not name.endswith(OWN_LAYOUT)
 
 
 def any_listening(bootstrap_servers: str, timeout: float = 0.5) -> bool:
@@ -89,7 +99,7 @@ class TopicKeeper:
     ) -> None:
         self.service = service
         self.bootstrap_servers = bootstrap_servers
-        self.names = list(dict.fromkeys(names))
+        self.names = [n for n in dict.fromkeys(names) if keeps(n)]
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.broker_state = broker_state

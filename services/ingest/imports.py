@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import itertools
 import logging
 import queue
 import shutil
@@ -24,7 +25,7 @@ from typing import IO, Any
 import orjson
 from sqlalchemy.orm import Session
 
-from services.ingest import export_layouts, service
+from services.ingest import export_layouts, import_grouping, service
 from services.ingest.committer import in_write_transaction
 from services.ingest.export_layouts import LAYOUTS, TAOBAO_DETAIL_COLUMNS
 from services.ingest.models import ImportJob
@@ -432,6 +433,16 @@ class ImportRunner:
             )
         if mapper.missing:
             raise ValueError(f"the header lacks required columns: {mapper.missing}")
+        # orders whose rows are not consecutive are held aside and stored after the rest
+        try:
+            scattered = import_grouping.scattered_order_ids(
+                itertools.islice(read_rows(path, encoding), 1, None), mapper.order_id
+            )
+        except UnicodeDecodeError:
+            scattered = set()  # the import stops at the bad line (below), as it reports
+        except csv.Error:
+            scattered = set()
+        held: dict[str, list[tuple[int, list[str]]]] = {}
         # a chunk is a list of orders, each the consecutive rows sharing an order id (a
         # line-item export writes one row per item); a chunk ends only between orders
         chunk: list[list[tuple[int, list[str]]]] = []
@@ -443,11 +454,14 @@ class ImportRunner:
         try:
             for row in rows:
                 row_number += 1
-                if row_number <= resume_after:
-                    continue  # committed before the restart
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 order_id = mapper.order_id(row)
+                if scattered and order_id and hash(order_id) in scattered:
+                    held.setdefault(order_id, []).append((row_number, row))
+                    continue
+                if row_number <= resume_after:
+                    continue  # committed before the restart
                 if group and order_id and order_id == group_id:
                     group.append((row_number, row))
                     continue
@@ -474,7 +488,16 @@ class ImportRunner:
         if group:
             chunk.append(group)
         if chunk:
-            self._chunk(job_id, mapper, chunk, kept)
+            kept = self._chunk(job_id, mapper, chunk, kept)
+        chunk, rows_in_chunk = [], 0
+        for rows_of_order in held.values():
+            chunk.append(rows_of_order)
+            rows_in_chunk += len(rows_of_order)
+            if rows_in_chunk >= self.settings.import_chunk_rows:
+                kept = self._chunk(job_id, mapper, chunk, kept, last_line=row_number)
+                chunk, rows_in_chunk = [], 0
+        if chunk:
+            self._chunk(job_id, mapper, chunk, kept, last_line=row_number)
         with self.runtime.db.unit_of_work() as session:
             Imports(session).update(job_id, status="completed", finished_at=utcnow())
 
@@ -488,6 +511,7 @@ class ImportRunner:
         mapper: RowMapper,
         chunk: list[list[tuple[int, list[str]]]],
         kept: int,
+        last_line: int | None = None,
     ) -> int:
         """Store one chunk (whole orders) with its progress, rejected rows and rows accepted
         with warnings (one transaction); returns how many such rows are kept so far."""
@@ -495,7 +519,7 @@ class ImportRunner:
         rules = self.runtime.extras["rules"]
         prepared = service.prepare("order", orders, source="import", rules=rules)
         rows = sum(len(group) for group in chunk)
-        last_line = chunk[-1][-1][0]
+        last_line = last_line or chunk[-1][-1][0]
 
         def store(session: Session) -> int:
             results = service.store(session, prepared)

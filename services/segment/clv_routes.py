@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from services.segment import clv_metrics, clv_report, clv_runs, predictive, service
+from services.segment.as_of import parse_as_of
 from services.segment.clv_repository import ClvFits
 from services.segment.config import Settings
 from services.segment.models import ClvFit
@@ -142,13 +143,19 @@ def get_predictions(
     customer_id: str,
     request: Request,
     as_of: Annotated[
-        datetime | None, Query(description="compute from the orders known then")
+        str | None,
+        Query(
+            description="compute from the orders known then: ISO 8601 with an offset, or a "
+            "plain date = the end of that day in the policy timezone (as the scores' as_of)"
+        ),
     ] = None,
 ) -> PredictionsRead:
     """A customer's p_alive, expected purchases, expected order value and predicted CLV."""
     runtime = runtime_of(request)
-    reference = _aware(as_of, "as_of")
     with runtime.db.unit_of_work() as session:
+        reference = None
+        if as_of is not None:
+            reference = parse_as_of(as_of, service.current_policy(session)[1].timezone)
         views = service.score_customers(session, [customer_id], reference, _now(runtime))
         if not views:
             survivor = service.survivor_of(session, customer_id)

@@ -26,6 +26,7 @@ from services.segment.schemas import (
     SegmentUpdate,
 )
 from services.segment.scoring import from_e4
+from services.segment.sweep import consistent_now
 from shared.api import require, runtime_of
 from shared.errors import Conflict, NotFound
 from shared.events import ensure_aware
@@ -74,7 +75,7 @@ def _score(
 ) -> list[service.CustomerView]:
     """Now: from the current orders; as of a time: in valid time (point_in_time.py)."""
     if as_of is None:
-        return service.score_customers(session, customer_ids, None, now)
+        return service.score_customers(session, customer_ids, None, consistent_now(session, now))
     return point_in_time.score_customers(session, customer_ids, as_of.astimezone(UTC))
 
 
@@ -433,7 +434,7 @@ def _scores_frame(
     session: Any, as_of: datetime | None, now: datetime
 ) -> tuple[Any, service.ScoringContext]:
     if as_of is None:
-        return service.scores_frame(session, None, now)
+        return service.scores_frame(session, None, consistent_now(session, now))
     scores, _, context = point_in_time.scores_at(session, as_of.astimezone(UTC))
     return scores, context
 
@@ -455,8 +456,8 @@ def get_report(
     """rfm: R x F cells and named segments; lifecycle: stages (and transitions since ``since``);
     funnel: 1, 2, 3-4, 5+ buyers with revenue and AOV; quadrants; regions: by province or city."""
     runtime = runtime_of(request)
-    now = _now(runtime)
     with runtime.db.unit_of_work() as session:
+        now = consistent_now(session, _now(runtime))
         moment, since_moment = _as_of(session, as_of), _as_of(session, since, "since")
         scores, context = _scores_frame(session, moment, now)
         before = _scores_frame(session, since_moment, now)[0] if since_moment else None

@@ -130,6 +130,19 @@ def _day(value: str | None) -> int | None:
     return None if value is None else (date.fromisoformat(value) - _EPOCH).days
 
 
+def consistent_now(session: Session, now: datetime) -> datetime:
+    """The time a read without ``as_of`` scores at: ``now``, except while a day boundary
+    waits for the sweep's next check (seconds): then the end of the last day swept, so
+    the read shows the stages the stored state and the published events show."""
+    swept = _day(get_state(session, STATE_KEY))
+    if swept is None:
+        return now
+    _, policy, _ = service.current_policy(session)
+    if local_day_number(now, policy.timezone) <= swept:
+        return now
+    return day_start(swept + 1, ZoneInfo(policy.timezone)) - timedelta(microseconds=1)
+
+
 def mark_swept(session: Session, now: datetime) -> None:
     """Record that everyone is scored as of ``now`` (a full rescoring): its day is swept."""
     _, policy, _ = service.current_policy(session)

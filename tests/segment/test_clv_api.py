@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -95,6 +96,13 @@ def test_predictions_before_and_after_a_fit(client: TestClient) -> None:
     # the only fit observed later than that: none is used, no numbers
     assert then["status"] == "not_fitted" and then["p_alive"] is None
     assert "observed by" in then["reason"]
+    # a plain date is the end of that day in the policy timezone, as on every as_of
+    day = (NOW - timedelta(days=30)).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    on_day = client.get("/v1/customers/EUR-c1/predictions", params={"as_of": day}, headers=READER)
+    assert on_day.status_code == 200, on_day.text
+    assert on_day.json()["status"] == then["status"]
+    bad = client.get("/v1/customers/EUR-c1/predictions", params={"as_of": "x"}, headers=READER)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "as_of"
 
     # the business gauges: EUR's figures, USD only "no fit publishing numbers"
     metrics = client.get("/metrics").text
