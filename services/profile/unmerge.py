@@ -28,7 +28,7 @@ from services.profile.unmerge_repository import MergeSnapshots
 from shared import topics
 from shared.bus import add_to_outbox
 from shared.errors import Conflict, NotFound
-from shared.events import ProfilesUnmerged, ProfileUnmerged, utcnow
+from shared.events import ContactPolicy, ProfilesUnmerged, ProfileUnmerged, utcnow
 
 SOURCE = "profile"
 
@@ -145,6 +145,11 @@ def unmerge(session: Session, merge_id: str, actor: str, settings: Settings) -> 
                 restored_ids=split_ids,
                 customer_ids=customer_ids,
                 order_ids={pid: [o["order_id"] for o in repo.orders_of(pid)] for pid in split_ids},
+                contact_policies={
+                    pid: ContactPolicy.model_validate({**doc["policy"], "customer_id": pid})
+                    for pid, doc in {survivor_id: survivor, **restored}.items()
+                    if doc.get("policy")
+                },
             ),
         ),
     )

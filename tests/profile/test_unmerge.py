@@ -62,6 +62,9 @@ def test_unmerge_gives_each_id_its_facts_and_orders_back(client: TestClient) -> 
         order("b", "o3", created_minutes=9),
         interaction("b", "i1", "review", rating=5, text="好"),
     )
+    consent = {"channels": {"sms": {"consented": True}}}
+    put = client.put("/v1/customers/b/contact-policy", json=consent, headers=WRITER)
+    assert put.status_code == 200, put.text
     merged = client.post(
         "/v1/customers/a/merge", json={"merge_ids": ["b"], "reason": "wrong"}, headers=WRITER
     )
@@ -93,6 +96,10 @@ def test_unmerge_gives_each_id_its_facts_and_orders_back(client: TestClient) -> 
     [unmerged] = [e for e in events if e["type"] == "profile.unmerged"]
     assert unmerged["data"]["restored_ids"] == ["b"]
     assert unmerged["data"]["customer_ids"] == {"b": ["b"]}
+    # b's contact policy travels with the event (campaign ignored b's own while merged)
+    policies = unmerged["data"]["contact_policies"]
+    assert policies["b"]["customer_id"] == "b"
+    assert policies["b"]["channels"]["sms"]["consented"] is True
     # a merge cannot be split twice; an unknown one is 404
     again = client.post(f"/v1/merges/{merge_id}/unmerge", headers=WRITER)
     assert again.status_code == 409 and again.json()["type"].endswith("/unmerge-not-possible")
