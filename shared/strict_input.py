@@ -2,11 +2,15 @@
 duplicate keys.
 
 - A POST/PUT/PATCH with a body and a content type other than ``application/json`` (or
-  ``application/*+json``) is ``415 unsupported-media-type``. Routes that take a form
-  (multipart uploads) are left to parse their own bodies. A request without a body is not
-  checked (``POST .../launch``), nor one without credentials (its 401 comes first).
+  ``application/*+json``) is ``415 unsupported-media-type``; routes that take a form
+  (multipart uploads) take ``multipart/form-data`` or ``application/x-www-form-urlencoded``
+  instead. A request without a body is not checked (``POST .../launch``).
 - A JSON object with the same key twice is ``422 duplicate-key``: JSON parsers keep the last
   one silently, so a client could not tell which value counted.
+
+Authentication comes first: on a route that needs an API key, a refused body is answered
+only once the caller is known and allowed (no key: 401, lacking scope: 403), so a caller
+without a key learns nothing about what a route accepts (``guarded_routes``).
 
 Routes that parse their own bodies (ingest's record routes: orjson, for speed) check
 duplicate keys themselves with :func:`first_duplicate_key` and are named in
@@ -23,6 +27,8 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
+
+_FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
 
 class DuplicateKey(ValueError):
@@ -115,10 +121,29 @@ class StrictJsonMiddleware:
         app: ASGIApp,
         form_routes: Sequence[tuple[frozenset[str], re.Pattern[str]]] = (),
         self_checked_prefixes: Sequence[str] = (),
+        guarded_routes: Sequence[tuple[frozenset[str], re.Pattern[str], tuple[str, ...]]] = (),
     ) -> None:
         self.app = app
+        self.guarded = list(guarded_routes)
         self.form_routes = list(form_routes)
         self.self_checked = tuple(self_checked_prefixes)
+
+    def _refuse_unauthorised(self, scope: Scope, receive: Receive) -> ProblemError | None:
+        """The 401/403/429 the route's own check would answer, else None: authentication
+        comes before any judgement of the body."""
+        from starlette.requests import Request
+
+        from shared.auth import authorize
+
+        method, path = scope.get("method"), scope.get("path", "")
+        for methods, rx, scopes in self.guarded:
+            if method in methods and rx.match(path):
+                try:
+                    authorize(Request(scope, receive), scopes)
+                except ProblemError as exc:
+                    return exc
+                return None
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
@@ -135,24 +160,24 @@ class StrictJsonMiddleware:
         from shared.api import _replay_receive, problem_response
 
         path = scope.get("path", "")
+        media = _media_type(headers)
         form = any(method in methods and rx.match(path) for methods, rx in self.form_routes)
-        credentials = any(k in (b"x-api-key", b"authorization") for k, _ in headers)
-        if form or not credentials:
-            # a form route parses its own body (FastAPI answers anything else with a 422);
-            # without credentials the route's 401 comes first
-            await self.app(scope, receive, send)
-            return
-        if not _is_json(_media_type(headers)):
+        if not (media in _FORM_TYPES if form else _is_json(media)):
+            refused = self._refuse_unauthorised(scope, receive)
+            if refused is not None:
+                await problem_response(refused, path)(scope, receive, send)
+                return
+            wanted = "multipart/form-data" if form else "application/json"
             problem = ProblemError(
-                "send the body as application/json",
+                f"send the body as {wanted}",
                 status=415,
                 slug="unsupported-media-type",
                 title="Unsupported media type",
-                accepted=["application/json"],
+                accepted=[wanted],
             )
             await problem_response(problem, path)(scope, receive, send)
             return
-        if path.startswith(self.self_checked):
+        if form or path.startswith(self.self_checked):
             await self.app(scope, receive, send)
             return
         body = bytearray()
@@ -171,7 +196,9 @@ class StrictJsonMiddleware:
         try:
             json.loads(data, object_pairs_hook=_no_duplicates)
         except DuplicateKey as exc:
-            await problem_response(duplicate_key_problem(exc.key), path)(scope, receive, send)
+            refused = self._refuse_unauthorised(scope, receive)
+            problem = refused if refused is not None else duplicate_key_problem(exc.key)
+            await problem_response(problem, path)(scope, receive, send)
             return
         except (ValueError, RecursionError):
             pass  # not JSON: the route answers that as it always has

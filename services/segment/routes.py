@@ -355,6 +355,7 @@ def create_segment(body: SegmentCreate, request: Request) -> SegmentRead:
         with runtime.db.unit_of_work() as session:
             if Segments(session).get(segment_id) is not None:
                 raise Conflict(f"segment {segment_id} exists")
+            segment_admin.refuse_a_deleted_id(session, segment_id)
             service.create_segment(session, segment_id, body.name, body.description, body.rule)
             service.rescore_all(session, _now(runtime), recompute=False)
             segment = Segments(session).get(segment_id)
