@@ -26,8 +26,9 @@ from services.segment.schemas import (
 )
 from services.segment.scoring import from_e4
 from shared.api import require, runtime_of
-from shared.errors import NotFound, ValidationProblem
+from shared.errors import NotFound, ProblemError, ValidationProblem
 from shared.events import ensure_aware
+from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1")
@@ -117,16 +118,26 @@ def run_fits(request: Request) -> ClvRunRead:
     return result
 
 
-@router.get("/clv/fits", response_model=list[ClvFitRead], dependencies=READ, tags=["clv"])
+@router.get("/clv/fits", response_model=Page[ClvFitRead], dependencies=READ, tags=["clv"])
 def list_fits(
     request: Request,
     currency: Currency = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[ClvFitRead]:
-    """Every fit kept, newest first (parameters, data window, customers, log-likelihood, convergence)."""
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="items per page")] = 50,
+) -> Page[ClvFitRead]:
+    """Every fit kept, newest first (parameters, data window, customers, log-likelihood,
+    convergence), cursor paginated like every list."""
+    position = decode_cursor(cursor)
+    before = position.get("before") if position is not None else None
+    if position is not None and not isinstance(before, int):
+        raise ProblemError("the cursor is not one this API returned", slug="invalid-cursor")
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        return [fit_read(f) for f in ClvFits(session).history(currency, limit)]
+        fits = ClvFits(session).history(currency, limit + 1, before)
+        items = [fit_read(f) for f in fits[:limit]]
+    more = len(fits) > limit
+    next_cursor = encode_cursor({"before": items[-1].fit_id}) if more else None
+    return Page[ClvFitRead](items=items, next_cursor=next_cursor)
 
 
 @router.get("/clv/fits/{fit_id}", response_model=ClvFitRead, dependencies=READ, tags=["clv"])

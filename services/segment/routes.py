@@ -263,13 +263,18 @@ def get_policy(request: Request) -> PolicyRead:
 
 @router.put("/scoring-policy", response_model=PolicyWritten, dependencies=WRITE, tags=["policy"])
 def put_policy(policy: ScoringPolicy, request: Request) -> PolicyWritten:
-    """Replace the scoring policy (a new version; every version is kept) and rescore everyone."""
+    """Replace the scoring policy (a new version; every version is kept) and rescore everyone.
+    The same policy as the one in force changes nothing: its version, `created: false`, no
+    rescoring."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
+        in_force, current, _ = service.current_policy(session)
+        if policy == current:
+            return PolicyWritten(version=in_force, created=False, rescoring=None)
         version, window_changed = service.set_policy(session, policy, comment=None)
         outcome = service.rescore_all(session, _now(runtime), reaggregate=window_changed)
     runtime.relay.notify()
-    return PolicyWritten(version=version, rescoring=_rescoring_read(outcome))
+    return PolicyWritten(version=version, created=True, rescoring=_rescoring_read(outcome))
 
 
 @router.get(
@@ -285,7 +290,7 @@ def list_policy_versions(
         versions = [
             PolicyRead(
                 version=p.version,
-                created_at=ensure_aware(p.created_at) if p.created_at else None,
+                created_at=service.policy_created_at(p),
                 policy=ScoringPolicy.model_validate(p.policy),
             )
             for p in history
@@ -350,6 +355,7 @@ def create_segment(body: SegmentCreate, request: Request) -> SegmentRead:
         with runtime.db.unit_of_work() as session:
             if Segments(session).get(segment_id) is not None:
                 raise Conflict(f"segment {segment_id} exists")
+            segment_admin.refuse_a_deleted_id(session, segment_id)
             service.create_segment(session, segment_id, body.name, body.description, body.rule)
             service.rescore_all(session, _now(runtime), recompute=False)
             segment = Segments(session).get(segment_id)

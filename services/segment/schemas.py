@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.segment.policy import ScoringPolicy
 from services.segment.rules import Rule
@@ -79,11 +79,14 @@ class RescoringRead(BaseModel):
 
 
 class PolicyWritten(BaseModel):
-    version: int
-    rescoring: RescoringRead
+    version: int = Field(description="the version in force after the PUT")
+    created: bool = Field(description="false: the policy was the one in force, nothing changed")
+    rescoring: RescoringRead | None = Field(None, description="null when nothing changed")
 
 
 class SegmentCreate(RequestModel):
+    model_config = ConfigDict(extra="forbid")
+
     segment_id: str | None = Field(
         None, pattern=r"^[a-z0-9][a-z0-9_\-]{0,99}$", description="default: a new uuid"
     )
@@ -210,6 +213,8 @@ CustomerScoresRead.model_rebuild()
 
 class SegmentUpdate(RequestModel):
     """Rename, re-describe or re-rule a custom segment (only the fields sent change)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=1000)

@@ -82,11 +82,14 @@ def current_policy(session: Session) -> tuple[int, ScoringPolicy, datetime | Non
     latest = Policies(session).latest()
     if latest is None:
         return 1, DEFAULT_POLICY, None
-    return (
-        latest.version,
-        ScoringPolicy.model_validate(latest.policy),
-        ensure_aware(latest.created_at),
-    )
+    return latest.version, ScoringPolicy.model_validate(latest.policy), policy_created_at(latest)
+
+
+def policy_created_at(version: ScoringPolicyVersion) -> datetime | None:
+    """When the version came into force: for version 1, the default, the moment the
+    migration stored (the database's first start or first batch); it never changes. Null
+    only for the implied default of a database not yet migrated."""
+    return ensure_aware(version.created_at) if version.created_at is not None else None
 
 
 def policy_history(session: Session) -> list[ScoringPolicyVersion]:

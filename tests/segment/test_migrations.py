@@ -101,7 +101,7 @@ def test_the_downgrade_restores_the_schema_when_no_customer_was_erased(db_url: s
     run_migrations(MIGRATIONS, db_url)
 
 
-BEFORE_INITIAL_POLICY = "d5f1a2b3c4e6"
+BEFORE_INITIAL_POLICY = "e7a3c9d1b5f2"
 
 
 def test_the_initial_policy_version_is_stored_with_when_it_came_into_force(
@@ -152,3 +152,26 @@ def test_a_fresh_database_has_version_1_from_its_first_start(db_url: str) -> Non
         db.dispose()
     assert created_at is not None and before <= created_at <= datetime.now(UTC)
     assert [(p.version, ensure_aware(p.created_at)) for p in history] == [(1, created_at)]
+
+
+def test_a_version_1_stored_by_a_first_put_moves_back_to_the_first_batch(db_url: str) -> None:
+    run_migrations(MIGRATIONS, db_url, BEFORE_INITIAL_POLICY)
+    db = Database.from_url(db_url)
+    first_batch = NOW - timedelta(days=10)
+    try:
+        with db.unit_of_work() as session:
+            session.add(
+                CutPointSet(policy_version=1, as_of=first_batch, computed_at=first_batch, body={})
+            )
+            # the old first PUT: version 1 and 2 stored together, milliseconds apart
+            service.set_policy(
+                session, DEFAULT_POLICY.model_copy(update={"window_days": 180}), comment=None
+            )
+        with db.unit_of_work() as session:
+            put_at = ensure_aware(service.policy_history(session)[1].created_at)
+        run_migrations(MIGRATIONS, db_url)
+        with db.unit_of_work() as session:
+            history = service.policy_history(session)
+            assert [service.policy_created_at(p) for p in history] == [first_batch, put_at]
+    finally:
+        db.dispose()
