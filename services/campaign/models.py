@@ -214,7 +214,7 @@ class TriggerSkip(Base):
 
     campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     occurrence_hash: Mapped[str] = mapped_column(String(TOMBSTONE_KEY_LENGTH), primary_key=True)
-    # not_in_audience | reentry_not_allowed | cooldown
+    # not_in_audience | reentry_not_allowed | cooldown | too_old
     reason: Mapped[str] = mapped_column(String(30))
     skipped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
