@@ -55,7 +55,10 @@ class ClvSummaryRead(BaseModel):
     T: int = Field(description="days from the first purchase day to the observation day")
     monetary_value: Decimal = Field(description="mean daily value of the repeat purchase days")
     currency: str | None = None
-    as_of: datetime
+    as_of: datetime = Field(description="the instant observed (UTC)")
+    policy_version: int = Field(
+        description="the scoring policy whose timezone draws the days: in force at as_of"
+    )
 
 
 class PolicyRead(BaseModel):
@@ -76,8 +79,9 @@ class RescoringRead(BaseModel):
 
 
 class PolicyWritten(BaseModel):
-    version: int
-    rescoring: RescoringRead
+    version: int = Field(description="the version in force after the PUT")
+    created: bool = Field(description="false: the policy was the one in force, nothing changed")
+    rescoring: RescoringRead | None = Field(None, description="null when nothing changed")
 
 
 class SegmentCreate(RequestModel):
@@ -224,7 +228,8 @@ class SegmentDeletedRead(BaseModel):
 
 
 class SegmentMembersPage(Page[str]):
-    """A page of member ids; with ``as_of``, the members then and the policy version used."""
+    """A page of member ids; with ``as_of``, the members then and the policy version used;
+    without, the stored members at the time the scores reads use and the current version."""
 
     as_of: datetime | None = None
     policy_version: int | None = None
