@@ -1,7 +1,7 @@
 """merged entries: what a merge re-keyed, so that an unmerge can key it back
 
 Revision ID: f1b2c3d4e5a6
-Revises: d20650d6d2f2
+Revises: e7b1c2d3f4a5
 Create Date: 2026-12-05 14:00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = 'f1b2c3d4e5a6'
-down_revision: str | None = 'd20650d6d2f2'
+down_revision: str | None = 'e7b1c2d3f4a5'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
