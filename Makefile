@@ -24,6 +24,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## test-faults: the fault suite alone (also part of `make test`): broker SIGKILL, stuck
+## group, kills between commits, rebalance churn, slow handler, database away, hostile input
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest tests/faults -s
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

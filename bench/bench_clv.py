@@ -138,6 +138,52 @@ def lifetimes_baseline(summary: pd.DataFrame) -> tuple[dict[str, float], dict[st
     )
 
 
+def database_run(purchases: pd.DataFrame) -> dict[str, float]:
+    """The service's run on SQLite: purchases stored as order states, then run_fits."""
+    import tempfile
+
+    from services.segment.app import MIGRATIONS
+    from services.segment.config import Settings
+    from services.segment.predictive import ClvOptions, run_fits
+    from shared.db import Database, run_migrations
+
+    with tempfile.TemporaryDirectory(prefix="bench-clv") as tmp:
+        url = f"sqlite:///{tmp}/segment.db"
+        run_migrations(MIGRATIONS, url)
+        db = Database.from_url(url, sqlite_pragmas=Settings().sqlite_pragmas)
+        stamps = purchases["purchased_at"].dt.strftime("%Y-%m-%d %H:%M:%S.%f").tolist()
+        rows = list(
+            zip(
+                purchases["order_id"].tolist(),
+                purchases["customer_id"].tolist(),
+                stamps,
+                stamps,
+                stamps,
+                purchases["net_e4"].tolist(),
+                strict=True,
+            )
+        )
+        with db.unit_of_work() as session:
+            cursor = session.connection().connection.cursor()
+            cursor.executemany(
+                "INSERT INTO order_states (order_id, customer_id, status, version_at, "
+                "status_rank, valid, created_at, purchased_at, net_e4, currency, channel, "
+                "categories, province, city) VALUES (?, ?, 'paid', ?, 1, 1, ?, ?, ?, 'EUR', "
+                "NULL, '[]', NULL, NULL)",
+                rows,
+            )
+        wall, spent = time.perf_counter(), cpu()
+        with db.unit_of_work() as session:
+            run = run_fits(session, AS_OF, "UTC", ClvOptions())
+            flushed = time.perf_counter() - wall
+        phases = dict(run.phases)
+        phases["commit"] = time.perf_counter() - wall - flushed
+        phases["total"] = time.perf_counter() - wall
+        phases["total CPU"] = cpu() - spent
+        db.engine.dispose()
+        return phases
+
+
 def show(name: str, params: dict[str, float]) -> str:
     return f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in params.items())
 
@@ -148,6 +194,9 @@ def main() -> int:
     parser.add_argument("--customers", type=int)
     parser.add_argument("--baseline", type=int)
     parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
+    parser.add_argument(
+        "--database", action="store_true", help="also the service's run on SQLite (read, write)"
+    )
     args = parser.parse_args()
     use_sink(args.figures)
     args.customers = args.customers or (20_000 if args.quick else 1_000_000)
@@ -226,6 +275,11 @@ def main() -> int:
             },
         )
     )
+    if args.database:
+        phases = database_run(purchases)
+        print(f"\nthe service's run_fits on SQLite, {len(summary):,} customers (wall s):")
+        for name, seconds in phases.items():
+            print(f"  {name:28s} {seconds:7.2f}")
     print(f"load average after: {load()}")
     return 0
 

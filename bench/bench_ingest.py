@@ -346,16 +346,19 @@ TAOBAO_HEADER = [
 ]
 
 
-def write_csv(path: Path, rows: int) -> None:
-    """A Taobao-style GBK export, written in chunks."""
+def write_csv(path: Path, rows: int, items_per_order: int = 1) -> None:
+    """A Taobao-style GBK export, written in chunks; with ``items_per_order`` > 1 a line-item
+    export (that many consecutive rows per order, the order's fields repeated, one item each,
+    as the platforms write them)."""
     with open(path, "wb") as out:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(TAOBAO_HEADER)
         for i in range(rows):
+            order = i // items_per_order
             writer.writerow(
                 [
-                    f"{4000000000000 + i}",
+                    f"{4000000000000 + order}",
                     f"buyer{i % 50000}",
                     f"{(i % 500) + 9.9:.2f}",
                     "交易成功",
@@ -364,7 +367,7 @@ def write_csv(path: Path, rows: int) -> None:
                     "张三",
                     "浙江省 杭州市 西湖区 文三路100号",
                     f"138{i % 10000:08d}",
-                    "羊毛围巾",
+                    "羊毛围巾" if items_per_order == 1 else f"宝贝{i % items_per_order}",
                     "1",
                     "0.00",
                 ]
@@ -431,6 +434,16 @@ def main() -> int:
         "--single-connections", type=int, default=16, help="connections for one-order requests"
     )
     parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
+    parser.add_argument(
+        "--line-items",
+        type=int,
+        default=0,
+        help="also import a line-item export of the same rows (this many rows per order) on a "
+        "fresh service and compare rows/s and peak memory with the single-row import",
+    )
+    parser.add_argument(
+        "--imports-only", action="store_true", help="skip the REST phases (imports only)"
+    )
     args = parser.parse_args()
     use_sink(args.figures)
     if args.quick:  # small sizes, unless given explicitly
@@ -453,6 +466,8 @@ def main() -> int:
             f"single: {args.single}  import rows: {args.import_rows}",
             flush=True,
         )
+        if args.imports_only:
+            return compare_imports(broker.bootstrap_servers, data, args)
         base_rate = baseline(broker.bootstrap_servers, args.orders)
         print(
             f"baseline  raw kafka-python, same events, nothing stored: {base_rate:,.0f} orders/s",
@@ -535,6 +550,8 @@ def main() -> int:
         finally:
             service.stop()
 
+        if args.line_items:
+            return compare_imports(broker.bootstrap_servers, data, args)
         if not args.import_rows:
             return 0
         csv_path = data / "export.csv"
@@ -553,6 +570,39 @@ def main() -> int:
             f"before, peak {result['peak_rss_mb']:.0f} MB",
             flush=True,
         )
+    return 0
+
+
+def compare_imports(bootstrap: str, data: Path, args: Any) -> int:
+    """The single-row import (the baseline) and a line-item export of as many rows, each on
+    a fresh service, in this run: rows/s and peak RSS side by side."""
+    results = {}
+    for label, per_order in (("single-row", 1), ("line-item", max(args.line_items, 2))):
+        csv_path = data / f"export-{label}.csv"
+        write_csv(csv_path, args.import_rows, per_order)
+        service = Service(bootstrap, data / label)
+        try:
+            result = run_import(service, csv_path)
+        finally:
+            service.stop()
+        csv_path.unlink()
+        job = result["job"]
+        rate = args.import_rows / result["seconds"]
+        results[label] = (rate, result["peak_rss_mb"])
+        print(
+            f"import    {label:10} {args.import_rows:,} rows ({per_order} per order, "
+            f"{result['size_mb']:.0f} MB GBK): {job['status']} in {result['seconds']:.1f}s "
+            f"({rate:,.0f} rows/s); orders accepted {job['accepted']:,}, rejected "
+            f"{job['rejected']:,}; RSS {result['rss_before_mb']:.0f} MB before, peak "
+            f"{result['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+    (base_rate, base_peak), (rate, peak) = results["single-row"], results["line-item"]
+    print(
+        f"line-item vs single-row: {rate / base_rate:.0%} of the rows/s, "
+        f"{peak / base_peak:.0%} of the peak RSS (target: within 20 %)",
+        flush=True,
+    )
     return 0
 
 

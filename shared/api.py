@@ -6,19 +6,20 @@ import asyncio
 import hashlib
 import inspect
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,12 +28,16 @@ from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
 from shared.auth import Principal, authenticate, authorize, key_fingerprint, require
 from shared.bus import PLATFORM_TABLES
 from shared.config import ServiceSettings
-from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
+from shared.docs_ui import serve_docs_locally
+from shared.errors import PayloadTooLarge, ProblemError, ServiceUnavailable, ValidationProblem
 from shared.events import utcnow
+from shared.openapi_problems import document_problems
 from shared.openapi_security import declare_api_key_security
+from shared.pagination import configure_cursor_key
 from shared.ratelimit import RateLimiter
 from shared.request_id import RequestIdMiddleware
 from shared.runtime import ServiceRuntime, freeze_startup_heap
+from shared.strict_input import StrictJsonMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +115,78 @@ def install_error_handlers(app: FastAPI) -> None:
             request.url.path,
         )
 
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        runtime: ServiceRuntime = request.app.state.runtime
+        if await asyncio.to_thread(database_unavailable, runtime, exc):
+            log.warning(
+                "database unavailable on %s %s (%s)",
+                request.method,
+                request.url.path,
+                type(exc).__name__,
+            )
+            return problem_response(DATABASE_UNAVAILABLE, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(_INTERNAL_ERROR, request.url.path)
+
+    # by class, so that the inner exception middleware answers (the catch-all below runs in
+    # the outermost one, which re-raises after answering: a 500 in the server's log)
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, _database)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(_INTERNAL_ERROR, request.url.path)
+
+
+#: the answer while the database is away: retry after a few seconds, never a 500
+DATABASE_UNAVAILABLE = ServiceUnavailable(
+    "the database is not answering; retry shortly",
+    slug="database-unavailable",
+    title="Database unavailable",
+)
+DATABASE_UNAVAILABLE.headers = {"Retry-After": "5"}  # type: ignore[attr-defined]
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    import sqlite3
+
+    kinds: list[type[Exception]] = [
+        OperationalError,
+        InterfaceError,
+        DisconnectionError,
+        sqlite3.OperationalError,
+        sqlite3.InterfaceError,
+    ]
+    try:
+        import psycopg
+
+        kinds += [psycopg.OperationalError, psycopg.InterfaceError]
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    return tuple(kinds)
+
+
+#: connection-level database errors, wrapped by SQLAlchemy or straight from the driver
+DATABASE_ERRORS = _database_errors()
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """A connection-level database error (``engine.raw_connection()`` on the fast read
+    paths raises the driver's own, unwrapped)."""
+    return isinstance(exc, DATABASE_ERRORS)
+
+
+def database_unavailable(runtime: ServiceRuntime, exc: BaseException) -> bool:
+    """Whether a database error means "the database is away or busy" (a 503 to retry)
+    rather than a fault in the request or the code (a 500)."""
+    if "locked" in str(exc) or "busy" in str(exc):
+        return True  # SQLite: another writer held the lock past busy_timeout
+    try:
+        runtime.db.ping()
+    except Exception:
+        return True
+    return False
 
 
 def _field_of(error: Any) -> str:
@@ -245,9 +318,15 @@ class FastLaneMiddleware:
             response = await route.endpoint(request)
         except ProblemError as exc:
             response = problem_response(exc, scope["path"])
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            response = problem_response(_INTERNAL_ERROR, scope["path"])
+        except Exception as exc:
+            runtime = scope["app"].state.runtime
+            if is_database_error(exc) and await asyncio.to_thread(
+                database_unavailable, runtime, exc
+            ):
+                response = problem_response(DATABASE_UNAVAILABLE, scope["path"])
+            else:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                response = problem_response(_INTERNAL_ERROR, scope["path"])
         await response(scope, receive, send)
 
 
@@ -304,6 +383,10 @@ class MetricsMiddleware:
             )
 
 
+#: the longest ``Idempotency-Key`` accepted (the column holds 255 characters)
+IDEMPOTENCY_KEY_MAX = 255
+
+
 class IdempotencyMiddleware:
     """Honours ``Idempotency-Key`` on POST/PUT/PATCH.
 
@@ -313,6 +396,10 @@ class IdempotencyMiddleware:
     the first still runs waits for it. Keys are scoped per API key and path. A 5xx
     response is not stored, so the client may retry. Multipart uploads are hashed
     like any body, so keep them under the body limit.
+
+    A response marked ``Cache-Control: no-store`` (one that holds a secret shown only
+    once, such as a new API key) is never stored: only its status and ``Location`` are
+    kept, and a repeat is answered ``409 idempotency-secret-not-replayed`` naming them.
     """
 
     def __init__(self, app: ASGIApp, wait_seconds: float = 30.0) -> None:
@@ -329,7 +416,25 @@ class IdempotencyMiddleware:
         if not raw_key:
             await self.app(scope, receive, send)
             return
-        key = raw_key.decode("latin-1")[:255]
+        key = raw_key.decode("latin-1")
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            # cut to fit, two long keys sharing their first 255 characters would collide
+            refused = problem_response(
+                ValidationProblem(
+                    f"the Idempotency-Key is {len(key)} characters; at most "
+                    f"{IDEMPOTENCY_KEY_MAX} are accepted",
+                    errors=[
+                        {
+                            "field": "header.Idempotency-Key",
+                            "code": "too_long",
+                            "message": f"at most {IDEMPOTENCY_KEY_MAX} characters",
+                        }
+                    ],
+                ),
+                instance=scope.get("path"),
+            )
+            await refused(scope, receive, send)
+            return
         body = bytearray()
         while True:
             message = await receive()
@@ -341,7 +446,14 @@ class IdempotencyMiddleware:
         request_hash = hashlib.sha256(bytes(body)).hexdigest()
         runtime: ServiceRuntime = scope["app"].state.runtime
 
-        claimed = await asyncio.to_thread(self._claim, runtime, key, scope_id, request_hash)
+        try:
+            claimed = await asyncio.to_thread(self._claim, runtime, key, scope_id, request_hash)
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            # the key cannot be claimed while the database is away: nothing ran, retry
+            await problem_response(DATABASE_UNAVAILABLE, scope.get("path"))(scope, receive, send)
+            return
         if claimed is not True:
             response = await self._await_first(runtime, key, scope_id, request_hash, claimed)
             await response(scope, _replay_receive(bytes(body)), send)
@@ -355,7 +467,7 @@ class IdempotencyMiddleware:
                 captured["headers"] = [
                     (k.decode("latin-1"), v.decode("latin-1"))
                     for k, v in message.get("headers", [])
-                    if k.lower() in (b"content-type", b"location")
+                    if k.lower() in (b"content-type", b"location", b"cache-control")
                 ]
             elif message["type"] == "http.response.body":
                 captured["body"].extend(message.get("body", b""))
@@ -368,6 +480,13 @@ class IdempotencyMiddleware:
             raise
         if captured["status"] >= 500:
             await asyncio.to_thread(self._release, runtime, key, scope_id)
+        elif _holds_secret(captured["headers"]):
+            status, stored_body, stored_headers = _secret_withheld(
+                captured["status"], captured["headers"], scope.get("path")
+            )
+            await asyncio.to_thread(
+                self._complete, runtime, key, scope_id, status, stored_body, stored_headers
+            )
         else:
             await asyncio.to_thread(
                 self._complete,
@@ -467,6 +586,34 @@ class IdempotencyMiddleware:
             )
 
 
+def _holds_secret(headers: list[tuple[str, str]]) -> bool:
+    return any(k.lower() == "cache-control" and "no-store" in v.lower() for k, v in headers)
+
+
+def _secret_withheld(
+    status: int, headers: list[tuple[str, str]], path: str | None
+) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """What an idempotency record keeps of a response holding a secret: not the body, only
+    the first answer's status and ``Location``, as the 409 a repeat gets."""
+    location = next((v for k, v in headers if k.lower() == "location"), None)
+    extra: dict[str, Any] = {"first_status": status}
+    if location is not None:
+        extra["location"] = location
+    problem = problem_response(
+        ProblemError(
+            f"the first request with this Idempotency-Key was answered {status}; that answer "
+            "held a secret, which is shown only once and never stored",
+            status=409,
+            slug="idempotency-secret-not-replayed",
+            title="The answer held a secret and is not replayed",
+            **extra,
+        ),
+        path,
+    )
+    kept = [("content-type", PROBLEM_JSON)] + ([("location", location)] if location else [])
+    return 409, bytes(problem.body), kept
+
+
 def _replay_receive(body: bytes) -> Receive:
     sent = False
 
@@ -564,13 +711,29 @@ def build_app(
     on_startup: Callable[[], Awaitable[None] | None] | None = None,
     start_runtime: bool = True,
     fast_routes: Sequence[tuple[str, str]] = (),
+    self_checked_json: Sequence[str] = (),
 ) -> FastAPI:
     """Assemble a service's FastAPI app around its runtime; ``fast_routes`` (``(method,
-    path)`` of declared routes) are dispatched by :class:`FastLaneMiddleware`."""
+    path)`` of declared routes) are dispatched by :class:`FastLaneMiddleware`;
+    ``self_checked_json``: path prefixes of routes that parse their JSON bodies themselves
+    and check duplicate keys (``shared.strict_input``)."""
 
     settings = runtime.settings
+    configure_cursor_key(
+        settings.cursor_secret.get_secret_value()
+        if settings.cursor_secret is not None
+        else settings.api_key.get_secret_value()
+        if settings.api_key is not None
+        else None
+    )
     directory = KeyDirectory()
-    feed = KeyFeed(settings.kafka_bootstrap_servers, directory, settings.topic_namespace)
+    feed = KeyFeed(
+        settings.kafka_bootstrap_servers,
+        directory,
+        settings.topic_namespace,
+        partitions=settings.topic_partitions,
+        replication_factor=settings.replication_factor,
+    )
     usage = UsageReporter(
         directory, runtime.publisher, runtime.name, settings.api_key_usage_report_seconds
     )
@@ -592,7 +755,9 @@ def build_app(
             yield
         finally:
             if start_runtime:
-                feed.stop(timeout=1.0)  # a daemon thread; it may be blocked on an absent broker
+                feed.stop(
+                    timeout=0.2
+                )  # a daemon thread: blocked on an absent broker, it ends later
                 usage.stop()
                 if stop_metrics is not None:
                     stop_metrics()
@@ -604,7 +769,10 @@ def build_app(
         version="1.0.0",
         lifespan=lifespan,
         default_response_class=_OrjsonResponse,
+        docs_url=None,  # served from local assets below, not a CDN
+        redoc_url=None,
     )
+    serve_docs_locally(app, title)
     app.state.runtime = runtime
     app.state.api_keys = settings.all_api_keys()
     app.state.key_directory = directory
@@ -619,12 +787,43 @@ def build_app(
         app.add_middleware(FastLaneMiddleware, routes=lanes)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(
+        StrictJsonMiddleware,
+        form_routes=_form_routes(routers),
+        self_checked_prefixes=tuple(self_checked_json),
+        guarded_routes=_guarded_routes(routers),
+    )
+    app.add_middleware(
         BodyLimitMiddleware, max_bytes=max_body_bytes, overrides=tuple(body_limit_overrides)
     )
     app.add_middleware(MetricsMiddleware, service=runtime.name)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     declare_api_key_security(app)
+    document_problems(app)  # after the security scheme: it reads each operation's scopes
     return app
+
+
+def _form_routes(routers: Sequence[APIRouter]) -> list[tuple[frozenset[str], re.Pattern[str]]]:
+    """``(methods, path pattern)`` of the routes whose body is a form (uploads)."""
+    found = []
+    for route in (r for router in routers for r in router.routes):
+        if isinstance(route, APIRoute) and any(
+            isinstance(param.field_info, params.Form) for param in route.dependant.body_params
+        ):
+            found.append((frozenset(route.methods or ()), route.path_regex))
+    return found
+
+
+def _guarded_routes(
+    routers: Sequence[APIRouter],
+) -> list[tuple[frozenset[str], re.Pattern[str], tuple[str, ...]]]:
+    """``(methods, path pattern, scopes)`` of the routes that need an API key."""
+    from shared.openapi_security import route_scopes
+
+    found = []
+    for route in (r for router in routers for r in router.routes):
+        if isinstance(route, APIRoute) and (scopes := route_scopes(route)) is not None:
+            found.append((frozenset(route.methods or ()), route.path_regex, scopes))
+    return found
 
 
 class _OrjsonResponse(JSONResponse):

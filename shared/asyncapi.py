@@ -24,7 +24,7 @@ CHANNELS: dict[str, tuple[str, str, tuple[type[Any], ...]]] = {
     topics.ORDERS: ("ingest", "Validated, normalised order versions (the newest state of an order).", (events.OrderRecorded,)),
     topics.CUSTOMERS: ("ingest", "Validated, normalised customer records.", (events.CustomerRecorded,)),
     topics.INTERACTIONS: ("ingest", "Reviews, service tickets, returns, complaints, disputes, campaign responses.", (events.InteractionRecorded,)),
-    topics.PROFILES: ("profile", "Contact policy changes, merges, erasures and targeting attributes.", (events.ContactPolicyChanged, events.ProfilesMerged, events.ProfileErasedEvent, events.ProfileUpdatedEvent)),
+    topics.PROFILES: ("profile", "Contact policy changes, merges, unmerges, erasures and targeting attributes.", (events.ContactPolicyChanged, events.ProfilesMerged, events.ProfilesUnmerged, events.ProfileErasedEvent, events.ProfileUpdatedEvent)),
     topics.SEGMENTS: ("segment", "A customer's scores, lifecycle stage or segment memberships changed (key: the customer id); a custom segment was deleted (segment.deleted, keyed by the segment id).", (events.SegmentChangedEvent, events.SegmentDeletedEvent)),
     topics.CAMPAIGN_MESSAGES: ("campaign", "A message request for a channel gateway.", (events.MessageRequestedEvent,)),
     topics.CAMPAIGN_RECEIPTS: ("channel gateways", "Delivery receipts: delivered, failed, opened, clicked, unsubscribed.", (events.MessageReceiptRecorded,)),

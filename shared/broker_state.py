@@ -52,6 +52,8 @@ class BrokerState:
         self.up: bool | None = None  # unknown until someone reports
         self.since = time.monotonic()
         self.reason: str | None = None
+        #: how many times the broker went away (as this process saw it)
+        self.outages = 0
         self._lock = threading.Lock()
 
     def reachable(self) -> None:
@@ -74,6 +76,7 @@ class BrokerState:
             if self.up is False:
                 return
             self.up, self.since, self.reason = False, time.monotonic(), f"{who}: {reason}"
+            self.outages += 1
         metrics.BROKER_UP.labels(self.service).set(0)
         log.warning(
             "%s: broker unreachable (%s: %s); retrying quietly until it is back",

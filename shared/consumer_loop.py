@@ -185,6 +185,8 @@ class ConsumerLoop:
     #: seconds without an assignment, or without progress while behind, before the member
     #: is declared stalled and replaced (:mod:`shared.consumer_health`)
     stall_after: float = DEFAULT_STALL_SECONDS
+    #: also the rebalance timeout (how long the coordinator waits for members to rejoin)
+    max_poll_interval_ms: int = 600_000
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -230,7 +232,7 @@ class ConsumerLoop:
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": max(self.session_timeout_ms // 6, 500),
             "max_poll_records": self.max_poll_records,
-            "max_poll_interval_ms": 600000,
+            "max_poll_interval_ms": self.max_poll_interval_ms,
             "fetch_max_wait_ms": 100,
             "metadata_max_age_ms": 10000,
             "client_id": self.name,

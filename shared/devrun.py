@@ -122,13 +122,15 @@ def recreate_topics(bootstrap_servers: str) -> list[str]:
     """Create every topic of the platform that the broker lacks, with
     ``CRM_TOPIC_PARTITIONS`` partitions (under ``CRM_TOPIC_NAMESPACE``)."""
     from services.ingest.delivery import EPOCH_TOPIC
-    from shared.topic_keeper import create_missing_topics
+    from shared.apikeys import ensure_keys_topics
+    from shared.topic_keeper import create_missing_topics, keeps
 
     namespace = os.environ.get("CRM_TOPIC_NAMESPACE", "")
-    names = [namespace + t for t in (*topics.ALL_TOPICS, EPOCH_TOPIC)]
+    names = [namespace + t for t in (*topics.ALL_TOPICS, EPOCH_TOPIC) if keeps(t)]
     partitions = int(os.environ.get("CRM_TOPIC_PARTITIONS", "3"))
     replication = int(os.environ.get("CRM_REPLICATION_FACTOR", "1"))
     created, _ = create_missing_topics(bootstrap_servers, names, partitions, replication)
+    ensure_keys_topics(bootstrap_servers, namespace)  # their own layout: one partition
     return created
 
 

@@ -78,6 +78,14 @@ STATUS_RANK = {
 }
 
 
+class DataWarning(Payload):
+    """What ingest reported about a record it accepted: a field it dropped (an invalid
+    mobile, e-mail, address part, ...) or amounts that disagree; never the value."""
+
+    field: str
+    code: str
+
+
 class OrderItem(Payload):
     sku: str | None = None
     name: str | None = None
@@ -126,6 +134,11 @@ class Order(Payload):
     items: list[OrderItem] = Field(default_factory=list)
     buyer: Buyer | None = None
     shipping: Address | None = None
+    data_warnings: list[DataWarning] = Field(
+        default_factory=list,
+        description="fields ingest dropped from this order and amounts that disagree (codes in "
+        "docs/ingest.md); profile reports them in data_quality",
+    )
 
     @property
     def version_at(self) -> datetime:
@@ -174,6 +187,11 @@ class Customer(Payload):
     )
     updated_at: datetime | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
+    data_warnings: list[DataWarning] = Field(
+        default_factory=list,
+        description="fields ingest dropped from this record (codes in docs/ingest.md); profile "
+        "reports them in data_quality",
+    )
 
 
 class InteractionKind(StrEnum):
@@ -241,6 +259,27 @@ class ProfileMerged(Payload):
     merge_id: str
 
 
+class ProfileUnmerged(Payload):
+    """A merge was split back (``merge_id``): each of ``restored_ids`` is its own profile
+    again, with the customer ids listed for it (their orders count for it again)."""
+
+    merge_id: str
+    survivor_id: str
+    restored_ids: list[str]
+    customer_ids: dict[str, list[str]] = Field(
+        default_factory=dict, description="restored profile id -> its customer ids"
+    )
+    order_ids: dict[str, list[str]] = Field(
+        default_factory=dict, description="restored profile id -> the orders that are its again"
+    )
+    contact_policies: dict[str, ContactPolicy] = Field(
+        default_factory=dict,
+        description="profile id (each restored one, and the survivor) -> its contact policy "
+        "after the split, where it has one: consumers that keep policies per customer id take "
+        "them from here (a restored id's own policy events were ignored while it was merged)",
+    )
+
+
 class ProfileErased(Payload):
     customer_id: str
     erasure_id: str
@@ -304,7 +343,10 @@ class SegmentChanged(Payload):
     segments: list[str] = Field(default_factory=list, description="current memberships")
     segments_entered: list[str] = Field(default_factory=list)
     segments_left: list[str] = Field(default_factory=list)
-    removed: bool = Field(False, description="the customer left scoring (erased or merged)")
+    removed: bool = Field(
+        False,
+        description="the customer left scoring (erased, merged, or every order moved away)",
+    )
     predictions: PredictionSnapshot | None = Field(
         None,
         description="predictive CLV as of the last fit run (absent: none published for the "
@@ -415,6 +457,11 @@ class ProfilesMerged(_Envelope):
     data: ProfileMerged
 
 
+class ProfilesUnmerged(_Envelope):
+    type: Literal["profile.unmerged"] = "profile.unmerged"
+    data: ProfileUnmerged
+
+
 class ProfileErasedEvent(_Envelope):
     type: Literal["profile.erased"] = "profile.erased"
     data: ProfileErased
@@ -458,6 +505,7 @@ Event = Annotated[
     | InteractionRecorded
     | ContactPolicyChanged
     | ProfilesMerged
+    | ProfilesUnmerged
     | ProfileErasedEvent
     | ProfileUpdatedEvent
     | SegmentChangedEvent
@@ -478,6 +526,7 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
         InteractionRecorded,
         ContactPolicyChanged,
         ProfilesMerged,
+        ProfilesUnmerged,
         ProfileErasedEvent,
         ProfileUpdatedEvent,
         SegmentChangedEvent,

@@ -47,6 +47,9 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
+from shared.regions import city_name, province_name
+from shared.vocabulary import normalise_channel, normalise_gender
+
 #: how deep all / any / not may nest (a bare condition is one level)
 MAX_DEPTH = 16
 #: conditions and all / any / not nodes in one rule
@@ -72,6 +75,25 @@ OPS_BY_KIND: dict[Kind, tuple[Op, ...]] = {
 }
 #: ops whose value is a list (``between``: exactly [low, high])
 LIST_VALUED_OPS = frozenset({"between", "in", "not_in", "contains_any", "contains_all"})
+
+
+def _gender_literal(value: str) -> str:
+    return normalise_gender(value) or value
+
+
+def _channel_literal(value: str) -> str:
+    return normalise_channel(value) or value
+
+
+#: Text fields whose literals are normalised as every entry point normalises the values
+#: (``province eq 浙江`` matches 浙江省, as profile search does; ``gender eq 男`` matches male),
+#: in whichever catalogue has a field of that name.
+TEXT_LITERAL_NORMALISERS: dict[str, Callable[[str], str]] = {
+    "province": province_name,
+    "city": city_name,
+    "gender": _gender_literal,
+    "preferred_channel": _channel_literal,
+}
 
 _SHAPE = "a rule is one of {all: [rules]}, {any: [rules]}, {not: rule} or {field, op, value}"
 
@@ -301,7 +323,8 @@ class Catalogue:
             return value
         if not isinstance(value, str):
             raise ValueError(f"{field} takes strings, not {value!r}")
-        return value
+        normalise = TEXT_LITERAL_NORMALISERS.get(field)
+        return value if normalise is None else normalise(value.strip())
 
     # -- evaluating
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Sequence
 
@@ -22,10 +23,32 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from shared import metrics
+from shared import metrics, topics
 from shared.broker_state import BrokerState
 
 log = logging.getLogger(__name__)
+
+#: topics whose layout is not ``CRM_TOPIC_PARTITIONS``: the API key topics have one
+#: partition (and the record topic is compacted); :func:`shared.apikeys.ensure_keys_topics`
+#: makes them, so the keeper neither creates nor judges them
+OWN_LAYOUT = (topics.APIKEYS, topics.APIKEY_USAGE)
+
+
+def keeps(name: str) -> bool:
+    """Whether a (namespaced) topic gets the configured partition count."""
+    return not name.endswith(OWN_LAYOUT)
+
+
+def any_listening(bootstrap_servers: str, timeout: float = 0.5) -> bool:
+    """Whether any of the bootstrap servers accepts a TCP connection."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def create_missing_topics(
@@ -36,6 +59,10 @@ def create_missing_topics(
     timeout_ms: int = 5000,
 ) -> tuple[list[str], dict[str, int]]:
     """One pass: create the missing topics; returns (created, partition count of each)."""
+    if not any_listening(bootstrap_servers):
+        # fail at once: an admin client against a closed port retries for seconds, which
+        # held up the relay and every shutdown while the broker was away
+        raise ConnectionError(f"no broker listens at {bootstrap_servers}")
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         request_timeout_ms=timeout_ms,
@@ -72,7 +99,7 @@ class TopicKeeper:
     ) -> None:
         self.service = service
         self.bootstrap_servers = bootstrap_servers
-        self.names = list(dict.fromkeys(names))
+        self.names = [n for n in dict.fromkeys(names) if keeps(n)]
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.broker_state = broker_state

@@ -108,13 +108,16 @@ def stream(target: Target, shop: Any) -> dict[str, Any]:
     return results
 
 
-def wait_scored(api: Api, customers: int, timeout: float) -> None:
+def wait_scored(api: Api, customers: int, timeout: float, settle: float = 20.0) -> int:
+    """Wait until segment has scored ``customers``, or its count has not moved for
+    ``settle`` seconds (a customer whose every order was rejected is never scored)."""
     columns = (
         TextColumn("{task.description:<32}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
+    seen = {"n": -1, "since": time.monotonic()}
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("scored by segment", total=customers)
 
@@ -122,9 +125,16 @@ def wait_scored(api: Api, customers: int, timeout: float) -> None:
             body = api.get("segment", "/v1/reports/lifecycle")
             n = sum(int(r["customers"]) for r in body["rows"])
             progress.update(task, completed=n)
-            return n >= customers
+            if n != seen["n"]:
+                seen.update(n=n, since=time.monotonic())
+            return n >= customers or (n > 0 and time.monotonic() - seen["since"] > settle)
 
         _wait("segment to score every customer", scored, timeout, interval=1.0)
+    if seen["n"] < customers:
+        console.print(
+            f"[yellow]{customers - seen['n']} customers not scored (all their orders rejected?)[/yellow]"
+        )
+    return int(seen["n"])
 
 
 def show_reports(api: Api, out: Path) -> list[Path]:

@@ -297,11 +297,11 @@ CSV_COLUMNS = (
 
 
 def csv_rows(orders: list[dict[str, Any]]) -> list[list[str]]:
-    """Orders as CSV rows of ingest's own header: one row an order, its first item (the
-    shop exports' layout)."""
+    """Orders as CSV rows of ingest's own header, a line-item export: one row per item,
+    the order's fields repeated (ingest joins consecutive rows of one order id)."""
     rows = []
     for o in orders:
-        for item in o["items"][:1] or [{}]:
+        for item in o["items"] or [{}]:
             s = o["shipping"]
             rows.append([
                 o["order_id"], o["customer_id"], o["status"], o["created_at"], o["paid_at"] or "",

@@ -6,7 +6,7 @@ from itertools import groupby
 
 from sqlalchemy.orm import Session
 
-from services.campaign import deleted_segments, projection, service
+from services.campaign import deleted_segments, projection, service, unmerges
 from services.campaign.config import Settings
 from services.campaign.repository import Campaigns
 from shared.bus import BatchHandler, Inbound
@@ -23,6 +23,7 @@ AUDIENCE_TYPES = frozenset(
 ORDER_TYPES = frozenset({"order.recorded"})
 RECEIPT_TYPES = frozenset({"campaign.receipt_recorded"})
 SEGMENT_TYPES = frozenset({"segment.deleted"})
+UNMERGE_TYPES = frozenset({"profile.unmerged"})
 
 
 def _kind(message: Inbound) -> str:
@@ -34,6 +35,8 @@ def _kind(message: Inbound) -> str:
         return "receipts"
     if message.event_type in SEGMENT_TYPES:
         return "segments"
+    if message.event_type in UNMERGE_TYPES:
+        return "unmerges"
     return "ignored"  # other types on these topics: forward compatibility
 
 
@@ -62,6 +65,8 @@ def make_batch_handler(settings: Settings) -> BatchHandler:
                 projection.apply_receipts(session, events)
             elif kind == "segments":
                 deleted_segments.record_deletions(session, events)
+            elif kind == "unmerges":
+                unmerges.apply_unmerges(session, events)
         if campaigns:
             service.fire_triggers(session, transitions, settings, campaigns)
 

@@ -4,6 +4,12 @@ audience projection's rows, compiled once per launch into a predicate over one r
 Rows hold money in 1/10,000 units (``monetary_e4``); rule literals are converted to match.
 A customer missing a value never satisfies a comparison on it (``ne`` and ``not_in``
 included), so ``{"not": ...}`` is the way to say "not known to be".
+
+Segment's predictive CLV (p_alive, predicted CLV) is deliberately not in the catalogue: a
+customer's ``segment.changed`` is published only when their own scores or memberships
+change, so a prediction copied from it would go stale or outlive its withdrawal. Audiences
+reach predictions through custom segments (``segments contains likely-gone``), whose
+memberships segment publishes after every CLV run.
 """
 
 from __future__ import annotations
@@ -17,7 +23,13 @@ from shared.rules import Predicate
 __all__ = ["CATALOGUE", "FIELDS", "Predicate", "Rule", "compile_rule", "to_e4"]
 
 CATALOGUE = rules.Catalogue(
-    numbers=("r_score", "f_score", "m_score", "recency_days", "frequency"),
+    numbers=(
+        "r_score",
+        "f_score",
+        "m_score",
+        "recency_days",
+        "frequency",
+    ),
     money=("monetary",),
     text=("rfm_segment", "lifecycle_stage", "value_quadrant", "province", "city", "currency"),
     lists=("tags", "segments"),

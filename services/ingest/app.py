@@ -97,6 +97,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         on_startup=runtime.extras["imports"].resume_interrupted,
         # the single-record routes are the hot path (one request per order): dispatched
         # without FastAPI's routing and dependency resolution (see FastLaneMiddleware)
+        # the record routes parse their bodies with orjson and check duplicate keys there
+        self_checked_json=["/v1/orders", "/v1/customers", "/v1/interactions"],
         fast_routes=[
             ("POST", "/v1/orders"),
             ("POST", "/v1/customers"),

@@ -26,7 +26,9 @@ class Settings(ServiceSettings):
     max_future_seconds: int = Field(
         3600, ge=0, description="how far in the future a timestamp may lie (clock skew)"
     )
-    min_year: int = Field(2000, description="timestamps before this year are rejected")
+    min_year: int = Field(
+        1970, description="timestamps before this year are rejected (history of any age: 1970)"
+    )
     max_amount: Decimal = Field(
         Decimal("100000000"), gt=0, description="largest money amount accepted (absolute)"
     )

@@ -14,6 +14,7 @@ from services.ingest.validation import Reason, RecordRejected, parse_json
 from shared import topics
 from shared.bus import ConsumerLoop
 from shared.runtime import ServiceRuntime
+from shared.strict_input import first_duplicate_key
 
 
 def decode_raw(record: Any) -> tuple[str, str, Any]:
@@ -40,6 +41,8 @@ def _payload(value: bytes | None) -> Any:
         return _rejected("record.not_json", "the value is not valid JSON")
     if not isinstance(payload, dict):
         return _rejected("record.not_object", "the value is not a JSON object")
+    if first_duplicate_key(value, payload) is not None:
+        return _rejected("json.duplicate_key", "an object holds the same key twice")
     return payload
 
 

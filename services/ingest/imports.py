@@ -12,23 +12,23 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import itertools
 import logging
 import queue
 import shutil
 import threading
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 from sqlalchemy.orm import Session
 
-from services.ingest import service
+from services.ingest import export_layouts, import_grouping, service
 from services.ingest.committer import in_write_transaction
+from services.ingest.export_layouts import LAYOUTS, TAOBAO_DETAIL_COLUMNS
 from services.ingest.models import ImportJob
-from services.ingest.reference import CHINESE_ORDER_STATUSES
 from services.ingest.repository import Imports
 from services.ingest.schemas import ImportJobRead, ImportRejectionRead
 from shared.errors import ValidationProblem
@@ -71,38 +71,18 @@ OUR_COLUMNS: dict[str, tuple[str, ...]] = {
     "item_unit_price": ("item", "unit_price"),
 }
 
-#: The shop platform's (Taobao / Tmall) export headers -> our column names. 收货人姓名 is
-#: also taken as the buyer's name and 联系手机 as the buyer's mobile.
-TAOBAO_COLUMNS: dict[str, str] = {
-    "订单编号": "order_id",
-    "买家会员名": "customer_id",
-    "买家实际支付金额": "total_amount",
-    "订单状态": "status",
-    "订单创建时间": "created_at",
-    "订单付款时间": "paid_at",
-    "收货人姓名": "recipient",
-    "收货地址": "address",
-    "联系手机": "buyer_mobile",
-    "宝贝标题": "item_name",
-    "宝贝总数量": "item_quantity",
-    "退款金额": "refunded_amount",
-    "店铺名称": "shop_id",
-    "商家编码": "item_sku",
-    "买家邮箱": "buyer_email",
-    "邮编": "postal_code",
-}
-
 FILE_DESCRIPTION = (
     "CSV, UTF-8 (with or without BOM) or GBK/GB18030, detected unless `encoding` is given; "
     "first line is the header. Headers: our column names ("
     + ", ".join(OUR_COLUMNS)
-    + ") or the shop platform's export headers ("
-    + ", ".join(TAOBAO_COLUMNS)
-    + "). Taobao statuses are mapped (交易成功 completed, 等待买家付款 created, 交易关闭 "
-    "cancelled, 卖家已发货，等待买家确认 shipped, 买家已付款，等待卖家发货 paid); a refund "
-    "amount > 0 makes the order refunded (whole amount) or partially_refunded. Values wrapped "
-    'as ="..." or with a leading apostrophe (spreadsheet exports) are unwrapped. Each row is '
-    "validated like POST /v1/orders."
+    + ") or a platform's export headers, recognised: "
+    + "; ".join(f"{layout.name} ({', '.join(layout.columns)})" for layout in LAYOUTS)
+    + ". Platform statuses are mapped (Taobao 交易成功 completed, 等待买家付款 created, 交易关闭 "
+    "cancelled, ...; JD 等待出库 paid, 完成 completed, ...; Shopify financial status, "
+    "Cancelled at); a refund amount > 0 makes the order refunded (whole amount) or "
+    "partially_refunded. Consecutive rows sharing an order id are one order with all their "
+    'items. Values wrapped as ="..." or with a leading apostrophe (spreadsheet exports) are '
+    "unwrapped. Each order is validated like POST /v1/orders."
 )
 MAPPING_DESCRIPTION = (
     'Optional JSON object {"their header": "our column name"} for other layouts; it takes '
@@ -176,20 +156,22 @@ class RowMapper:
     def __init__(self, header: list[str], options: dict[str, Any], default_currency: str) -> None:
         names = [h.strip().lstrip("\ufeff") for h in header]
         mapping: dict[str, str] = options.get("mapping") or {}
-        self.format = "ours"
-        if mapping:
-            self.format = "mapped"
-        elif any(name in TAOBAO_COLUMNS for name in names):
-            self.format = "taobao"
+        self.layout = None if mapping else export_layouts.detect(names)
+        self.format = "mapped" if mapping else (self.layout.name if self.layout else "ours")
+        known = self.layout.columns if self.layout else {}
         self.columns: list[tuple[int, str]] = []
+        self.extra: list[tuple[int, str]] = []
         for index, name in enumerate(names):
-            target = mapping.get(name) or TAOBAO_COLUMNS.get(name) or name
+            target = mapping.get(name) or known.get(name) or name
             if target in OUR_COLUMNS:
                 self.columns.append((index, target))
+            elif self.layout is not None and name in self.layout.extra:
+                self.extra.append((index, name))
         self.width = len(names)
-        self.taobao = self.format == "taobao"
-        self.currency = options.get("currency") or default_currency
-        self.channel = options.get("channel") or ("taobao" if self.taobao else None)
+        layout_currency = self.layout.currency if self.layout else None
+        self.currency = options.get("currency") or layout_currency or default_currency
+        self.channel = options.get("channel") or (self.layout.channel if self.layout else None)
+        self.details: ItemDetails | None = None
         targets = {t for _, t in self.columns}
         missing = [
             c for c in ("order_id", "customer_id", "created_at", "total_amount") if c not in targets
@@ -209,6 +191,11 @@ class RowMapper:
         """One order from the consecutive rows of a line-item export that share its id:
         order-level fields from the first row that has them, every row's item."""
         order = self.order(rows[0])
+        if self.details is not None and order.get("order_id"):
+            items = self.details.items_of(str(order["order_id"]))
+            if items:
+                order["items"] = items  # the details file lists every item of the order
+                rows = rows[:1]  # (its rows' items are the same items)
         for row in rows[1:]:
             more = self.order(row)
             for key, value in more.items():
@@ -242,34 +229,49 @@ class RowMapper:
         order.setdefault("currency", self.currency)
         if self.channel:
             order.setdefault("channel", self.channel)
-        if self.taobao:
-            self._taobao(order)
+        layout = self.layout
+        if layout is not None:
+            status = order.get("status")
+            if isinstance(status, str):
+                order["status"] = layout.statuses.get(status.replace(" ", ""), status)
+            if layout.fix is not None:
+                extra = {n: _clean(row[i]) for i, n in self.extra if i < len(row)}
+                layout.fix(order, extra)
         return order
 
-    @staticmethod
-    def _taobao(order: dict[str, Any]) -> None:
-        shipping = order.get("shipping") or {}
-        if shipping.get("recipient"):
-            order.setdefault("buyer", {}).setdefault("name", shipping["recipient"])
-        mobile = (order.get("buyer") or {}).get("mobile")
-        if mobile and shipping:
-            shipping.setdefault("mobile", mobile)
-        status = CHINESE_ORDER_STATUSES.get(str(order.get("status", "")).replace(" ", ""))
-        refund = _decimal(order.get("refunded_amount"))
-        total = _decimal(order.get("total_amount"))
-        if refund and refund > 0 and status in ("paid", "shipped", "completed", "cancelled"):
-            full = total is not None and refund >= total
-            order["status"] = "refunded" if full else "partially_refunded"
-            if total is not None and refund > total:
-                # the platform reports the refund of the whole order; paid amount is what's left
-                order["refunded_amount"] = order["total_amount"]
 
+class ItemDetails:
+    """A details file of items (Taobao's 宝贝报表: one row per item) joined to an order file
+    by order id. Held in memory as each order's items: the details of an export are a
+    fraction of its orders file."""
 
-def _decimal(value: Any) -> Decimal | None:
-    try:
-        return Decimal(str(value).replace(",", "")) if value not in (None, "") else None
-    except InvalidOperation:
-        return None
+    def __init__(self, path: Path, encoding: str | None = None) -> None:
+        rows = read_rows(path, encoding or detect_encoding(path))
+        header = [h.strip().lstrip("\ufeff") for h in next(rows, [])]
+        columns = [
+            (i, TAOBAO_DETAIL_COLUMNS[h])
+            for i, h in enumerate(header)
+            if h in TAOBAO_DETAIL_COLUMNS
+        ]
+        if not any(target == "order_id" for _, target in columns):
+            raise ValueError("the details file has no 订单编号 (order id) column")
+        self._items: dict[str, list[dict[str, str]]] = {}
+        for row in rows:
+            item: dict[str, str] = {}
+            order_id = ""
+            for index, target in columns:
+                value = _clean(row[index]) if index < len(row) else ""
+                if not value:
+                    continue
+                if target == "order_id":
+                    order_id = value
+                else:
+                    item.setdefault(target, value)
+            if order_id and item:
+                self._items.setdefault(order_id, []).append(item)
+
+    def items_of(self, order_id: str) -> list[dict[str, str]]:
+        return [dict(item) for item in self._items.get(order_id, [])]
 
 
 def read_rows(path: Path, encoding: str) -> Iterator[list[str]]:
@@ -300,13 +302,24 @@ class ImportRunner:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
-    def submit(self, upload: IO[bytes], filename: str | None, options: dict[str, Any]) -> ImportJob:
-        """Spool the upload to disk, record the job and queue it; returns the job."""
+    def submit(
+        self,
+        upload: IO[bytes],
+        filename: str | None,
+        options: dict[str, Any],
+        details: IO[bytes] | None = None,
+    ) -> ImportJob:
+        """Spool the upload (and a details file of items, joined by order id) to disk,
+        record the job and queue it; returns the job."""
         job_id = str(uuid.uuid4())
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{job_id}.csv"
         with open(path, "wb") as out:
             shutil.copyfileobj(upload, out, 1 << 20)
+        if details is not None:
+            with open(self._details_path(job_id), "wb") as out:
+                shutil.copyfileobj(details, out, 1 << 20)
+            options = {**options, "details": True}
         job = ImportJob(
             job_id=job_id,
             status="queued",
@@ -324,6 +337,9 @@ class ImportRunner:
         self._ensure_worker()
         self._queue.put(job_id)
         return job
+
+    def _details_path(self, job_id: str) -> Path:
+        return self.folder / f"{job_id}.items.csv"
 
     def _ensure_worker(self) -> None:
         with self._lock:
@@ -386,8 +402,9 @@ class ImportRunner:
                         error=f"{type(exc).__name__}: {exc}"[:2000],
                         finished_at=utcnow(),
                     )
-            with contextlib.suppress(OSError):
-                path.unlink()
+            for spooled in (path, self._details_path(job_id)):
+                with contextlib.suppress(OSError):
+                    spooled.unlink()
 
     def run(self, job_id: str, path: Path) -> None:
         """Import one spooled file (blocking)."""
@@ -404,6 +421,8 @@ class ImportRunner:
         except StopIteration:
             header = []
         mapper = RowMapper(header, options, self.settings.import_default_currency)
+        if options.get("details"):
+            mapper.details = ItemDetails(self._details_path(job_id))
         with self.runtime.db.unit_of_work() as session:
             Imports(session).update(
                 job_id,
@@ -414,6 +433,16 @@ class ImportRunner:
             )
         if mapper.missing:
             raise ValueError(f"the header lacks required columns: {mapper.missing}")
+        # orders whose rows are not consecutive are held aside and stored after the rest
+        try:
+            scattered = import_grouping.scattered_order_ids(
+                itertools.islice(read_rows(path, encoding), 1, None), mapper.order_id
+            )
+        except UnicodeDecodeError:
+            scattered = set()  # the import stops at the bad line (below), as it reports
+        except csv.Error:
+            scattered = set()
+        held: dict[str, list[tuple[int, list[str]]]] = {}
         # a chunk is a list of orders, each the consecutive rows sharing an order id (a
         # line-item export writes one row per item); a chunk ends only between orders
         chunk: list[list[tuple[int, list[str]]]] = []
@@ -425,11 +454,14 @@ class ImportRunner:
         try:
             for row in rows:
                 row_number += 1
-                if row_number <= resume_after:
-                    continue  # committed before the restart
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 order_id = mapper.order_id(row)
+                if scattered and order_id and hash(order_id) in scattered:
+                    held.setdefault(order_id, []).append((row_number, row))
+                    continue
+                if row_number <= resume_after:
+                    continue  # committed before the restart
                 if group and order_id and order_id == group_id:
                     group.append((row_number, row))
                     continue
@@ -456,7 +488,16 @@ class ImportRunner:
         if group:
             chunk.append(group)
         if chunk:
-            self._chunk(job_id, mapper, chunk, kept)
+            kept = self._chunk(job_id, mapper, chunk, kept)
+        chunk, rows_in_chunk = [], 0
+        for rows_of_order in held.values():
+            chunk.append(rows_of_order)
+            rows_in_chunk += len(rows_of_order)
+            if rows_in_chunk >= self.settings.import_chunk_rows:
+                kept = self._chunk(job_id, mapper, chunk, kept, last_line=row_number)
+                chunk, rows_in_chunk = [], 0
+        if chunk:
+            self._chunk(job_id, mapper, chunk, kept, last_line=row_number)
         with self.runtime.db.unit_of_work() as session:
             Imports(session).update(job_id, status="completed", finished_at=utcnow())
 
@@ -470,17 +511,15 @@ class ImportRunner:
         mapper: RowMapper,
         chunk: list[list[tuple[int, list[str]]]],
         kept: int,
+        last_line: int | None = None,
     ) -> int:
         """Store one chunk (whole orders) with its progress, rejected rows and rows accepted
         with warnings (one transaction); returns how many such rows are kept so far."""
-        orders = [
-            mapper.order(group[0][1]) if len(group) == 1 else mapper.order_of([r for _, r in group])
-            for group in chunk
-        ]
+        orders = [mapper.order_of([r for _, r in group]) for group in chunk]
         rules = self.runtime.extras["rules"]
         prepared = service.prepare("order", orders, source="import", rules=rules)
         rows = sum(len(group) for group in chunk)
-        last_line = chunk[-1][-1][0]
+        last_line = last_line or chunk[-1][-1][0]
 
         def store(session: Session) -> int:
             results = service.store(session, prepared)

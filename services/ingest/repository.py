@@ -74,6 +74,25 @@ class EventStore:
                 found.setdefault(entity_id, set()).add(version)
         return found
 
+    def envelopes_of_versions(
+        self, kind: str, versions: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], bytes]:
+        """The stored envelope of each ``(entity id, version)`` that is stored."""
+        t = self.table
+        wanted = set(versions)
+        found: dict[tuple[str, str], bytes] = {}
+        ids = sorted({entity for entity, _ in wanted})
+        for start in range(0, len(ids), _CHUNK):
+            rows = self.session.execute(
+                select(t.c.entity_id, t.c.version, t.c.envelope).where(
+                    t.c.kind == kind, t.c.entity_id.in_(ids[start : start + _CHUNK])
+                )
+            )
+            for entity_id, version, envelope in rows:
+                if (entity_id, version) in wanted:
+                    found[(entity_id, version)] = bytes(envelope)
+        return found
+
     def append(self, row: dict[str, Any]) -> int:
         """Store one version; returns its sequence number."""
         return int(self.session.execute(_APPEND, [row]).scalar_one())

@@ -23,23 +23,29 @@ from services.ingest.schemas import (
 )
 from services.ingest.validation import Rules, parse_json
 from shared.api import require, runtime_of
-from shared.errors import NotFound, PayloadTooLarge, ValidationProblem
+from shared.errors import Conflict, NotFound, PayloadTooLarge, ValidationProblem
 from shared.runtime import ServiceRuntime
+from shared.strict_input import duplicate_key_problem, first_duplicate_key
 
 router = APIRouter(prefix="/v1")
 
 
 async def json_body(request: Request) -> Any:
-    """The request body parsed as JSON (lone surrogates reach validation, which rejects them)."""
+    """The request body parsed as JSON (lone surrogates reach validation, which rejects them);
+    a duplicate key is a 422 ``duplicate-key`` (``shared.strict_input``)."""
     body = await request.body()
     try:
-        return parse_json(body)
+        parsed = parse_json(body)
     except ValueError as exc:
         raise ValidationProblem(
             f"the body is not valid JSON (UTF-8): {type(exc).__name__}",
             slug="malformed-json",
             title="The body is not JSON",
         ) from exc
+    duplicate = first_duplicate_key(body, parsed)
+    if duplicate is not None:
+        raise duplicate_key_problem(duplicate)
+    return parsed
 
 
 Body = Annotated[Any, Depends(json_body)]
@@ -70,6 +76,13 @@ async def _single(request: Request, kind: str, id_field: str) -> Response:
     body = await json_body(request)
     committer: GroupCommitter = runtime_of(request).extras["committer"]
     result = await committer.submit(kind, body, "rest")
+    if result.status == "rejected" and result.reasons == [service.VERSION_CONFLICT]:
+        raise Conflict(
+            "this order version is stored with different content",
+            slug="version-conflict",
+            title="Version conflict",
+            errors=[r.as_dict() for r in result.reasons],
+        )
     if result.status == "rejected":
         raise ValidationProblem(
             f"the {kind} was rejected: {len(result.reasons)} problem(s)",
@@ -180,7 +193,12 @@ for _kind, _plural, _id_field, _accepted, _single_doc, _batch_doc in _RECORD_ROU
         tags=[_plural],
         dependencies=[require("ingest:write")],
         openapi_extra=_body_of(f"{_model}In"),
-        responses={413: {"description": "body too large"}, 422: {"description": "rejected"}},
+        responses={
+            409: {"description": "version-conflict: this version is stored with other content"},
+            413: {"description": "body too large"},
+            415: {"description": "the body is not application/json"},
+            422: {"description": "rejected"},
+        },
     )
     router.add_api_route(
         f"/{_plural}/batch",
@@ -207,6 +225,14 @@ for _kind, _plural, _id_field, _accepted, _single_doc, _batch_doc in _RECORD_ROU
 def post_order_import(
     request: Request,
     file: Annotated[UploadFile, File(description=imports.FILE_DESCRIPTION)],
+    items: Annotated[
+        UploadFile | None,
+        File(
+            description="optional details file of the orders' items, one row per item, joined "
+            "by order id (Taobao's 宝贝报表: 订单编号, 标题, 价格, 购买数量, 外部系统编号 / "
+            "商家编码, 商品属性); its items replace the orders file's"
+        ),
+    ] = None,
     mapping: Annotated[str | None, Form(description=imports.MAPPING_DESCRIPTION)] = None,
     encoding: Annotated[
         str | None, Form(description="utf-8 | gbk | gb18030; default: detect")
@@ -223,6 +249,7 @@ def post_order_import(
         file.file,
         filename=file.filename,
         options=imports.parse_options(mapping, encoding, currency, channel),
+        details=items.file if items is not None else None,
     )
     return imports.job_read(job, [])
 

@@ -229,7 +229,7 @@ class ImportJobRead(BaseModel):
     status: Literal["queued", "running", "completed", "failed"]
     filename: str | None = None
     encoding: str | None = None
-    header_format: str | None = Field(None, description="ours | taobao | mapped")
+    header_format: str | None = Field(None, description="ours | taobao | jd | shopify | mapped")
     rows_read: int
     accepted: int
     duplicate: int

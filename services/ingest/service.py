@@ -250,6 +250,9 @@ def store(session: Session, prepared: Prepared) -> list[ItemResult]:
     seen = event_store.versions_of(prepared.kind, (c[1] for c in prepared.candidates))
     stored_rows: list[dict[str, Any]] = []
     late = 0
+    #: envelopes of the versions this call stores, and the duplicates to compare with them
+    batch_envelopes: dict[tuple[str, str], bytes] = {}
+    repeats: list[tuple[ItemResult, str, str, bytes]] = []
     for index, entity, version, customer_id, event_id, value in prepared.candidates:
         result = results[index]
         result.status, result.event_id, result.current, result.sequence = (
@@ -261,10 +264,13 @@ def store(session: Session, prepared: Prepared) -> list[ItemResult]:
         versions = seen.setdefault(entity, set())
         if version in versions:
             result.status = "duplicate"
+            if prepared.kind == "order":
+                repeats.append((result, entity, version, value))
             continue
         precedence = spec.precedence(version)
         current = not versions or all(precedence >= spec.precedence(v) for v in versions)
         versions.add(version)
+        batch_envelopes[(entity, version)] = value
         result.event_id, result.current = event_id, current
         late += not current
         stored_rows.append(
@@ -281,6 +287,8 @@ def store(session: Session, prepared: Prepared) -> list[ItemResult]:
                 "received_at": prepared.now,
             }
         )
+    if repeats:
+        _flag_version_conflicts(event_store, repeats, batch_envelopes)
     _scrub_erased(event_store, stored_rows)
     if len(stored_rows) == 1:
         sequence = event_store.append(stored_rows[0])
@@ -291,6 +299,36 @@ def store(session: Session, prepared: Prepared) -> list[ItemResult]:
         event_store.append_many(stored_rows)
     record_outcomes(session, prepared.source, prepared.kind, results, prepared.now, late=late)
     return results
+
+
+VERSION_CONFLICT = Reason(
+    "updated_at",
+    "version-conflict",
+    "this order version (order_id and updated_at, else paid_at / created_at, and status) is "
+    "stored with different content; send the change with a later updated_at",
+)
+
+
+def _flag_version_conflicts(
+    event_store: EventStore,
+    repeats: list[tuple[ItemResult, str, str, bytes]],
+    batch_envelopes: dict[tuple[str, str], bytes],
+) -> None:
+    """A repeated order version is a duplicate only if its content is the stored one's; with
+    other content it is rejected as a version conflict (the first version stays)."""
+    missing = [(e, v) for _, e, v, _ in repeats if (e, v) not in batch_envelopes]
+    stored = event_store.envelopes_of_versions("order", missing) if missing else {}
+    for result, entity, version, value in repeats:
+        first = batch_envelopes.get((entity, version)) or stored.get((entity, version))
+        if first is None:
+            continue
+        sent = orjson.loads(value)["data"]
+        kept = orjson.loads(first)["data"]
+        # a version stored scrubbed (an erased customer's) is the same content without
+        # personal data
+        if sent != kept and _scrub("order", sent) != kept:
+            result.status = "rejected"
+            result.reasons = [VERSION_CONFLICT]
 
 
 def accept(

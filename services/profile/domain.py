@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.profile import input_quality
 from services.profile.normalize import mask_email, mask_handle, mask_name, mask_phone
 from shared import regions
 from shared.events import Interaction, Order, OrderStatus, ScoreSnapshot, SegmentChanged
@@ -137,7 +138,9 @@ def observe(doc: dict[str, Any], field: str, value: Any, source: str, seen_at: s
     prov = provs.get(field)
     if prov is None or current is None:
         facts[field] = value
-        provs[field] = {"source": source, "seen_at": seen_at, "alt": []}
+        # (values seen only as alternatives before, e.g. an unpaid order's address, stay so)
+        kept = [a for a in (prov or {}).get("alt", []) if a["value"] != value]
+        provs[field] = {"source": source, "seen_at": seen_at, "alt": kept}
         return True
     if value == current:
         if seen_at > prov["seen_at"] and (operator or prov["source"] != OPERATOR):
@@ -157,6 +160,18 @@ def observe(doc: dict[str, Any], field: str, value: Any, source: str, seen_at: s
     facts[field] = value
     prov["source"], prov["seen_at"] = source, seen_at
     return True
+
+
+def observe_alternative(
+    doc: dict[str, Any], field: str, value: Any, source: str, seen_at: str
+) -> None:
+    """Record a value seen where it is no evidence of the current one (the shipping address
+    of an unpaid or cancelled order): kept among the field's alternatives, never its value.
+    A field known only this way has alternatives and no value (source ``None``)."""
+    if value is None or value == "" or value == {} or doc["f"].get(field) == value:
+        return
+    prov = doc["prov"].setdefault(field, {"source": None, "seen_at": "", "alt": []})
+    _add_alternative(prov, value, source, seen_at)
 
 
 def _add_alternative(prov: dict[str, Any], value: Any, source: str, seen_at: str) -> None:
@@ -562,7 +577,7 @@ def data_quality(doc: dict[str, Any], now: datetime, stale_after_days: int) -> d
     stale = sorted(
         name
         for name, prov in doc["prov"].items()
-        if prov["seen_at"] < cutoff and prov["source"] != OPERATOR
+        if prov["seen_at"] < cutoff and prov["source"] not in (OPERATOR, None)
     )
     for kind in CONTACT_FIELDS:
         entries = doc["contacts"][kind]
@@ -573,7 +588,8 @@ def data_quality(doc: dict[str, Any], now: datetime, stale_after_days: int) -> d
     conflicts = [
         {
             "field": name,
-            "reason": "sources_disagree",
+            # no value: seen only where it is no evidence (an unpaid or cancelled order)
+            "reason": "sources_disagree" if prov["source"] is not None else "unconfirmed",
             "value": doc["f"].get(name),
             "source": prov["source"],
             "alternatives": prov["alt"],
@@ -600,6 +616,7 @@ def data_quality(doc: dict[str, Any], now: datetime, stale_after_days: int) -> d
         "missing": [n for n in COMPLETENESS_FIELDS if n not in present],
         "stale_fields": stale,
         "conflicts": conflicts,
+        "input_warnings": input_quality.summary(doc),
     }
 
 
@@ -642,7 +659,7 @@ def basic_view(doc: dict[str, Any], pii: bool) -> tuple[dict[str, Any], dict[str
     provenance: dict[str, Any] = {}
     for name in BASIC_FIELDS:
         basic[name] = show(name, doc["f"].get(name))
-        if name in doc["prov"]:
+        if name in doc["prov"] and doc["prov"][name]["source"] is not None:
             prov = doc["prov"][name]
             provenance[name] = {"source": prov["source"], "seen_at": prov["seen_at"]}
     for kind in CONTACT_FIELDS:
@@ -680,11 +697,8 @@ def merge_into(survivor: dict[str, Any], other: dict[str, Any]) -> None:
     for name, prov in other["prov"].items():
         value = other["f"].get(name)
         observe(survivor, name, value, prov["source"], prov["seen_at"])
-        target = survivor["prov"].get(name)
-        if target is not None:
-            for alt in prov["alt"]:
-                if alt["value"] != survivor["f"].get(name):
-                    _add_alternative(target, alt["value"], alt["source"], alt["seen_at"])
+        for alt in prov["alt"]:
+            observe_alternative(survivor, name, alt["value"], alt["source"], alt["seen_at"])
     for kind in CONTACT_FIELDS:
         if kind in survivor["locked"]:
             continue

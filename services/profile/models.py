@@ -189,3 +189,15 @@ class SubjectExport(Base):
     #: {"profile": {...}, "ingest": {...}, ...}: the sections received so far
     sections: Mapped[str] = mapped_column(Text)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MergeSnapshot(Base):
+    """A merged-away profile as it was just before a merge (document and customer ids):
+    what an unmerge gives back to it."""
+
+    __tablename__ = "merge_snapshots"
+
+    merge_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    doc: Mapped[str] = mapped_column(Text)
+    customer_ids: Mapped[str] = mapped_column(Text)

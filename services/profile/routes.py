@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from services.profile import service
+from services.profile import unmerge as unmerge_use_case
 from services.profile.config import Settings
 from services.profile.schemas import (
     AuditRead,
@@ -26,10 +27,19 @@ from services.profile.schemas import (
     TagRuleRead,
     TagsAdd,
     TagsRead,
+    UnmergeResult,
 )
 from shared.api import Principal, require, runtime_of
 from shared.errors import Forbidden, NotFound, ValidationProblem
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from shared.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    ListLimit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    page_of,
+)
 from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
@@ -206,6 +216,16 @@ def merge_customers(
     return MergeResult(merge_id=merge_id, survivor_id=survivor, merged_ids=others)
 
 
+@router.post("/merges/{merge_id}/unmerge", response_model=UnmergeResult)
+def unmerge(merge_id: str, request: Request, principal: Writer) -> UnmergeResult:
+    """Split a merge back: each merged id gets its own facts and orders again; audited."""
+    runtime = runtime_of(request)
+    with runtime.db.unit_of_work() as session:
+        result = unmerge_use_case.unmerge(session, merge_id, principal.key_id, _settings(runtime))
+    runtime.relay.notify()
+    return UnmergeResult(**result)
+
+
 # --------------------------------------------------------------------------- tags
 
 
@@ -252,19 +272,26 @@ def remove_tag(customer_id: str, tag: str, request: Request, principal: Writer) 
     return _tags(row)
 
 
-@router.get("/tags", response_model=list[TagCount], tags=["tags"])
-def tag_counts(request: Request, principal: Reader) -> list[TagCount]:
-    """Every tag in use with how many customers carry it (manual and by rule)."""
+@router.get("/tags", response_model=Page[TagCount], tags=["tags"])
+def tag_counts(
+    request: Request, principal: Reader, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+) -> Page[TagCount]:
+    """Every tag in use with how many customers carry it (manual and by rule), by tag
+    (cursor paginated)."""
     with runtime_of(request).db.sessions() as session:
         rows = service.tag_counts(session)
-    return [TagCount(tag=t, customers=n, manual=m, by_rule=r) for t, n, m, r in rows]
+    counts = [TagCount(tag=t, customers=n, manual=m, by_rule=r) for t, n, m, r in rows]
+    return page_of(counts, lambda c: c.tag, cursor, limit)
 
 
-@router.get("/tag-rules", response_model=list[TagRuleRead], tags=["tags"])
-def list_tag_rules(request: Request, principal: Reader) -> list[TagRuleRead]:
-    """The tag rules, applied automatically as profiles change."""
+@router.get("/tag-rules", response_model=Page[TagRuleRead], tags=["tags"])
+def list_tag_rules(
+    request: Request, principal: Reader, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+) -> Page[TagRuleRead]:
+    """The tag rules, applied automatically as profiles change, by id (cursor paginated)."""
     with runtime_of(request).db.sessions() as session:
-        return [TagRuleRead(**r) for r in service.tag_rules(session)]
+        rules = [TagRuleRead(**r) for r in service.tag_rules(session)]
+    return page_of(rules, lambda r: r.rule_id, cursor, limit)
 
 
 @router.post(

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services.profile.rules import FIELDS, parse_rule
 from shared.events import Channel, ChannelConsent, QuietHours, UtcDateTime, ensure_aware
 from shared.schemas import RequestModel
+from shared.vocabulary import normalise_gender
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -49,6 +50,17 @@ class ProfileUpdate(RequestModel):
     contact_tolerance: str | None = Field(None, description="subjective: low / medium / high")
     membership_interest: bool | None = None
     points_interest: bool | None = None
+
+    @field_validator("gender")
+    @classmethod
+    def _gender(cls, value: str | None) -> str | None:
+        # one normalisation with ingest (shared.vocabulary): 男 is male from every entry point
+        if value is None:
+            return None
+        gender = normalise_gender(value)
+        if gender is None:
+            raise ValueError("gender is male, female or unknown (男, 女, 保密, M, F, ...)")
+        return gender
 
     @field_validator("timezone")
     @classmethod
@@ -298,3 +310,9 @@ class SubjectExportRead(BaseModel):
         "record and interaction), segment (scores, segment memberships), campaign "
         "(audience, campaign entries, messages, receipts)"
     )
+
+
+class UnmergeResult(BaseModel):
+    merge_id: str
+    survivor_id: str
+    restored_ids: list[str] = Field(description="the profiles that are their own again")

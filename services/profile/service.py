@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from services.profile import domain
+from services.profile import addresses, domain, input_quality, registration
 from services.profile.config import Settings
 from services.profile.export_repository import SubjectExports
 from services.profile.locking import load_for_update, lock_profiles
@@ -30,8 +30,10 @@ from services.profile.repository import (
     read_profile_by_customer,
 )
 from services.profile.rules import CATALOGUE, parse_rule
+from services.profile.unmerge_repository import MergeSnapshots
 from shared import regions, topics
 from shared.bus import add_to_outbox
+from shared.db import secure_deletion
 from shared.erasure import tombstone_key, tombstone_keys
 from shared.errors import Conflict, NotFound, ValidationProblem
 from shared.events import (
@@ -364,9 +366,8 @@ def _apply_order(batch: Batch, event: Any, order: Order) -> None:
         batch.contact(order.customer_id, doc, "mobiles", buyer.mobile, source, seen_at)
         batch.contact(order.customer_id, doc, "phones", buyer.phone, source, seen_at)
         batch.contact(order.customer_id, doc, "emails", buyer.email, source, seen_at)
+    addresses.observe_order_address(doc, order, source + ":shipping", seen_at)
     if order.shipping is not None:
-        address = domain.address_of(order.shipping.model_dump())
-        domain.observe(doc, "address", address, source + ":shipping", seen_at)
         batch.contact(
             order.customer_id, doc, "mobiles", order.shipping.mobile, source + ":shipping", seen_at
         )
@@ -375,6 +376,7 @@ def _apply_order(batch: Batch, event: Any, order: Order) -> None:
     state = batch.order_state.get(order.order_id)
     if state is not None and state[1] >= version:
         return
+    input_quality.note_order(doc, order)
     contribution = domain.order_contribution(
         order, doc["f"].get("timezone") or batch.settings.shop_timezone
     )
@@ -382,6 +384,7 @@ def _apply_order(batch: Batch, event: Any, order: Order) -> None:
         old_pid, _, old = state
         old_doc = batch.docs.get(old_pid)
         if old_doc is None:  # the order moved between profiles: load the other one
+            lock_profiles(batch.session, [old_pid])
             loaded = batch.repo.profiles([old_pid]).get(old_pid)
             if loaded is not None:
                 batch.docs[old_pid] = old_doc = loaded.doc
@@ -409,6 +412,7 @@ def _apply_customer(batch: Batch, event: Any, customer: Customer) -> None:
     seen_at = domain.iso(customer.updated_at or event.occurred_at)
     _, doc = batch.doc_for(customer.customer_id, seen_at)
     source = f"customer:{customer.source or event.source}"
+    input_quality.note_customer(doc, customer, source)
     for name in ("name", "gender", "birthday", "company", "title", "industry", "wechat", "qq"):
         domain.observe(doc, name, normalize_text(getattr(customer, name)), source, seen_at)
     domain.observe(doc, "timezone", customer.timezone, source, seen_at)
@@ -582,6 +586,11 @@ def merge_profiles(
     survivor = rows[survivor_id].doc
     before_slice = public_slice(survivor)
     before_policy = survivor["policy"]
+    merge_id = str(uuid.uuid4())
+    # what an unmerge gives back (services/profile/unmerge.py)
+    snapshots = MergeSnapshots(session)
+    for pid in [survivor_id, *other_ids]:
+        snapshots.add(merge_id, pid, rows[pid].doc, sorted({pid, *repo.aliases_of(pid)}))
     merged: list[str] = []
     for pid in other_ids:
         other = rows[pid].doc
@@ -599,7 +608,6 @@ def merge_profiles(
     now = utcnow()
     repo.update_profiles([profile_row(survivor_id, survivor, now)])
     repo.save_scores([scores_row(survivor_id, survivor)])
-    merge_id = str(uuid.uuid4())
     repo.add_merge(
         {
             "merge_id": merge_id,
@@ -856,7 +864,7 @@ def _index_contacts(
 def add_tags(
     session: Session, customer_id: str, tags: list[str], actor: str, settings: Settings
 ) -> ProfileRow:
-    row = load_for_update(session, customer_id)
+    row = registration.load_or_register(session, customer_id)
     before = public_slice(row.doc)
     row.doc["manual_tags"] = sorted(set(row.doc["manual_tags"]) | set(tags))
     repo = ProfileRepository(session)
@@ -954,8 +962,9 @@ def _publish_policy(session: Session, profile_id: str, policy: dict[str, Any]) -
 def set_contact_policy(
     session: Session, customer_id: str, policy: dict[str, Any], actor: str
 ) -> ContactPolicy:
-    """Replace the contact policy; published as ``profile.contact_policy_changed``."""
-    row = load_for_update(session, customer_id)
+    """Replace the contact policy; published as ``profile.contact_policy_changed``. A
+    customer profile has not seen yet is registered (``registration``)."""
+    row = registration.load_or_register(session, customer_id)
     now = utcnow()
     stored = dict(policy)
     stored.pop("customer_id", None)
@@ -1005,20 +1014,22 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
     aliases = sorted(set(repo.aliases_of(row.profile_id)) | {row.profile_id})
     now = utcnow()
     erasure_id = str(uuid.uuid4())
-    repo.drop_pending_events(aliases)
-    repo.delete_contact_points(aliases)
-    repo.delete_history(row.profile_id)
-    repo.delete_profiles([row.profile_id])
-    SubjectExports(session).delete_of(row.profile_id)
+    with secure_deletion(session):  # every byte zeroed, large rows' overflow pages too
+        repo.drop_pending_events(aliases)
+        repo.delete_contact_points(aliases)
+        repo.delete_history(row.profile_id)
+        repo.delete_profiles([row.profile_id])
+        SubjectExports(session).delete_of(row.profile_id)
+        MergeSnapshots(session).drop_of(aliases)
+        subject = f"erased:{erasure_id}"
+        repo.scrub_audit(aliases, subject)
+        repo.scrub_merges(row.profile_id, subject)
     repo.add_tombstones(
         [
             {"customer_hash": tombstone_key(cid), "erasure_id": erasure_id, "erased_at": now}
             for cid in aliases
         ]
     )
-    subject = f"erased:{erasure_id}"
-    repo.scrub_audit(aliases, subject)
-    repo.scrub_merges(row.profile_id, subject)
     repo.audit(
         at=now,
         actor=actor,

@@ -72,7 +72,20 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
             run_at_start=settings.rescore_at_start,
         )
     )
+    runtime.jobs.append(
+        PeriodicJob(
+            "segment-clv-gauges",
+            settings.clv_gauge_seconds,
+            lambda: refresh_clv_gauges(runtime),
+            run_at_start=True,
+        )
+    )
     return runtime
+
+
+def refresh_clv_gauges(runtime: ServiceRuntime) -> None:
+    with runtime.db.unit_of_work() as session:
+        clv_metrics.refresh(session)
 
 
 def fit_clv(runtime: ServiceRuntime) -> clv_runs.ClvRun:

@@ -43,4 +43,6 @@ class Settings(ServiceSettings):
     clv_min_history_days: int = 90
     #: predicted CLV: expected spend over this many 30-day months, discounted monthly
     clv_horizon_months: int = 12
+    #: how often every process refreshes the CLV gauges from the database
+    clv_gauge_seconds: float = 60.0
     clv_monthly_discount_rate: float = 0.01

@@ -11,7 +11,9 @@ from services.segment import service
 from shared.bus import Inbound
 
 #: event types this service acts on; anything else on its topics is recorded and skipped
-HANDLED_TYPES = frozenset({"order.recorded", "profile.merged", "profile.erased"})
+HANDLED_TYPES = frozenset(
+    {"order.recorded", "profile.merged", "profile.unmerged", "profile.erased"}
+)
 
 
 def make_batch_handler(clock: Callable[[], datetime]) -> Callable[[Session, list[Inbound]], None]:

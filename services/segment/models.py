@@ -37,6 +37,28 @@ class OrderState(Base):
     city: Mapped[str | None] = mapped_column(String(100))
 
 
+class OrderVersion(Base):
+    """Every version of every order ever received (valid time): ``as_of=T`` reads, per
+    order, the newest version whose ``version_at`` (``updated_at``) is at or before T."""
+
+    __tablename__ = "order_versions"
+
+    order_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    status_rank: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    valid: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    purchased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    net_e4: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    channel: Mapped[str | None] = mapped_column(String(50))
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    province: Mapped[str | None] = mapped_column(String(100))
+    city: Mapped[str | None] = mapped_column(String(100))
+
+
 class CustomerScore(Base):
     """Per-customer aggregates and the last published score snapshot."""
 
@@ -108,6 +130,17 @@ class CustomSegment(Base):
     rule: Mapped[dict[str, Any]] = mapped_column(JSON)
     member_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeletedSegmentId(Base):
+    """A segment id that was deleted: it is not handed out again (campaigns aimed at it
+    learned it is gone, and a new segment under the same id would silently retarget them)."""
+
+    __tablename__ = "deleted_segment_ids"
+
+    segment_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class SegmentMember(Base):

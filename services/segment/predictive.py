@@ -28,6 +28,7 @@ from services.segment.clv_repository import (
     valid_purchases,
 )
 from services.segment.models import ClvFit, CustomerPrediction
+from services.segment.order_history import OrderVersions
 from services.segment.rules import PREDICTION_FIELDS, Rule, fields_of
 from services.segment.scoring import MONEY_SCALE, money_text
 from shared.events import ensure_aware, utcnow
@@ -65,9 +66,9 @@ def customer_summaries(
 ) -> pd.DataFrame:
     """Each customer's CLV summary in the currency of their latest purchase up to ``as_of``.
 
-    ``purchases``: customer_id, order_id, purchased_at, created_at, net_e4, currency (valid
-    purchases). With ``cutoff`` orders created after ``as_of`` are ignored too (an as-of
-    query). Indexed by customer_id: frequency, recency, T, monetary_value, repeat_total_e4,
+    ``purchases``: customer_id, order_id, purchased_at, net_e4, currency (valid purchases),
+    and created_at with ``cutoff``: then orders created after ``as_of`` are ignored too (an
+    as-of query). Indexed by customer_id: frequency, recency, T, monetary_value, repeat_total_e4,
     currency.
     """
     keep = purchases["purchased_at"] <= as_of
@@ -172,6 +173,8 @@ class FitRun:
 
     fits: list[ClvFit]
     figures: dict[str, dict[str, float]]
+    #: seconds per phase: read, summary, fit, predict, write
+    phases: dict[str, float]
 
 
 def _figures(predicted: pd.DataFrame) -> dict[str, float]:
@@ -189,40 +192,26 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
     A currency whose fit publishes no numbers loses its stored predictions: a rule on
     ``p_alive`` then matches none of its customers rather than acting on old figures.
     """
-    purchases = valid_purchases(session)
+    phases = dict.fromkeys(("read", "summary", "fit", "predict", "write"), 0.0)
+    mark = time.perf_counter()
+    purchases = valid_purchases(session, created=False)  # no cutoff: purchased_at decides
+    phases["read"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     summaries = customer_summaries(purchases, now, timezone)
+    phases["summary"] = time.perf_counter() - mark
+    # everything is computed before the first write: on SQLite the write lock is then
+    # held only for the write itself, not while fitting
     fits: list[ClvFit] = []
     figures: dict[str, dict[str, float]] = {}
-    rows: list[dict[str, Any]] = []
+    predictions: list[tuple[ClvFit, pd.DataFrame]] = []
     for currency, summary in summaries.groupby("currency", sort=True):
         started = time.perf_counter()
         outcome = fit_currency(summary, options)
-        first_day = int(summary["T"].max()) if len(summary) else 0
-        fit = ClvFits(session).add(
-            ClvFit(
-                currency=str(currency),
-                status=outcome.status,
-                reason=outcome.reason,
-                as_of=now,
-                window_start=now - timedelta(days=first_day),
-                customers=len(summary),
-                repeat_customers=int((summary["frequency"] > 0).sum()),
-                models={
-                    name: model.to_json()
-                    for name, model in (
-                        ("bgnbd", outcome.bgnbd),
-                        ("gamma_gamma", outcome.gamma_gamma),
-                    )
-                    if model is not None
-                },
-                horizon_months=options.horizon_months,
-                monthly_discount_rate=options.monthly_discount_rate,
-                fitted_at=utcnow(),
-                seconds=0.0,
-            )
-        )
+        phases["fit"] += time.perf_counter() - started
+        fit = _fit_row(str(currency), summary, outcome, now, options)
         if outcome.status == "ok":
             assert outcome.bgnbd is not None and outcome.gamma_gamma is not None
+            mark = time.perf_counter()
             predicted = predict(
                 summary,
                 outcome.bgnbd.parameters,
@@ -230,35 +219,74 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
                 options.horizon_months,
                 options.monthly_discount_rate,
             )
-            rows.extend(_prediction_rows(predicted, fit.id, str(currency), now))
+            predictions.append((fit, predicted))
             figures[str(currency)] = _figures(predicted)
+            phases["predict"] += time.perf_counter() - mark
         fit.seconds = round(time.perf_counter() - started, 3)
         fits.append(fit)
-    Predictions(session).replace_all(rows)
+    mark = time.perf_counter()
+    repository = ClvFits(session)
+    for fit in fits:
+        repository.add(fit)  # flushed: the ids are known
+    rows: list[tuple[Any, ...]] = []
+    for fit, predicted in predictions:
+        rows.extend(_prediction_rows(predicted, fit.id, fit.currency, now))
+    Predictions(session).replace_all(PREDICTION_ROW, rows)
     session.flush()
-    return FitRun(fits, figures)
+    phases["write"] = time.perf_counter() - mark
+    return FitRun(fits, figures, {k: round(v, 3) for k, v in phases.items()})
+
+
+def _fit_row(
+    currency: str, summary: pd.DataFrame, outcome: FitOutcome, now: datetime, options: ClvOptions
+) -> ClvFit:
+    first_day = int(summary["T"].max()) if len(summary) else 0
+    return ClvFit(
+        currency=currency,
+        status=outcome.status,
+        reason=outcome.reason,
+        as_of=now,
+        window_start=now - timedelta(days=first_day),
+        customers=len(summary),
+        repeat_customers=int((summary["frequency"] > 0).sum()),
+        models={
+            name: model.to_json()
+            for name, model in (("bgnbd", outcome.bgnbd), ("gamma_gamma", outcome.gamma_gamma))
+            if model is not None
+        },
+        horizon_months=options.horizon_months,
+        monthly_discount_rate=options.monthly_discount_rate,
+        fitted_at=utcnow(),
+        seconds=0.0,
+    )
+
+
+#: the stored prediction row, in the order :func:`_prediction_rows` gives it
+PREDICTION_ROW = ["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS]
 
 
 def _prediction_rows(
     predicted: pd.DataFrame, fit_id: int, currency: str, now: datetime
-) -> list[dict[str, Any]]:
+) -> list[tuple[Any, ...]]:
+    """One tuple per customer in :data:`PREDICTION_ROW` order (column by column)."""
     clv = predicted["predicted_clv"].to_numpy()
-    columns = {
-        "customer_id": [str(c) for c in predicted.index],
-        "p_alive": predicted["p_alive"].tolist(),
-        "expected_purchases_30d": predicted["expected_purchases_30d"].tolist(),
-        "expected_purchases_90d": predicted["expected_purchases_90d"].tolist(),
-        "expected_purchases_365d": predicted["expected_purchases_365d"].tolist(),
-        "expected_order_value_e4": _e4(predicted["expected_order_value"]).tolist(),
-        "predicted_clv_e4": _e4(clv).tolist(),
-        "predicted_clv_percentile": percentiles(clv).tolist(),
-    }
-    names = list(columns)
-    constant = {"fit_id": fit_id, "currency": currency, "as_of": now}
-    return [
-        {**dict(zip(names, values, strict=True)), **constant}
-        for values in zip(*columns.values(), strict=True)
-    ]
+    n = len(predicted)
+    return list(
+        zip(
+            [str(c) for c in predicted.index],
+            [fit_id] * n,
+            [currency] * n,
+            [now] * n,
+            predicted["p_alive"].tolist(),
+            predicted["expected_purchases_30d"].tolist(),
+            predicted["expected_purchases_90d"].tolist(),
+            predicted["expected_purchases_365d"].tolist(),
+            _e4(predicted["expected_order_value"]).tolist(),
+            _e4(clv).tolist(),
+            percentiles(clv).tolist(),
+            strict=True,
+        )
+    )
 
 
 @dataclass
@@ -307,7 +335,8 @@ def _missing(currency: str | None, fit: ClvFit | None) -> CustomerPredictionView
     if fit.status == "ok":  # a customer newer than the fit
         return CustomerPredictionView(
             "not_fitted",
-            f"first purchase after the {currency} fit of {ensure_aware(fit.as_of).isoformat()}",
+            f"no prediction in {currency} from the fit of {ensure_aware(fit.as_of).isoformat()} "
+            "(a first purchase, or a move to this currency, after it)",
             currency,
             fit,
             {},
@@ -319,17 +348,24 @@ def _missing(currency: str | None, fit: ClvFit | None) -> CustomerPredictionView
 def predictions_as_of(
     session: Session, customer_ids: list[str], as_of: datetime, timezone: str
 ) -> dict[str, CustomerPredictionView]:
-    """Predictions computed now from the orders known at ``as_of`` with the latest usable
-    fit of each customer's currency then (no percentile: that belongs to a fit run)."""
-    purchases = valid_purchases(session, customer_ids)
+    """Predictions computed from the orders known at ``as_of`` with the currency's newest
+    fit publishing numbers that observed no later than ``as_of`` (a later fit learnt from
+    later purchases); none: ``not_fitted``. No percentile: that belongs to a fit run.
+
+    In valid time, as the scores' ``as_of``: each order's version known at ``as_of``, so an
+    order paid before and refunded after ``as_of`` is still a purchase then."""
+    orders = OrderVersions(session).frame_as_of(as_of, customer_ids)
+    purchases = orders[orders["valid"].astype(bool)]
     summary = customer_summaries(purchases, as_of, timezone, cutoff=True)
     views: dict[str, CustomerPredictionView] = {}
     for currency, part in summary.groupby("currency"):
-        fit = ClvFits(session).latest_ok(str(currency))
+        fit = ClvFits(session).latest_ok(str(currency), as_of)
         if fit is None:
-            latest = ClvFits(session).latest_per_currency().get(str(currency))
+            reason = f"no {currency} fit publishing numbers observed by {as_of.isoformat()}"
             for customer_id in part.index:
-                views[str(customer_id)] = _missing(str(currency), latest)
+                views[str(customer_id)] = CustomerPredictionView(
+                    "not_fitted", reason, str(currency), None, {}, None
+                )
             continue
         predicted = predict(
             part,
@@ -398,14 +434,9 @@ def with_predictions(
     if len(ids) > 10_000:
         stored = Predictions(session).frame().set_index("customer_id")
     else:
-        found = Predictions(session).for_customers(ids)
-        stored = pd.DataFrame(
-            [
-                {"customer_id": c, **{n: getattr(p, n) for n in PREDICTION_COLUMNS}}
-                for c, p in found.items()
-            ],
-            columns=["customer_id", *PREDICTION_COLUMNS],
-        ).set_index("customer_id")
+        names = ["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS]
+        rows = Predictions(session).event_rows(ids)
+        stored = pd.DataFrame(rows, columns=names).set_index("customer_id")
     joined = stored.reindex(ids)
     out = frame.copy()
     for name in PREDICTION_COLUMNS:

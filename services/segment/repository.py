@@ -430,7 +430,9 @@ class Customers:
                 frame[column] = frame[column].map(_json_list)
         return frame
 
-    def scoring_frame(self, with_attributes: bool) -> pd.DataFrame:
+    def scoring_frame(
+        self, with_attributes: bool, customer_ids: Sequence[str] | None = None
+    ) -> pd.DataFrame:
         """What a full rescoring reads: the scoring inputs and the stored state hash.
 
         Fetched in chunks straight from the driver (a million rows), so the peak holds one
@@ -450,13 +452,26 @@ class Customers:
             names += ["currency", "total_spent_e4", "channels", "categories", "province", "city"]
         # the DBAPI cursor itself (same connection and transaction): plain tuples, which
         # pandas takes many times faster than Row objects
-        cursor = self.session.connection().connection.cursor()
-        cursor.execute(f"SELECT {', '.join(names)} FROM customer_scores")
+        connection = self.session.connection()
+        cursor = connection.connection.cursor()
+        select_sql = f"SELECT {', '.join(names)} FROM customer_scores"
+        if customer_ids is None:
+            cursor.execute(select_sql)
+            batches: Any = iter(lambda: cursor.fetchmany(200_000), [])
+        else:  # some customers (the day sweep's): by id, 900 at a time
+            mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+            def by_id() -> Any:
+                for chunk in chunks(list(customer_ids), 900):
+                    marks = ", ".join(mark for _ in chunk)
+                    cursor.execute(f"{select_sql} WHERE customer_id IN ({marks})", tuple(chunk))
+                    yield cursor.fetchall()
+
+            batches = by_id()
         parts = []
-        while True:
-            rows = cursor.fetchmany(200_000)
+        for rows in batches:
             if not rows:
-                break
+                continue
             part = pd.DataFrame(rows, columns=names)
             if part["state_hash"].dtype != "int64":
                 # a missing hash made the column float, which rounds 64-bit hashes
@@ -543,6 +558,18 @@ class CutPointSets:
             select(CutPointSet)
             .where(CutPointSet.policy_version == policy_version)
             .order_by(CutPointSet.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+
+    def latest_at(self, policy_version: int, as_of: datetime) -> CutPointSet | None:
+        """The newest set of this policy version computed for a time at or before ``as_of``."""
+        return self.session.execute(
+            select(CutPointSet)
+            .where(
+                CutPointSet.policy_version == policy_version,
+                CutPointSet.as_of <= as_of.astimezone(UTC),
+            )
+            .order_by(CutPointSet.as_of.desc(), CutPointSet.id.desc())
             .limit(1)
         ).scalar_one_or_none()
 

@@ -1,17 +1,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import IntegrityError
 
-from services.segment import clv_routes, reports, segment_admin, service
+from services.segment import clv_routes, point_in_time, reports, segment_admin, service
 from services.segment.as_of import parse_as_of
 from services.segment.clv import clv_summary, exact_monetary_value
 from services.segment.policy import ScoringPolicy
-from services.segment.repository import Customers, OrderStates, Segments
+from services.segment.repository import Customers, Segments
 from services.segment.schemas import (
     ClvSummaryRead,
     CustomerScoresRead,
@@ -21,14 +21,24 @@ from services.segment.schemas import (
     RescoringRead,
     SegmentCreate,
     SegmentDeletedRead,
+    SegmentMembersPage,
     SegmentRead,
     SegmentUpdate,
 )
 from services.segment.scoring import from_e4
+from services.segment.sweep import consistent_now
 from shared.api import require, runtime_of
 from shared.errors import Conflict, NotFound
 from shared.events import ensure_aware
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from shared.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    ListLimit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    page_of,
+)
 from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1")
@@ -60,7 +70,16 @@ def _as_of(session: Any, value: str | None, parameter: str = "as_of") -> datetim
     return parse_as_of(value, policy.timezone, parameter)
 
 
-def _with_predictions(
+def _score(
+    session: Any, customer_ids: list[str], as_of: datetime | None, now: datetime
+) -> list[service.CustomerView]:
+    """Now: from the current orders; as of a time: in valid time (point_in_time.py)."""
+    if as_of is None:
+        return service.score_customers(session, customer_ids, None, consistent_now(session, now))
+    return point_in_time.score_customers(session, customer_ids, as_of.astimezone(UTC))
+
+
+def with_predictions(
     session: Any, views: list[service.CustomerView], as_of: datetime | None
 ) -> list[CustomerScoresRead]:
     """The scores reads with each customer's predictive CLV (clv_routes)."""
@@ -134,10 +153,10 @@ def get_customer_scores(
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         moment = _as_of(session, as_of)
-        views = service.score_customers(session, [customer_id], moment, _now(runtime))
+        views = _score(session, [customer_id], moment, _now(runtime))
         if not views:
             raise _unknown_customer(session, customer_id)
-        return _with_predictions(session, views, moment)[0]
+        return with_predictions(session, views, moment)[0]
 
 
 @router.get("/scores", response_model=Page[CustomerScoresRead], dependencies=READ, tags=["scores"])
@@ -150,8 +169,8 @@ def list_scores(
     with runtime.db.unit_of_work() as session:
         ids = Customers(session).ids_page(position.get("after"), limit)
         moment = _as_of(session, as_of)
-        views = service.score_customers(session, ids, moment, _now(runtime))
-        items = _with_predictions(session, views, moment)
+        views = _score(session, ids, moment, _now(runtime))
+        items = with_predictions(session, views, moment)
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
     return Page(items=items, next_cursor=next_cursor)
 
@@ -159,10 +178,23 @@ def list_scores(
 # --------------------------------------------------------------------------- CLV
 
 
+def _clv_reference(session: Any, value: str | None, now: datetime) -> tuple[datetime, int, str]:
+    """The instant (UTC), policy version and timezone a CLV summary read uses: with
+    ``as_of``, the policy in force then (as the scores); without, the current one at the
+    time the scores reads use (``consistent_now``)."""
+    moment = _as_of(session, value)
+    if moment is None:
+        version, policy, _ = service.current_policy(session)
+        return consistent_now(session, now).astimezone(UTC), version, policy.timezone
+    moment = moment.astimezone(UTC)
+    version, policy = point_in_time.policy_at(session, moment)
+    return moment, version, policy.timezone
+
+
 def _clv_rows(
-    session: Any, customer_ids: list[str], as_of: datetime, timezone: str
+    session: Any, customer_ids: list[str], as_of: datetime, version: int, timezone: str
 ) -> list[ClvSummaryRead]:
-    orders = OrderStates(session).frame_for(customer_ids)
+    orders = point_in_time.purchases_at(session, customer_ids, as_of.astimezone(UTC))
     purchases = orders[orders["valid"] & (orders["created_at"] <= as_of)]
     summary = clv_summary(purchases, as_of, timezone)
     currencies = orders.groupby("customer_id")["currency"].last().to_dict()
@@ -175,6 +207,7 @@ def _clv_rows(
             monetary_value=exact_monetary_value(int(row["repeat_total_e4"]), int(row["frequency"])),
             currency=currencies.get(customer_id),
             as_of=as_of,
+            policy_version=version,
         )
         for customer_id, row in summary.iterrows()
     ]
@@ -190,9 +223,8 @@ def get_clv_summary(customer_id: str, request: Request, as_of: AsOf = None) -> C
     """lifetimes-compatible frequency, recency, T and monetary_value (daily periods)."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        reference = _as_of(session, as_of) or _now(runtime)
-        _, policy, _ = service.current_policy(session)
-        rows = _clv_rows(session, [customer_id], reference, policy.timezone)
+        reference, version, timezone = _clv_reference(session, as_of, _now(runtime))
+        rows = _clv_rows(session, [customer_id], reference, version, timezone)
         if not rows:
             raise _unknown_customer(session, customer_id)
     return rows[0]
@@ -206,10 +238,9 @@ def list_clv_summaries(
     runtime = runtime_of(request)
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
-        reference = _as_of(session, as_of) or _now(runtime)
-        _, policy, _ = service.current_policy(session)
+        reference, version, timezone = _clv_reference(session, as_of, _now(runtime))
         ids = Customers(session).ids_page(position.get("after"), limit)
-        rows = _clv_rows(session, ids, reference, policy.timezone)
+        rows = _clv_rows(session, ids, reference, version, timezone)
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
     return Page(items=rows, next_cursor=next_cursor)
 
@@ -232,31 +263,39 @@ def get_policy(request: Request) -> PolicyRead:
 
 @router.put("/scoring-policy", response_model=PolicyWritten, dependencies=WRITE, tags=["policy"])
 def put_policy(policy: ScoringPolicy, request: Request) -> PolicyWritten:
-    """Replace the scoring policy (a new version; every version is kept) and rescore everyone."""
+    """Replace the scoring policy (a new version; every version is kept) and rescore everyone.
+    The same policy as the one in force changes nothing: its version, `created: false`, no
+    rescoring."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
+        in_force, current, _ = service.current_policy(session)
+        if policy == current:
+            return PolicyWritten(version=in_force, created=False, rescoring=None)
         version, window_changed = service.set_policy(session, policy, comment=None)
         outcome = service.rescore_all(session, _now(runtime), reaggregate=window_changed)
     runtime.relay.notify()
-    return PolicyWritten(version=version, rescoring=_rescoring_read(outcome))
+    return PolicyWritten(version=version, created=True, rescoring=_rescoring_read(outcome))
 
 
 @router.get(
-    "/scoring-policy/versions", response_model=list[PolicyRead], dependencies=READ, tags=["policy"]
+    "/scoring-policy/versions", response_model=Page[PolicyRead], dependencies=READ, tags=["policy"]
 )
-def list_policy_versions(request: Request) -> list[PolicyRead]:
-    """Every version of the scoring policy, oldest first."""
+def list_policy_versions(
+    request: Request, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+) -> Page[PolicyRead]:
+    """Every version of the scoring policy, oldest first (cursor paginated)."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
         history = service.policy_history(session)
-        return [
+        versions = [
             PolicyRead(
                 version=p.version,
-                created_at=ensure_aware(p.created_at) if p.created_at else None,
+                created_at=service.policy_created_at(p),
                 policy=ScoringPolicy.model_validate(p.policy),
             )
             for p in history
         ]
+    return page_of(versions, lambda v: v.version, cursor, limit)
 
 
 @router.post(
@@ -294,12 +333,15 @@ def _segment_read(segment: Any) -> SegmentRead:
     )
 
 
-@router.get("/segments", response_model=list[SegmentRead], dependencies=READ, tags=["segments"])
-def list_segments(request: Request) -> list[SegmentRead]:
-    """Every custom segment with its rule and current member count."""
+@router.get("/segments", response_model=Page[SegmentRead], dependencies=READ, tags=["segments"])
+def list_segments(
+    request: Request, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+) -> Page[SegmentRead]:
+    """Every custom segment with its rule and current member count, by id (cursor paginated)."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        return [_segment_read(s) for s in Segments(session).all()]
+        segments = [_segment_read(s) for s in Segments(session).all()]
+    return page_of(segments, lambda s: s.segment_id, cursor, limit)
 
 
 @router.post(
@@ -313,6 +355,7 @@ def create_segment(body: SegmentCreate, request: Request) -> SegmentRead:
         with runtime.db.unit_of_work() as session:
             if Segments(session).get(segment_id) is not None:
                 raise Conflict(f"segment {segment_id} exists")
+            segment_admin.refuse_a_deleted_id(session, segment_id)
             service.create_segment(session, segment_id, body.name, body.description, body.rule)
             service.rescore_all(session, _now(runtime), recompute=False)
             segment = Segments(session).get(segment_id)
@@ -368,24 +411,52 @@ def delete_segment(segment_id: str, request: Request) -> SegmentDeletedRead:
 
 
 @router.get(
-    "/segments/{segment_id}/members", response_model=Page[str], dependencies=READ, tags=["segments"]
+    "/segments/{segment_id}/members",
+    response_model=SegmentMembersPage,
+    dependencies=READ,
+    tags=["segments"],
 )
 def list_members(
-    segment_id: str, request: Request, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
-) -> Page[str]:
-    """The customer ids in a segment, ordered (cursor paginated)."""
+    segment_id: str,
+    request: Request,
+    as_of: AsOf = None,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> SegmentMembersPage:
+    """The customer ids in a segment (as of a time: its members then), ordered (cursor paginated)."""
     runtime = runtime_of(request)
     position = decode_cursor(cursor) or {}
+    after = position.get("after")
     with runtime.db.unit_of_work() as session:
         repo = Segments(session)
         if repo.get(segment_id) is None:
             raise NotFound(f"no segment {segment_id}")
-        ids = repo.members_page(segment_id, position.get("after"), limit)
+        moment = _as_of(session, as_of)
+        if moment is None:  # the stored members: the current policy, as the scores reads
+            ids = repo.members_page(segment_id, after, limit)
+            version = service.current_policy(session)[0]
+            moment = consistent_now(session, _now(runtime))
+        else:
+            members, context = point_in_time.members_at(session, segment_id, moment)
+            ids = [c for c in members if after is None or c > after][:limit]
+            version = context.policy_version
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
-    return Page(items=ids, next_cursor=next_cursor)
+    return SegmentMembersPage(
+        items=ids, next_cursor=next_cursor, as_of=moment.astimezone(UTC), policy_version=version
+    )
 
 
 # --------------------------------------------------------------------------- reports
+
+
+def _scores_frame(
+    session: Any, as_of: datetime | None, now: datetime
+) -> tuple[Any, service.ScoringContext]:
+    if as_of is None:
+        return service.scores_frame(session, None, consistent_now(session, now))
+    scores, _, context = point_in_time.scores_at(session, as_of.astimezone(UTC))
+    return scores, context
+
 
 ReportName = Literal["rfm", "lifecycle", "funnel", "quadrants", "regions"]
 
@@ -404,11 +475,11 @@ def get_report(
     """rfm: R x F cells and named segments; lifecycle: stages (and transitions since ``since``);
     funnel: 1, 2, 3-4, 5+ buyers with revenue and AOV; quadrants; regions: by province or city."""
     runtime = runtime_of(request)
-    now = _now(runtime)
     with runtime.db.unit_of_work() as session:
+        now = consistent_now(session, _now(runtime))
         moment, since_moment = _as_of(session, as_of), _as_of(session, since, "since")
-        scores, context = service.scores_frame(session, moment, now)
-        before = service.scores_frame(session, since_moment, now)[0] if since_moment else None
+        scores, context = _scores_frame(session, moment, now)
+        before = _scores_frame(session, since_moment, now)[0] if since_moment else None
     rows: list[dict[str, Any]]
     if report == "rfm":
         rows = [{"grid": reports.rfm_grid(scores), "segments": reports.rfm_segments(scores)}]

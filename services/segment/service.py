@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from services.segment import incremental, predictive, scoring
+from services.segment import incremental, predictive, scoring, unmerges
 from services.segment.clv_repository import Predictions
 from services.segment.models import (
     CustomSegment,
@@ -28,6 +28,7 @@ from services.segment.models import (
     ErasedCustomer,
     ScoringPolicyVersion,
 )
+from services.segment.order_history import OrderVersions
 from services.segment.policy import DEFAULT_POLICY, ScoringPolicy
 from services.segment.repository import (
     Customers,
@@ -81,11 +82,15 @@ def current_policy(session: Session) -> tuple[int, ScoringPolicy, datetime | Non
     latest = Policies(session).latest()
     if latest is None:
         return 1, DEFAULT_POLICY, None
-    return (
-        latest.version,
-        ScoringPolicy.model_validate(latest.policy),
-        ensure_aware(latest.created_at),
-    )
+    return latest.version, ScoringPolicy.model_validate(latest.policy), policy_created_at(latest)
+
+
+def policy_created_at(version: ScoringPolicyVersion) -> datetime | None:
+    """When the version was set; null for version 1, the built-in default, in force from the
+    start (the row stored at the first change must not give it a later moment)."""
+    if version.version == 1 and version.comment == "default":
+        return None
+    return ensure_aware(version.created_at)
 
 
 def policy_history(session: Session) -> list[ScoringPolicyVersion]:
@@ -380,6 +385,8 @@ class EventBatch:
         self.context = load_context(session, now)
         self.window_start = now - timedelta(days=self.context.policy.window_days)
         self.pending: dict[str, Order] = {}
+        #: every version received (the valid-time history keeps them all)
+        self.versions: list[Order] = []
         self.affected: set[str] = set()
         #: stored customer rows as loaded (None: no row), the last published snapshots
         self.stored: dict[str, dict[str, Any] | None] = {}
@@ -391,19 +398,19 @@ class EventBatch:
         self.outcome = BatchOutcome()
 
     def add_order(self, order: Order) -> None:
+        self.versions.append(order)
         held = self.pending.get(order.order_id)
         if held is None or _version(order) > _version(held):
             self.pending[order.order_id] = order
 
-    def rescore(self, customer_ids: Iterable[str]) -> None:
-        """Score these customers again as of ``now`` with no order change (the day sweep)."""
-        ids = list(customer_ids)
-        self._load(ids)
-        self.affected.update(ids)
-
     def _recompute(self, customer_id: str) -> None:
         self.recompute.add(customer_id)
         self.aggregates.pop(customer_id, None)
+
+    def recompute_from_orders(self, customer_id: str) -> None:
+        """Re-aggregate and score this customer from all of its orders in this batch."""
+        self.affected.add(customer_id)
+        self._recompute(customer_id)
 
     def _load(self, customer_ids: Iterable[str]) -> None:
         """Stored rows of customers not seen yet in this batch; their aggregates to update."""
@@ -430,10 +437,19 @@ class EventBatch:
         if not self.pending:
             return
         orders, self.pending = self.pending, {}
+        versions, self.versions = self.versions, []
         identities = Identities(self.session)
-        survivors = identities.survivors(sorted({o.customer_id for o in orders.values()}))
+        survivors = identities.survivors(sorted({o.customer_id for o in versions}))
         owners = {o.order_id: survivors.get(o.customer_id, o.customer_id) for o in orders.values()}
-        erased = identities.erased(sorted(set(owners.values())))
+        erased = identities.erased(
+            sorted({survivors.get(o.customer_id, o.customer_id) for o in versions})
+        )
+        history = []
+        for version in versions:  # late or repeated versions too: the history is append-only
+            owner = survivors.get(version.customer_id, version.customer_id)
+            if owner not in erased or ensure_aware(version.created_at) > erased[owner]:
+                history.append(order_row(version, owner))
+        OrderVersions(self.session).add_many(history)
         states = OrderStates(self.session)
         stored = states.rows(sorted(orders))
         inserts: list[dict[str, Any]] = []
@@ -476,6 +492,7 @@ class EventBatch:
         if not merged:
             return
         OrderStates(self.session).reassign(merged, survivor)
+        OrderVersions(self.session).reassign(merged, survivor)
         Identities(self.session).add_aliases(merged, survivor, merge.merge_id)
         for customer_id in merged:
             self._remove(customer_id)
@@ -487,6 +504,7 @@ class EventBatch:
         self.flush_orders()
         customer_id = erasure.customer_id
         OrderStates(self.session).delete_for(customer_id)
+        OrderVersions(self.session).delete_for(customer_id)
         identities = Identities(self.session)
         identities.forget_aliases_of(customer_id)
         identities.add_erasure(
@@ -554,7 +572,12 @@ class EventBatch:
                     continue
                 if not aggregate["_empty"]:
                     rows[customer_id] = incremental.finished(aggregate)
-            # a customer left without orders keeps its row, as a re-aggregation would
+            # a scored customer whose orders all moved to another customer leaves scoring, as
+            # if they had never ordered: their row and memberships go, and a removal is
+            # published so that profile and campaign drop the ghost (it stayed `new`, F=1)
+            for customer_id in again:
+                if customer_id not in rows and self.stored.get(customer_id) is not None:
+                    self._remove(customer_id)
             ordered = [rows[c] for c in affected if c in rows]
             self.outcome.customers_rescored += len(ordered)
             self.records.extend(
@@ -576,6 +599,8 @@ def apply_messages(session: Session, messages: Iterable[Inbound], now: datetime)
             batch.merge(data)
         elif message.event_type == "profile.erased":
             batch.erase(data)
+        elif message.event_type == "profile.unmerged":
+            unmerges.apply_unmerge(batch, data)
     return batch.finish()
 
 
@@ -740,15 +765,21 @@ class RescoringOutcome:
 
 
 def rescore_all(
-    session: Session, now: datetime, recompute: bool = True, reaggregate: bool = False
+    session: Session,
+    now: datetime,
+    recompute: bool = True,
+    reaggregate: bool = False,
+    customer_ids: Sequence[str] | None = None,
 ) -> RescoringOutcome:
     """The batch path: refresh windows, recompute cut points, score everyone, publish changes.
 
-    Runs on a schedule (the daily sweep that moves customers between lifecycle stages),
-    on a policy change, on a new segment, and on demand. Who changed is found as in the
-    per-event path (``scoring.state_changed``: the stored state hash and figures against
-    the new ones); only they are written and published.
+    Runs on a schedule (new cut points), on a policy change, on a new segment, and on
+    demand; with ``customer_ids`` (and ``recompute=False``), only those customers: the day
+    sweep (``sweep.py``). Who changed is found as in the per-event path
+    (``scoring.state_changed``: the stored state hash and figures against the new ones);
+    only they are written and published.
     """
+    assert customer_ids is None or not (recompute or reaggregate)
     started = time.perf_counter()
     lock_customers_for_rescoring(session)
     context = load_context(session, now)
@@ -760,6 +791,9 @@ def rescore_all(
     else:
         # orders that left the window since the customer's last event: re-aggregate first
         expiring = customers.with_window_expiring(now - timedelta(days=policy.window_days))
+        if customer_ids is not None:
+            wanted = set(customer_ids)
+            expiring = [c for c in expiring if c in wanted]
     published = reaggregated = _figures_frame([])
     if expiring:
         parts = [reaggregate_customers(session, c, now, context) for c in chunks(expiring, 5000)]
@@ -767,7 +801,7 @@ def rescore_all(
         reaggregated = pd.concat([after for _, after in parts])
     phases = {"refresh": time.perf_counter() - started}
     mark = time.perf_counter()
-    frame = customers.scoring_frame(with_attributes=bool(context.segments))
+    frame = customers.scoring_frame(bool(context.segments), customer_ids)
     phases["read"] = time.perf_counter() - mark
     mark = time.perf_counter()
     if recompute:

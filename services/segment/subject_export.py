@@ -1,5 +1,5 @@
-"""Segment's part of a subject-access export: scores as of now and custom-segment
-memberships. Segment keeps no history of past scores: each change was published as a
+"""Segment's part of a subject-access export: scores (with the stored predictive CLV) as
+of now and custom-segment memberships. Segment keeps no history of past scores: each change was published as a
 ``segment.changed`` event (profile keeps the latest), not stored here."""
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ from sqlalchemy.orm import Session
 
 from services.segment import service
 from services.segment.export_repository import SubjectRecords
-from services.segment.routes import scores_read
+from services.segment.routes import with_predictions
 from shared.events import ensure_aware, utcnow
 
 
 def export_section(session: Session, customer_ids: list[str]) -> dict[str, Any]:
     """``{scores: [...], segment_memberships: [...]}`` with the API's field names."""
     views = service.score_customers(session, customer_ids, None, utcnow())
+    # with the predictive CLV kept about the customer (p_alive, predicted CLV, ...)
     scores = [
-        scores_read(view).model_dump(mode="json")
-        for view in views
+        read.model_dump(mode="json")
+        for view, read in zip(views, with_predictions(session, views, None), strict=True)
         if int(view.row.get("order_count") or 0) > 0
     ]
     memberships = SubjectRecords(session).memberships(customer_ids)

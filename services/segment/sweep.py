@@ -10,8 +10,10 @@ exactly that many days before it, found with a range scan of the indexes on
 ``first_order_at`` / ``last_order_at`` (and ``window_oldest_at``): the work per boundary
 is proportional to the customers whose state changes, not to everyone.
 
-They are rescored through the per-event path (``service.EventBatch.rescore``), which
-publishes ``segment.changed`` only for a real change, so profile and campaign follow.
+They are rescored through the batch path restricted to them (``service.rescore_all``
+with ``customer_ids``: their stored aggregates, re-aggregated where an order left the
+window, scored with the cut points in force), which publishes ``segment.changed`` only
+for a real change, so profile and campaign follow.
 The last local day swept is kept in ``kv_state`` (``segment.swept_through_day``): a
 restart after a missed boundary catches up over every day since at once. A full
 rescoring scores everyone as of its time and marks that day swept.
@@ -31,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from services.segment import service
 from services.segment.policy import ScoringPolicy
-from services.segment.repository import Customers, lock_customers_for_rescoring
+from services.segment.repository import Customers
 from services.segment.rules import AllOf, AnyOf, Condition, NotRule
 from services.segment.scoring import CutPoints, local_day_number
 from shared.db import Database, get_state, set_state
@@ -128,6 +130,19 @@ def _day(value: str | None) -> int | None:
     return None if value is None else (date.fromisoformat(value) - _EPOCH).days
 
 
+def consistent_now(session: Session, now: datetime) -> datetime:
+    """The time a read without ``as_of`` scores at: ``now``, except while a day boundary
+    waits for the sweep's next check (seconds): then the end of the last day swept, so
+    the read shows the stages the stored state and the published events show."""
+    swept = _day(get_state(session, STATE_KEY))
+    if swept is None:
+        return now
+    _, policy, _ = service.current_policy(session)
+    if local_day_number(now, policy.timezone) <= swept:
+        return now
+    return day_start(swept + 1, ZoneInfo(policy.timezone)) - timedelta(microseconds=1)
+
+
 def mark_swept(session: Session, now: datetime) -> None:
     """Record that everyone is scored as of ``now`` (a full rescoring): its day is swept."""
     _, policy, _ = service.current_policy(session)
@@ -136,11 +151,9 @@ def mark_swept(session: Session, now: datetime) -> None:
 
 
 def rescore_customers(session: Session, customer_ids: Sequence[str], now: datetime) -> int:
-    """Score these customers as of ``now`` (per-event path); returns the events written."""
-    lock_customers_for_rescoring(session)  # a consumer batch must not interleave
-    batch = service.EventBatch(session, now)
-    batch.rescore(customer_ids)
-    return batch.finish().events
+    """Score these customers as of ``now`` with the cut points in force (the batch path,
+    restricted to them; it holds off the consumer); returns the changes published."""
+    return service.rescore_all(session, now, recompute=False, customer_ids=customer_ids).changed
 
 
 class DaySweep:

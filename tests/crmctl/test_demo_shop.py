@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import Counter
 from datetime import date, datetime
+from decimal import Decimal
 
 import pytest
 
 from crmctl.demo.feed import plan
 from crmctl.demo.shop import CSV_COLUMNS, SHANGHAI, Shop, csv_rows, generate
+from services.ingest.imports import RowMapper
 from services.ingest.validation import (
     Rules,
     validate_customer,
@@ -89,9 +92,21 @@ def test_ingest_accepts_every_generated_record(shop: Shop) -> None:
         validate_interaction(interaction, rules, NOW)
 
 
-def test_one_csv_row_an_order_and_every_order_takes_one_path(shop: Shop) -> None:
-    rows = csv_rows(shop.orders[:50])
-    assert len(rows) == 50 and all(len(r) == len(CSV_COLUMNS) for r in rows)
+def test_the_csv_rows_are_orders_ingest_accepts(shop: Shop) -> None:
+    orders = shop.orders[:1500]
+    rows = csv_rows(orders)
+    assert len(rows) == sum(len(o["items"]) for o in orders) > len(orders)  # a line-item export
+    assert all(len(r) == len(CSV_COLUMNS) for r in rows)
+    mapper = RowMapper(list(CSV_COLUMNS), {}, "CNY")
+    groups = [list(g) for _, g in itertools.groupby(rows, key=lambda r: r[0])]
+    assert len(groups) == len(orders)
+    for group, order in zip(groups, orders, strict=True):
+        valid = validate_order(mapper.order_of(group), Rules(), NOW)  # as the import joins them
+        assert valid.total_amount == Decimal(order["total_amount"])
+        assert len(valid.items) == len(order["items"])
+
+
+def test_every_order_takes_one_path(shop: Shop) -> None:
     split = plan(shop)
     assert len(split.kafka) + len(split.rest) + len(split.csv) == len(shop.orders)
     assert min(len(split.rest), len(split.csv)) > 0.1 * len(shop.orders)

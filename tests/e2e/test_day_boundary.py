@@ -7,6 +7,11 @@ everywhere. The clock then jumps one second past midnight: within a minute segme
 moved them to ``silent`` (its day sweep), profile and campaign have followed from the
 ``segment.changed`` event, and a ``lifecycle_transition`` campaign (active -> silent)
 has entered them exactly once. A customer who bought 5 days before stays ``active``.
+Before the jump, a ``first_purchase`` welcome enters a new customer whose first two
+orders arrive in one batch request exactly once, with the province and city they
+shipped to in the message. At the end, a refund recorded two days before: ``as_of`` a
+plain date before it still counts the purchase (valid time), after it does not, and an
+unencoded ``+`` offset is read as intended.
 """
 
 from __future__ import annotations
@@ -46,7 +51,12 @@ def offset_file(tmp_path: Path) -> Path:
 def clocked_system(
     broker: EmbeddedBroker, tmp_path: Path, offset_file: Path
 ) -> Iterator[RunningSystem]:
-    env = {clock.OFFSET_FILE_VARIABLE: str(offset_file), clock.ENVIRONMENT_VARIABLE: "test"}
+    env = {
+        clock.OFFSET_FILE_VARIABLE: str(offset_file),
+        clock.ENVIRONMENT_VARIABLE: "test",
+        # the newcomer's welcome goes out before profile could publish a contact policy
+        "CAMPAIGN_ASSUME_CONSENT_WITHOUT_POLICY": "true",
+    }
     with running_system(broker, tmp_path, extra_env=env) as running:
         yield running
 
@@ -91,7 +101,7 @@ def test_a_day_boundary_moves_stages_everywhere_within_a_minute_and_triggers_onc
     system = clocked_system
     midnight = _next_midnight(datetime.now(UTC) + timedelta(hours=1))
     _set_fake_now(offset_file, midnight - timedelta(hours=1))
-    system.wait_ready()
+    system.wait_ready(timeout=240)  # four processes start slowly on a loaded machine
     run = unique("day")
     lapsing, recent = f"{run}-lapsing", f"{run}-recent"
     local_day = (midnight - timedelta(hours=1)).astimezone(ZONE).date()
@@ -148,6 +158,42 @@ def test_a_day_boundary_moves_stages_everywhere_within_a_minute_and_triggers_onc
     # nothing has moved yet
     assert _stages(system, lapsing) == ("active",) * 3
 
+    # -- a welcome on the first purchase: two first orders in one batch request ----------
+    welcome = system.post(
+        "campaign",
+        "/v1/campaigns",
+        json={
+            "name": "welcome",
+            "purpose": "care",
+            "channels": ["sms"],
+            "content": {"template": "{{ province }}{{ city }}的新朋友, 欢迎"},
+            "trigger": {"type": "first_purchase"},
+        },
+    )
+    assert welcome.status_code == 201, welcome.text
+    welcome_id = welcome.json()["campaign_id"]
+    assert system.post("campaign", f"/v1/campaigns/{welcome_id}/launch").status_code == 200
+    newcomer = f"{run}-new"
+    first_two = [
+        _order(f"{newcomer}-1", newcomer, noon(0) - timedelta(hours=2)),
+        _order(f"{newcomer}-2", newcomer, noon(0) - timedelta(hours=1)),
+    ]
+    for order in first_two:
+        order["shipping"] = {"province": "江苏省", "city": "南京市"}
+    batch = system.post("ingest", "/v1/orders/batch", json={"orders": first_two})
+    assert batch.status_code in (200, 202), batch.text
+    assert batch.json()["accepted"] == 2, batch.text
+    welcomed: list[MessageRequestedEvent] = read_topic(
+        system.bootstrap_servers,
+        system.namespace + topics.CAMPAIGN_MESSAGES,
+        expect=1,
+        timeout=30,
+        predicate=lambda e: e.data.campaign_id == welcome_id,
+    )
+    assert [(m.data.customer_id, m.data.content) for m in welcomed] == [
+        (newcomer, "江苏省南京市的新朋友, 欢迎")
+    ]
+
     # -- the clock jumps one second past midnight -----------------------------------------
     _set_fake_now(offset_file, midnight + timedelta(seconds=1))
     jumped = time.monotonic()
@@ -194,3 +240,40 @@ def test_a_day_boundary_moves_stages_everywhere_within_a_minute_and_triggers_onc
         predicate=lambda e: e.data.campaign_id == campaign_id,
     )
     assert len(again) == 1
+    welcomed_again: list[MessageRequestedEvent] = read_topic(
+        system.bootstrap_servers,
+        system.namespace + topics.CAMPAIGN_MESSAGES,
+        timeout=5,
+        predicate=lambda e: e.data.campaign_id == welcome_id,
+    )
+    assert len(welcomed_again) == 1  # the two first orders entered the newcomer once
+
+    # -- as_of in valid time, written as people write it --------------------------------
+    # the recent customer's second order (paid 5 days before) is refunded 2 days before
+    refund = _order(f"{recent}-2", recent, noon(5))
+    refund.update(status="refunded", refunded_amount="120.00", updated_at=noon(2).isoformat())
+    response = system.post("ingest", "/v1/orders", json=refund)
+    assert response.status_code == 202, response.text
+
+    def scores(query: str = "", **params: str) -> dict[str, Any]:
+        path = f"/v1/customers/{recent}/scores{query}"
+        # a raw query string goes as it is (httpx would replace it with params)
+        response = (
+            system.get("segment", path, params=params) if params else system.get("segment", path)
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    wait_for(lambda: scores()["frequency"] == 1, timeout=60, what="segment to apply the refund")
+    before_refund = (local_day - timedelta(days=3)).isoformat()  # a plain date: end of day
+    then = scores(as_of=before_refund)
+    assert then["frequency"] == 2 and then["policy_version"] == 1
+    assert datetime.fromisoformat(then["as_of"]) == datetime.combine(
+        local_day - timedelta(days=2), datetime.min.time(), ZONE
+    ) - timedelta(microseconds=1)
+    assert scores(as_of=(local_day - timedelta(days=2)).isoformat())["frequency"] == 1
+    # an unencoded "+" arrives as a space: read as intended
+    raw = scores(f"?as_of={before_refund}T23:00:00+08:00")
+    assert raw["frequency"] == 2
+    bad = system.get("segment", f"/v1/customers/{recent}/scores", params={"as_of": "soon"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "as_of"

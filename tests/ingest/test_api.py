@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -25,6 +26,7 @@ from tests.conftest import ADMIN_KEY
 pytestmark = pytest.mark.kafka
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
+JSON_HEADERS = {**HEADERS, "content-type": "application/json"}
 
 
 def order(order_id: str = "T1", **changes: Any) -> dict[str, Any]:
@@ -118,14 +120,14 @@ def test_rejections_are_problem_json_with_every_reason(client: TestClient) -> No
     assert ("order_id", "text.surrogate") in {
         (e["field"], e["code"]) for e in response.json()["errors"]
     }
-    response = client.post("/v1/orders", content=b"{nope", headers=HEADERS)
+    response = client.post("/v1/orders", content=b"{nope", headers=JSON_HEADERS)
     assert response.status_code == 422
     assert response.json()["type"].endswith("/malformed-json")
     # a whole-body problem is listed like any other
     assert [e["code"] for e in response.json()["errors"]] == ["malformed-json"]
     deep = b'{"order_id": "deep", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     for path in ("/v1/orders", "/v1/orders/batch", "/v1/interactions"):
-        response = client.post(path, content=deep, headers=HEADERS)
+        response = client.post(path, content=deep, headers=JSON_HEADERS)
         assert response.status_code == 422, path
         assert response.json()["type"].endswith("/malformed-json")
 
@@ -168,6 +170,71 @@ def test_a_bad_contact_field_is_dropped_with_a_warning_single_batch_and_stats(
     published = {e.data.order_id: e.data for e in events}
     assert published["W1"].buyer.mobile is None and published["W1"].buyer.name is not None
     assert str(published["W2"].total_amount) == "199.00"
+
+
+def test_the_same_order_version_with_other_content_is_a_version_conflict(
+    broker: EmbeddedBroker, namespace: str, tmp_path: Path, db_url: str
+) -> None:
+    with TestClient(create_app(settings_for(broker, namespace, tmp_path, db_url))) as client:
+        assert client.post("/v1/orders", json=order("V1"), headers=HEADERS).status_code == 202
+        same = client.post("/v1/orders", json=order("V1"), headers=HEADERS)
+        assert same.status_code == 202 and same.json()["status"] == "duplicate"
+        changed = client.post("/v1/orders", json=order("V1", total_amount="1.00"), headers=HEADERS)
+        assert changed.status_code == 409
+        assert changed.json()["type"].endswith("/version-conflict")
+        assert changed.json()["errors"][0]["code"] == "version-conflict"
+        # in a batch: a conflict with the stored version and one within the batch
+        batch = client.post(
+            "/v1/orders/batch",
+            json=[
+                order("V1", total_amount="2.00"),
+                order("V2"),
+                order("V2", total_amount="3.00"),
+                order("V2"),
+            ],
+            headers=HEADERS,
+        ).json()
+        assert [r["status"] for r in batch["results"]] == [
+            "rejected",
+            "accepted",
+            "rejected",
+            "duplicate",
+        ]
+        assert batch["results"][0]["reasons"][0]["code"] == "version-conflict"
+        # a later updated_at is the way to change it
+        later = order("V1", total_amount="1.00", updated_at="2026-11-03T10:00:00+08:00")
+        assert client.post("/v1/orders", json=later, headers=HEADERS).json()["current"] is True
+        stats = client.get("/v1/stats?windows=1h", headers=HEADERS).json()["windows"]["1h"]
+        assert stats["rejected_by_reason"] == {"version-conflict": 3}
+        events = read_topic(broker.bootstrap_servers, namespace + topics.ORDERS, expect=3)
+    assert sorted(str(e.data.total_amount) for e in events) == ["1.00", "199.00", "199.00"]
+
+
+def test_strict_input_on_ingest(client: TestClient) -> None:
+    body = orjson.dumps(order("S1"))
+    for headers in (HEADERS, {**HEADERS, "content-type": "text/plain"}):
+        for path in ("/v1/orders", "/v1/orders/batch"):
+            response = client.post(path, content=body, headers=headers)
+            assert response.status_code == 415, path
+            assert response.json()["type"].endswith("/unsupported-media-type")
+    twice = body[:-1] + b', "total_amount": "1.00"}'
+    for path, content in (("/v1/orders", twice), ("/v1/orders/batch", b"[" + twice + b"]")):
+        response = client.post(path, content=content, headers=JSON_HEADERS)
+        assert response.status_code == 422, path
+        assert response.json()["type"].endswith("/duplicate-key")
+    for bad in ("T\u202e1", "T\u200b1", "\ufeffT1"):
+        response = client.post("/v1/orders", json=order(bad), headers=HEADERS)
+        assert response.status_code == 422, bad
+        assert response.json()["errors"][0]["code"] == "text.format_character"
+    spoofed = client.post("/v1/orders", json=order("S2", customer_id="c\u20661"), headers=HEADERS)
+    assert spoofed.json()["errors"][0]["field"] == "customer_id"
+    # the upload stays multipart
+    upload = client.post(
+        "/v1/imports/orders",
+        files={"file": ("o.csv", b"order_id,customer_id,created_at,total_amount\n", "text/csv")},
+        headers=HEADERS,
+    )
+    assert upload.status_code == 202
 
 
 def test_limits_answer_413(client: TestClient) -> None:
@@ -251,7 +318,7 @@ def test_customers_and_interactions(client: TestClient) -> None:
     response = client.post(
         "/v1/interactions/batch",
         content=b"[" + good + b", " + with_surrogate + b"]",
-        headers=HEADERS,
+        headers=JSON_HEADERS,
     )
     assert response.status_code == 200, response.text
     results = response.json()["results"]

@@ -66,7 +66,14 @@ def test_raw_topics_are_validated_like_rest_and_bad_records_dead_lettered(
     records = [
         (topics.RAW_ORDERS, "cust-K1", good_order),
         (topics.RAW_ORDERS, None, good_order),  # the same version again: a duplicate
+        # the same version with other content: dead-lettered as a version conflict
+        (
+            topics.RAW_ORDERS,
+            None,
+            orjson.dumps(order("K1", shipping={"province": "浙江"}, total_amount="5.00")),
+        ),
         (topics.RAW_ORDERS, None, b"{not json"),
+        (topics.RAW_ORDERS, None, good_order[:-1] + b',"total_amount":"1.00"}'),  # key twice
         (topics.RAW_ORDERS, None, b"\xff\xfe\x00bad utf-8"),
         (topics.RAW_ORDERS, None, orjson.dumps(order("K2", total_amount="NaN"))),
         (topics.RAW_ORDERS, None, orjson.dumps({"order_id": "K3"})),
@@ -106,7 +113,7 @@ def test_raw_topics_are_validated_like_rest_and_bad_records_dead_lettered(
     with TestClient(create_app(settings)) as client:
         producer.publish_all(records)
         dead = read_topic(
-            broker.bootstrap_servers, namespace + topics.DEADLETTER, expect=6, timeout=30
+            broker.bootstrap_servers, namespace + topics.DEADLETTER, expect=8, timeout=30
         )
         orders = read_topic(broker.bootstrap_servers, namespace + topics.ORDERS, expect=1)
         customers = read_topic(broker.bootstrap_servers, namespace + topics.CUSTOMERS, expect=2)
@@ -134,11 +141,18 @@ def test_raw_topics_are_validated_like_rest_and_bad_records_dead_lettered(
         assert letter.origin_topic.startswith(namespace)
         assert letter.origin_offset >= 0
         by_topic[letter.origin_topic[len(namespace) :]].append(letter.error)
-    assert len(by_topic[topics.RAW_ORDERS]) == 4
+    assert len(by_topic[topics.RAW_ORDERS]) == 6
     assert len(by_topic[topics.RAW_CUSTOMERS]) == 1
     assert len(by_topic[topics.RAW_INTERACTIONS]) == 1
     joined = " | ".join(by_topic[topics.RAW_ORDERS])
-    for code in ("record.not_json", "record.not_utf8", "money.not_finite", "required"):
+    for code in (
+        "record.not_json",
+        "record.not_utf8",
+        "money.not_finite",
+        "required",
+        "version-conflict",
+        "json.duplicate_key",
+    ):
         assert code in joined
     assert "record.not_object" in " ".join(by_topic[topics.RAW_CUSTOMERS])
     assert "rating" in by_topic[topics.RAW_INTERACTIONS][0]
@@ -147,7 +161,7 @@ def test_raw_topics_are_validated_like_rest_and_bad_records_dead_lettered(
     assert not_utf8.value is None and not_utf8.value_base64
     assert all("13800138000" not in e.data.error for e in dead)
     kafka = stats["by_source"]["kafka"]
-    assert (kafka["accepted"], kafka["duplicate"], kafka["rejected"]) == (4, 1, 6)
+    assert (kafka["accepted"], kafka["duplicate"], kafka["rejected"]) == (4, 1, 8)
     assert kafka["reasons"]["warning:phone.invalid"] == 1
 
 

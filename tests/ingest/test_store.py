@@ -89,11 +89,14 @@ def test_migrations_match_the_models(db_url: str) -> None:
 def test_order_versions_duplicate_newer_and_late(db: Database) -> None:
     first = accept(db, [order(status="paid", updated_at="2026-11-01T10:05:00+08:00")])[0]
     assert (first.status, first.current) == ("accepted", True)
-    # the same version again: a duplicate, even if another field differs
-    again = accept(
+    # the same version again: a duplicate; with another field different, a version conflict
+    again = accept(db, [order(status="paid", updated_at="2026-11-01T10:05:00+08:00")])[0]
+    assert again.status == "duplicate" and again.event_id is None
+    other = accept(
         db, [order(status="paid", updated_at="2026-11-01T10:05:00+08:00", channel="other")]
     )[0]
-    assert again.status == "duplicate" and again.event_id is None
+    assert other.status == "rejected" and other.event_id is None
+    assert [r.code for r in other.reasons] == ["version-conflict"]
     # a newer version (later updated_at) becomes the new canonical event
     newer = accept(db, [order(status="shipped", updated_at="2026-11-02T09:00:00+08:00")])[0]
     assert (newer.status, newer.current) == ("accepted", True)

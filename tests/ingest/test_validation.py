@@ -580,7 +580,7 @@ def test_the_chinese_mobile_shortcut_agrees_with_libphonenumber() -> None:
 
     import phonenumbers
 
-    from services.ingest.validation import _e164
+    from services.ingest.field_checks import _e164
 
     rng = random.Random(7)
     for _ in range(3000):
@@ -618,6 +618,8 @@ def test_the_chinese_mobile_shortcut_agrees_with_libphonenumber() -> None:
             "promotion": "双11",
         },
         {"shipping": {"address": "上海 浦东新区 世纪大道 1 号", "mobile": "138****8000"}},
+        # dropped fields travel with the order as data_warnings (field and code only)
+        {"buyer": {"mobile": "12345", "email": "nope"}, "channel": "x" * 60},
     ],
 )
 def test_orders_encoded_directly_are_the_model_events_byte_for_byte(
@@ -643,6 +645,12 @@ def test_orders_encoded_directly_are_the_model_events_byte_for_byte(
     data = order_data(raw, RULES, NOW)
     assert encode_order(data, str(event_id), "ingest/rest", NOW) == encode_event(model_event)
     assert order_data_version(data) == order_version(model_event.data)
+    if changes.get("buyer", {}).get("mobile") == "12345":
+        assert [(w.field, w.code) for w in model_event.data.data_warnings] == [
+            ("buyer.mobile", "phone.invalid"),
+            ("buyer.email", "email.invalid"),
+            ("channel", "text.too_long"),
+        ]
 
 
 def test_a_too_long_complaint_is_one_problem_not_two() -> None:

@@ -70,7 +70,7 @@ def test_twenty_parallel_tag_posts_keep_twenty_tags(client: TestClient) -> None:
     tags = client.get("/v1/customers/c-tags/tags", headers=ADMIN).json()
     assert tags["manual"] == [f"t{i:02d}" for i in range(20)]
     # the tag index agrees with the profile
-    counts = {t["tag"]: t for t in client.get("/v1/tags", headers=ADMIN).json()}
+    counts = {t["tag"]: t for t in client.get("/v1/tags", headers=ADMIN).json()["items"]}
     assert all(f"t{i:02d}" in counts for i in range(20))
     print(f"\n20 parallel tag POSTs: {len(tags['manual'])} of 20 tags kept")
 

@@ -318,3 +318,96 @@ def test_an_address_naming_a_city_of_another_province_is_a_conflict(
     conflicts = view(db, settings, "c1")["data_quality"]["conflicts"]
     assert [(c["field"], c["reason"]) for c in conflicts] == [("address", "sources_disagree")]
     assert conflicts[0]["alternatives"][0]["value"]["province"] == "浙江省"
+
+
+def test_the_address_comes_from_valid_purchases_others_are_alternatives(
+    db: Database, settings: Settings
+) -> None:
+    home = {"province": "浙江省", "city": "杭州市", "address": "文三路100号"}
+    gift = {"province": "广东省", "city": "深圳市", "address": "深南大道1号"}
+    office = {"province": "上海市", "city": "上海市", "address": "南京东路1号"}
+    # an address seen only on an unpaid order is not the customer's address
+    apply(db, settings, order("a1", "o0", "created", minutes=0, shipping=office))
+    body = view(db, settings, "a1")
+    assert body["basic"]["address"] is None
+    assert body["data_quality"]["conflicts"] == [
+        {
+            "field": "address",
+            "reason": "unconfirmed",
+            "value": None,
+            "source": None,
+            "alternatives": [
+                {"value": office, "source": "order:tmall:shipping", "seen_at": body_seen(body)}
+            ],
+        }
+    ]
+    assert "address" not in body["data_quality"]["stale_fields"]
+    # a valid purchase sets it; a newer unpaid or cancelled order does not replace it
+    apply(
+        db,
+        settings,
+        order("a1", "o1", "paid", minutes=10, shipping=home),
+        order("a1", "o2", "created", minutes=20, shipping=gift),
+        order("a1", "o3", "cancelled", minutes=30, shipping=gift),
+    )
+    body = view(db, settings, "a1")
+    assert body["basic"]["address"]["city"] == "杭州市"
+    (conflict,) = body["data_quality"]["conflicts"]
+    assert conflict["reason"] == "sources_disagree"
+    assert [a["value"]["city"] for a in conflict["alternatives"]] == ["深圳市", "上海市"]
+    # the newest valid purchase wins
+    apply(db, settings, order("a1", "o4", "completed", minutes=40, shipping=gift))
+    assert view(db, settings, "a1")["basic"]["address"]["city"] == "深圳市"
+    # an unpaid order's address becomes the customer's when that order is paid, even if the
+    # paid version carries no shipping of its own
+    apply(db, settings, order("a2", "p1", "created", minutes=0, shipping=home))
+    assert view(db, settings, "a2")["basic"]["address"] is None
+    apply(db, settings, order("a2", "p1", "paid", minutes=5))
+    body = view(db, settings, "a2")
+    assert body["basic"]["address"]["city"] == "杭州市"
+    assert body["data_quality"]["conflicts"] == []
+
+
+def body_seen(body: dict[str, Any]) -> str:
+    return str(body["data_quality"]["conflicts"][0]["alternatives"][0]["seen_at"])
+
+
+def test_fields_ingest_dropped_are_reported_in_data_quality(
+    db: Database, settings: Settings
+) -> None:
+    warned = [{"field": "buyer.mobile", "code": "phone.invalid"}]
+    apply(
+        db,
+        settings,
+        order("w1", "o1", minutes=0, data_warnings=warned),
+        order("w1", "o1", minutes=0, data_warnings=warned),  # redelivered: counted once
+        order(
+            "w1",
+            "o2",
+            minutes=5,
+            data_warnings=[*warned, {"field": "total_amount", "code": "money.items_mismatch"}],
+        ),
+    )
+    quality = view(db, settings, "w1")["data_quality"]
+    assert quality["input_warnings"] == [
+        {"field": "buyer.mobile", "code": "phone.invalid", "orders": 2},
+        {"field": "total_amount", "code": "money.items_mismatch", "orders": 1},
+    ]
+    # a newer version of an order without the problem clears it; an older one changes nothing
+    apply(db, settings, order("w1", "o2", "shipped", minutes=10), order("w1", "o1", "created"))
+    assert view(db, settings, "w1")["data_quality"]["input_warnings"] == [
+        {"field": "buyer.mobile", "code": "phone.invalid", "orders": 1}
+    ]
+
+
+def test_fields_dropped_from_customer_records_are_reported_once_per_source(
+    db: Database, settings: Settings
+) -> None:
+    dropped = [{"field": "gender", "code": "gender.unknown"}]
+    record = customer("w2", name="王五", data_warnings=dropped)
+    apply(db, settings, record, record)
+    assert view(db, settings, "w2")["data_quality"]["input_warnings"] == [
+        {"field": "gender", "code": "gender.unknown", "orders": 1}
+    ]
+    apply(db, settings, customer("w2", minutes=5, name="王五"))  # fixed at the source
+    assert view(db, settings, "w2")["data_quality"]["input_warnings"] == []

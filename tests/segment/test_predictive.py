@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from services.segment import clv_runs, predictive, service
+from services.segment import clv_runs, point_in_time, predictive, service
 from services.segment.clv_repository import ClvFits, Predictions, valid_purchases
 from services.segment.rules import Condition
 from shared.db import Database
@@ -229,20 +229,29 @@ def test_erasure_and_merge_drop_the_customers_predictions(db_url: str) -> None:
 
 def test_predictions_as_of_a_past_time_use_the_orders_known_then(db_url: str) -> None:
     db = seeded(db_url)
+    past = NOW - timedelta(days=30)
     with db.unit_of_work() as session:
-        clv_runs.run(session, NOW, OPTIONS)
+        before = clv_runs.run(session, past, OPTIONS).fits[0]
         purchases = valid_purchases(session)
     buyer = purchases.groupby("customer_id").size().idxmax()
-    past = NOW - timedelta(days=30)
+    with db.unit_of_work() as session:
+        # with only a fit observing later than the time asked about: not fitted then
+        early = predictive.predictions_as_of(
+            session, [buyer], past - timedelta(days=1), "Asia/Shanghai"
+        )[buyer]
+        clv_runs.run(session, NOW, OPTIONS)
     with db.unit_of_work() as session:
         now_view = predictive.stored_predictions(session, [(buyer, "EUR")])[buyer]
         then_view = predictive.predictions_as_of(session, [buyer], past, "Asia/Shanghai")[buyer]
+    assert early.status == "not_fitted" and early.values == {}
     assert now_view.status == then_view.status == "ok"
     assert then_view.values["predicted_clv_percentile"] is None
+    # the fit that observed by then, not the newer one
+    fit = then_view.fit
+    assert fit is not None and fit.id == before.id and fit.currency == "EUR"
+    assert now_view.fit is not None and now_view.fit.id != before.id
     mine = purchases[purchases["customer_id"] == buyer]
     summary = predictive.customer_summaries(mine, past, "Asia/Shanghai", cutoff=True)
-    fit = now_view.fit
-    assert fit is not None
     expected = predictive.predict(
         summary,
         fit.models["bgnbd"]["parameters"],
@@ -272,3 +281,114 @@ def test_customer_summaries_follow_the_latest_purchase_currency() -> None:
     assert summary.loc["a", "frequency"] == 1 and summary.loc["a", "T"] == 20
     assert summary.loc["a", "monetary_value"] == 30.0
     assert summary.loc["b", "currency"] == "USD" and summary.loc["b", "frequency"] == 0
+
+
+def test_a_customer_newer_than_the_fit_has_no_numbers(db_url: str) -> None:
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+    with db.unit_of_work() as session:
+        service.apply_messages(
+            session, [recorded(order("new-1", "newcomer", days_ago=1, currency="EUR"))], NOW
+        )
+        view = predictive.stored_predictions(session, [("newcomer", "EUR")])["newcomer"]
+        nobody = predictive.stored_predictions(session, [("prospect", None)])["prospect"]
+    assert view.status == "not_fitted" and view.values == {}
+    assert view.reason is not None and "no prediction in EUR" in view.reason
+    assert nobody.status == "no_purchase" and nobody.values == {}
+
+
+def test_valid_purchases_read_the_stored_instants_exactly(db_url: str) -> None:
+    db = database(db_url)
+    made = [
+        order("early", "x", days_ago=10000.123456789),  # 1999, fractional microseconds
+        order("late", "x", days_ago=0.000001),
+        order("unpaid", "x", days_ago=1, status="created"),
+    ]
+    with db.unit_of_work() as session:
+        service.apply_messages(session, [recorded(o) for o in made], NOW)
+    with db.unit_of_work() as session:
+        everyone = valid_purchases(session)
+        mine = valid_purchases(session, ["x", "nobody"])
+        lean = valid_purchases(session, created=False)
+    for frame in (everyone, mine):
+        got = frame.set_index("order_id")
+        assert sorted(got.index) == ["early", "late"]
+        for o in made[:2]:
+            assert got.loc[o.order_id, "purchased_at"] == pd.Timestamp(o.paid_at)
+            assert got.loc[o.order_id, "created_at"] == pd.Timestamp(o.created_at)
+    assert "created_at" not in lean.columns and len(lean) == 2
+
+
+def test_the_subject_access_export_includes_the_predictions(db_url: str) -> None:
+    from services.segment.subject_export import export_section
+
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+        stored = Predictions(session).frame().set_index("customer_id")
+        section = export_section(session, ["EUR-c1", "USD-c1"])
+    by_id = {s["customer_id"]: s for s in section["scores"]}
+    eur = by_id["EUR-c1"]["predictions"]
+    assert eur["status"] == "ok" and eur["p_alive"] == stored.loc["EUR-c1", "p_alive"]
+    usd = by_id["USD-c1"]["predictions"]
+    assert usd["status"] == "insufficient_data" and usd["p_alive"] is None
+
+
+def test_the_gauges_refresh_from_the_database(db_url: str) -> None:
+    from prometheus_client import REGISTRY
+
+    from services.segment import clv_metrics
+
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+        stored = Predictions(session).frame()
+    # another process (or this one after a restart) knows nothing yet
+    for gauge in (clv_metrics.FIT_OK, *clv_metrics.FIGURES.values()):
+        gauge.clear()
+    with db.unit_of_work() as session:
+        clv_metrics.refresh(session)
+
+    def value(name: str, currency: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"currency": currency})
+
+    assert value("crm_segment_clv_fit_ok", "EUR") == 1.0
+    assert value("crm_segment_clv_fit_ok", "USD") == 0.0
+    assert value("crm_segment_clv_customers_predicted", "EUR") == 300.0
+    assert value("crm_segment_predicted_clv_total", "EUR") == pytest.approx(
+        stored["predicted_clv_e4"].sum() / 10_000
+    )
+    assert value("crm_segment_p_alive_mean", "EUR") == pytest.approx(stored["p_alive"].mean())
+    assert value("crm_segment_predicted_clv_total", "USD") is None
+
+
+def test_predictions_as_of_count_a_payment_refunded_after_then(db_url: str) -> None:
+    """Valid time, as the scores: paid on day 1, refunded on day 3, asked about day 2."""
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+    paid = order("late-1", "late", days_ago=-1, amount="80.00", currency="EUR")
+    refunded = order(
+        "late-1",
+        "late",
+        days_ago=-1,
+        amount="80.00",
+        currency="EUR",
+        status="refunded",
+        refunded="80.00",
+        version_minutes=2 * 24 * 60,
+    )
+    with db.unit_of_work() as session:
+        service.apply_messages(session, [recorded(paid), recorded(refunded)], NOW)
+    then = NOW + timedelta(days=2)
+    with db.unit_of_work() as session:
+        view = predictive.predictions_as_of(session, ["late"], then, "Asia/Shanghai")["late"]
+        scores = point_in_time.score_customers(session, ["late"], then)[0].row
+        after = predictive.predictions_as_of(
+            session, ["late"], NOW + timedelta(days=4), "Asia/Shanghai"
+        )["late"]
+    assert scores["frequency"] == 1
+    assert view.status == "ok" and view.currency == "EUR", view.reason
+    assert view.values["p_alive"] == pytest.approx(1.0)
+    assert after.status == "no_purchase"

@@ -18,7 +18,14 @@ from services.segment import scoring, service
 from services.segment.models import CustomSegment
 from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import Customers, OrderStates, Segments
-from services.segment.sweep import STATE_KEY, DaySweep, crossing_recencies, day_start, mark_swept
+from services.segment.sweep import (
+    STATE_KEY,
+    DaySweep,
+    consistent_now,
+    crossing_recencies,
+    day_start,
+    mark_swept,
+)
 from shared.db import get_state
 from shared.events import decode_event, utcnow
 from tests.segment.helpers import NOW, database, order, recorded
@@ -174,3 +181,23 @@ def _zone():
     from zoneinfo import ZoneInfo
 
     return ZoneInfo("Asia/Shanghai")
+
+
+def test_a_read_before_the_sweeps_next_check_shows_the_stored_stages(db_url: str) -> None:
+    db = database(db_url)
+    seeded(db, customers=200, seed=7)
+    midnight = day_start(scoring.local_day_number(NOW, "Asia/Shanghai") + 1, _zone())
+    just_after = midnight + timedelta(seconds=5)
+    DaySweep(db).run(midnight - timedelta(seconds=10))  # the last check of the day (windows)
+    with db.unit_of_work() as session:
+        reference = consistent_now(session, just_after)
+        assert reference == midnight - timedelta(microseconds=1)
+        views = service.score_customers(session, list(stored(db)["customer_id"]), None, reference)
+    read = _normal(pd.DataFrame([v.row for v in views]))
+    pd.testing.assert_frame_equal(read, stored(db))  # what the events said, not the new day
+    assert DaySweep(db).run(just_after).events > 0  # the boundary did move customers
+    with db.unit_of_work() as session:
+        assert consistent_now(session, just_after) == just_after
+        views = service.score_customers(session, list(stored(db)["customer_id"]), None, just_after)
+    read = _normal(pd.DataFrame([v.row for v in views]))
+    pd.testing.assert_frame_equal(read, stored(db))

@@ -25,6 +25,7 @@ from shared.runtime import ServiceRuntime
 ADMIN = "admin-key"
 READER = "reader-key"
 ALL_PROFILE = "profile-all-key"
+JSON_BODY = {"content-type": "application/json"}
 
 
 class DemoSettings(ServiceSettings):
@@ -213,9 +214,9 @@ def test_health_readiness_and_metrics(client_and_calls) -> None:
 
 def test_fast_lane_route_behaves_like_a_routed_one(client_and_calls) -> None:
     client, calls = client_and_calls
-    admin = {"X-API-Key": ADMIN}
-    assert client.post("/v1/fast", content=b"x").status_code == 401
-    forbidden = client.post("/v1/fast", content=b"x", headers={"X-API-Key": READER})
+    admin = {"X-API-Key": ADMIN, "content-type": "application/json"}
+    assert client.post("/v1/fast", content=b"x", headers=JSON_BODY).status_code == 401
+    forbidden = client.post("/v1/fast", content=b"x", headers={"X-API-Key": READER, **JSON_BODY})
     assert forbidden.status_code == 403
     assert forbidden.headers["content-type"] == "application/problem+json"
     assert "demo:write" in forbidden.json()["detail"]

@@ -18,12 +18,13 @@ from shared.apikeys import ApiKeyState, KeyDirectory, compose_key, hash_secret
 from shared.config import ServiceSettings
 from shared.db import make_metadata
 from shared.events import utcnow
-from shared.ratelimit import RateLimiter
+from shared.ratelimit import RateLimiter, TooManyRequests
 from shared.runtime import ServiceRuntime
 
 ADMIN = "admin-key"
 READER = "reader-key"
 WRITER = "writer-key"
+JSON_BODY = {"content-type": "application/json"}
 
 
 class DemoSettings(ServiceSettings):
@@ -90,9 +91,14 @@ def test_a_key_over_its_scope_default_gets_429_and_others_go_on(client: TestClie
 def test_the_fast_lane_counts_requests_against_the_scope_limit(client: TestClient) -> None:
     for _ in range(5):
         assert (
-            client.post("/v1/fast", content=b"x", headers={"X-API-Key": WRITER}).status_code == 202
+            client.post(
+                "/v1/fast", content=b"x", headers={"X-API-Key": WRITER, **JSON_BODY}
+            ).status_code
+            == 202
         )
-    assert_rate_limited(client.post("/v1/fast", content=b"x", headers={"X-API-Key": WRITER}), 5)
+    assert_rate_limited(
+        client.post("/v1/fast", content=b"x", headers={"X-API-Key": WRITER, **JSON_BODY}), 5
+    )
 
 
 def test_a_managed_key_with_its_own_limit(client: TestClient) -> None:
@@ -128,3 +134,21 @@ def test_limit_for_picks_the_most_generous_matching_scope() -> None:
     assert limiter.limit_for({"*"}) is None
     assert str(limiter.limit_for({"a:write"}, override="7/hour")).startswith("7 per 1 hour")
     assert limiter.limit_for({"a:write"}, override="unlimited") is None
+
+
+def test_counting_starts_no_expiry_threads_and_windows_still_expire() -> None:
+    import threading
+    import time as clock
+
+    limiter = RateLimiter({"default": "3/second"}, "5/minute")
+    limit = limiter.limit_for({"x:read"})
+    clock.sleep(0.05)  # the one-shot timer MemoryStorage starts when created has ended
+    before = threading.active_count()
+    for _ in range(3):
+        limiter.hit_key("k", limit)
+    assert threading.active_count() <= before  # MemoryStorage would start a timer thread
+    with pytest.raises(TooManyRequests):
+        limiter.hit_key("k", limit)
+    clock.sleep(1.1)  # the window ends: counting starts again
+    limiter.hit_key("k", limit)
+    assert threading.active_count() <= before

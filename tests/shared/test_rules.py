@@ -355,3 +355,45 @@ def test_a_missing_value_never_satisfies_a_condition_and_not_inverts(rule: dict[
     assert not FACTS.matches(parsed, {})
     assert not FACTS.matches(parsed, dict.fromkeys(FACT))
     assert FACTS.matches(FACTS.parse({"not": rule}), {})
+
+
+# --------------------------------------------------------------------------- normalised literals
+
+
+def _service_catalogues() -> list[Any]:
+    from services.campaign import rules as campaign_rules
+    from services.profile import rules as profile_rules
+    from services.segment import rules as segment_rules
+
+    return [profile_rules.CATALOGUE, segment_rules.CATALOGUE, campaign_rules.CATALOGUE]
+
+
+@pytest.mark.parametrize("spelling", ["浙江", "浙江省", "zhejiang", "Zhejiang", " 浙江 "])
+def test_province_and_city_literals_are_normalised_like_search_in_every_service(
+    spelling: str,
+) -> None:
+    record = {"province": "浙江省", "city": "杭州市"}
+    for catalogue in _service_catalogues():
+        for raw in (
+            {"field": "province", "op": "eq", "value": spelling},
+            {"field": "province", "op": "in", "value": [spelling, "江苏"]},
+            {"all": [{"field": "province", "op": "eq", "value": spelling},
+                     {"field": "city", "op": "eq", "value": "杭州"}]},
+        ):  # fmt: skip
+            assert catalogue.matches(catalogue.parse(raw), record), (catalogue.names, raw)
+        other = catalogue.parse({"field": "province", "op": "eq", "value": "江苏"})
+        assert not catalogue.matches(other, record)
+
+
+def test_gender_and_channel_literals_are_normalised_like_the_values() -> None:
+    from services.profile import rules as profile_rules
+
+    catalogue = profile_rules.CATALOGUE
+    facts = {"gender": "male", "preferred_channel": "taobao"}
+    for raw in (
+        {"field": "gender", "op": "eq", "value": "男"},
+        {"field": "gender", "op": "eq", "value": "M"},
+        {"field": "preferred_channel", "op": "eq", "value": "淘宝"},
+        {"field": "preferred_channel", "op": "eq", "value": "Taobao"},
+    ):
+        assert catalogue.matches(catalogue.parse(raw), facts), raw

@@ -1,0 +1,75 @@
+"""Every query of merge snapshots and unmerges."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from services.profile.models import (
+    MergeRecord,
+    MergeSnapshot,
+    ProfileAlias,
+    ProfileInteraction,
+    ProfileOrder,
+)
+
+SN = cast(Table, MergeSnapshot.__table__)
+M = cast(Table, MergeRecord.__table__)
+
+
+class MergeSnapshots:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, merge_id: str, profile_id: str, doc: dict[str, Any], ids: list[str]) -> None:
+        self.session.execute(
+            insert(SN).values(
+                merge_id=merge_id,
+                profile_id=profile_id,
+                doc=orjson.dumps(doc).decode(),
+                customer_ids=orjson.dumps(ids).decode(),
+            )
+        )
+
+    def of(self, merge_id: str) -> dict[str, tuple[dict[str, Any], list[str]]]:
+        return {
+            pid: (orjson.loads(doc), orjson.loads(ids))
+            for pid, doc, ids in self.session.execute(
+                select(SN.c.profile_id, SN.c.doc, SN.c.customer_ids).where(
+                    SN.c.merge_id == merge_id
+                )
+            ).all()
+        }
+
+    def drop(self, merge_id: str) -> None:
+        self.session.execute(delete(SN).where(SN.c.merge_id == merge_id))
+
+    def drop_of(self, profile_ids: list[str]) -> None:
+        """Erasure: snapshots of the person's profiles go with the rest."""
+        self.session.execute(delete(SN).where(SN.c.profile_id.in_(profile_ids)))
+
+    def merge(self, merge_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        """The merge record; ``for_update``: locked until the transaction ends (PostgreSQL;
+        SQLite writers serialise on ``BEGIN IMMEDIATE``, see ``locking.py``)."""
+        query = select(M).where(M.c.merge_id == merge_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.execute(query).first()
+        if row is None:
+            return None
+        found = dict(row._mapping)
+        found["merged_ids"] = orjson.loads(found["merged_ids"])
+        return found
+
+    def move_customers(self, customer_ids: list[str], profile_id: str) -> None:
+        """Aliases, orders and interactions of these customer ids belong to ``profile_id``."""
+        for model in (ProfileAlias, ProfileOrder, ProfileInteraction):
+            table = cast(Table, model.__table__)
+            self.session.execute(
+                update(table)
+                .where(table.c.customer_id.in_(customer_ids))
+                .values(profile_id=profile_id)
+            )
