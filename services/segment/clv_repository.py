@@ -52,15 +52,12 @@ class ClvFits:
         rows = self.session.scalars(select(ClvFit).join(newest, ClvFit.id == newest.c.id)).all()
         return {fit.currency: fit for fit in rows}
 
-    def latest_ok(self, currency: str, observed_by: datetime) -> ClvFit | None:
-        """The newest fit publishing numbers whose observation time is not after ``observed_by``."""
+    def in_force(self, currency: str, at: datetime) -> ClvFit | None:
+        """The currency's fit in force at ``at``: the newest run at or before it, whatever its
+        status (one publishing no numbers withdrew the older ones)."""
         return self.session.scalars(
             select(ClvFit)
-            .where(
-                ClvFit.currency == currency,
-                ClvFit.status == "ok",
-                ClvFit.as_of <= observed_by.astimezone(UTC),
-            )
+            .where(ClvFit.currency == currency, ClvFit.as_of <= at.astimezone(UTC))
             .order_by(ClvFit.as_of.desc(), ClvFit.id.desc())
             .limit(1)
         ).first()

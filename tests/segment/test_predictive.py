@@ -78,6 +78,11 @@ def test_fits_per_currency_are_kept_and_predictions_stored(db_url: str) -> None:
     assert eur.models["bgnbd"]["log_likelihood"] < 0
     assert set(eur.models["bgnbd"]["parameters"]) == {"r", "alpha", "a", "b"}
     assert eur.models["gamma_gamma"]["customers"] == eur.repeat_customers
+    # the data window starts at the currency's first purchase (its time, not the run's)
+    with db.unit_of_work() as session:
+        purchases = valid_purchases(session, created=False)
+    first = purchases[purchases["currency"] == "EUR"]["purchased_at"].min()
+    assert pd.Timestamp(eur.window_start) == pd.Timestamp(first)
     # below the minimum: kept with the reason, no model numbers
     assert usd.status == "insufficient_data"
     assert "12 customers (minimum 100)" in (usd.reason or "")
@@ -361,3 +366,30 @@ def test_the_gauges_refresh_from_the_database(db_url: str) -> None:
     )
     assert value("crm_segment_p_alive_mean", "EUR") == pytest.approx(stored["p_alive"].mean())
     assert value("crm_segment_predicted_clv_total", "USD") is None
+
+
+def test_predictions_as_of_follow_the_fit_in_force_then_with_its_status(db_url: str) -> None:
+    db = seeded(db_url)
+    past = NOW - timedelta(days=30)
+    buyer = "EUR-c0"
+    with db.unit_of_work() as session:
+        older = clv_runs.run(session, past, OPTIONS).fits[0]
+        # the newer run withdraws EUR's numbers (too few customers for the minimum)
+        starved = predictive.ClvOptions(
+            min_customers=10_000, min_repeat_customers=20, min_history_days=90
+        )
+        clv_runs.run(session, NOW, starved)
+    with db.unit_of_work() as session:
+        plain = predictive.stored_predictions(session, [(buyer, "EUR")])[buyer]
+        now = predictive.predictions_as_of(session, [buyer], NOW, "Asia/Shanghai")[buyer]
+        between = predictive.predictions_as_of(
+            session, [buyer], NOW - timedelta(days=1), "Asia/Shanghai"
+        )[buyer]
+    assert older.currency == "EUR" and older.status == "ok"
+    assert plain.status == "insufficient_data" and plain.values == {}
+    # as_of = now: the fit in force is the one that withdrew the numbers, not the older one
+    assert now.status == "insufficient_data" and now.values == {}
+    assert now.reason == plain.reason and now.fit is not None and now.fit.id != older.id
+    # before the withdrawing run, the older fit was in force and published numbers
+    assert between.status == "ok" and between.fit is not None and between.fit.id == older.id
+    assert between.values["p_alive"] is not None
