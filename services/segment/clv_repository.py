@@ -81,6 +81,23 @@ class Predictions:
             self.session, PREDICTIONS, _insert_sql(PREDICTIONS, columns), columns, rows, ("as_of",)
         )
 
+    def replace_for(
+        self, customer_ids: Sequence[str], columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Drop these customers' stored predictions, then insert ``rows`` (the per-event
+        refresh: a few customers)."""
+        for chunk in chunks(list(customer_ids), 900):
+            self.session.execute(delete(PREDICTIONS).where(PREDICTIONS.c.customer_id.in_(chunk)))
+        if rows:
+            _executemany(
+                self.session,
+                PREDICTIONS,
+                _insert_sql(PREDICTIONS, columns),
+                columns,
+                rows,
+                ("as_of",),
+            )
+
     def delete_for(self, customer_id: str) -> None:
         self.session.execute(delete(PREDICTIONS).where(PREDICTIONS.c.customer_id == customer_id))
 

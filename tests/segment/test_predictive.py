@@ -199,8 +199,11 @@ def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
         again = clv_runs.run(session, NOW, OPTIONS)
     assert again.rescoring.changed == 0
 
-    # a new order of one of them: the per-event path keeps the stored predictions' verdict
+    # a new order of one of them: the per-event path recomputes their predictions from the
+    # stored fit (the purchase counts at once), so the verdict and the event follow it
     customer = sorted(gone)[0]
+    fit = run.fits[0]
+    assert fit.currency == "EUR"
     with db.unit_of_work() as session:
         service.apply_messages(
             session, [recorded(order("extra", customer, days_ago=0.5, currency="EUR"))], NOW
@@ -213,12 +216,45 @@ def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
             .scalars()
             .all()
         )
-    assert "likely-gone" in kept
-    # a change through the per-event path carries the stored predictions too
+        purchases = valid_purchases(session, [customer])
+        after = Predictions(session).frame().set_index("customer_id").loc[customer]
+    summary = predictive.customer_summaries(purchases, NOW, "Asia/Shanghai")
+    expected = predictive.predict(
+        summary,
+        fit.models["bgnbd"]["parameters"],
+        fit.models["gamma_gamma"]["parameters"],
+        12,
+        0.01,
+    )
+    assert after["p_alive"] == pytest.approx(float(expected["p_alive"].iloc[0]))
+    assert after["p_alive"] >= 0.3 > stored.loc[customer, "p_alive"]
+    assert "likely-gone" not in kept
+    # the run's rank stays (a percentile belongs to a run's distribution)
+    assert after["predicted_clv_percentile"] == stored.loc[customer, "predicted_clv_percentile"]
     event = [e for e in outbox_events(db) if e.data.customer_id == customer][-1]
     assert event.data.current.last_order_at > NOW - timedelta(days=1)
     assert event.data.predictions is not None
-    assert event.data.predictions.p_alive == stored.loc[customer, "p_alive"]
+    assert event.data.predictions.p_alive == after["p_alive"]
+    assert "likely-gone" in event.data.segments_left
+    # the same order again (a duplicate): the same numbers
+    with db.unit_of_work() as session:
+        service.apply_messages(
+            session, [recorded(order("extra", customer, days_ago=0.5, currency="EUR"))], NOW
+        )
+        again_row = Predictions(session).frame().set_index("customer_id").loc[customer]
+    assert again_row["p_alive"] == after["p_alive"]
+
+
+def test_a_customer_who_moves_currency_loses_the_old_currencys_numbers(db_url: str) -> None:
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+    with db.unit_of_work() as session:
+        service.apply_messages(
+            session, [recorded(order("moved", "EUR-c1", days_ago=0.5, currency="USD"))], NOW
+        )
+        view = predictive.stored_predictions(session, [("EUR-c1", "USD")])["EUR-c1"]
+    assert view.status != "ok" and view.values == {}
 
 
 def test_erasure_and_merge_drop_the_customers_predictions(db_url: str) -> None:
