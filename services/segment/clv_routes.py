@@ -1,11 +1,18 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.segment import clv_metrics, clv_report, clv_runs, predictive, service
+from services.segment import (
+    clv_metrics,
+    clv_report,
+    clv_runs,
+    point_in_time,
+    predictive,
+    service,
+)
 from services.segment.as_of import parse_as_of
 from services.segment.clv_repository import ClvFits
 from services.segment.config import Settings
@@ -167,7 +174,10 @@ def get_predictions(
         reference = None
         if as_of is not None:
             reference = parse_as_of(as_of, service.current_policy(session)[1].timezone)
-        views = service.score_customers(session, [customer_id], reference, _now(runtime))
+        if reference is None:
+            views = service.score_customers(session, [customer_id], None, _now(runtime))
+        else:  # valid time, as the scores: the customer's orders as known then
+            views = point_in_time.score_customers(session, [customer_id], reference.astimezone(UTC))
         if not views:
             survivor = service.survivor_of(session, customer_id)
             if survivor is not None:

@@ -297,7 +297,8 @@ def test_clv_summary(client: TestClient) -> None:
         "T": 20,
         "monetary_value": "300.0000",
         "currency": "CNY",
-        "as_of": body["as_of"],
+        "as_of": NOW.isoformat().replace("+00:00", "Z"),
+        "policy_version": 1,
     }
     bulk = client.get("/v1/clv-summary", headers=READER).json()["items"]
     assert [b["customer_id"] for b in bulk] == ["alice", "bob"]
