@@ -26,7 +26,7 @@ import logging
 import secrets
 import threading
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -67,6 +67,7 @@ class ApiKeyState(Payload):
 class ApiKeyRecorded(EnvelopeBase):
     """A managed API key was created or changed (rotated, revoked); the newest state."""
 
+    topic: ClassVar[str] = topics.APIKEYS
     type: Literal["apikey.recorded"] = "apikey.recorded"
     data: ApiKeyState
 
@@ -80,6 +81,7 @@ class ApiKeyUsage(Payload):
 class ApiKeyUsed(EnvelopeBase):
     """A service saw a managed key used (the newest use since its previous report)."""
 
+    topic: ClassVar[str] = topics.APIKEY_USAGE
     type: Literal["apikey.used"] = "apikey.used"
     data: ApiKeyUsage
 

@@ -13,12 +13,12 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared import clock
+from shared import clock, topics
 
 SCHEMA_VERSION = 1
 
@@ -425,48 +425,60 @@ class _Envelope(BaseModel):
     source: str
     key: str
 
+    #: the topic this event travels on (not a field: the wire format is unchanged)
+    topic: ClassVar[str]
+
 
 class OrderRecorded(_Envelope):
+    topic: ClassVar[str] = topics.ORDERS
     type: Literal["order.recorded"] = "order.recorded"
     data: Order
 
 
 class CustomerRecorded(_Envelope):
+    topic: ClassVar[str] = topics.CUSTOMERS
     type: Literal["customer.recorded"] = "customer.recorded"
     data: Customer
 
 
 class InteractionRecorded(_Envelope):
+    topic: ClassVar[str] = topics.INTERACTIONS
     type: Literal["interaction.recorded"] = "interaction.recorded"
     data: Interaction
 
 
 class ContactPolicyChanged(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.contact_policy_changed"] = "profile.contact_policy_changed"
     data: ContactPolicy
 
 
 class ProfilesMerged(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.merged"] = "profile.merged"
     data: ProfileMerged
 
 
 class ProfilesUnmerged(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.unmerged"] = "profile.unmerged"
     data: ProfileUnmerged
 
 
 class ProfileErasedEvent(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.erased"] = "profile.erased"
     data: ProfileErased
 
 
 class ProfileUpdatedEvent(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.updated"] = "profile.updated"
     data: ProfileUpdated
 
 
 class SegmentChangedEvent(_Envelope):
+    topic: ClassVar[str] = topics.SEGMENTS
     type: Literal["segment.changed"] = "segment.changed"
     data: SegmentChanged
 
@@ -474,21 +486,25 @@ class SegmentChangedEvent(_Envelope):
 class SegmentDeletedEvent(_Envelope):
     """Keyed by the segment id (not a customer id)."""
 
+    topic: ClassVar[str] = topics.SEGMENTS
     type: Literal["segment.deleted"] = "segment.deleted"
     data: SegmentDeleted
 
 
 class MessageRequestedEvent(_Envelope):
+    topic: ClassVar[str] = topics.CAMPAIGN_MESSAGES
     type: Literal["campaign.message_requested"] = "campaign.message_requested"
     data: MessageRequested
 
 
 class MessageReceiptRecorded(_Envelope):
+    topic: ClassVar[str] = topics.CAMPAIGN_RECEIPTS
     type: Literal["campaign.receipt_recorded"] = "campaign.receipt_recorded"
     data: MessageReceipt
 
 
 class DeadLetterRecorded(_Envelope):
+    topic: ClassVar[str] = topics.DEADLETTER
     type: Literal["deadletter.recorded"] = "deadletter.recorded"
     data: DeadLetter
 
@@ -512,23 +528,9 @@ Event = Annotated[
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
+#: wire type -> envelope class, built from the ``Event`` union (one list of events)
 EVENT_TYPES: dict[str, type[_Envelope]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        OrderRecorded,
-        CustomerRecorded,
-        InteractionRecorded,
-        ContactPolicyChanged,
-        ProfilesMerged,
-        ProfilesUnmerged,
-        ProfileErasedEvent,
-        ProfileUpdatedEvent,
-        SegmentChangedEvent,
-        SegmentDeletedEvent,
-        MessageRequestedEvent,
-        MessageReceiptRecorded,
-        DeadLetterRecorded,
-    )
+    cls.model_fields["type"].default: cls for cls in get_args(get_args(Event)[0])
 }
 
 

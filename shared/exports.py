@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ class ExportRequest(Payload):
 class ExportRequested(EnvelopeBase):
     """Profile asks every service for what it holds on these customer ids."""
 
+    topic: ClassVar[str] = topics.EXPORT_REQUESTS
     type: Literal["export.requested"] = "export.requested"
     data: ExportRequest
 
@@ -52,6 +53,7 @@ class ExportPart(Payload):
 class ExportPartRecorded(EnvelopeBase):
     """One service's part of an export (keyed by export id)."""
 
+    topic: ClassVar[str] = topics.EXPORT_PARTS
     type: Literal["export.part_recorded"] = "export.part_recorded"
     data: ExportPart
 

@@ -169,6 +169,9 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
             row.province, row.city = profile.province, profile.city
             row.timezone = profile.timezone
             row.updated_at = now
+        else:
+            # a type registered for the audience in handlers.HANDLERS but not applied here
+            raise TypeError(f"the audience projection cannot apply {event.type}")
     for row in removed.values():
         session.delete(row)
     if tombstones:

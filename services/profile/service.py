@@ -346,6 +346,9 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
             )
         elif isinstance(data, SegmentChanged):
             _apply_segment(batch, data)
+        else:
+            # a type registered in handlers.HANDLERS but not applied here is a bug
+            raise TypeError(f"profile cannot apply {event.type}")
 
     _write_batch(batch, interactions, book)
     for kind, value in sorted(batch.verified_now):

@@ -597,6 +597,9 @@ def apply_messages(session: Session, messages: Iterable[Inbound], now: datetime)
             batch.erase(data)
         elif message.event_type == "profile.unmerged":
             unmerges.apply_unmerge(batch, data)
+        else:
+            # a type registered in handlers.HANDLERS but not dispatched here is a bug
+            raise TypeError(f"segment cannot apply {message.event_type}")
     return batch.finish()
 
 
