@@ -64,7 +64,7 @@ class ApiKeyState(Payload):
     version: int = 1
 
 
-class ApiKeyRecorded(EnvelopeBase):
+class ApiKeyRecordedEvent(EnvelopeBase):
     """A managed API key was created or changed (rotated, revoked); the newest state."""
 
     topic: ClassVar[str] = topics.APIKEYS
@@ -78,7 +78,7 @@ class ApiKeyUsage(Payload):
     last_used_at: datetime
 
 
-class ApiKeyUsed(EnvelopeBase):
+class ApiKeyUsedEvent(EnvelopeBase):
     """A service saw a managed key used (the newest use since its previous report)."""
 
     topic: ClassVar[str] = topics.APIKEY_USAGE
@@ -280,7 +280,7 @@ class KeyFeed:
         if raw is None:
             return
         try:
-            event = ApiKeyRecorded.model_validate_json(raw)
+            event = ApiKeyRecordedEvent.model_validate_json(raw)
         except ValidationError as exc:
             log.warning("api key feed: skipped an unreadable record (%s)", exc.error_count())
             return
@@ -328,7 +328,7 @@ class UsageReporter:
             if self._reported.get(key_id) != at
         }
         for key_id, at in fresh.items():
-            event = ApiKeyUsed(
+            event = ApiKeyUsedEvent(
                 source=self.service,
                 key=key_id,
                 data=ApiKeyUsage(key_id=key_id, service=self.service, last_used_at=at),
@@ -338,9 +338,9 @@ class UsageReporter:
         return len(fresh)
 
 
-def decode_usage(record: Any) -> tuple[str, str, ApiKeyUsed]:
+def decode_usage(record: Any) -> tuple[str, str, ApiKeyUsedEvent]:
     """The ``ConsumerLoop`` decoder of the usage topic."""
-    event = ApiKeyUsed.model_validate_json(record.value)
+    event = ApiKeyUsedEvent.model_validate_json(record.value)
     return event.type, str(event.event_id), event
 
 

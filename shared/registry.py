@@ -37,15 +37,15 @@ RegisteredHandler = Callable[[Session, list[Inbound], D], Any]
 def envelope_classes() -> list[type[EnvelopeBase]]:
     """Every envelope class of the contract: the ``Event`` union, key records and usage,
     export requests and parts."""
-    from shared.apikeys import ApiKeyRecorded, ApiKeyUsed
-    from shared.exports import ExportPartRecorded, ExportRequested
+    from shared.apikeys import ApiKeyRecordedEvent, ApiKeyUsedEvent
+    from shared.exports import ExportPartRecordedEvent, ExportRequestedEvent
 
     return [
         *EVENT_TYPES.values(),
-        ApiKeyRecorded,
-        ApiKeyUsed,
-        ExportRequested,
-        ExportPartRecorded,
+        ApiKeyRecordedEvent,
+        ApiKeyUsedEvent,
+        ExportRequestedEvent,
+        ExportPartRecordedEvent,
     ]
 
 

@@ -12,12 +12,12 @@ from services.campaign.config import Settings
 from services.campaign.repository import Campaigns
 from shared.bus import BatchHandler, Inbound
 from shared.events import (
-    ContactPolicyChanged,
-    MessageReceiptRecorded,
-    OrderRecorded,
+    ContactPolicyChangedEvent,
+    MessageReceiptRecordedEvent,
+    OrderRecordedEvent,
     ProfileErasedEvent,
-    ProfilesMerged,
-    ProfilesUnmerged,
+    ProfileMergedEvent,
+    ProfileUnmergedEvent,
     ProfileUpdatedEvent,
     SegmentChangedEvent,
     SegmentDeletedEvent,
@@ -69,14 +69,14 @@ HANDLERS: Registry[PollBatch] = Registry(
     {
         # the audience projection: consecutive events of these five are one run, in order
         SegmentChangedEvent: apply_audience,
-        ContactPolicyChanged: apply_audience,
+        ContactPolicyChangedEvent: apply_audience,
         ProfileErasedEvent: apply_audience,
-        ProfilesMerged: apply_audience,
+        ProfileMergedEvent: apply_audience,
         ProfileUpdatedEvent: apply_audience,
         SegmentDeletedEvent: record_deletions,
-        ProfilesUnmerged: apply_unmerges,
-        OrderRecorded: apply_orders,
-        MessageReceiptRecorded: apply_receipts,
+        ProfileUnmergedEvent: apply_unmerges,
+        OrderRecordedEvent: apply_orders,
+        MessageReceiptRecordedEvent: apply_receipts,
     }
 )
 

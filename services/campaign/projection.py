@@ -23,12 +23,12 @@ from shared.bus import drop_from_outbox
 from shared.erasure import tombstone_key
 from shared.events import (
     STATUS_RANK,
-    ContactPolicyChanged,
-    MessageReceiptRecorded,
-    OrderRecorded,
+    ContactPolicyChangedEvent,
+    MessageReceiptRecordedEvent,
+    OrderRecordedEvent,
     PredictionSnapshot,
     ProfileErasedEvent,
-    ProfilesMerged,
+    ProfileMergedEvent,
     ProfileUpdatedEvent,
     SegmentChangedEvent,
     ensure_aware,
@@ -60,7 +60,7 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
     repo = Projections(session)
     ids: list[str] = []
     for event in events:
-        if isinstance(event, ProfilesMerged):
+        if isinstance(event, ProfileMergedEvent):
             ids.extend([event.data.survivor_id, *event.data.merged_ids])
         else:
             ids.append(event.data.customer_id)
@@ -99,7 +99,7 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
             rows[customer_id] = None
 
     for event in events:
-        if isinstance(event, ProfilesMerged):
+        if isinstance(event, ProfileMergedEvent):
             _, merged = merges.apply_merge(session, event.data, aliases)
             for merged_id in merged:
                 drop(merged_id)
@@ -154,7 +154,7 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
                         f"{segment_id}@{data.as_of}",
                     )
                 )
-        elif isinstance(event, ContactPolicyChanged):
+        elif isinstance(event, ContactPolicyChangedEvent):
             policy = event.data
             row = member(policy.customer_id)
             if _older(policy.updated_at, row.policy_updated_at):
@@ -214,7 +214,7 @@ def _set_predictions(row: AudienceMember, predictions: PredictionSnapshot | None
 
 
 def apply_orders(
-    session: Session, events: Sequence[OrderRecorded], *, detect_first_purchase: bool = True
+    session: Session, events: Sequence[OrderRecordedEvent], *, detect_first_purchase: bool = True
 ) -> list[Transition]:
     """order.recorded events onto the orders projection (the newest version of an order wins).
 
@@ -272,7 +272,7 @@ def apply_orders(
 
 def _fill_regions(
     repo: Projections,
-    events: Sequence[OrderRecorded],
+    events: Sequence[OrderRecordedEvent],
     owners: dict[str, str],
     erased: dict[str, str],
 ) -> None:
@@ -321,7 +321,7 @@ def _first_purchases(
     return found
 
 
-def apply_receipts(session: Session, events: Sequence[MessageReceiptRecorded]) -> None:
+def apply_receipts(session: Session, events: Sequence[MessageReceiptRecordedEvent]) -> None:
     erased = Erasures(session).erased([e.data.customer_id for e in events])
     Projections(session).add_receipts(
         [

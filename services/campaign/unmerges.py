@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session
 
 from services.campaign.models import CustomerAlias, CustomerOrder
 from shared.db import chunks
-from shared.events import ProfilesUnmerged
+from shared.events import ProfileUnmergedEvent
 
 ORDERS = cast(Table, CustomerOrder.__table__)
 ALIASES = cast(Table, CustomerAlias.__table__)
 
 
-def apply_unmerges(session: Session, events: Sequence[ProfilesUnmerged]) -> None:
+def apply_unmerges(session: Session, events: Sequence[ProfileUnmergedEvent]) -> None:
     for event in events:
         data = event.data
         for profile_id in data.restored_ids:

@@ -19,10 +19,10 @@ from services.ingest.validation import Reason, Rules
 from shared import topics
 from shared.bus import Inbound, add_to_outbox, dead_letter_event
 from shared.events import (
-    ContactPolicyChanged,
+    ContactPolicyChangedEvent,
     ProfileErasedEvent,
-    ProfilesMerged,
-    ProfilesUnmerged,
+    ProfileMergedEvent,
+    ProfileUnmergedEvent,
     ProfileUpdatedEvent,
 )
 from shared.registry import Registry
@@ -82,7 +82,12 @@ def erase_customers(session: Session, messages: list[Inbound], deps: None) -> No
 HANDLERS: Registry[None] = Registry(
     {ProfileErasedEvent: erase_customers},
     # ingest stores what producers sent; merges and profile attributes do not change it
-    ignores=[ContactPolicyChanged, ProfilesMerged, ProfilesUnmerged, ProfileUpdatedEvent],
+    ignores=[
+        ContactPolicyChangedEvent,
+        ProfileMergedEvent,
+        ProfileUnmergedEvent,
+        ProfileUpdatedEvent,
+    ],
 )
 
 

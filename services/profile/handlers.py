@@ -10,16 +10,16 @@ from sqlalchemy.orm import Session
 
 from services.profile import apikeys, service, subject_exports
 from services.profile.config import Settings
-from shared.apikeys import ApiKeyUsed
+from shared.apikeys import ApiKeyUsedEvent
 from shared.bus import Inbound
 from shared.events import (
-    CustomerRecorded,
-    InteractionRecorded,
-    OrderRecorded,
+    CustomerRecordedEvent,
+    InteractionRecordedEvent,
+    OrderRecordedEvent,
     SegmentChangedEvent,
     SegmentDeletedEvent,
 )
-from shared.exports import ExportPartRecorded
+from shared.exports import ExportPartRecordedEvent
 from shared.registry import Registry
 
 
@@ -40,28 +40,28 @@ def apply_profile_events(session: Session, messages: list[Inbound], settings: Se
 
 def note_keys_used(session: Session, messages: list[Inbound], settings: Settings) -> None:
     for message in messages:
-        event: ApiKeyUsed = message.event
+        event: ApiKeyUsedEvent = message.event
         apikeys.note_used(session, event.data.key_id, event.data.last_used_at)
 
 
 def record_export_parts(session: Session, messages: list[Inbound], settings: Settings) -> None:
     for message in messages:
-        part: ExportPartRecorded = message.event
+        part: ExportPartRecordedEvent = message.event
         subject_exports.record_part(session, part)
 
 
 #: topics with a consumer loop of their own (their own decoder and consumer group)
-SIDE_TOPICS = (ApiKeyUsed.topic, ExportPartRecorded.topic)
+SIDE_TOPICS = (ApiKeyUsedEvent.topic, ExportPartRecordedEvent.topic)
 
 HANDLERS: Registry[Settings] = Registry(
     {
         # one batch handler for the four: each profile is loaded and written once per batch
-        CustomerRecorded: apply_profile_events,
-        OrderRecorded: apply_profile_events,
-        InteractionRecorded: apply_profile_events,
+        CustomerRecordedEvent: apply_profile_events,
+        OrderRecordedEvent: apply_profile_events,
+        InteractionRecordedEvent: apply_profile_events,
         SegmentChangedEvent: apply_profile_events,
-        ApiKeyUsed: note_keys_used,
-        ExportPartRecorded: record_export_parts,
+        ApiKeyUsedEvent: note_keys_used,
+        ExportPartRecordedEvent: record_export_parts,
     },
     # profile holds memberships only as segment.changed reports them
     ignores=[SegmentDeletedEvent],

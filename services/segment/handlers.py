@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 from services.segment import service
 from shared.bus import Inbound
 from shared.events import (
-    ContactPolicyChanged,
-    OrderRecorded,
+    ContactPolicyChangedEvent,
+    OrderRecordedEvent,
     ProfileErasedEvent,
-    ProfilesMerged,
-    ProfilesUnmerged,
+    ProfileMergedEvent,
+    ProfileUnmergedEvent,
     ProfileUpdatedEvent,
 )
 from shared.registry import Registry
@@ -36,13 +36,13 @@ def score_batch(session: Session, messages: list[Inbound], clock: Clock) -> None
 #: one batch handler for all four: the whole poll batch is scored once
 HANDLERS: Registry[Clock] = Registry(
     {
-        OrderRecorded: score_batch,
-        ProfilesMerged: score_batch,
-        ProfilesUnmerged: score_batch,
+        OrderRecordedEvent: score_batch,
+        ProfileMergedEvent: score_batch,
+        ProfileUnmergedEvent: score_batch,
         ProfileErasedEvent: score_batch,
     },
     # contact policies and targeting attributes do not change scores
-    ignores=[ContactPolicyChanged, ProfileUpdatedEvent],
+    ignores=[ContactPolicyChangedEvent, ProfileUpdatedEvent],
 )
 
 

@@ -11,7 +11,7 @@ from services.campaign import consumer
 from services.campaign.handlers import HANDLERS, PollBatch, apply_audience, apply_orders
 from shared import topics
 from shared.db import Database
-from shared.events import OrderRecorded
+from shared.events import OrderRecordedEvent
 from shared.registry import Registry
 from shared.testing import as_inbound
 from tests.campaign.factories import order_event, policy_event, segment_event, settings
@@ -42,7 +42,7 @@ def test_the_registry_acts_on_exactly_the_types_campaign_consumes() -> None:
 
 
 def test_a_type_registered_but_not_applied_fails_loudly(db: Database) -> None:
-    wrong: Registry[PollBatch] = Registry({OrderRecorded: apply_audience})
+    wrong: Registry[PollBatch] = Registry({OrderRecordedEvent: apply_audience})
     batch = PollBatch(settings(), frozenset())
     with pytest.raises(TypeError, match=r"order\.recorded"), db.unit_of_work() as session:
         wrong.dispatch(session, [as_inbound(order_event("o1", "c1", PAID))], batch)

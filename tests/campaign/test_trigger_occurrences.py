@@ -12,7 +12,7 @@ from services.campaign.launch import launch
 from services.campaign.report import build_report
 from services.campaign.repository import Projections
 from shared.db import Database
-from shared.events import Address, Order, OrderRecorded
+from shared.events import Address, Order, OrderRecordedEvent
 from tests.campaign.factories import (
     NOW,
     consume,
@@ -75,7 +75,7 @@ def test_an_unpaid_order_then_its_payment_in_one_batch_is_a_first_purchase(db: D
 
 
 def _unpaid(order_id: str, customer_id: str, created_at: datetime, status: str = "created"):
-    return OrderRecorded(
+    return OrderRecordedEvent(
         source="ingest",
         key=customer_id,
         data=Order(
@@ -192,7 +192,7 @@ def test_a_welcome_on_the_first_order_renders_the_province_and_city_it_shipped_t
     launch(db, campaign_id, settings(), now=fixed())
     paid = _unpaid("o1", "c1", NOW + timedelta(hours=1), status="paid")
     shipped = paid.data.model_copy(update={"shipping": Address(province="浙江省", city="杭州市")})
-    consume(db, [OrderRecorded(source="ingest", key="c1", data=shipped)])
+    consume(db, [OrderRecordedEvent(source="ingest", key="c1", data=shipped)])
     [message] = outbox(db)
     assert message.data.content == "浙江省杭州市的新朋友, 欢迎"
     assert message.data.variables == {"province": "浙江省", "city": "杭州市"}

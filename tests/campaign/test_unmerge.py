@@ -6,15 +6,15 @@ from sqlalchemy import select
 
 from services.campaign.models import AudienceMember, CustomerAlias, CustomerOrder
 from shared.db import Database
-from shared.events import ProfilesUnmerged, ProfileUnmerged
+from shared.events import ProfileUnmergedEvent, ProfileUnmergedPayload
 from tests.campaign.factories import NOW, consume, merge_event, order_event, segment_event
 
 
-def unmerged() -> ProfilesUnmerged:
-    return ProfilesUnmerged(
+def unmerged() -> ProfileUnmergedEvent:
+    return ProfileUnmergedEvent(
         source="profile",
         key="a",
-        data=ProfileUnmerged(
+        data=ProfileUnmergedPayload(
             merge_id="m1",
             survivor_id="a",
             restored_ids=["b"],

@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 
 from services.ingest.handlers import HANDLERS, RAW_KINDS, erase_customers
 from shared import topics
-from shared.events import ContactPolicy, ContactPolicyChanged, ProfileErased, ProfileErasedEvent
+from shared.events import (
+    ContactPolicy,
+    ContactPolicyChangedEvent,
+    ProfileErasedEvent,
+    ProfileErasedPayload,
+)
 from shared.testing import as_inbound
 
 
@@ -20,11 +25,13 @@ def test_the_registry_acts_on_exactly_the_types_ingest_consumes() -> None:
 
 
 def test_erasures_reach_their_handler_and_other_profile_events_are_skipped() -> None:
-    policy = ContactPolicyChanged(source="t", key="c1", data=ContactPolicy(customer_id="c1"))
+    policy = ContactPolicyChangedEvent(source="t", key="c1", data=ContactPolicy(customer_id="c1"))
     erased = ProfileErasedEvent(
         source="t",
         key="c1",
-        data=ProfileErased(customer_id="c1", erasure_id="e1", requested_at=datetime.now(UTC)),
+        data=ProfileErasedPayload(
+            customer_id="c1", erasure_id="e1", requested_at=datetime.now(UTC)
+        ),
     )
     runs = HANDLERS.runs([as_inbound(policy, 0), as_inbound(erased, 1)])
     assert [(handler, [m.offset for m in run]) for handler, run in runs] == [(erase_customers, [1])]

@@ -10,7 +10,7 @@ from services.profile.config import Settings
 from services.profile.handlers import HANDLERS, apply_profile_events
 from shared import topics
 from shared.db import Database
-from shared.events import ContactPolicy, ContactPolicyChanged
+from shared.events import ContactPolicy, ContactPolicyChangedEvent
 from shared.registry import Registry
 from shared.testing import as_inbound
 from tests.profile.profile_factories import order, segment_changed
@@ -41,8 +41,8 @@ def test_the_registry_acts_on_exactly_the_types_profile_consumes() -> None:
 
 
 def test_a_type_registered_but_not_applied_fails_loudly(db: Database, settings: Settings) -> None:
-    wrong: Registry[Settings] = Registry({ContactPolicyChanged: apply_profile_events})
-    policy = ContactPolicyChanged(source="t", key="c1", data=ContactPolicy(customer_id="c1"))
+    wrong: Registry[Settings] = Registry({ContactPolicyChangedEvent: apply_profile_events})
+    policy = ContactPolicyChangedEvent(source="t", key="c1", data=ContactPolicy(customer_id="c1"))
     with (
         pytest.raises(TypeError, match=r"profile\.contact_policy_changed"),
         db.unit_of_work() as session,

@@ -8,7 +8,7 @@ import pytest
 from services.segment import consumer
 from services.segment.handlers import HANDLERS, score_batch
 from shared import topics
-from shared.events import ContactPolicy, ContactPolicyChanged
+from shared.events import ContactPolicy, ContactPolicyChangedEvent
 from shared.registry import Registry
 from tests.segment.helpers import NOW, database, erased, inbound, order, recorded
 
@@ -27,8 +27,8 @@ def test_the_registry_acts_on_exactly_the_types_segment_scores() -> None:
 
 def test_a_type_registered_but_not_applied_fails_loudly(db_url: str) -> None:
     db = database(db_url)
-    wrong: Registry[object] = Registry({ContactPolicyChanged: score_batch})
-    policy = ContactPolicyChanged(source="t", key="c1", data=ContactPolicy(customer_id="c1"))
+    wrong: Registry[object] = Registry({ContactPolicyChangedEvent: score_batch})
+    policy = ContactPolicyChangedEvent(source="t", key="c1", data=ContactPolicy(customer_id="c1"))
     try:
         with (
             pytest.raises(TypeError, match=r"profile\.contact_policy_changed"),

@@ -10,12 +10,12 @@ from shared import topics
 from shared.bus import Inbound
 from shared.events import (
     ContactPolicy,
-    ContactPolicyChanged,
+    ContactPolicyChangedEvent,
     EnvelopeBase,
     Order,
-    OrderRecorded,
-    ProfileErased,
+    OrderRecordedEvent,
     ProfileErasedEvent,
+    ProfileErasedPayload,
 )
 from shared.registry import Registry, envelope_classes, event_type_of
 
@@ -38,8 +38,8 @@ def message(event: EnvelopeBase, offset: int) -> Inbound:
     return Inbound(event.topic, 0, offset, event.key, b"", event_type, str(offset), event)
 
 
-def _order(customer_id: str) -> OrderRecorded:
-    return OrderRecorded(
+def _order(customer_id: str) -> OrderRecordedEvent:
+    return OrderRecordedEvent(
         source="t",
         key=customer_id,
         data=Order.model_validate(
@@ -56,8 +56,8 @@ def _order(customer_id: str) -> OrderRecorded:
     )
 
 
-def _policy(customer_id: str) -> ContactPolicyChanged:
-    return ContactPolicyChanged(
+def _policy(customer_id: str) -> ContactPolicyChangedEvent:
+    return ContactPolicyChangedEvent(
         source="t", key=customer_id, data=ContactPolicy(customer_id=customer_id)
     )
 
@@ -66,7 +66,7 @@ def _erased(customer_id: str) -> ProfileErasedEvent:
     return ProfileErasedEvent(
         source="t",
         key=customer_id,
-        data=ProfileErased(
+        data=ProfileErasedPayload(
             customer_id=customer_id, erasure_id="e", requested_at="2026-01-01T00:00:00Z"
         ),
     )
@@ -76,7 +76,8 @@ def test_types_and_topics_are_derived_from_the_registry() -> None:
     def handle(session: Any, messages: list[Inbound], deps: None) -> None: ...
 
     registry: Registry[None] = Registry(
-        {OrderRecorded: handle, ProfileErasedEvent: handle}, ignores=[ContactPolicyChanged]
+        {OrderRecordedEvent: handle, ProfileErasedEvent: handle},
+        ignores=[ContactPolicyChangedEvent],
     )
     assert registry.event_types == {"order.recorded", "profile.erased"}
     assert registry.topics == (topics.ORDERS, topics.PROFILES)
@@ -95,7 +96,7 @@ def test_runs_keep_arrival_order_and_skip_what_is_not_registered() -> None:
         calls.append(("erasures", [m.offset for m in messages]))
         return deps
 
-    registry: Registry[str] = Registry({OrderRecorded: orders, ProfileErasedEvent: erasures})
+    registry: Registry[str] = Registry({OrderRecordedEvent: orders, ProfileErasedEvent: erasures})
     batch = [
         message(_order("a"), 0),
         message(_policy("a"), 1),  # not registered: skipped, and it does not split the run
@@ -113,9 +114,9 @@ def test_an_event_type_added_to_a_consumed_topic_is_unclaimed_until_decided() ->
     registry: Registry[None] = Registry({ProfileErasedEvent: handle})
     known = [*envelope_classes(), ProfileRenamed]
     assert ProfileRenamed in registry.unclaimed(known)
-    assert ContactPolicyChanged in registry.unclaimed(known)
+    assert ContactPolicyChangedEvent in registry.unclaimed(known)
     # a type on a topic not consumed is nobody's business here
-    assert OrderRecorded not in registry.unclaimed(known)
+    assert OrderRecordedEvent not in registry.unclaimed(known)
     decided: Registry[None] = Registry(
         {ProfileErasedEvent: handle, ProfileRenamed: handle},
         ignores=[
@@ -132,8 +133,8 @@ def test_a_registry_refuses_a_class_without_a_topic_or_both_handled_and_ignored(
 
     with pytest.raises(TypeError, match="Untopical"):
         Registry({Untopical: handle})
-    with pytest.raises(ValueError, match="OrderRecorded"):
-        Registry({OrderRecorded: handle}, ignores=[OrderRecorded])
+    with pytest.raises(ValueError, match="OrderRecordedEvent"):
+        Registry({OrderRecordedEvent: handle}, ignores=[OrderRecordedEvent])
 
 
 def test_every_contract_event_class_declares_its_topic() -> None:
