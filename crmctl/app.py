@@ -3,6 +3,8 @@ system (its REST APIs and Kafka). ``crm --help`` lists every command; each takes
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from crmctl.config import SERVICES, resolve
 from crmctl.context import api_of, target_of
 from crmctl.groups import campaigns_app, deadletters_app, segments_app
 from crmctl.keys import keys_app
-from crmctl.output import JsonFlag, console, emit, fails_cleanly, kv_table
+from crmctl.output import JsonFlag, console, emit, errors, fails_cleanly, kv_table
 
 app = typer.Typer(
     help="Operate the headless CRM from a terminal: it talks to the services' REST APIs and Kafka.",
@@ -32,6 +34,9 @@ app.add_typer(segments_app, name="segments")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(deadletters_app, name="deadletters")
 app.add_typer(keys_app, name="keys")
+
+#: rows per page when reading an import job's rejected and warned rows
+IMPORT_PAGE = 1000
 
 
 def _url_option(service: str) -> Any:
@@ -227,7 +232,7 @@ def import_orders(
             task = progress.add_task(file.name, total=total or None, accepted=0, rejected=0)
             while job["status"] in ("queued", "running"):
                 time.sleep(0.3)
-                job = api.get("ingest", f"/v1/imports/{job_id}", params={"limit": 1000})
+                job = api.get("ingest", f"/v1/imports/{job_id}", params={"limit": IMPORT_PAGE})
                 progress.update(
                     task,
                     completed=job["rows_read"],
@@ -235,18 +240,37 @@ def import_orders(
                     rejected=job["rejected"],
                 )
             progress.update(task, completed=job["rows_read"], total=job["rows_read"] or total)
+        # the rejected rows and the rows accepted with warnings share the pages: read them all
         rejections = list(job.get("rejections") or [])
+        warned_rows = list(job.get("warnings") or [])
         cursor = job.get("next_cursor")
         while cursor:
             more = api.get(
-                "ingest", f"/v1/imports/{job_id}", params={"limit": 1000, "cursor": cursor}
+                "ingest", f"/v1/imports/{job_id}", params={"limit": IMPORT_PAGE, "cursor": cursor}
             )
             rejections.extend(more.get("rejections") or [])
+            warned_rows.extend(more.get("warnings") or [])
             cursor = more.get("next_cursor")
     job["rejections"] = rejections
+    job["warnings"] = warned_rows  # the service's array, every page, unchanged
     job.pop("next_cursor", None)
-    warnings = _import_warnings(job)
-    job["warnings"] = warnings
+    notes = _import_notes(job)
+    job["notes"] = notes  # the CLI's summary (the service's warnings stay in `warnings`)
+
+    def rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
+        table = Table(title=f"{title} (first {min(show_rejections, len(rows))} of {len(rows)})")
+        for column in ("row", "order_id", "field", "code", "message"):
+            table.add_column(column)
+        for row in rows[:show_rejections]:
+            for reason in row.get("reasons") or [{}]:
+                table.add_row(
+                    str(row.get("row")),
+                    str(row.get("order_id") or "-"),
+                    reason.get("field", ""),
+                    reason.get("code", ""),
+                    reason.get("message", ""),
+                )
+        return table
 
     def render() -> None:
         keys = [
@@ -259,51 +283,48 @@ def import_orders(
             "accepted",
             "duplicate",
             "rejected",
+            "warned",
             "error",
         ]
         console.print(kv_table("import", job, keys))
-        for warning in warnings:
-            console.print(f"[yellow]warning:[/yellow] {warning}")
+        for note in notes:
+            console.print(f"[yellow]warning:[/yellow] {note}")
         if rejections:
-            table = Table(
-                title=f"rejected rows (first {min(show_rejections, len(rejections))} of {len(rejections)})"
-            )
-            for column in ("row", "order_id", "field", "code", "message"):
-                table.add_column(column)
-            for rejection in rejections[:show_rejections]:
-                for reason in rejection.get("reasons") or [{}]:
-                    table.add_row(
-                        str(rejection.get("row")),
-                        str(rejection.get("order_id") or "-"),
-                        reason.get("field", ""),
-                        reason.get("code", ""),
-                        reason.get("message", ""),
-                    )
-            console.print(table)
+            console.print(rows_table("rejected rows", rejections))
+        if warned_rows:
+            console.print(rows_table("rows accepted with fields dropped", warned_rows))
 
     emit(job, as_json, render)
     if job["status"] == "failed":
         raise typer.Exit(1)
 
 
-def _import_warnings(job: dict[str, Any]) -> list[str]:
-    warnings = []
+def _codes(rows: list[dict[str, Any]]) -> str:
+    """``code xN, ...`` over the rows' reasons, most frequent first."""
+    codes: dict[str, int] = {}
+    for row in rows:
+        for reason in row.get("reasons") or []:
+            codes[reason.get("code", "?")] = codes.get(reason.get("code", "?"), 0) + 1
+    return ", ".join(f"{code} x{n}" for code, n in sorted(codes.items(), key=lambda kv: -kv[1]))
+
+
+def _import_notes(job: dict[str, Any]) -> list[str]:
+    """The CLI's one-line summaries of what needs a look (``notes`` in ``--json``)."""
+    notes = []
     if job.get("duplicate"):
-        warnings.append(
+        notes.append(
             f"{job['duplicate']} rows repeated an order version already recorded (skipped)"
         )
     if job.get("rejected"):
-        codes: dict[str, int] = {}
-        for rejection in job.get("rejections") or []:
-            for reason in rejection.get("reasons") or []:
-                codes[reason.get("code", "?")] = codes.get(reason.get("code", "?"), 0) + 1
-        summary = ", ".join(
-            f"{code} x{n}" for code, n in sorted(codes.items(), key=lambda kv: -kv[1])
+        notes.append(f"{job['rejected']} rows rejected: {_codes(job.get('rejections') or [])}")
+    if job.get("warned"):
+        notes.append(
+            f"{job['warned']} rows accepted with a field dropped: "
+            f"{_codes(job.get('warnings') or [])}"
         )
-        warnings.append(f"{job['rejected']} rows rejected: {summary}")
     if job.get("rows_read") == 0 and job.get("status") == "completed":
-        warnings.append("the file held no data rows")
-    return warnings
+        notes.append("the file held no data rows")
+    return notes
 
 
 # --------------------------------------------------------------------------- customers
@@ -317,24 +338,41 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write the export to this file")
     ] = None,
+    profile_only: Annotated[
+        bool, typer.Option("--profile-only", help="only profile's data (no wait for the others)")
+    ] = False,
+    wait: Annotated[float, typer.Option(help="seconds to wait for every service's part")] = 120.0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Everything held about a customer (data subject access export), as JSON."""
-    with api_of(ctx) as api:
-        data = api.get("profile", f"/v1/customers/{customer}/export")
-    if output is not None:
-        import json
+    """Everything held about a customer (data subject access export), as JSON: the complete
+    export across the four services (profile asks ingest, segment and campaign over Kafka).
 
+    Exits 1 if a service has not answered within --wait (the partial export is still
+    printed, with the services still pending)."""
+    with api_of(ctx) as api:
+        if profile_only:
+            data = api.get("profile", f"/v1/customers/{customer}/export")
+        else:
+            data = api.post("profile", f"/v1/customers/{customer}/exports")
+            deadline = time.monotonic() + wait
+            while data.get("status") != "complete" and time.monotonic() < deadline:
+                time.sleep(0.5)
+                data = api.get("profile", f"/v1/exports/{data['export_id']}")
+    pending = sorted(s for s, state in (data.get("services") or {}).items() if state != "done")
+    if output is not None:
         output.write_text(
             json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
         )
         emit(
-            {"customer_id": customer, "written": str(output)},
+            {"customer_id": customer, "written": str(output), "pending": pending},
             as_json,
             lambda: console.print(f"export of {customer} written to {output}"),
         )
-        return
-    emit(data, as_json)
+    else:
+        emit(data, as_json)
+    if pending:
+        errors.print(f"[red]error:[/red] no answer within {wait:g} s from: {', '.join(pending)}")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -345,8 +383,18 @@ def erase(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Erase a customer's personal data everywhere (right to be forgotten); irreversible."""
-    if not yes and not typer.confirm(f"Erase customer {customer}? This cannot be undone"):
+    """Erase a customer's personal data everywhere (right to be forgotten); irreversible.
+
+    Asks first (on stderr) unless --yes; with --json and no terminal to ask on, refuses with
+    exit 2 rather than guess."""
+    if not yes and as_json and not sys.stdin.isatty():
+        sys.stdout.write(
+            json.dumps({"error": "not confirmed: pass --yes (no terminal to ask on)"}) + "\n"
+        )
+        errors.print("[red]error:[/red] not confirmed: pass --yes (no terminal to ask on)")
+        raise typer.Exit(2)
+    question = f"Erase customer {customer}? This cannot be undone"
+    if not yes and not typer.confirm(question, err=True):
         raise CrmError("not confirmed (pass --yes to skip the question)")
     with api_of(ctx) as api:
         result = api.delete("profile", f"/v1/customers/{customer}")

@@ -396,6 +396,10 @@ class IdempotencyMiddleware:
     the first still runs waits for it. Keys are scoped per API key and path. A 5xx
     response is not stored, so the client may retry. Multipart uploads are hashed
     like any body, so keep them under the body limit.
+
+    A response marked ``Cache-Control: no-store`` (one that holds a secret shown only
+    once, such as a new API key) is never stored: only its status and ``Location`` are
+    kept, and a repeat is answered ``409 idempotency-secret-not-replayed`` naming them.
     """
 
     def __init__(self, app: ASGIApp, wait_seconds: float = 30.0) -> None:
@@ -463,7 +467,7 @@ class IdempotencyMiddleware:
                 captured["headers"] = [
                     (k.decode("latin-1"), v.decode("latin-1"))
                     for k, v in message.get("headers", [])
-                    if k.lower() in (b"content-type", b"location")
+                    if k.lower() in (b"content-type", b"location", b"cache-control")
                 ]
             elif message["type"] == "http.response.body":
                 captured["body"].extend(message.get("body", b""))
@@ -476,6 +480,13 @@ class IdempotencyMiddleware:
             raise
         if captured["status"] >= 500:
             await asyncio.to_thread(self._release, runtime, key, scope_id)
+        elif _holds_secret(captured["headers"]):
+            status, stored_body, stored_headers = _secret_withheld(
+                captured["status"], captured["headers"], scope.get("path")
+            )
+            await asyncio.to_thread(
+                self._complete, runtime, key, scope_id, status, stored_body, stored_headers
+            )
         else:
             await asyncio.to_thread(
                 self._complete,
@@ -573,6 +584,34 @@ class IdempotencyMiddleware:
             session.execute(
                 delete(self.table).where(self.table.c.key == key, self.table.c.scope == scope_id)
             )
+
+
+def _holds_secret(headers: list[tuple[str, str]]) -> bool:
+    return any(k.lower() == "cache-control" and "no-store" in v.lower() for k, v in headers)
+
+
+def _secret_withheld(
+    status: int, headers: list[tuple[str, str]], path: str | None
+) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """What an idempotency record keeps of a response holding a secret: not the body, only
+    the first answer's status and ``Location``, as the 409 a repeat gets."""
+    location = next((v for k, v in headers if k.lower() == "location"), None)
+    extra: dict[str, Any] = {"first_status": status}
+    if location is not None:
+        extra["location"] = location
+    problem = problem_response(
+        ProblemError(
+            f"the first request with this Idempotency-Key was answered {status}; that answer "
+            "held a secret, which is shown only once and never stored",
+            status=409,
+            slug="idempotency-secret-not-replayed",
+            title="The answer held a secret and is not replayed",
+            **extra,
+        ),
+        path,
+    )
+    kept = [("content-type", PROBLEM_JSON)] + ([("location", location)] if location else [])
+    return 409, bytes(problem.body), kept
 
 
 def _replay_receive(body: bytes) -> Receive:
@@ -688,7 +727,13 @@ def build_app(
         else None
     )
     directory = KeyDirectory()
-    feed = KeyFeed(settings.kafka_bootstrap_servers, directory, settings.topic_namespace)
+    feed = KeyFeed(
+        settings.kafka_bootstrap_servers,
+        directory,
+        settings.topic_namespace,
+        partitions=settings.topic_partitions,
+        replication_factor=settings.replication_factor,
+    )
     usage = UsageReporter(
         directory, runtime.publisher, runtime.name, settings.api_key_usage_report_seconds
     )
@@ -745,6 +790,7 @@ def build_app(
         StrictJsonMiddleware,
         form_routes=_form_routes(routers),
         self_checked_prefixes=tuple(self_checked_json),
+        guarded_routes=_guarded_routes(routers),
     )
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=max_body_bytes, overrides=tuple(body_limit_overrides)
@@ -764,6 +810,19 @@ def _form_routes(routers: Sequence[APIRouter]) -> list[tuple[frozenset[str], re.
             isinstance(param.field_info, params.Form) for param in route.dependant.body_params
         ):
             found.append((frozenset(route.methods or ()), route.path_regex))
+    return found
+
+
+def _guarded_routes(
+    routers: Sequence[APIRouter],
+) -> list[tuple[frozenset[str], re.Pattern[str], tuple[str, ...]]]:
+    """``(methods, path pattern, scopes)`` of the routes that need an API key."""
+    from shared.openapi_security import route_scopes
+
+    found = []
+    for route in (r for router in routers for r in router.routes):
+        if isinstance(route, APIRoute) and (scopes := route_scopes(route)) is not None:
+            found.append((frozenset(route.methods or ()), route.path_regex, scopes))
     return found
 
 

@@ -173,10 +173,14 @@ class KeyDirectory:
         return state
 
 
-def ensure_keys_topics(bootstrap_servers: str, namespace: str = "") -> None:
+def ensure_keys_topics(
+    bootstrap_servers: str, namespace: str = "", partitions: int = 1, replication_factor: int = 1
+) -> None:
     """Create the key topics if missing: the record topic compacted (plain if the broker
     refuses the setting: the feed reads every record anyway and the newest version wins),
-    the usage topic plain. Every service calls it, so none depends on profile being up."""
+    the usage topic plain, both with ``partitions`` (the service's ``topic_partitions``, the
+    count its topic drift check expects). Every service calls it, so none depends on
+    profile being up."""
     wanted = {
         namespace + APIKEYS_TOPIC: {"cleanup.policy": "compact"},
         namespace + APIKEY_USAGE_TOPIC: {},
@@ -189,7 +193,8 @@ def ensure_keys_topics(bootstrap_servers: str, namespace: str = "") -> None:
                 continue
             try:
                 admin.create_topics(
-                    [NewTopic(topic, 1, 1, topic_configs=configs)], timeout_ms=10000
+                    [NewTopic(topic, partitions, replication_factor, topic_configs=configs)],
+                    timeout_ms=10000,
                 )
             except TopicAlreadyExistsError:
                 continue
@@ -198,7 +203,9 @@ def ensure_keys_topics(bootstrap_servers: str, namespace: str = "") -> None:
                     raise
                 log.warning("broker refused a compacted %s (%s); creating it plain", topic, exc)
                 with contextlib.suppress(TopicAlreadyExistsError):
-                    admin.create_topics([NewTopic(topic, 1, 1)], timeout_ms=10000)
+                    admin.create_topics(
+                        [NewTopic(topic, partitions, replication_factor)], timeout_ms=10000
+                    )
     finally:
         with contextlib.suppress(Exception):
             admin.close()
@@ -217,7 +224,11 @@ class KeyFeed:
         directory: KeyDirectory,
         namespace: str = "",
         poll_timeout_ms: int = 200,
+        partitions: int = 1,
+        replication_factor: int = 1,
     ) -> None:
+        self.partitions = partitions
+        self.replication_factor = replication_factor
         self.bootstrap_servers = bootstrap_servers
         self.directory = directory
         self.namespace = namespace
@@ -246,7 +257,9 @@ class KeyFeed:
                 self._stop.wait(2.0)
 
     def _follow(self) -> None:
-        ensure_keys_topics(self.bootstrap_servers, self.namespace)
+        ensure_keys_topics(
+            self.bootstrap_servers, self.namespace, self.partitions, self.replication_factor
+        )
         consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             group_id=None,

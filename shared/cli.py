@@ -69,16 +69,25 @@ def run_cli(
         settings = settings.model_copy(update={"run_consumer": False})
     app = app_factory(settings)
     tune_gc()  # the app's lifespan freezes what its start-up adds (shared.api.build_app)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.resolved_port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # uvicorn's loggers go through ours (shared.logs: JSON, one line)
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(app, **uvicorn_options(settings))
     return 0
+
+
+def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
+    """How the API is served. Forwarded headers are trusted only from the addresses in
+    ``CRM_FORWARDED_ALLOW_IPS`` (uvicorn's default trusts them from 127.0.0.1, which let any
+    local client choose the address its failed authentications are counted on)."""
+    trusted = (settings.forwarded_allow_ips or "").strip()
+    return {
+        "host": settings.host,
+        "port": settings.resolved_port,
+        "log_level": settings.log_level.lower(),
+        "log_config": None,  # uvicorn's loggers go through ours (shared.logs: JSON, one line)
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or None,
+    }
 
 
 def _safe_url(url: str) -> str:

@@ -68,6 +68,12 @@ class ServiceSettings(BaseSettings):
     )
     # failed authentications (no key, unknown, revoked, expired) per client address
     failed_auth_limit: str = Field("30/minute", validation_alias=_common("CRM_FAILED_AUTH_LIMIT"))
+    # client addresses whose X-Forwarded-For / X-Forwarded-Proto are believed (a reverse
+    # proxy's: "10.0.0.5,10.0.0.6" or "*"); unset: none, the connection's own address
+    # counts (so a client cannot pick the address its failed authentications count on)
+    forwarded_allow_ips: str | None = Field(
+        None, validation_alias=_common("CRM_FORWARDED_ALLOW_IPS")
+    )
     # /metrics on the API port asks for a key with the metrics:read scope
     metrics_require_key: bool = Field(False, validation_alias=_common("CRM_METRICS_REQUIRE_KEY"))
     kafka_session_timeout_ms: int = Field(

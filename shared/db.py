@@ -117,6 +117,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@contextmanager
+def secure_deletion(session: Session) -> Iterator[None]:
+    """Within this block, SQLite overwrites every deleted byte with zeros (``secure_delete=ON``),
+    overflow pages of large rows included: ``FAST``, the default on every connection, leaves
+    freed overflow pages as they were, so a large document (an export, a big profile) would
+    linger in the file after an erasure. PostgreSQL: nothing (see :meth:`Database.checkpoint`)."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA secure_delete=ON")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql("PRAGMA secure_delete=FAST")
+
+
 def make_engine(
     url: str, *, sqlite_pragmas: Mapping[str, int | str] | None = None, **kwargs: Any
 ) -> Engine:

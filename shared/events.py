@@ -272,6 +272,12 @@ class ProfileUnmergedPayload(Payload):
     order_ids: dict[str, list[str]] = Field(
         default_factory=dict, description="restored profile id -> the orders that are its again"
     )
+    contact_policies: dict[str, ContactPolicy] = Field(
+        default_factory=dict,
+        description="profile id (each restored one, and the survivor) -> its contact policy "
+        "after the split, where it has one: consumers that keep policies per customer id take "
+        "them from here (a restored id's own policy events were ignored while it was merged)",
+    )
 
 
 class ProfileErasedPayload(Payload):

@@ -4,7 +4,7 @@ FastAPI documents a 422 as ``{detail: [{loc, msg, type}]}``; ours is RFC 9457
 problem+json with ``errors: [{field, code, message}]`` (shared.errors). This rewrites every
 operation's error responses to the body the service really sends, adds the ones the
 platform can answer (401 / 403 / 429 where a key is needed, 404 where a path names
-something, 400 where a cursor is taken, 409 on every write, 413 where a body is sent) and documents the ``Idempotency-Key`` header
+something, 400 where a cursor is taken, 409 on every write, 413 where a body is sent, 415 on every POST/PUT/PATCH) and documents the ``Idempotency-Key`` header
 on every POST. Runs after :func:`shared.openapi_security.declare_api_key_security`.
 """
 
@@ -104,8 +104,12 @@ def rewrite(document: dict[str, Any]) -> dict[str, Any]:
                 wanted.add("404")
             if any(p.get("name") == "cursor" for p in operation.get("parameters") or []):
                 wanted.add("400")
-            if method in {"post", "put", "patch"} and operation.get("requestBody"):
-                wanted |= {"413", "415", "422"}
+            if method in {"post", "put", "patch"}:
+                # shared.strict_input answers 415 to any body not declared as JSON (form on
+                # upload routes), even on a write that takes no body
+                wanted.add("415")
+                if operation.get("requestBody"):
+                    wanted |= {"413", "422"}
             if method != "get":
                 wanted.add("409")  # a write the current state does not allow
             if method == "post":

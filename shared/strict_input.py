@@ -8,6 +8,10 @@ duplicate keys.
 - A JSON object with the same key twice is ``422 duplicate-key``: JSON parsers keep the last
   one silently, so a client could not tell which value counted.
 
+Authentication comes first: on a route that needs an API key, a refused body is answered
+only once the caller is known and allowed (no key: 401, lacking scope: 403), so a caller
+without a key learns nothing about what a route accepts (``guarded_routes``).
+
 Routes that parse their own bodies (ingest's record routes: orjson, for speed) check
 duplicate keys themselves with :func:`first_duplicate_key` and are named in
 ``self_checked_prefixes``, so the body is parsed once.
@@ -117,10 +121,29 @@ class StrictJsonMiddleware:
         app: ASGIApp,
         form_routes: Sequence[tuple[frozenset[str], re.Pattern[str]]] = (),
         self_checked_prefixes: Sequence[str] = (),
+        guarded_routes: Sequence[tuple[frozenset[str], re.Pattern[str], tuple[str, ...]]] = (),
     ) -> None:
         self.app = app
+        self.guarded = list(guarded_routes)
         self.form_routes = list(form_routes)
         self.self_checked = tuple(self_checked_prefixes)
+
+    def _refuse_unauthorised(self, scope: Scope, receive: Receive) -> ProblemError | None:
+        """The 401/403/429 the route's own check would answer, else None: authentication
+        comes before any judgement of the body."""
+        from starlette.requests import Request
+
+        from shared.auth import authorize
+
+        method, path = scope.get("method"), scope.get("path", "")
+        for methods, rx, scopes in self.guarded:
+            if method in methods and rx.match(path):
+                try:
+                    authorize(Request(scope, receive), scopes)
+                except ProblemError as exc:
+                    return exc
+                return None
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
@@ -140,6 +163,10 @@ class StrictJsonMiddleware:
         media = _media_type(headers)
         form = any(method in methods and rx.match(path) for methods, rx in self.form_routes)
         if not (media in _FORM_TYPES if form else _is_json(media)):
+            refused = self._refuse_unauthorised(scope, receive)
+            if refused is not None:
+                await problem_response(refused, path)(scope, receive, send)
+                return
             wanted = "multipart/form-data" if form else "application/json"
             problem = ProblemError(
                 f"send the body as {wanted}",
@@ -169,7 +196,9 @@ class StrictJsonMiddleware:
         try:
             json.loads(data, object_pairs_hook=_no_duplicates)
         except DuplicateKey as exc:
-            await problem_response(duplicate_key_problem(exc.key), path)(scope, receive, send)
+            refused = self._refuse_unauthorised(scope, receive)
+            problem = refused if refused is not None else duplicate_key_problem(exc.key)
+            await problem_response(problem, path)(scope, receive, send)
             return
         except (ValueError, RecursionError):
             pass  # not JSON: the route answers that as it always has

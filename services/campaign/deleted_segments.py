@@ -44,8 +44,14 @@ def _aimed_at(session: Session, segment_id: str) -> list[Campaign]:
 
 
 def refuse_if_segment_deleted(session: Session, campaign: Campaign) -> None:
-    """409 if the campaign is aimed at a deleted segment."""
-    segment_id = (campaign.audience or {}).get("segment_id")
+    """409 if the campaign is aimed at a deleted segment (launch, scheduling)."""
+    refuse_a_deleted_segment(session, campaign.audience)
+
+
+def refuse_a_deleted_segment(session: Session, audience: dict[str, object] | None) -> None:
+    """409 ``segment-deleted`` if ``audience`` names a deleted segment (create, PATCH of the
+    audience, scheduling, launch)."""
+    segment_id = (audience or {}).get("segment_id")
     if segment_id is None:
         return
     deleted = session.execute(select(D.c.name).where(D.c.segment_id == segment_id)).first()

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from services.campaign.deleted_segments import refuse_a_deleted_segment
 from services.campaign.models import Campaign
 from services.campaign.schemas import CampaignCreate, CampaignUpdate
 from services.campaign.service import get_campaign
@@ -55,6 +56,8 @@ def update_campaign(session: Session, campaign_id: str, patch: CampaignUpdate) -
         if body.audience
         else None
     )
+    if "audience" in sent:
+        refuse_a_deleted_segment(session, audience)
     campaign.audience = audience  # type: ignore[assignment]  # nullable, as create stores it
     campaign.channels = [c.value for c in body.channels]
     campaign.content = body.content.model_dump(mode="json")

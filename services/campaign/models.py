@@ -50,10 +50,6 @@ class AudienceMember(Base):
     first_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     segments: Mapped[list[str]] = mapped_column(JSON, default=list)
-    # from segment.changed `predictions` (predictive CLV of the last fit run; null: none)
-    p_alive: Mapped[float | None]
-    predicted_clv_e4: Mapped[int | None] = mapped_column(BigInteger)
-    predicted_clv_percentile: Mapped[float | None]
     # from profile.*
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     province: Mapped[str | None] = mapped_column(String(50))

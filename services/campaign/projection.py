@@ -26,7 +26,6 @@ from shared.events import (
     ContactPolicyChangedEvent,
     MessageReceiptRecordedEvent,
     OrderRecordedEvent,
-    PredictionSnapshot,
     ProfileErasedEvent,
     ProfileMergedEvent,
     ProfileUpdatedEvent,
@@ -133,7 +132,6 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
             if _older(data.as_of, row.scores_as_of):
                 continue
             _set_scores(row, data.current, data.as_of)
-            _set_predictions(row, data.predictions)
             row.segments = sorted(data.segments)
             row.updated_at = now
             before = data.previous.lifecycle_stage if data.previous else None
@@ -204,13 +202,6 @@ def _set_scores(row: AudienceMember, snapshot: Any, as_of: datetime | None) -> N
     row.currency = snapshot.currency if snapshot else None
     row.first_order_at = snapshot.first_order_at if snapshot else None
     row.last_order_at = snapshot.last_order_at if snapshot else None
-
-
-def _set_predictions(row: AudienceMember, predictions: PredictionSnapshot | None) -> None:
-    """The predictive CLV a segment.changed carries; absent = none published (cleared)."""
-    row.p_alive = predictions.p_alive if predictions else None
-    row.predicted_clv_e4 = to_e4(predictions.predicted_clv) if predictions else None
-    row.predicted_clv_percentile = predictions.predicted_clv_percentile if predictions else None
 
 
 def apply_orders(

@@ -4,6 +4,12 @@ audience projection's rows, compiled once per launch into a predicate over one r
 Rows hold money in 1/10,000 units (``monetary_e4``); rule literals are converted to match.
 A customer missing a value never satisfies a comparison on it (``ne`` and ``not_in``
 included), so ``{"not": ...}`` is the way to say "not known to be".
+
+Segment's predictive CLV (p_alive, predicted CLV) is deliberately not in the catalogue: a
+customer's ``segment.changed`` is published only when their own scores or memberships
+change, so a prediction copied from it would go stale or outlive its withdrawal. Audiences
+reach predictions through custom segments (``segments contains likely-gone``), whose
+memberships segment publishes after every CLV run.
 """
 
 from __future__ import annotations
@@ -23,13 +29,11 @@ CATALOGUE = rules.Catalogue(
         "m_score",
         "recency_days",
         "frequency",
-        "p_alive",
-        "predicted_clv_percentile",
     ),
-    money=("monetary", "predicted_clv"),
+    money=("monetary",),
     text=("rfm_segment", "lifecycle_stage", "value_quadrant", "province", "city", "currency"),
     lists=("tags", "segments"),
-    keys={"monetary": "monetary_e4", "predicted_clv": "predicted_clv_e4"},
+    keys={"monetary": "monetary_e4"},
     money_e4=True,
 )
 FIELDS = CATALOGUE.names

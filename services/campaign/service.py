@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.campaign.config import Settings
+from services.campaign.deleted_segments import refuse_a_deleted_segment, refuse_if_segment_deleted
 from services.campaign.launch import EntryBatch, Tally, audience_predicate
 from services.campaign.models import AudienceMember, Campaign
 from services.campaign.projection import Transition
@@ -63,6 +64,7 @@ def create_campaign(session: Session, body: CampaignCreate) -> Campaign:
         created_at=now,
         updated_at=now,
     )
+    refuse_a_deleted_segment(session, campaign.audience)
     return Campaigns(session).add(campaign)
 
 
@@ -81,6 +83,8 @@ def change_status(session: Session, campaign_id: str, target: str) -> Campaign:
             status_now=campaign.status,
             allowed=sorted(TRANSITIONS[campaign.status]),
         )
+    if target == "scheduled":
+        refuse_if_segment_deleted(session, campaign)
     now = utcnow()
     campaign.status = target
     campaign.updated_at = now

@@ -3,8 +3,10 @@
 The orders the event lists per restored profile count for it again (conversions from
 then on) and its customer ids stop being aliases of the survivor, so its own audience
 events apply again. Campaign entries moved to the survivor at the merge stay with it (the
-merge re-keyed them; they record what was decided for the merged customer). Applying it
-again changes nothing.
+merge re-keyed them; they record what was decided for the merged customer). The contact
+policies the event carries (each restored profile's and the survivor's) are set on their
+audience rows, unless a newer one is held: while merged, a restored id's own policy
+events were ignored, and a new one may never come. Applying it again changes nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import cast
 from sqlalchemy import Table, delete, update
 from sqlalchemy.orm import Session
 
-from services.campaign.models import CustomerAlias, CustomerOrder
+from services.campaign.models import AudienceMember, CustomerAlias, CustomerOrder
+from services.campaign.repository import Projections
 from shared.db import chunks
-from shared.events import ProfileUnmergedEvent
+from shared.events import ProfileUnmergedEvent, ensure_aware, utcnow
 
 ORDERS = cast(Table, CustomerOrder.__table__)
 ALIASES = cast(Table, CustomerAlias.__table__)
@@ -36,4 +39,26 @@ def apply_unmerges(session: Session, events: Sequence[ProfileUnmergedEvent]) -> 
             ids = data.customer_ids.get(profile_id, [profile_id])
             for chunk in chunks(ids, 500):
                 session.execute(delete(ALIASES).where(ALIASES.c.merged_id.in_(list(chunk))))
+        _set_policies(session, event)
     session.flush()
+
+
+def _set_policies(session: Session, event: ProfileUnmergedEvent) -> None:
+    policies = event.data.contact_policies
+    if not policies:
+        return
+    rows = Projections(session).audience_rows(list(policies))
+    now = utcnow()
+    for customer_id, policy in policies.items():
+        at = policy.updated_at or event.occurred_at
+        row = rows.get(customer_id)
+        if row is None:
+            row = AudienceMember(customer_id=customer_id, segments=[], tags=[], updated_at=now)
+            session.add(row)
+        elif row.policy_updated_at is not None and ensure_aware(at) < ensure_aware(
+            row.policy_updated_at
+        ):
+            continue  # a newer policy is held (the event came late)
+        row.contact_policy = policy.model_dump(mode="json")
+        row.policy_updated_at = at
+        row.updated_at = now

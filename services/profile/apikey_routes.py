@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from services.profile import apikeys
 from services.profile.apikey_schemas import (
@@ -34,8 +34,12 @@ def _publish(request: Request, state: ApiKeyState) -> None:
 
 
 @router.post("", response_model=ApiKeyIssued, status_code=status.HTTP_201_CREATED)
-def create_api_key(body: ApiKeyCreate, request: Request, principal: KeyAdmin) -> ApiKeyIssued:
-    """Create a key; the answer holds the key itself, shown only this once. Audited."""
+def create_api_key(
+    body: ApiKeyCreate, request: Request, response: Response, principal: KeyAdmin
+) -> ApiKeyIssued:
+    """Create a key; the answer holds the key itself, shown only this once (never stored,
+    not even for an ``Idempotency-Key``: a repeat is ``409 idempotency-secret-not-replayed``
+    naming the key in ``location``). Audited."""
     with runtime_of(request).db.unit_of_work() as session:
         state, key = apikeys.create_key(
             session,
@@ -46,7 +50,14 @@ def create_api_key(body: ApiKeyCreate, request: Request, principal: KeyAdmin) ->
             actor=principal.key_id,
         )
     _publish(request, state)
+    _secret_once(response, state)
     return ApiKeyIssued(**public_view(state), api_key=key)
+
+
+def _secret_once(response: Response, state: ApiKeyState) -> None:
+    """Mark an answer holding a secret: no cache and no idempotency record keeps it."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Location"] = f"{router.prefix}/{state.key_id}"
 
 
 @router.get("", response_model=Page[ApiKeyRead])
@@ -76,14 +87,16 @@ def get_api_key(key_id: str, request: Request, principal: KeyAdmin) -> ApiKeyRea
 
 @router.post("/{key_id}/rotate", response_model=ApiKeyIssued)
 def rotate_api_key(
-    key_id: str, body: ApiKeyRotate, request: Request, principal: KeyAdmin
+    key_id: str, body: ApiKeyRotate, request: Request, response: Response, principal: KeyAdmin
 ) -> ApiKeyIssued:
-    """A new secret for the key (shown once); the old one works for ``grace_seconds``. Audited."""
+    """A new secret for the key (shown once, never stored: see create); the old one works
+    for ``grace_seconds``. Audited."""
     with runtime_of(request).db.unit_of_work() as session:
         state, key = apikeys.rotate_key(
             session, key_id, grace_seconds=body.grace_seconds, actor=principal.key_id
         )
     _publish(request, state)
+    _secret_once(response, state)
     return ApiKeyIssued(**public_view(state), api_key=key)
 
 

@@ -8,7 +8,7 @@ from limits import parse
 from pydantic import BaseModel, Field, field_validator
 
 from shared.apikeys import scope_is_known
-from shared.events import UtcDateTime
+from shared.events import UtcDateTime, ensure_aware, utcnow
 
 
 class ApiKeyCreate(BaseModel):
@@ -31,6 +31,13 @@ class ApiKeyCreate(BaseModel):
         if unknown:
             raise ValueError(f"unknown scope(s): {', '.join(unknown)}")
         return scopes
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and ensure_aware(value) <= utcnow():
+            raise ValueError("expires_at is not in the future: the key would never work")
+        return value
 
     @field_validator("rate_limit")
     @classmethod

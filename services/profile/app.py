@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
+from kafka.errors import KafkaError
 
+from services.profile.apikey_republish import KeyRepublisher
 from services.profile.apikey_routes import router as apikey_router
 from services.profile.config import Settings
 from services.profile.consumer import CONSUMED_TOPICS, build_consumers
@@ -11,7 +14,9 @@ from services.profile.export_routes import router as export_router
 from services.profile.routes import router
 from shared.api import build_app
 from shared.config import ServiceSettings
-from shared.runtime import ServiceRuntime
+from shared.runtime import PeriodicJob, ServiceRuntime
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,6 +29,17 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
         consumer_factory=build_consumers,
         consumed_topics=CONSUMED_TOPICS,
     )
+    republisher = KeyRepublisher(runtime)
+    runtime.extras["key_republisher"] = republisher
+
+    def check_keys() -> None:
+        try:
+            republisher.check()
+        except (ConnectionError, OSError, TimeoutError, KafkaError) as exc:
+            log.info("profile: managed keys on the broker not verified (%s)", type(exc).__name__)
+
+    interval = getattr(runtime.settings, "apikey_republish_check_seconds", 3.0)
+    runtime.jobs.append(PeriodicJob("profile-apikeys", interval, check_keys, run_at_start=True))
     return runtime
 
 

@@ -25,6 +25,12 @@ class Settings(ServiceSettings):
     sqlite_wal_autocheckpoint_pages: int = 10000
 
     # --- normalisation
+    apikey_republish_check_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="how often profile checks that the broker still holds its managed keys "
+        "(and queues them again if it lost them)",
+    )
     default_region: str = Field("CN", description="region of mobile numbers without +country")
     shop_timezone: str = Field(
         "Asia/Shanghai", description="zone used for purchase hours when the customer has none"

@@ -33,6 +33,7 @@ from services.profile.rules import CATALOGUE, parse_rule
 from services.profile.unmerge_repository import MergeSnapshots
 from shared import regions, topics
 from shared.bus import add_to_outbox
+from shared.db import secure_deletion
 from shared.erasure import tombstone_key, tombstone_keys
 from shared.errors import Conflict, NotFound, ValidationProblem
 from shared.events import (
@@ -1016,21 +1017,22 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
     aliases = sorted(set(repo.aliases_of(row.profile_id)) | {row.profile_id})
     now = utcnow()
     erasure_id = str(uuid.uuid4())
-    repo.drop_pending_events(aliases)
-    repo.delete_contact_points(aliases)
-    repo.delete_history(row.profile_id)
-    repo.delete_profiles([row.profile_id])
-    SubjectExports(session).delete_of(row.profile_id)
-    MergeSnapshots(session).drop_of(aliases)
+    with secure_deletion(session):  # every byte zeroed, large rows' overflow pages too
+        repo.drop_pending_events(aliases)
+        repo.delete_contact_points(aliases)
+        repo.delete_history(row.profile_id)
+        repo.delete_profiles([row.profile_id])
+        SubjectExports(session).delete_of(row.profile_id)
+        MergeSnapshots(session).drop_of(aliases)
+        subject = f"erased:{erasure_id}"
+        repo.scrub_audit(aliases, subject)
+        repo.scrub_merges(row.profile_id, subject)
     repo.add_tombstones(
         [
             {"customer_hash": tombstone_key(cid), "erasure_id": erasure_id, "erased_at": now}
             for cid in aliases
         ]
     )
-    subject = f"erased:{erasure_id}"
-    repo.scrub_audit(aliases, subject)
-    repo.scrub_merges(row.profile_id, subject)
     repo.audit(
         at=now,
         actor=actor,

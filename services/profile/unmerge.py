@@ -22,12 +22,13 @@ from sqlalchemy.orm import Session
 
 from services.profile import domain, service
 from services.profile.config import Settings
+from services.profile.locking import lock_profiles
 from services.profile.repository import ProfileRepository
 from services.profile.unmerge_repository import MergeSnapshots
 from shared import topics
 from shared.bus import add_to_outbox
 from shared.errors import Conflict, NotFound
-from shared.events import ProfileUnmergedEvent, ProfileUnmergedPayload, utcnow
+from shared.events import ContactPolicy, ProfileUnmergedEvent, ProfileUnmergedPayload, utcnow
 
 SOURCE = "profile"
 
@@ -65,11 +66,16 @@ def _take_back(survivor: dict[str, Any], before: dict[str, Any], split: dict[str
 
 
 def unmerge(session: Session, merge_id: str, actor: str, settings: Settings) -> dict[str, Any]:
-    """Split the merge ``merge_id``; returns ``{merge_id, survivor_id, restored_ids}``."""
+    """Split the merge ``merge_id``; returns ``{merge_id, survivor_id, restored_ids}``.
+
+    Two unmerges of one merge run one after the other (the merge record locked before
+    anything is read): the second finds the snapshots gone and is a 409."""
     snapshots = MergeSnapshots(session)
-    merge = snapshots.merge(merge_id)
+    lock_profiles(session, [])  # SQLite: the write lock before the first read
+    merge = snapshots.merge(merge_id, for_update=True)
     if merge is None:
         raise NotFound(f"no merge {merge_id}")
+    lock_profiles(session, [merge["survivor_id"], *merge["merged_ids"]])
     taken = snapshots.of(merge_id)
     survivor_id = merge["survivor_id"]
     split_ids = [pid for pid in merge["merged_ids"] if pid in taken]
@@ -139,6 +145,11 @@ def unmerge(session: Session, merge_id: str, actor: str, settings: Settings) -> 
                 restored_ids=split_ids,
                 customer_ids=customer_ids,
                 order_ids={pid: [o["order_id"] for o in repo.orders_of(pid)] for pid in split_ids},
+                contact_policies={
+                    pid: ContactPolicy.model_validate({**doc["policy"], "customer_id": pid})
+                    for pid, doc in {survivor_id: survivor, **restored}.items()
+                    if doc.get("policy")
+                },
             ),
         ),
     )

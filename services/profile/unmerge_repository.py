@@ -51,8 +51,13 @@ class MergeSnapshots:
         """Erasure: snapshots of the person's profiles go with the rest."""
         self.session.execute(delete(SN).where(SN.c.profile_id.in_(profile_ids)))
 
-    def merge(self, merge_id: str) -> dict[str, Any] | None:
-        row = self.session.execute(select(M).where(M.c.merge_id == merge_id)).first()
+    def merge(self, merge_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        """The merge record; ``for_update``: locked until the transaction ends (PostgreSQL;
+        SQLite writers serialise on ``BEGIN IMMEDIATE``, see ``locking.py``)."""
+        query = select(M).where(M.c.merge_id == merge_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.execute(query).first()
         if row is None:
             return None
         found = dict(row._mapping)

@@ -9,13 +9,15 @@
 
 Anything else, or an instant without an offset, is a 422 naming the parameter, with a
 stable code and a message that shows the accepted forms (and says to encode ``+`` as
-``%2B``).
+``%2B``). So is an instant outside the supported range, 1970-01-01 .. 2200-12-31 (UTC;
+code ``out_of_range``): the scoring runs on pandas, which holds no time after 2262 or
+before 1677, and nothing in the shop is older than the epoch.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from shared.errors import ValidationProblem
@@ -30,6 +32,12 @@ FORMS = (
     "an ISO 8601 time with an offset (2026-11-30T18:00:00+08:00, encode '+' as %2B in a "
     "query string) or a plain date (2026-11-30: the end of that day in the policy timezone)"
 )
+
+
+# the supported range of as_of/since, both ends included (UTC)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+RANGE = "1970-01-01 .. 2200-12-31 (UTC)"
 
 
 def _problem(parameter: str, code: str, message: str) -> ValidationProblem:
@@ -51,11 +59,14 @@ def parse_as_of(value: str | None, timezone: str, parameter: str = "as_of") -> d
     text = value.strip()
     if _PLAIN_DATE.match(text):
         try:
-            return end_of_day(date.fromisoformat(text), timezone)
+            day = date.fromisoformat(text)
         except ValueError as exc:
             raise _problem(
                 parameter, "invalid_date", f"{parameter}: {exc}; expected {FORMS}"
             ) from exc
+        if not EARLIEST.date() <= day <= LATEST.date():
+            raise _out_of_range(parameter, value)
+        return _in_range(end_of_day(day, timezone), parameter, value)
     spaced = _SPACE_FOR_PLUS.match(text)
     if spaced:
         text = f"{spaced.group('head')}+{spaced.group('off')}"
@@ -71,4 +82,20 @@ def parse_as_of(value: str | None, timezone: str, parameter: str = "as_of") -> d
             "missing_offset",
             f"{parameter}={value!r} has no timezone offset; send {FORMS}",
         )
+    return _in_range(moment, parameter, value)
+
+
+def _out_of_range(parameter: str, value: str) -> ValidationProblem:
+    return _problem(
+        parameter,
+        "out_of_range",
+        f"{parameter}={value!r} is outside the supported range {RANGE}",
+    )
+
+
+def _in_range(moment: datetime, parameter: str, value: str) -> datetime:
+    """``moment`` if within ``EARLIEST .. LATEST``, else the 422 ``out_of_range``."""
+    # aware comparisons never convert, so no OverflowError even at year 1 or 9999
+    if not EARLIEST <= moment <= LATEST:
+        raise _out_of_range(parameter, value)
     return moment

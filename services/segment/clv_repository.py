@@ -65,10 +65,13 @@ class ClvFits:
             .limit(1)
         ).first()
 
-    def history(self, currency: str | None, limit: int) -> list[ClvFit]:
+    def history(self, currency: str | None, limit: int, before: int | None = None) -> list[ClvFit]:
+        """Fits newest first; ``before``: only fits with a smaller id (the keyset of a page)."""
         query = select(ClvFit).order_by(ClvFit.id.desc()).limit(limit)
         if currency is not None:
             query = query.where(ClvFit.currency == currency)
+        if before is not None:
+            query = query.where(ClvFit.id < before)
         return list(self.session.scalars(query).all())
 
 

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.segment import clv_metrics, clv_report, clv_runs, predictive, service
+from services.segment import (
+    clv_metrics,
+    clv_report,
+    clv_runs,
+    point_in_time,
+    predictive,
+    service,
+)
 from services.segment.as_of import parse_as_of
 from services.segment.clv_repository import ClvFits
 from services.segment.config import Settings
@@ -19,8 +26,9 @@ from services.segment.schemas import (
 )
 from services.segment.scoring import from_e4
 from shared.api import require, runtime_of
-from shared.errors import NotFound, ValidationProblem
+from shared.errors import NotFound, ProblemError, ValidationProblem
 from shared.events import ensure_aware
+from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1")
@@ -110,16 +118,26 @@ def run_fits(request: Request) -> ClvRunRead:
     return result
 
 
-@router.get("/clv/fits", response_model=list[ClvFitRead], dependencies=READ, tags=["clv"])
+@router.get("/clv/fits", response_model=Page[ClvFitRead], dependencies=READ, tags=["clv"])
 def list_fits(
     request: Request,
     currency: Currency = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[ClvFitRead]:
-    """Every fit kept, newest first (parameters, data window, customers, log-likelihood, convergence)."""
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="items per page")] = 50,
+) -> Page[ClvFitRead]:
+    """Every fit kept, newest first (parameters, data window, customers, log-likelihood,
+    convergence), cursor paginated like every list."""
+    position = decode_cursor(cursor)
+    before = position.get("before") if position is not None else None
+    if position is not None and not isinstance(before, int):
+        raise ProblemError("the cursor is not one this API returned", slug="invalid-cursor")
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        return [fit_read(f) for f in ClvFits(session).history(currency, limit)]
+        fits = ClvFits(session).history(currency, limit + 1, before)
+        items = [fit_read(f) for f in fits[:limit]]
+    more = len(fits) > limit
+    next_cursor = encode_cursor({"before": items[-1].fit_id}) if more else None
+    return Page[ClvFitRead](items=items, next_cursor=next_cursor)
 
 
 @router.get("/clv/fits/{fit_id}", response_model=ClvFitRead, dependencies=READ, tags=["clv"])
@@ -156,7 +174,10 @@ def get_predictions(
         reference = None
         if as_of is not None:
             reference = parse_as_of(as_of, service.current_policy(session)[1].timezone)
-        views = service.score_customers(session, [customer_id], reference, _now(runtime))
+        if reference is None:
+            views = service.score_customers(session, [customer_id], None, _now(runtime))
+        else:  # valid time, as the scores: the customer's orders as known then
+            views = point_in_time.score_customers(session, [customer_id], reference.astimezone(UTC))
         if not views:
             survivor = service.survivor_of(session, customer_id)
             if survivor is not None:

@@ -132,6 +132,17 @@ class CustomSegment(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class DeletedSegmentId(Base):
+    """A segment id that was deleted: it is not handed out again (campaigns aimed at it
+    learned it is gone, and a new segment under the same id would silently retarget them)."""
+
+    __tablename__ = "deleted_segment_ids"
+
+    segment_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class SegmentMember(Base):
     __tablename__ = "segment_members"
 

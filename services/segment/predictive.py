@@ -28,6 +28,7 @@ from services.segment.clv_repository import (
     valid_purchases,
 )
 from services.segment.models import ClvFit, CustomerPrediction
+from services.segment.order_history import OrderVersions
 from services.segment.rules import PREDICTION_FIELDS, Rule, fields_of
 from services.segment.scoring import MONEY_SCALE, money_text
 from shared.events import ensure_aware, utcnow
@@ -349,8 +350,12 @@ def predictions_as_of(
 ) -> dict[str, CustomerPredictionView]:
     """Predictions computed from the orders known at ``as_of`` with the currency's newest
     fit publishing numbers that observed no later than ``as_of`` (a later fit learnt from
-    later purchases); none: ``not_fitted``. No percentile: that belongs to a fit run."""
-    purchases = valid_purchases(session, customer_ids)
+    later purchases); none: ``not_fitted``. No percentile: that belongs to a fit run.
+
+    In valid time, as the scores' ``as_of``: each order's version known at ``as_of``, so an
+    order paid before and refunded after ``as_of`` is still a purchase then."""
+    orders = OrderVersions(session).frame_as_of(as_of, customer_ids)
+    purchases = orders[orders["valid"].astype(bool)]
     summary = customer_summaries(purchases, as_of, timezone, cutoff=True)
     views: dict[str, CustomerPredictionView] = {}
     for currency, part in summary.groupby("currency"):

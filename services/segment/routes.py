@@ -178,8 +178,21 @@ def list_scores(
 # --------------------------------------------------------------------------- CLV
 
 
+def _clv_reference(session: Any, value: str | None, now: datetime) -> tuple[datetime, int, str]:
+    """The instant (UTC), policy version and timezone a CLV summary read uses: with
+    ``as_of``, the policy in force then (as the scores); without, the current one at the
+    time the scores reads use (``consistent_now``)."""
+    moment = _as_of(session, value)
+    if moment is None:
+        version, policy, _ = service.current_policy(session)
+        return consistent_now(session, now).astimezone(UTC), version, policy.timezone
+    moment = moment.astimezone(UTC)
+    version, policy = point_in_time.policy_at(session, moment)
+    return moment, version, policy.timezone
+
+
 def _clv_rows(
-    session: Any, customer_ids: list[str], as_of: datetime, timezone: str
+    session: Any, customer_ids: list[str], as_of: datetime, version: int, timezone: str
 ) -> list[ClvSummaryRead]:
     orders = point_in_time.purchases_at(session, customer_ids, as_of.astimezone(UTC))
     purchases = orders[orders["valid"] & (orders["created_at"] <= as_of)]
@@ -194,6 +207,7 @@ def _clv_rows(
             monetary_value=exact_monetary_value(int(row["repeat_total_e4"]), int(row["frequency"])),
             currency=currencies.get(customer_id),
             as_of=as_of,
+            policy_version=version,
         )
         for customer_id, row in summary.iterrows()
     ]
@@ -209,9 +223,8 @@ def get_clv_summary(customer_id: str, request: Request, as_of: AsOf = None) -> C
     """lifetimes-compatible frequency, recency, T and monetary_value (daily periods)."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        reference = _as_of(session, as_of) or _now(runtime)
-        _, policy, _ = service.current_policy(session)
-        rows = _clv_rows(session, [customer_id], reference, policy.timezone)
+        reference, version, timezone = _clv_reference(session, as_of, _now(runtime))
+        rows = _clv_rows(session, [customer_id], reference, version, timezone)
         if not rows:
             raise _unknown_customer(session, customer_id)
     return rows[0]
@@ -225,10 +238,9 @@ def list_clv_summaries(
     runtime = runtime_of(request)
     position = decode_cursor(cursor) or {}
     with runtime.db.unit_of_work() as session:
-        reference = _as_of(session, as_of) or _now(runtime)
-        _, policy, _ = service.current_policy(session)
+        reference, version, timezone = _clv_reference(session, as_of, _now(runtime))
         ids = Customers(session).ids_page(position.get("after"), limit)
-        rows = _clv_rows(session, ids, reference, policy.timezone)
+        rows = _clv_rows(session, ids, reference, version, timezone)
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
     return Page(items=rows, next_cursor=next_cursor)
 
@@ -251,13 +263,18 @@ def get_policy(request: Request) -> PolicyRead:
 
 @router.put("/scoring-policy", response_model=PolicyWritten, dependencies=WRITE, tags=["policy"])
 def put_policy(policy: ScoringPolicy, request: Request) -> PolicyWritten:
-    """Replace the scoring policy (a new version; every version is kept) and rescore everyone."""
+    """Replace the scoring policy (a new version; every version is kept) and rescore everyone.
+    The same policy as the one in force changes nothing: its version, `created: false`, no
+    rescoring."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
+        in_force, current, _ = service.current_policy(session)
+        if policy == current:
+            return PolicyWritten(version=in_force, created=False, rescoring=None)
         version, window_changed = service.set_policy(session, policy, comment=None)
         outcome = service.rescore_all(session, _now(runtime), reaggregate=window_changed)
     runtime.relay.notify()
-    return PolicyWritten(version=version, rescoring=_rescoring_read(outcome))
+    return PolicyWritten(version=version, created=True, rescoring=_rescoring_read(outcome))
 
 
 @router.get(
@@ -273,7 +290,7 @@ def list_policy_versions(
         versions = [
             PolicyRead(
                 version=p.version,
-                created_at=ensure_aware(p.created_at) if p.created_at else None,
+                created_at=service.policy_created_at(p),
                 policy=ScoringPolicy.model_validate(p.policy),
             )
             for p in history
@@ -338,6 +355,7 @@ def create_segment(body: SegmentCreate, request: Request) -> SegmentRead:
         with runtime.db.unit_of_work() as session:
             if Segments(session).get(segment_id) is not None:
                 raise Conflict(f"segment {segment_id} exists")
+            segment_admin.refuse_a_deleted_id(session, segment_id)
             service.create_segment(session, segment_id, body.name, body.description, body.rule)
             service.rescore_all(session, _now(runtime), recompute=False)
             segment = Segments(session).get(segment_id)
@@ -414,16 +432,17 @@ def list_members(
         if repo.get(segment_id) is None:
             raise NotFound(f"no segment {segment_id}")
         moment = _as_of(session, as_of)
-        if moment is None:
+        if moment is None:  # the stored members: the current policy, as the scores reads
             ids = repo.members_page(segment_id, after, limit)
-            version = None
+            version = service.current_policy(session)[0]
+            moment = consistent_now(session, _now(runtime))
         else:
             members, context = point_in_time.members_at(session, segment_id, moment)
             ids = [c for c in members if after is None or c > after][:limit]
             version = context.policy_version
     next_cursor = encode_cursor({"after": ids[-1]}) if len(ids) == limit else None
     return SegmentMembersPage(
-        items=ids, next_cursor=next_cursor, as_of=moment, policy_version=version
+        items=ids, next_cursor=next_cursor, as_of=moment.astimezone(UTC), policy_version=version
     )
 
 

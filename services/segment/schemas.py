@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.segment.policy import ScoringPolicy
 from services.segment.rules import Rule
@@ -55,7 +55,10 @@ class ClvSummaryRead(BaseModel):
     T: int = Field(description="days from the first purchase day to the observation day")
     monetary_value: Decimal = Field(description="mean daily value of the repeat purchase days")
     currency: str | None = None
-    as_of: datetime
+    as_of: datetime = Field(description="the instant observed (UTC)")
+    policy_version: int = Field(
+        description="the scoring policy whose timezone draws the days: in force at as_of"
+    )
 
 
 class PolicyRead(BaseModel):
@@ -76,11 +79,14 @@ class RescoringRead(BaseModel):
 
 
 class PolicyWritten(BaseModel):
-    version: int
-    rescoring: RescoringRead
+    version: int = Field(description="the version in force after the PUT")
+    created: bool = Field(description="false: the policy was the one in force, nothing changed")
+    rescoring: RescoringRead | None = Field(None, description="null when nothing changed")
 
 
 class SegmentCreate(RequestModel):
+    model_config = ConfigDict(extra="forbid")
+
     segment_id: str | None = Field(
         None, pattern=r"^[a-z0-9][a-z0-9_\-]{0,99}$", description="default: a new uuid"
     )
@@ -208,6 +214,8 @@ CustomerScoresRead.model_rebuild()
 class SegmentUpdate(RequestModel):
     """Rename, re-describe or re-rule a custom segment (only the fields sent change)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=1000)
     rule: Rule | None = Field(None, description="a new rule: members are evaluated again now")
@@ -220,7 +228,8 @@ class SegmentDeletedRead(BaseModel):
 
 
 class SegmentMembersPage(Page[str]):
-    """A page of member ids; with ``as_of``, the members then and the policy version used."""
+    """A page of member ids; with ``as_of``, the members then and the policy version used;
+    without, the stored members at the time the scores reads use and the current version."""
 
     as_of: datetime | None = None
     policy_version: int | None = None

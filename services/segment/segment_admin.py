@@ -13,12 +13,12 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from services.segment import service
-from services.segment.models import CustomSegment
+from services.segment.models import CustomSegment, DeletedSegmentId
 from services.segment.repository import Segments
 from services.segment.schemas import SegmentUpdate
 from shared import topics
 from shared.bus import add_to_outbox
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.events import SegmentDeletedEvent, SegmentDeletedPayload, utcnow
 
 
@@ -54,6 +54,12 @@ def delete_segment(session: Session, segment_id: str, now: datetime) -> SegmentD
     segment = _get(session, segment_id)
     deleted = SegmentDeletedPayload(segment_id=segment_id, name=segment.name, deleted_at=utcnow())
     session.delete(segment)
+    if session.get(DeletedSegmentId, segment_id) is None:
+        session.add(
+            DeletedSegmentId(
+                segment_id=segment_id, name=segment.name, deleted_at=deleted.deleted_at
+            )
+        )
     session.flush()
     service.rescore_all(session, now, recompute=False)
     add_to_outbox(
@@ -63,3 +69,17 @@ def delete_segment(session: Session, segment_id: str, now: datetime) -> SegmentD
     )
     session.flush()
     return deleted
+
+
+def refuse_a_deleted_id(session: Session, segment_id: str) -> None:
+    """409 ``segment-id-deleted`` if a segment had this id and was deleted: campaigns
+    aimed at it were told it is gone, and a new segment under the old id would quietly
+    retarget whatever still names it."""
+    deleted = session.get(DeletedSegmentId, segment_id)
+    if deleted is not None:
+        raise Conflict(
+            f"segment {segment_id} ({deleted.name}) was deleted; a deleted id is not used "
+            "again: choose another segment_id",
+            slug="segment-id-deleted",
+            segment_id=segment_id,
+        )

@@ -82,11 +82,15 @@ def current_policy(session: Session) -> tuple[int, ScoringPolicy, datetime | Non
     latest = Policies(session).latest()
     if latest is None:
         return 1, DEFAULT_POLICY, None
-    return (
-        latest.version,
-        ScoringPolicy.model_validate(latest.policy),
-        ensure_aware(latest.created_at),
-    )
+    return latest.version, ScoringPolicy.model_validate(latest.policy), policy_created_at(latest)
+
+
+def policy_created_at(version: ScoringPolicyVersion) -> datetime | None:
+    """When the version was set; null for version 1, the built-in default, in force from the
+    start (the row stored at the first change must not give it a later moment)."""
+    if version.version == 1 and version.comment == "default":
+        return None
+    return ensure_aware(version.created_at)
 
 
 def policy_history(session: Session) -> list[ScoringPolicyVersion]:

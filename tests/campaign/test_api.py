@@ -111,8 +111,8 @@ def test_invalid_campaigns_are_422_problems(client: TestClient, change: dict) ->
             "field",
             "rule.field",
             "unknown field 'nope'; known: city, currency, f_score, frequency, lifecycle_stage, "
-            "m_score, monetary, p_alive, predicted_clv, predicted_clv_percentile, province, "
-            "r_score, recency_days, rfm_segment, segments, tags, value_quadrant",
+            "m_score, monetary, province, r_score, recency_days, rfm_segment, segments, tags, "
+            "value_quadrant",
         ),
         (
             {"field": "tags", "op": "eq", "value": "x"},

@@ -1,8 +1,17 @@
-"""Inline audiences on the predictive CLV segment.changed carries (p_alive, predicted CLV)."""
+"""Campaign never acts on predictive CLV numbers segment may no longer publish.
+
+A customer's segment.changed is published only when their own scores or memberships
+change, so a prediction copied from it goes stale (a later run moved it) or outlives its
+withdrawal (the fit became insufficient_data). Audiences reach predictions through custom
+segments, whose memberships segment publishes after every CLV run.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
 
 from services.campaign.launch import launch
 from services.campaign.repository import Projections
@@ -18,12 +27,8 @@ from tests.campaign.factories import (
 )
 
 
-def predicted(
-    customer_id: str, p_alive: float | None, percentile: float = 50.0
-) -> SegmentChangedEvent:
+def predicted(customer_id: str, p_alive: float, segments: list[str]) -> SegmentChangedEvent:
     event = segment_event(customer_id)
-    if p_alive is None:
-        return event
     snapshot = PredictionSnapshot(
         fit_id=1,
         currency="CNY",
@@ -34,48 +39,32 @@ def predicted(
         expected_purchases_365d=1.0,
         expected_order_value=Decimal("80.00"),
         predicted_clv=Decimal("120.50"),
-        predicted_clv_percentile=percentile,
+        predicted_clv_percentile=50.0,
     )
-    return event.model_copy(
-        update={"data": event.data.model_copy(update={"predictions": snapshot})}
-    )
+    data = event.data.model_copy(update={"predictions": snapshot, "segments": segments})
+    return event.model_copy(update={"data": data})
 
 
-def test_audiences_select_on_p_alive_and_clv_percentile(db: Database) -> None:
+@pytest.mark.parametrize("field", ["p_alive", "predicted_clv", "predicted_clv_percentile"])
+def test_inline_prediction_rules_are_refused(db: Database, field: str) -> None:
+    # a prediction copied from the last segment.changed may be stale or withdrawn since
+    with pytest.raises(ValidationError, match=field):
+        make_campaign(db, audience={"rule": {"field": field, "op": "gte", "value": 0}})
+
+
+def test_audiences_reach_predictions_through_segment_memberships(db: Database) -> None:
     events = [
-        *[predicted(f"gone{i}", 0.1, percentile=10.0 * i) for i in range(6)],
-        *[predicted(f"alive{i}", 0.9, percentile=85.0) for i in range(4)],
-        predicted("unknown", None),  # no prediction published: never matches
+        *[predicted(f"gone{i}", 0.1, ["likely-gone"]) for i in range(3)],
+        *[predicted(f"alive{i}", 0.9, []) for i in range(2)],
     ]
-    consents = [policy_event(e.data.customer_id, {"sms": True}) for e in events]
-    consume(db, [*events, *consents])
+    consume(db, [*events, *(policy_event(e.data.customer_id, {"sms": True}) for e in events)])
     with db.sessions() as session:
         row = Projections(session).audience_member("gone1")
-        assert row is not None
-        assert row.p_alive == 0.1 and row.predicted_clv_e4 == 1_205_000
-        assert row.predicted_clv_percentile == 10.0
+        assert row is not None and not hasattr(row, "p_alive")  # no copy kept to go stale
 
-    likely_gone = make_campaign(
+    campaign = make_campaign(
         db,
-        audience={"rule": {"field": "p_alive", "op": "lt", "value": 0.3}},
+        audience={"rule": {"field": "segments", "op": "contains", "value": "likely-gone"}},
         channels=["sms"],
     )
-    top = make_campaign(
-        db,
-        audience={"rule": {"field": "predicted_clv_percentile", "op": "gte", "value": 80}},
-        channels=["sms"],
-    )
-    valuable = make_campaign(
-        db,
-        audience={"rule": {"field": "predicted_clv", "op": "gte", "value": "100"}},
-        channels=["sms"],
-    )
-    assert launch(db, likely_gone, settings()).tally.targeted == 6
-    assert launch(db, top, settings()).tally.targeted == 4
-    assert launch(db, valuable, settings()).tally.targeted == 10
-
-    # a later change without predictions (the currency's fit published none) clears them
-    consume(db, [predicted("gone1", None)])
-    with db.sessions() as session:
-        row = Projections(session).audience_member("gone1")
-        assert row is not None and row.p_alive is None and row.predicted_clv_e4 is None
+    assert launch(db, campaign, settings()).tally.targeted == 3

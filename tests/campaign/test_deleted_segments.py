@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from services.campaign import service
+from services.campaign.editing import update_campaign
 from services.campaign.launch import launch
 from services.campaign.repository import Campaigns
+from services.campaign.schemas import CampaignUpdate
 from shared.db import Database
 from shared.errors import Conflict
 from shared.events import SegmentDeletedEvent, SegmentDeletedPayload, utcnow
@@ -47,3 +51,33 @@ def test_a_campaign_aimed_at_a_deleted_segment_refuses_to_launch(db: Database) -
         assert status_of(db, campaign_id)[0] == "draft"
     # a campaign aimed at another segment launches as before
     assert launch(db, other, settings()).status == "running"
+
+
+def test_no_campaign_is_created_aimed_scheduled_or_patched_onto_a_deleted_segment(
+    db: Database,
+) -> None:
+    draft = make_campaign(db)  # aimed at s1 while it exists
+    elsewhere = make_campaign(db, audience={"segment_id": "s2"})
+    consume(db, [deleted("s1")])
+
+    def refused(action: Callable[[], object]) -> None:
+        with pytest.raises(Conflict) as caught:
+            action()
+        assert caught.value.slug == "segment-deleted"
+
+    refused(lambda: make_campaign(db))  # create
+    with db.unit_of_work() as session:  # schedule
+        refused(lambda: service.change_status(session, draft, "scheduled"))
+    with db.unit_of_work() as session:  # PATCH onto it
+        patch = CampaignUpdate.model_validate({"audience": {"segment_id": "s1"}})
+        refused(lambda: update_campaign(session, elsewhere, patch))
+    assert status_of(db, draft)[0] == "draft"
+    with db.sessions() as session:
+        aimed = Campaigns(session).get(elsewhere)
+        assert aimed is not None and aimed.audience == {"segment_id": "s2"}
+    # aimed elsewhere, the draft can be scheduled again
+    with db.unit_of_work() as session:
+        update_campaign(
+            session, draft, CampaignUpdate.model_validate({"audience": {"segment_id": "s2"}})
+        )
+        assert service.change_status(session, draft, "scheduled").status == "scheduled"

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from services.campaign.models import AudienceMember, CustomerAlias, CustomerOrder
 from shared.db import Database
-from shared.events import ProfileUnmergedEvent, ProfileUnmergedPayload
-from tests.campaign.factories import NOW, consume, merge_event, order_event, segment_event
+from shared.events import ContactPolicy, ProfileUnmergedEvent, ProfileUnmergedPayload
+from tests.campaign.factories import (
+    NOW,
+    consume,
+    merge_event,
+    order_event,
+    policy_event,
+    segment_event,
+)
 
 
-def unmerged() -> ProfileUnmergedEvent:
+def unmerged(policies: dict[str, ContactPolicy] | None = None) -> ProfileUnmergedEvent:
     return ProfileUnmergedEvent(
         source="profile",
         key="a",
@@ -20,6 +29,7 @@ def unmerged() -> ProfileUnmergedEvent:
             restored_ids=["b"],
             customer_ids={"b": ["b"]},
             order_ids={"b": ["o2"]},
+            contact_policies=policies or {},
         ),
     )
 
@@ -54,3 +64,36 @@ def test_unmerge_gives_the_orders_and_the_id_back(db: Database) -> None:
     with db.sessions() as session:
         row = session.get(AudienceMember, "b")
         assert row is not None and row.lifecycle_stage == "silent"
+
+
+def test_unmerge_gives_the_restored_id_its_contact_policy_back(db: Database) -> None:
+    """Profile carries each restored profile's policy in the event: without it the restored
+    id's audience row has no policy and a new campaign excludes it as no_consent."""
+    consume(db, [segment_event("a"), segment_event("b"), policy_event("b", {"sms": True})])
+    consume(db, [merge_event("a", ["b"])])
+    with db.sessions() as session:
+        assert session.get(AudienceMember, "b") is None  # b's state lives with a
+    event = unmerged(
+        {
+            "b": ContactPolicy.model_validate(
+                {
+                    "customer_id": "b",
+                    "channels": {"sms": {"consented": True}},
+                    "updated_at": NOW,
+                }
+            )
+        }
+    )
+    consume(db, [event])
+    consume(db, [event])  # delivered twice: the same
+    with db.sessions() as session:
+        row = session.get(AudienceMember, "b")
+        assert row is not None and row.contact_policy is not None
+        assert row.contact_policy["channels"]["sms"]["consented"] is True
+    # a newer policy held is not overwritten by a late unmerge
+    newer = policy_event("b", {"sms": False}, updated_at=NOW + timedelta(days=1))
+    consume(db, [newer, event])
+    with db.sessions() as session:
+        row = session.get(AudienceMember, "b")
+        assert row is not None and row.contact_policy is not None
+        assert row.contact_policy["channels"]["sms"]["consented"] is False

@@ -103,3 +103,14 @@ def test_erase_asks_first_and_stops_without_a_yes() -> None:
     )
     assert result.exit_code == 1
     assert "not confirmed" in result.output
+
+
+def test_erase_as_json_without_a_yes_and_no_terminal_refuses_with_exit_2() -> None:
+    port = free_port()  # never reached: it refuses before any request
+    result = CliRunner().invoke(
+        app, ["--profile-url", f"http://127.0.0.1:{port}", "erase", "c-1", "--json"], input="y\n"
+    )
+    assert result.exit_code == 2
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and "pass --yes" in json.loads(lines[0])["error"]
+    assert "Erase customer" not in result.output  # no prompt, on stdout or stderr

@@ -11,6 +11,7 @@ import kafka
 import pytest
 from typer.testing import CliRunner
 
+from crmctl import app as crm_app
 from crmctl.app import app
 from shared.broker import EmbeddedBroker
 from shared.testing import unique, wait_for
@@ -31,11 +32,16 @@ def system(
         yield running
 
 
-def crm(system: RunningSystem, *args: str, key: str = ADMIN_KEY, input: str | None = None) -> Any:
-    """Run ``crm ... --json`` against the system; returns (exit code, parsed stdout)."""
+def options_of(system: RunningSystem, key: str = ADMIN_KEY) -> list[str]:
+    """The ``crm`` options that point it at ``system``."""
     options = [f"--{s}-url={system.url(s, '')}" for s in system.ports]
     options += [f"--api-key={key}", f"--bootstrap-servers={system.bootstrap_servers}"]
-    options += [f"--namespace={system.namespace}"]
+    return [*options, f"--namespace={system.namespace}"]
+
+
+def crm(system: RunningSystem, *args: str, key: str = ADMIN_KEY, input: str | None = None) -> Any:
+    """Run ``crm ... --json`` against the system; returns (exit code, parsed stdout)."""
+    options = options_of(system, key)
     result = CliRunner().invoke(app, [*options, *args, "--json"], input=input)
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     return result.exit_code, json.loads(lines[-1]) if lines else None
@@ -71,7 +77,8 @@ def test_import_reports_accepted_and_rejected_rows(
     assert (job["rows_read"], job["accepted"], job["rejected"]) == (4, 3, 1)
     assert job["rejections"][0]["row"] == 5
     assert job["rejections"][0]["reasons"][0]["field"] == "status"
-    assert any("rejected" in warning for warning in job["warnings"])
+    assert any("rejected" in note for note in job["notes"])
+    assert (job["warned"], job["warnings"]) == (0, [])
 
 
 def test_reports_count_the_imported_customers_and_write_charts(
@@ -111,15 +118,29 @@ def test_export_then_erase_a_customer(system: RunningSystem, shop: dict[str, Any
         timeout=30,
         what="profile to know the customer",
     )
-    exported = ok(system, "export", b)
-    assert exported["profile"]["customer_id"] == b
-    assert "李四" in json.dumps(exported, ensure_ascii=False)
-    code, _ = crm(system, "erase", b, input="n\n")
-    assert code == 1  # not confirmed: nothing happened
+    wait_for(
+        lambda: system.get("segment", f"/v1/customers/{b}/scores").status_code == 200,
+        timeout=30,
+        what="segment to know the customer",
+    )
+    exported = ok(system, "export", b)  # the complete export: every service's part
+    assert exported["status"] == "complete"
+    assert exported["services"] == {s: "done" for s in ("profile", "ingest", "segment", "campaign")}
+    document = exported["document"]
+    assert exported["customer_id"] == b and document["profile"]["profile"]["customer_id"] == b
+    assert [o["order_id"] for o in document["ingest"]["orders"]] == [f"{shop['run']}-o3"]
+    assert document["segment"]["scores"][0]["customer_id"] == b
+    assert "李四" in json.dumps(document, ensure_ascii=False)
+    profile_only = ok(system, "export", b, "--profile-only")
+    assert profile_only["profile"]["customer_id"] == b and "document" not in profile_only
+    code, body = crm(system, "erase", b, input="y\n")
+    assert code == 2 and "--yes" in body["error"]  # --json, no terminal: refused, not asked
     assert system.get("profile", f"/v1/customers/{b}").status_code == 200
     erased = ok(system, "erase", b, "--yes")
     assert erased["customer_ids"] == 1
     code, body = crm(system, "export", b)  # nothing is held about an erased customer
+    assert code == 1 and body["problem"]["status"] == 404
+    code, body = crm(system, "export", b, "--profile-only")
     assert code == 1 and body["problem"]["status"] == 404
     code, body = crm(system, "export", unique("nobody"))
     assert code == 1 and body["problem"]["status"] == 404
@@ -251,3 +272,40 @@ def test_keys_create_use_rotate_revoke(system: RunningSystem) -> None:
         timeout=30,
         what="revocation",
     )
+
+
+# last: its customers would count in the reports above (one system per module)
+def test_import_passes_every_warned_row_through_from_every_page(
+    system: RunningSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(crm_app, "IMPORT_PAGE", 1)  # one row a page: the CLI must follow them
+
+    def orders_file(run: str) -> Path:
+        rows = [
+            f"{run}-o{i},{run}-w{i},paid,2026-11-01T10:00:00+08:00,2026-11-01T10:01:00+08:00,2026-11-01T10:01:00+08:00,CNY,10.00,tmall,王五,{phone},浙江省,杭州市"
+            for i, phone in enumerate(["12345", "13800138000", "999", "13900139000"])
+        ] + [
+            f"{run}-bad,{run}-x,teleported,2026-11-01T10:00:00+08:00,,2026-11-01T10:01:00+08:00,CNY,1.00,jd,,,,"
+        ]
+        path = tmp_path / f"{run}.csv"
+        path.write_text("\n".join([CSV_HEADER, *rows]) + "\n", encoding="utf-8")
+        return path
+
+    run = unique("warn")
+    job = ok(system, "import", "orders", str(orders_file(run)))
+    assert (job["accepted"], job["rejected"], job["warned"]) == (4, 1, 2)
+    assert [(w["row"], w["order_id"]) for w in job["warnings"]] == [
+        (2, f"{run}-o0"),
+        (4, f"{run}-o2"),
+    ]
+    assert {r["field"] + ":" + r["code"] for w in job["warnings"] for r in w["reasons"]} == {
+        "buyer.mobile:phone.invalid"
+    }
+    assert [r["row"] for r in job["rejections"]] == [6]
+    assert any("2 rows accepted with a field dropped" in note for note in job["notes"])
+
+    table = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, [*options_of(system), "import", "orders", str(orders_file(unique("warn")))]
+    )
+    assert table.exit_code == 0, table.output
+    assert "warned" in table.output and "phone.invalid" in table.output

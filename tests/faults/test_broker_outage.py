@@ -48,6 +48,16 @@ def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
         admin.close()
 
 
+def topics_present(bootstrap: str, names: list[str]) -> bool:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return set(names) <= set(admin.list_topics())
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
 def sigkill(broker: EmbeddedBroker) -> None:
     assert broker.process is not None
     os.killpg(broker.process.pid, signal.SIGKILL)
@@ -136,11 +146,15 @@ def test_ingest_answers_through_a_broker_sigkill_and_gets_its_topics_back(
                     post(f"D{kill}-{i}")  # the broker is dead: still stored and answered
                     expected.add(f"D{kill}-{i}")
                 wait_for(lambda: runtime.broker_state.down, timeout=30, what="outage noticed")
-                recreated = runtime.topic_keeper.recreated
                 current = EmbeddedBroker(port=port, log_path=tmp_path / f"b{kill}.log").start()
                 second = current
                 # no `make run` here to create the topics: the service itself must
-                wait_for(lambda r=recreated: runtime.topic_keeper.recreated > r, timeout=30)
+                # (the keeper, or ingest's own replay, whichever comes first)
+                wait_for(
+                    lambda b=current: topics_present(b.bootstrap_servers, own),
+                    timeout=60,
+                    what="topics recreated",
+                )
                 events = read_topic(
                     current.bootstrap_servers, topic, expect=len(expected), timeout=60
                 )

@@ -131,11 +131,13 @@ def test_an_over_long_idempotency_key_is_422_not_cut(apps: dict[str, TestClient]
         }
     ]
     # nothing ran: the rule does not exist
-    assert all(r["tag"] != "vip-long" for r in client.get("/v1/tag-rules", headers=HEADERS).json())
+    listed = client.get("/v1/tag-rules", headers=HEADERS).json()
+    rules = listed["items"] if isinstance(listed, dict) else listed
+    assert all(r["tag"] != "vip-long" for r in rules)
     # 255 is accepted
     fits = client.post(
         "/v1/customers/nobody/tags",
         json={"tags": ["x"]},
         headers=headers | {"Idempotency-Key": "k" * 255},
     )
-    assert fits.status_code == 404  # ran (no such customer), the key was accepted
+    assert fits.status_code in (201, 404), fits.text  # the key was accepted and the route ran

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from services.profile import apikeys
 from services.profile.app import create_app
 from services.profile.config import Settings
-from shared.apikeys import APIKEYS_TOPIC, ApiKeyRecordedEvent
+from shared.apikeys import APIKEYS_TOPIC, ApiKeyRecordedEvent, KeyDirectory
 from shared.events import utcnow
 from shared.runtime import ServiceRuntime
 from tests.conftest import ADMIN_KEY
@@ -123,9 +123,28 @@ def test_rotate_gives_a_new_secret_and_the_old_one_works_only_during_the_grace(
     assert client.get("/v1/customers", headers=old).status_code == 401  # two rotations ago
 
 
-def test_an_expired_key_is_refused(client: TestClient) -> None:
+def test_an_expired_key_is_refused_and_cannot_be_created_expired(client: TestClient) -> None:
     past = (utcnow() - timedelta(seconds=1)).isoformat()
-    key = {"X-API-Key": str(create(client, expires_at=past)["api_key"])}
+    response = client.post(
+        "/v1/api-keys",
+        json={"name": "x", "scopes": ["profile:read"], "expires_at": past},
+        headers=ADMIN,
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "expires_at"
+    soon = (utcnow() + timedelta(hours=1)).isoformat()
+    issued = create(client, expires_at=soon)
+    key = {"X-API-Key": str(issued["api_key"])}
+    assert client.get("/v1/customers", headers=key).status_code == 200
+    # the hour passed (as the key directory sees it): refused as expired
+    directory: KeyDirectory = client.app.state.key_directory  # type: ignore[attr-defined]
+    held = directory.get(str(issued["key_id"]))
+    assert held is not None
+    directory.apply(
+        held.model_copy(
+            update={"expires_at": utcnow() - timedelta(seconds=1), "version": held.version + 1}
+        )
+    )
     refused = client.get("/v1/customers", headers=key)
     assert refused.status_code == 401 and refused.json()["reason"] == "expired"
 
@@ -161,3 +180,43 @@ def test_last_used_reports_move_forward_only(client: TestClient) -> None:
 def test_unknown_key_ids_are_404(client: TestClient) -> None:
     assert client.get("/v1/api-keys/nope", headers=ADMIN).status_code == 404
     assert client.post("/v1/api-keys/nope/revoke", headers=ADMIN).status_code == 404
+
+
+def test_a_secret_is_never_kept_for_an_idempotency_key_nor_replayed(client: TestClient) -> None:
+    """The secret is shown once: with an Idempotency-Key, the idempotency record keeps
+    neither the secret nor the body; a repeat is 409 naming the key, without the secret."""
+    body = {"name": "shop", "scopes": ["profile:read"]}
+    headers = {**ADMIN, "Idempotency-Key": "create-1"}
+    first = client.post("/v1/api-keys", json=body, headers=headers)
+    assert first.status_code == 201 and first.headers["cache-control"] == "no-store"
+    key_id, key = first.json()["key_id"], first.json()["api_key"]
+    rotated = client.post(
+        f"/v1/api-keys/{key_id}/rotate",
+        json={"grace_seconds": 0},
+        headers={**ADMIN, "Idempotency-Key": "rotate-1"},
+    )
+    assert rotated.status_code == 200
+    new_key = rotated.json()["api_key"]
+    runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.db.sessions() as session:
+        stored = session.execute(text("SELECT response_body FROM idempotency_keys")).all()
+    assert len(stored) == 2
+    for (raw,) in stored:
+        kept = bytes(raw)
+        for secret in (key, new_key, key.rsplit("_", 1)[1], new_key.rsplit("_", 1)[1]):
+            assert secret.encode() not in kept
+    for path, sent, idem in (
+        ("/v1/api-keys", body, "create-1"),
+        (f"/v1/api-keys/{key_id}/rotate", {"grace_seconds": 0}, "rotate-1"),
+    ):
+        again = client.post(path, json=sent, headers={**ADMIN, "Idempotency-Key": idem})
+        assert again.status_code == 409, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+        problem = again.json()
+        assert problem["type"].endswith("/idempotency-secret-not-replayed")
+        assert problem["location"] == f"/v1/api-keys/{key_id}"
+        assert "api_key" not in problem and "crm_" not in again.text
+    # nothing was created twice
+    assert [k["key_id"] for k in client.get("/v1/api-keys", headers=ADMIN).json()["items"]] == [
+        key_id
+    ]

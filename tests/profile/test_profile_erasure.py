@@ -50,6 +50,9 @@ def test_an_erased_customer_id_leaves_the_sqlite_files_and_stays_erased(
     events = [
         order(customer, "o-1", "paid", buyer={"name": "张三", "mobile": "13800138000"}),
         order(customer, "o-2", "paid", minutes=5),
+        # enough orders that the export document spills over several pages (overflow
+        # pages: secure_delete=FAST leaves those unzeroed)
+        *(order(customer, f"o-{n}", "paid", minutes=5 + n) for n in range(3, 40)),
     ]
 
     def publish(batch: list[Any]) -> None:
@@ -63,12 +66,18 @@ def test_an_erased_customer_id_leaves_the_sqlite_files_and_stays_erased(
         wait_for(
             lambda: (
                 client.get(f"/v1/customers/{customer}", headers=HEADERS).status_code == 200
-                and runtime.consumers[0].processed_count >= 2
+                and runtime.consumers[0].processed_count >= len(events)
             ),
             timeout=30,
             what="the customer's profile",
         )
+        # a subject-access export of the customer: its document goes with the erasure too
+        exported = client.post(f"/v1/customers/{customer}/exports", headers=HEADERS)
+        assert exported.status_code == 202, exported.text
+        assert len(exported.content) > 8192
+        runtime.db.checkpoint()
         assert _in_files(path, customer.encode())  # the scan finds the id where it is
+        assert path.name in _in_files(path, "张三".encode())
         response = client.delete(f"/v1/customers/{customer}", headers=HEADERS)
         assert response.status_code == 200, response.text
         # the erasure event (which names the customer, as it must) goes out and is deleted
@@ -83,12 +92,13 @@ def test_an_erased_customer_id_leaves_the_sqlite_files_and_stays_erased(
             timeout=10,
             what="no byte of the erased customer id in the files",
         )
+        assert _in_files(path, "张三".encode()) == []  # nor of the name (profile, export)
 
         # the same events delivered again (fresh event ids, as a replay) bring nothing back
         done = runtime.consumers[0].processed_count
         publish([e.model_copy(update={"event_id": uuid.uuid4()}) for e in events])
         wait_for(
-            lambda: runtime.consumers[0].processed_count >= done + 2,
+            lambda: runtime.consumers[0].processed_count >= done + len(events),
             timeout=30,
             what="the replayed events consumed",
         )

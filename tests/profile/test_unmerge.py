@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -60,6 +62,9 @@ def test_unmerge_gives_each_id_its_facts_and_orders_back(client: TestClient) -> 
         order("b", "o3", created_minutes=9),
         interaction("b", "i1", "review", rating=5, text="好"),
     )
+    consent = {"channels": {"sms": {"consented": True}}}
+    put = client.put("/v1/customers/b/contact-policy", json=consent, headers=WRITER)
+    assert put.status_code == 200, put.text
     merged = client.post(
         "/v1/customers/a/merge", json={"merge_ids": ["b"], "reason": "wrong"}, headers=WRITER
     )
@@ -91,6 +96,10 @@ def test_unmerge_gives_each_id_its_facts_and_orders_back(client: TestClient) -> 
     [unmerged] = [e for e in events if e["type"] == "profile.unmerged"]
     assert unmerged["data"]["restored_ids"] == ["b"]
     assert unmerged["data"]["customer_ids"] == {"b": ["b"]}
+    # b's contact policy travels with the event (campaign ignored b's own while merged)
+    policies = unmerged["data"]["contact_policies"]
+    assert policies["b"]["customer_id"] == "b"
+    assert policies["b"]["channels"]["sms"]["consented"] is True
     # a merge cannot be split twice; an unknown one is 404
     again = client.post(f"/v1/merges/{merge_id}/unmerge", headers=WRITER)
     assert again.status_code == 409 and again.json()["type"].endswith("/unmerge-not-possible")
@@ -99,3 +108,23 @@ def test_unmerge_gives_each_id_its_facts_and_orders_back(client: TestClient) -> 
     feed(client, order("b", "o4", created_minutes=20))
     assert profile(client, "b")["transactions"]["order_count"] == 3  # type: ignore[index]
     assert profile(client, "a")["transactions"]["order_count"] == 1  # type: ignore[index]
+
+
+def test_parallel_unmerges_of_one_merge_split_it_once(client: TestClient) -> None:
+    """Two unmerges at once: one 200, the other 409 unmerge-not-possible (never a 500)."""
+    feed(client, customer("a", name="张三"), customer("b", name="李四"), order("b", "o2"))
+    merged = client.post(
+        "/v1/customers/a/merge", json={"merge_ids": ["b"], "reason": "wrong"}, headers=WRITER
+    )
+    merge_id = merged.json()["merge_id"]
+    barrier = threading.Barrier(2)
+
+    def unmerge(_: int) -> int:
+        barrier.wait()
+        return client.post(f"/v1/merges/{merge_id}/unmerge", headers=WRITER).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(unmerge, range(2)))
+    assert statuses == [200, 409]
+    assert profile(client, "b")["customer_id"] == "b"
+    assert profile(client, "b")["transactions"]["order_count"] == 1  # type: ignore[index]

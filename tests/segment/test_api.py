@@ -119,6 +119,35 @@ def test_policy_versions_and_rescoring(client: TestClient) -> None:
     assert recomputed["customers"] == 3 and recomputed["changed"] == 0
 
 
+def test_a_put_of_the_policy_in_force_changes_nothing_and_versions_keep_their_moment(
+    client: TestClient,
+) -> None:
+    before = client.get("/v1/scoring-policy/versions", headers=READER).json()["items"]
+    assert [(v["version"], v["created_at"]) for v in before] == [(1, None)]
+    for same in ({}, before[0]["policy"]):  # {}: every field at its default, i.e. the default
+        unchanged = client.put("/v1/scoring-policy", json=same, headers=HEADERS)
+        assert unchanged.status_code == 200, unchanged.text
+        assert unchanged.json() == {"version": 1, "created": False, "rescoring": None}
+    assert client.get("/v1/scoring-policy/versions", headers=READER).json()["items"] == before
+
+    changed = dict(
+        before[0]["policy"], lifecycle={"active_days": 10, "silent_days": 90, "sleeping_days": 180}
+    )
+    written = client.put("/v1/scoring-policy", json=changed, headers=HEADERS).json()
+    assert (written["version"], written["created"]) == (2, True)
+    assert written["rescoring"]["policy_version"] == 2
+    versions = client.get("/v1/scoring-policy/versions", headers=READER).json()["items"]
+    assert versions[0] == before[0]  # the default's created_at stays null
+    assert versions[1]["created_at"] is not None
+    again = client.put("/v1/scoring-policy", json=changed, headers=HEADERS).json()
+    assert (again["version"], again["created"]) == (2, False)
+    assert client.get("/v1/scoring-policy/versions", headers=READER).json()["items"] == versions
+    assert (
+        client.get("/v1/scoring-policy", headers=READER).json()["created_at"]
+        == versions[1]["created_at"]
+    )
+
+
 def test_custom_segments_and_their_members(client: TestClient) -> None:
     rule = {
         "all": [
@@ -268,7 +297,8 @@ def test_clv_summary(client: TestClient) -> None:
         "T": 20,
         "monetary_value": "300.0000",
         "currency": "CNY",
-        "as_of": body["as_of"],
+        "as_of": NOW.isoformat().replace("+00:00", "Z"),
+        "policy_version": 1,
     }
     bulk = client.get("/v1/clv-summary", headers=READER).json()["items"]
     assert [b["customer_id"] for b in bulk] == ["alice", "bob"]

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from services.segment.as_of import parse_as_of
 from shared.errors import ValidationProblem
+from tests.segment.helpers import NOW
 from tests.segment.test_api import HEADERS, READER, client  # noqa: F401  (the seeded API fixture)
 
 SHANGHAI = "Asia/Shanghai"
@@ -111,10 +112,93 @@ def test_segment_members_as_of_a_date_are_the_members_then(client: TestClient) -
     )
     assert created.status_code == 201, created.text
     now = client.get("/v1/segments/big/members", headers=READER).json()
-    assert now["items"] == ["alice"] and now["as_of"] is None
+    assert now["items"] == ["alice"]
+    # without as_of: the current policy version and the time the scores reads use, in UTC
+    assert now["as_of"] == NOW.isoformat().replace("+00:00", "Z")
+    assert now["policy_version"] == 1
     # on 11-01 alice had paid 200.00 only (the 300.00 came on 11-18)
     then = client.get("/v1/segments/big/members", params={"as_of": "2026-11-01"}, headers=READER)
     assert then.status_code == 200, then.text
     assert then.json()["items"] == [] and then.json()["policy_version"] == 1
     later = client.get("/v1/segments/big/members", params={"as_of": "2026-11-19"}, headers=READER)
     assert later.json()["items"] == ["alice"]
+
+
+OUT_OF_RANGE = [
+    "2500-01-01",
+    "9999-12-31",
+    "9999-12-31T00:00:00Z",
+    "4000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+08:00",
+    "0001-01-01",
+    "1969-12-31T23:59:59Z",
+]
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+def test_an_instant_outside_the_supported_range_is_a_422_saying_the_range(text: str) -> None:
+    with pytest.raises(ValidationProblem) as caught:
+        parse_as_of(text, SHANGHAI, "since")
+    error = caught.value.to_problem()["errors"][0]
+    assert error["field"] == "since" and error["code"] == "out_of_range"
+    assert "1970-01-01 .. 2200-12-31" in error["message"]
+
+
+def test_the_ends_of_the_supported_range_are_accepted() -> None:
+    assert parse_as_of("2200-12-31", "UTC") == datetime(
+        2200, 12, 31, 23, 59, 59, 999999, tzinfo=UTC
+    )
+    assert parse_as_of("1970-01-01T00:00:00Z", SHANGHAI) == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_every_as_of_endpoint_answers_an_extreme_as_of_with_a_422(client: TestClient) -> None:  # noqa: F811
+    created = client.post(
+        "/v1/segments",
+        json={
+            "segment_id": "all",
+            "name": "all",
+            "rule": {"field": "frequency", "op": "gte", "value": 0},
+        },
+        headers=HEADERS,
+    )
+    assert created.status_code == 201, created.text
+    paths = [
+        ("/v1/customers/alice/scores", "as_of"),
+        ("/v1/scores", "as_of"),
+        ("/v1/customers/alice/clv-summary", "as_of"),
+        ("/v1/clv-summary", "as_of"),
+        ("/v1/customers/alice/predictions", "as_of"),
+        ("/v1/segments/all/members", "as_of"),
+        ("/v1/reports/rfm", "as_of"),
+        ("/v1/reports/lifecycle", "since"),
+    ]
+    for path, parameter in paths:
+        for text in OUT_OF_RANGE:
+            response = client.get(path, params={parameter: text}, headers=READER)
+            assert response.status_code == 422, (path, text, response.text)
+            error = response.json()["errors"][0]
+            assert (error["field"], error["code"]) == (parameter, "out_of_range"), (path, text)
+    # the raw query string form of the tester's report (%2B for the offset's plus)
+    raw = client.get("/v1/scores?as_of=0001-01-01T00:00:00%2B08:00", headers=READER)
+    assert raw.status_code == 422 and raw.json()["errors"][0]["code"] == "out_of_range"
+
+
+def test_the_clv_summary_carries_the_policy_version_and_as_of_in_utc(client: TestClient) -> None:  # noqa: F811
+    scores = client.get(
+        "/v1/customers/alice/scores", params={"as_of": "2026-11-19T08:00:00+08:00"}, headers=READER
+    ).json()
+    single = client.get(
+        "/v1/customers/alice/clv-summary",
+        params={"as_of": "2026-11-19T08:00:00+08:00"},
+        headers=READER,
+    ).json()
+    bulk = client.get(
+        "/v1/clv-summary", params={"as_of": "2026-11-19T08:00:00+08:00"}, headers=READER
+    ).json()["items"]
+    assert single["as_of"] == scores["as_of"] == "2026-11-19T00:00:00Z"
+    assert single["policy_version"] == scores["policy_version"] == 1
+    assert {(b["as_of"], b["policy_version"]) for b in bulk} == {("2026-11-19T00:00:00Z", 1)}
+    day = client.get(
+        "/v1/customers/alice/clv-summary", params={"as_of": "2026-11-19"}, headers=READER
+    ).json()
+    assert day["as_of"] == "2026-11-19T15:59:59.999999Z"

@@ -123,12 +123,40 @@ def test_predictions_before_and_after_a_fit(client: TestClient) -> None:
     assert total == pytest.approx(float(page_total), abs=0.01 * 300)
 
     history = client.get("/v1/clv/fits", params={"currency": "EUR"}, headers=READER).json()
-    assert [f["fit_id"] for f in history] == [fits["EUR"]["fit_id"]]
+    assert [f["fit_id"] for f in history["items"]] == [fits["EUR"]["fit_id"]]
+    assert history["next_cursor"] is None
     one = client.get(f"/v1/clv/fits/{fits['EUR']['fit_id']}", headers=READER).json()
     assert one == fits["EUR"]
     missing = client.get("/v1/clv/fits/999999", headers=READER)
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
+
+
+def test_fit_history_is_a_cursor_page_newest_first(client: TestClient) -> None:
+    runs = [client.post("/v1/clv/fits", headers=HEADERS).json() for _ in range(2)]
+    made = sorted((f["fit_id"] for run in runs for f in run["fits"]), reverse=True)
+    assert len(made) == 4  # EUR and USD, twice
+
+    seen: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, str | int] = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/v1/clv/fits", params=params, headers=READER)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        seen += [f["fit_id"] for f in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert (seen, pages) == (made, 2)
+
+    forged = client.get("/v1/clv/fits", params={"cursor": "eyJiZWZvcmUiOjF9.x"}, headers=READER)
+    assert forged.status_code == 400
+    assert forged.json()["type"].endswith("invalid-cursor")
 
 
 def test_clv_report(client: TestClient) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from services.segment import clv_runs, predictive, service
+from services.segment import clv_runs, point_in_time, predictive, service
 from services.segment.clv_repository import ClvFits, Predictions, valid_purchases
 from services.segment.rules import Condition
 from shared.db import Database
@@ -361,3 +361,34 @@ def test_the_gauges_refresh_from_the_database(db_url: str) -> None:
     )
     assert value("crm_segment_p_alive_mean", "EUR") == pytest.approx(stored["p_alive"].mean())
     assert value("crm_segment_predicted_clv_total", "USD") is None
+
+
+def test_predictions_as_of_count_a_payment_refunded_after_then(db_url: str) -> None:
+    """Valid time, as the scores: paid on day 1, refunded on day 3, asked about day 2."""
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+    paid = order("late-1", "late", days_ago=-1, amount="80.00", currency="EUR")
+    refunded = order(
+        "late-1",
+        "late",
+        days_ago=-1,
+        amount="80.00",
+        currency="EUR",
+        status="refunded",
+        refunded="80.00",
+        version_minutes=2 * 24 * 60,
+    )
+    with db.unit_of_work() as session:
+        service.apply_messages(session, [recorded(paid), recorded(refunded)], NOW)
+    then = NOW + timedelta(days=2)
+    with db.unit_of_work() as session:
+        view = predictive.predictions_as_of(session, ["late"], then, "Asia/Shanghai")["late"]
+        scores = point_in_time.score_customers(session, ["late"], then)[0].row
+        after = predictive.predictions_as_of(
+            session, ["late"], NOW + timedelta(days=4), "Asia/Shanghai"
+        )["late"]
+    assert scores["frequency"] == 1
+    assert view.status == "ok" and view.currency == "EUR", view.reason
+    assert view.values["p_alive"] == pytest.approx(1.0)
+    assert after.status == "no_purchase"

@@ -113,3 +113,24 @@ def test_delete_empties_the_segment_and_tells_campaign(client: TestClient) -> No
     scores = client.get("/v1/customers/alice/scores", headers=READER).json()
     assert "vip" not in (scores.get("segments") or [])
     assert client.delete("/v1/segments/vip", headers=HEADERS).status_code == 404
+    # a deleted id is not handed out again (campaigns aimed at it were told it is gone)
+    again = client.post(
+        "/v1/segments", json={"segment_id": "vip", "name": "VIP 2", "rule": BIG}, headers=HEADERS
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["type"].endswith("/segment-id-deleted")
+    assert client.get("/v1/segments/vip", headers=READER).status_code == 404
+
+
+def test_unknown_fields_are_422_on_create_and_patch(client: TestClient) -> None:
+    typo = {"segment_id": "vip", "name": "VIP", "rule": BIG, "descripton": "typo"}
+    created = client.post("/v1/segments", json=typo, headers=HEADERS)
+    assert created.status_code == 422, created.text
+    assert [e["field"] for e in created.json()["errors"]] == ["descripton"]
+    assert client.get("/v1/segments/vip", headers=READER).status_code == 404
+    del typo["descripton"]
+    assert client.post("/v1/segments", json=typo, headers=HEADERS).status_code == 201
+    patched = client.patch("/v1/segments/vip", json={"nmae": "Big"}, headers=HEADERS)
+    assert patched.status_code == 422, patched.text
+    assert [e["field"] for e in patched.json()["errors"]] == ["nmae"]
+    assert client.get("/v1/segments/vip", headers=READER).json()["name"] == "VIP"

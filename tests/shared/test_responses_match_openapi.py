@@ -4,6 +4,7 @@ documented for its operation, and its body validates against the documented sche
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ CALLS: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {
         ("POST", "/v1/segments", "/v1/segments", {"json": {"segment_id": "gd", "name": "GD", "rule": {"field": "province", "op": "eq", "value": "广东省"}}}),  # 409
         ("GET", "/v1/segments/{segment_id}", "/v1/segments/nope", {}),  # 404
         ("GET", "/v1/scoring-policy/versions", "/v1/scoring-policy/versions", {"headers": READER}),
+        ("GET", "/v1/clv/fits", "/v1/clv/fits", {"headers": READER}),
         ("GET", "/v1/reports/{report}", "/v1/reports/funnel", {}),
         ("GET", "/v1/reports/{report}", "/v1/reports/churn", {}),  # 422
     ],
@@ -101,6 +103,26 @@ def test_responses_match_the_document(service: tuple[str, TestClient, dict[str, 
         conforms(document, method, path, response)
         statuses.add(response.status_code)
     assert any(s < 300 for s in statuses) and any(s >= 400 for s in statuses)
+
+
+def test_every_write_documents_the_415_it_answers_to_a_body_not_declared_json(
+    service: tuple[str, TestClient, dict[str, Any]],
+) -> None:
+    _, client, document = service
+    writes = 0
+    for path, item in document["paths"].items():
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        for method in item.keys() & {"post", "put", "patch"}:
+            response = client.request(
+                method.upper(),
+                concrete,
+                content=b"order_id=1",
+                headers={**ADMIN, "Content-Type": "text/plain"},
+            )
+            assert response.status_code == 415, (method, path, response.text)
+            conforms(document, method.upper(), path, response)
+            writes += 1
+    assert writes > 0
 
 
 def test_an_undocumented_body_is_caught() -> None:

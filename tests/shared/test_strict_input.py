@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from shared.api import build_app
+from shared.api import build_app, require
 from shared.config import ServiceSettings
 from shared.db import make_metadata
 from shared.runtime import ServiceRuntime
@@ -57,6 +57,11 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         """A form route."""
         return {"note": note}
 
+    @router.post("/guarded", dependencies=[require("customers:write")])
+    def guarded(thing: Thing) -> dict[str, Any]:
+        """A route that needs a key with a scope."""
+        return thing.model_dump()
+
     app = build_app(
         runtime=runtime,
         title="strict",
@@ -91,8 +96,14 @@ def test_json_bodies_forms_on_form_routes_and_bodiless_posts_pass(client: TestCl
     assert form.status_code == 200 and form.json() == {"note": "hi"}
     multipart = client.post("/v1/upload", files={"note": (None, "hey")}, headers=KEY)
     assert multipart.status_code == 200 and multipart.json() == {"note": "hey"}
-    # a form route still wants a form
-    assert client.post("/v1/upload", json={"note": "x"}, headers=KEY).status_code == 415
+    # a form route parses its own body: JSON there is the route's 422
+    assert client.post("/v1/upload", json={"note": "x"}, headers=KEY).status_code == 422
+
+
+def test_without_credentials_the_routes_own_answer_comes_first(client: TestClient) -> None:
+    # (these demo routes need no key: the body reaches the route, which parses it as JSON)
+    response = client.post("/v1/things", content=b'{"name": "a"}')
+    assert response.status_code != 415
 
 
 @pytest.mark.parametrize(
@@ -115,6 +126,26 @@ def test_not_json_is_still_the_routes_answer(client: TestClient) -> None:
     response = client.post("/v1/things", content=b"{nope", headers=JSON)
     assert response.status_code == 422
     assert response.json()["type"].endswith("/validation-error")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ({"content-type": "text/plain"}, b'{"name": "a"}'),
+        ({"content-type": "application/json"}, b'{"name": "a", "name": "b"}'),
+    ],
+)
+def test_authentication_comes_before_the_body_check(
+    client: TestClient, headers: dict[str, str], body: bytes
+) -> None:
+    """No key: 401 (not 415/422); an unknown key: 401; with the key: the body's answer."""
+    assert client.post("/v1/guarded", content=body, headers=headers).status_code == 401
+    unknown = {**headers, "X-API-Key": "nope"}
+    assert client.post("/v1/guarded", content=body, headers=unknown).status_code == 401
+    assert client.post("/v1/guarded", content=body, headers={**headers, **KEY}).status_code in (
+        415,
+        422,
+    )
 
 
 @pytest.mark.parametrize(
