@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from services.segment import incremental, predictive, scoring, unmerges
+from services.segment import incremental, prediction_refresh, predictive, scoring, unmerges
 from services.segment.clv_repository import Predictions
 from services.segment.models import (
     CustomSegment,
@@ -649,6 +649,10 @@ def score_and_store(
         recency = np.maximum(today - last, 0)
     columns = scoring.score_arrays(
         counts, frequency, monetary, recency, today - first, policy, context.cut_points
+    )
+    # predictions that include this batch's purchases, before rules and events read them
+    prediction_refresh.refresh(
+        session, [a["customer_id"] for a in aggregates], now, policy.timezone
     )
     if context.segments:
         frame = predictive.with_predictions(

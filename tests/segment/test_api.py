@@ -305,6 +305,25 @@ def test_clv_summary(client: TestClient) -> None:
     assert client.get("/v1/customers/nobody/clv-summary", headers=READER).status_code == 404
 
 
+def test_clv_summary_of_a_customer_who_switched_currency_is_in_their_latest(
+    client: TestClient,
+) -> None:
+    runtime = client.app_state  # type: ignore[attr-defined]
+    orders = [
+        order("sw-1", "switcher", days_ago=40, amount="1000.00", currency="USD"),
+        order("sw-2", "switcher", days_ago=30, amount="900.00", currency="USD"),
+        order("sw-3", "switcher", days_ago=20, amount="10.00", currency="EUR"),
+        order("sw-4", "switcher", days_ago=10, amount="30.00", currency="EUR"),
+    ]
+    with runtime.db.unit_of_work() as session:
+        service.apply_messages(session, [recorded(o) for o in orders], NOW)
+    body = client.get("/v1/customers/switcher/clv-summary", headers=READER).json()
+    # the EUR purchases only (as the EUR fit sees them), not USD and EUR averaged
+    assert body["currency"] == "EUR"
+    assert (body["frequency"], body["recency"], body["T"]) == (1, 10, 20)
+    assert body["monetary_value"] == "30.0000"
+
+
 def test_a_longer_window_recounts_f_and_m(client: TestClient) -> None:
     runtime = client.app_state  # type: ignore[attr-defined]
     with runtime.db.unit_of_work() as session:
