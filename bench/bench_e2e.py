@@ -196,11 +196,11 @@ def _bare_producer(bootstrap: str, values: list[bytes], keys: list[bytes], out: 
 
 
 def bare_producer(deployment: Deployment, orders: Orders, count: int) -> dict[str, float]:
-    from shared.events import Order, OrderRecorded, encode_event
+    from shared.events import Order, OrderRecordedEvent, encode_event
 
     events = [Order.model_validate(orders.order(f"base-{i}")) for i in range(count)]
     values = [
-        encode_event(OrderRecorded(source="ingest", key=o.customer_id, data=o)) for o in events
+        encode_event(OrderRecordedEvent(source="ingest", key=o.customer_id, data=o)) for o in events
     ]
     keys = [o.customer_id.encode() for o in events]
     out = CTX.Queue()

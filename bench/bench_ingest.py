@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from bench.figures import Figure, record, use_sink  # noqa: E402
 from shared.broker import EmbeddedBroker, free_port  # noqa: E402
 from shared.bus import make_producer  # noqa: E402
-from shared.events import Order, OrderRecorded, encode_event  # noqa: E402
+from shared.events import Order, OrderRecordedEvent, encode_event  # noqa: E402
 
 KEY = "bench-admin-key"
 HEADERS = {"X-API-Key": KEY, "content-type": "application/json"}
@@ -90,7 +90,7 @@ def baseline(bootstrap: str, count: int) -> float:
     """Raw kafka-python: the same canonical events, encoded up front, produced and flushed."""
     run = uuid.uuid4().hex[:6]
     values = [
-        encode_event(OrderRecorded(source="bench", key=o.customer_id, data=o))
+        encode_event(OrderRecordedEvent(source="bench", key=o.customer_id, data=o))
         for o in (Order.model_validate(make_order(i, run)) for i in range(count))
     ]
     keys = [f"tb_customer{i % 50000}".encode() for i in range(count)]

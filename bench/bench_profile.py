@@ -62,9 +62,9 @@ def make_events(orders: int) -> list[Any]:
     """Each order (buyer, shipping, one item) followed by the segment change it causes."""
     from shared.events import (
         Order,
-        OrderRecorded,
-        SegmentChanged,
+        OrderRecordedEvent,
         SegmentChangedEvent,
+        SegmentChangedPayload,
     )
 
     events: list[Any] = []
@@ -104,8 +104,8 @@ def make_events(orders: int) -> list[Any]:
                 },
             }
         )
-        events.append(OrderRecorded(source="ingest/bench", key=cid, data=order))
-        change = SegmentChanged.model_validate(
+        events.append(OrderRecordedEvent(source="ingest/bench", key=cid, data=order))
+        change = SegmentChangedPayload.model_validate(
             {
                 "customer_id": cid,
                 "policy_version": 1,

@@ -271,7 +271,7 @@ def run_clv(n: int, which: str, out: Path) -> None:
 
 
 def order_events(n: int) -> list:
-    from shared.events import Order, OrderRecorded
+    from shared.events import Order, OrderRecordedEvent
 
     rng = np.random.default_rng(3)
     customers = max(n // 4, 1)
@@ -295,7 +295,7 @@ def order_events(n: int) -> list:
             items=[{"sku": "A", "category": "shoes", "unit_price": "1.00"}],
             shipping={"province": "浙江省", "city": "杭州市"},
         )
-        events.append(OrderRecorded(source="bench", key=customer, data=order))
+        events.append(OrderRecordedEvent(source="bench", key=customer, data=order))
     return events
 
 

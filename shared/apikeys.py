@@ -26,7 +26,7 @@ import logging
 import secrets
 import threading
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -64,9 +64,10 @@ class ApiKeyState(Payload):
     version: int = 1
 
 
-class ApiKeyRecorded(EnvelopeBase):
+class ApiKeyRecordedEvent(EnvelopeBase):
     """A managed API key was created or changed (rotated, revoked); the newest state."""
 
+    topic: ClassVar[str] = topics.APIKEYS
     type: Literal["apikey.recorded"] = "apikey.recorded"
     data: ApiKeyState
 
@@ -77,9 +78,10 @@ class ApiKeyUsage(Payload):
     last_used_at: datetime
 
 
-class ApiKeyUsed(EnvelopeBase):
+class ApiKeyUsedEvent(EnvelopeBase):
     """A service saw a managed key used (the newest use since its previous report)."""
 
+    topic: ClassVar[str] = topics.APIKEY_USAGE
     type: Literal["apikey.used"] = "apikey.used"
     data: ApiKeyUsage
 
@@ -291,7 +293,7 @@ class KeyFeed:
         if raw is None:
             return
         try:
-            event = ApiKeyRecorded.model_validate_json(raw)
+            event = ApiKeyRecordedEvent.model_validate_json(raw)
         except ValidationError as exc:
             log.warning("api key feed: skipped an unreadable record (%s)", exc.error_count())
             return
@@ -339,7 +341,7 @@ class UsageReporter:
             if self._reported.get(key_id) != at
         }
         for key_id, at in fresh.items():
-            event = ApiKeyUsed(
+            event = ApiKeyUsedEvent(
                 source=self.service,
                 key=key_id,
                 data=ApiKeyUsage(key_id=key_id, service=self.service, last_used_at=at),
@@ -349,9 +351,9 @@ class UsageReporter:
         return len(fresh)
 
 
-def decode_usage(record: Any) -> tuple[str, str, ApiKeyUsed]:
+def decode_usage(record: Any) -> tuple[str, str, ApiKeyUsedEvent]:
     """The ``ConsumerLoop`` decoder of the usage topic."""
-    event = ApiKeyUsed.model_validate_json(record.value)
+    event = ApiKeyUsedEvent.model_validate_json(record.value)
     return event.type, str(event.event_id), event
 
 

@@ -29,7 +29,7 @@ from shared.broker_state import BrokerState
 from shared.bus_errors import BROKER_ERRORS, TRANSIENT_ERRORS, PoisonMessage, TransientError
 from shared.consumer_health import DEFAULT_STALL_SECONDS, ProgressWatch, rebuild_delay
 from shared.db import Database
-from shared.events import DeadLetter, DeadLetterRecorded, decode_event, encode_event, utcnow
+from shared.events import DeadLetter, DeadLetterRecordedEvent, decode_event, encode_event, utcnow
 from shared.logs import log_context
 from shared.outbox import OutboxRelay, driver_connection, driver_time
 from shared.producer import Publisher
@@ -83,7 +83,7 @@ def dead_letter_event(
     error: str,
     error_type: str,
     attempts: int,
-) -> DeadLetterRecorded:
+) -> DeadLetterRecordedEvent:
     """The ``deadletter.recorded`` event for a consumed record: its origin, the reason, and
     the value as text (or base64 when it is not UTF-8) so it can be inspected and replayed."""
     kept = message.value[:DEADLETTER_VALUE_MAX]
@@ -99,7 +99,7 @@ def dead_letter_event(
     # a record key can be as large as a value: the dead letter keeps its head, and is keyed
     # by it only when it is short (the outbox key column holds 500 characters)
     envelope_key = key if key and len(key) <= 200 else f"{message.topic}/{message.partition}"
-    return DeadLetterRecorded(
+    return DeadLetterRecordedEvent(
         source=source,
         key=envelope_key,
         data=DeadLetter(

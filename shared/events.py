@@ -13,12 +13,12 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared import clock
+from shared import clock, topics
 
 SCHEMA_VERSION = 1
 
@@ -252,14 +252,14 @@ class ContactPolicy(Payload):
     updated_at: datetime | None = None
 
 
-class ProfileMerged(Payload):
+class ProfileMergedPayload(Payload):
     survivor_id: str
     merged_ids: list[str]
     reason: str
     merge_id: str
 
 
-class ProfileUnmerged(Payload):
+class ProfileUnmergedPayload(Payload):
     """A merge was split back (``merge_id``): each of ``restored_ids`` is its own profile
     again, with the customer ids listed for it (their orders count for it again)."""
 
@@ -280,13 +280,13 @@ class ProfileUnmerged(Payload):
     )
 
 
-class ProfileErased(Payload):
+class ProfileErasedPayload(Payload):
     customer_id: str
     erasure_id: str
     requested_at: datetime
 
 
-class ProfileUpdated(Payload):
+class ProfileUpdatedPayload(Payload):
     """The slice of a profile other services target on: tags and region."""
 
     customer_id: str
@@ -334,7 +334,7 @@ class PredictionSnapshot(Payload):
     )
 
 
-class SegmentChanged(Payload):
+class SegmentChangedPayload(Payload):
     customer_id: str
     policy_version: int
     as_of: datetime
@@ -356,7 +356,7 @@ class SegmentChanged(Payload):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
-class SegmentDeleted(Payload):
+class SegmentDeletedPayload(Payload):
     """A custom segment was deleted: its members have left it (their own segment.changed
     events say so); campaigns aimed at it must not launch any more."""
 
@@ -368,7 +368,7 @@ class SegmentDeleted(Payload):
 # --------------------------------------------------------------------------- campaign
 
 
-class MessageRequested(Payload):
+class MessageRequestedPayload(Payload):
     message_id: str
     campaign_id: str
     customer_id: str
@@ -431,110 +431,112 @@ class _Envelope(BaseModel):
     source: str
     key: str
 
+    #: the topic this event travels on (not a field: the wire format is unchanged)
+    topic: ClassVar[str]
 
-class OrderRecorded(_Envelope):
+
+class OrderRecordedEvent(_Envelope):
+    topic: ClassVar[str] = topics.ORDERS
     type: Literal["order.recorded"] = "order.recorded"
     data: Order
 
 
-class CustomerRecorded(_Envelope):
+class CustomerRecordedEvent(_Envelope):
+    topic: ClassVar[str] = topics.CUSTOMERS
     type: Literal["customer.recorded"] = "customer.recorded"
     data: Customer
 
 
-class InteractionRecorded(_Envelope):
+class InteractionRecordedEvent(_Envelope):
+    topic: ClassVar[str] = topics.INTERACTIONS
     type: Literal["interaction.recorded"] = "interaction.recorded"
     data: Interaction
 
 
-class ContactPolicyChanged(_Envelope):
+class ContactPolicyChangedEvent(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.contact_policy_changed"] = "profile.contact_policy_changed"
     data: ContactPolicy
 
 
-class ProfilesMerged(_Envelope):
+class ProfileMergedEvent(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.merged"] = "profile.merged"
-    data: ProfileMerged
+    data: ProfileMergedPayload
 
 
-class ProfilesUnmerged(_Envelope):
+class ProfileUnmergedEvent(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.unmerged"] = "profile.unmerged"
-    data: ProfileUnmerged
+    data: ProfileUnmergedPayload
 
 
 class ProfileErasedEvent(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.erased"] = "profile.erased"
-    data: ProfileErased
+    data: ProfileErasedPayload
 
 
 class ProfileUpdatedEvent(_Envelope):
+    topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.updated"] = "profile.updated"
-    data: ProfileUpdated
+    data: ProfileUpdatedPayload
 
 
 class SegmentChangedEvent(_Envelope):
+    topic: ClassVar[str] = topics.SEGMENTS
     type: Literal["segment.changed"] = "segment.changed"
-    data: SegmentChanged
+    data: SegmentChangedPayload
 
 
 class SegmentDeletedEvent(_Envelope):
     """Keyed by the segment id (not a customer id)."""
 
+    topic: ClassVar[str] = topics.SEGMENTS
     type: Literal["segment.deleted"] = "segment.deleted"
-    data: SegmentDeleted
+    data: SegmentDeletedPayload
 
 
 class MessageRequestedEvent(_Envelope):
+    topic: ClassVar[str] = topics.CAMPAIGN_MESSAGES
     type: Literal["campaign.message_requested"] = "campaign.message_requested"
-    data: MessageRequested
+    data: MessageRequestedPayload
 
 
-class MessageReceiptRecorded(_Envelope):
+class MessageReceiptRecordedEvent(_Envelope):
+    topic: ClassVar[str] = topics.CAMPAIGN_RECEIPTS
     type: Literal["campaign.receipt_recorded"] = "campaign.receipt_recorded"
     data: MessageReceipt
 
 
-class DeadLetterRecorded(_Envelope):
+class DeadLetterRecordedEvent(_Envelope):
+    topic: ClassVar[str] = topics.DEADLETTER
     type: Literal["deadletter.recorded"] = "deadletter.recorded"
     data: DeadLetter
 
 
 Event = Annotated[
-    OrderRecorded
-    | CustomerRecorded
-    | InteractionRecorded
-    | ContactPolicyChanged
-    | ProfilesMerged
-    | ProfilesUnmerged
+    OrderRecordedEvent
+    | CustomerRecordedEvent
+    | InteractionRecordedEvent
+    | ContactPolicyChangedEvent
+    | ProfileMergedEvent
+    | ProfileUnmergedEvent
     | ProfileErasedEvent
     | ProfileUpdatedEvent
     | SegmentChangedEvent
     | SegmentDeletedEvent
     | MessageRequestedEvent
-    | MessageReceiptRecorded
-    | DeadLetterRecorded,
+    | MessageReceiptRecordedEvent
+    | DeadLetterRecordedEvent,
     Field(discriminator="type"),
 ]
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
+#: wire type -> envelope class, built from the ``Event`` union (one list of events)
 EVENT_TYPES: dict[str, type[_Envelope]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        OrderRecorded,
-        CustomerRecorded,
-        InteractionRecorded,
-        ContactPolicyChanged,
-        ProfilesMerged,
-        ProfilesUnmerged,
-        ProfileErasedEvent,
-        ProfileUpdatedEvent,
-        SegmentChangedEvent,
-        SegmentDeletedEvent,
-        MessageRequestedEvent,
-        MessageReceiptRecorded,
-        DeadLetterRecorded,
-    )
+    cls.model_fields["type"].default: cls for cls in get_args(get_args(Event)[0])
 }
 
 

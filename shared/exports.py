@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy.orm import Session
 
@@ -35,9 +35,10 @@ class ExportRequest(Payload):
     requested_at: datetime
 
 
-class ExportRequested(EnvelopeBase):
+class ExportRequestedEvent(EnvelopeBase):
     """Profile asks every service for what it holds on these customer ids."""
 
+    topic: ClassVar[str] = topics.EXPORT_REQUESTS
     type: Literal["export.requested"] = "export.requested"
     data: ExportRequest
 
@@ -49,20 +50,21 @@ class ExportPart(Payload):
     answered_at: datetime
 
 
-class ExportPartRecorded(EnvelopeBase):
+class ExportPartRecordedEvent(EnvelopeBase):
     """One service's part of an export (keyed by export id)."""
 
+    topic: ClassVar[str] = topics.EXPORT_PARTS
     type: Literal["export.part_recorded"] = "export.part_recorded"
     data: ExportPart
 
 
-def decode_request(record: Any) -> tuple[str, str, ExportRequested]:
-    event = ExportRequested.model_validate_json(record.value)
+def decode_request(record: Any) -> tuple[str, str, ExportRequestedEvent]:
+    event = ExportRequestedEvent.model_validate_json(record.value)
     return event.type, str(event.event_id), event
 
 
-def decode_part(record: Any) -> tuple[str, str, ExportPartRecorded]:
-    event = ExportPartRecorded.model_validate_json(record.value)
+def decode_part(record: Any) -> tuple[str, str, ExportPartRecordedEvent]:
+    event = ExportPartRecordedEvent.model_validate_json(record.value)
     return event.type, str(event.event_id), event
 
 
@@ -71,9 +73,9 @@ def export_answerer(runtime: Any, build_section: SectionBuilder) -> ConsumerLoop
     settings = runtime.settings
     service = runtime.name
 
-    def answer(session: Session, event: ExportRequested, message: Inbound) -> None:
+    def answer(session: Session, event: ExportRequestedEvent, message: Inbound) -> None:
         section = build_section(session, list(event.data.customer_ids))
-        part = ExportPartRecorded(
+        part = ExportPartRecordedEvent(
             source=service,
             key=event.data.export_id,
             data=ExportPart(

@@ -111,3 +111,10 @@ def postgres_available() -> bool:
         return True
     except Exception:
         return False
+
+
+def as_inbound(event: Any, offset: int = 0) -> Any:
+    """An envelope event as the consumer loop hands it to a handler (on the event's topic)."""
+    from shared.consumer_loop import Inbound
+
+    return Inbound(event.topic, 0, offset, event.key, b"", event.type, str(event.event_id), event)

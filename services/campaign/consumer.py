@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from services.campaign.config import Settings
-from services.campaign.handlers import make_batch_handler
-from shared import topics
+from services.campaign.handlers import HANDLERS, make_batch_handler
 from shared.bus import ConsumerLoop
 from shared.runtime import ServiceRuntime
 
-CONSUMED_TOPICS = (topics.SEGMENTS, topics.PROFILES, topics.ORDERS, topics.CAMPAIGN_RECEIPTS)
+#: derived from the registry
+CONSUMED_TOPICS = HANDLERS.topics
 
 
 def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:

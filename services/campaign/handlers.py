@@ -1,8 +1,9 @@
-"""Handlers for the topics campaign consumes: one batch per poll, in topic order."""
+"""The handler registry for the topics campaign consumes (see ``shared.registry``): one
+batch per poll, runs of consecutive events in topic order, then the triggers they fired."""
 
 from __future__ import annotations
 
-from itertools import groupby
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -10,63 +11,83 @@ from services.campaign import deleted_segments, projection, service, unmerges
 from services.campaign.config import Settings
 from services.campaign.repository import Campaigns
 from shared.bus import BatchHandler, Inbound
+from shared.events import (
+    ContactPolicyChangedEvent,
+    MessageReceiptRecordedEvent,
+    OrderRecordedEvent,
+    ProfileErasedEvent,
+    ProfileMergedEvent,
+    ProfileUnmergedEvent,
+    ProfileUpdatedEvent,
+    SegmentChangedEvent,
+    SegmentDeletedEvent,
+)
+from shared.registry import Registry
 
-AUDIENCE_TYPES = frozenset(
+Transitions = list[projection.Transition]
+
+
+@dataclass(frozen=True)
+class PollBatch:
+    """What every handler of one poll batch may need."""
+
+    settings: Settings
+    #: trigger types of the armed triggered campaigns
+    armed: frozenset[str | None]
+
+
+def apply_audience(session: Session, messages: list[Inbound], batch: PollBatch) -> Transitions:
+    for message in messages:
+        if message.event_type == "profile.erased":
+            # the deleted and re-keyed rows must not stay readable in SQLite's WAL
+            message.checkpoint_after_commit = True
+    return projection.apply_audience_events(session, [m.event for m in messages])
+
+
+def apply_orders(session: Session, messages: list[Inbound], batch: PollBatch) -> Transitions:
+    return projection.apply_orders(
+        session, [m.event for m in messages], detect_first_purchase="first_purchase" in batch.armed
+    )
+
+
+def apply_receipts(session: Session, messages: list[Inbound], batch: PollBatch) -> Transitions:
+    projection.apply_receipts(session, [m.event for m in messages])
+    return []
+
+
+def record_deletions(session: Session, messages: list[Inbound], batch: PollBatch) -> Transitions:
+    deleted_segments.record_deletions(session, [m.event for m in messages])
+    return []
+
+
+def apply_unmerges(session: Session, messages: list[Inbound], batch: PollBatch) -> Transitions:
+    unmerges.apply_unmerges(session, [m.event for m in messages])
+    return []
+
+
+HANDLERS: Registry[PollBatch] = Registry(
     {
-        "segment.changed",
-        "profile.contact_policy_changed",
-        "profile.erased",
-        "profile.merged",
-        "profile.updated",
+        # the audience projection: consecutive events of these five are one run, in order
+        SegmentChangedEvent: apply_audience,
+        ContactPolicyChangedEvent: apply_audience,
+        ProfileErasedEvent: apply_audience,
+        ProfileMergedEvent: apply_audience,
+        ProfileUpdatedEvent: apply_audience,
+        SegmentDeletedEvent: record_deletions,
+        ProfileUnmergedEvent: apply_unmerges,
+        OrderRecordedEvent: apply_orders,
+        MessageReceiptRecordedEvent: apply_receipts,
     }
 )
-ORDER_TYPES = frozenset({"order.recorded"})
-RECEIPT_TYPES = frozenset({"campaign.receipt_recorded"})
-SEGMENT_TYPES = frozenset({"segment.deleted"})
-UNMERGE_TYPES = frozenset({"profile.unmerged"})
-
-
-def _kind(message: Inbound) -> str:
-    if message.event_type in AUDIENCE_TYPES:
-        return "audience"
-    if message.event_type in ORDER_TYPES:
-        return "orders"
-    if message.event_type in RECEIPT_TYPES:
-        return "receipts"
-    if message.event_type in SEGMENT_TYPES:
-        return "segments"
-    if message.event_type in UNMERGE_TYPES:
-        return "unmerges"
-    return "ignored"  # other types on these topics: forward compatibility
 
 
 def make_batch_handler(settings: Settings) -> BatchHandler:
     """Apply a poll batch to the projections, then fire the triggers it caused."""
 
     def handle(session: Session, messages: list[Inbound]) -> None:
-        transitions: list[projection.Transition] = []
         campaigns = Campaigns(session).armed_triggered()
-        armed = {(c.trigger or {}).get("type") for c in campaigns}
-        # consecutive runs of one kind keep each customer's events in order
-        for kind, group in groupby(messages, key=_kind):
-            batch = list(group)
-            events = [m.event for m in batch]
-            if kind == "audience":
-                for message in batch:
-                    if message.event_type == "profile.erased":
-                        # the deleted and re-keyed rows must not stay readable in SQLite's WAL
-                        message.checkpoint_after_commit = True
-                transitions += projection.apply_audience_events(session, events)
-            elif kind == "orders":
-                transitions += projection.apply_orders(
-                    session, events, detect_first_purchase="first_purchase" in armed
-                )
-            elif kind == "receipts":
-                projection.apply_receipts(session, events)
-            elif kind == "segments":
-                deleted_segments.record_deletions(session, events)
-            elif kind == "unmerges":
-                unmerges.apply_unmerges(session, events)
+        batch = PollBatch(settings, frozenset((c.trigger or {}).get("type") for c in campaigns))
+        transitions = [t for found in HANDLERS.dispatch(session, messages, batch) for t in found]
         if campaigns:
             service.fire_triggers(session, transitions, settings, campaigns)
 

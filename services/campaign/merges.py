@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from services.campaign.models import MergedEntry
 from services.campaign.repository import Aliases, Campaigns, Entries, Projections
-from shared.events import ProfileMerged, ensure_aware
+from shared.events import ProfileMergedPayload, ensure_aware
 
 #: which entry of an occasion counts: a contacted customer can never be control
 _PREFERENCE = {"sent": 0, "holdout": 1}
@@ -70,7 +70,7 @@ def _same_run_or_trigger(occasion: Sequence[Any], entry: Any) -> bool:
 
 
 def apply_merge(
-    session: Session, merge: ProfileMerged, aliases: dict[str, str]
+    session: Session, merge: ProfileMergedPayload, aliases: dict[str, str]
 ) -> tuple[str, list[str]]:
     """Move the merged ids' orders and entries to the survivor and record the aliases.
 

@@ -22,14 +22,14 @@ from sqlalchemy.orm import Session
 from services.campaign.models import AudienceMember, CustomerAlias, CustomerOrder, MergedEntry
 from services.campaign.repository import Entries, Projections
 from shared.db import chunks
-from shared.events import ProfilesUnmerged, ensure_aware, utcnow
+from shared.events import ProfileUnmergedEvent, ensure_aware, utcnow
 
 ORDERS = cast(Table, CustomerOrder.__table__)
 ALIASES = cast(Table, CustomerAlias.__table__)
 MERGED = cast(Table, MergedEntry.__table__)
 
 
-def apply_unmerges(session: Session, events: Sequence[ProfilesUnmerged]) -> None:
+def apply_unmerges(session: Session, events: Sequence[ProfileUnmergedEvent]) -> None:
     for event in events:
         data = event.data
         for profile_id in data.restored_ids:
@@ -47,7 +47,7 @@ def apply_unmerges(session: Session, events: Sequence[ProfilesUnmerged]) -> None
     session.flush()
 
 
-def _key_entries_back(session: Session, event: ProfilesUnmerged) -> None:
+def _key_entries_back(session: Session, event: ProfileUnmergedEvent) -> None:
     data = event.data
     kept = session.scalars(select(MergedEntry).where(MergedEntry.merge_id == data.merge_id)).all()
     if not kept:
@@ -69,7 +69,7 @@ def _key_entries_back(session: Session, event: ProfilesUnmerged) -> None:
     session.execute(delete(MERGED).where(MERGED.c.merge_id == data.merge_id))
 
 
-def _set_policies(session: Session, event: ProfilesUnmerged) -> None:
+def _set_policies(session: Session, event: ProfileUnmergedEvent) -> None:
     policies = event.data.contact_policies
     if not policies:
         return

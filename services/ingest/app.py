@@ -13,7 +13,7 @@ from services.ingest.committer import GroupCommitter
 from services.ingest.config import Settings
 from services.ingest.consumer import build_consumers
 from services.ingest.delivery import EPOCH_TOPIC, EpochGuard, IngestRelay, make_write_lock
-from services.ingest.handlers import RAW_KINDS
+from services.ingest.handlers import HANDLERS, RAW_KINDS
 from services.ingest.imports import ImportRunner
 from services.ingest.routes import router
 from services.ingest.subject_export import export_section
@@ -51,7 +51,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
         settings,
         MIGRATIONS,
         consumer_factory=answering_exports(build_consumers, export_section),
-        consumed_topics=(*RAW_KINDS, topics.PROFILES, EPOCH_TOPIC, topics.EXPORT_REQUESTS),
+        consumed_topics=(*RAW_KINDS, *HANDLERS.topics, EPOCH_TOPIC, topics.EXPORT_REQUESTS),
     )
     runtime.extras["rules"] = Rules.from_settings(settings)
     runtime.extras["write_lock"] = make_write_lock(runtime)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.ingest.handlers import (
-    PROFILE_HANDLERS,
+    HANDLERS,
     RAW_CONSUMER,
     RAW_KINDS,
     make_batch_handler,
 )
 from services.ingest.validation import Reason, RecordRejected, parse_json
-from shared import topics
 from shared.bus import ConsumerLoop
 from shared.runtime import ServiceRuntime
 from shared.strict_input import first_duplicate_key
@@ -70,10 +69,10 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             name="ingest-profiles",
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=f"{s.group_id}-profiles",
-            topics=[topics.PROFILES],
+            topics=list(HANDLERS.topics),
             db=runtime.db,
             publisher=runtime.publisher,
-            handlers=PROFILE_HANDLERS,
+            batch_handler=HANDLERS.batch_handler(None),
             session_timeout_ms=s.kafka_session_timeout_ms,
         ),
     ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -19,6 +18,14 @@ from services.ingest import service
 from services.ingest.validation import Reason, Rules
 from shared import topics
 from shared.bus import Inbound, add_to_outbox, dead_letter_event
+from shared.events import (
+    ContactPolicyChangedEvent,
+    ProfileErasedEvent,
+    ProfileMergedEvent,
+    ProfileUnmergedEvent,
+    ProfileUpdatedEvent,
+)
+from shared.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +67,28 @@ def make_batch_handler(
     return handle
 
 
-def handle_profile_erased(session: Session, event: Any, message: Inbound) -> None:
-    """A customer was erased: their personal data leaves the event store too."""
-    rewritten = service.erase_customer(session, event.data.customer_id, event.data.requested_at)
-    # the rewritten versions' old pages must not stay readable in SQLite's WAL
-    message.checkpoint_after_commit = True
-    log.info("ingest: erasure %s rewrote %d stored versions", event.data.erasure_id, rewritten)
+def erase_customers(session: Session, messages: list[Inbound], deps: None) -> None:
+    """Customers were erased: their personal data leaves the event store too."""
+    for message in messages:
+        event: ProfileErasedEvent = message.event
+        rewritten = service.erase_customer(session, event.data.customer_id, event.data.requested_at)
+        # the rewritten versions' old pages must not stay readable in SQLite's WAL
+        message.checkpoint_after_commit = True
+        log.info("ingest: erasure %s rewrote %d stored versions", event.data.erasure_id, rewritten)
 
 
-PROFILE_HANDLERS = {"profile.erased": handle_profile_erased}
+#: the registry of the envelope events ingest consumes (see ``shared.registry``). The raw
+#: topics carry bare objects without a type: their consumer dispatches on ``RAW_KINDS``.
+HANDLERS: Registry[None] = Registry(
+    {ProfileErasedEvent: erase_customers},
+    # ingest stores what producers sent; merges and profile attributes do not change it
+    ignores=[
+        ContactPolicyChangedEvent,
+        ProfileMergedEvent,
+        ProfileUnmergedEvent,
+        ProfileUpdatedEvent,
+    ],
+)
 
 
 def _dead_letter(

@@ -31,12 +31,12 @@ from shared.events import (
     SCHEMA_VERSION,
     STATUS_RANK,
     Customer,
-    CustomerRecorded,
+    CustomerRecordedEvent,
     EnvelopeBase,
     Interaction,
-    InteractionRecorded,
+    InteractionRecordedEvent,
     Order,
-    OrderRecorded,
+    OrderRecordedEvent,
     encode_event,
     utcnow,
 )
@@ -103,7 +103,7 @@ def order_data_version(data: dict[str, Any]) -> str:
 
 def encode_order(data: dict[str, Any], event_id: str, source: str, occurred_at: datetime) -> bytes:
     """The ``order.recorded`` event of validated order data, byte for byte what
-    ``encode_event(OrderRecorded(...))`` gives (a test proves it) without building and
+    ``encode_event(OrderRecordedEvent(...))`` gives (a test proves it) without building and
     serialising the models: money as strings, UTC as ``Z``, fields in model order."""
     return orjson.dumps(
         {
@@ -141,7 +141,7 @@ KINDS: dict[str, KindSpec] = {
         "order",
         topics.ORDERS,
         validation.validate_order,
-        OrderRecorded,
+        OrderRecordedEvent,
         lambda o: o.order_id,
         order_version,
         lambda v: v,
@@ -150,7 +150,7 @@ KINDS: dict[str, KindSpec] = {
         "customer",
         topics.CUSTOMERS,
         validation.validate_customer,
-        CustomerRecorded,
+        CustomerRecordedEvent,
         lambda c: c.customer_id,
         customer_version,
         lambda v: v.partition("|")[0],
@@ -159,7 +159,7 @@ KINDS: dict[str, KindSpec] = {
         "interaction",
         topics.INTERACTIONS,
         validation.validate_interaction,
-        InteractionRecorded,
+        InteractionRecordedEvent,
         lambda i: i.interaction_id,
         interaction_version,
         lambda v: v.partition("|")[0],

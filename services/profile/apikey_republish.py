@@ -22,7 +22,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from services.profile.models import ApiKeyRow
-from shared.apikeys import APIKEYS_TOPIC, ApiKeyRecorded, ApiKeyState, ensure_keys_topics
+from shared.apikeys import APIKEYS_TOPIC, ApiKeyRecordedEvent, ApiKeyState, ensure_keys_topics
 from shared.bus import add_to_outbox
 from shared.outbox import PLATFORM_TABLES
 from shared.runtime import ServiceRuntime
@@ -42,7 +42,9 @@ def queue_every_key(session: Session) -> int:
     for raw in session.scalars(select(K.c.record).order_by(K.c.key_id)):
         state = ApiKeyState.model_validate_json(raw)
         add_to_outbox(
-            session, APIKEYS_TOPIC, ApiKeyRecorded(source="profile", key=state.key_id, data=state)
+            session,
+            APIKEYS_TOPIC,
+            ApiKeyRecordedEvent(source="profile", key=state.key_id, data=state),
         )
         queued += 1
     return queued

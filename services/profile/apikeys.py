@@ -16,7 +16,7 @@ from services.profile.apikey_repository import ApiKeyRepository
 from services.profile.repository import ProfileRepository
 from shared.apikeys import (
     APIKEYS_TOPIC,
-    ApiKeyRecorded,
+    ApiKeyRecordedEvent,
     ApiKeyState,
     compose_key,
     hash_secret,
@@ -37,7 +37,7 @@ def _record(session: Session, state: ApiKeyState, actor: str, action: str, detai
         at=utcnow(), actor=actor, action=action, subject=audit_subject(state.key_id), detail=detail
     )
     add_to_outbox(
-        session, APIKEYS_TOPIC, ApiKeyRecorded(source="profile", key=state.key_id, data=state)
+        session, APIKEYS_TOPIC, ApiKeyRecordedEvent(source="profile", key=state.key_id, data=state)
     )
 
 

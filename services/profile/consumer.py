@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.profile import apikeys, subject_exports
 from services.profile.config import Settings
-from services.profile.handlers import make_batch_handler
+from services.profile.handlers import HANDLERS, SIDE_TOPICS, make_batch_handler
 from shared import topics
-from shared.apikeys import APIKEY_USAGE_TOPIC, ApiKeyUsed, decode_usage
-from shared.bus import ConsumerLoop, Inbound
-from shared.exports import ExportPartRecorded, decode_part
+from shared.apikeys import decode_usage
+from shared.bus import ConsumerLoop
+from shared.exports import decode_part
 from shared.runtime import ServiceRuntime
 
-EVENT_TOPICS = (topics.CUSTOMERS, topics.ORDERS, topics.INTERACTIONS, topics.SEGMENTS)
-CONSUMED_TOPICS = (*EVENT_TOPICS, APIKEY_USAGE_TOPIC, topics.EXPORT_PARTS)
+#: derived from the registry: the main loop's topics, then those with a loop of their own
+EVENT_TOPICS = HANDLERS.without_topics(*SIDE_TOPICS).topics
+CONSUMED_TOPICS = HANDLERS.topics
 
 #: Larger poll batches: each batch loads and writes every profile it touches once, so an
 #: order and the segment change it causes land in one write more often.
@@ -27,6 +27,8 @@ TUNING: dict[str, Any] = {
 def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
     s = runtime.settings
     assert isinstance(s, Settings)
+    usage = HANDLERS.on_topics(topics.APIKEY_USAGE)
+    parts = HANDLERS.on_topics(topics.EXPORT_PARTS)
     return [
         ConsumerLoop(
             name="profile-events",
@@ -43,10 +45,10 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             name="profile-apikey-usage",
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=f"{s.group_id}-apikey-usage",
-            topics=[APIKEY_USAGE_TOPIC],
+            topics=list(usage.topics),
             db=runtime.db,
             publisher=runtime.publisher,
-            handlers={"apikey.used": _key_used},
+            batch_handler=usage.batch_handler(s),
             decoder=decode_usage,
             session_timeout_ms=s.kafka_session_timeout_ms,
         ),
@@ -54,19 +56,11 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             name="profile-export-parts",
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=f"{s.group_id}-export-parts",
-            topics=[topics.EXPORT_PARTS],
+            topics=list(parts.topics),
             db=runtime.db,
             publisher=runtime.publisher,
-            handlers={"export.part_recorded": _export_part},
+            batch_handler=parts.batch_handler(s),
             decoder=decode_part,
             session_timeout_ms=s.kafka_session_timeout_ms,
         ),
     ]
-
-
-def _export_part(session: Any, event: ExportPartRecorded, message: Inbound) -> None:
-    subject_exports.record_part(session, event)
-
-
-def _key_used(session: Any, event: ApiKeyUsed, message: Inbound) -> None:
-    apikeys.note_used(session, event.data.key_id, event.data.last_used_at)

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from services.profile import input_quality
 from services.profile.normalize import mask_email, mask_handle, mask_name, mask_phone
 from shared import regions
-from shared.events import Interaction, Order, OrderStatus, ScoreSnapshot, SegmentChanged
+from shared.events import Interaction, Order, OrderStatus, ScoreSnapshot, SegmentChangedPayload
 
 OPERATOR = "operator"
 
@@ -413,7 +413,7 @@ def main_currency(tx: dict[str, Any]) -> str | None:
 SCORE_FIELDS = tuple(ScoreSnapshot.model_fields)
 
 
-def apply_segment_change(doc: dict[str, Any], change: SegmentChanged) -> bool:
+def apply_segment_change(doc: dict[str, Any], change: SegmentChangedPayload) -> bool:
     """Take the scores of a segment change unless an equal or newer one was applied."""
     as_of = iso(change.as_of)
     key = f"{as_of}|{change.policy_version:012d}"

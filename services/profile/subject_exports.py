@@ -20,7 +20,12 @@ from shared import topics
 from shared.bus import add_to_outbox
 from shared.errors import NotFound
 from shared.events import ensure_aware, utcnow
-from shared.exports import ANSWERING_SERVICES, ExportPartRecorded, ExportRequest, ExportRequested
+from shared.exports import (
+    ANSWERING_SERVICES,
+    ExportPartRecordedEvent,
+    ExportRequest,
+    ExportRequestedEvent,
+)
 
 
 def request_export(
@@ -51,7 +56,7 @@ def request_export(
     add_to_outbox(
         session,
         topics.EXPORT_REQUESTS,
-        ExportRequested(
+        ExportRequestedEvent(
             source="profile",
             key=export_id,
             data=ExportRequest(export_id=export_id, customer_ids=customer_ids, requested_at=now),
@@ -63,7 +68,7 @@ def request_export(
     return export_view(found)
 
 
-def record_part(session: Session, event: ExportPartRecorded) -> None:
+def record_part(session: Session, event: ExportPartRecordedEvent) -> None:
     """A service's part arrived (again, or late: the newest answer of a service wins; an
     export that no longer exists, e.g. erased meanwhile, takes nothing)."""
     exports = SubjectExports(session)

@@ -28,7 +28,7 @@ from services.profile.unmerge_repository import MergeSnapshots
 from shared import topics
 from shared.bus import add_to_outbox
 from shared.errors import Conflict, NotFound
-from shared.events import ContactPolicy, ProfilesUnmerged, ProfileUnmerged, utcnow
+from shared.events import ContactPolicy, ProfileUnmergedEvent, ProfileUnmergedPayload, utcnow
 
 SOURCE = "profile"
 
@@ -136,10 +136,10 @@ def unmerge(session: Session, merge_id: str, actor: str, settings: Settings) -> 
     add_to_outbox(
         session,
         topics.PROFILES,
-        ProfilesUnmerged(
+        ProfileUnmergedEvent(
             source=SOURCE,
             key=survivor_id,
-            data=ProfileUnmerged(
+            data=ProfileUnmergedPayload(
                 merge_id=merge_id,
                 survivor_id=survivor_id,
                 restored_ids=split_ids,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from services.segment.config import Settings
-from services.segment.handlers import make_batch_handler
-from shared import topics
+from services.segment.handlers import HANDLERS, make_batch_handler
 from shared.bus import ConsumerLoop
 from shared.runtime import ServiceRuntime
 
-CONSUMED_TOPICS = (topics.ORDERS, topics.PROFILES)
+#: derived from the registry
+CONSUMED_TOPICS = HANDLERS.topics
 
 
 def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:

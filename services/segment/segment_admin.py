@@ -19,7 +19,7 @@ from services.segment.schemas import SegmentUpdate
 from shared import topics
 from shared.bus import add_to_outbox
 from shared.errors import Conflict, NotFound
-from shared.events import SegmentDeleted, SegmentDeletedEvent, utcnow
+from shared.events import SegmentDeletedEvent, SegmentDeletedPayload, utcnow
 
 
 def _get(session: Session, segment_id: str) -> CustomSegment:
@@ -48,11 +48,11 @@ def update_segment(
     return segment
 
 
-def delete_segment(session: Session, segment_id: str, now: datetime) -> SegmentDeleted:
+def delete_segment(session: Session, segment_id: str, now: datetime) -> SegmentDeletedPayload:
     """Delete a segment: its members leave it (their segment.changed events go out) and
     segment.deleted is published."""
     segment = _get(session, segment_id)
-    deleted = SegmentDeleted(segment_id=segment_id, name=segment.name, deleted_at=utcnow())
+    deleted = SegmentDeletedPayload(segment_id=segment_id, name=segment.name, deleted_at=utcnow())
     session.delete(segment)
     if session.get(DeletedSegmentId, segment_id) is None:
         session.add(

@@ -50,8 +50,8 @@ from shared.events import (
     STATUS_RANK,
     VALID_PURCHASE_STATUSES,
     Order,
-    ProfileErased,
-    ProfileMerged,
+    ProfileErasedPayload,
+    ProfileMergedPayload,
     ensure_aware,
     utcnow,
 )
@@ -484,7 +484,7 @@ class EventBatch:
             ):
                 self._recompute(owner)
 
-    def merge(self, merge: ProfileMerged) -> None:
+    def merge(self, merge: ProfileMergedPayload) -> None:
         self.flush_orders()
         survivor = merge.survivor_id
         merged = [m for m in dict.fromkeys(merge.merged_ids) if m != survivor]
@@ -499,7 +499,7 @@ class EventBatch:
         self.affected.add(survivor)
         self._recompute(survivor)
 
-    def erase(self, erasure: ProfileErased) -> None:
+    def erase(self, erasure: ProfileErasedPayload) -> None:
         self.flush_orders()
         customer_id = erasure.customer_id
         OrderStates(self.session).delete_for(customer_id)
@@ -600,6 +600,9 @@ def apply_messages(session: Session, messages: Iterable[Inbound], now: datetime)
             batch.erase(data)
         elif message.event_type == "profile.unmerged":
             unmerges.apply_unmerge(batch, data)
+        else:
+            # a type registered in handlers.HANDLERS but not dispatched here is a bug
+            raise TypeError(f"segment cannot apply {message.event_type}")
     return batch.finish()
 
 

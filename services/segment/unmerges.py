@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from services.segment.unmerge_repository import give_back
-from shared.events import ProfileUnmerged
+from shared.events import ProfileUnmergedPayload
 
 if TYPE_CHECKING:
     from services.segment.service import EventBatch
 
 
-def apply_unmerge(batch: EventBatch, unmerge: ProfileUnmerged) -> None:
+def apply_unmerge(batch: EventBatch, unmerge: ProfileUnmergedPayload) -> None:
     batch.flush_orders()
     for profile_id in unmerge.restored_ids:
         give_back(

@@ -21,15 +21,15 @@ from shared.bus import Inbound
 from shared.db import Database
 from shared.events import (
     ContactPolicy,
-    ContactPolicyChanged,
+    ContactPolicyChangedEvent,
     MessageRequestedEvent,
     Order,
-    OrderRecorded,
-    ProfileMerged,
-    ProfilesMerged,
+    OrderRecordedEvent,
+    ProfileMergedEvent,
+    ProfileMergedPayload,
     ScoreSnapshot,
-    SegmentChanged,
     SegmentChangedEvent,
+    SegmentChangedPayload,
     decode_event,
 )
 from shared.testing import unique
@@ -98,7 +98,7 @@ def segment_event(
     return SegmentChangedEvent(
         source="segment",
         key=customer_id,
-        data=SegmentChanged(
+        data=SegmentChangedPayload(
             customer_id=customer_id,
             policy_version=1,
             as_of=as_of,
@@ -115,9 +115,9 @@ def policy_event(
     customer_id: str,
     channels: dict[str, bool] | None = None,
     **fields: Any,
-) -> ContactPolicyChanged:
+) -> ContactPolicyChangedEvent:
     consents = {c: {"consented": v} for c, v in (channels or {"sms": True}).items()}
-    return ContactPolicyChanged(
+    return ContactPolicyChangedEvent(
         source="profile",
         key=customer_id,
         data=ContactPolicy.model_validate(
@@ -134,9 +134,9 @@ def order_event(
     status: str = "paid",
     refunded: str = "0",
     updated_at: datetime | None = None,
-) -> OrderRecorded:
+) -> OrderRecordedEvent:
     created = paid_at or NOW
-    return OrderRecorded(
+    return OrderRecordedEvent(
         source="ingest",
         key=customer_id,
         # recorded by ingest when this version happened (first_purchase's lookback)
@@ -155,11 +155,13 @@ def order_event(
     )
 
 
-def merge_event(survivor_id: str, merged_ids: list[str], merge_id: str = "m1") -> ProfilesMerged:
-    return ProfilesMerged(
+def merge_event(
+    survivor_id: str, merged_ids: list[str], merge_id: str = "m1"
+) -> ProfileMergedEvent:
+    return ProfileMergedEvent(
         source="profile",
         key=survivor_id,
-        data=ProfileMerged(
+        data=ProfileMergedPayload(
             survivor_id=survivor_id, merged_ids=merged_ids, reason="mobile", merge_id=merge_id
         ),
     )

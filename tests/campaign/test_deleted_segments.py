@@ -13,7 +13,7 @@ from services.campaign.repository import Campaigns
 from services.campaign.schemas import CampaignUpdate
 from shared.db import Database
 from shared.errors import Conflict
-from shared.events import SegmentDeleted, SegmentDeletedEvent, utcnow
+from shared.events import SegmentDeletedEvent, SegmentDeletedPayload, utcnow
 from tests.campaign.factories import consume, make_campaign, policy_event, segment_event, settings
 
 
@@ -21,7 +21,7 @@ def deleted(segment_id: str = "s1") -> SegmentDeletedEvent:
     return SegmentDeletedEvent(
         source="segment",
         key=segment_id,
-        data=SegmentDeleted(segment_id=segment_id, name="VIP", deleted_at=utcnow()),
+        data=SegmentDeletedPayload(segment_id=segment_id, name="VIP", deleted_at=utcnow()),
     )
 
 

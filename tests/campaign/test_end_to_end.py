@@ -21,7 +21,7 @@ from services.campaign.models import AudienceMember
 from services.campaign.targeting import in_holdout
 from shared import topics
 from shared.bus import Publisher
-from shared.events import MessageReceipt, MessageReceiptRecorded, utcnow
+from shared.events import MessageReceipt, MessageReceiptRecordedEvent, utcnow
 from shared.testing import read_topic, wait_for
 from tests.campaign.factories import broker_settings, order_event, policy_event, segment_event
 from tests.conftest import ADMIN_KEY
@@ -123,7 +123,7 @@ def test_launch_crash_relaunch_and_hand_computed_report(
         for customer_id, status in ((t0, "delivered"), (t0, "opened"), (t1, "failed")):
             publisher.send_event(
                 topics.CAMPAIGN_RECEIPTS,
-                MessageReceiptRecorded(
+                MessageReceiptRecordedEvent(
                     source="gateway",
                     key=customer_id,
                     data=MessageReceipt(

@@ -24,11 +24,11 @@ from shared.erasure import tombstone_key
 from shared.events import (
     EnvelopeBase,
     MessageReceipt,
-    MessageReceiptRecorded,
-    ProfileErased,
+    MessageReceiptRecordedEvent,
     ProfileErasedEvent,
-    ProfileUpdated,
+    ProfileErasedPayload,
     ProfileUpdatedEvent,
+    ProfileUpdatedPayload,
 )
 from shared.testing import unique, wait_for
 from tests.campaign.factories import (
@@ -55,12 +55,12 @@ def erasure(customer_id: str = ERASED) -> ProfileErasedEvent:
     return ProfileErasedEvent(
         source="profile",
         key=customer_id,
-        data=ProfileErased(customer_id=customer_id, erasure_id="er-1", requested_at=NOW),
+        data=ProfileErasedPayload(customer_id=customer_id, erasure_id="er-1", requested_at=NOW),
     )
 
 
-def receipt(message_id: str, customer_id: str, status: str) -> MessageReceiptRecorded:
-    return MessageReceiptRecorded(
+def receipt(message_id: str, customer_id: str, status: str) -> MessageReceiptRecordedEvent:
+    return MessageReceiptRecordedEvent(
         source="gateway",
         key=customer_id,
         data=MessageReceipt(message_id=message_id, customer_id=customer_id, status=status, at=NOW),
@@ -126,7 +126,7 @@ def test_an_erased_customer_still_counts_in_the_reports_but_is_named_nowhere(
             ProfileUpdatedEvent(
                 source="profile",
                 key=ERASED,
-                data=ProfileUpdated(customer_id=ERASED, tags=["vip"], province="浙江省"),
+                data=ProfileUpdatedPayload(customer_id=ERASED, tags=["vip"], province="浙江省"),
             ),
             segment_event(ERASED, segments=["s1"], as_of=NOW + DAY),
             erasure(),  # the erasure itself, delivered again

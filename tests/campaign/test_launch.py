@@ -14,7 +14,7 @@ from services.campaign.launch import launch
 from services.campaign.targeting import in_holdout
 from shared.db import Database
 from shared.errors import Conflict
-from shared.events import ProfileErased, ProfileErasedEvent
+from shared.events import ProfileErasedEvent, ProfileErasedPayload
 from tests.campaign.factories import (
     NOW,
     entries,
@@ -44,7 +44,7 @@ def test_exclusions_deferral_and_messages(db: Database) -> None:
             ProfileErasedEvent(
                 source="profile",
                 key="a2",
-                data=ProfileErased(customer_id="a2", erasure_id="e", requested_at=NOW),
+                data=ProfileErasedPayload(customer_id="a2", erasure_id="e", requested_at=NOW),
             ),
             policy_event("a3", consent, do_not_disturb=True),
             policy_event("a5", {"app_push": True, "sms": False}),

@@ -13,13 +13,13 @@ from shared.db import Database
 from shared.erasure import tombstone_key
 from shared.events import (
     MessageReceipt,
-    MessageReceiptRecorded,
-    ProfileErased,
+    MessageReceiptRecordedEvent,
     ProfileErasedEvent,
-    ProfileMerged,
-    ProfilesMerged,
-    ProfileUpdated,
+    ProfileErasedPayload,
+    ProfileMergedEvent,
+    ProfileMergedPayload,
     ProfileUpdatedEvent,
+    ProfileUpdatedPayload,
 )
 from tests.campaign.factories import NOW, order_event, policy_event, segment_event, statements
 
@@ -43,7 +43,7 @@ def test_audience_keeps_latest_scores_and_profile_slices(db: Database) -> None:
                 ProfileUpdatedEvent(
                     source="profile",
                     key="c1",
-                    data=ProfileUpdated(
+                    data=ProfileUpdatedPayload(
                         customer_id="c1", tags=["b", "a"], province="浙江省", city="杭州市"
                     ),
                 ),
@@ -73,7 +73,7 @@ def test_erasure_clears_personal_data_and_survives_removal(db: Database) -> None
                 ProfileErasedEvent(
                     source="profile",
                     key="c1",
-                    data=ProfileErased(customer_id="c1", erasure_id="e1", requested_at=NOW),
+                    data=ProfileErasedPayload(customer_id="c1", erasure_id="e1", requested_at=NOW),
                 ),
                 segment_event("c1", removed=True),
                 policy_event("c1", {"sms": True}),  # a late policy does not undo the erasure
@@ -128,10 +128,10 @@ def test_merge_moves_orders_to_the_survivor(db: Database) -> None:
             session,
             [
                 segment_event("old"),
-                ProfilesMerged(
+                ProfileMergedEvent(
                     source="profile",
                     key="new",
-                    data=ProfileMerged(
+                    data=ProfileMergedPayload(
                         survivor_id="new", merged_ids=["old"], reason="mobile", merge_id="m1"
                     ),
                 ),
@@ -178,7 +178,7 @@ def test_orders_newest_version_wins_and_first_purchase_is_seen_once(db: Database
 
 
 def test_receipts_are_recorded_once(db: Database) -> None:
-    receipt = MessageReceiptRecorded(
+    receipt = MessageReceiptRecordedEvent(
         source="gateway",
         key="c1",
         data=MessageReceipt(message_id="m1", customer_id="c1", status="delivered", at=NOW),

@@ -13,7 +13,7 @@ from services.campaign.projection import apply_orders, apply_receipts
 from services.campaign.report import build_report
 from services.campaign.stats import newcombe_difference, wilson
 from shared.db import Database
-from shared.events import MessageReceipt, MessageReceiptRecorded
+from shared.events import MessageReceipt, MessageReceiptRecordedEvent
 from tests.campaign.factories import (
     NOW,
     entries,
@@ -29,8 +29,8 @@ from tests.campaign.factories import (
 DAY = timedelta(days=1)
 
 
-def receipt(message_id: str, customer_id: str, status: str) -> MessageReceiptRecorded:
-    return MessageReceiptRecorded(
+def receipt(message_id: str, customer_id: str, status: str) -> MessageReceiptRecordedEvent:
+    return MessageReceiptRecordedEvent(
         source="gateway",
         key=customer_id,
         data=MessageReceipt(message_id=message_id, customer_id=customer_id, status=status, at=NOW),

@@ -12,7 +12,7 @@ from services.campaign.launch import launch
 from services.campaign.report import build_report
 from services.campaign.repository import Projections
 from shared.db import Database
-from shared.events import Address, Order, OrderRecorded
+from shared.events import Address, Order, OrderRecordedEvent
 from tests.campaign.factories import (
     NOW,
     consume,
@@ -75,7 +75,7 @@ def test_an_unpaid_order_then_its_payment_in_one_batch_is_a_first_purchase(db: D
 
 
 def _unpaid(order_id: str, customer_id: str, created_at: datetime, status: str = "created"):
-    return OrderRecorded(
+    return OrderRecordedEvent(
         source="ingest",
         key=customer_id,
         data=Order(
@@ -195,7 +195,12 @@ def test_a_welcome_on_the_first_order_renders_the_province_and_city_it_shipped_t
     paid = _unpaid("o1", "c1", NOW + timedelta(hours=1), status="paid")
     shipped = paid.data.model_copy(update={"shipping": Address(province="浙江省", city="杭州市")})
     consume(
-        db, [OrderRecorded(source="ingest", key="c1", data=shipped, occurred_at=shipped.updated_at)]
+        db,
+        [
+            OrderRecordedEvent(
+                source="ingest", key="c1", data=shipped, occurred_at=shipped.updated_at
+            )
+        ],
     )
     [message] = outbox(db)
     assert message.data.content == "浙江省杭州市的新朋友, 欢迎"
@@ -214,7 +219,7 @@ def test_first_purchase_skips_imported_history_as_too_old(db: Database) -> None:
     launch(db, welcome, settings(), now=fixed())
     launch(db, wide, settings(), now=fixed())
 
-    def arriving(order_id: str, customer_id: str, paid_ago: timedelta) -> OrderRecorded:
+    def arriving(order_id: str, customer_id: str, paid_ago: timedelta) -> OrderRecordedEvent:
         event = order_event(order_id, customer_id, NOW - paid_ago)
         return event.model_copy(update={"occurred_at": NOW})  # recorded by ingest now
 

@@ -12,7 +12,7 @@ from services.campaign.models import AudienceMember, CustomerAlias, CustomerOrde
 from services.campaign.report import build_report
 from services.campaign.repository import Entries
 from shared.db import Database
-from shared.events import ContactPolicy, ProfilesUnmerged, ProfileUnmerged
+from shared.events import ContactPolicy, ProfileUnmergedEvent, ProfileUnmergedPayload
 from tests.campaign.factories import (
     NOW,
     consume,
@@ -28,11 +28,11 @@ from tests.campaign.factories import (
 from tests.campaign.test_merges import all_entries
 
 
-def unmerged(policies: dict[str, ContactPolicy] | None = None) -> ProfilesUnmerged:
-    return ProfilesUnmerged(
+def unmerged(policies: dict[str, ContactPolicy] | None = None) -> ProfileUnmergedEvent:
+    return ProfileUnmergedEvent(
         source="profile",
         key="a",
-        data=ProfileUnmerged(
+        data=ProfileUnmergedPayload(
             merge_id="m1",
             survivor_id="a",
             restored_ids=["b"],

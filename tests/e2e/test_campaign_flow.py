@@ -21,7 +21,7 @@ import pytest
 
 from shared import topics
 from shared.bus import Publisher
-from shared.events import MessageReceipt, MessageReceiptRecorded, MessageRequestedEvent
+from shared.events import MessageReceipt, MessageReceiptRecordedEvent, MessageRequestedEvent
 from shared.testing import read_topic, unique, wait_for
 from tests.e2e.system import RunningSystem
 
@@ -410,7 +410,7 @@ def test_campaign_report_matches_a_hand_computation(system: RunningSystem) -> No
             (
                 topics.CAMPAIGN_RECEIPTS,
                 customer,
-                MessageReceiptRecorded(
+                MessageReceiptRecordedEvent(
                     source="test-gateway",
                     key=customer,
                     data=MessageReceipt(

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from shared import topics
 from shared.bus import ConsumerLoop, Inbound, Publisher, ensure_topics
 from shared.db import Database, make_metadata
-from shared.events import Order, OrderRecorded, encode_event
+from shared.events import Order, OrderRecordedEvent, encode_event
 from shared.testing import unique, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -35,8 +35,8 @@ class Crash(Exception):
     """The process dies here (the loop drops its member without committing offsets)."""
 
 
-def order_event(order_id: str) -> OrderRecorded:
-    return OrderRecorded(
+def order_event(order_id: str) -> OrderRecordedEvent:
+    return OrderRecordedEvent(
         source="test",
         key=f"c-{order_id}",
         data=Order(

@@ -21,7 +21,7 @@ from shared.broker import EmbeddedBroker, free_port
 from shared.bus import ConsumerLoop, Inbound, Publisher, ensure_topics
 from shared.consumer_health import ProgressWatch, rebuild_delay
 from shared.db import Database, make_metadata
-from shared.events import Order, OrderRecorded, encode_event
+from shared.events import Order, OrderRecordedEvent, encode_event
 from shared.testing import unique, wait_for
 from tests.faults.kafka_proxy import KafkaFaultProxy
 
@@ -34,8 +34,8 @@ seen = Table(
 )
 
 
-def order_event(order_id: str) -> OrderRecorded:
-    return OrderRecorded(
+def order_event(order_id: str) -> OrderRecordedEvent:
+    return OrderRecordedEvent(
         source="test",
         key="c1",
         data=Order(

@@ -274,7 +274,7 @@ def test_restarted_service_replays_into_an_emptied_broker(
 def test_an_erased_profile_leaves_the_event_store(
     broker: EmbeddedBroker, namespace: str, tmp_path: Path, sqlite_url: str
 ) -> None:
-    from shared.events import ProfileErased, ProfileErasedEvent, utcnow
+    from shared.events import ProfileErasedEvent, ProfileErasedPayload, utcnow
 
     settings = settings_for(broker.bootstrap_servers, namespace, tmp_path, sqlite_url, True)
     with TestClient(create_app(settings)) as client:
@@ -283,7 +283,9 @@ def test_an_erased_profile_leaves_the_event_store(
         erased = ProfileErasedEvent(
             source="profile",
             key="c-gone",
-            data=ProfileErased(customer_id="c-gone", erasure_id="er-1", requested_at=utcnow()),
+            data=ProfileErasedPayload(
+                customer_id="c-gone", erasure_id="er-1", requested_at=utcnow()
+            ),
         )
         producer = Publisher(broker.bootstrap_servers, namespace)
         producer.publish_all([(topics.PROFILES, erased.key, encode_event(erased))])

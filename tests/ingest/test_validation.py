@@ -631,11 +631,11 @@ def test_orders_encoded_directly_are_the_model_events_byte_for_byte(
 
     from services.ingest.service import encode_order, order_data_version, order_version
     from services.ingest.validation import order_data
-    from shared.events import OrderRecorded, encode_event
+    from shared.events import OrderRecordedEvent, encode_event
 
     raw = order(**changes)
     event_id = uuid.uuid4()
-    model_event = OrderRecorded(
+    model_event = OrderRecordedEvent(
         event_id=event_id,
         occurred_at=NOW,
         source="ingest/rest",

@@ -13,13 +13,13 @@ from services.profile.repository import ProfileRow
 from shared.db import Database
 from shared.events import (
     Customer,
-    CustomerRecorded,
+    CustomerRecordedEvent,
     Interaction,
-    InteractionRecorded,
+    InteractionRecordedEvent,
     Order,
-    OrderRecorded,
-    SegmentChanged,
+    OrderRecordedEvent,
     SegmentChangedEvent,
+    SegmentChangedPayload,
 )
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
@@ -36,7 +36,7 @@ def order(
     buyer: dict[str, Any] | None = None,
     shipping: dict[str, Any] | None = None,
     **extra: Any,
-) -> OrderRecorded:
+) -> OrderRecordedEvent:
     created = T0 + timedelta(minutes=created_minutes if created_minutes is not None else 0)
     data = Order.model_validate(
         {
@@ -53,19 +53,19 @@ def order(
             **extra,
         }
     )
-    return OrderRecorded(source="ingest/test", key=customer_id, data=data)
+    return OrderRecordedEvent(source="ingest/test", key=customer_id, data=data)
 
 
-def customer(customer_id: str, *, minutes: int = 0, **fields: Any) -> CustomerRecorded:
+def customer(customer_id: str, *, minutes: int = 0, **fields: Any) -> CustomerRecordedEvent:
     data = Customer.model_validate(
         {"customer_id": customer_id, "updated_at": T0 + timedelta(minutes=minutes), **fields}
     )
-    return CustomerRecorded(source="ingest/test", key=customer_id, data=data)
+    return CustomerRecordedEvent(source="ingest/test", key=customer_id, data=data)
 
 
 def interaction(
     customer_id: str, interaction_id: str, kind: str, **fields: Any
-) -> InteractionRecorded:
+) -> InteractionRecordedEvent:
     data = Interaction.model_validate(
         {
             "interaction_id": interaction_id,
@@ -75,7 +75,7 @@ def interaction(
             **fields,
         }
     )
-    return InteractionRecorded(source="ingest/test", key=customer_id, data=data)
+    return InteractionRecordedEvent(source="ingest/test", key=customer_id, data=data)
 
 
 def segment_changed(
@@ -89,7 +89,7 @@ def segment_changed(
     removed: bool = False,
     first_order_at: datetime | None = None,
 ) -> SegmentChangedEvent:
-    data = SegmentChanged.model_validate(
+    data = SegmentChangedPayload.model_validate(
         {
             "customer_id": customer_id,
             "policy_version": policy_version,

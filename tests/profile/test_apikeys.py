@@ -14,7 +14,7 @@ from sqlalchemy import text
 from services.profile import apikeys
 from services.profile.app import create_app
 from services.profile.config import Settings
-from shared.apikeys import APIKEYS_TOPIC, ApiKeyRecorded, KeyDirectory
+from shared.apikeys import APIKEYS_TOPIC, ApiKeyRecordedEvent, KeyDirectory
 from shared.events import utcnow
 from shared.runtime import ServiceRuntime
 from tests.conftest import ADMIN_KEY
@@ -40,13 +40,13 @@ def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
     runtime.db.dispose()
 
 
-def published(client: TestClient) -> list[ApiKeyRecorded]:
+def published(client: TestClient) -> list[ApiKeyRecordedEvent]:
     runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
     with runtime.db.sessions() as session:
         rows = session.execute(
             text("SELECT value FROM outbox WHERE topic = :t ORDER BY id"), {"t": APIKEYS_TOPIC}
         ).all()
-    return [ApiKeyRecorded.model_validate_json(bytes(r[0])) for r in rows]
+    return [ApiKeyRecordedEvent.model_validate_json(bytes(r[0])) for r in rows]
 
 
 def create(client: TestClient, **body: object) -> dict[str, object]:

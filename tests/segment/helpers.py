@@ -12,11 +12,11 @@ from shared.bus import Inbound
 from shared.db import Database, run_migrations
 from shared.events import (
     Order,
-    OrderRecorded,
-    ProfileErased,
+    OrderRecordedEvent,
     ProfileErasedEvent,
-    ProfileMerged,
-    ProfilesMerged,
+    ProfileErasedPayload,
+    ProfileMergedEvent,
+    ProfileMergedPayload,
 )
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
@@ -75,15 +75,15 @@ def inbound(event: Any) -> Inbound:
 
 
 def recorded(o: Order) -> Inbound:
-    return inbound(OrderRecorded(source="test", key=o.customer_id, data=o))
+    return inbound(OrderRecordedEvent(source="test", key=o.customer_id, data=o))
 
 
 def merged(survivor: str, *ids: str) -> Inbound:
     return inbound(
-        ProfilesMerged(
+        ProfileMergedEvent(
             source="test",
             key=survivor,
-            data=ProfileMerged(
+            data=ProfileMergedPayload(
                 survivor_id=survivor, merged_ids=list(ids), reason="test", merge_id="m1"
             ),
         )
@@ -95,6 +95,6 @@ def erased(customer_id: str, at: datetime = NOW) -> Inbound:
         ProfileErasedEvent(
             source="test",
             key=customer_id,
-            data=ProfileErased(customer_id=customer_id, erasure_id="e1", requested_at=at),
+            data=ProfileErasedPayload(customer_id=customer_id, erasure_id="e1", requested_at=at),
         )
     )

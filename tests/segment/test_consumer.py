@@ -16,7 +16,7 @@ from services.segment.config import Settings
 from shared import topics
 from shared.bus import Publisher
 from shared.erasure import tombstone_key
-from shared.events import Order, OrderRecorded, OrderStatus, SegmentChangedEvent
+from shared.events import Order, OrderRecordedEvent, OrderStatus, SegmentChangedEvent
 from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.segment.helpers import NOW, erased, order
@@ -51,10 +51,10 @@ def test_orders_become_scores_and_segment_events(broker, namespace, db_url, tmp_
         }
     )
     events = [
-        OrderRecorded(source="test", key="c-1", data=paid),
+        OrderRecordedEvent(source="test", key="c-1", data=paid),
         # the refund arrives before the payment it reverses, and the payment twice
-        OrderRecorded(source="test", key="c-1", data=refunded),
-        OrderRecorded(source="test", key="c-1", data=refunded_later),
+        OrderRecordedEvent(source="test", key="c-1", data=refunded),
+        OrderRecordedEvent(source="test", key="c-1", data=refunded_later),
     ]
     duplicate = events[0]
     with TestClient(app) as client:
@@ -116,7 +116,7 @@ def test_replaying_the_orders_topic_into_an_empty_database_gives_identical_score
         (
             topics.ORDERS,
             o.customer_id,
-            OrderRecorded(source="test", key=o.customer_id, data=o)
+            OrderRecordedEvent(source="test", key=o.customer_id, data=o)
             .model_dump_json(by_alias=True)
             .encode(),
         )
@@ -183,7 +183,7 @@ def test_an_erasure_leaves_no_copy_of_the_customers_orders_in_the_sqlite_files(
             (
                 topics.ORDERS,
                 o.customer_id,
-                OrderRecorded(source="test", key=o.customer_id, data=o)
+                OrderRecordedEvent(source="test", key=o.customer_id, data=o)
                 .model_dump_json(by_alias=True)
                 .encode(),
             )

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from shared.events import ProfilesUnmerged, ProfileUnmerged
+from shared.events import ProfileUnmergedEvent, ProfileUnmergedPayload
 from tests.segment.helpers import database, inbound, merged, order, recorded
 from tests.segment.test_paths import feed, outbox_events, stored_state
 
 
 def unmerged(survivor: str, restored: str, orders: list[str]) -> object:
     return inbound(
-        ProfilesUnmerged(
+        ProfileUnmergedEvent(
             source="test",
             key=survivor,
-            data=ProfileUnmerged(
+            data=ProfileUnmergedPayload(
                 merge_id="m1",
                 survivor_id=survivor,
                 restored_ids=[restored],

@@ -12,4 +12,4 @@ def test_every_topic_is_documented() -> None:
     doc = asyncapi.build()
     addresses = {c["address"] for c in doc["channels"].values()}
     assert addresses == set(topics.ALL_TOPICS)
-    assert "OrderRecorded" in doc["components"]["schemas"]
+    assert "OrderRecordedEvent" in doc["components"]["schemas"]

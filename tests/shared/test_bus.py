@@ -24,7 +24,7 @@ from shared.bus import (
     ensure_topics,
 )
 from shared.db import Database, make_metadata
-from shared.events import Order, OrderRecorded, decode_event, encode_event
+from shared.events import Order, OrderRecordedEvent, decode_event, encode_event
 from shared.testing import read_topic, unique, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -38,8 +38,8 @@ seen = Table(
 )
 
 
-def order_event(order_id: str, customer: str = "c1") -> OrderRecorded:
-    return OrderRecorded(
+def order_event(order_id: str, customer: str = "c1") -> OrderRecordedEvent:
+    return OrderRecordedEvent(
         source="test",
         key=customer,
         data=Order(

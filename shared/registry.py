@@ -1,0 +1,141 @@
+"""A consuming service's handler registry: ``{event class: handler}``, in one place.
+
+Each service's ``handlers.py`` declares one :class:`Registry`. The event types a consumer
+acts on and the topics it subscribes to are derived from it (every envelope class knows
+its topic: ``EnvelopeBase.topic``), so nothing is kept in a second list beside the
+dispatch. A handler is a plain function ``(session, messages, deps)`` that takes a run of
+consecutive messages of the types it is registered for: the measured batch fast paths
+(one load and one write per poll batch) stay batch handlers, and one function may be
+registered for several event classes (consecutive messages for the same function are
+one run, in arrival order).
+
+Event classes on the subscribed topics that the service leaves alone are declared in
+``ignores``: :meth:`Registry.unclaimed` names every event class on those topics that is
+neither handled nor ignored, and each service's test asserts it is empty, so an event
+type added to a topic fails that test until each consumer decides (it is never skipped
+by oversight). At run time an unregistered type (a newer producer's) is skipped, as the
+consumer loop always did (forward compatibility).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from shared.consumer_loop import Inbound
+from shared.events import EVENT_TYPES, EnvelopeBase
+
+D = TypeVar("D")
+
+#: ``(session, a run of consecutive messages, the service's dependencies)``; a return value
+#: is handed back by :meth:`Registry.dispatch` (campaign collects its trigger transitions)
+RegisteredHandler = Callable[[Session, list[Inbound], D], Any]
+
+
+def envelope_classes() -> list[type[EnvelopeBase]]:
+    """Every envelope class of the contract: the ``Event`` union, key records and usage,
+    export requests and parts."""
+    from shared.apikeys import ApiKeyRecordedEvent, ApiKeyUsedEvent
+    from shared.exports import ExportPartRecordedEvent, ExportRequestedEvent
+
+    return [
+        *EVENT_TYPES.values(),
+        ApiKeyRecordedEvent,
+        ApiKeyUsedEvent,
+        ExportRequestedEvent,
+        ExportPartRecordedEvent,
+    ]
+
+
+def event_type_of(cls: type[EnvelopeBase]) -> str:
+    """The wire ``type`` string of an envelope class."""
+    value = cls.model_fields["type"].default
+    if not isinstance(value, str):
+        raise TypeError(f"{cls.__name__} has no fixed event type")
+    return value
+
+
+class Registry(Generic[D]):
+    """``{event class: handler}`` plus the classes deliberately left alone."""
+
+    def __init__(
+        self,
+        handlers: Mapping[type[EnvelopeBase], RegisteredHandler[D]],
+        *,
+        ignores: Iterable[type[EnvelopeBase]] = (),
+    ) -> None:
+        self.handlers: dict[type[EnvelopeBase], RegisteredHandler[D]] = dict(handlers)
+        self.ignores = frozenset(ignores)
+        for cls in (*self.handlers, *self.ignores):
+            if not isinstance(getattr(cls, "topic", None), str):
+                raise TypeError(f"{cls.__name__} declares no topic")
+        both = self.ignores & set(self.handlers)
+        if both:
+            raise ValueError(f"both handled and ignored: {sorted(c.__name__ for c in both)}")
+        self._by_type = {event_type_of(cls): fn for cls, fn in self.handlers.items()}
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """The wire types this registry acts on."""
+        return frozenset(self._by_type)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The topics to subscribe to, in registration order."""
+        return tuple(dict.fromkeys(cls.topic for cls in self.handlers))
+
+    def on_topics(self, *topics: str) -> Registry[D]:
+        """The part of this registry whose events travel on ``topics`` (one consumer loop)."""
+        return Registry(
+            {c: fn for c, fn in self.handlers.items() if c.topic in topics},
+            ignores=[c for c in self.ignores if c.topic in topics],
+        )
+
+    def without_topics(self, *topics: str) -> Registry[D]:
+        """The part of this registry whose events travel on none of ``topics``."""
+        return self.on_topics(*(t for t in self.topics if t not in topics))
+
+    def unclaimed(
+        self, known: Iterable[type[EnvelopeBase]] | None = None
+    ) -> set[type[EnvelopeBase]]:
+        """Event classes on the subscribed topics that are neither handled nor ignored
+        (of ``known``; default: every envelope class of the contract)."""
+        topics = set(self.topics)
+        claimed = set(self.handlers) | self.ignores
+        classes = envelope_classes() if known is None else known
+        return {c for c in classes if c.topic in topics and c not in claimed}
+
+    def runs(
+        self, messages: Sequence[Inbound]
+    ) -> Iterator[tuple[RegisteredHandler[D], list[Inbound]]]:
+        """Consecutive registered messages that go to one handler, in arrival order;
+        messages of other types are skipped."""
+        current: RegisteredHandler[D] | None = None
+        run: list[Inbound] = []
+        for message in messages:
+            handler = self._by_type.get(message.event_type)
+            if handler is None:
+                continue
+            if handler is not current and run:
+                assert current is not None
+                yield current, run
+                run = []
+            current = handler
+            run.append(message)
+        if run:
+            assert current is not None
+            yield current, run
+
+    def dispatch(self, session: Session, messages: Sequence[Inbound], deps: D) -> list[Any]:
+        """Hand each run to its handler; the handlers' return values, in order."""
+        return [handler(session, run, deps) for handler, run in self.runs(messages)]
+
+    def batch_handler(self, deps: D) -> Callable[[Session, list[Inbound]], None]:
+        """The consumer loop's batch handler for this registry."""
+
+        def handle(session: Session, messages: list[Inbound]) -> None:
+            self.dispatch(session, messages, deps)
+
+        return handle
