@@ -11,6 +11,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import NamedTuple
 
+from shared.region_pinyin import city_spellings, latin_keys
+
 #: Every provincial-level division of China by its full official name, with its short forms.
 PROVINCES: dict[str, tuple[str, ...]] = {
     "北京市": ("北京", "beijing"),
@@ -142,6 +144,28 @@ CITY_LOOKUP: dict[str, str] = {
     **{city[:-1]: city for city in CITY_PROVINCE if city.endswith("市")},
 }
 
+_CITY_SPELLINGS = {
+    **city_spellings(),
+    **{m: tuple(a for a in PROVINCES[m] if a.isascii()) for m in MUNICIPALITIES},
+}
+_PINYIN_CITIES: dict[str, set[str]] = {}
+for _city, _spellings in _CITY_SPELLINGS.items():
+    for _spelling in _spellings:
+        _PINYIN_CITIES.setdefault(_spelling, set()).add(_city)
+
+#: A city's Latin spelling -> its full name, where only one known city is spelt so
+#: (suzhou, taizhou, fuzhou, yichun and yulin name two cities each and are not in here).
+CITY_PINYIN_LOOKUP: dict[str, str] = {
+    spelling: next(iter(cities)) for spelling, cities in _PINYIN_CITIES.items() if len(cities) == 1
+}
+#: (province, a city's Latin spelling) -> the city's full name: the province tells which
+#: of two cities spelt alike is meant (江苏 + suzhou -> 苏州市, 安徽 + suzhou -> 宿州市).
+CITY_PINYIN_BY_PROVINCE: dict[tuple[str, str], str] = {
+    (CITY_PROVINCE[city], spelling): city
+    for spelling, cities in _PINYIN_CITIES.items()
+    for city in cities
+}
+
 # longest first, so 黑龙江省 matches before 黑龙江 and 内蒙古自治区 before 内蒙古
 _PROVINCE_PREFIXES = sorted(
     (name for name in PROVINCE_LOOKUP if not name.isascii()), key=len, reverse=True
@@ -167,9 +191,20 @@ def province_name(value: str) -> str:
 
 
 @lru_cache(maxsize=8192)
-def city_name(value: str) -> str:
-    """The full name of a known city (杭州 -> 杭州市), or the value unchanged if unknown."""
-    return CITY_LOOKUP.get(value.replace(" ", ""), value)
+def city_name(value: str, province: str | None = None) -> str:
+    """The full name of a known city (杭州, hangzhou, Hang Zhou -> 杭州市), or the value
+    unchanged if unknown. A Latin spelling two cities share (suzhou) is resolved by the
+    full ``province`` name when given, and otherwise kept as sent."""
+    found = CITY_LOOKUP.get(value.replace(" ", ""))
+    if found is not None or not value.isascii():
+        return found or value
+    for key in latin_keys(value):
+        found = CITY_PINYIN_LOOKUP.get(key)
+        if found is None and province is not None:
+            found = CITY_PINYIN_BY_PROVINCE.get((province, key))
+        if found is not None:
+            return found
+    return value
 
 
 @lru_cache(maxsize=16384)
@@ -216,7 +251,7 @@ def normalise_region(
     if province:
         province = province_name(province)
     if city:
-        city = city_name(city)
+        city = city_name(city, province)
     if not province and city:
         province = CITY_PROVINCE.get(city)
     if (not province or not city) and address:
@@ -257,7 +292,7 @@ def city_outside_province(province: str | None, city: str | None) -> str | None:
     if not province or not city:
         return None
     named = province_name(province)
-    actual = CITY_PROVINCE.get(city_name(city))
+    actual = CITY_PROVINCE.get(city_name(city, named))
     if actual is None or named not in PROVINCES or actual == named:
         return None
     return actual

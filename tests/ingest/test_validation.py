@@ -403,6 +403,9 @@ def test_lone_surrogate_in_json_reaches_validation() -> None:
     [
         ({"province": "浙江", "city": "杭州"}, ("浙江省", "杭州市", None)),
         ({"city": "杭州", "district": "西湖区"}, ("浙江省", "杭州市", "西湖区")),
+        ({"province": "zhejiang", "city": "hangzhou"}, ("浙江省", "杭州市", None)),
+        ({"city": "Hangzhou"}, ("浙江省", "杭州市", None)),
+        ({"province": "安徽", "city": "suzhou"}, ("安徽省", "宿州市", None)),
         ({"province": "北京"}, ("北京市", "北京市", None)),
         ({"address": "浙江省 杭州市 西湖区 文三路100号"}, ("浙江省", "杭州市", None)),
         ({"address": "辽宁省朝阳市双塔区"}, ("辽宁省", "朝阳市", None)),

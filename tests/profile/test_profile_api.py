@@ -446,6 +446,7 @@ def test_search_and_edits_normalise_regions_like_ingest(client: TestClient) -> N
     for params, expected in (
         ({"city": "杭州"}, ["tb_zhangsan88"]),
         ({"city": "杭 州"}, ["tb_zhangsan88"]),
+        ({"city": "Hangzhou"}, ["tb_zhangsan88"]),
         ({"province": "浙江", "city": "杭州市"}, ["tb_zhangsan88"]),
         ({"province": "zhejiang"}, ["nj", "tb_zhangsan88"]),
         ({"city": "南京"}, ["nj"]),
@@ -453,6 +454,16 @@ def test_search_and_edits_normalise_regions_like_ingest(client: TestClient) -> N
     ):
         page = client.get("/v1/customers", params=params, headers=READER).json()
         assert [i["customer_id"] for i in page["items"]] == expected, params
+    # an address city typed in pinyin is stored under its full name and found by it
+    feed(client, ZHANG, order("hz", "o-hz"))
+    response = client.patch(
+        "/v1/customers/hz", json={"address": {"city": "Hangzhou"}}, headers=WRITER
+    )
+    assert response.status_code == 200, response.text
+    body = client.get("/v1/customers/hz", headers=READER).json()
+    assert body["basic"]["address"]["city"] == "杭州市", body["basic"]
+    page = client.get("/v1/customers", params={"city": "杭州"}, headers=READER).json()
+    assert [i["customer_id"] for i in page["items"]] == ["hz", "tb_zhangsan88"]
     # an operator's address is normalised the same way, and found by the same search
     response = client.patch(
         "/v1/customers/nj",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.regions import (
+    CITY_PINYIN_BY_PROVINCE,
+    CITY_PINYIN_LOOKUP,
     CITY_PROVINCE,
     MUNICIPAL_DISTRICT_LOOKUP,
     MUNICIPALITIES,
@@ -135,3 +137,37 @@ def test_names_and_addresses() -> None:
     assert split_address("上海 上海市 浦东新区") == ("上海市", "上海市")
     assert split_address("内蒙古自治区呼和浩特市") == ("内蒙古自治区", "呼和浩特市")
     assert split_address("文三路 100 号") == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("sent", "full"),
+    [
+        ("hangzhou", "杭州市"),
+        ("Hangzhou", "杭州市"),
+        ("Hang Zhou", "杭州市"),
+        ("Hangzhou City", "杭州市"),
+        ("hangzhoushi", "杭州市"),
+        ("huangshi", "黄石市"),  # a city whose name ends in shi keeps it
+        ("Xi'an", "西安市"),
+        ("changzhi", "长治市"),  # 长 read chang in 长治, not zhang
+        ("beijing", "北京市"),
+        ("Harbin", "哈尔滨市"),
+        ("suzhou", "suzhou"),  # 苏州 or 宿州: not guessed without a province
+        ("olympus", "olympus"),
+    ],
+)
+def test_city_pinyin_is_normalised_like_province_pinyin(sent: str, full: str) -> None:
+    assert city_name(sent) == full
+
+
+def test_a_pinyin_city_two_cities_share_is_resolved_by_the_province() -> None:
+    assert normalise_region("jiangsu", "suzhou") == ("江苏省", "苏州市", None)
+    assert normalise_region("安徽", "Suzhou") == ("安徽省", "宿州市", None)
+    assert normalise_region(None, "suzhou") == (None, "suzhou", None)
+    assert normalise_region(None, "hangzhou") == ("浙江省", "杭州市", None)
+    assert city_outside_province("浙江", "nanjing") == "江苏省"
+
+
+def test_every_known_city_has_a_pinyin_spelling() -> None:
+    spelled = set(CITY_PINYIN_LOOKUP.values()) | set(CITY_PINYIN_BY_PROVINCE.values())
+    assert spelled == set(CITY_PROVINCE)

@@ -381,6 +381,17 @@ def test_province_and_city_literals_are_normalised_like_search_in_every_service(
                      {"field": "city", "op": "eq", "value": "杭州"}]},
         ):  # fmt: skip
             assert catalogue.matches(catalogue.parse(raw), record), (catalogue.names, raw)
+
+
+@pytest.mark.parametrize("spelling", ["杭州", "杭州市", "hangzhou", "Hangzhou", "Hang Zhou"])
+def test_city_literals_in_pinyin_are_normalised_in_every_service(spelling: str) -> None:
+    record = {"province": "浙江省", "city": "杭州市"}
+    for catalogue in _service_catalogues():
+        for raw in (
+            {"field": "city", "op": "eq", "value": spelling},
+            {"field": "city", "op": "in", "value": [spelling, "南京"]},
+        ):
+            assert catalogue.matches(catalogue.parse(raw), record), (catalogue.names, raw)
         other = catalogue.parse({"field": "province", "op": "eq", "value": "江苏"})
         assert not catalogue.matches(other, record)
 
