@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from services.ingest.field_checks import phone_e164
 from services.ingest.reference import CHINESE_ORDER_STATUSES
 
 
@@ -77,10 +78,30 @@ def _fix_jd(order: dict[str, Any], extra: dict[str, str]) -> None:
     _refund_status(order)
 
 
+def _shopify_phone_id(order: dict[str, Any], extra: dict[str, str]) -> str | None:
+    """The customer's phone in E.164, from the order's Phone, else Billing Phone, else
+    Shipping Phone (a number without + is read in the Billing, else Shipping Country)."""
+    shipping_phone = (order.get("shipping") or {}).get("mobile") or ""
+    country = (extra.get("Billing Country") or extra.get("Shipping Country") or "").upper()
+    region = country if len(country) == 2 and country.isalpha() else "ZZ"
+    for phone in (extra.get("Phone"), extra.get("Billing Phone"), shipping_phone):
+        number = phone_e164(phone, region) if phone else None
+        if number is not None:
+            return number
+    return None
+
+
 def _fix_shopify(order: dict[str, Any], extra: dict[str, str]) -> None:
     email = order.get("customer_id")
     if email:
         order.setdefault("buyer", {}).setdefault("email", email)
+    else:
+        # no e-mail (a phone or POS order): the customer is their phone, so the order is
+        # not lost over a contact field; without either it has no customer (rejected)
+        phone = _shopify_phone_id(order, extra)
+        if phone is not None:
+            order["customer_id"] = phone
+            order.setdefault("buyer", {}).setdefault("mobile", phone)
     if extra.get("Cancelled at"):
         order["status"] = "cancelled"
         order.setdefault("updated_at", extra["Cancelled at"])
@@ -187,7 +208,7 @@ SHOPIFY = Layout(
         "refunded": "refunded",
         "voided": "cancelled",
     },
-    extra=("Cancelled at",),
+    extra=("Cancelled at", "Phone", "Billing Phone", "Billing Country", "Shipping Country"),
     fix=_fix_shopify,
 )
 

@@ -433,6 +433,12 @@ def _e164(text: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def phone_e164(text: str, region: str) -> str | None:
+    """A phone number in E.164 (``region`` for numbers written without +), or None when it
+    is not a valid number."""
+    return _e164(text, region)
+
+
 def json_value_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:
     """``(code, message)`` if free-form JSON would not pass through unchanged: NUL bytes or
     lone surrogates in keys or text, numbers that are not finite or beyond 64 bits."""

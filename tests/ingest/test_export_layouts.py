@@ -59,7 +59,7 @@ def imported(
 def test_shopify_orders_export(client: TestClient) -> None:
     job, orders = imported(client, "shopify_orders.csv")
     assert job["header_format"] == "shopify"
-    assert (job["rows_read"], job["accepted"], job["rejected"]) == (5, 4, 0)
+    assert (job["rows_read"], job["accepted"], job["rejected"]) == (7, 5, 1)
     first = orders["#1001"]
     assert first.customer_id == "ada@example.com" and first.currency == "USD"
     assert first.channel == "shopify" and first.status.value == "paid"
@@ -79,6 +79,12 @@ def test_shopify_orders_export(client: TestClient) -> None:
     assert job["warned"] == 1 and job["warnings"][0]["order_id"] == "#1002"
     assert orders["#1003"].status.value == "cancelled"  # voided
     assert orders["#1004"].status.value == "cancelled"  # Cancelled at
+    # no e-mail: the customer is the Billing Phone (in E.164, read in the Billing Country)
+    by_phone = orders["#1005"]
+    assert by_phone.customer_id == "+16502530001"
+    assert by_phone.buyer is not None and by_phone.buyer.mobile == "+16502530001"
+    # neither e-mail nor any phone: no customer, so the order is rejected (not guessed)
+    assert "#1006" not in orders
 
 
 def test_jd_orders_export(client: TestClient) -> None:
