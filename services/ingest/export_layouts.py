@@ -8,9 +8,9 @@ rows; ``imports`` groups consecutive rows of one order id into one order.
 
 The headers are the ones the platforms' seller back-ends write (and public import tools
 and integrations read): Taobao / Tmall 订单报表 and its 宝贝 details file (宝贝报表, joined
-by 订单编号, see ``imports.ItemDetails``), JD 京东商家后台 订单导出, Shopify Orders → Export.
-Pinduoduo exports carry no buyer id (only a masked phone), Youzan's were not documented
-where we could read them: both go through ``mapping``.
+by 订单编号, see ``imports.ItemDetails``), JD 京东商家后台 订单导出, Shopify Orders → Export,
+Pinduoduo 拼多多商家后台 订单导出 (no buyer id: the customer is the consignee's mobile).
+Youzan's export was not documented where we could read it: it goes through ``mapping``.
 """
 
 from __future__ import annotations
@@ -107,6 +107,31 @@ def _fix_shopify(order: dict[str, Any], extra: dict[str, str]) -> None:
         order.setdefault("updated_at", extra["Cancelled at"])
     if order.get("status") == "partially_refunded" and not _decimal(order.get("refunded_amount")):
         order["status"] = "paid"  # no amount given: counted as paid, not guessed
+
+
+def _fix_pinduoduo(order: dict[str, Any], extra: dict[str, str]) -> None:
+    """Pinduoduo exports carry no buyer id: the customer is the consignee's mobile (手机) in
+    E.164; a masked or invalid mobile is no identity, so the order has no customer."""
+    mobile = phone_e164(str(order.pop("customer_id", "") or ""), "CN")
+    if mobile is not None:
+        order["customer_id"] = mobile
+        order.setdefault("buyer", {}).setdefault("mobile", mobile)
+    shipping = order.get("shipping") or {}
+    if shipping.get("recipient"):
+        order.setdefault("buyer", {}).setdefault("name", shipping["recipient"])
+    if mobile is not None and shipping:
+        shipping.setdefault("mobile", mobile)
+    if order.get("created_at"):  # 支付时间: the export has no separate creation time
+        order.setdefault("paid_at", order["created_at"])
+    discounts = [_decimal(extra.get(h)) for h in ("店铺优惠折扣(元)", "平台优惠折扣(元)")]
+    discount = sum((d for d in discounts if d is not None), Decimal(0))
+    if discount > 0:
+        order.setdefault("discount_amount", str(discount))
+    items = order.get("items") or []
+    gross = _decimal(extra.get("商品总价(元)"))
+    quantity = _decimal(items[0].get("quantity")) if len(items) == 1 else None
+    if gross is not None and quantity is not None and quantity > 0:
+        items[0].setdefault("unit_price", str((gross / quantity).quantize(Decimal("0.01"))))
 
 
 TAOBAO = Layout(
@@ -212,7 +237,46 @@ SHOPIFY = Layout(
     fix=_fix_shopify,
 )
 
-LAYOUTS: tuple[Layout, ...] = (TAOBAO, JD, SHOPIFY)
+PINDUODUO = Layout(
+    "pinduoduo",
+    columns={
+        "订单号": "order_id",
+        "手机": "customer_id",
+        "用户实付金额(元)": "total_amount",
+        "订单状态": "status",
+        "支付时间": "created_at",
+        "商品": "item_name",
+        "商品id": "item_sku",
+        "商品数量(件)": "item_quantity",
+        "收货人": "recipient",
+        "省": "province",
+        "市": "city",
+        "区": "district",
+        "详细地址": "address",
+    },
+    signature=frozenset({"商品总价(元)", "用户实付金额(元)", "商品id"}),
+    channel="pinduoduo",
+    currency="CNY",
+    statuses={
+        "待支付": "created",
+        "待付款": "created",
+        "待发货": "paid",
+        "已发货，待签收": "shipped",
+        "已发货,待签收": "shipped",
+        "已签收": "completed",
+        "已取消": "cancelled",
+        "未发货，退款成功": "refunded",
+        "未发货,退款成功": "refunded",
+        "已发货，退款成功": "refunded",
+        "已发货,退款成功": "refunded",
+        "已签收，退款成功": "refunded",
+        "已签收,退款成功": "refunded",
+    },
+    extra=("商品总价(元)", "店铺优惠折扣(元)", "平台优惠折扣(元)"),
+    fix=_fix_pinduoduo,
+)
+
+LAYOUTS: tuple[Layout, ...] = (TAOBAO, JD, SHOPIFY, PINDUODUO)
 
 
 def detect(headers: list[str]) -> Layout | None:

@@ -79,7 +79,7 @@ FILE_DESCRIPTION = (
     + "; ".join(f"{layout.name} ({', '.join(layout.columns)})" for layout in LAYOUTS)
     + ". Platform statuses are mapped (Taobao 交易成功 completed, 等待买家付款 created, 交易关闭 "
     "cancelled, ...; JD 等待出库 paid, 完成 completed, ...; Shopify financial status, "
-    "Cancelled at); a refund amount > 0 makes the order refunded (whole amount) or "
+    "Cancelled at; Pinduoduo 待发货 paid, 已签收 completed, ...); a refund amount > 0 makes the order refunded (whole amount) or "
     "partially_refunded. Consecutive rows sharing an order id are one order with all their "
     'items. Values wrapped as ="..." or with a leading apostrophe (spreadsheet exports) are '
     "unwrapped. Each order is validated like POST /v1/orders."

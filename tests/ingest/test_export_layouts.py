@@ -119,3 +119,27 @@ def test_taobao_orders_joined_with_their_item_details(client: TestClient) -> Non
     assert first.buyer is not None and first.buyer.mobile == "+8613800138000"
     assert orders["3000000000102"].status.value == "created"
     assert [i.name for i in orders["3000000000102"].items] == ["保温杯"]
+
+
+def test_pinduoduo_orders_export(client: TestClient) -> None:
+    job, orders = imported(client, "pinduoduo_orders.csv")
+    assert job["header_format"] == "pinduoduo"
+    assert (job["rows_read"], job["accepted"], job["rejected"]) == (4, 3, 1)
+    first = orders["250901-000000001"]
+    # no buyer id in the export: the customer is the consignee's mobile in E.164
+    assert first.customer_id == "+8613800138000" and first.channel == "pinduoduo"
+    assert first.status.value == "paid" and first.currency == "CNY"
+    assert str(first.total_amount) == "90.00" and str(first.discount_amount) == "9.00"
+    assert first.paid_at == first.created_at
+    assert [(i.sku, i.name, i.quantity, str(i.unit_price)) for i in first.items] == [
+        ("1001", "示例保温杯 500ml", 1, "99.00")
+    ]
+    assert first.buyer is not None and first.buyer.name == "张三"
+    assert first.shipping is not None and first.shipping.province == "浙江省"
+    assert first.shipping.city == "杭州市" and first.shipping.district == "西湖区"
+    second = orders["250901-000000002"]
+    assert second.status.value == "completed" and str(second.items[0].unit_price) == "30.00"
+    refunded = orders["250901-000000003"]
+    assert refunded.status.value == "refunded" and refunded.customer_id == first.customer_id
+    # a masked mobile is no identity: that order has no customer and is rejected
+    assert "250901-000000004" not in orders
