@@ -7,6 +7,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from services.profile.rules import FIELDS, parse_rule
 from shared.events import Channel, ChannelConsent, QuietHours, UtcDateTime, ensure_aware
@@ -59,7 +60,10 @@ class ProfileUpdate(RequestModel):
             return None
         gender = normalise_gender(value)
         if gender is None:
-            raise ValueError("gender is male, female or unknown (男, 女, 保密, M, F, ...)")
+            # the code ingest reports for the same word (docs/ingest.md), not pydantic's
+            raise PydanticCustomError(
+                "gender.unknown", "is not male, female or unknown (男, 女, 保密, M, F, ...)"
+            )
         return gender
 
     @field_validator("timezone")

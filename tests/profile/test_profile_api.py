@@ -167,6 +167,7 @@ def test_patch_wins_over_derived_data(client: TestClient) -> None:
         assert basic["gender"] == stored
     robot = client.patch("/v1/customers/tb_zhangsan88", json={"gender": "robot"}, headers=WRITER)
     assert robot.status_code == 422 and robot.json()["errors"][0]["field"] == "gender"
+    assert robot.json()["errors"][0]["code"] == "gender.unknown"  # the code ingest reports
     for body in (
         b'{"name": "\\u738b\\u0000"}',  # a NUL byte
         b'{"name": "\\u738b\\udc00"}',  # a lone surrogate

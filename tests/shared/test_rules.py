@@ -408,3 +408,20 @@ def test_gender_and_channel_literals_are_normalised_like_the_values() -> None:
         {"field": "preferred_channel", "op": "eq", "value": "Taobao"},
     ):
         assert catalogue.matches(catalogue.parse(raw), facts), raw
+
+
+def test_gender_and_channel_literals_exist_in_profile_tag_rules_only() -> None:
+    from services.campaign import rules as campaign_rules
+    from services.profile import rules as profile_rules
+    from services.segment import rules as segment_rules
+
+    rule = {"field": "gender", "op": "eq", "value": "男"}
+    tagged = profile_rules.CATALOGUE
+    assert tagged.matches(tagged.parse(rule), {"gender": "male"})
+    channel = {"field": "preferred_channel", "op": "eq", "value": "淘宝"}
+    assert tagged.matches(tagged.parse(channel), {"preferred_channel": "taobao"})
+    for catalogue in (segment_rules.CATALOGUE, campaign_rules.CATALOGUE):
+        for raw in (rule, channel):
+            with pytest.raises(ValidationError) as caught:
+                catalogue.parse(raw)
+            assert [e["type"] for e in caught.value.errors()] == ["rule.field"]
