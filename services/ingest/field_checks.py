@@ -417,9 +417,17 @@ _CN_MOBILE_TEXT = re.compile(r"(?:\+86|0086|86)?(1\d{10})")
 _PHONE_PUNCTUATION = str.maketrans("", "", " -()./\t'")
 
 
+#: what a phone number is written with: a leading +, digits and punctuation; anything else
+#: (letters, #, ext., tel:) is junk libphonenumber would read past (an "x" as an extension,
+#: letters as a vanity number) and so repair a number by guessing
+_PHONE_TEXT = re.compile(r"[ (]*\+?[0-9 ()./\t-]+")
+
+
 @lru_cache(maxsize=65536)
 def _e164(text: str, region: str) -> str | None:
     cleaned = unicodedata.normalize("NFKC", text).lstrip("'").strip()
+    if _PHONE_TEXT.fullmatch(cleaned) is None:
+        return None
     if region == "CN":
         found = _CN_MOBILE_TEXT.fullmatch(cleaned.translate(_PHONE_PUNCTUATION))
         if found is not None and _CN_MOBILE.fullmatch(found.group(1)):

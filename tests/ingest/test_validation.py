@@ -249,6 +249,19 @@ def test_an_invalid_mobile_is_dropped_with_a_warning_masked_is_dropped() -> None
     assert result.buyer is not None and result.buyer.mobile is None
 
 
+@pytest.mark.parametrize(
+    "mobile",
+    ["138 0013 8000x", "13800138000abc", "138 0013 8000 ext. 12", "tel:13800138000", "abc13800138000",
+     "138-0013-8000#", "1380013800O"],
+)  # fmt: skip
+def test_a_mobile_with_junk_is_dropped_not_repaired(mobile: str) -> None:
+    # libphonenumber reads past the junk (x as an extension, letters as a vanity number):
+    # which part was meant is a guess, so the number is dropped with a warning
+    result, warnings = dropped(order(buyer={"mobile": mobile, "name": "张三"}))
+    assert warnings == {"buyer.mobile:phone.invalid"}
+    assert result.buyer is not None and result.buyer.mobile is None
+
+
 def test_email_domain_is_lowercased_and_checked() -> None:
     result = validate_order(order(buyer={"email": "Zhang.San@Example.COM"}), RULES, NOW)
     assert result.buyer is not None and result.buyer.email == "Zhang.San@example.com"
