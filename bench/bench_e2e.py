@@ -433,7 +433,9 @@ def run_database(db: str, args: argparse.Namespace) -> None:
 
             idle = percentiles(probe_latencies(deployment, orders, run + "i", args.probes, 0.05))
             half = batch["orders_per_second"] / 2
-            stream_seconds = args.seconds + 2 * len(args.rates) * args.read_seconds + 10
+            # long enough for the loaded probes and every loaded read phase, each of which
+            # may run to twice its window plus 2 s when the server cannot keep up
+            stream_seconds = args.seconds + 2 * len(args.rates) * (2 * args.read_seconds + 2) + 10
             stream = orders.bodies(run + "h", int(half * stream_seconds) // 500 * 500 or 500, 500)
             idle_reads = {
                 rate: reads(deployment, customers, rate, args.read_seconds) for rate in args.rates

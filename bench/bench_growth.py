@@ -5,7 +5,7 @@ usage: python bench/bench_growth.py [--quick] [--sizes 100000,200000,400000] [--
 For each size (default 100,000 / 200,000 / 400,000 customers; --quick 5,000 / 10,000),
 each in fresh processes and databases (SQLite):
 
-- the full rescoring of a daily sweep and of a policy change that rewrites most customers
+- the full rescoring of a batch recompute and of a policy change that rewrites most customers
   (``bench/bench_segment.py``'s seed, rescoring and policy phases: wall and CPU seconds,
   peak RSS);
 - the campaign launch over an audience of that size (``bench/bench_campaign.py``).
@@ -90,9 +90,9 @@ def main() -> int:
             policy = segment("policy", n, db)
             db.unlink()
             launch = campaign(n, folder)
-            results[n] = {"daily sweep": sweep, "policy change": policy, "launch": launch}
+            results[n] = {"batch recompute": sweep, "policy change": policy, "launch": launch}
             print(
-                f"{n:>10,} customers: daily sweep {sweep['seconds_total']:.2f} s "
+                f"{n:>10,} customers: batch recompute {sweep['seconds_total']:.2f} s "
                 f"({sweep['cpu_seconds_total']:.2f} s CPU, {sweep['peak_rss_mib']:.0f} MiB); "
                 f"policy change {policy['seconds_total']:.2f} s ({policy['cpu_seconds_total']:.2f}"
                 f" s CPU, {policy['peak_rss_mib']:.0f} MiB, {policy['changed']:,} rewritten); "
@@ -103,7 +103,7 @@ def main() -> int:
         if large != 2 * small:
             continue
         for what, key in (
-            ("full rescoring, daily sweep", "daily sweep"),
+            ("full rescoring, batch recompute", "batch recompute"),
             ("full rescoring, policy change", "policy change"),
         ):
             record(

@@ -8,10 +8,10 @@ Each measurement runs in its own process so its peak memory (ru_maxrss) is its o
 1. Full rescoring of N stored aggregates on SQLite (default 1,000,000; --quick 20,000):
    cut points and every score recomputed from the stored aggregates, changes written
    (with their segment.changed events in the outbox), in one transaction. The stored
-   snapshot is the previous day's, so the run publishes what one daily sweep publishes.
+   snapshot is the previous day's, so the run publishes what one batch recompute publishes.
    Then a policy change that moves most customers (R and F on fixed breakpoints instead of
    quintiles, wider lifecycle stages: what PUT /v1/scoring-policy does, in one transaction),
-   which rewrites and publishes most rows rather than the daily sweep's ~1 %.
+   which rewrites and publishes most rows rather than the batch recompute's ~1 %.
    Baseline in the same run: the in-memory part alone (cut points + scores).
 2. CLV summary from N orders (default 10,000,000; --quick 200,000) beside lifetimes'
    summary_data_from_transaction_data on the same data, results compared.
@@ -483,7 +483,7 @@ def main() -> int:
                 f"wall, {p['cpu_seconds_total']:.2f}s CPU; peak RSS {p['peak_rss_mib']:.0f} MiB"
             )
             print(f"    phases (wall s): {p['phases']}")
-            for label, run in (("daily sweep", r), ("policy change", p)):
+            for label, run in (("batch recompute", r), ("policy change", p)):
                 for figure, value, target, unit in (
                     ("wall s", run["seconds_total"], 5 * customers / 1e6, "s"),
                     ("peak RSS MiB", run["peak_rss_mib"], 1024 * max(1, customers / 1e6), "MiB"),

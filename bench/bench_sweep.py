@@ -1,6 +1,6 @@
 """The day-boundary sweep against the full rescoring it replaces, at one boundary.
 
-usage: python bench/bench_sweep.py [--quick] [--customers N]
+usage: python bench/bench_sweep.py [--quick] [--customers N] [--figures PATH]
 
 Seeds N customers on SQLite (default 1,000,000; --quick 20,000) as bench_segment.py
 does (aggregates and a snapshot of the day before), runs one full rescoring then (cut
@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_segment import AS_OF, seed_aggregates  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from bench.figures import Figure, record, use_sink  # noqa: E402
 from services.segment import service  # noqa: E402
 from services.segment.sweep import DaySweep, mark_swept  # noqa: E402
 from shared.db import Database  # noqa: E402
@@ -66,7 +67,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--customers", type=int)
+    parser.add_argument("--figures", help="append the headline figure here (JSON lines)")
     ns = parser.parse_args()
+    use_sink(ns.figures)
     n = ns.customers or (20_000 if ns.quick else 1_000_000)
     print(f"day sweep vs full rescoring, {n:,} customers on SQLite; load {_load()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,6 +112,19 @@ def main() -> int:
         same_changes = _published(full) == _published(swept)
         same_state = _state(full) == _state(swept)
         print(f"  same customers published: {same_changes}; same stored state: {same_state}")
+        record(
+            Figure(
+                "sweep",
+                f"day sweep at a day boundary, {n:,} customers (wall s)",
+                round(sweep_wall, 3),
+                "s",
+                "full rescoring with the same cut points (wall s)",
+                round(full_wall, 3),
+                size=n,
+                note=f"same changes: {same_changes}, same state: {same_state}",
+                extra={"sweep_cpu_s": round(sweep_cpu, 3), "full_cpu_s": round(full_cpu, 3)},
+            )
+        )
         full.dispose()
         swept.dispose()
     return 0 if same_changes and same_state else 1

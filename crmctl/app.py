@@ -17,6 +17,7 @@ from rich.table import Table
 
 from crmctl import kafka_ops, reports
 from crmctl.client import Api, CrmError
+from crmctl.clv_report import clv_tables
 from crmctl.config import SERVICES, resolve
 from crmctl.context import api_of, target_of
 from crmctl.groups import campaigns_app, deadletters_app, segments_app
@@ -459,15 +460,36 @@ def rescore(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @fails_cleanly
 def report(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="rfm | lifecycle | funnel | quadrants | regions")],
+    name: Annotated[
+        str, typer.Argument(help="rfm | lifecycle | funnel | quadrants | regions | clv")
+    ],
     png: Annotated[Path | None, typer.Option(help="also write the chart to this PNG file")] = None,
     as_of: Annotated[str | None, typer.Option(help="point in time (ISO 8601 date or time)")] = None,
     level: Annotated[str, typer.Option(help="regions: province | city")] = "province",
+    currency: Annotated[str | None, typer.Option(help="clv: ISO 4217 code")] = None,
+    holdout_from: Annotated[str | None, typer.Option(help="clv: start of the holdout")] = None,
+    holdout_to: Annotated[str | None, typer.Option(help="clv: end of the holdout")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """One of segment's reports as tables (and, with --png, a chart)."""
+    """One of segment's reports as tables (and, with --png, a chart; not for clv)."""
+    if name == "clv":
+        if png is not None:
+            raise CrmError("the clv report has no chart: leave out --png")
+        clv_params = {"currency": currency, "holdout_from": holdout_from, "holdout_to": holdout_to}
+        with api_of(ctx) as api:
+            body = api.get(
+                "segment", "/v1/reports/clv", params={k: v for k, v in clv_params.items() if v}
+            )
+
+        def render_clv() -> None:
+            for table in clv_tables(body):
+                console.print(table)
+
+        emit(body, as_json, render_clv)
+        return
     if name not in reports.REPORTS:
-        raise CrmError(f"unknown report {name!r}; choose one of {', '.join(reports.REPORTS)}")
+        choices = ", ".join((*reports.REPORTS, "clv"))
+        raise CrmError(f"unknown report {name!r}; choose one of {choices}")
     params = {"as_of": as_of, "level": level if name == "regions" else None}
     with api_of(ctx) as api:
         data = api.get(

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from services.ingest.reference import CURRENCY_MINOR_UNITS
+
 REPORTS = ("rfm", "lifecycle", "funnel", "quadrants", "regions")
 
 
+def shown(amount: Any, currency: str) -> str:
+    """An amount as presented: rounded (half up) to the currency's minor unit (CNY 2, JPY 0,
+    KWD 3); the API keeps more decimals for averages (``"123.4567"`` -> ``123.46``)."""
+    digits = CURRENCY_MINOR_UNITS.get(currency.upper(), 2)
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation:
+        return str(amount)
+    return str(value.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
 def money(value: Any) -> str:
-    """``{"CNY": "12.00"}`` as ``CNY 12.00`` (one line per currency)."""
+    """``{"CNY": "12.3456"}`` as ``CNY 12.35`` (one line per currency, minor unit)."""
     if isinstance(value, dict):
-        return ", ".join(f"{cur} {amount}" for cur, amount in value.items()) or "-"
+        return ", ".join(f"{cur} {shown(amount, cur)}" for cur, amount in value.items()) or "-"
     return "-" if value is None else str(value)
 
 

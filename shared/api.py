@@ -23,7 +23,7 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import metrics
+from shared import access_log, metrics
 from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
 from shared.auth import Principal, authenticate, authorize, key_fingerprint, require
 from shared.bus import PLATFORM_TABLES
@@ -355,9 +355,13 @@ def _fast_route(
 
 
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    """Request count and latency per route template; with ``access_log``, also one
+    :mod:`shared.access_log` line per request."""
+
+    def __init__(self, app: ASGIApp, service: str, access_log: bool = False) -> None:
         self.app = app
         self.service = service
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -378,9 +382,10 @@ class MetricsMiddleware:
             path = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
             metrics.HTTP_REQUESTS.labels(self.service, method, path, str(status["code"])).inc()
-            metrics.HTTP_LATENCY.labels(self.service, method, path).observe(
-                time.perf_counter() - started
-            )
+            seconds = time.perf_counter() - started
+            metrics.HTTP_LATENCY.labels(self.service, method, path).observe(seconds)
+            if self.access_log:
+                access_log.log_request(method, path, status["code"], seconds)
 
 
 #: the longest ``Idempotency-Key`` accepted (the column holds 255 characters)
@@ -795,7 +800,7 @@ def build_app(
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=max_body_bytes, overrides=tuple(body_limit_overrides)
     )
-    app.add_middleware(MetricsMiddleware, service=runtime.name)
+    app.add_middleware(MetricsMiddleware, service=runtime.name, access_log=settings.access_log)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     declare_api_key_security(app)
     document_problems(app)  # after the security scheme: it reads each operation's scopes

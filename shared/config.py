@@ -56,6 +56,8 @@ class ServiceSettings(BaseSettings):
     # prefixes every topic name; empty in production, unique per test for fresh topics
     topic_namespace: str = Field("", validation_alias=_common("CRM_TOPIC_NAMESPACE"))
     auth_disabled: bool = Field(False, validation_alias=_common("CRM_AUTH_DISABLED"))
+    # one log line per HTTP request (shared.access_log); false: only what routes log
+    access_log: bool = Field(True, validation_alias=_common("CRM_ACCESS_LOG"))
     # request limits per API key: {scope: "N/period"}; a key gets the most generous limit
     # among its scopes, "default" if none matches; "*" is the admin key's (none by default)
     rate_limits: dict[str, str] = Field(

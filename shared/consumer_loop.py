@@ -351,6 +351,7 @@ class ConsumerLoop:
         polled = consumer.poll(timeout_ms=self.poll_timeout_ms)
         self.last_poll_at = time.monotonic()
         if not polled:
+            self._record_idle_lag(consumer)
             return 0
         started = time.perf_counter()
         messages: list[Inbound] = []
@@ -572,6 +573,15 @@ class ConsumerLoop:
             log.warning(
                 "%s: offset commit failed (%s); records will be redelivered", self.name, exc
             )
+
+    def _record_idle_lag(self, consumer: KafkaConsumer) -> None:
+        """After an empty poll: each assigned partition's lag (0 when caught up), so the
+        gauges exist from the first poll after a start, not only after the first batch."""
+        for tp, (position, highwater) in self._assignment_view(consumer).items():
+            if position is not None and highwater is not None:
+                metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                    max(highwater - position, 0)
+                )
 
     def _record_lag(
         self, consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]

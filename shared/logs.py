@@ -89,6 +89,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(os.environ.get("CRM_LOG_LEVEL", level).upper())
     # kafka-python is chatty at INFO about every connection
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python's io loop warns "Task ... ran for 0.1xs ... blocking the event loop" when
+    # one step of its own thread is slow; on a loaded host (GIL held by our request threads,
+    # a GC pause) that is routine and says nothing actionable: its real failures (a broker
+    # unreachable, a request timing out) come from other kafka loggers, which stay at WARNING
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # uvicorn's own loggers go through the root handler (cli.py passes log_config=None)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

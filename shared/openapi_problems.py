@@ -4,7 +4,7 @@ FastAPI documents a 422 as ``{detail: [{loc, msg, type}]}``; ours is RFC 9457
 problem+json with ``errors: [{field, code, message}]`` (shared.errors). This rewrites every
 operation's error responses to the body the service really sends, adds the ones the
 platform can answer (401 / 403 / 429 where a key is needed, 404 where a path names
-something, 400 where a cursor is taken, 409 on every write, 413 where a body is sent, 415 on every POST/PUT/PATCH) and documents the ``Idempotency-Key`` header
+something, 400 where a cursor is taken, 409 on every write, 413 where a body is sent, 415 on every POST/PUT/PATCH but uploads) and documents the ``Idempotency-Key`` header
 on every POST. Runs after :func:`shared.openapi_security.declare_api_key_security`.
 """
 
@@ -83,6 +83,11 @@ def _problem(description: str) -> dict[str, Any]:
     }
 
 
+def _takes_a_form(operation: dict[str, Any]) -> bool:
+    content = (operation.get("requestBody") or {}).get("content") or {}
+    return any(media.startswith(("multipart/", "application/x-www-form")) for media in content)
+
+
 def rewrite(document: dict[str, Any]) -> dict[str, Any]:
     """The document with every operation's error responses and headers made true."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -105,9 +110,10 @@ def rewrite(document: dict[str, Any]) -> dict[str, Any]:
             if any(p.get("name") == "cursor" for p in operation.get("parameters") or []):
                 wanted.add("400")
             if method in {"post", "put", "patch"}:
-                # shared.strict_input answers 415 to any body not declared as JSON (form on
-                # upload routes), even on a write that takes no body
-                wanted.add("415")
+                # shared.strict_input answers 415 to any body not declared as JSON, even on
+                # a write that takes no body; a form route (an upload) parses its own body
+                if not _takes_a_form(operation):
+                    wanted.add("415")
                 if operation.get("requestBody"):
                     wanted |= {"413", "422"}
             if method != "get":

@@ -2,9 +2,9 @@
 duplicate keys.
 
 - A POST/PUT/PATCH with a body and a content type other than ``application/json`` (or
-  ``application/*+json``) is ``415 unsupported-media-type``; routes that take a form
-  (multipart uploads) take ``multipart/form-data`` or ``application/x-www-form-urlencoded``
-  instead. A request without a body is not checked (``POST .../launch``).
+  ``application/*+json``) is ``415 unsupported-media-type``. Routes that take a form
+  (multipart uploads) are left to parse their own bodies. A request without a body is not
+  checked (``POST .../launch``), nor one without credentials (its 401 comes first).
 - A JSON object with the same key twice is ``422 duplicate-key``: JSON parsers keep the last
   one silently, so a client could not tell which value counted.
 
@@ -27,8 +27,6 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
-
-_FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
 
 class DuplicateKey(ValueError):
@@ -160,24 +158,28 @@ class StrictJsonMiddleware:
         from shared.api import _replay_receive, problem_response
 
         path = scope.get("path", "")
-        media = _media_type(headers)
         form = any(method in methods and rx.match(path) for methods, rx in self.form_routes)
-        if not (media in _FORM_TYPES if form else _is_json(media)):
+        credentials = any(k in (b"x-api-key", b"authorization") for k, _ in headers)
+        if form or not credentials:
+            # a form route parses its own body (FastAPI answers anything else with a 422);
+            # without credentials the route's 401 comes first
+            await self.app(scope, receive, send)
+            return
+        if not _is_json(_media_type(headers)):
             refused = self._refuse_unauthorised(scope, receive)
             if refused is not None:
                 await problem_response(refused, path)(scope, receive, send)
                 return
-            wanted = "multipart/form-data" if form else "application/json"
             problem = ProblemError(
-                f"send the body as {wanted}",
+                "send the body as application/json",
                 status=415,
                 slug="unsupported-media-type",
                 title="Unsupported media type",
-                accepted=[wanted],
+                accepted=["application/json"],
             )
             await problem_response(problem, path)(scope, receive, send)
             return
-        if form or path.startswith(self.self_checked):
+        if path.startswith(self.self_checked):
             await self.app(scope, receive, send)
             return
         body = bytearray()

@@ -106,8 +106,10 @@ def import_csv(api: Api, orders: list[dict[str, Any]], progress: Progress) -> di
     while job["status"] in ("queued", "running"):
         time.sleep(0.5)
         job = api.get("ingest", f"/v1/imports/{job['job_id']}", params={"limit": 100})
-        progress("csv", job["rows_read"] - done)
-        done = job["rows_read"]
+        # counted in orders like the bar's total (an order of several items spans rows)
+        counted = job["accepted"] + job["duplicate"] + job["rejected"]
+        progress("csv", counted - done)
+        done = counted
     if job["status"] != "completed":
         raise CrmError(f"the CSV import failed: {job.get('error')}")
     return job

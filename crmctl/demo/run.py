@@ -137,6 +137,41 @@ def wait_scored(api: Api, customers: int, timeout: float, settle: float = 20.0) 
     return int(seen["n"])
 
 
+def refuse_a_second_run(api: Api, data_dir: Path) -> None:
+    """The shop has fixed ids (demo-00001, D<day><seq>) and dates relative to now: sent to a
+    system that holds a previous run's shop, its orders would collide with the first run's
+    (same ids, other dates: new versions or conflicts) and its customers' profiles would
+    mix. So the demo runs on a system without a demo shop, and says how to reset."""
+    if api.request("GET", "profile", "/v1/customers/demo-00001").status_code == 200:
+        raise CrmError(
+            "this system already holds a demo shop (customer demo-00001): a second run would "
+            "collide with the first one's customers and orders. To run it again, start from "
+            f"an empty system: stop it, remove {data_dir} (the SQLite databases; `make clean` "
+            "removes var/ and the venv), then `make demo`"
+        )
+
+
+#: F breakpoints the demo sets (merchant-set, docs/segment.md): most buyers of a shop buy
+#: once, so frequency quintiles tie at 1 and F2/F3 stay empty; with these, F1 = 1 order,
+#: F2 = 2, F3 = 3, F4 = 4-5, F5 = 6 or more
+DEMO_F_BREAKPOINTS = ["1", "2", "3", "5"]
+
+
+def set_demo_policy(api: Api) -> None:
+    """Fixed F breakpoints through ``PUT /v1/scoring-policy`` (which rescores everyone);
+    on a system where they are already in force, a recompute instead."""
+    policy = api.get("segment", "/v1/scoring-policy")["policy"]
+    policy["frequency"] = {"method": "fixed", "breakpoints": DEMO_F_BREAKPOINTS}
+    written = api.call("PUT", "segment", "/v1/scoring-policy", json=policy)
+    console.print(
+        "scoring policy: fixed F breakpoints "
+        f"{', '.join(DEMO_F_BREAKPOINTS)} (F1 = one order ... F5 = 6+; quintiles tie at 1 "
+        f"when most customers buy once), version {written['version']}"
+    )
+    if not written.get("created"):
+        api.post("segment", "/v1/scoring/recompute")
+
+
 def show_reports(api: Api, out: Path) -> list[Path]:
     written = []
     for name in reports.REPORTS:
@@ -255,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             raise CrmError(
                 "no API key: set CRM_API_KEY or run `make run` first (it writes var/api_key)"
             )
+        with Api(target) as api:
+            refuse_a_second_run(api, data_dir)
         run = datetime.now(UTC).strftime("%H%M%S")
         shop = generate(args.customers, seed=args.seed)
         console.print(
@@ -268,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         with Api(target) as api:
             buyers = len({o["customer_id"] for o in shop.orders})
             wait_scored(api, buyers, timeout=240)
-            api.post("segment", "/v1/scoring/recompute")
+            set_demo_policy(api)
             charts = show_reports(api, out)
             report = run_campaign(api, run)
             render_campaign_report(report)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from services.campaign.entry_repository import ENTRY_FIELDS, EntryReader
 from services.campaign.service import get_campaign
 from shared.events import ensure_aware
+
+_JSON_TIME = TypeAdapter(datetime)
 
 #: rows per database read while streaming the CSV
 CSV_CHUNK = 5000
@@ -35,6 +39,16 @@ def entries_page(
         fields["entered_at"] = ensure_aware(fields["entered_at"])
         fields["counted"] = bool(fields["counted"])
     return rows
+
+
+def csv_value(value: Any) -> Any:
+    """A cell written as the JSON pages write the value: ``true``/``false``, times as
+    pydantic gives them (UTC with ``Z``), none as an empty cell."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return _JSON_TIME.dump_python(ensure_aware(value), mode="json")
+    return "" if value is None else value
 
 
 def entries_csv(
@@ -63,11 +77,6 @@ def entries_csv(
         buffer.seek(0)
         buffer.truncate()
         for _, fields in rows:
-            writer.writerow(
-                [
-                    fields[name].isoformat() if name == "entered_at" else fields[name]
-                    for name in ENTRY_FIELDS
-                ]
-            )
+            writer.writerow([csv_value(fields[name]) for name in ENTRY_FIELDS])
         yield buffer.getvalue().encode()
         after = rows[-1][0]

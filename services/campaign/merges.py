@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from services.campaign.models import MergedEntry
 from services.campaign.repository import Aliases, Campaigns, Entries, Projections
 from shared.events import ProfileMerged, ensure_aware
 
@@ -87,11 +88,11 @@ def apply_merge(
         if target in merged:
             aliases[merged_id] = survivor
     aliases.update(dict.fromkeys(merged, survivor))
-    _move_entries(session, merged, survivor)
+    _move_entries(session, merged, survivor, merge.merge_id)
     return survivor, merged
 
 
-def _move_entries(session: Session, merged: list[str], survivor: str) -> None:
+def _move_entries(session: Session, merged: list[str], survivor: str, merge_id: str) -> None:
     entries = Entries(session)
     found = entries.of_customers([survivor, *merged])
     moving = {e.campaign_id for e in found if e.customer_id != survivor}
@@ -127,4 +128,17 @@ def _move_entries(session: Session, merged: list[str], survivor: str) -> None:
                         "counted": is_counted,
                     }
                 )
+    # what each changed entry was, for an unmerge to key it back (unmerges.py)
+    before = {e.id: e for e in found}
+    session.add_all(
+        MergedEntry(
+            merge_id=merge_id,
+            entry_id=c["id"],
+            customer_id=before[c["id"]].customer_id,
+            entry_no=before[c["id"]].entry_no,
+            counted=bool(before[c["id"]].counted),
+        )
+        for c in changes
+        if session.get(MergedEntry, (merge_id, c["id"])) is None
+    )
     entries.rekey(changes)

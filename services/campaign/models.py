@@ -202,6 +202,20 @@ class Entry(Base):
     )
 
 
+class MergedEntry(Base):
+    """What an entry was before a profile merge re-keyed it (merges.py), kept until the
+    merge is split back (unmerges.py), which restores it: the customer id, the entry
+    number and whether it counted."""
+
+    __tablename__ = "merged_entries"
+
+    merge_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    entry_no: Mapped[int] = mapped_column(Integer)
+    counted: Mapped[bool] = mapped_column(Boolean)
+
+
 class TriggerSkip(Base):
     """A trigger occurrence a running campaign did not enter, with the reason.
 
@@ -214,7 +228,7 @@ class TriggerSkip(Base):
 
     campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     occurrence_hash: Mapped[str] = mapped_column(String(TOMBSTONE_KEY_LENGTH), primary_key=True)
-    # not_in_audience | reentry_not_allowed | cooldown
+    # not_in_audience | reentry_not_allowed | cooldown | too_old
     reason: Mapped[str] = mapped_column(String(30))
     skipped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

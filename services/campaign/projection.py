@@ -44,6 +44,10 @@ class Transition:
     from_value: str | None = None
     to_value: str | None = None
     key: str | None = None  # identifies the occurrence (order id, segment id + as_of)
+    # first_purchase: the purchase's time and when ingest recorded it (the event's
+    # occurred_at), for the trigger's lookback (an imported old purchase is not a welcome)
+    purchased_at: datetime | None = None
+    arrived_at: datetime | None = None
 
 
 def _new_member(customer_id: str) -> AudienceMember:
@@ -218,6 +222,7 @@ def apply_orders(
     )
     # per customer, the orders this batch made valid purchases (paid_at, order id)
     became_valid: dict[str, dict[str, datetime]] = {}
+    arrivals: dict[str, datetime] = {}  # order id: when ingest recorded that version
     for event in events:
         order = event.data
         customer_id = owners.get(order.customer_id, order.customer_id)
@@ -252,10 +257,11 @@ def apply_orders(
             became_valid.setdefault(customer_id, {})[order.order_id] = ensure_aware(
                 order.paid_at or order.created_at
             )
+            arrivals[order.order_id] = ensure_aware(event.occurred_at)
     session.flush()
     _fill_regions(repo, events, owners, erased)
     session.flush()
-    return _first_purchases(repo, became_valid, existing)
+    return _first_purchases(repo, became_valid, existing, arrivals)
 
 
 def _fill_regions(
@@ -293,6 +299,7 @@ def _first_purchases(
     repo: Projections,
     became_valid: dict[str, dict[str, datetime]],
     orders: dict[str, CustomerOrder],
+    arrivals: dict[str, datetime],
 ) -> list[Transition]:
     """Customers whose first valid purchases are among those this batch made valid.
 
@@ -305,7 +312,15 @@ def _first_purchases(
         still = {o: at for o, at in candidates.items() if orders[o].valid}
         if still and repo.valid_order_count(customer_id) == len(still):
             first = min(still, key=lambda o: (still[o], o))
-            found.append(Transition("first_purchase", customer_id, key=first))
+            found.append(
+                Transition(
+                    "first_purchase",
+                    customer_id,
+                    key=first,
+                    purchased_at=still[first],
+                    arrived_at=arrivals.get(first),
+                )
+            )
     return found
 
 

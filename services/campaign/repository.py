@@ -22,6 +22,7 @@ from services.campaign.models import (
     Entry,
     ErasedCustomer,
     LaunchRun,
+    MergedEntry,
     Receipt,
     TriggerSkip,
 )
@@ -218,7 +219,12 @@ class Erasures:
         self.session.flush()  # pending ORM rows first: the updates below bypass the ORM
         for chunk in chunks(list(keys), IN_CHUNK):
             mapping = {customer_id: keys[customer_id] for customer_id in chunk}
-            for column in (CustomerOrder.customer_id, Entry.customer_id, Receipt.customer_id):
+            for column in (
+                CustomerOrder.customer_id,
+                Entry.customer_id,
+                Receipt.customer_id,
+                MergedEntry.customer_id,
+            ):
                 self.session.execute(
                     update(column.class_)
                     .where(column.in_(chunk))

@@ -98,7 +98,9 @@ class Trigger(BaseModel):
         le=24 * 90,
         description="unpaid_order: also remind orders that were already older than "
         "older_than_hours when the campaign started, if created at most this long before that "
-        "(default 24)",
+        "(default 24). first_purchase: fire only when the order arrived (was recorded by "
+        "ingest) at most this long after the purchase (default 72; older ones, e.g. imported "
+        "history, are skipped as too_old)",
     )
     segment_id: str | None = Field(None, description="segment_entered")
 
@@ -285,7 +287,8 @@ class CampaignReport(BaseModel):
     skipped_triggers: dict[str, int] = Field(
         default_factory=dict,
         description="trigger occurrences not entered, by reason: not_in_audience, "
-        "reentry_not_allowed, cooldown (each occurrence once, however often delivered)",
+        "reentry_not_allowed, cooldown, too_old (each occurrence once, however often "
+        "delivered)",
     )
     holdout: int
     sent: int

@@ -165,6 +165,27 @@ def _matches(trigger: dict[str, Any], transition: Transition) -> bool:
     return False
 
 
+#: how long after a first purchase its order may arrive and still fire ``first_purchase``
+#: (an import of old history into a running welcome campaign welcomes nobody), unless the
+#: trigger sets ``lookback_hours``
+DEFAULT_FIRST_PURCHASE_LOOKBACK_HOURS = 72
+
+
+def first_purchase_lookback(trigger: dict[str, Any]) -> timedelta | None:
+    """A first_purchase trigger's lookback (None for other triggers)."""
+    if trigger.get("type") != "first_purchase":
+        return None
+    hours = trigger.get("lookback_hours")
+    return timedelta(hours=DEFAULT_FIRST_PURCHASE_LOOKBACK_HOURS if hours is None else int(hours))
+
+
+def _too_old(transition: Transition, lookback: timedelta | None) -> bool:
+    """A first purchase that arrived more than ``lookback`` after it was made."""
+    if lookback is None or transition.purchased_at is None or transition.arrived_at is None:
+        return False
+    return transition.arrived_at - transition.purchased_at > lookback
+
+
 def fire_triggers(
     session: Session,
     transitions: Sequence[Transition],
@@ -196,13 +217,18 @@ def fire_triggers(
         assert campaign.trigger is not None
         rows: list[dict[str, Any]] = []
         keys: list[str | None] = []
+        lookback = first_purchase_lookback(campaign.trigger)
         for transition in transitions:
             if not _matches(campaign.trigger, transition):
                 continue
             customer_id = transition.customer_id
             row = _row(members.get(customer_id), customer_id, erased.get(customer_id))
             key = f"{transition.kind}:{transition.key}"
-            if predicate(row):
+            if _too_old(transition, lookback):
+                outside.append(
+                    skip_row(campaign.campaign_id, row["customer_id"], key, "too_old", now)
+                )
+            elif predicate(row):
                 rows.append(row)
                 keys.append(key)
             else:
@@ -273,9 +299,8 @@ def fire_unpaid_order_triggers(session: Session, settings: Settings, now: dateti
         if trigger.get("type") != "unpaid_order" or campaign.launched_at is None:
             continue
         age = timedelta(hours=int(trigger["older_than_hours"]))
-        lookback = timedelta(
-            hours=int(trigger.get("lookback_hours", DEFAULT_UNPAID_LOOKBACK_HOURS))
-        )
+        hours = trigger.get("lookback_hours")
+        lookback = timedelta(hours=DEFAULT_UNPAID_LOOKBACK_HOURS if hours is None else int(hours))
         orders = Projections(session).unpaid_orders(
             ensure_aware(campaign.launched_at) - age - lookback, now - age
         )

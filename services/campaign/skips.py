@@ -3,7 +3,9 @@
 A triggered campaign skips an occurrence (a lifecycle move, a segment entry, a first
 purchase, an overdue unpaid order) when the customer is outside its audience
 (``not_in_audience``), was entered before and re-entry is off
-(``reentry_not_allowed``), or was entered within the cooldown (``cooldown``). The same
+(``reentry_not_allowed``), or was entered within the cooldown (``cooldown``), or, for a
+first purchase, the order arrived more than the trigger's ``lookback_hours`` after the
+purchase (``too_old``: imported history). The same
 occurrence delivered again is not a new skip: rows are keyed by a hash of customer and
 occurrence, so the counts hold under redelivery and keep no customer id.
 """
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 from services.campaign.repository import TriggerSkips
 from shared.erasure import tombstone_key
 
-REASONS = ("not_in_audience", "reentry_not_allowed", "cooldown")
+REASONS = ("not_in_audience", "reentry_not_allowed", "cooldown", "too_old")
 
 
 def skip_row(

@@ -17,8 +17,10 @@ from shared.events import ensure_aware
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
-        if key == "monetary_e4":  # stored in 1/10,000 units: give the amount
-            out["monetary"] = str(Decimal(value) / 10000) if value is not None else None
+        if key.endswith("_e4"):  # money stored in 1/10,000 units: give the amount
+            out[key.removesuffix("_e4")] = (
+                str(Decimal(value) / 10000) if value is not None else None
+            )
             continue
         out[key] = ensure_aware(value).isoformat() if isinstance(value, datetime) else value
     return out

@@ -52,6 +52,11 @@ MAX_ALTERNATIVES = 3
 ZERO = Decimal("0")
 
 
+def iso_times(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with each datetime value as :func:`iso` (UTC, with its offset)."""
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
 def iso(value: datetime) -> str:
     """A fixed-shape UTC ISO string (naive datetimes are taken as UTC)."""
     offset = value.utcoffset()

@@ -1001,8 +1001,9 @@ def export(session: Session, customer_id: str, settings: Settings) -> dict[str, 
         "customer_ids": aliases,
         "orders": [readable_order(o) for o in repo.orders_of(row.profile_id)],
         "interactions": repo.interactions_of(row.profile_id),
-        "merges": repo.merges_of(row.profile_id),
-        "audit": repo.audit_of([row.profile_id, *aliases]),
+        # times with their offset, as everywhere in the API (SQLite hands them back naive)
+        "merges": [domain.iso_times(m) for m in repo.merges_of(row.profile_id)],
+        "audit": [domain.iso_times(a) for a in repo.audit_of([row.profile_id, *aliases])],
     }
 
 

@@ -66,6 +66,27 @@ def _compress(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return [unique[:, i] for i in range(unique.shape[1])], counts.astype("float64")
 
 
+#: a log-parameter this close to the bound when the optimiser gives up is running to it
+NEAR_BOUND = 1.0
+
+
+def _verdict(result: Any, on_bound: bool) -> str:
+    """Why the fit is (not) usable, in words: scipy's bare "ABNORMAL: " (line search
+    failure) says nothing; when a parameter was heading for the bound, say so, as a fit
+    that reached it does."""
+    bound = "a parameter ran to its bound (the data do not identify the model)"
+    if on_bound:
+        return bound
+    if result.success:
+        return str(result.message)
+    reason = str(result.message).strip(": ") or "no reason given"
+    if reason == "ABNORMAL":
+        reason = "ABNORMAL: its line search found no better point"
+    if np.any(np.abs(result.x) >= 12.0 - NEAR_BOUND):
+        return f"{bound}; the optimiser stopped short of it ({reason})"
+    return f"the optimiser stopped without converging ({reason})"
+
+
 def _maximise(
     model: str,
     names: tuple[str, ...],
@@ -84,9 +105,7 @@ def _maximise(
     values = np.exp(result.x)
     on_bound = bool(np.any(np.abs(result.x) >= 12.0 - 1e-6))
     converged = bool(result.success) and np.all(np.isfinite(values)) and not on_bound
-    message = str(result.message)
-    if on_bound:
-        message = "a parameter ran to its bound (the data do not identify the model)"
+    message = _verdict(result, on_bound)
     return Fit(
         model=model,
         parameters={name: float(v) for name, v in zip(names, values, strict=True)},

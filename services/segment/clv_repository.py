@@ -52,15 +52,12 @@ class ClvFits:
         rows = self.session.scalars(select(ClvFit).join(newest, ClvFit.id == newest.c.id)).all()
         return {fit.currency: fit for fit in rows}
 
-    def latest_ok(self, currency: str, observed_by: datetime) -> ClvFit | None:
-        """The newest fit publishing numbers whose observation time is not after ``observed_by``."""
+    def in_force(self, currency: str, at: datetime) -> ClvFit | None:
+        """The currency's fit in force at ``at``: the newest run at or before it, whatever its
+        status (one publishing no numbers withdrew the older ones)."""
         return self.session.scalars(
             select(ClvFit)
-            .where(
-                ClvFit.currency == currency,
-                ClvFit.status == "ok",
-                ClvFit.as_of <= observed_by.astimezone(UTC),
-            )
+            .where(ClvFit.currency == currency, ClvFit.as_of <= at.astimezone(UTC))
             .order_by(ClvFit.as_of.desc(), ClvFit.id.desc())
             .limit(1)
         ).first()
@@ -86,6 +83,23 @@ class Predictions:
         _executemany(
             self.session, PREDICTIONS, _insert_sql(PREDICTIONS, columns), columns, rows, ("as_of",)
         )
+
+    def replace_for(
+        self, customer_ids: Sequence[str], columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Drop these customers' stored predictions, then insert ``rows`` (the per-event
+        refresh: a few customers)."""
+        for chunk in chunks(list(customer_ids), 900):
+            self.session.execute(delete(PREDICTIONS).where(PREDICTIONS.c.customer_id.in_(chunk)))
+        if rows:
+            _executemany(
+                self.session,
+                PREDICTIONS,
+                _insert_sql(PREDICTIONS, columns),
+                columns,
+                rows,
+                ("as_of",),
+            )
 
     def delete_for(self, customer_id: str) -> None:
         self.session.execute(delete(PREDICTIONS).where(PREDICTIONS.c.customer_id == customer_id))

@@ -49,12 +49,6 @@ def _options(runtime: ServiceRuntime) -> predictive.ClvOptions:
     return clv_runs.options_from(settings)
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValidationProblem(f"{name} needs a timezone offset, e.g. 2026-11-01T00:00:00+08:00")
-    return value
-
-
 def fit_read(fit: ClvFit) -> ClvFitRead:
     body = clv_report.fit_body(fit)
     for name in ("as_of", "window_start", "fitted_at"):
@@ -195,11 +189,18 @@ def get_predictions(
 def get_clv_report(
     request: Request,
     holdout_from: Annotated[
-        datetime | None,
-        Query(description="start of the holdout period (calibration before); default: 90 days ago"),
+        str | None,
+        Query(
+            description="start of the holdout period (calibration before), in the forms "
+            "as_of takes; default: 90 days before holdout_to"
+        ),
     ] = None,
     holdout_to: Annotated[
-        datetime | None, Query(description="end of the holdout period; default: now")
+        str | None,
+        Query(
+            description="end of the holdout period, in the forms as_of takes; not after "
+            "now (the data end there); default: now"
+        ),
     ] = None,
     currency: Currency = None,
 ) -> ClvReportRead:
@@ -208,10 +209,23 @@ def get_clv_report(
     the one with the most buyers)."""
     runtime = runtime_of(request)
     now = _now(runtime)
-    end = _aware(holdout_to, "holdout_to") or now
-    start = _aware(holdout_from, "holdout_from") or end - timedelta(days=90)
+    with runtime.db.unit_of_work() as session:
+        timezone = service.current_policy(session)[1].timezone
+    end = parse_as_of(holdout_to, timezone, "holdout_to") or now
+    if end > now:
+        message = (
+            f"holdout_to {end.isoformat()} lies beyond the data (now is {now.isoformat()}): "
+            "no purchase after now can be checked"
+        )
+        raise ValidationProblem(
+            message, errors=[{"field": "holdout_to", "code": "in_future", "message": message}]
+        )
+    start = parse_as_of(holdout_from, timezone, "holdout_from") or end - timedelta(days=90)
     if start >= end:
-        raise ValidationProblem("holdout_from must be before holdout_to")
+        message = "holdout_from must be before holdout_to"
+        raise ValidationProblem(
+            message, errors=[{"field": "holdout_from", "code": "not_before", "message": message}]
+        )
     with runtime.db.unit_of_work() as session:
         _, policy, _ = service.current_policy(session)
         body = clv_report.build(session, currency, start, end, policy.timezone, _options(runtime))

@@ -199,6 +199,8 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
     mark = time.perf_counter()
     summaries = customer_summaries(purchases, now, timezone)
     phases["summary"] = time.perf_counter() - mark
+    known = purchases[purchases["purchased_at"] <= now]
+    first_purchase = known.groupby("currency")["purchased_at"].min()
     # everything is computed before the first write: on SQLite the write lock is then
     # held only for the write itself, not while fitting
     fits: list[ClvFit] = []
@@ -209,6 +211,8 @@ def run_fits(session: Session, now: datetime, timezone: str, options: ClvOptions
         outcome = fit_currency(summary, options)
         phases["fit"] += time.perf_counter() - started
         fit = _fit_row(str(currency), summary, outcome, now, options)
+        if currency in first_purchase.index:  # the currency's first purchase, to the second
+            fit.window_start = pd.Timestamp(first_purchase[currency]).to_pydatetime()
         if outcome.status == "ok":
             assert outcome.bgnbd is not None and outcome.gamma_gamma is not None
             mark = time.perf_counter()
@@ -348,9 +352,11 @@ def _missing(currency: str | None, fit: ClvFit | None) -> CustomerPredictionView
 def predictions_as_of(
     session: Session, customer_ids: list[str], as_of: datetime, timezone: str
 ) -> dict[str, CustomerPredictionView]:
-    """Predictions computed from the orders known at ``as_of`` with the currency's newest
-    fit publishing numbers that observed no later than ``as_of`` (a later fit learnt from
-    later purchases); none: ``not_fitted``. No percentile: that belongs to a fit run.
+    """Predictions computed from the orders known at ``as_of`` with the currency's fit in
+    force then: the newest run at or before ``as_of`` (a later fit learnt from later
+    purchases); none: ``not_fitted``; one publishing no numbers (insufficient_data,
+    not_converged): its status and reason, no numbers, as the plain read said then.
+    No percentile: that belongs to a fit run.
 
     In valid time, as the scores' ``as_of``: each order's version known at ``as_of``, so an
     order paid before and refunded after ``as_of`` is still a purchase then."""
@@ -359,13 +365,22 @@ def predictions_as_of(
     summary = customer_summaries(purchases, as_of, timezone, cutoff=True)
     views: dict[str, CustomerPredictionView] = {}
     for currency, part in summary.groupby("currency"):
-        fit = ClvFits(session).latest_ok(str(currency), as_of)
-        if fit is None:
-            reason = f"no {currency} fit publishing numbers observed by {as_of.isoformat()}"
-            for customer_id in part.index:
-                views[str(customer_id)] = CustomerPredictionView(
-                    "not_fitted", reason, str(currency), None, {}, None
+        fit = ClvFits(session).in_force(str(currency), as_of)
+        if fit is None or fit.status != "ok":
+            withheld = (
+                CustomerPredictionView(fit.status, fit.reason, str(currency), fit, {}, None)
+                if fit is not None
+                else CustomerPredictionView(
+                    "not_fitted",
+                    f"no {currency} fit run by {as_of.isoformat()}",
+                    str(currency),
+                    None,
+                    {},
+                    None,
                 )
+            )
+            for customer_id in part.index:
+                views[str(customer_id)] = withheld
             continue
         predicted = predict(
             part,

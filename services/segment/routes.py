@@ -9,8 +9,9 @@ from sqlalchemy.exc import IntegrityError
 
 from services.segment import clv_routes, point_in_time, reports, segment_admin, service
 from services.segment.as_of import parse_as_of
-from services.segment.clv import clv_summary, exact_monetary_value
+from services.segment.clv import exact_monetary_value
 from services.segment.policy import ScoringPolicy
+from services.segment.predictive import customer_summaries
 from services.segment.repository import Customers, Segments
 from services.segment.schemas import (
     ClvSummaryRead,
@@ -196,8 +197,8 @@ def _clv_rows(
 ) -> list[ClvSummaryRead]:
     orders = point_in_time.purchases_at(session, customer_ids, as_of.astimezone(UTC))
     purchases = orders[orders["valid"] & (orders["created_at"] <= as_of)]
-    summary = clv_summary(purchases, as_of, timezone)
-    currencies = orders.groupby("customer_id")["currency"].last().to_dict()
+    # per currency like the fit: the purchases in the customer's latest purchase's currency
+    summary = customer_summaries(purchases, as_of, timezone)
     return [
         ClvSummaryRead(
             customer_id=str(customer_id),
@@ -205,7 +206,7 @@ def _clv_rows(
             recency=int(row["recency"]),
             T=int(row["T"]),
             monetary_value=exact_monetary_value(int(row["repeat_total_e4"]), int(row["frequency"])),
-            currency=currencies.get(customer_id),
+            currency=row["currency"],
             as_of=as_of,
             policy_version=version,
         )

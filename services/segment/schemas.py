@@ -54,7 +54,11 @@ class ClvSummaryRead(BaseModel):
     recency: int = Field(description="days from the first purchase day to the last")
     T: int = Field(description="days from the first purchase day to the observation day")
     monetary_value: Decimal = Field(description="mean daily value of the repeat purchase days")
-    currency: str | None = None
+    currency: str | None = Field(
+        None,
+        description="the currency of the customer's latest purchase: the summary covers only "
+        "their purchases in it (as the CLV fit of that currency does)",
+    )
     as_of: datetime = Field(description="the instant observed (UTC)")
     policy_version: int = Field(
         description="the scoring policy whose timezone draws the days: in force at as_of"
@@ -135,7 +139,7 @@ class ClvFitRead(BaseModel):
     status: Literal["ok", "insufficient_data", "not_converged"]
     reason: str | None = Field(description="why no numbers are published (status not ok)")
     as_of: datetime = Field(description="the observation time (end of the data window)")
-    window_start: datetime | None = Field(description="the currency's first purchase day")
+    window_start: datetime | None = Field(description="the time of the currency's first purchase")
     customers: int
     repeat_customers: int
     bgnbd: ModelFitRead | None

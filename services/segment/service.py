@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from services.segment import incremental, predictive, scoring, unmerges
+from services.segment import incremental, prediction_refresh, predictive, scoring, unmerges
 from services.segment.clv_repository import Predictions
 from services.segment.models import (
     CustomSegment,
@@ -86,11 +86,10 @@ def current_policy(session: Session) -> tuple[int, ScoringPolicy, datetime | Non
 
 
 def policy_created_at(version: ScoringPolicyVersion) -> datetime | None:
-    """When the version was set; null for version 1, the built-in default, in force from the
-    start (the row stored at the first change must not give it a later moment)."""
-    if version.version == 1 and version.comment == "default":
-        return None
-    return ensure_aware(version.created_at)
+    """When the version came into force: for version 1, the default, the moment the
+    migration stored (the database's first start or first batch); it never changes. Null
+    only for the implied default of a database not yet migrated."""
+    return ensure_aware(version.created_at) if version.created_at is not None else None
 
 
 def policy_history(session: Session) -> list[ScoringPolicyVersion]:
@@ -646,6 +645,10 @@ def score_and_store(
         recency = np.maximum(today - last, 0)
     columns = scoring.score_arrays(
         counts, frequency, monetary, recency, today - first, policy, context.cut_points
+    )
+    # predictions that include this batch's purchases, before rules and events read them
+    prediction_refresh.refresh(
+        session, [a["customer_id"] for a in aggregates], now, policy.timezone
     )
     if context.segments:
         frame = predictive.with_predictions(

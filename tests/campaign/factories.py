@@ -139,6 +139,8 @@ def order_event(
     return OrderRecorded(
         source="ingest",
         key=customer_id,
+        # recorded by ingest when this version happened (first_purchase's lookback)
+        occurred_at=updated_at or paid_at or created,
         data=Order(
             order_id=order_id,
             customer_id=customer_id,

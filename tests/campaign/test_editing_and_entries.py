@@ -139,6 +139,15 @@ def test_entries_list_every_outcome_with_reasons_paged_and_as_csv(client: TestCl
     rows = list(csv.DictReader(io.StringIO(download.text)))
     assert [r["customer_id"] for r in rows] == [e["customer_id"] for e in everyone]
     assert [r["outcome"] for r in rows] == [e["outcome"] for e in everyone]
+    # every cell reads as the JSON page writes it: true/false, times with Z, none empty
+    as_json = [
+        {
+            k: "" if v is None else ("true" if v is True else "false" if v is False else str(v))
+            for k, v in e.items()
+        }
+        for e in everyone
+    ]
+    assert [{k: r[k] for k in e} for r, e in zip(rows, as_json, strict=True)] == as_json
     excluded_csv = client.get(f"{url}.csv", params={"outcome": "excluded"}, headers=READER)
     assert len(list(csv.DictReader(io.StringIO(excluded_csv.text)))) == len(excluded)
 

@@ -170,11 +170,13 @@ def test_skipped_occurrences_are_counted_by_reason_once_each(db: Database) -> No
         "not_in_audience": 1,  # c2
         "reentry_not_allowed": 1,  # c1's second move
         "cooldown": 0,
+        "too_old": 0,
     }
     assert reports[cooling].skipped_triggers == {
         "not_in_audience": 0,
         "reentry_not_allowed": 0,
         "cooldown": 1,  # c1's second move, inside 30 days
+        "too_old": 0,
     }
 
 
@@ -192,10 +194,49 @@ def test_a_welcome_on_the_first_order_renders_the_province_and_city_it_shipped_t
     launch(db, campaign_id, settings(), now=fixed())
     paid = _unpaid("o1", "c1", NOW + timedelta(hours=1), status="paid")
     shipped = paid.data.model_copy(update={"shipping": Address(province="浙江省", city="杭州市")})
-    consume(db, [OrderRecorded(source="ingest", key="c1", data=shipped)])
+    consume(
+        db, [OrderRecorded(source="ingest", key="c1", data=shipped, occurred_at=shipped.updated_at)]
+    )
     [message] = outbox(db)
     assert message.data.content == "浙江省杭州市的新朋友, 欢迎"
     assert message.data.variables == {"province": "浙江省", "city": "杭州市"}
     with db.unit_of_work() as session:
         member = Projections(session).audience_rows(["c1"])["c1"]
         assert (member.province, member.city) == ("浙江省", "杭州市")
+
+
+def test_first_purchase_skips_imported_history_as_too_old(db: Database) -> None:
+    feed(db, [policy_event(c) for c in ("old", "recent", "late", "wide")])
+    welcome = make_campaign(db, audience=None, trigger={"type": "first_purchase"})
+    wide = make_campaign(
+        db, audience=None, trigger={"type": "first_purchase", "lookback_hours": 24 * 90}
+    )
+    launch(db, welcome, settings(), now=fixed())
+    launch(db, wide, settings(), now=fixed())
+
+    def arriving(order_id: str, customer_id: str, paid_ago: timedelta) -> OrderRecorded:
+        event = order_event(order_id, customer_id, NOW - paid_ago)
+        return event.model_copy(update={"occurred_at": NOW})  # recorded by ingest now
+
+    imported = arriving("o-old", "old", timedelta(days=60))  # months-old history, imported
+    # twice: a redelivery is the same occurrence, counted once
+    consume(
+        db,
+        [
+            imported,
+            imported,
+            arriving("o-recent", "recent", timedelta(hours=2)),
+            arriving("o-late", "late", timedelta(hours=73)),
+        ],
+    )
+    consume(db, [imported])
+    with db.unit_of_work() as session:
+        reports = {
+            c: build_report(session, service.get_campaign(session, c), NOW) for c in (welcome, wide)
+        }
+    entered = {c: set(entries(db, c)) for c in (welcome, wide)}
+    assert entered[welcome] == {"recent"}
+    assert reports[welcome].skipped_triggers["too_old"] == 2  # old and late
+    # a trigger with a 90-day lookback welcomes them all
+    assert entered[wide] == {"old", "recent", "late"}
+    assert reports[wide].skipped_triggers["too_old"] == 0

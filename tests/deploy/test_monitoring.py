@@ -14,6 +14,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import services.campaign.gauges
+import services.segment.clv_metrics
 import services.segment.gauges
 import shared.business_metrics
 import shared.metrics
@@ -41,7 +42,7 @@ def known_metrics() -> set[str]:
     for family in REGISTRY.collect():  # unlabelled children have no samples yet: add the suffixes
         names.add(family.name)
         names.update(f"{family.name}{suffix}" for suffix in ("_total", "_bucket", "_sum", "_count"))
-    for module in (services.segment.gauges, services.campaign.gauges):
+    for module in (services.segment.gauges, services.segment.clv_metrics, services.campaign.gauges):
         names.update(METRIC.findall(Path(module.__file__).read_text(encoding="utf-8")))
     return names
 
@@ -127,6 +128,8 @@ def test_the_dashboard_is_valid_and_queries_exported_metrics() -> None:
     business = {"crm_customers_by_lifecycle_stage", "crm_customers_by_rfm_segment",
                 "crm_segment_members", "crm_campaign_messages_sent", "crm_campaign_conversions"}  # fmt: skip
     assert business <= used
+    clv = {"crm_segment_clv_fit_ok", "crm_segment_p_alive_mean", "crm_segment_predicted_clv_total"}
+    assert clv <= used
     assert {"crm_consumer_lag", "crm_outbox_pending", "crm_http_requests_total"} <= used
     provider = _yaml(MONITORING / "grafana" / "provisioning" / "dashboards" / "crm.yml")
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"

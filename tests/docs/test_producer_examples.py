@@ -57,7 +57,12 @@ def test_the_example_writes_an_order_ingest_accepts(
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "CRM_TOPIC_NAMESPACE": namespace,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        # the venv is NOT on PATH (a fresh shell): kcat.sh must find it by itself
+        "PATH": os.pathsep.join(
+            d
+            for d in os.environ["PATH"].split(os.pathsep)
+            if Path(d).resolve() != Path(sys.executable).parent.resolve()
+        ),
     }
     done = subprocess.run(
         command, cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=120

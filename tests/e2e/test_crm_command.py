@@ -238,6 +238,45 @@ def test_status_dead_letters_and_redrive(system: RunningSystem, shop: dict[str, 
     assert all(r["highwater"] is not None for r in status["consumer_lag"])
 
 
+def test_replay_republishes_and_the_consumers_dedupe(
+    system: RunningSystem, shop: dict[str, Any]
+) -> None:
+    a = shop["customers"][0]
+
+    def orders_of(customer: str) -> Any:
+        body = system.get("profile", f"/v1/customers/{customer}").json()
+        return body.get("transactions", {}).get("order_count")
+
+    wait_for(
+        lambda: orders_of(a) == 2,
+        timeout=30,
+        what="profile to count a's two orders",
+    )
+
+    def published(status: dict[str, Any]) -> int:
+        return sum(
+            r["highwater"] or 0 for r in status["consumer_lag"] if r["group"] == "crm-profile"
+        )
+
+    before = published(ok(system, "status"))
+    replayed = ok(system, "replay", "--kind", "order")
+    assert replayed["queued"] >= 3  # the shop's orders at least
+
+    def caught_up() -> dict[str, Any] | None:
+        status = ok(system, "status")
+        done = published(status) >= before + 3 and all(
+            r["lag"] == 0 for r in status["consumer_lag"]
+        )
+        return status if done else None
+
+    wait_for(caught_up, timeout=90, what="the replayed orders to be published and consumed")
+    # every order arrived twice: counted once
+    assert orders_of(a) == 2
+    assert system.get("segment", f"/v1/customers/{a}/scores").json()["frequency"] == 2
+    code, body = crm(system, "replay", "--kind", "nonsense")
+    assert code == 1 and body["problem"]["status"] == 422
+
+
 def test_status_fails_when_a_service_is_down(system: RunningSystem) -> None:
     options = [f"--{s}-url={system.url(s, '')}" for s in system.ports if s != "campaign"]
     result = CliRunner().invoke(

@@ -52,3 +52,16 @@ def test_the_demo_streams_a_shop_in_and_reports_on_it(
     report = system.get("campaign", f"/v1/campaigns/{campaigns[0]['campaign_id']}/report").json()
     assert report["holdout"] > 0 and report["sent"] > 0
     assert report["treatment"]["converted"] > 0
+
+    policy = system.get("segment", "/v1/scoring-policy").json()["policy"]
+    assert policy["frequency"] == {"method": "fixed", "breakpoints": ["1", "2", "3", "5"]}
+    grid = system.get("segment", "/v1/reports/rfm").json()
+    by_f: dict[int, int] = {}
+    for cell in grid["rows"][0]["grid"]:
+        by_f[int(cell["f_score"])] = by_f.get(int(cell["f_score"]), 0) + int(cell["customers"])
+    assert by_f.get(2, 0) > 0 and by_f.get(3, 0) > 0  # not tied away at F1
+
+    orders_before = system.get("ingest", "/v1/stats", params={"windows": "1h"}).json()
+    assert main(["--customers", "400", "--seed", "5", "--out", str(out)]) == 1  # refused
+    orders_after = system.get("ingest", "/v1/stats", params={"windows": "1h"}).json()
+    assert orders_after["windows"]["1h"]["accepted"] == orders_before["windows"]["1h"]["accepted"]

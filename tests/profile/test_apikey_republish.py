@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from kafka import KafkaAdminClient
 
 from services.profile.apikey_republish import KeyRepublisher
 from services.profile.app import create_app
 from services.profile.config import Settings
-from shared.apikeys import KeyDirectory, KeyFeed
+from shared.apikeys import APIKEY_USAGE_TOPIC, APIKEYS_TOPIC, KeyDirectory, KeyFeed
 from shared.testing import unique, wait_for
 from tests.conftest import ADMIN_KEY
 
@@ -59,6 +60,13 @@ def test_keys_come_back_when_the_broker_lost_them(broker: Any, db_url: str, tmp_
             feed.stop()
         republisher: KeyRepublisher = client.app.state.runtime.extras["key_republisher"]  # type: ignore[attr-defined]
         assert republisher.check() == 0  # the broker holds them: nothing queued again
+        # both key topics have the configured partitions (no topic drift reported)
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        try:
+            described = admin.describe_topics([first + APIKEYS_TOPIC, first + APIKEY_USAGE_TOPIC])
+        finally:
+            admin.close()
+        assert [len(t["partitions"]) for t in described] == [3, 3]
 
     # the broker restarted empty (a fresh namespace: its key topic holds nothing)
     emptied = unique("ns") + "."

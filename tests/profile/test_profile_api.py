@@ -608,3 +608,16 @@ def test_every_timestamp_answered_carries_an_offset(any_client: TestClient) -> N
             assert match is not None and match["offset"], (name, stamp)
     everything = {t for answer in answers.values() for t in timestamps(answer)}
     assert set(read_back) <= everything
+
+
+def test_the_subject_access_export_gives_audit_times_with_their_offset(
+    client: TestClient,
+) -> None:
+    """The stored document's profile section: times with their offset, as the API gives
+    them (SQLite hands the audit's times back naive)."""
+    feed(client, ZHANG)
+    client.post("/v1/customers/tb_zhangsan88/tags", json={"tags": ["vip"]}, headers=WRITER)
+    created = client.post("/v1/customers/tb_zhangsan88/exports", headers=PII)
+    assert created.status_code == 202, created.text
+    audit = created.json()["document"]["profile"]["audit"]
+    assert audit and all(datetime.fromisoformat(a["at"]).utcoffset() is not None for a in audit)

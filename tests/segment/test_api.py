@@ -123,7 +123,8 @@ def test_a_put_of_the_policy_in_force_changes_nothing_and_versions_keep_their_mo
     client: TestClient,
 ) -> None:
     before = client.get("/v1/scoring-policy/versions", headers=READER).json()["items"]
-    assert [(v["version"], v["created_at"]) for v in before] == [(1, None)]
+    # version 1 is stored at the database's first start (the migration), with that moment
+    assert [v["version"] for v in before] == [1] and before[0]["created_at"] is not None
     for same in ({}, before[0]["policy"]):  # {}: every field at its default, i.e. the default
         unchanged = client.put("/v1/scoring-policy", json=same, headers=HEADERS)
         assert unchanged.status_code == 200, unchanged.text
@@ -137,8 +138,8 @@ def test_a_put_of_the_policy_in_force_changes_nothing_and_versions_keep_their_mo
     assert (written["version"], written["created"]) == (2, True)
     assert written["rescoring"]["policy_version"] == 2
     versions = client.get("/v1/scoring-policy/versions", headers=READER).json()["items"]
-    assert versions[0] == before[0]  # the default's created_at stays null
-    assert versions[1]["created_at"] is not None
+    assert versions[0] == before[0]  # the default's created_at never changes
+    assert versions[1]["created_at"] > versions[0]["created_at"]
     again = client.put("/v1/scoring-policy", json=changed, headers=HEADERS).json()
     assert (again["version"], again["created"]) == (2, False)
     assert client.get("/v1/scoring-policy/versions", headers=READER).json()["items"] == versions
@@ -303,6 +304,25 @@ def test_clv_summary(client: TestClient) -> None:
     bulk = client.get("/v1/clv-summary", headers=READER).json()["items"]
     assert [b["customer_id"] for b in bulk] == ["alice", "bob"]
     assert client.get("/v1/customers/nobody/clv-summary", headers=READER).status_code == 404
+
+
+def test_clv_summary_of_a_customer_who_switched_currency_is_in_their_latest(
+    client: TestClient,
+) -> None:
+    runtime = client.app_state  # type: ignore[attr-defined]
+    orders = [
+        order("sw-1", "switcher", days_ago=40, amount="1000.00", currency="USD"),
+        order("sw-2", "switcher", days_ago=30, amount="900.00", currency="USD"),
+        order("sw-3", "switcher", days_ago=20, amount="10.00", currency="EUR"),
+        order("sw-4", "switcher", days_ago=10, amount="30.00", currency="EUR"),
+    ]
+    with runtime.db.unit_of_work() as session:
+        service.apply_messages(session, [recorded(o) for o in orders], NOW)
+    body = client.get("/v1/customers/switcher/clv-summary", headers=READER).json()
+    # the EUR purchases only (as the EUR fit sees them), not USD and EUR averaged
+    assert body["currency"] == "EUR"
+    assert (body["frequency"], body["recency"], body["T"]) == (1, 10, 20)
+    assert body["monetary_value"] == "30.0000"
 
 
 def test_a_longer_window_recounts_f_and_m(client: TestClient) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -95,7 +95,7 @@ def test_predictions_before_and_after_a_fit(client: TestClient) -> None:
     ).json()
     # the only fit observed later than that: none is used, no numbers
     assert then["status"] == "not_fitted" and then["p_alive"] is None
-    assert "observed by" in then["reason"]
+    assert "fit run by" in then["reason"]
     # a plain date is the end of that day in the policy timezone, as on every as_of
     day = (NOW - timedelta(days=30)).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
     on_day = client.get("/v1/customers/EUR-c1/predictions", params={"as_of": day}, headers=READER)
@@ -191,6 +191,34 @@ def test_clv_report(client: TestClient) -> None:
     )
     assert backwards.status_code == 422
     assert backwards.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in backwards.json()["errors"]] == ["holdout_from"]
+    # a holdout period beyond the data is refused, not reported as "ok, actual 0"
+    future = client.get(
+        "/v1/reports/clv",
+        params={"holdout_to": (NOW + timedelta(days=30)).isoformat()},
+        headers=READER,
+    )
+    assert future.status_code == 422, future.text
+    assert future.json()["errors"][0]["field"] == "holdout_to"
+    assert future.json()["errors"][0]["code"] == "in_future"
+    # the forms as_of takes: a plain date (end of that day), an unencoded '+'
+    day = (NOW - timedelta(days=60)).date().isoformat()
+    plain = client.get(
+        "/v1/reports/clv", params={"holdout_from": day, "currency": "EUR"}, headers=READER
+    )
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["holdout"]["status"] == "ok"
+    moment = (NOW - timedelta(days=60)).astimezone(timezone(timedelta(hours=8)))
+    raw = client.get(
+        f"/v1/reports/clv?currency=EUR&holdout_from={moment.isoformat()}", headers=READER
+    )
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["holdout"]["holdout_days"] == 60
+    unzoned = client.get(
+        "/v1/reports/clv", params={"holdout_from": "2026-01-01T00:00:00"}, headers=READER
+    )
+    assert unzoned.status_code == 422
+    assert unzoned.json()["errors"][0]["field"] == "holdout_from"
     bad = client.get("/v1/reports/clv", params={"currency": "eur"}, headers=READER)
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "query.currency"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import lifetimes
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 from lifetimes import BetaGeoFitter, GammaGammaFitter
 
+from services.segment import clv_models
 from services.segment.clv import clv_summary
 from services.segment.clv_models import (
     bgnbd_log_likelihood,
@@ -227,3 +229,18 @@ def test_a_fit_without_repeat_buyers_does_not_converge() -> None:
     assert not fit.converged
     gg = fit_gamma_gamma(np.array([1.0, 2.0]), np.array([10.0, 10.0]))
     assert gg.customers == 2
+
+
+@pytest.mark.parametrize(
+    ("x", "message", "expected"),
+    [
+        # scipy's bare line-search failure while a parameter heads for the bound
+        ([0.1, 11.5], "ABNORMAL: ", "a parameter ran to its bound"),
+        ([0.1, 2.0], "ABNORMAL: ", "stopped without converging (ABNORMAL: its line search"),
+        ([0.1, 2.0], "STOP: TOTAL NO. OF ITERATIONS", "without converging (STOP: TOTAL"),
+    ],
+)
+def test_a_failed_fit_says_why_in_words(x: list[float], message: str, expected: str) -> None:
+    result = SimpleNamespace(success=False, x=np.array(x), message=message)
+    verdict = clv_models._verdict(result, on_bound=False)
+    assert expected in verdict and not verdict.endswith(": ")

@@ -190,14 +190,11 @@ def test_the_cut_points_and_policy_in_force_at_t_are_used(db_url: str) -> None:
     )
     policy_changed_at = BASE + timedelta(days=50)
     with db.unit_of_work() as session:
-        Policies(session).add(
-            ScoringPolicyVersion(
-                version=1,
-                policy=DEFAULT_POLICY.model_dump(mode="json"),
-                created_at=BASE - timedelta(days=400),
-                comment="default",
-            )
-        )
+        # version 1 is stored by the migration (at this database's first start): here the
+        # deployment started 400 days before
+        first = session.get(ScoringPolicyVersion, 1)
+        assert first is not None and first.policy == DEFAULT_POLICY.model_dump(mode="json")
+        first.created_at = BASE - timedelta(days=400)
         Policies(session).add(
             ScoringPolicyVersion(
                 version=2,

@@ -78,6 +78,11 @@ def test_fits_per_currency_are_kept_and_predictions_stored(db_url: str) -> None:
     assert eur.models["bgnbd"]["log_likelihood"] < 0
     assert set(eur.models["bgnbd"]["parameters"]) == {"r", "alpha", "a", "b"}
     assert eur.models["gamma_gamma"]["customers"] == eur.repeat_customers
+    # the data window starts at the currency's first purchase (its time, not the run's)
+    with db.unit_of_work() as session:
+        purchases = valid_purchases(session, created=False)
+    first = purchases[purchases["currency"] == "EUR"]["purchased_at"].min()
+    assert pd.Timestamp(eur.window_start) == pd.Timestamp(first)
     # below the minimum: kept with the reason, no model numbers
     assert usd.status == "insufficient_data"
     assert "12 customers (minimum 100)" in (usd.reason or "")
@@ -194,8 +199,11 @@ def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
         again = clv_runs.run(session, NOW, OPTIONS)
     assert again.rescoring.changed == 0
 
-    # a new order of one of them: the per-event path keeps the stored predictions' verdict
+    # a new order of one of them: the per-event path recomputes their predictions from the
+    # stored fit (the purchase counts at once), so the verdict and the event follow it
     customer = sorted(gone)[0]
+    fit = run.fits[0]
+    assert fit.currency == "EUR"
     with db.unit_of_work() as session:
         service.apply_messages(
             session, [recorded(order("extra", customer, days_ago=0.5, currency="EUR"))], NOW
@@ -208,12 +216,45 @@ def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
             .scalars()
             .all()
         )
-    assert "likely-gone" in kept
-    # a change through the per-event path carries the stored predictions too
+        purchases = valid_purchases(session, [customer])
+        after = Predictions(session).frame().set_index("customer_id").loc[customer]
+    summary = predictive.customer_summaries(purchases, NOW, "Asia/Shanghai")
+    expected = predictive.predict(
+        summary,
+        fit.models["bgnbd"]["parameters"],
+        fit.models["gamma_gamma"]["parameters"],
+        12,
+        0.01,
+    )
+    assert after["p_alive"] == pytest.approx(float(expected["p_alive"].iloc[0]))
+    assert after["p_alive"] >= 0.3 > stored.loc[customer, "p_alive"]
+    assert "likely-gone" not in kept
+    # the run's rank stays (a percentile belongs to a run's distribution)
+    assert after["predicted_clv_percentile"] == stored.loc[customer, "predicted_clv_percentile"]
     event = [e for e in outbox_events(db) if e.data.customer_id == customer][-1]
     assert event.data.current.last_order_at > NOW - timedelta(days=1)
     assert event.data.predictions is not None
-    assert event.data.predictions.p_alive == stored.loc[customer, "p_alive"]
+    assert event.data.predictions.p_alive == after["p_alive"]
+    assert "likely-gone" in event.data.segments_left
+    # the same order again (a duplicate): the same numbers
+    with db.unit_of_work() as session:
+        service.apply_messages(
+            session, [recorded(order("extra", customer, days_ago=0.5, currency="EUR"))], NOW
+        )
+        again_row = Predictions(session).frame().set_index("customer_id").loc[customer]
+    assert again_row["p_alive"] == after["p_alive"]
+
+
+def test_a_customer_who_moves_currency_loses_the_old_currencys_numbers(db_url: str) -> None:
+    db = seeded(db_url)
+    with db.unit_of_work() as session:
+        clv_runs.run(session, NOW, OPTIONS)
+    with db.unit_of_work() as session:
+        service.apply_messages(
+            session, [recorded(order("moved", "EUR-c1", days_ago=0.5, currency="USD"))], NOW
+        )
+        view = predictive.stored_predictions(session, [("EUR-c1", "USD")])["EUR-c1"]
+    assert view.status != "ok" and view.values == {}
 
 
 def test_erasure_and_merge_drop_the_customers_predictions(db_url: str) -> None:
@@ -361,6 +402,33 @@ def test_the_gauges_refresh_from_the_database(db_url: str) -> None:
     )
     assert value("crm_segment_p_alive_mean", "EUR") == pytest.approx(stored["p_alive"].mean())
     assert value("crm_segment_predicted_clv_total", "USD") is None
+
+
+def test_predictions_as_of_follow_the_fit_in_force_then_with_its_status(db_url: str) -> None:
+    db = seeded(db_url)
+    past = NOW - timedelta(days=30)
+    buyer = "EUR-c0"
+    with db.unit_of_work() as session:
+        older = clv_runs.run(session, past, OPTIONS).fits[0]
+        # the newer run withdraws EUR's numbers (too few customers for the minimum)
+        starved = predictive.ClvOptions(
+            min_customers=10_000, min_repeat_customers=20, min_history_days=90
+        )
+        clv_runs.run(session, NOW, starved)
+    with db.unit_of_work() as session:
+        plain = predictive.stored_predictions(session, [(buyer, "EUR")])[buyer]
+        now = predictive.predictions_as_of(session, [buyer], NOW, "Asia/Shanghai")[buyer]
+        between = predictive.predictions_as_of(
+            session, [buyer], NOW - timedelta(days=1), "Asia/Shanghai"
+        )[buyer]
+    assert older.currency == "EUR" and older.status == "ok"
+    assert plain.status == "insufficient_data" and plain.values == {}
+    # as_of = now: the fit in force is the one that withdrew the numbers, not the older one
+    assert now.status == "insufficient_data" and now.values == {}
+    assert now.reason == plain.reason and now.fit is not None and now.fit.id != older.id
+    # before the withdrawing run, the older fit was in force and published numbers
+    assert between.status == "ok" and between.fit is not None and between.fit.id == older.id
+    assert between.values["p_alive"] is not None
 
 
 def test_predictions_as_of_count_a_payment_refunded_after_then(db_url: str) -> None:

@@ -110,6 +110,31 @@ def test_redelivered_event_is_processed_once(broker, namespace, db, publisher) -
     assert sorted(seen_ids(db)) == ["o-1", "o-2"]
 
 
+def test_the_lag_gauges_exist_at_zero_before_the_first_record(
+    broker, namespace, db, publisher
+) -> None:
+    from shared import metrics
+
+    name = unique("idle")
+    loop = make_loop(broker, namespace, db, publisher, name=name)
+    loop.start()
+
+    def gauges() -> dict[str, float] | None:
+        found = {
+            s.labels["partition"]: s.value
+            for family in metrics.CONSUMER_LAG.collect()
+            for s in family.samples
+            if s.labels["consumer"] == name
+        }
+        return found if len(found) == 3 else None
+
+    try:
+        lag = wait_for(gauges, timeout=60, what="a lag gauge per assigned partition")
+    finally:
+        loop.stop()
+    assert loop.processed_count == 0 and lag == {"0": 0.0, "1": 0.0, "2": 0.0}
+
+
 def test_poison_and_failing_records_go_to_dead_letter_others_pass(
     broker, namespace, db, publisher
 ) -> None:

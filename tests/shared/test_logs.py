@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from shared.logs import JsonFormatter, log_context
 from shared.request_id import RequestIdMiddleware
+from tests.conftest import ADMIN_KEY
 
 log = logging.getLogger("tests.logs")
 
@@ -78,3 +80,55 @@ def test_each_request_gets_an_id_in_its_logs_and_response(lines: io.StringIO) ->
     assert ids[0] != ids[1] and len(ids[0]) == 32
     assert ids[2] == "shop-42.a"  # the caller's id is kept
     assert ids[3] not in ('x" forged=1',) and len(ids[3]) == 32  # a non-token is replaced
+
+
+@pytest.fixture
+def access_lines() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("segment"))
+    access = logging.getLogger("crm.access")
+    access.addHandler(handler)
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_one_access_line_per_request_with_the_template_and_no_values(
+    access_lines: io.StringIO, tmp_path: Path, enabled: bool
+) -> None:
+    from services.segment.app import create_app
+    from services.segment.config import Settings
+
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'segment.db'}",
+        api_key=ADMIN_KEY,
+        run_consumer=False,
+        rescore_at_start=False,
+        access_log=enabled,
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.get(
+            "/v1/customers/zhang-13800138000/scores",
+            params={"as_of": "2026-11-01T00:00:00+08:00"},
+            headers={"X-API-Key": ADMIN_KEY, "X-Request-ID": "req-42"},
+        )
+        assert response.status_code == 404
+    found = records(access_lines)
+    if not enabled:
+        assert found == []
+        return
+    [line] = [r for r in found if r.get("request_id") == "req-42"]
+    assert line["logger"] == "crm.access" and line["service"] == "segment"
+    method, path, status, took = line["message"].split(" ")
+    assert (method, path, status) == ("GET", "/v1/customers/{customer_id}/scores", "404")
+    assert took.endswith("ms") and float(took[:-2]) >= 0
+    text = access_lines.getvalue()
+    assert "13800138000" not in text and "2026-11-01" not in text  # no ids, no query values

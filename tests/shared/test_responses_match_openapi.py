@@ -119,9 +119,15 @@ def test_every_write_documents_the_415_it_answers_to_a_body_not_declared_json(
                 content=b"order_id=1",
                 headers={**ADMIN, "Content-Type": "text/plain"},
             )
-            assert response.status_code == 415, (method, path, response.text)
+            content = item[method].get("requestBody", {}).get("content", {})
+            if any(media.startswith("multipart/") for media in content):
+                # an upload parses its own body: a 422, and no 415 documented
+                assert response.status_code == 422, (method, path, response.text)
+                assert "415" not in item[method]["responses"], (method, path)
+            else:
+                assert response.status_code == 415, (method, path, response.text)
+                writes += 1
             conforms(document, method.upper(), path, response)
-            writes += 1
     assert writes > 0
 
 
