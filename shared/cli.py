@@ -11,6 +11,7 @@ from typing import Any
 
 from shared.config import ServiceSettings
 from shared.logs import configure_logging
+from shared.production_keys import production_key_problems
 from shared.runtime import ServiceRuntime, freeze_startup_heap, tune_gc
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,16 @@ def run_cli(
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
     configure_logging(name, settings.log_level)
+    refused = production_key_problems(settings)
+    if refused:
+        for problem in refused:
+            log.error("%s: refusing to start in production: %s", name, problem)
+        sys.stderr.write(
+            f"{name}: refusing to start in production (CRM_ENVIRONMENT=production): "
+            + "; ".join(refused)
+            + "\n"
+        )
+        return 78  # EX_CONFIG
 
     if ns.command == "migrate":
         runtime = runtime_factory(settings)

@@ -369,6 +369,8 @@ def validate_customer(
     c = FieldChecker(rules, now)
     customer_id = c.ident(raw.get("customer_id"), "customer_id")
     updated_at = c.timestamp(raw.get("updated_at"), "updated_at")
+    if "order_id" in raw:  # an order sent as a customer would become its buyer, amounts lost
+        c.fail("order_id", "customer.is_order", "an order, not a customer (it has an order_id)")
     with c.lenient():
         data = _customer_fields(c, raw)
     c.done()

@@ -681,3 +681,11 @@ def test_an_integer_beyond_64_bits_in_attributes_is_rejected_whichever_parser_re
     )
     result, warnings = dropped(parse_json(body), validate_interaction)
     assert warnings == {"attributes:attributes.number_range"} and result.attributes == {}
+
+
+def test_an_order_sent_as_a_customer_is_rejected_not_made_its_buyer() -> None:
+    nan_order = parse_json(b'{"order_id": "o-y", "customer_id": "y", "total_amount": NaN}')
+    assert codes(nan_order, validate_customer) == {"order_id:customer.is_order"}
+    paid = {"order_id": "o-1", "customer_id": "y", "status": "paid", "total_amount": "9.90"}
+    assert codes(paid, validate_customer) == {"order_id:customer.is_order"}
+    assert validate_customer({"customer_id": "y"}, RULES, NOW).customer_id == "y"
