@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from typing import cast
 
 from kafka import KafkaConsumer, TopicPartition
@@ -67,20 +68,40 @@ class KeyRepublisher:
         self.republished = 0
 
     def topic_records(self) -> int:
-        """How many records the key topic has taken in (the sum of its end offsets)."""
+        """How many records the key topic has taken in: the sum of its high watermarks.
+
+        Read from fetch responses (``KafkaConsumer.highwater``), not ``end_offsets()``: the
+        embedded broker can answer ListOffsets with the base offset of the last record batch
+        (PRODUCT.md's broker notes), which undercounts and would queue every key again."""
         settings = self.runtime.settings
         topic = settings.topic_namespace + APIKEYS_TOPIC
         consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             enable_auto_commit=False,
             request_timeout_ms=5000,
+            max_partition_fetch_bytes=1024,
         )
         try:
             partitions = consumer.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             if not tps:
                 return 0
-            return int(sum(consumer.end_offsets(tps).values()))
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            deadline = time.monotonic() + 5.0
+            marks: dict[TopicPartition, int] = {}
+            while len(marks) < len(tps) and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=200, max_records=1)
+                for tp in tps:
+                    mark = consumer.highwater(tp)
+                    if mark is not None:
+                        marks[tp] = mark
+            if len(marks) < len(tps):
+                # no fetch answer for some partition: fall back to ListOffsets
+                marks.update(
+                    {tp: v for tp, v in consumer.end_offsets(tps).items() if tp not in marks}
+                )
+            return int(sum(marks.values()))
         finally:
             with contextlib.suppress(Exception):
                 consumer.close()
