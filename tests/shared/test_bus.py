@@ -154,7 +154,11 @@ def test_poison_and_failing_records_go_to_dead_letter_others_pass(
     loop = make_loop(broker, namespace, db, publisher, handlers={"order.recorded": picky})
     loop.start()
     try:
-        wait_for(lambda: len(seen_ids(db)) == 2 and loop.deadlettered_count == 2, what="results")
+        wait_for(
+            lambda: len(seen_ids(db)) == 2 and loop.deadlettered_count == 2,
+            timeout=60,
+            what="results",
+        )
     finally:
         loop.stop()
     assert seen_ids(db) == ["ok-1", "ok-2"]
@@ -184,7 +188,7 @@ def test_transient_faults_are_retried_with_backoff(broker, namespace, db, publis
     loop = make_loop(broker, namespace, db, publisher, handlers={"order.recorded": flaky})
     loop.start()
     try:
-        wait_for(lambda: seen_ids(db) == ["o-flaky"], what="the flaky order")
+        wait_for(lambda: seen_ids(db) == ["o-flaky"], timeout=60, what="the flaky order")
     finally:
         loop.stop()
     assert failures["left"] == 0
