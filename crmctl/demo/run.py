@@ -142,13 +142,25 @@ def refuse_a_second_run(api: Api, data_dir: Path) -> None:
     system that holds a previous run's shop, its orders would collide with the first run's
     (same ids, other dates: new versions or conflicts) and its customers' profiles would
     mix. So the demo runs on a system without a demo shop, and says how to reset."""
-    if api.request("GET", "profile", "/v1/customers/demo-00001").status_code == 200:
-        raise CrmError(
-            "this system already holds a demo shop (customer demo-00001): a second run would "
-            "collide with the first one's customers and orders. To run it again, start from "
-            f"an empty system: stop it, remove {data_dir} (the SQLite databases; `make clean` "
-            "removes var/ and the venv), then `make demo`"
-        )
+    deadline = time.monotonic() + 60
+    while True:
+        status = api.request("GET", "profile", "/v1/customers/demo-00001").status_code
+        if status == 404:
+            return
+        if status == 200:
+            break
+        # 429 or 503 (a busy SQLite, a rate limit): no answer yet, not a "no"
+        if time.monotonic() > deadline:
+            raise CrmError(
+                f"could not tell whether this system holds a demo shop: profile answered {status}"
+            )
+        time.sleep(1.0)
+    raise CrmError(
+        "this system already holds a demo shop (customer demo-00001): a second run would "
+        "collide with the first one's customers and orders. To run it again, start from "
+        f"an empty system: stop it, remove {data_dir} (the SQLite databases; `make clean` "
+        "removes var/ and the venv), then `make demo`"
+    )
 
 
 #: F breakpoints the demo sets (merchant-set, docs/segment.md): most buyers of a shop buy
