@@ -32,6 +32,7 @@ CHANNELS: dict[str, tuple[str, str, tuple[type[Any], ...]]] = {
     apikeys.APIKEY_USAGE_TOPIC: ("every service", "When a service last saw a managed API key used (about every 10 s), keyed by key id.", (apikeys.ApiKeyUsedEvent,)),
     topics.EXPORT_REQUESTS: ("profile", "A subject-access export was requested: every customer id of the person, keyed by export id.", (exports.ExportRequestedEvent,)),
     topics.EXPORT_PARTS: ("ingest, segment, campaign", "One service's section of a subject-access export (personal data: keep briefly), keyed by export id.", (exports.ExportPartRecordedEvent,)),
+    topics.ERASURES_APPLIED: ("ingest, segment, campaign", "A service applied one part (customer id) of an erasure in its own database: the erasure id, the part and the service, never the customer id; keyed by erasure id. Profile shows per erasure which services are pending.", (events.ErasureAppliedEvent,)),
     topics.DEADLETTER: ("any consumer", "A rejected record, its origin (topic, partition, offset) and why.", (events.DeadLetterRecordedEvent,)),
 }  # fmt: skip
 

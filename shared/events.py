@@ -284,6 +284,23 @@ class ProfileErasedPayload(Payload):
     customer_id: str
     erasure_id: str
     requested_at: datetime
+    part: int = Field(
+        0, ge=0, description="which of the erasure's customer ids this is (0 to parts - 1)"
+    )
+    parts: int = Field(
+        1, ge=1, description="how many customer ids (one event each) the erasure covers"
+    )
+
+
+class ErasureAppliedPayload(Payload):
+    """A service applied one part of an erasure in its own database. No customer id (nor
+    its digest): profile matches it to the erasure by ``erasure_id`` and ``part``."""
+
+    erasure_id: str
+    part: int = Field(ge=0)
+    parts: int = Field(ge=1)
+    service: str
+    applied_at: datetime
 
 
 class ProfileUpdatedPayload(Payload):
@@ -477,6 +494,14 @@ class ProfileErasedEvent(_Envelope):
     data: ProfileErasedPayload
 
 
+class ErasureAppliedEvent(_Envelope):
+    """Keyed by the erasure id (not a customer id)."""
+
+    topic: ClassVar[str] = topics.ERASURES_APPLIED
+    type: Literal["erasure.applied"] = "erasure.applied"
+    data: ErasureAppliedPayload
+
+
 class ProfileUpdatedEvent(_Envelope):
     topic: ClassVar[str] = topics.PROFILES
     type: Literal["profile.updated"] = "profile.updated"
@@ -523,6 +548,7 @@ Event = Annotated[
     | ProfileMergedEvent
     | ProfileUnmergedEvent
     | ProfileErasedEvent
+    | ErasureAppliedEvent
     | ProfileUpdatedEvent
     | SegmentChangedEvent
     | SegmentDeletedEvent

@@ -19,6 +19,8 @@ APIKEY_USAGE = "crm.apikeys.usage.v1"
 #: subject-access exports: profile asks (keyed by export id), each service answers its part
 EXPORT_REQUESTS = "crm.exports.requests.v1"
 EXPORT_PARTS = "crm.exports.parts.v1"
+#: each service's acknowledgement that it applied an erasure (keyed by erasure id)
+ERASURES_APPLIED = "crm.erasures.applied.v1"
 
 RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
 
@@ -26,10 +28,18 @@ RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
 #: and receipt topics that outside producers write into, so consumers can
 #: subscribe before the first outside record arrives).
 OWNED_TOPICS: dict[str, tuple[str, ...]] = {
-    "ingest": (*RAW_TOPICS, ORDERS, CUSTOMERS, INTERACTIONS, DEADLETTER, EXPORT_PARTS),
-    "profile": (PROFILES, DEADLETTER, EXPORT_REQUESTS, EXPORT_PARTS),
-    "segment": (SEGMENTS, DEADLETTER, EXPORT_PARTS),
-    "campaign": (CAMPAIGN_MESSAGES, CAMPAIGN_RECEIPTS, DEADLETTER, EXPORT_PARTS),
+    "ingest": (
+        *RAW_TOPICS,
+        ORDERS,
+        CUSTOMERS,
+        INTERACTIONS,
+        DEADLETTER,
+        EXPORT_PARTS,
+        ERASURES_APPLIED,
+    ),
+    "profile": (PROFILES, DEADLETTER, EXPORT_REQUESTS, EXPORT_PARTS, ERASURES_APPLIED),
+    "segment": (SEGMENTS, DEADLETTER, EXPORT_PARTS, ERASURES_APPLIED),
+    "campaign": (CAMPAIGN_MESSAGES, CAMPAIGN_RECEIPTS, DEADLETTER, EXPORT_PARTS, ERASURES_APPLIED),
 }
 
 ALL_TOPICS = (
@@ -46,4 +56,5 @@ ALL_TOPICS = (
     APIKEY_USAGE,
     EXPORT_REQUESTS,
     EXPORT_PARTS,
+    ERASURES_APPLIED,
 )

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from services.campaign import deleted_segments, projection, service, unmerges
 from services.campaign.config import Settings
 from services.campaign.repository import Campaigns
+from shared import erasure_acks
 from shared.bus import BatchHandler, Inbound
 from shared.events import (
     ContactPolicyChangedEvent,
@@ -41,7 +42,9 @@ def apply_audience(session: Session, messages: list[Inbound], batch: PollBatch) 
         if message.event_type == "profile.erased":
             # the deleted and re-keyed rows must not stay readable in SQLite's WAL
             message.checkpoint_after_commit = True
-    return projection.apply_audience_events(session, [m.event for m in messages])
+    transitions = projection.apply_audience_events(session, [m.event for m in messages])
+    erasure_acks.acknowledge(session, "campaign", messages)
+    return transitions
 
 
 def apply_orders(session: Session, messages: list[Inbound], batch: PollBatch) -> Transitions:

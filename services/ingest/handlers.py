@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from services.ingest import service
 from services.ingest.validation import Reason, Rules
-from shared import topics
+from shared import erasure_acks, topics
 from shared.bus import Inbound, add_to_outbox, dead_letter_event
 from shared.events import (
     ContactPolicyChangedEvent,
@@ -75,6 +75,7 @@ def erase_customers(session: Session, messages: list[Inbound], deps: None) -> No
         # the rewritten versions' old pages must not stay readable in SQLite's WAL
         message.checkpoint_after_commit = True
         log.info("ingest: erasure %s rewrote %d stored versions", event.data.erasure_id, rewritten)
+    erasure_acks.acknowledge(session, "ingest", messages)
 
 
 #: the registry of the envelope events ingest consumes (see ``shared.registry``). The raw

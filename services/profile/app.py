@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -10,10 +11,13 @@ from services.profile.apikey_republish import KeyRepublisher
 from services.profile.apikey_routes import router as apikey_router
 from services.profile.config import Settings
 from services.profile.consumer import CONSUMED_TOPICS, build_consumers
+from services.profile.erasure_acks import ErasureWatch
+from services.profile.erasure_routes import router as erasure_router
 from services.profile.export_routes import router as export_router
 from services.profile.routes import router
 from shared.api import build_app
 from shared.config import ServiceSettings
+from shared.events import utcnow
 from shared.runtime import PeriodicJob, ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,22 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
 
     interval = getattr(runtime.settings, "apikey_republish_check_seconds", 3.0)
     runtime.jobs.append(PeriodicJob("profile-apikeys", interval, check_keys, run_at_start=True))
+    assert isinstance(runtime.settings, Settings)
+    watch = ErasureWatch(timedelta(minutes=runtime.settings.erasure_overdue_minutes))
+    runtime.extras["erasure_watch"] = watch
+
+    def check_erasures() -> None:
+        with runtime.db.sessions() as session:
+            watch.check(session, utcnow())
+
+    runtime.jobs.append(
+        PeriodicJob(
+            "profile-erasures",
+            runtime.settings.erasure_check_seconds,
+            check_erasures,
+            run_at_start=True,
+        )
+    )
     return runtime
 
 
@@ -52,6 +72,6 @@ def create_app(settings: ServiceSettings | None = None, *, start_runtime: bool =
         description="One unified profile per customer (basic, subjective and transaction "
         "facets with provenance), identity resolution, tags, contact policy, search, "
         "export and erasure. See docs/profile.md.",
-        routers=[router, apikey_router, export_router],
+        routers=[router, erasure_router, apikey_router, export_router],
         start_runtime=start_runtime,
     )

@@ -31,6 +31,15 @@ class Settings(ServiceSettings):
         description="how often profile checks that the broker still holds its managed keys "
         "(and queues them again if it lost them)",
     )
+    erasure_overdue_minutes: float = Field(
+        15.0,
+        gt=0,
+        description="an erasure a service has not acknowledged this long after it was "
+        "requested is overdue: counted in crm_erasures_overdue and logged once",
+    )
+    erasure_check_seconds: float = Field(
+        30.0, gt=0, description="how often profile refreshes the erasure gauges"
+    )
     default_region: str = Field("CN", description="region of mobile numbers without +country")
     shop_timezone: str = Field(
         "Asia/Shanghai", description="zone used for purchase hours when the customer has none"

@@ -29,6 +29,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
     assert isinstance(s, Settings)
     usage = HANDLERS.on_topics(topics.APIKEY_USAGE)
     parts = HANDLERS.on_topics(topics.EXPORT_PARTS)
+    acks = HANDLERS.on_topics(topics.ERASURES_APPLIED)
     return [
         ConsumerLoop(
             name="profile-events",
@@ -61,6 +62,16 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             publisher=runtime.publisher,
             batch_handler=parts.batch_handler(s),
             decoder=decode_part,
+            session_timeout_ms=s.kafka_session_timeout_ms,
+        ),
+        ConsumerLoop(
+            name="profile-erasure-acks",
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=f"{s.group_id}-erasure-acks",
+            topics=list(acks.topics),
+            db=runtime.db,
+            publisher=runtime.publisher,
+            batch_handler=acks.batch_handler(s),
             session_timeout_ms=s.kafka_session_timeout_ms,
         ),
     ]

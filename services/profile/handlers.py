@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from services.profile import apikeys, service, subject_exports
+from services.profile import apikeys, erasure_acks, service, subject_exports
 from services.profile.config import Settings
 from shared.apikeys import ApiKeyUsedEvent
 from shared.bus import Inbound
 from shared.events import (
     CustomerRecordedEvent,
+    ErasureAppliedEvent,
     InteractionRecordedEvent,
     OrderRecordedEvent,
     SegmentChangedEvent,
@@ -50,8 +51,12 @@ def record_export_parts(session: Session, messages: list[Inbound], settings: Set
         subject_exports.record_part(session, part)
 
 
+def record_erasure_acks(session: Session, messages: list[Inbound], settings: Settings) -> None:
+    erasure_acks.record_applied(session, [m.event for m in messages])
+
+
 #: topics with a consumer loop of their own (their own decoder and consumer group)
-SIDE_TOPICS = (ApiKeyUsedEvent.topic, ExportPartRecordedEvent.topic)
+SIDE_TOPICS = (ApiKeyUsedEvent.topic, ExportPartRecordedEvent.topic, ErasureAppliedEvent.topic)
 
 HANDLERS: Registry[Settings] = Registry(
     {
@@ -62,6 +67,7 @@ HANDLERS: Registry[Settings] = Registry(
         SegmentChangedEvent: apply_profile_events,
         ApiKeyUsedEvent: note_keys_used,
         ExportPartRecordedEvent: record_export_parts,
+        ErasureAppliedEvent: record_erasure_acks,
     },
     # profile holds memberships only as segment.changed reports them
     ignores=[SegmentDeletedEvent],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, String, Text
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import BigIntPK, make_metadata
@@ -201,3 +201,19 @@ class MergeSnapshot(Base):
     profile_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     doc: Mapped[str] = mapped_column(Text)
     customer_ids: Mapped[str] = mapped_column(Text)
+
+
+class ErasureAck(Base):
+    """One part (customer id) of an erasure at one applying service: pending while
+    ``applied_at`` is empty, applied once the service acknowledged it
+    (``shared.erasure_acks``). Holds no customer id, nor its digest."""
+
+    __tablename__ = "erasure_acks"
+
+    erasure_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    service: Mapped[str] = mapped_column(String(20), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_erasure_acks_pending", "applied_at", "requested_at"),)

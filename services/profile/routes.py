@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from services.profile import service
+from services.profile import erasure_acks, service
 from services.profile import unmerge as unmerge_use_case
 from services.profile.config import Settings
 from services.profile.schemas import (
@@ -169,12 +169,21 @@ def erase_customer(customer_id: str, request: Request, principal: Writer) -> Era
 
 @router.get("/erasures/{erasure_id}", response_model=ErasureAuditRead)
 def get_erasure(erasure_id: str, request: Request, principal: Reader) -> ErasureAuditRead:
-    """The audit trail of one erasure (what happened and when, no personal data)."""
+    """The audit trail of one erasure (what happened and when, no personal data) and which
+    services have applied it in their own database, which are still pending."""
     with runtime_of(request).db.sessions() as session:
         entries = service.erasure_audit(session, erasure_id)
+        progress = erasure_acks.progress(session, erasure_id) or {}
     if not entries:
-        raise NotFound(f"no erasure {erasure_id}")
-    return ErasureAuditRead.model_validate({"erasure_id": erasure_id, "audit": entries})
+        raise NotFound("no such erasure")
+    return ErasureAuditRead.model_validate(
+        {
+            "erasure_id": erasure_id,
+            "audit": entries,
+            "services": progress.get("services", []),
+            "pending_services": progress.get("pending_services", []),
+        }
+    )
 
 
 @router.get("/customers/{customer_id}/export", response_model=ExportRead)

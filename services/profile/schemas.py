@@ -176,6 +176,31 @@ class ErasureResult(BaseModel):
     erasure_id: str
     erased_at: UtcDateTime
     customer_ids: int = Field(description="how many customer ids (merged ones included) erased")
+    pending_services: list[str] = Field(
+        description="the services that have yet to apply the erasure in their own database "
+        "(follow GET /v1/erasures/{erasure_id})"
+    )
+
+
+class ErasureServiceRead(BaseModel):
+    service: str
+    status: Literal["applied", "pending"]
+    parts_applied: int = Field(description="customer ids of the erasure this service applied")
+    parts: int = Field(description="customer ids the erasure covers")
+    applied_at: UtcDateTime | None = Field(description="when the last part was applied")
+
+
+class PendingErasureRead(BaseModel):
+    erasure_id: str
+    requested_at: UtcDateTime
+    pending_services: list[str]
+
+
+class PendingErasuresRead(BaseModel):
+    overdue_after_minutes: float = Field(
+        description="the bound past which a pending erasure counts as overdue"
+    )
+    items: list[PendingErasureRead] = Field(description="oldest first")
 
 
 class ProfileRead(BaseModel):
@@ -259,6 +284,12 @@ class AuditRead(BaseModel):
 class ErasureAuditRead(BaseModel):
     erasure_id: str
     audit: list[AuditEntryRead]
+    services: list[ErasureServiceRead] = Field(
+        default_factory=list,
+        description="per applying service: applied or pending (empty for erasures made "
+        "before services acknowledged them)",
+    )
+    pending_services: list[str] = Field(default_factory=list)
 
 
 class MergeRecordRead(BaseModel):

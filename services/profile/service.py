@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from services.profile import addresses, domain, input_quality, registration
+from services.profile import addresses, domain, erasure_acks, input_quality, registration
 from services.profile.config import Settings
 from services.profile.export_repository import SubjectExports
 from services.profile.locking import load_for_update, lock_profiles
@@ -1041,17 +1041,29 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
         subject=subject,
         detail={"erasure_id": erasure_id, "customer_ids": len(aliases)},
     )
-    for cid in aliases:
+    for part, cid in enumerate(aliases):
         add_to_outbox(
             session,
             topics.PROFILES,
             ProfileErasedEvent(
                 source=SOURCE,
                 key=cid,
-                data=ProfileErasedPayload(customer_id=cid, erasure_id=erasure_id, requested_at=now),
+                data=ProfileErasedPayload(
+                    customer_id=cid,
+                    erasure_id=erasure_id,
+                    requested_at=now,
+                    part=part,
+                    parts=len(aliases),
+                ),
             ),
         )
-    return {"erasure_id": erasure_id, "erased_at": domain.iso(now), "customer_ids": len(aliases)}
+    pending = erasure_acks.record_requested(session, erasure_id, len(aliases), now)
+    return {
+        "erasure_id": erasure_id,
+        "erased_at": domain.iso(now),
+        "customer_ids": len(aliases),
+        "pending_services": pending,
+    }
 
 
 def erasure_audit(session: Session, erasure_id: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from services.segment import service
+from shared import erasure_acks
 from shared.bus import Inbound
 from shared.events import (
     ContactPolicyChangedEvent,
@@ -31,6 +32,7 @@ def score_batch(session: Session, messages: list[Inbound], clock: Clock) -> None
         if message.event_type == "profile.erased":
             # the deleted orders and scores must not stay readable in SQLite's WAL
             message.checkpoint_after_commit = True
+    erasure_acks.acknowledge(session, "segment", messages)
 
 
 #: one batch handler for all four: the whole poll batch is scored once

@@ -24,6 +24,7 @@ def test_the_registry_acts_on_exactly_the_types_profile_consumes() -> None:
         "segment.changed",
         "apikey.used",
         "export.part_recorded",
+        "erasure.applied",
     }
     assert set(consumer.CONSUMED_TOPICS) == {
         topics.CUSTOMERS,
@@ -32,10 +33,12 @@ def test_the_registry_acts_on_exactly_the_types_profile_consumes() -> None:
         topics.SEGMENTS,
         topics.APIKEY_USAGE,
         topics.EXPORT_PARTS,
+        topics.ERASURES_APPLIED,
     }
-    # the main loop leaves key usage and export parts to their own loops
+    # the main loop leaves key usage, export parts and erasure acks to their own loops
     assert topics.APIKEY_USAGE not in consumer.EVENT_TOPICS
     assert topics.EXPORT_PARTS not in consumer.EVENT_TOPICS
+    assert topics.ERASURES_APPLIED not in consumer.EVENT_TOPICS
     # every event type of the contract on those topics is handled or declared ignored
     assert HANDLERS.unclaimed() == set()
 

@@ -1,0 +1,86 @@
+"""Each service that applies an erasure acknowledges it in the same transaction: its
+``erasure.applied`` (erasure id, part, service; no customer id nor digest) is in its outbox
+once the erasure committed, and not when the transaction rolled back."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from shared import topics
+from shared.db import Database, run_migrations
+from shared.erasure import tombstone_key
+from shared.events import ProfileErasedEvent, ProfileErasedPayload
+from shared.testing import as_inbound
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+CUSTOMER = "tb_ack_customer88"
+
+
+def erasure(part: int, parts: int) -> ProfileErasedEvent:
+    return ProfileErasedEvent(
+        source="profile",
+        key=CUSTOMER,
+        data=ProfileErasedPayload(
+            customer_id=CUSTOMER, erasure_id="er-42", requested_at=NOW, part=part, parts=parts
+        ),
+    )
+
+
+def batch_handler(name: str, tmp_path: Path) -> Any:
+    """The service's consumer batch handler for the topic profile.erased travels on."""
+    handlers = importlib.import_module(f"services.{name}.handlers")
+    if name == "ingest":
+        return handlers.HANDLERS.batch_handler(None)
+    if name == "segment":
+        return handlers.make_batch_handler(lambda: NOW)
+    from services.campaign.config import Settings
+
+    return handlers.make_batch_handler(
+        Settings(kafka_bootstrap_servers="127.0.0.1:1", data_dir=tmp_path)
+    )
+
+
+def acks_in_outbox(db: Database) -> list[dict[str, Any]]:
+    with db.sessions() as session:
+        rows = session.execute(text("SELECT topic, key, value FROM outbox ORDER BY id")).all()
+    found = []
+    for topic, key, value in rows:
+        if topic == topics.ERASURES_APPLIED:
+            assert key == "er-42"
+            found.append(orjson.loads(value))
+    return found
+
+
+@pytest.mark.parametrize("name", ["ingest", "segment", "campaign"])
+def test_a_service_acknowledges_the_erasure_it_applied(
+    name: str, db_url: str, tmp_path: Path
+) -> None:
+    app = importlib.import_module(f"services.{name}.app")
+    run_migrations(app.MIGRATIONS, db_url)
+    db = Database.from_url(db_url)
+    handle = batch_handler(name, tmp_path)
+    try:
+        # the transaction fails: no acknowledgement leaves
+        with pytest.raises(RuntimeError), db.unit_of_work() as session:
+            handle(session, [as_inbound(erasure(0, 2), 0)])
+            raise RuntimeError("rolled back")
+        assert acks_in_outbox(db) == []
+
+        with db.unit_of_work() as session:
+            handle(session, [as_inbound(erasure(0, 2), 0), as_inbound(erasure(1, 2), 1)])
+        acks = acks_in_outbox(db)
+        assert [a["type"] for a in acks] == ["erasure.applied"] * 2
+        assert [(a["data"]["part"], a["data"]["parts"]) for a in acks] == [(0, 2), (1, 2)]
+        assert {a["data"]["service"] for a in acks} == {name}
+        assert {a["data"]["erasure_id"] for a in acks} == {"er-42"}
+        raw = orjson.dumps(acks).decode()
+        assert CUSTOMER not in raw and tombstone_key(CUSTOMER) not in raw
+    finally:
+        db.dispose()
