@@ -167,11 +167,11 @@ class ErasureWatch:
         with self._lock:
             for erasure_id, service in sorted(late - self._logged):
                 log.warning(
-                    "profile: erasure %s not yet applied by %s after %d min "
+                    "profile: erasure %s not yet applied by %s after %g min "
                     "(see GET /v1/erasures/%s)",
                     erasure_id,
                     service,
-                    self.overdue_after.total_seconds() // 60,
+                    self.overdue_after.total_seconds() / 60,
                     erasure_id,
                 )
             self._logged = late
