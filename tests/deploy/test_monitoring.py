@@ -14,6 +14,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import services.campaign.gauges
+import services.profile.erasure_acks
 import services.segment.clv_metrics
 import services.segment.gauges
 import shared.business_metrics
@@ -42,7 +43,8 @@ def known_metrics() -> set[str]:
     for family in REGISTRY.collect():  # unlabelled children have no samples yet: add the suffixes
         names.add(family.name)
         names.update(f"{family.name}{suffix}" for suffix in ("_total", "_bucket", "_sum", "_count"))
-    for module in (services.segment.gauges, services.segment.clv_metrics, services.campaign.gauges):
+    for module in (services.segment.gauges, services.segment.clv_metrics, services.campaign.gauges,
+                   services.profile.erasure_acks):  # fmt: skip
         names.update(METRIC.findall(Path(module.__file__).read_text(encoding="utf-8")))
     return names
 
