@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Annotated, Any
 
@@ -206,16 +207,40 @@ def deadletters_show(
     ],
     as_json: JsonFlag = False,
 ) -> None:
-    """One dead letter with the original record (key and value)."""
-    record = kafka_ops.find_dead_letter(kafka_ops.read_dead_letters(target_of(ctx)), dead_letter)
-    data = {"position": f"{record.partition}:{record.offset}", **record.event}
+    """One dead letter with the original record (key and value), read from its origin topic
+    (the dead letter itself carries neither: they may hold personal data)."""
+    target = target_of(ctx)
+    record = kafka_ops.find_dead_letter(kafka_ops.read_dead_letters(target), dead_letter)
+    try:
+        _, key, value = kafka_ops.original_record(target, record)
+        original: dict[str, Any] = {"key": _text(key), "value": _text(value)}
+    except CrmError as exc:  # past retention: the dead letter alone still says what and why
+        original = {"unavailable": str(exc)}
+    data = {"position": f"{record.partition}:{record.offset}", **record.event, "original": original}
     emit(
         data,
         as_json,
         lambda: console.print(
-            kv_table(f"dead letter {record.event_id}", {**record.summary(), **record.data})
+            kv_table(
+                f"dead letter {record.event_id}",
+                {
+                    **record.summary(),
+                    **record.data,
+                    **{f"original {k}": v for k, v in original.items()},
+                },
+            )
         ),
     )
+
+
+def _text(raw: bytes | None) -> str | None:
+    """Bytes as UTF-8 text, or base64 when they are not UTF-8."""
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(raw).decode()
 
 
 @deadletters_app.command("redrive")

@@ -8,7 +8,7 @@ can answer ListOffsets(latest) with the base offset of the last batch (PRODUCT.m
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -206,29 +206,46 @@ def find_dead_letter(records: list[DeadLetterRecord], wanted: str) -> DeadLetter
     raise CrmError(f"no dead letter {wanted!r}")
 
 
-def original_record(record: DeadLetterRecord) -> tuple[str, bytes | None, bytes]:
-    """The origin topic, key and value of a dead letter, as they were first written."""
+def original_record(
+    target: Target, record: DeadLetterRecord, timeout: float = 15
+) -> tuple[str, bytes | None, bytes]:
+    """The origin topic, key and value of a dead letter's record, read back from where it
+    sits on its origin topic (a dead letter carries neither: they may hold personal data).
+    Fails when the topic no longer holds it (past its retention) or holds another record."""
+    kafka = _kafka()
     d = record.data
-    if d.get("value_truncated") or d.get("key_truncated"):
-        raise CrmError(
-            f"dead letter {record.event_id} holds only part of the original record; "
-            f"re-read it from {d.get('origin_topic')}[{d.get('origin_partition')}]@{d.get('origin_offset')}"
-        )
-    if d.get("value") is not None:
-        value = str(d["value"]).encode("utf-8")
-    elif d.get("value_base64") is not None:
-        value = base64.b64decode(d["value_base64"])
-    else:
-        raise CrmError(f"dead letter {record.event_id} carries no value")
-    key = d.get("key")
-    return str(d["origin_topic"]), key.encode("utf-8") if key is not None else None, value
+    topic, partition, offset = (
+        d.get("origin_topic"),
+        d.get("origin_partition"),
+        d.get("origin_offset"),
+    )
+    if not isinstance(topic, str) or not isinstance(partition, int) or not isinstance(offset, int):
+        raise CrmError(f"dead letter {record.event_id} names no origin")
+    where = f"{topic}[{partition}]@{offset}"
+    tp = kafka.TopicPartition(topic, partition)
+    with _reader(target) as consumer:
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in consumer.poll(timeout_ms=300, max_records=1).get(tp, []):
+                if message.offset != offset:  # the record is gone: retention or compaction
+                    raise CrmError(f"{where} is no longer on its topic (past its retention?)")
+                value = message.value or b""
+                wanted = d.get("value_sha256")
+                if wanted and hashlib.sha256(value).hexdigest() != wanted:
+                    raise CrmError(
+                        f"{where} holds another record than dead letter {record.event_id}"
+                    )
+                return topic, message.key, value
+    raise CrmError(f"{where} could not be read within {timeout:.0f} s (past its retention?)")
 
 
 def redrive(target: Target, records: list[DeadLetterRecord]) -> list[dict[str, Any]]:
     """Write each dead letter's original record back to its origin topic (consumers are
     idempotent, so a record re-driven twice has its effect once)."""
     kafka = _kafka()
-    originals = [(r, *original_record(r)) for r in records]
+    originals = [(r, *original_record(target, r)) for r in records]
     try:
         producer = kafka.KafkaProducer(
             bootstrap_servers=target.bootstrap_servers, acks="all", request_timeout_ms=10000

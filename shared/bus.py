@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from shared.bus_errors import TRANSIENT_ERRORS, PoisonMessage, TransientError
 from shared.consumer_loop import (
-    DEADLETTER_KEY_MAX,
-    DEADLETTER_VALUE_MAX,
     BatchHandler,
     ConsumerLoop,
     Decoder,
@@ -36,8 +34,6 @@ from shared.outbox import (
 from shared.producer import KeyHashPartitioner, Publisher, ensure_topics, make_producer
 
 __all__ = [
-    "DEADLETTER_KEY_MAX",
-    "DEADLETTER_VALUE_MAX",
     "OUTBOX_RECORD_MAX",
     "PLATFORM_TABLES",
     "TRANSIENT_ERRORS",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import logging
 import re
 import threading
@@ -67,13 +68,6 @@ class Inbound:
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
-#: the most of a record's value a dead letter carries: a dead letter must stay far below the
-#: producer's (and the broker's) 1 MiB message limit, or it would block the outbox behind it
-DEADLETTER_VALUE_MAX = 256 * 1024
-#: the most of a record's key (as text) a dead letter carries
-DEADLETTER_KEY_MAX = 1024
-
-
 def dead_letter_event(
     message: Inbound,
     *,
@@ -85,33 +79,19 @@ def dead_letter_event(
     attempts: int,
 ) -> DeadLetterRecordedEvent:
     """The ``deadletter.recorded`` event for a consumed record: its origin, the reason, and
-    the value as text (or base64 when it is not UTF-8) so it can be inspected and replayed."""
-    kept = message.value[:DEADLETTER_VALUE_MAX]
-    truncated = len(kept) < len(message.value)
-    try:
-        text_value: str | None = message.value.decode("utf-8")
-        if truncated:  # may cut a multi-byte character at the end: drop its head
-            text_value = kept.decode("utf-8", errors="ignore")
-        b64: str | None = None
-    except UnicodeDecodeError:
-        text_value, b64 = None, base64.b64encode(kept).decode()
+    the key's and value's SHA-256 and size, never the key or value (they may hold personal
+    data; the original stays on its topic until retention). Keyed by the origin partition."""
     key = message.key
-    # a record key can be as large as a value: the dead letter keeps its head, and is keyed
-    # by it only when it is short (the outbox key column holds 500 characters)
-    envelope_key = key if key and len(key) <= 200 else f"{message.topic}/{message.partition}"
     return DeadLetterRecordedEvent(
         source=source,
-        key=envelope_key,
+        key=f"{message.topic}/{message.partition}",
         data=DeadLetter(
             origin_topic=namespace + message.topic,
             origin_partition=message.partition,
             origin_offset=message.offset,
-            key=key[:DEADLETTER_KEY_MAX] if key else key,
-            key_truncated=key is not None and len(key) > DEADLETTER_KEY_MAX,
-            value=text_value,
-            value_base64=b64,
+            key_sha256=None if key is None else hashlib.sha256(key.encode()).hexdigest(),
             value_bytes=len(message.value),
-            value_truncated=truncated,
+            value_sha256=hashlib.sha256(message.value).hexdigest(),
             error=error[:2000],
             error_type=error_type,
             attempts=attempts,

@@ -416,20 +416,23 @@ class MessageReceipt(Payload):
 
 
 class DeadLetter(Payload):
+    """Where a rejected record sits and why, never the record itself: its key and value
+    may hold personal data. The original stays on ``origin_topic`` at ``origin_partition``
+    / ``origin_offset`` until that topic's retention (``crm deadletters show`` reads it
+    from there, ``crm deadletters redrive`` writes it back); ``value_sha256`` tells that
+    it is the same record."""
+
     origin_topic: str
     origin_partition: int
     origin_offset: int
-    key: str | None = Field(None, description="the record key (base64 if not UTF-8)")
-    key_truncated: bool = Field(False, description="key holds only its first 1,024 characters")
-    value: str | None = Field(None, description="the record value as UTF-8 text, if it decodes")
-    value_base64: str | None = Field(None, description="the raw value, base64, if not UTF-8")
-    value_bytes: int | None = Field(None, description="the size of the original value in bytes")
-    value_truncated: bool = Field(
-        False,
-        description="value / value_base64 hold only the first 256 KiB of the original (a "
-        "dead letter must stay publishable; the original stays on its topic until retention)",
+    key_sha256: str | None = Field(
+        None,
+        description="hex SHA-256 of the record key as UTF-8 (of its base64 text when the "
+        "key is not UTF-8); none when it had no key",
     )
-    error: str
+    value_bytes: int = Field(description="the size of the record value in bytes")
+    value_sha256: str = Field(description="hex SHA-256 of the record value's bytes")
+    error: str = Field(description="the reasons, with their codes; never a value")
     error_type: str
     attempts: int
     consumer_group: str
