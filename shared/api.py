@@ -64,12 +64,20 @@ def problem_response(error: ProblemError, instance: str | None = None) -> JSONRe
     )
 
 
+def route_of(scope: Scope) -> str | None:
+    """The matched route's template (``/v1/customers/{customer_id}``): a problem's
+    ``instance`` and a log line name it, never the request path, whose ids may be
+    personal data (an e-mail, a mobile). None before routing or when no route matched."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as RFC 9457 problem+json with a stable ``type``."""
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc, request.url.path)
+        return problem_response(exc, route_of(request.scope))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -91,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 title="The request is not valid",
                 errors=errors,
             ),
-            request.url.path,
+            route_of(request.scope),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -105,14 +113,14 @@ def install_error_handlers(app: FastAPI) -> None:
                     slug="malformed-json",
                     title="The body is not JSON",
                 ),
-                request.url.path,
+                route_of(request.scope),
             )
         slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
             exc.status_code, "http-error"
         )
         return problem_response(
             ProblemError(str(exc.detail), status=exc.status_code, slug=slug, title=str(exc.detail)),
-            request.url.path,
+            route_of(request.scope),
         )
 
     async def _database(request: Request, exc: Exception) -> JSONResponse:
@@ -121,12 +129,12 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning(
                 "database unavailable on %s %s (%s)",
                 request.method,
-                request.url.path,
+                route_of(request.scope) or "(no route)",
                 type(exc).__name__,
             )
-            return problem_response(DATABASE_UNAVAILABLE, request.url.path)
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(_INTERNAL_ERROR, request.url.path)
+            return problem_response(DATABASE_UNAVAILABLE, route_of(request.scope))
+        log.exception("unhandled error on %s %s", request.method, route_of(request.scope))
+        return problem_response(_INTERNAL_ERROR, route_of(request.scope))
 
     # by class, so that the inner exception middleware answers (the catch-all below runs in
     # the outermost one, which re-raises after answering: a 500 in the server's log)
@@ -135,8 +143,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(_INTERNAL_ERROR, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, route_of(request.scope))
+        return problem_response(_INTERNAL_ERROR, route_of(request.scope))
 
 
 #: the answer while the database is away: retry after a few seconds, never a 500
@@ -249,7 +257,7 @@ class BodyLimitMiddleware:
             max_bytes=limit,
         )
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await problem_response(too_large, scope.get("path"))(scope, receive, send)
+            await problem_response(too_large, route_of(scope))(scope, receive, send)
             return
         if (
             declared is None
@@ -265,7 +273,7 @@ class BodyLimitMiddleware:
                     return  # the client went away
                 body.extend(message.get("body", b""))
                 if len(body) > limit:
-                    await problem_response(too_large, scope.get("path"))(scope, receive, send)
+                    await problem_response(too_large, route_of(scope))(scope, receive, send)
                     return
                 if not message.get("more_body"):
                     break
@@ -436,7 +444,7 @@ class IdempotencyMiddleware:
                         }
                     ],
                 ),
-                instance=scope.get("path"),
+                instance=route_of(scope),
             )
             await refused(scope, receive, send)
             return
@@ -457,7 +465,7 @@ class IdempotencyMiddleware:
             if not is_database_error(exc):
                 raise
             # the key cannot be claimed while the database is away: nothing ran, retry
-            await problem_response(DATABASE_UNAVAILABLE, scope.get("path"))(scope, receive, send)
+            await problem_response(DATABASE_UNAVAILABLE, route_of(scope))(scope, receive, send)
             return
         if claimed is not True:
             response = await self._await_first(runtime, key, scope_id, request_hash, claimed)

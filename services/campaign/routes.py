@@ -201,7 +201,7 @@ def get_audience_member(customer_id: str, request: Request) -> AudienceRead:
         if member is None:
             if Erasures(session).erased([customer_id]):
                 return AudienceRead.erased_customer(customer_id)
-            raise NotFound(f"campaign knows no customer {customer_id!r}")
+            raise NotFound("no such customer")
         return AudienceRead(
             customer_id=member.customer_id,
             rfm_segment=member.rfm_segment,

@@ -18,7 +18,7 @@ def order_history(session: Session, order_id: str) -> dict[str, Any]:
     time and status, whatever the arrival order). 404 if no version was ever accepted."""
     rows = EventStore(session).history_of("order", order_id)
     if not rows:
-        raise NotFound(f"no order {order_id}")
+        raise NotFound("no such order")
     versions = []
     for sequence, version, current, source, received_at, envelope in rows:
         event = orjson.loads(envelope)

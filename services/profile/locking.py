@@ -61,12 +61,12 @@ def load_for_update(session: Session, customer_id: str) -> ProfileRow:
     for _ in range(_MERGE_HOPS):
         row = repo.profile_by_customer(customer_id)
         if row is None:
-            raise NotFound(f"no customer {customer_id}")
+            raise NotFound("no such customer")
         lock_profiles(session, [row.profile_id])
         locked = repo.profile_by_customer(customer_id)
         if locked is None:
-            raise NotFound(f"no customer {customer_id}")
+            raise NotFound("no such customer")
         if locked.profile_id == row.profile_id:
             return locked
         # merged into another profile between the two reads: lock that one too
-    raise NotFound(f"no customer {customer_id}")
+    raise NotFound("no such customer")

@@ -63,7 +63,7 @@ def load_or_register(session: Session, customer_id: str) -> ProfileRow:
     _check_customer_id(customer_id)
     repo = ProfileRepository(session)
     if repo.tombstones([tombstone_key(customer_id)]):
-        raise Conflict(f"customer {customer_id} was erased", slug="erased")
+        raise Conflict("the customer was erased", slug="erased")
     now = utcnow()
     doc = domain.new_doc(domain.iso(now))
     try:

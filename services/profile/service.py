@@ -582,10 +582,10 @@ def merge_profiles(
     lock_profiles(session, [survivor_id, *other_ids])
     rows = repo.profiles([survivor_id, *other_ids])
     if survivor_id not in rows:
-        raise NotFound(f"no profile {survivor_id}")
+        raise NotFound("no such customer")
     missing = [pid for pid in other_ids if pid not in rows]
     if missing:
-        raise NotFound(f"no profile {', '.join(missing)}")
+        raise NotFound(f"no such customer: {len(missing)} of merge_ids")
     survivor = rows[survivor_id].doc
     before_slice = public_slice(survivor)
     before_policy = survivor["policy"]
@@ -653,14 +653,14 @@ def read(engine: Engine, customer_id: str) -> ProfileRow:
     """``load`` outside any transaction, for the hot GET path."""
     row = read_profile_by_customer(engine, customer_id)
     if row is None:
-        raise NotFound(f"no customer {customer_id}")
+        raise NotFound("no such customer")
     return row
 
 
 def load(session: Session | Connection, customer_id: str) -> ProfileRow:
     row = ProfileRepository(session).profile_by_customer(customer_id)
     if row is None:
-        raise NotFound(f"no customer {customer_id}")
+        raise NotFound("no such customer")
     return row
 
 
@@ -886,7 +886,7 @@ def remove_tag(
     if tag not in row.doc["manual_tags"]:
         if tag in row.doc["rule_tags"]:
             raise Conflict(f"tag {tag!r} comes from a tag rule; change the rule instead")
-        raise NotFound(f"customer {customer_id} has no tag {tag!r}")
+        raise NotFound("the customer has no such tag")
     before = public_slice(row.doc)
     row.doc["manual_tags"] = [t for t in row.doc["manual_tags"] if t != tag]
     repo = ProfileRepository(session)

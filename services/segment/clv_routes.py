@@ -175,10 +175,8 @@ def get_predictions(
         if not views:
             survivor = service.survivor_of(session, customer_id)
             if survivor is not None:
-                raise NotFound(
-                    f"customer {customer_id} was merged into {survivor}", survivor_id=survivor
-                )
-            raise NotFound(f"no orders known for customer {customer_id}")
+                raise NotFound("the customer was merged into survivor_id", survivor_id=survivor)
+            raise NotFound("no such customer")
         _, policy, _ = service.current_policy(session)
         currency = views[0].row.get("currency") if views[0].row.get("order_count") else None
         found = customer_predictions(session, [(customer_id, currency)], reference, policy.timezone)

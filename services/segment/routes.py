@@ -134,8 +134,8 @@ def scores_read(view: service.CustomerView) -> CustomerScoresRead:
 def _unknown_customer(session: Any, customer_id: str) -> NotFound:
     survivor = service.survivor_of(session, customer_id)
     if survivor is not None:
-        return NotFound(f"customer {customer_id} was merged into {survivor}", survivor_id=survivor)
-    return NotFound(f"no orders known for customer {customer_id}")
+        return NotFound("the customer was merged into survivor_id", survivor_id=survivor)
+    return NotFound("no such customer")
 
 
 # --------------------------------------------------------------------------- scores

@@ -141,3 +141,40 @@ def test_an_over_long_idempotency_key_is_422_not_cut(apps: dict[str, TestClient]
         headers=headers | {"Idempotency-Key": "k" * 255},
     )
     assert fits.status_code in (201, 404), fits.text  # the key was accepted and the route ran
+
+
+#: ids that are personal data: a 404 must not echo them (an error body is logged by proxies)
+EMAIL_ID = "zhang.wei+crm@example.cn"
+PHONE_ID = "+8613912873465"
+
+
+def test_not_found_answers_never_echo_the_requested_id(apps: dict[str, TestClient]) -> None:
+    cases = [
+        ("profile", "GET", f"/v1/customers/{EMAIL_ID}", None, "no such customer"),
+        ("profile", "GET", f"/v1/customers/{PHONE_ID}/tags", None, "no such customer"),
+        ("profile", "DELETE", f"/v1/customers/{EMAIL_ID}", None, "no such customer"),
+        ("profile", "PATCH", f"/v1/customers/{PHONE_ID}", {"gender": "f"}, "no such customer"),
+        ("profile", "POST", f"/v1/customers/{EMAIL_ID}/merge", {"merge_ids": [PHONE_ID]}, None),
+        ("segment", "GET", f"/v1/customers/{EMAIL_ID}/scores", None, "no such customer"),
+        ("segment", "GET", f"/v1/customers/{PHONE_ID}/clv-summary", None, "no such customer"),
+        ("campaign", "GET", f"/v1/audience/{EMAIL_ID}", None, "no such customer"),
+        ("ingest", "GET", f"/v1/orders/{PHONE_ID}", None, "no such order"),
+        # no route at all: the path is not echoed either
+        ("ingest", "GET", f"/v1/nothing/{EMAIL_ID}", None, None),
+    ]
+    for service, method, path, body, detail in cases:
+        response = apps[service].request(method, path, json=body, headers={"X-API-Key": ADMIN_KEY})
+        assert response.status_code == 404, (service, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        text = response.text
+        for fragment in (EMAIL_ID, PHONE_ID, "zhang.wei", "13912873465", "example.cn"):
+            assert fragment not in text, (service, path, text)
+        problem = response.json()
+        if detail is not None:
+            assert problem["detail"] == detail, (service, path, problem)
+        # the route's template, never the path (None when no route matched)
+        assert problem.get("instance") in {path.split(EMAIL_ID)[0].split(PHONE_ID)[0] + rest
+                                           for rest in ("{customer_id}", "{customer_id}/tags",
+                                                        "{customer_id}/merge", "{customer_id}/scores",
+                                                        "{customer_id}/clv-summary", "{order_id}")} | {None}, problem  # fmt: skip
+    print(f"\n[404 bodies] {len(cases)} not-found answers on 4 services: 0 echo the id")

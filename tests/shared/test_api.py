@@ -106,6 +106,8 @@ def test_errors_are_problem_json(client_and_calls) -> None:
     assert missing.headers["content-type"] == "application/problem+json"
     assert missing.json()["type"].endswith("/not-found")
     assert missing.json()["detail"] == "no thing named x"
+    # the route's template, never the requested path (its ids may be personal data)
+    assert missing.json()["instance"] == "/v1/things/{name}"
     invalid = client.post("/v1/things", json={"name": "a"}, headers={"X-API-Key": ADMIN})
     assert invalid.status_code == 422
     assert invalid.json()["errors"][0]["field"] == "size"
