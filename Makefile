@@ -25,7 +25,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 ## test-faults: the fault suite alone (also part of `make test`): broker SIGKILL, stuck
-## group, kills between commits, rebalance churn, slow handler, database away, hostile input
+## group, kills between commits, rebalance churn, slow handler, database away, hostile input,
+## duplicates and disorder (Hypothesis), an erasure pending while a service is down
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest tests/faults -s
 
