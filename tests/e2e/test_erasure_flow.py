@@ -233,6 +233,21 @@ def test_erasure_reaches_every_service_and_survives_a_replay(system: RunningSyst
 
     wait_for(audience_erased, timeout=30, interval=0.3, what="campaign to erase the customer")
 
+    # every service acknowledged it: profile shows the erasure applied everywhere
+    assert erasure["pending_services"] == ["ingest", "segment", "campaign"]
+
+    def applied_everywhere() -> dict | None:
+        body = system.get("profile", f"/v1/erasures/{erasure['erasure_id']}").json()
+        return body if body["pending_services"] == [] else None
+
+    progress = wait_for(applied_everywhere, timeout=30, interval=0.3, what="every acknowledgement")
+    assert {s["service"]: s["status"] for s in progress["services"]} == {
+        "ingest": "applied",
+        "segment": "applied",
+        "campaign": "applied",
+    }
+    assert system.get("profile", "/v1/erasures").json()["items"] == []
+
     def clean() -> bool:
         assert _search(system.data_dir, PII) == []
         return True
