@@ -62,6 +62,7 @@ CASES: dict[str, dict[str, list[bytes]]] = {
         topics.SEGMENTS: ENVELOPE_POISON,
         topics.APIKEY_USAGE: ENVELOPE_POISON,
         topics.EXPORT_PARTS: ENVELOPE_POISON,
+        topics.ERASURES_APPLIED: ENVELOPE_POISON,
     },
     "segment": {topics.ORDERS: ENVELOPE_POISON, topics.PROFILES: ENVELOPE_POISON},
     "campaign": {
