@@ -244,3 +244,26 @@ def test_a_failed_fit_says_why_in_words(x: list[float], message: str, expected: 
     result = SimpleNamespace(success=False, x=np.array(x), message=message)
     verdict = clv_models._verdict(result, on_bound=False)
     assert expected in verdict and not verdict.endswith(": ")
+
+
+@pytest.mark.parametrize(
+    ("gradient", "converged"), [(3e-8, True), (1e-3, False)], ids=["stationary", "not"]
+)
+def test_a_line_search_that_stops_at_the_optimum_is_a_converged_fit(
+    monkeypatch: pytest.MonkeyPatch, gradient: float, converged: bool
+) -> None:
+    """scipy's L-BFGS-B can end ABNORMAL (no lower point found) at the optimum itself:
+    with a gradient ~0 that is a fit, with a real gradient it is not."""
+    stopped = SimpleNamespace(
+        x=np.log(np.array([1.5, 3.0, 12.0])),
+        fun=1.0,
+        jac=np.array([gradient, -gradient, gradient]),
+        success=False,
+        message="ABNORMAL: ",
+        nit=19,
+    )
+    monkeypatch.setattr(clv_models, "minimize", lambda *args, **kwargs: stopped)
+    fit = fit_gamma_gamma(np.array([1, 2, 3]), np.array([10.0, 20.0, 30.0]))
+    assert fit.converged is converged
+    assert ("stationary point" in fit.message) is converged
+    assert ("ABNORMAL" in fit.message) is not converged
