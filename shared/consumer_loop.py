@@ -27,7 +27,13 @@ from sqlalchemy.orm import Session
 
 from shared import metrics, topics
 from shared.broker_state import BrokerState
-from shared.bus_errors import BROKER_ERRORS, TRANSIENT_ERRORS, PoisonMessage, TransientError
+from shared.bus_errors import (
+    BROKER_ERRORS,
+    TRANSIENT_ERRORS,
+    PoisonMessage,
+    TransientError,
+    value_shape,
+)
 from shared.consumer_health import DEFAULT_STALL_SECONDS, ProgressWatch, rebuild_delay
 from shared.db import Database
 from shared.events import DeadLetter, DeadLetterRecordedEvent, decode_event, encode_event, utcnow
@@ -92,6 +98,7 @@ def dead_letter_event(
             key_sha256=None if key is None else hashlib.sha256(key.encode()).hexdigest(),
             value_bytes=len(message.value),
             value_sha256=hashlib.sha256(message.value).hexdigest(),
+            value_shape=value_shape(message.value),
             error=error[:2000],
             error_type=error_type,
             attempts=attempts,

@@ -416,8 +416,8 @@ class MessageReceipt(Payload):
 
 
 class DeadLetter(Payload):
-    """Where a rejected record sits and why, never the record itself: its key and value
-    may hold personal data. The original stays on ``origin_topic`` at ``origin_partition``
+    """Where a rejected record sits, its shape and why, never its content: its key and
+    value may hold personal data. The original stays on ``origin_topic`` at ``origin_partition``
     / ``origin_offset`` until that topic's retention (``crm deadletters show`` reads it
     from there, ``crm deadletters redrive`` writes it back); ``value_sha256`` tells that
     it is the same record."""
@@ -432,6 +432,12 @@ class DeadLetter(Payload):
     )
     value_bytes: int = Field(description="the size of the record value in bytes")
     value_sha256: str = Field(description="hex SHA-256 of the record value's bytes")
+    value_shape: Any = Field(
+        None,
+        description="the record's JSON structure with each value replaced by its type "
+        '(a string by its length: "string(11)"), to see what was sent without its '
+        "content; none when the value is not JSON",
+    )
     error: str = Field(description="the reasons, with their codes; never a value")
     error_type: str
     attempts: int

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import Column, Integer, String, Table, delete, func, insert, select
 from sqlalchemy.exc import OperationalError
@@ -172,6 +173,7 @@ def test_poison_and_failing_records_go_to_dead_letter_others_pass(
     assert poison.value_bytes == len(b"\xff\xfe not json")
     assert poison.key_sha256 == hashlib.sha256(b"c1").hexdigest()
     assert poison.attempts == 1
+    assert poison.value_shape is None  # not JSON: no shape
     failed = by_error["ValueError"]
     assert "not acceptable" in failed.error
     assert (failed.value_sha256, failed.value_bytes) == (hashlib.sha256(bad).hexdigest(), len(bad))
@@ -277,6 +279,8 @@ def test_a_dead_letter_carries_the_origin_size_and_digests_never_key_or_value() 
     assert small.data.value_sha256 == hashlib.sha256(personal).hexdigest()
     assert small.data.key_sha256 == hashlib.sha256(b"tb_zhangsan88").hexdigest()
     assert small.key == "crm.raw.orders.v1/2"  # keyed by origin, not by the record's key
+    # what was sent, without its content: the field names and each value's type
+    assert small.data.value_shape == {"buyer": {"name": "string(2)", "mobile": "string(11)"}}
     wire = encode_event(small)
     for value in (b"tb_zhangsan88", "张三".encode(), b"13800138000"):
         assert value not in wire
@@ -357,3 +361,26 @@ def test_a_handler_can_have_the_wal_checkpointed_after_its_commit(
         assert b"kept-order" in _file_bytes(path)
     finally:
         db.dispose()
+
+
+def test_a_dead_letters_shape_has_types_and_lengths_never_values() -> None:
+    from shared.bus_errors import SHAPE_MAX_ITEMS, value_shape
+
+    record = {
+        "order_id": "o-1",
+        "total_amount": "13912873465x",
+        "paid": True,
+        "discount": None,
+        "quantity": 3,
+        "items": [{"sku": "A"}] * (SHAPE_MAX_ITEMS + 2),
+        "deep": {"a": {"b": {"c": {"d": {"e": {"f": "13912873465"}}}}}},
+    }
+    shape = value_shape(orjson.dumps(record))
+    assert "13912873465" not in orjson.dumps(shape).decode()
+    assert shape["total_amount"] == "string(12)" and shape["order_id"] == "string(3)"
+    assert (shape["paid"], shape["discount"], shape["quantity"]) == ("boolean", "null", "number")
+    assert shape["items"][:SHAPE_MAX_ITEMS] == [{"sku": "string(1)"}] * SHAPE_MAX_ITEMS
+    assert shape["items"][-1] == "2 more items"
+    assert shape["deep"]["a"]["b"]["c"]["d"]["e"] == "object(1 keys)"
+    assert value_shape(b"\xff not json") is None
+    assert value_shape(b'"13912873465"') == "string(11)"
