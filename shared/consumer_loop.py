@@ -287,11 +287,9 @@ class ConsumerLoop:
                     self._consumer = None
 
     def _stalled(self, reason: str, stalls: int) -> None:
-        self.stall_reason = reason
-        self.rebuilds += 1
-        metrics.CONSUMER_STALLED.labels(self.name).set(1)
-        metrics.CONSUMER_REBUILDS.labels(self.name).inc()
         wait = rebuild_delay(stalls)
+        # logged and counted before ``stall_reason`` is set: whoever sees the reason (the
+        # health check, a test) also finds the log line and the metrics
         log.warning(
             "consumer %s (group %s) stalled: %s; replacing it with a fresh member in %.0fs",
             self.name,
@@ -299,6 +297,10 @@ class ConsumerLoop:
             reason,
             wait,
         )
+        self.rebuilds += 1
+        metrics.CONSUMER_STALLED.labels(self.name).set(1)
+        metrics.CONSUMER_REBUILDS.labels(self.name).inc()
+        self.stall_reason = reason
         if self._consumer is not None:
             # leave the group now, so the fresh member does not wait for this one's session
             with contextlib.suppress(Exception):
