@@ -22,6 +22,7 @@ from shared.consumer_loop import (
     Inbound,
     dead_letter_event,
     decode_envelope,
+    envelope_decoder,
 )
 from shared.outbox import (
     OUTBOX_RECORD_MAX,
@@ -59,5 +60,6 @@ __all__ = [
     "driver_time",
     "drop_from_outbox",
     "ensure_topics",
+    "envelope_decoder",
     "make_producer",
 ]
