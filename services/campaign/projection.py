@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.campaign import merges
 from services.campaign.models import AudienceMember, CustomerOrder
-from services.campaign.repository import Aliases, Erasures, Projections
+from services.campaign.repository import AUDIENCE_FIELDS, Aliases, Erasures, Projections
 from services.campaign.rules import to_e4
 from shared.bus import drop_from_outbox
 from shared.erasure import tombstone_key
@@ -50,8 +50,11 @@ class Transition:
     arrived_at: datetime | None = None
 
 
-def _new_member(customer_id: str) -> AudienceMember:
-    return AudienceMember(customer_id=customer_id, segments=[], tags=[], updated_at=utcnow())
+def _new_member(customer_id: str, now: datetime) -> dict[str, Any]:
+    """A new customer's audience row (what the ORM model's defaults give)."""
+    row: dict[str, Any] = dict.fromkeys(AUDIENCE_FIELDS)
+    row.update(customer_id=customer_id, segments=[], tags=[], updated_at=now)
+    return row
 
 
 def _older(new: datetime | None, old: datetime | None) -> bool:
@@ -59,7 +62,12 @@ def _older(new: datetime | None, old: datetime | None) -> bool:
 
 
 def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Transition]:
-    """segment.changed and profile.* events, in order, onto the audience projection."""
+    """segment.changed and profile.* events, in order, onto the audience projection.
+
+    The rows are read and written as plain dicts through Core: each touched row once per
+    run, one executemany for the new ones, one for the changed ones, one delete.
+    """
+    session.flush()  # pending ORM rows of earlier runs first: the Core reads below see them
     repo = Projections(session)
     ids: list[str] = []
     for event in events:
@@ -67,39 +75,30 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
             ids.extend([event.data.survivor_id, *event.data.merged_ids])
         else:
             ids.append(event.data.customer_id)
-    rows: dict[str, AudienceMember | None] = dict(repo.audience_rows(ids))
+    stored = repo.audience_records(ids)
+    # the current row of each customer the run touched (None: removed)
+    rows: dict[str, dict[str, Any] | None] = dict(stored)
+    touched: set[str] = set()
     aliases = Aliases(session).survivors(ids)
     erasures = Erasures(session)
     # an erased customer keeps no audience row: nothing published about them, replayed or
     # late, brings one back (a customer erased in this batch joins the set below)
     erased = set(erasures.erased(ids))
     tombstones: dict[str, dict[str, Any]] = {}
-    # deleted at the end, not one flush per row: a customer removed and seen again in the
-    # same batch reuses its row
-    removed: dict[str, AudienceMember] = {}
     transitions: list[Transition] = []
     now = utcnow()
 
-    def member(customer_id: str) -> AudienceMember:
+    def member(customer_id: str) -> dict[str, Any]:
         row = rows.get(customer_id)
         if row is None:
-            row = removed.pop(customer_id, None)
-            if row is None:
-                row = _new_member(customer_id)
-                session.add(row)
-            else:
-                _reset(row)
-            rows[customer_id] = row
+            # a customer removed and seen again in the same run: a new customer's row
+            row = rows[customer_id] = _new_member(customer_id, now)
+        touched.add(customer_id)
         return row
 
     def drop(customer_id: str) -> None:
-        row = rows.get(customer_id)
-        if row is not None:
-            if row in session.new:
-                session.expunge(row)
-            else:
-                removed[customer_id] = row
-            rows[customer_id] = None
+        rows[customer_id] = None
+        touched.add(customer_id)
 
     for event in events:
         if isinstance(event, ProfileMergedEvent):
@@ -133,11 +132,11 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
                 drop(data.customer_id)
                 continue
             row = member(data.customer_id)
-            if _older(data.as_of, row.scores_as_of):
+            if _older(data.as_of, row["scores_as_of"]):
                 continue
             _set_scores(row, data.current, data.as_of)
-            row.segments = sorted(data.segments)
-            row.updated_at = now
+            row["segments"] = sorted(data.segments)
+            row["updated_at"] = now
             before = data.previous.lifecycle_stage if data.previous else None
             after = data.current.lifecycle_stage if data.current else None
             if before != after:
@@ -159,23 +158,28 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
         elif isinstance(event, ContactPolicyChangedEvent):
             policy = event.data
             row = member(policy.customer_id)
-            if _older(policy.updated_at, row.policy_updated_at):
+            if _older(policy.updated_at, row["policy_updated_at"]):
                 continue
-            row.contact_policy = policy.model_dump(mode="json")
-            row.policy_updated_at = policy.updated_at or event.occurred_at
-            row.updated_at = now
+            row["contact_policy"] = policy.model_dump(mode="json")
+            row["policy_updated_at"] = policy.updated_at or event.occurred_at
+            row["updated_at"] = now
         elif isinstance(event, ProfileUpdatedEvent):
             profile = event.data
             row = member(profile.customer_id)
-            row.tags = sorted(set(profile.tags))
-            row.province, row.city = profile.province, profile.city
-            row.timezone = profile.timezone
-            row.updated_at = now
+            row["tags"] = sorted(set(profile.tags))
+            row["province"], row["city"] = profile.province, profile.city
+            row["timezone"] = profile.timezone
+            row["updated_at"] = now
         else:
             # a type registered for the audience in handlers.HANDLERS but not applied here
             raise TypeError(f"the audience projection cannot apply {event.type}")
-    for row in removed.values():
-        session.delete(row)
+    final = {c: rows.get(c) for c in touched}
+    repo.write_audience(
+        new=[r for c, r in final.items() if r is not None and c not in stored],
+        changed=[r for c, r in final.items() if r is not None and c in stored],
+        removed=[c for c, r in final.items() if r is None and c in stored],
+    )
+    repo.forget(AudienceMember, touched)
     if tombstones:
         erasures.add(list(tombstones.values()))
         erasures.pseudonymise(list(tombstones))
@@ -184,28 +188,20 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
     return transitions
 
 
-def _reset(row: AudienceMember) -> None:
-    """A removed customer's row, made what a new customer's row is."""
-    fresh = _new_member(row.customer_id)
-    for column in AudienceMember.__table__.columns:
-        if column.key != "customer_id":
-            setattr(row, column.key, getattr(fresh, column.key))
-
-
-def _set_scores(row: AudienceMember, snapshot: Any, as_of: datetime | None) -> None:
-    row.scores_as_of = as_of
-    row.rfm_segment = snapshot.rfm_segment if snapshot else None
-    row.lifecycle_stage = snapshot.lifecycle_stage if snapshot else None
-    row.r_score = snapshot.r_score if snapshot else None
-    row.f_score = snapshot.f_score if snapshot else None
-    row.m_score = snapshot.m_score if snapshot else None
-    row.value_quadrant = snapshot.value_quadrant if snapshot else None
-    row.recency_days = snapshot.recency_days if snapshot else None
-    row.frequency = snapshot.frequency if snapshot else None
-    row.monetary_e4 = to_e4(snapshot.monetary) if snapshot else None
-    row.currency = snapshot.currency if snapshot else None
-    row.first_order_at = snapshot.first_order_at if snapshot else None
-    row.last_order_at = snapshot.last_order_at if snapshot else None
+def _set_scores(row: dict[str, Any], snapshot: Any, as_of: datetime | None) -> None:
+    row["scores_as_of"] = as_of
+    row["rfm_segment"] = snapshot.rfm_segment if snapshot else None
+    row["lifecycle_stage"] = snapshot.lifecycle_stage if snapshot else None
+    row["r_score"] = snapshot.r_score if snapshot else None
+    row["f_score"] = snapshot.f_score if snapshot else None
+    row["m_score"] = snapshot.m_score if snapshot else None
+    row["value_quadrant"] = snapshot.value_quadrant if snapshot else None
+    row["recency_days"] = snapshot.recency_days if snapshot else None
+    row["frequency"] = snapshot.frequency if snapshot else None
+    row["monetary_e4"] = to_e4(snapshot.monetary) if snapshot else None
+    row["currency"] = snapshot.currency if snapshot else None
+    row["first_order_at"] = snapshot.first_order_at if snapshot else None
+    row["last_order_at"] = snapshot.last_order_at if snapshot else None
 
 
 def apply_orders(

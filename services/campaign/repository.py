@@ -9,7 +9,18 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
 import orjson
-from sqlalchemy import Table, bindparam, case, delete, func, insert, inspect, select, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    inspect,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -33,6 +44,8 @@ from shared.events import ensure_aware
 IN_CHUNK = 500
 ORDERS_TABLE = cast(Table, CustomerOrder.__table__)
 AUDIENCE_TABLE = cast(Table, AudienceMember.__table__)
+#: every column of an audience row, as the dicts the audience projection keeps
+AUDIENCE_FIELDS = tuple(AUDIENCE_TABLE.c.keys())
 _JSON_KEYS = ("segments", "tags", "contact_policy")
 
 #: The audience columns a launch reads (rule fields, policy).
@@ -75,6 +88,12 @@ ENTRY_COLUMNS = (
     "not_before",
     "trigger_key",
 )
+
+
+def _sql_nulls(row: dict[str, Any], skip: str | None = None) -> dict[str, Any]:
+    """A row for a Core statement: a JSON column's None as SQL NULL (what the ORM writes for
+    an attribute never set), not the JSON text ``null``."""
+    return {k: null() if v is None and k in _JSON_KEYS else v for k, v in row.items() if k != skip}
 
 
 def insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -173,6 +192,34 @@ class Projections:
                     for row in changed
                 ],
             )
+
+    def audience_records(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Whole audience rows as dicts (``AUDIENCE_FIELDS``), without loading ORM rows."""
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in chunks(list(dict.fromkeys(customer_ids)), IN_CHUNK):
+            query = select(AUDIENCE_TABLE).where(AUDIENCE_TABLE.c.customer_id.in_(chunk))
+            for row in self.session.execute(query).mappings():
+                found[row["customer_id"]] = dict(row)
+        return found
+
+    def write_audience(
+        self, new: list[dict[str, Any]], changed: list[dict[str, Any]], removed: list[str]
+    ) -> None:
+        """Insert ``new`` audience rows, overwrite ``changed`` ones (whole rows), delete the
+        ``removed`` ids; through Core, as :meth:`write_orders`."""
+        table = AUDIENCE_TABLE
+        if new:
+            self.session.execute(insert(table), [_sql_nulls(row) for row in new])
+        if changed:
+            self.session.execute(
+                update(table).where(table.c.customer_id == bindparam("key")),
+                [
+                    {"key": row["customer_id"], **_sql_nulls(row, skip="customer_id")}
+                    for row in changed
+                ],
+            )
+        for chunk in chunks(removed, IN_CHUNK):
+            self.session.execute(delete(table).where(table.c.customer_id.in_(chunk)))
 
     def audience_regions(self, customer_ids: Sequence[str]) -> dict[str, tuple[Any, Any]]:
         """Audience rows' ``(province, city)``, without loading ORM rows."""
