@@ -174,12 +174,14 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
             # a type registered for the audience in handlers.HANDLERS but not applied here
             raise TypeError(f"the audience projection cannot apply {event.type}")
     final = {c: rows.get(c) for c in touched}
+    removed = {c for c, r in final.items() if r is None and c in stored}
     repo.write_audience(
         new=[r for c, r in final.items() if r is not None and c not in stored],
         changed=[r for c, r in final.items() if r is not None and c in stored],
-        removed=[c for c, r in final.items() if r is None and c in stored],
+        removed=sorted(removed),
     )
-    repo.forget(AudienceMember, touched)
+    repo.forget(AudienceMember, touched - removed)
+    repo.forget(AudienceMember, removed, deleted=True)
     if tombstones:
         erasures.add(list(tombstones.values()))
         erasures.pseudonymise(list(tombstones))

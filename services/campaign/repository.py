@@ -261,16 +261,19 @@ class Projections:
                 ],
             )
 
-    def forget(self, cls: type[Any], keys: set[str]) -> None:
+    def forget(self, cls: type[Any], keys: set[str], *, deleted: bool = False) -> None:
         """Expire this session's ORM objects of ``cls`` with these primary keys (rows a Core
-        statement rewrote): a later access reads them again."""
+        statement rewrote: a later access reads them again), or expunge them (``deleted``)."""
         if not keys:
             return
         for instance in list(self.session.identity_map.values()):
             if isinstance(instance, cls):
                 identity = inspect(instance).identity
                 if identity is not None and identity[0] in keys:
-                    self.session.expire(instance)
+                    if deleted:
+                        self.session.expunge(instance)
+                    else:
+                        self.session.expire(instance)
 
     def valid_order_count(self, customer_id: str) -> int:
         return int(
