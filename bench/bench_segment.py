@@ -303,9 +303,10 @@ def run_handler_baseline(n: int, path: Path) -> None:
     from services.segment import service
     from services.segment.app import MIGRATIONS
     from services.segment.config import Settings as SegmentSettings
+    from services.segment.handlers import VIEWS
     from shared.bus import Inbound
     from shared.db import Database, run_migrations
-    from shared.events import decode_event, encode_event
+    from shared.events import encode_event, view_decoder
     from shared.runtime import tune_gc
 
     url = f"sqlite:///{path}"
@@ -313,6 +314,7 @@ def run_handler_baseline(n: int, path: Path) -> None:
     db = Database.from_url(url, sqlite_pragmas=SegmentSettings().sqlite_pragmas)
     tune_gc()  # what the service command line does
     wire = [encode_event(e) for e in order_events(n)]
+    decode_event = view_decoder(VIEWS)  # what the consumer decodes orders into
     started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, n, BATCH):
         batch = []
@@ -347,10 +349,10 @@ def run_handler_baseline(n: int, path: Path) -> None:
 def run_consumer(n: int, path: Path) -> None:
     from services.segment.app import MIGRATIONS
     from services.segment.config import Settings as SegmentSettings
-    from services.segment.handlers import make_batch_handler
+    from services.segment.handlers import VIEWS, make_batch_handler
     from shared import topics
     from shared.broker import EmbeddedBroker
-    from shared.bus import ConsumerLoop, Publisher, ensure_topics
+    from shared.bus import ConsumerLoop, Publisher, ensure_topics, envelope_decoder
     from shared.db import Database, run_migrations
     from shared.events import encode_event
     from shared.runtime import tune_gc
@@ -377,6 +379,7 @@ def run_consumer(n: int, path: Path) -> None:
             db=db,
             publisher=Publisher(broker.bootstrap_servers),
             batch_handler=make_batch_handler(lambda: AS_OF),
+            decoder=envelope_decoder(VIEWS),
             max_poll_records=SegmentSettings.model_fields["max_poll_records"].default,
         )
         loop.start()

@@ -20,6 +20,7 @@ from shared.consumer_loop import (
     Inbound,
     dead_letter_event,
     decode_envelope,
+    envelope_decoder,
 )
 from shared.outbox import (
     OUTBOX_RECORD_MAX,
@@ -55,5 +56,6 @@ __all__ = [
     "driver_time",
     "drop_from_outbox",
     "ensure_topics",
+    "envelope_decoder",
     "make_producer",
 ]

@@ -36,7 +36,15 @@ from shared.bus_errors import (
 )
 from shared.consumer_health import DEFAULT_STALL_SECONDS, ProgressWatch, rebuild_delay
 from shared.db import Database
-from shared.events import DeadLetter, DeadLetterRecordedEvent, decode_event, encode_event, utcnow
+from shared.events import (
+    DeadLetter,
+    DeadLetterRecordedEvent,
+    EnvelopeBase,
+    decode_event,
+    encode_event,
+    utcnow,
+    view_decoder,
+)
 from shared.logs import log_context
 from shared.outbox import OutboxRelay, driver_connection, driver_time
 from shared.producer import Publisher
@@ -113,8 +121,19 @@ Decoder = Callable[[Any], tuple[str, str, Any]]
 
 def decode_envelope(record: Any) -> tuple[str, str, Any]:
     """Decode an enveloped record: ``(type, dedup id = event id, event)``."""
+    return _decode_with(decode_event, record)
+
+
+def envelope_decoder(views: Sequence[type[EnvelopeBase]]) -> Decoder:
+    """:func:`decode_envelope` with the event types of ``views`` decoded as those leaner
+    views (``shared.events.view_decoder``): what fails to decode is poison all the same."""
+    decode = view_decoder(views)
+    return lambda record: _decode_with(decode, record)
+
+
+def _decode_with(decode: Callable[[bytes], Any], record: Any) -> tuple[str, str, Any]:
     try:
-        event = decode_event(record.value)
+        event = decode(record.value)
     except ValidationError as exc:
         raise PoisonMessage(f"not a valid event envelope: {_short_validation(exc)}") from exc
     except Exception as exc:

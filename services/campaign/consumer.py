@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from services.campaign.config import Settings
-from services.campaign.handlers import HANDLERS, make_batch_handler
-from shared.bus import ConsumerLoop
+from services.campaign.handlers import HANDLERS, VIEWS, make_batch_handler
+from shared.bus import ConsumerLoop, envelope_decoder
 from shared.runtime import ServiceRuntime
 
 #: derived from the registry
@@ -23,6 +23,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             db=runtime.db,
             publisher=runtime.publisher,
             batch_handler=make_batch_handler(settings),
+            decoder=envelope_decoder(VIEWS),
             max_poll_records=settings.max_poll_records,
             session_timeout_ms=settings.kafka_session_timeout_ms,
         )

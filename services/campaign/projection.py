@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.campaign import merges
 from services.campaign.models import AudienceMember, CustomerOrder
-from services.campaign.repository import Aliases, Erasures, Projections
+from services.campaign.repository import AUDIENCE_FIELDS, Aliases, Erasures, Projections
 from services.campaign.rules import to_e4
 from shared.bus import drop_from_outbox
 from shared.erasure import tombstone_key
@@ -50,8 +50,11 @@ class Transition:
     arrived_at: datetime | None = None
 
 
-def _new_member(customer_id: str) -> AudienceMember:
-    return AudienceMember(customer_id=customer_id, segments=[], tags=[], updated_at=utcnow())
+def _new_member(customer_id: str, now: datetime) -> dict[str, Any]:
+    """A new customer's audience row (what the ORM model's defaults give)."""
+    row: dict[str, Any] = dict.fromkeys(AUDIENCE_FIELDS)
+    row.update(customer_id=customer_id, segments=[], tags=[], updated_at=now)
+    return row
 
 
 def _older(new: datetime | None, old: datetime | None) -> bool:
@@ -59,7 +62,12 @@ def _older(new: datetime | None, old: datetime | None) -> bool:
 
 
 def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Transition]:
-    """segment.changed and profile.* events, in order, onto the audience projection."""
+    """segment.changed and profile.* events, in order, onto the audience projection.
+
+    The rows are read and written as plain dicts through Core: each touched row once per
+    run, one executemany for the new ones, one for the changed ones, one delete.
+    """
+    session.flush()  # pending ORM rows of earlier runs first: the Core reads below see them
     repo = Projections(session)
     ids: list[str] = []
     for event in events:
@@ -67,39 +75,30 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
             ids.extend([event.data.survivor_id, *event.data.merged_ids])
         else:
             ids.append(event.data.customer_id)
-    rows: dict[str, AudienceMember | None] = dict(repo.audience_rows(ids))
+    stored = repo.audience_records(ids)
+    # the current row of each customer the run touched (None: removed)
+    rows: dict[str, dict[str, Any] | None] = dict(stored)
+    touched: set[str] = set()
     aliases = Aliases(session).survivors(ids)
     erasures = Erasures(session)
     # an erased customer keeps no audience row: nothing published about them, replayed or
     # late, brings one back (a customer erased in this batch joins the set below)
     erased = set(erasures.erased(ids))
     tombstones: dict[str, dict[str, Any]] = {}
-    # deleted at the end, not one flush per row: a customer removed and seen again in the
-    # same batch reuses its row
-    removed: dict[str, AudienceMember] = {}
     transitions: list[Transition] = []
     now = utcnow()
 
-    def member(customer_id: str) -> AudienceMember:
+    def member(customer_id: str) -> dict[str, Any]:
         row = rows.get(customer_id)
         if row is None:
-            row = removed.pop(customer_id, None)
-            if row is None:
-                row = _new_member(customer_id)
-                session.add(row)
-            else:
-                _reset(row)
-            rows[customer_id] = row
+            # a customer removed and seen again in the same run: a new customer's row
+            row = rows[customer_id] = _new_member(customer_id, now)
+        touched.add(customer_id)
         return row
 
     def drop(customer_id: str) -> None:
-        row = rows.get(customer_id)
-        if row is not None:
-            if row in session.new:
-                session.expunge(row)
-            else:
-                removed[customer_id] = row
-            rows[customer_id] = None
+        rows[customer_id] = None
+        touched.add(customer_id)
 
     for event in events:
         if isinstance(event, ProfileMergedEvent):
@@ -133,11 +132,11 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
                 drop(data.customer_id)
                 continue
             row = member(data.customer_id)
-            if _older(data.as_of, row.scores_as_of):
+            if _older(data.as_of, row["scores_as_of"]):
                 continue
             _set_scores(row, data.current, data.as_of)
-            row.segments = sorted(data.segments)
-            row.updated_at = now
+            row["segments"] = sorted(data.segments)
+            row["updated_at"] = now
             before = data.previous.lifecycle_stage if data.previous else None
             after = data.current.lifecycle_stage if data.current else None
             if before != after:
@@ -159,23 +158,30 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
         elif isinstance(event, ContactPolicyChangedEvent):
             policy = event.data
             row = member(policy.customer_id)
-            if _older(policy.updated_at, row.policy_updated_at):
+            if _older(policy.updated_at, row["policy_updated_at"]):
                 continue
-            row.contact_policy = policy.model_dump(mode="json")
-            row.policy_updated_at = policy.updated_at or event.occurred_at
-            row.updated_at = now
+            row["contact_policy"] = policy.model_dump(mode="json")
+            row["policy_updated_at"] = policy.updated_at or event.occurred_at
+            row["updated_at"] = now
         elif isinstance(event, ProfileUpdatedEvent):
             profile = event.data
             row = member(profile.customer_id)
-            row.tags = sorted(set(profile.tags))
-            row.province, row.city = profile.province, profile.city
-            row.timezone = profile.timezone
-            row.updated_at = now
+            row["tags"] = sorted(set(profile.tags))
+            row["province"], row["city"] = profile.province, profile.city
+            row["timezone"] = profile.timezone
+            row["updated_at"] = now
         else:
             # a type registered for the audience in handlers.HANDLERS but not applied here
             raise TypeError(f"the audience projection cannot apply {event.type}")
-    for row in removed.values():
-        session.delete(row)
+    final = {c: rows.get(c) for c in touched}
+    removed = {c for c, r in final.items() if r is None and c in stored}
+    repo.write_audience(
+        new=[r for c, r in final.items() if r is not None and c not in stored],
+        changed=[r for c, r in final.items() if r is not None and c in stored],
+        removed=sorted(removed),
+    )
+    repo.forget(AudienceMember, touched - removed)
+    repo.forget(AudienceMember, removed, deleted=True)
     if tombstones:
         erasures.add(list(tombstones.values()))
         erasures.pseudonymise(list(tombstones))
@@ -184,28 +190,20 @@ def apply_audience_events(session: Session, events: Sequence[Any]) -> list[Trans
     return transitions
 
 
-def _reset(row: AudienceMember) -> None:
-    """A removed customer's row, made what a new customer's row is."""
-    fresh = _new_member(row.customer_id)
-    for column in AudienceMember.__table__.columns:
-        if column.key != "customer_id":
-            setattr(row, column.key, getattr(fresh, column.key))
-
-
-def _set_scores(row: AudienceMember, snapshot: Any, as_of: datetime | None) -> None:
-    row.scores_as_of = as_of
-    row.rfm_segment = snapshot.rfm_segment if snapshot else None
-    row.lifecycle_stage = snapshot.lifecycle_stage if snapshot else None
-    row.r_score = snapshot.r_score if snapshot else None
-    row.f_score = snapshot.f_score if snapshot else None
-    row.m_score = snapshot.m_score if snapshot else None
-    row.value_quadrant = snapshot.value_quadrant if snapshot else None
-    row.recency_days = snapshot.recency_days if snapshot else None
-    row.frequency = snapshot.frequency if snapshot else None
-    row.monetary_e4 = to_e4(snapshot.monetary) if snapshot else None
-    row.currency = snapshot.currency if snapshot else None
-    row.first_order_at = snapshot.first_order_at if snapshot else None
-    row.last_order_at = snapshot.last_order_at if snapshot else None
+def _set_scores(row: dict[str, Any], snapshot: Any, as_of: datetime | None) -> None:
+    row["scores_as_of"] = as_of
+    row["rfm_segment"] = snapshot.rfm_segment if snapshot else None
+    row["lifecycle_stage"] = snapshot.lifecycle_stage if snapshot else None
+    row["r_score"] = snapshot.r_score if snapshot else None
+    row["f_score"] = snapshot.f_score if snapshot else None
+    row["m_score"] = snapshot.m_score if snapshot else None
+    row["value_quadrant"] = snapshot.value_quadrant if snapshot else None
+    row["recency_days"] = snapshot.recency_days if snapshot else None
+    row["frequency"] = snapshot.frequency if snapshot else None
+    row["monetary_e4"] = to_e4(snapshot.monetary) if snapshot else None
+    row["currency"] = snapshot.currency if snapshot else None
+    row["first_order_at"] = snapshot.first_order_at if snapshot else None
+    row["last_order_at"] = snapshot.last_order_at if snapshot else None
 
 
 def apply_orders(
@@ -214,15 +212,21 @@ def apply_orders(
     """order.recorded events onto the orders projection (the newest version of an order wins).
 
     ``detect_first_purchase`` (a query per newly valid order) only when a trigger needs it.
+    Rows are read and written through Core, one statement per kind of write per batch (the
+    ORM's per-row unit of work was most of this consumer's CPU per order).
     """
+    session.flush()  # pending ORM rows of earlier runs first: the Core reads below see them
     repo = Projections(session)
-    existing = repo.orders([e.data.order_id for e in events])
+    stored = repo.order_versions([e.data.order_id for e in events])
     # an order of a merged id counts for its survivor (and an order the merge moved stays)
     owners = Aliases(session).survivors([e.data.customer_id for e in events])
     # an erased customer's order still counts in the reports, kept under their digest
     erased = Erasures(session).erased(
         [owners.get(e.data.customer_id, e.data.customer_id) for e in events]
     )
+    # per order, its newest version in this batch (stored or not) and the row to write
+    versions: dict[str, tuple[datetime, int, bool]] = dict(stored)
+    rows: dict[str, dict[str, Any]] = {}
     # per customer, the orders this batch made valid purchases (paid_at, order id)
     became_valid: dict[str, dict[str, datetime]] = {}
     arrivals: dict[str, datetime] = {}  # order id: when ingest recorded that version
@@ -232,39 +236,38 @@ def apply_orders(
         pseudonym = erased.get(customer_id)
         if pseudonym is not None:
             customer_id = pseudonym
-        row = existing.get(order.order_id)
-        key = order.version_key()
-        if row is not None and (ensure_aware(row.version_at), row.status_rank) > key:
+        version_at, rank = ensure_aware(order.version_at), STATUS_RANK[order.status]
+        known = versions.get(order.order_id)
+        if known is not None and (known[0], known[1]) > (version_at, rank):
             continue
-        was_valid = row is not None and row.valid
-        values = {
+        was_valid = known is not None and known[2]
+        valid = order.is_valid_purchase
+        versions[order.order_id] = (version_at, rank, valid)
+        rows[order.order_id] = {
+            "order_id": order.order_id,
             "customer_id": customer_id,
             "status": order.status.value,
-            "valid": order.is_valid_purchase,
+            "valid": valid,
             "created_at": order.created_at,
             # an order counts at its payment; a valid order without paid_at at its creation
-            "paid_at": (order.paid_at or order.created_at) if order.is_valid_purchase else None,
+            "paid_at": (order.paid_at or order.created_at) if valid else None,
             "version_at": order.version_at,
-            "status_rank": STATUS_RANK[order.status],
+            "status_rank": rank,
             "net_amount_e4": to_e4(order.net_amount),
             "currency": order.currency,
         }
-        if row is None:
-            row = CustomerOrder(order_id=order.order_id, **values)
-            session.add(row)
-            existing[order.order_id] = row
-        else:
-            for name, value in values.items():
-                setattr(row, name, value)
-        if detect_first_purchase and order.is_valid_purchase and not was_valid and not pseudonym:
+        if detect_first_purchase and valid and not was_valid and not pseudonym:
             became_valid.setdefault(customer_id, {})[order.order_id] = ensure_aware(
                 order.paid_at or order.created_at
             )
             arrivals[order.order_id] = ensure_aware(event.occurred_at)
-    session.flush()
+    repo.write_orders(
+        [row for key, row in rows.items() if key not in stored],
+        [row for key, row in rows.items() if key in stored],
+    )
+    repo.forget(CustomerOrder, set(rows))
     _fill_regions(repo, events, owners, erased)
-    session.flush()
-    return _first_purchases(repo, became_valid, existing, arrivals)
+    return _first_purchases(repo, became_valid, versions, arrivals)
 
 
 def _fill_regions(
@@ -288,20 +291,17 @@ def _fill_regions(
         regions[customer_id] = (shipping.province, shipping.city)
     if not regions:
         return
-    known = repo.audience_rows(list(regions))
-    for customer_id, (province, city) in regions.items():
-        row = known.get(customer_id)
-        if row is None:
-            row = _new_member(customer_id)
-            repo.session.add(row)
-        if row.province is None and row.city is None:
-            row.province, row.city = province, city
+    known = repo.audience_regions(list(regions))
+    new = {c: region for c, region in regions.items() if c not in known}
+    unset = {c: region for c, region in regions.items() if c in known and known[c] == (None, None)}
+    repo.write_regions(new, unset, utcnow())
+    repo.forget(AudienceMember, set(unset))
 
 
 def _first_purchases(
     repo: Projections,
     became_valid: dict[str, dict[str, datetime]],
-    orders: dict[str, CustomerOrder],
+    versions: dict[str, tuple[datetime, int, bool]],
     arrivals: dict[str, datetime],
 ) -> list[Transition]:
     """Customers whose first valid purchases are among those this batch made valid.
@@ -312,7 +312,7 @@ def _first_purchases(
     """
     found = []
     for customer_id, candidates in became_valid.items():
-        still = {o: at for o, at in candidates.items() if orders[o].valid}
+        still = {o: at for o, at in candidates.items() if versions[o][2]}
         if still and repo.valid_order_count(customer_id) == len(still):
             first = min(still, key=lambda o: (still[o], o))
             found.append(

@@ -6,10 +6,21 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    inspect,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -31,6 +42,10 @@ from shared.erasure import TOMBSTONE_KEY_LENGTH, tombstone_key, tombstone_keys
 from shared.events import ensure_aware
 
 IN_CHUNK = 500
+ORDERS_TABLE = cast(Table, CustomerOrder.__table__)
+AUDIENCE_TABLE = cast(Table, AudienceMember.__table__)
+#: every column of an audience row, as the dicts the audience projection keeps
+AUDIENCE_FIELDS = tuple(AUDIENCE_TABLE.c.keys())
 _JSON_KEYS = ("segments", "tags", "contact_policy")
 
 #: The audience columns a launch reads (rule fields, policy).
@@ -73,6 +88,12 @@ ENTRY_COLUMNS = (
     "not_before",
     "trigger_key",
 )
+
+
+def _sql_nulls(row: dict[str, Any], skip: str | None = None) -> dict[str, Any]:
+    """A row for a Core statement: a JSON column's None as SQL NULL (what the ORM writes for
+    an attribute never set), not the JSON text ``null``."""
+    return {k: null() if v is None and k in _JSON_KEYS else v for k, v in row.items() if k != skip}
 
 
 def insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -143,6 +164,116 @@ class Projections:
             ):
                 found[row.order_id] = row
         return found
+
+    def order_versions(self, order_ids: Sequence[str]) -> dict[str, tuple[datetime, int, bool]]:
+        """Stored orders' ``(version_at, status_rank, valid)``, without loading ORM rows."""
+        c = ORDERS_TABLE.c
+        found: dict[str, tuple[datetime, int, bool]] = {}
+        for chunk in chunks(list(dict.fromkeys(order_ids)), IN_CHUNK):
+            query = select(c.order_id, c.version_at, c.status_rank, c.valid)
+            for order_id, version_at, rank, valid in self.session.execute(
+                query.where(c.order_id.in_(chunk))
+            ):
+                found[order_id] = (ensure_aware(version_at), rank, bool(valid))
+        return found
+
+    def write_orders(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> None:
+        """Insert ``new`` order rows and overwrite ``changed`` ones (each a full row), one
+        executemany each, through SQLAlchemy Core (bypassing the ORM: call
+        :meth:`forget` for the ORM rows this session may hold)."""
+        table = ORDERS_TABLE
+        if new:
+            self.session.execute(insert(table), new)
+        if changed:
+            self.session.execute(
+                update(table).where(table.c.order_id == bindparam("key")),
+                [
+                    {"key": row["order_id"], **{k: v for k, v in row.items() if k != "order_id"}}
+                    for row in changed
+                ],
+            )
+
+    def audience_records(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Whole audience rows as dicts (``AUDIENCE_FIELDS``), without loading ORM rows."""
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in chunks(list(dict.fromkeys(customer_ids)), IN_CHUNK):
+            query = select(AUDIENCE_TABLE).where(AUDIENCE_TABLE.c.customer_id.in_(chunk))
+            for row in self.session.execute(query).mappings():
+                found[row["customer_id"]] = dict(row)
+        return found
+
+    def write_audience(
+        self, new: list[dict[str, Any]], changed: list[dict[str, Any]], removed: list[str]
+    ) -> None:
+        """Insert ``new`` audience rows, overwrite ``changed`` ones (whole rows), delete the
+        ``removed`` ids; through Core, as :meth:`write_orders`."""
+        table = AUDIENCE_TABLE
+        if new:
+            self.session.execute(insert(table), [_sql_nulls(row) for row in new])
+        if changed:
+            self.session.execute(
+                update(table).where(table.c.customer_id == bindparam("key")),
+                [
+                    {"key": row["customer_id"], **_sql_nulls(row, skip="customer_id")}
+                    for row in changed
+                ],
+            )
+        for chunk in chunks(removed, IN_CHUNK):
+            self.session.execute(delete(table).where(table.c.customer_id.in_(chunk)))
+
+    def audience_regions(self, customer_ids: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        """Audience rows' ``(province, city)``, without loading ORM rows."""
+        c = AUDIENCE_TABLE.c
+        found: dict[str, tuple[Any, Any]] = {}
+        for chunk in chunks(list(dict.fromkeys(customer_ids)), IN_CHUNK):
+            query = select(c.customer_id, c.province, c.city).where(c.customer_id.in_(chunk))
+            for customer_id, province, city in self.session.execute(query):
+                found[customer_id] = (province, city)
+        return found
+
+    def write_regions(
+        self, new: dict[str, tuple[Any, Any]], known: dict[str, tuple[Any, Any]], now: datetime
+    ) -> None:
+        """Audience rows for the ``new`` customers (nothing but their region), and the region
+        of the ``known`` ones; through Core, as :meth:`write_orders`."""
+        table = AUDIENCE_TABLE
+        if new:
+            self.session.execute(
+                insert(table),
+                [
+                    {
+                        "customer_id": customer_id,
+                        "segments": [],
+                        "tags": [],
+                        "province": province,
+                        "city": city,
+                        "updated_at": now,
+                    }
+                    for customer_id, (province, city) in new.items()
+                ],
+            )
+        if known:
+            self.session.execute(
+                update(table).where(table.c.customer_id == bindparam("key")),
+                [
+                    {"key": customer_id, "province": province, "city": city}
+                    for customer_id, (province, city) in known.items()
+                ],
+            )
+
+    def forget(self, cls: type[Any], keys: set[str], *, deleted: bool = False) -> None:
+        """Expire this session's ORM objects of ``cls`` with these primary keys (rows a Core
+        statement rewrote: a later access reads them again), or expunge them (``deleted``)."""
+        if not keys:
+            return
+        for instance in list(self.session.identity_map.values()):
+            if isinstance(instance, cls):
+                identity = inspect(instance).identity
+                if identity is not None and identity[0] in keys:
+                    if deleted:
+                        self.session.expunge(instance)
+                    else:
+                        self.session.expire(instance)
 
     def valid_order_count(self, customer_id: str) -> int:
         return int(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from services.segment.config import Settings
-from services.segment.handlers import HANDLERS, make_batch_handler
-from shared.bus import ConsumerLoop
+from services.segment.handlers import HANDLERS, VIEWS, make_batch_handler
+from shared.bus import ConsumerLoop, envelope_decoder
 from shared.runtime import ServiceRuntime
 
 #: derived from the registry
@@ -23,6 +23,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             db=runtime.db,
             publisher=runtime.publisher,
             batch_handler=make_batch_handler(runtime.extras["clock"]),
+            decoder=envelope_decoder(VIEWS),
             session_timeout_ms=s.kafka_session_timeout_ms,
             max_poll_records=s.max_poll_records,
         )

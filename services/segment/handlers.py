@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import ClassVar, Literal
 
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from services.segment import service
-from shared import erasure_acks
+from shared import erasure_acks, topics
 from shared.bus import Inbound
 from shared.events import (
+    AddressRegion,
     ContactPolicyChangedEvent,
+    EnvelopeBase,
+    OrderCore,
     OrderRecordedEvent,
+    Payload,
     ProfileErasedEvent,
     ProfileMergedEvent,
     ProfileUnmergedEvent,
@@ -22,6 +28,33 @@ from shared.events import (
 from shared.registry import Registry
 
 Clock = Callable[[], datetime]
+
+
+class ItemCategory(Payload):
+    """What scoring reads of an order item (a view of ``OrderItem``)."""
+
+    category: str | None = None
+
+
+class ScoredOrder(OrderCore):
+    """What ``service.order_row`` reads of an order (a view: ``shared.events.check_view``)."""
+
+    channel: str | None = None
+    items: list[ItemCategory] = Field(default_factory=list)
+    shipping: AddressRegion | None = None
+
+
+class ScoredOrderEvent(EnvelopeBase):
+    """``order.recorded`` decoded as :class:`ScoredOrder`: buyer, item details and the rest
+    of the address are not validated nor built."""
+
+    topic: ClassVar[str] = topics.ORDERS
+    type: Literal["order.recorded"] = "order.recorded"
+    data: ScoredOrder
+
+
+#: the event types this consumer decodes as views
+VIEWS = [ScoredOrderEvent]
 
 
 def score_batch(session: Session, messages: list[Inbound], clock: Clock) -> None:

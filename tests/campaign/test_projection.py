@@ -12,6 +12,7 @@ from services.campaign.repository import Erasures
 from shared.db import Database
 from shared.erasure import tombstone_key
 from shared.events import (
+    Address,
     MessageReceipt,
     MessageReceiptRecordedEvent,
     ProfileErasedEvent,
@@ -189,3 +190,41 @@ def test_receipts_are_recorded_once(db: Database) -> None:
         apply_receipts(session, [receipt])
     with db.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Receipt)) == 1
+
+
+def test_orm_rows_held_by_the_session_see_what_the_projections_wrote(db: Database) -> None:
+    """The projections write through Core: ORM rows the same transaction loaded before (an
+    unmerge's policies, the triggers) read the new values, a deleted one is gone."""
+    with db.unit_of_work() as session:
+        apply_audience_events(session, [segment_event("c1"), segment_event("c2")])
+    with db.unit_of_work() as session:
+        held = session.get(AudienceMember, "c1")
+        gone = session.get(AudienceMember, "c2")
+        assert held is not None and held.province is None and gone is not None
+        placed = order_event("o1", "c1", NOW)
+        shipped = placed.data.model_copy(update={"shipping": Address(province="浙江省")})
+        apply_orders(session, [placed.model_copy(update={"data": shipped})])
+        assert held.province == "浙江省"
+        apply_audience_events(
+            session,
+            [
+                ProfileUpdatedEvent(
+                    source="profile",
+                    key="c1",
+                    data=ProfileUpdatedPayload(customer_id="c1", tags=["t"], city="杭州市"),
+                ),
+                ProfileErasedEvent(
+                    source="profile",
+                    key="c2",
+                    data=ProfileErasedPayload(customer_id="c2", erasure_id="e", requested_at=NOW),
+                ),
+            ],
+        )
+        assert (held.tags, held.province, held.city) == (["t"], None, "杭州市")
+        assert session.get(AudienceMember, "c2") is None
+        order = session.get(CustomerOrder, "o1")
+        assert order is not None and order.customer_id == "c1"
+    with db.sessions() as session:
+        assert session.get(AudienceMember, "c2") is None
+        row = session.get(AudienceMember, "c1")
+        assert row is not None and (row.tags, row.city) == (["t"], "杭州市")
