@@ -21,8 +21,10 @@ run: $(STAMP)
 	exec $(BIN)/python -m shared.devrun
 
 ## test: the whole suite (unit, integration on the real broker, SQLite and PostgreSQL, e2e)
+## (on TEST_WORKERS pytest-xdist workers, each with its own broker; TEST_WORKERS=0 runs serially)
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## test-faults: the fault suite alone (also part of `make test`): broker SIGKILL, stuck
 ## group, kills between commits, rebalance churn, slow handler, database away, hostile input,
@@ -40,7 +42,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 migrate: $(STAMP)
-	for s in ingest profile segment campaign; do $(BIN)/python -m services.$$s migrate || exit 1; done
+	for s in $$($(BIN)/python -m shared.manifest names); do $(BIN)/python -m services.$$s migrate || exit 1; done
 
 ## bench: every bench at full size (< 20 min) -> bench/results/latest.md + PNG plots
 bench: $(STAMP)

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared import topics
+from shared import manifest, topics
 
-SERVICES = ("ingest", "profile", "segment", "campaign")
+SERVICES = manifest.NAMES
 
 
 # --------------------------------------------------------------------------- /proc

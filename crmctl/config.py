@@ -7,8 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-SERVICES = ("ingest", "profile", "segment", "campaign")
-DEFAULT_PORTS = {"ingest": 8001, "profile": 8002, "segment": 8003, "campaign": 8004}
+from shared import manifest
+
+SERVICES = manifest.NAMES
+DEFAULT_PORTS = manifest.DEFAULT_PORTS
 
 
 @dataclass(frozen=True)

@@ -12,28 +12,29 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared import apikeys, events, exports, topics
+from shared import apikeys, events, exports, manifest, topics
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
 
-#: topic -> (who writes it, description, event models on it; None = a bare raw object)
-CHANNELS: dict[str, tuple[str, str, tuple[type[Any], ...]]] = {
-    topics.RAW_ORDERS: ("outside producers", "A bare order object (the REST body of POST /v1/orders); key optional.", (events.Order,)),
-    topics.RAW_CUSTOMERS: ("outside producers", "A bare customer object; key optional.", (events.Customer,)),
-    topics.RAW_INTERACTIONS: ("outside producers", "A bare interaction object; key optional.", (events.Interaction,)),
-    topics.ORDERS: ("ingest", "Validated, normalised order versions (the newest state of an order).", (events.OrderRecordedEvent,)),
-    topics.CUSTOMERS: ("ingest", "Validated, normalised customer records.", (events.CustomerRecordedEvent,)),
-    topics.INTERACTIONS: ("ingest", "Reviews, service tickets, returns, complaints, disputes, campaign responses.", (events.InteractionRecordedEvent,)),
-    topics.PROFILES: ("profile", "Contact policy changes, merges, unmerges, erasures and targeting attributes.", (events.ContactPolicyChangedEvent, events.ProfileMergedEvent, events.ProfileUnmergedEvent, events.ProfileErasedEvent, events.ProfileUpdatedEvent)),
-    topics.SEGMENTS: ("segment", "A customer's scores, lifecycle stage or segment memberships changed (key: the customer id); a custom segment was deleted (segment.deleted, keyed by the segment id).", (events.SegmentChangedEvent, events.SegmentDeletedEvent)),
-    topics.CAMPAIGN_MESSAGES: ("campaign", "A message request for a channel gateway.", (events.MessageRequestedEvent,)),
-    topics.CAMPAIGN_RECEIPTS: ("channel gateways", "Delivery receipts: delivered, failed, opened, clicked, unsubscribed.", (events.MessageReceiptRecordedEvent,)),
+#: topic -> (its writer when the manifest does not name it, description, messages); the
+#: writers of the others come from ``shared.manifest`` (each service's ``writes``)
+CHANNELS: dict[str, tuple[str | None, str, tuple[type[Any], ...]]] = {
+    topics.RAW_ORDERS: (None, "A bare order object (the REST body of POST /v1/orders); key optional.", (events.Order,)),
+    topics.RAW_CUSTOMERS: (None, "A bare customer object; key optional.", (events.Customer,)),
+    topics.RAW_INTERACTIONS: (None, "A bare interaction object; key optional.", (events.Interaction,)),
+    topics.ORDERS: (None, "Validated, normalised order versions (the newest state of an order).", (events.OrderRecordedEvent,)),
+    topics.CUSTOMERS: (None, "Validated, normalised customer records.", (events.CustomerRecordedEvent,)),
+    topics.INTERACTIONS: (None, "Reviews, service tickets, returns, complaints, disputes, campaign responses.", (events.InteractionRecordedEvent,)),
+    topics.PROFILES: (None, "Contact policy changes, merges, unmerges, erasures and targeting attributes.", (events.ContactPolicyChangedEvent, events.ProfileMergedEvent, events.ProfileUnmergedEvent, events.ProfileErasedEvent, events.ProfileUpdatedEvent)),
+    topics.SEGMENTS: (None, "A customer's scores, lifecycle stage or segment memberships changed (key: the customer id); a custom segment was deleted (segment.deleted, keyed by the segment id).", (events.SegmentChangedEvent, events.SegmentDeletedEvent)),
+    topics.CAMPAIGN_MESSAGES: (None, "A message request for a channel gateway.", (events.MessageRequestedEvent,)),
+    topics.CAMPAIGN_RECEIPTS: (None, "Delivery receipts: delivered, failed, opened, clicked, unsubscribed.", (events.MessageReceiptRecordedEvent,)),
     apikeys.APIKEYS_TOPIC: ("profile", "Compacted: the newest record of each managed API key (secret as a SHA-256 hash only), keyed by key id; every service follows it from the beginning.", (apikeys.ApiKeyRecordedEvent,)),
     apikeys.APIKEY_USAGE_TOPIC: ("every service", "When a service last saw a managed API key used (about every 10 s), keyed by key id.", (apikeys.ApiKeyUsedEvent,)),
-    topics.EXPORT_REQUESTS: ("profile", "A subject-access export was requested: every customer id of the person, keyed by export id.", (exports.ExportRequestedEvent,)),
-    topics.EXPORT_PARTS: ("ingest, segment, campaign", "One service's section of a subject-access export (personal data: keep briefly), keyed by export id.", (exports.ExportPartRecordedEvent,)),
-    topics.ERASURES_APPLIED: ("ingest, segment, campaign", "A service applied one part (customer id) of an erasure in its own database: the erasure id, the part and the service, never the customer id; keyed by erasure id. Profile shows per erasure which services are pending.", (events.ErasureAppliedEvent,)),
-    topics.DEADLETTER: ("any consumer", "A rejected record, its origin (topic, partition, offset) and why.", (events.DeadLetterRecordedEvent,)),
+    topics.EXPORT_REQUESTS: (None, "A subject-access export was requested: every customer id of the person, keyed by export id.", (exports.ExportRequestedEvent,)),
+    topics.EXPORT_PARTS: (None, "One service's section of a subject-access export (personal data: keep briefly), keyed by export id.", (exports.ExportPartRecordedEvent,)),
+    topics.ERASURES_APPLIED: (None, "A service applied one part (customer id) of an erasure in its own database: the erasure id, the part and the service, never the customer id; keyed by erasure id. Profile shows per erasure which services are pending.", (events.ErasureAppliedEvent,)),
+    topics.DEADLETTER: (None, "A rejected record: its origin (topic, partition, offset), its shape and digest, and why; never its content (it may hold personal data), keyed by the origin topic/partition.", (events.DeadLetterRecordedEvent,)),
 }  # fmt: skip
 
 
@@ -46,7 +47,8 @@ def build() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for topic, (writer, description, ms) in CHANNELS.items():
+    for topic, (named, description, ms) in CHANNELS.items():
+        writer = named or manifest.writers(topic)
         channel_id = topic.replace(".", "_")
         refs = {}
         for model in ms:

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from shared import topics
+from shared import manifest
 from shared.broker import EmbeddedBroker, die_with_parent, port_open
 
-ALL_SERVICES = (("ingest", 8001), ("profile", 8002), ("segment", 8003), ("campaign", 8004))
+ALL_SERVICES = tuple((spec.name, spec.port) for spec in manifest.SERVICES)
 
 
 def selected_services() -> list[tuple[str, int]]:
@@ -121,12 +121,11 @@ def ready(port: int) -> bool:
 def recreate_topics(bootstrap_servers: str) -> list[str]:
     """Create every topic of the platform that the broker lacks, with
     ``CRM_TOPIC_PARTITIONS`` partitions (under ``CRM_TOPIC_NAMESPACE``)."""
-    from services.ingest.delivery import EPOCH_TOPIC
     from shared.apikeys import ensure_keys_topics
     from shared.topic_keeper import create_missing_topics, keeps
 
     namespace = os.environ.get("CRM_TOPIC_NAMESPACE", "")
-    names = [namespace + t for t in (*topics.ALL_TOPICS, EPOCH_TOPIC) if keeps(t)]
+    names = [namespace + t for t in manifest.all_topics() if keeps(t)]
     partitions = int(os.environ.get("CRM_TOPIC_PARTITIONS", "3"))
     replication = int(os.environ.get("CRM_REPLICATION_FACTOR", "1"))
     created, _ = create_missing_topics(bootstrap_servers, names, partitions, replication)

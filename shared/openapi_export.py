@@ -13,7 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SERVICES = ("ingest", "profile", "segment", "campaign")
+from shared import manifest
+
+SERVICES = manifest.NAMES
 DOC_DIR = Path(__file__).resolve().parents[1] / "docs" / "openapi"
 
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from shared import topics as topic_names
+from shared import manifest
 from shared.broker_state import BrokerState
 from shared.bus import ConsumerLoop, OutboxRelay, Publisher
 from shared.config import ServiceSettings
@@ -123,9 +123,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(self.name, self.db, self.publisher)
         self.broker_state = BrokerState(self.name)
         self.consumer_factory = consumer_factory
-        self.topics = tuple(
-            dict.fromkeys((*topic_names.OWNED_TOPICS.get(self.name, ()), *consumed_topics))
-        )
+        self.topics = tuple(dict.fromkeys((*manifest.owned_topics(self.name), *consumed_topics)))
         self.topic_keeper = TopicKeeper(
             self.name,
             settings.kafka_bootstrap_servers,

@@ -24,23 +24,10 @@ ERASURES_APPLIED = "crm.erasures.applied.v1"
 
 RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
 
-#: The topics each service creates at start (the ones it writes, plus the raw
-#: and receipt topics that outside producers write into, so consumers can
-#: subscribe before the first outside record arrives).
-OWNED_TOPICS: dict[str, tuple[str, ...]] = {
-    "ingest": (
-        *RAW_TOPICS,
-        ORDERS,
-        CUSTOMERS,
-        INTERACTIONS,
-        DEADLETTER,
-        EXPORT_PARTS,
-        ERASURES_APPLIED,
-    ),
-    "profile": (PROFILES, DEADLETTER, EXPORT_REQUESTS, EXPORT_PARTS, ERASURES_APPLIED),
-    "segment": (SEGMENTS, DEADLETTER, EXPORT_PARTS, ERASURES_APPLIED),
-    "campaign": (CAMPAIGN_MESSAGES, CAMPAIGN_RECEIPTS, DEADLETTER, EXPORT_PARTS, ERASURES_APPLIED),
-}
+#: ingest's own delivery-epoch marker (not part of the public contract)
+INGEST_EPOCHS = "crm.ingest.epochs.v1"
+
+#: The topics each service creates at start are in ``shared.manifest``.
 
 ALL_TOPICS = (
     *RAW_TOPICS,

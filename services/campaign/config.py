@@ -5,6 +5,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from shared import manifest
 from shared.config import ServiceSettings, secrets_dir
 
 
@@ -12,7 +13,7 @@ class Settings(ServiceSettings):
     """Campaign settings; env prefix ``CAMPAIGN_``."""
 
     service_name: ClassVar[str] = "campaign"
-    default_port: ClassVar[int] = 8004
+    default_port: ClassVar[int] = manifest.service("campaign").port
     model_config = SettingsConfigDict(
         env_prefix="CAMPAIGN_", secrets_dir=secrets_dir(), extra="ignore", populate_by_name=True
     )

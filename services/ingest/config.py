@@ -6,6 +6,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from shared import manifest
 from shared.config import ServiceSettings, secrets_dir
 
 
@@ -13,7 +14,7 @@ class Settings(ServiceSettings):
     """Ingest settings; env prefix ``INGEST_``."""
 
     service_name: ClassVar[str] = "ingest"
-    default_port: ClassVar[int] = 8001
+    default_port: ClassVar[int] = manifest.service("ingest").port
     model_config = SettingsConfigDict(
         env_prefix="INGEST_", secrets_dir=secrets_dir(), extra="ignore", populate_by_name=True
     )

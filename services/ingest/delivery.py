@@ -40,7 +40,7 @@ from shared.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
 
-EPOCH_TOPIC = "crm.ingest.epochs.v1"
+EPOCH_TOPIC = topics.INGEST_EPOCHS
 _EPOCH_STATE = "broker_epoch"
 
 

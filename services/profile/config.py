@@ -6,6 +6,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from shared import manifest
 from shared.config import ServiceSettings, secrets_dir
 
 
@@ -13,7 +14,7 @@ class Settings(ServiceSettings):
     """Profile settings; env prefix ``PROFILE_``."""
 
     service_name: ClassVar[str] = "profile"
-    default_port: ClassVar[int] = 8002
+    default_port: ClassVar[int] = manifest.service("profile").port
     model_config = SettingsConfigDict(
         env_prefix="PROFILE_", secrets_dir=secrets_dir(), extra="ignore", populate_by_name=True
     )

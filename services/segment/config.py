@@ -4,6 +4,7 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
+from shared import manifest
 from shared.config import ServiceSettings, secrets_dir
 
 
@@ -11,7 +12,7 @@ class Settings(ServiceSettings):
     """Segment settings; env prefix ``SEGMENT_``."""
 
     service_name: ClassVar[str] = "segment"
-    default_port: ClassVar[int] = 8003
+    default_port: ClassVar[int] = manifest.service("segment").port
     model_config = SettingsConfigDict(
         env_prefix="SEGMENT_", secrets_dir=secrets_dir(), extra="ignore", populate_by_name=True
     )

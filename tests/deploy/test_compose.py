@@ -23,6 +23,8 @@ import jsonschema
 import pytest
 import yaml
 
+from shared import manifest
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA_FILE = ROOT / "deploy" / "compose-spec.json"
@@ -30,7 +32,7 @@ SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e6
 INIT_SCRIPT = ROOT / "deploy" / "postgres" / "init-databases.sh"
 SECRETS_DIR = ROOT / "deploy" / "secrets"
 
-APP_PORTS = {"ingest": 8001, "profile": 8002, "segment": 8003, "campaign": 8004}
+APP_PORTS = manifest.DEFAULT_PORTS
 SECRET_WORDS = ("PASSWORD", "SECRET", "API_KEY", "DATABASE_URL")
 RUNNING_RESTART_POLICIES = {"always", "unless-stopped", "on-failure"}
 

@@ -19,11 +19,12 @@ import services.segment.clv_metrics
 import services.segment.gauges
 import shared.business_metrics
 import shared.metrics
+from shared import manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "crm.json"
-APPS = ("ingest", "profile", "segment", "campaign")
+APPS = manifest.NAMES
 METRIC = re.compile(r"\bcrm_[a-z0-9_]+")
 
 

@@ -17,12 +17,13 @@ from typing import Any
 
 import httpx
 
+from shared import manifest
 from shared.broker import EmbeddedBroker, free_port
 from shared.testing import unique, wait_for
 from tests.conftest import ADMIN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("ingest", "profile", "segment", "campaign")
+SERVICES = manifest.NAMES
 HEADERS = {"X-API-Key": ADMIN_KEY}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared import manifest
 from shared.broker import free_port
 from shared.testing import unique, wait_for
 from tests.conftest import ADMIN_KEY
@@ -121,7 +122,7 @@ def test_a_killed_service_is_restarted(system: RunningSystem) -> None:
 
 def test_make_run_with_embedded_broker_and_sigterm(tmp_path: Path) -> None:
     """`make run` itself: its own broker, four /readyz within 30 s, SIGTERM to make cleans up."""
-    ports = {name: free_port() for name in ("ingest", "profile", "segment", "campaign")}
+    ports = {name: free_port() for name in manifest.NAMES}
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env.update(
         {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from shared import manifest
 from tests.deploy.test_compose import (
     COMPOSE_FILE,
     SECRETS_DIR,
@@ -18,7 +19,7 @@ from tests.deploy.test_compose import (
     _secret_targets,
 )
 
-CRM_SERVICES = ("ingest", "profile", "segment", "campaign")
+CRM_SERVICES = manifest.NAMES
 CREDENTIALS_IN_URL = re.compile(r"://[^/@\s:]+:[^/@\s]+@")
 #: a value that looks generated: long, no spaces, letters and digits mixed
 RANDOM_LOOKING = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_\-+/=.]{24,}$")

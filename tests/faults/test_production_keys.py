@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from shared import manifest
+
 STRONG = "Qv7-rX2pLk9_ZmT4wB8nHc3JdF6gYs1E"
 GENERATED = "Generated_by_devrun_kept_in_data_dir_0123456789"
 
@@ -62,7 +64,7 @@ def test_production_refuses_the_development_or_a_weak_key(
     assert not (tmp_path / "x.db").exists()  # refused before touching the database
 
 
-@pytest.mark.parametrize("service", ["ingest", "profile", "segment", "campaign"])
+@pytest.mark.parametrize("service", manifest.NAMES)
 def test_every_service_starts_in_production_with_a_strong_key(tmp_path: Path, service: str) -> None:
     result = run(service, tmp_path, STRONG)
     assert result.returncode == 0, result.stderr

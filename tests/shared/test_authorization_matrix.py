@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from shared import manifest
 from shared.apikeys import KNOWN_SCOPES, ApiKeyState, KeyDirectory, compose_key, hash_secret
 from shared.events import utcnow
 from shared.openapi_security import SCHEME, api_routes, route_scopes
 
-SERVICES = ("ingest", "profile", "segment", "campaign")
+SERVICES = manifest.NAMES
 PUBLIC = {
     "/healthz",
     "/readyz",

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
+from shared import manifest
 from shared.broker import EmbeddedBroker
 from tests.conftest import ADMIN_KEY
 
@@ -35,7 +36,7 @@ def conforms(document: dict[str, Any], method: str, path: str, response: httpx.R
     jsonschema.Draft202012Validator(schema).validate(response.json())
 
 
-@pytest.fixture(params=["ingest", "profile", "segment", "campaign"])
+@pytest.fixture(params=manifest.NAMES)
 def service(
     request: pytest.FixtureRequest, broker: EmbeddedBroker, namespace: str, tmp_path: Path
 ) -> Iterator[tuple[str, TestClient, dict[str, Any]]]:
