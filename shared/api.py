@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared import access_log, metrics
 from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
 from shared.auth import Principal, authenticate, authorize, key_fingerprint, require
-from shared.bus import PLATFORM_TABLES
 from shared.config import ServiceSettings
+from shared.db import PLATFORM_TABLES
 from shared.docs_ui import serve_docs_locally
 from shared.errors import PayloadTooLarge, ProblemError, ServiceUnavailable, ValidationProblem
 from shared.events import utcnow

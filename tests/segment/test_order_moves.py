@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from services.segment import service
 from services.segment.models import CustomerScore
-from shared.bus import PLATFORM_TABLES
+from shared.db import PLATFORM_TABLES
 from shared.events import VALID_PURCHASE_STATUSES, OrderStatus
 from tests.segment.helpers import NOW, database, order, recorded
 
