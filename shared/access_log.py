@@ -3,7 +3,7 @@
 and duration; the ``request_id`` comes from the log context (shared.request_id). No query
 string, header or body is ever logged: the line carries no personal data.
 
-Written by :class:`shared.api.MetricsMiddleware`, which already has every field, so the
+Written by :class:`shared.middleware.MetricsMiddleware`, which already has every field, so the
 cost is one ``logger.info`` per request (measured: bench/bench_access_log.py).
 """
 

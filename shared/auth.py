@@ -1,6 +1,6 @@
 """Who is calling: API keys (bootstrap keys of the environment and managed keys), scopes,
 and the rate limits checked with them. Every route's ``require(...)`` dependency and the
-fast lane (:class:`shared.api.FastLaneMiddleware`) call :func:`authorize`."""
+fast lane (:class:`shared.middleware.FastLaneMiddleware`) call :func:`authorize`."""
 
 from __future__ import annotations
 

@@ -22,14 +22,12 @@ from shared.consumer_loop import (
     decode_envelope,
     envelope_decoder,
 )
+from shared.db import PLATFORM_TABLES, driver_connection, driver_time
 from shared.outbox import (
     OUTBOX_RECORD_MAX,
-    PLATFORM_TABLES,
     OutboxRelay,
     add_raw_to_outbox,
     add_to_outbox,
-    driver_connection,
-    driver_time,
     drop_from_outbox,
 )
 from shared.producer import KeyHashPartitioner, Publisher, ensure_topics, make_producer

@@ -35,7 +35,7 @@ from shared.bus_errors import (
     value_shape,
 )
 from shared.consumer_health import DEFAULT_STALL_SECONDS, ProgressWatch, rebuild_delay
-from shared.db import Database
+from shared.db import PLATFORM_TABLES, Database, executemany, insert_sql, select_in
 from shared.events import (
     DeadLetter,
     DeadLetterRecordedEvent,
@@ -46,10 +46,15 @@ from shared.events import (
     view_decoder,
 )
 from shared.logs import log_context
-from shared.outbox import OutboxRelay, driver_connection, driver_time
+from shared.outbox import OutboxRelay
 from shared.producer import Publisher
 
 log = logging.getLogger(__name__)
+
+_PROCESSED = PLATFORM_TABLES.tables["processed_events"]
+_SEEN = "SELECT event_id FROM processed_events WHERE consumer = {mark} AND event_id IN ({marks})"
+_TRACK_COLUMNS = ("consumer", "event_id", "processed_at")
+_TRACK = insert_sql(_PROCESSED, _TRACK_COLUMNS)
 
 
 class ConsumerStalled(Exception):
@@ -488,18 +493,8 @@ class ConsumerLoop:
     def _handle_batch(self, session: Session, messages: list[Inbound]) -> None:
         # Driver-level SQL: on the hot path SQLAlchemy's statement building cost more
         # than the lookups themselves. The tracking table is the same on every service.
-        connection, mark = driver_connection(session)
         ids = list(dict.fromkeys(m.dedup_id for m in messages))
-        seen: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            placeholders = ",".join([mark] * len(chunk))
-            rows = connection.exec_driver_sql(
-                "SELECT event_id FROM processed_events "
-                f"WHERE consumer = {mark} AND event_id IN ({placeholders})",
-                (self.group_id, *chunk),
-            )
-            seen.update(row[0] for row in rows)
+        seen = {row[0] for row in select_in(session, _SEEN, ids, before=(self.group_id,), size=500)}
         fresh: list[Inbound] = []
         for message in messages:
             # a request from an attempt that rolled back does not count
@@ -522,11 +517,14 @@ class ConsumerLoop:
                     )
                     continue
                 handler(session, message.event, message)
-        now = driver_time(utcnow(), mark)
-        connection.exec_driver_sql(
-            "INSERT INTO processed_events (consumer, event_id, processed_at) "
-            f"VALUES ({mark}, {mark}, {mark})",
+        now = utcnow()
+        executemany(
+            session,
+            _PROCESSED,
+            _TRACK,
+            _TRACK_COLUMNS,
             [(self.group_id, m.dedup_id, now) for m in fresh],
+            repeated=("processed_at",),
         )
         per_topic: dict[str, int] = {}
         for message in fresh:

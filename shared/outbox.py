@@ -7,25 +7,24 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import MetaData, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared import metrics
 from shared.broker_state import BrokerState
 from shared.bus_errors import BROKER_ERRORS
-from shared.db import Database, define_platform_tables
+from shared.db import PLATFORM_TABLES, Database, chunks, executemany, insert_sql
 from shared.events import EnvelopeBase, encode_event, utcnow
 from shared.producer import Publisher
 
 log = logging.getLogger(__name__)
 
-#: The platform tables every service database has (same definitions as in its metadata).
-PLATFORM_TABLES = MetaData()
-define_platform_tables(PLATFORM_TABLES)
+OUTBOX = PLATFORM_TABLES.tables["outbox"]
+_COLUMNS = ("topic", "key", "value", "created_at")
+_INSERT = insert_sql(OUTBOX, _COLUMNS)
 
 #: the largest outbox record (key + value) the relay sends: the producer's request limit
 #: (max_request_size, 1 MiB) less room for the batch headers
@@ -46,35 +45,15 @@ def add_raw_to_outbox(
 
     Driver-level ``executemany``: consumers call it once per poll batch on their hot path.
     """
-    if not rows:
-        return
-    connection, mark = driver_connection(session)
-    created_at = driver_time(now or utcnow(), mark)
-    connection.exec_driver_sql(
-        f"INSERT INTO outbox (topic, key, value, created_at) VALUES ({mark}, {mark}, {mark}, {mark})",
-        [(t, k, v, created_at) for t, k, v in rows],
-    )
+    created_at = now or utcnow()
+    values = [(topic, key, value, created_at) for topic, key, value in rows]
+    executemany(session, OUTBOX, _INSERT, _COLUMNS, values, repeated=("created_at",))
 
 
 def drop_from_outbox(session: Session | Connection, keys: Sequence[str]) -> None:
     """Withdraw unpublished events of these keys (an erasure: they must not go out)."""
-    table = PLATFORM_TABLES.tables["outbox"]
-    for start in range(0, len(keys), 500):
-        session.execute(delete(table).where(table.c.key.in_(list(keys[start : start + 500]))))
-
-
-def driver_connection(session: Session | Connection) -> tuple[Connection, str]:
-    """The connection under ``session`` and its driver's placeholder mark (``?`` or ``%s``)."""
-    connection = session.connection() if isinstance(session, Session) else session
-    return connection, "?" if connection.dialect.paramstyle == "qmark" else "%s"
-
-
-def driver_time(moment: datetime, mark: str) -> Any:
-    """A timestamp as the driver should receive it: on SQLite (``?``) the text form that
-    SQLAlchemy's DateTime type writes and reads; elsewhere the datetime itself."""
-    if mark == "?":
-        return moment.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return moment
+    for chunk in chunks(keys, 500):
+        session.execute(delete(OUTBOX).where(OUTBOX.c.key.in_(list(chunk))))
 
 
 class OutboxRelay:
@@ -174,7 +153,7 @@ class OutboxRelay:
 
     def publish_outbox(self) -> int:
         """Publish the oldest outbox rows in order, then delete them; returns how many."""
-        table = PLATFORM_TABLES.tables["outbox"]
+        table = OUTBOX
         with self.db.sessions() as session:
             query = (
                 select(table.c.id, table.c.topic, table.c.key, table.c.value)
@@ -220,5 +199,5 @@ class OutboxRelay:
         from sqlalchemy import func
 
         with self.db.sessions() as session:
-            table = PLATFORM_TABLES.tables["outbox"]
+            table = OUTBOX
             return int(session.execute(select(func.count()).select_from(table)).scalar_one())

@@ -26,7 +26,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.error_handlers import problem_response
 from shared.errors import PayloadTooLarge, ProblemError, ValidationProblem
+from shared.middleware import replay_receive
 
 
 class DuplicateKey(ValueError):
@@ -154,9 +156,6 @@ class StrictJsonMiddleware:
         if (length is None or length.strip() == b"0") and not chunked:
             await self.app(scope, receive, send)  # no body: nothing to check
             return
-        # (shared.api builds every app with this middleware: imported when first used)
-        from shared.api import _replay_receive, problem_response
-
         path = scope.get("path", "")
         form = any(method in methods and rx.match(path) for methods, rx in self.form_routes)
         credentials = any(k in (b"x-api-key", b"authorization") for k, _ in headers)
@@ -204,4 +203,4 @@ class StrictJsonMiddleware:
             return
         except (ValueError, RecursionError):
             pass  # not JSON: the route answers that as it always has
-        await self.app(scope, _replay_receive(data), send)
+        await self.app(scope, replay_receive(data), send)

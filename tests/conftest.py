@@ -1,15 +1,26 @@
 """Fixtures every test tier shares: one embedded broker per session, fresh topics per test,
-and databases on SQLite and PostgreSQL."""
+databases on SQLite and PostgreSQL; the one way to open a service's API in a test
+(:func:`api_client`) and to read what it queued in its outbox (:func:`outbox_events`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, inspect, select
 
 from shared.broker import EmbeddedBroker
+from shared.db import PLATFORM_TABLES, Database
+from shared.events import decode_event
+from shared.runtime import ServiceRuntime
 from shared.testing import postgres_available, postgres_database, unique
 
 ADMIN_KEY = "test-admin-key"
@@ -67,3 +78,83 @@ def service_env(
     if database_url:
         env[f"{prefix}_DATABASE_URL"] = database_url
     return env
+
+
+@contextmanager
+def api_client(
+    app: FastAPI, *, migrate: bool = False, keep_outbox: bool = False
+) -> Iterator[TestClient]:
+    """A TestClient over a service's app, its database disposed afterwards.
+
+    ``migrate``: migrate the database first (an app made with ``start_runtime=False``);
+    ``keep_outbox``: stop the outbox relay once started, so the test reads what was queued.
+    """
+    runtime: ServiceRuntime = app.state.runtime
+    if migrate:
+        runtime.migrate()
+    try:
+        with TestClient(app) as client:
+            if keep_outbox:
+                runtime.relay.stop()
+            yield client
+    finally:
+        runtime.db.dispose()
+
+
+def runtime_of(client: TestClient) -> ServiceRuntime:
+    """The service runtime behind a client of :func:`api_client`."""
+    runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
+    return runtime
+
+
+def outbox_values(source: Database | TestClient, topic: str | None = None) -> list[bytes]:
+    """The values queued in a service's outbox (of one topic, or all), oldest first."""
+    db = source if isinstance(source, Database) else runtime_of(source).db
+    outbox = PLATFORM_TABLES.tables["outbox"]
+    query = select(outbox.c.value).order_by(outbox.c.id)
+    if topic is not None:
+        query = query.where(outbox.c.topic == topic)
+    with db.sessions() as session:
+        return [bytes(value) for value in session.execute(query).scalars()]
+
+
+def outbox_events(source: Database | TestClient, topic: str | None = None) -> list[Any]:
+    """The events queued in a service's outbox (of one topic, or all), oldest first."""
+    return [decode_event(value) for value in outbox_values(source, topic)]
+
+
+def alembic_config(migrations: Path, url: str) -> Config:
+    """The Alembic configuration of a service's migrations against ``url``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def downgrade(migrations: Path, url: str, revision: str) -> None:
+    """Migrate a service's database down to ``revision``."""
+    command.downgrade(alembic_config(migrations, url), revision)
+
+
+def schema_of(url: str) -> dict[str, dict[str, list[str]]]:
+    """Each table of a database (but Alembic's own) with its column and index names, sorted
+    (a downgrade that adds a column back puts it last)."""
+    engine = create_engine(url)
+    try:
+        inspector = inspect(engine)
+        return {
+            name: {
+                "columns": sorted(c["name"] for c in inspector.get_columns(name)),
+                "indexes": sorted(str(i["name"]) for i in inspector.get_indexes(name)),
+            }
+            for name in sorted(inspector.get_table_names())
+            if name != "alembic_version"
+        }
+    finally:
+        engine.dispose()
+
+
+def columns_of(url: str) -> dict[str, list[str]]:
+    """Each table of a database (but Alembic's own) with its column names, sorted."""
+    return {name: table["columns"] for name, table in schema_of(url).items()}

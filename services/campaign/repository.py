@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -37,7 +37,7 @@ from services.campaign.models import (
     Receipt,
     TriggerSkip,
 )
-from shared.db import chunks
+from shared.db import chunks, executemany, insert_sql
 from shared.erasure import TOMBSTONE_KEY_LENGTH, tombstone_key, tombstone_keys
 from shared.events import ensure_aware
 
@@ -88,6 +88,8 @@ ENTRY_COLUMNS = (
     "not_before",
     "trigger_key",
 )
+ENTRIES = cast(Table, Entry.__table__)
+_INSERT_ENTRIES = insert_sql(ENTRIES, ENTRY_COLUMNS)
 
 
 def _sql_nulls(row: dict[str, Any], skip: str | None = None) -> dict[str, Any]:
@@ -518,27 +520,7 @@ class Entries:
 
         A launch writes millions of them: this skips per-row SQLAlchemy processing.
         """
-        if not rows:
-            return
-        connection = self.session.connection()
-        if connection.dialect.name == "sqlite":
-            marks = ", ".join("?" for _ in ENTRY_COLUMNS)
-            # the text form SQLAlchemy's SQLite DateTime stores and parses (UTC)
-            cache: dict[datetime, str] = {}
-
-            def text_of(value: datetime | None) -> str | None:
-                if value is None:
-                    return None
-                found = cache.get(value)
-                if found is None:
-                    found = cache[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-                return found
-
-            rows = [(*r[:4], text_of(r[4]), *r[5:9], text_of(r[9]), r[10]) for r in rows]
-        else:
-            marks = ", ".join("%s" for _ in ENTRY_COLUMNS)
-        sql = f"INSERT INTO entries ({', '.join(ENTRY_COLUMNS)}) VALUES ({marks})"
-        connection.exec_driver_sql(sql, rows)
+        executemany(self.session, ENTRIES, _INSERT_ENTRIES, ENTRY_COLUMNS, rows)
 
     def for_customers(
         self, campaign_ids: Sequence[str], customer_ids: Sequence[str]

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from services.ingest.field_checks import phone_e164
 from services.ingest.reference import CHINESE_ORDER_STATUSES
+from shared.phones import phone_e164
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-import phonenumbers
 
 from services.ingest import reference
+from shared.phones import phone_e164
 from shared.regions import normalise_region
 from shared.schemas import text_problem
 
@@ -257,7 +257,7 @@ class FieldChecker:
             return None
         if "*" in text:
             return None  # masked by the platform: nothing usable
-        result = _e164(text, self.rules.default_region)
+        result = phone_e164(text, self.rules.default_region)
         if result is None:
             self.fail(field, "phone.invalid", "is not a valid phone number")
         return result
@@ -407,44 +407,6 @@ def _parse_time(value: str) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         return None
-
-
-# libphonenumber's own pattern for Chinese mobile numbers: most numbers we see are these,
-# and matching the pattern directly gives exactly its answer, many times faster
-_CN_METADATA: Any = phonenumbers.PhoneMetadata.metadata_for_region("CN")
-_CN_MOBILE = re.compile(str(_CN_METADATA.mobile.national_number_pattern))
-_CN_MOBILE_TEXT = re.compile(r"(?:\+86|0086|86)?(1\d{10})")
-_PHONE_PUNCTUATION = str.maketrans("", "", " -()./\t'")
-
-
-#: what a phone number is written with: a leading +, digits and punctuation; anything else
-#: (letters, #, ext., tel:) is junk libphonenumber would read past (an "x" as an extension,
-#: letters as a vanity number) and so repair a number by guessing
-_PHONE_TEXT = re.compile(r"[ (]*\+?[0-9 ()./\t-]+")
-
-
-@lru_cache(maxsize=65536)
-def _e164(text: str, region: str) -> str | None:
-    cleaned = unicodedata.normalize("NFKC", text).lstrip("'").strip()
-    if _PHONE_TEXT.fullmatch(cleaned) is None:
-        return None
-    if region == "CN":
-        found = _CN_MOBILE_TEXT.fullmatch(cleaned.translate(_PHONE_PUNCTUATION))
-        if found is not None and _CN_MOBILE.fullmatch(found.group(1)):
-            return "+86" + found.group(1)
-    try:
-        number = phonenumbers.parse(cleaned, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def phone_e164(text: str, region: str) -> str | None:
-    """A phone number in E.164 (``region`` for numbers written without +), or None when it
-    is not a valid number."""
-    return _e164(text, region)
 
 
 def json_value_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:

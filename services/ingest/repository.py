@@ -17,41 +17,10 @@ from services.ingest.models import (
     IntakeCount,
     StoredEvent,
 )
-from shared.bus import PLATFORM_TABLES
-from shared.db import chunks, set_state
+from shared.db import PLATFORM_TABLES, chunks, insert_many, set_state
 from shared.events import ensure_aware, utcnow
 
 _CHUNK = 500
-_UNSET = object()
-
-
-def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT many rows. On SQLite straight through the driver's executemany (about twice
-    as fast as the Core path for thousands of rows); elsewhere the Core bulk insert."""
-    if not rows:
-        return
-    bind = session.get_bind()
-    if bind.dialect.name != "sqlite":
-        session.execute(insert(table), list(rows))
-        return
-    names = list(rows[0])
-    processors = [table.c[name].type._cached_bind_processor(bind.dialect) for name in names]
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
-    converting = [(i, proc) for i, proc in enumerate(processors) if proc is not None]
-    # a batch's rows share values such as received_at: convert each distinct object once
-    memo: list[tuple[Any, Any]] = [(_UNSET, None)] * len(names)
-    params: list[Any] = []
-    for row in rows:
-        values = [row[n] for n in names]
-        for i, proc in converting:
-            value = values[i]
-            last, converted = memo[i]
-            if value is not last:
-                converted = proc(value)
-                memo[i] = (value, converted)
-            values[i] = converted
-        params.append(tuple(values))
-    session.connection().exec_driver_sql(sql, params)
 
 
 class EventStore:
@@ -98,7 +67,8 @@ class EventStore:
         return int(self.session.execute(_APPEND, [row]).scalar_one())
 
     def append_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        bulk_insert(self.session, self.table, rows)
+        # a batch's rows share received_at: converted once
+        insert_many(self.session, self.table, rows, repeated=("received_at",))
 
     # -- erasure tombstones
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from services.profile.models import ApiKeyRow
 from shared.apikeys import APIKEYS_TOPIC, ApiKeyRecordedEvent, ApiKeyState, ensure_keys_topics
 from shared.bus import add_to_outbox
-from shared.outbox import PLATFORM_TABLES
+from shared.db import PLATFORM_TABLES
 from shared.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)

@@ -4,39 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 
-import phonenumbers
+from shared.phones import phone_e164
 
-_E164_CN = re.compile(r"^\+861[3-9]\d{9}$")
-_SEPARATORS = re.compile(r"[\s\-().·/]+")
-
-
-@lru_cache(maxsize=65536)
-def normalize_phone(raw: str | None, region: str = "CN") -> str | None:
-    """An E.164 number (``+8613800138000``) from any common spelling, or None if not a number.
-
-    Full-width digits and plus signs, spaces, dashes, dots and brackets are accepted;
-    numbers without a country code are read in ``region``; a leading ``0086``/``86``
-    before a Chinese mobile is understood.
-    """
-    if not raw:
-        return None
-    if _E164_CN.match(raw):
-        return raw
-    text = unicodedata.normalize("NFKC", raw).strip()
-    text = _SEPARATORS.sub("", text)
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    elif region == "CN" and len(text) == 13 and text.startswith("861"):
-        text = "+" + text
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+#: E.164 numbers: the platform's one normaliser (ingest's strict rules), under this
+#: module's name for it
+normalize_phone = phone_e164
 
 
 def normalize_email(raw: str | None) -> str | None:

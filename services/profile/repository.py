@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from operator import itemgetter
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
     ColumnElement,
-    DateTime,
     Table,
     and_,
     bindparam,
@@ -40,8 +38,15 @@ from services.profile.models import (
     TagRule,
     Tombstone,
 )
-from shared.bus import add_raw_to_outbox, driver_connection, drop_from_outbox
-from shared.db import chunks
+from shared.db import (
+    chunks,
+    driver_connection,
+    executemany,
+    insert_sql,
+    rows_of,
+    select_in,
+)
+from shared.outbox import add_raw_to_outbox, drop_from_outbox
 
 P = cast(Table, Profile.__table__)
 A = cast(Table, ProfileAlias.__table__)
@@ -70,68 +75,13 @@ def _executemany(
     rows: Sequence[dict[str, Any]],
     columns: Sequence[str],
 ) -> None:
-    """A driver-level executemany (``{mark}`` placeholders, values in ``columns`` order):
-    the consumer writes thousands of rows per batch, and SQLAlchemy's per-row parameter
-    handling cost more than SQLite's work. DateTime is the only type needing conversion
-    (SQLite stores the naive UTC text SQLAlchemy itself would write)."""
-    if not rows:
-        return
-    connection, mark = driver_connection(session)
-    sqlite = connection.dialect.name == "sqlite"
-    times = [i for i, c in enumerate(columns) if sqlite and isinstance(table.c[c].type, DateTime)]
-    # itemgetter builds each tuple in C (a per-column generator was a tenth of a batch)
-    getter = itemgetter(*columns) if len(columns) > 1 else lambda r: (r[columns[0]],)
-    prepared: list[Any] = [getter(r) for r in rows]
-    if times:
-        converted: dict[Any, str] = {}  # a batch's rows mostly share one timestamp
-        for n, values in enumerate(prepared):
-            values = list(values)
-            for i in times:
-                value = values[i]
-                if value is not None:
-                    text = converted.get(value)
-                    if text is None:
-                        text = converted[value] = _sqlite_datetime(value)
-                    values[i] = text
-            prepared[n] = values
-    cursor = connection.connection.cursor()
-    try:
-        cursor.executemany(sql.format(mark=mark), prepared)
-    finally:
-        cursor.close()
+    """A driver-level executemany of dict rows (the consumer writes thousands of rows per
+    batch, and SQLAlchemy's per-row parameter handling cost more than SQLite's work); a
+    batch's rows mostly share their times."""
+    executemany(session, table, sql, columns, rows_of(rows, columns), repeated=_TIMES)
 
 
-def _select_in(
-    session: Session | Connection, sql: str, ids: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` (with one ``{marks}`` for an IN list) for ids, at the driver level
-    in chunks: the consumer looks up thousands of ids per batch, and SQLAlchemy's
-    expanding parameters cost more than SQLite's lookups."""
-    if not ids:
-        return []
-    connection, mark = driver_connection(session)
-    cursor = connection.connection.cursor()
-    found: list[tuple[Any, ...]] = []
-    try:
-        for chunk in chunks(ids, CHUNK):
-            cursor.execute(sql.format(marks=", ".join(mark for _ in chunk)), tuple(chunk))
-            found += cursor.fetchall()
-    finally:
-        cursor.close()
-    return found
-
-
-def _insert_sql(table: Table, columns: Sequence[str]) -> str:
-    return (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('{mark}' for _ in columns)})"
-    )
-
-
-def _sqlite_datetime(value: datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(sep=" ", timespec="microseconds")
+_TIMES = ("created_at", "updated_at")
 
 
 def dumps(value: Any) -> str:
@@ -206,7 +156,7 @@ class ProfileRepository:
 
     def aliases(self, customer_ids: Iterable[str]) -> dict[str, str]:
         sql = "SELECT customer_id, profile_id FROM profile_aliases WHERE customer_id IN ({marks})"
-        return dict(_select_in(self.session, sql, list(customer_ids)))
+        return dict(select_in(self.session, sql, customer_ids, size=CHUNK))
 
     def aliases_of(self, profile_id: str) -> list[str]:
         return list(
@@ -224,21 +174,15 @@ class ProfileRepository:
         found: dict[str, ProfileRow] = {}
         if not ids:
             return found
-        connection, mark = driver_connection(self.session)
         scores_column = "s.scores" if with_scores else "NULL"
         join = "LEFT JOIN profile_scores s ON s.profile_id = p.profile_id " if with_scores else ""
-        head = (
+        sql = (
             f"SELECT p.profile_id, p.doc, {scores_column}, "
-            f"{', '.join('p.' + c for c in INDEXED)} FROM profiles p {join}WHERE p.profile_id IN "
+            f"{', '.join('p.' + c for c in INDEXED)} FROM profiles p {join}"
+            "WHERE p.profile_id IN ({marks})"
         )
-        cursor = connection.connection.cursor()
-        try:
-            for chunk in chunks(ids, CHUNK):
-                cursor.execute(f"{head}({', '.join(mark for _ in chunk)})", tuple(chunk))
-                for pid, doc, scores, *indexed in cursor.fetchall():
-                    found[pid] = ProfileRow(pid, attach_scores(loads(doc), scores), tuple(indexed))
-        finally:
-            cursor.close()
+        for pid, doc, scores, *indexed in select_in(self.session, sql, ids, size=CHUNK):
+            found[pid] = ProfileRow(pid, attach_scores(loads(doc), scores), tuple(indexed))
         return found
 
     def score_parts(self, profile_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -246,7 +190,7 @@ class ProfileRepository:
         ids = list(profile_ids)
         found: dict[str, dict[str, Any]] = {pid: attach_scores({}, None) for pid in ids}
         sql = "SELECT profile_id, scores FROM profile_scores WHERE profile_id IN ({marks})"
-        for pid, scores in _select_in(self.session, sql, ids):
+        for pid, scores in select_in(self.session, sql, ids, size=CHUNK):
             found[pid] = attach_scores({}, scores)
         return found
 
@@ -271,7 +215,7 @@ class ProfileRepository:
 
     def insert_profiles(self, rows: list[dict[str, Any]]) -> None:
         columns = ("profile_id", "doc", *INDEXED, "created_at", "updated_at")
-        _executemany(self.session, P, _insert_sql(P, columns), rows, columns)
+        _executemany(self.session, P, insert_sql(P, columns), rows, columns)
 
     def update_profiles(
         self, rows: list[dict[str, Any]], indexed_before: dict[str, tuple[Any, ...]] | None = None
@@ -312,7 +256,7 @@ class ProfileRepository:
 
     def insert_aliases(self, rows: list[dict[str, str]]) -> None:
         columns = ("customer_id", "profile_id")
-        _executemany(self.session, A, _insert_sql(A, columns), rows, columns)
+        _executemany(self.session, A, insert_sql(A, columns), rows, columns)
 
     def repoint(self, old_ids: list[str], survivor_id: str) -> None:
         """Move aliases, orders and interactions of merged profiles to the survivor."""
@@ -362,7 +306,7 @@ class ProfileRepository:
 
     def insert_contact_points(self, rows: list[dict[str, Any]]) -> None:
         columns = ("kind", "value", "customer_id", "verified")
-        _executemany(self.session, C, _insert_sql(C, columns), rows, columns)
+        _executemany(self.session, C, insert_sql(C, columns), rows, columns)
 
     def verify_contact_points(self, keys: list[tuple[str, str, str]]) -> None:
         if not keys:
@@ -403,7 +347,9 @@ class ProfileRepository:
         )
         return {
             oid: (pid, version, loads(contribution))
-            for oid, pid, version, contribution in _select_in(self.session, sql, list(order_ids))
+            for oid, pid, version, contribution in select_in(
+                self.session, sql, list(order_ids), size=CHUNK
+            )
         }
 
     def contributions_of(self, profile_id: str) -> list[dict[str, Any]]:
@@ -426,7 +372,7 @@ class ProfileRepository:
 
     def insert_orders(self, rows: list[dict[str, Any]]) -> None:
         columns = ("order_id", "profile_id", "customer_id", "version", "contribution")
-        _executemany(self.session, OR, _insert_sql(OR, columns), rows, columns)
+        _executemany(self.session, OR, insert_sql(OR, columns), rows, columns)
 
     def update_orders(self, rows: list[dict[str, Any]]) -> None:
         _executemany(
@@ -440,7 +386,7 @@ class ProfileRepository:
 
     def interaction_ids(self, ids: Iterable[str]) -> set[str]:
         sql = "SELECT interaction_id FROM profile_interactions WHERE interaction_id IN ({marks})"
-        return {row[0] for row in _select_in(self.session, sql, list(ids))}
+        return {row[0] for row in select_in(self.session, sql, ids, size=CHUNK)}
 
     def insert_interactions(self, rows: list[dict[str, Any]]) -> None:
         if rows:

@@ -11,8 +11,7 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from services.segment.models import ClvFit, CustomerPrediction
-from services.segment.repository import _executemany, _insert_sql
-from shared.db import chunks
+from shared.db import chunks, executemany, insert_sql, select_in
 
 PREDICTIONS = cast(Table, CustomerPrediction.__table__)
 
@@ -80,8 +79,8 @@ class Predictions:
         """Drop every stored prediction, then insert ``rows`` (tuples of ``columns``),
         with one driver-level executemany (a run writes every customer)."""
         self.session.execute(delete(PREDICTIONS))
-        _executemany(
-            self.session, PREDICTIONS, _insert_sql(PREDICTIONS, columns), columns, rows, ("as_of",)
+        executemany(
+            self.session, PREDICTIONS, insert_sql(PREDICTIONS, columns), columns, rows, ("as_of",)
         )
 
     def replace_for(
@@ -92,10 +91,10 @@ class Predictions:
         for chunk in chunks(list(customer_ids), 900):
             self.session.execute(delete(PREDICTIONS).where(PREDICTIONS.c.customer_id.in_(chunk)))
         if rows:
-            _executemany(
+            executemany(
                 self.session,
                 PREDICTIONS,
-                _insert_sql(PREDICTIONS, columns),
+                insert_sql(PREDICTIONS, columns),
                 columns,
                 rows,
                 ("as_of",),
@@ -120,18 +119,8 @@ class Predictions:
         customers); ``as_of`` is SQLite's text or PostgreSQL's datetime as they come.
         """
         names = ", ".join(["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS])
-        connection = self.session.connection()
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        rows: list[Any] = []
-        for chunk in chunks(list(customer_ids), 900):
-            marks = ", ".join(mark for _ in chunk)
-            rows.extend(
-                connection.exec_driver_sql(
-                    f"SELECT {names} FROM customer_predictions WHERE customer_id IN ({marks})",
-                    tuple(chunk),
-                ).fetchall()
-            )
-        return rows
+        sql = f"SELECT {names} FROM customer_predictions WHERE customer_id IN ({{marks}})"
+        return select_in(self.session, sql, customer_ids)
 
     def figures(self) -> dict[str, dict[str, float]]:
         """Per currency: customers_predicted, predicted_clv_total (currency units),

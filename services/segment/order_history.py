@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any, cast
 
 import pandas as pd
@@ -17,14 +16,8 @@ from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from services.segment.models import OrderVersion
-from services.segment.repository import (
-    CHUNK,
-    ORDER_FRAME_COLUMNS,
-    OrderStates,
-    _executemany,
-    _insert_sql,
-)
-from shared.db import chunks
+from services.segment.repository import CHUNK, ORDER_FRAME_COLUMNS, OrderStates
+from shared.db import chunks, executemany, insert_sql, rows_of
 
 VERSIONS = cast(Table, OrderVersion.__table__)
 _COLUMNS = [c.name for c in VERSIONS.columns]
@@ -36,12 +29,12 @@ class OrderVersions:
 
     def add_many(self, rows: list[dict[str, Any]]) -> None:
         """Store versions (``service.order_row`` dicts); one already stored stays as it is."""
-        _executemany(
+        executemany(
             self.session,
             VERSIONS,
-            _insert_sql(VERSIONS, _COLUMNS) + " ON CONFLICT DO NOTHING",
+            insert_sql(VERSIONS, _COLUMNS) + " ON CONFLICT DO NOTHING",
             _COLUMNS,
-            list(map(itemgetter(*_COLUMNS), rows)),
+            rows_of(rows, _COLUMNS),
         )
 
     def reassign(self, from_ids: Sequence[str], to_id: str) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any, cast
 
 import orjson
@@ -34,7 +33,18 @@ from services.segment.models import (
     SegmentMember,
 )
 from services.segment.scoring import AGGREGATE_COLUMNS
-from shared.db import chunks, set_state
+from shared.db import (
+    chunks,
+    executemany,
+    insert_sql,
+    read_datetime,
+    rows_of,
+    select_in,
+    set_state,
+    sqlite_datetime_memo,
+    update_sql,
+    upsert_sql,
+)
 from shared.erasure import tombstone_keys
 from shared.events import ensure_aware, utcnow
 
@@ -61,147 +71,11 @@ ORDER_FRAME_COLUMNS = [
 ]
 
 
-def _executemany(
-    session: Session,
-    table: Table,
-    sql: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    repeated: Collection[str] = (),
-) -> None:
-    """A driver-level executemany of ``sql`` (``:name``-free, positional ``{mark}`` markers).
-
-    Each value goes through its column type's bind processor first, as SQLAlchemy would,
-    without SQLAlchemy's per-row parameter machinery (the consumer's hot path). The
-    conversions of ``repeated`` columns (mostly one value, such as a batch's time) are
-    memoised.
-    """
-    if not rows:
-        return
-    connection = session.connection()
-    dialect = connection.dialect
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    # column by column: one comprehension per converted column, repeated values memoised
-    values: list[Sequence[Any]] = list(zip(*rows, strict=True))
-    for i, name in enumerate(columns):
-        process = _processor(table.c[name].type, dialect)
-        if process is None:
-            continue
-        memo: dict[Any, Any] = {}
-        if name in repeated:
-            values[i] = [
-                None if v is None else memo[v] if v in memo else memo.setdefault(v, process(v))
-                for v in values[i]
-            ]
-        else:
-            values[i] = [None if v is None else process(v) for v in values[i]]
-    prepared = list(zip(*values, strict=True))
-    cursor = connection.connection.cursor()
-    try:
-        cursor.executemany(sql.format(mark=mark), prepared)
-    finally:
-        cursor.close()
-
-
-def _processor(column_type: Any, dialect: Any) -> Any:
-    if dialect.name == "sqlite" and isinstance(column_type, DateTime):
-        return _sqlite_datetime
-    if dialect.name == "sqlite" and isinstance(column_type, JSON):
-        return _json_text
-    return column_type._cached_bind_processor(dialect)
-
-
-#: SQLite text of recently written or read instants: a customer's first / last purchase
-#: are read and written back unchanged by most poll batches (~1 µs of formatting each)
-_TEXTS: dict[datetime, str] = {}
-_TEXTS_MAX = 50_000  # a few poll batches (~10 MiB at most)
-
-
-def _sqlite_datetime(value: datetime) -> str:
-    """What SQLAlchemy's SQLite DateTime stores (naive text), from the UTC instant, faster."""
-    text = _TEXTS.get(value)
-    if text is not None:
-        return text
-    if value.tzinfo is UTC:
-        text = value.isoformat(sep=" ", timespec="microseconds")[:26]
-    elif value.tzinfo is not None:
-        text = (
-            value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        )
-    else:
-        text = value.isoformat(sep=" ", timespec="microseconds")
-    _remember(value, text)
-    return text
-
-
-def _remember(value: datetime, text: str) -> None:
-    if len(_TEXTS) >= _TEXTS_MAX:
-        _TEXTS.clear()
-    _TEXTS[value] = text
-
-
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _driver_rows(session: Session, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Rows as plain tuples from the DBAPI cursor (pandas builds frames from them fast)."""
-    cursor = session.connection().connection.cursor()
-    try:
-        cursor.execute(sql, tuple(params))
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
-def _insert_sql(table: Table, columns: Sequence[str]) -> str:
-    marks = ", ".join("{mark}" for _ in columns)
-    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
-
-
-def _update_sql(table: Table, columns: Sequence[str], key: str) -> str:
-    assignments = ", ".join(f"{c} = {{mark}}" for c in columns)
-    return f"UPDATE {table.name} SET {assignments} WHERE {key} = {{mark}}"
-
-
-def _upsert_sql(table: Table, columns: Sequence[str], key: str) -> str:
-    """INSERT ... ON CONFLICT (key) DO UPDATE (SQLite >= 3.24 and PostgreSQL alike)."""
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
-    return f"{_insert_sql(table, columns)} ON CONFLICT ({key}) DO UPDATE SET {updates}"
-
-
-def _select_in(
-    session: Session, columns: Sequence[str], table: str, key: str, values: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    """``SELECT columns FROM table WHERE key IN (values)`` at the driver level, in chunks."""
-    connection = session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    rows: list[tuple[Any, ...]] = []
-    for chunk in chunks(list(values), 900):
-        rows.extend(
-            connection.exec_driver_sql(
-                f"SELECT {', '.join(columns)} FROM {table} "
-                f"WHERE {key} IN ({', '.join(mark for _ in chunk)})",
-                tuple(chunk),
-            ).fetchall()
-        )
-    return rows
-
-
 def _json_list(value: Any) -> tuple[str, ...]:
     # the driver-level query returns JSON as text on SQLite, parsed on PostgreSQL
     if isinstance(value, (str, bytes)):
         value = orjson.loads(value)
     return tuple(value or ())
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite keeps naive UTC text
-        # appending the offset is ~10x faster than .replace(tzinfo=UTC)
-        return datetime.fromisoformat(value + "+00:00" if len(value) <= 26 else value)
-    return ensure_aware(value)
 
 
 class OrderStates:
@@ -228,10 +102,11 @@ class OrderStates:
         """The stored rows of these orders (those known), as ``service.order_row`` makes them."""
         names = [c.name for c in ORDERS.columns]
         found: dict[str, dict[str, Any]] = {}
-        for raw in _select_in(self.session, names, "order_states", "order_id", order_ids):
+        sql = f"SELECT {', '.join(names)} FROM order_states WHERE order_id IN ({{marks}})"
+        for raw in select_in(self.session, sql, order_ids):
             row = dict(zip(names, raw, strict=True))
             for name in ("version_at", "created_at", "purchased_at"):
-                row[name] = _as_datetime(row[name])
+                row[name] = read_datetime(row[name])
             row["valid"] = bool(row["valid"])
             row["categories"] = list(_json_list(row["categories"]))
             found[row["order_id"]] = row
@@ -241,45 +116,34 @@ class OrderStates:
         """Which of these customers have stored orders."""
         if not customer_ids:
             return set()
-        rows = _select_in(
-            self.session, ["DISTINCT customer_id"], "order_states", "customer_id", customer_ids
-        )
+        sql = "SELECT DISTINCT customer_id FROM order_states WHERE customer_id IN ({marks})"
+        rows = select_in(self.session, sql, customer_ids)
         return {r[0] for r in rows}
 
     def insert_many(self, rows: list[dict[str, Any]]) -> None:
         columns = [c.name for c in ORDERS.columns]
-        _executemany(
+        executemany(
             self.session,
             ORDERS,
-            _insert_sql(ORDERS, columns),
+            insert_sql(ORDERS, columns),
             columns,
-            list(map(itemgetter(*columns), rows)),
+            rows_of(rows, columns),
         )
 
     def update_many(self, rows: list[dict[str, Any]]) -> None:
         columns = [c.name for c in ORDERS.columns if c.name != "order_id"]
-        _executemany(
+        executemany(
             self.session,
             ORDERS,
-            _update_sql(ORDERS, columns, "order_id"),
+            update_sql(ORDERS, columns, "order_id"),
             [*columns, "order_id"],
-            list(map(itemgetter(*columns, "order_id"), rows)),
+            rows_of(rows, [*columns, "order_id"]),
         )
 
     def frame_for(self, customer_ids: Sequence[str]) -> pd.DataFrame:
         """The orders of these customers, as the orders frame :mod:`scoring` expects."""
-        rows: list[Any] = []
-        connection = self.session.connection()
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        for chunk in chunks(list(customer_ids), 900):
-            marks = ", ".join(mark for _ in chunk)
-            rows.extend(
-                connection.exec_driver_sql(
-                    f"SELECT {', '.join(ORDER_FRAME_COLUMNS)} FROM order_states "
-                    f"WHERE customer_id IN ({marks})",
-                    tuple(chunk),
-                ).fetchall()
-            )
+        sql = f"SELECT {', '.join(ORDER_FRAME_COLUMNS)} FROM order_states WHERE customer_id IN ({{marks}})"
+        rows = select_in(self.session, sql, customer_ids)
         return self._frame(rows)
 
     def frame_all(self) -> pd.DataFrame:
@@ -329,10 +193,9 @@ class Customers:
         lists = [i for i, c in enumerate(CUSTOMERS.columns) if isinstance(c.type, JSON)]
         # mostly written back unchanged: their text is remembered for the write
         kept = {names.index(n) for n in ("first_order_at", "last_order_at", "window_oldest_at")}
-        parse, loads, texts = datetime.fromisoformat, orjson.loads, _TEXTS
-        if len(texts) >= _TEXTS_MAX:
-            texts.clear()
-        for raw in _select_in(self.session, names, "customer_scores", "customer_id", customer_ids):
+        parse, loads, texts = datetime.fromisoformat, orjson.loads, sqlite_datetime_memo()
+        sql = f"SELECT {', '.join(names)} FROM customer_scores WHERE customer_id IN ({{marks}})"
+        for raw in select_in(self.session, sql, customer_ids):
             values = list(raw)
             for i in dates:
                 value = values[i]
@@ -357,12 +220,12 @@ class Customers:
     def upsert_many(self, rows: list[dict[str, Any]]) -> None:
         """Insert or replace whole customer rows (one driver-level executemany)."""
         columns = [c.name for c in CUSTOMERS.columns]
-        _executemany(
+        executemany(
             self.session,
             CUSTOMERS,
-            _upsert_sql(CUSTOMERS, columns, "customer_id"),
+            upsert_sql(CUSTOMERS, columns, "customer_id"),
             columns,
-            list(map(itemgetter(*columns), rows)),
+            rows_of(rows, columns),
             repeated=("aggregated_at", "scored_at"),
         )
 
@@ -386,28 +249,10 @@ class Customers:
         A driver-level executemany (a full rescoring may write a million rows), with each
         value passed through its column type's bind processor first.
         """
-        if not rows:
-            return 0
-        connection = self.session.connection()
-        dialect = connection.dialect
-        processors = [CUSTOMERS.c[c].type._cached_bind_processor(dialect) for c in columns]
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        assignments = ", ".join(f"{c} = {mark}" for c in columns)
-        sql = f"UPDATE customer_scores SET {assignments} WHERE customer_id = {mark}"
-        prepared = [
-            tuple(
-                [
-                    p(v) if p is not None and v is not None else v
-                    for p, v in zip(processors, row, strict=False)
-                ]
-                + [row[-1]]
-            )
-            for row in rows
-        ]
+        sql = update_sql(CUSTOMERS, columns, "customer_id")
         total = 0
-        for chunk in chunks(prepared, 50_000):
-            result = connection.exec_driver_sql(sql, list(chunk))
-            total += max(result.rowcount, 0)
+        for chunk in chunks(rows, 50_000):
+            total += executemany(self.session, CUSTOMERS, sql, [*columns, "customer_id"], chunk)
         return total
 
     def delete(self, customer_id: str) -> None:
@@ -643,13 +488,8 @@ class Identities:
         self.session = session
 
     def survivors(self, customer_ids: Sequence[str]) -> dict[str, str]:
-        rows = _select_in(
-            self.session,
-            ["merged_id", "survivor_id"],
-            "customer_aliases",
-            "merged_id",
-            customer_ids,
-        )
+        sql = "SELECT merged_id, survivor_id FROM customer_aliases WHERE merged_id IN ({marks})"
+        rows = select_in(self.session, sql, customer_ids)
         return {merged: survivor for merged, survivor in rows}
 
     def add_aliases(self, merged_ids: Sequence[str], survivor_id: str, merge_id: str) -> None:
@@ -673,14 +513,12 @@ class Identities:
     def erased(self, customer_ids: Sequence[str]) -> dict[str, datetime]:
         """The erasure time of each of these customers that was erased."""
         keys = tombstone_keys(customer_ids)
-        rows = _select_in(
-            self.session,
-            ["customer_hash", "requested_at"],
-            "erased_customers",
-            "customer_hash",
-            list(keys),
+        sql = (
+            "SELECT customer_hash, requested_at FROM erased_customers "
+            "WHERE customer_hash IN ({marks})"
         )
-        return {keys[key]: cast(datetime, _as_datetime(at)) for key, at in rows}
+        rows = select_in(self.session, sql, keys)
+        return {keys[key]: cast(datetime, read_datetime(at)) for key, at in rows}
 
     def add_erasure(self, tombstone: ErasedCustomer) -> None:
         self.session.merge(tombstone)

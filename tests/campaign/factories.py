@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select
 
 from services.campaign import service
 from services.campaign.config import Settings
@@ -30,10 +30,9 @@ from shared.events import (
     ScoreSnapshot,
     SegmentChangedEvent,
     SegmentChangedPayload,
-    decode_event,
 )
 from shared.testing import unique
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, outbox_events
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 
@@ -213,9 +212,7 @@ def statements(db: Database) -> Iterator[list[str]]:
 
 
 def outbox(db: Database) -> list[MessageRequestedEvent]:
-    with db.sessions() as session:
-        values = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
-    events = [decode_event(v) for v in values]
+    events = outbox_events(db)
     assert all(isinstance(e, MessageRequestedEvent) for e in events)
     return events  # type: ignore[return-value]
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import JSON, Boolean, DateTime, Integer, column, table, text
 
@@ -14,6 +12,7 @@ from services.campaign.models import AudienceMember, Base
 from shared.db import Database, run_migrations
 from shared.erasure import tombstone_key
 from tests.campaign.factories import NOW, feed, policy_event, segment_event
+from tests.conftest import columns_of, downgrade
 
 
 def test_migrations_match_the_models(db: Database) -> None:
@@ -182,9 +181,16 @@ def test_an_erased_audience_row_becomes_a_tombstone_that_still_blocks_the_custom
         database.dispose()
 
 
-def test_the_downgrade_restores_the_erased_flag_when_no_customer_was_erased(db_url: str) -> None:
+def test_the_downgrade_restores_the_erased_flag_when_no_customer_was_erased(
+    db_url: str, sqlite_url: str
+) -> None:
     run_migrations(MIGRATIONS, db_url)
     _downgrade(db_url, BEFORE_HASHED_TOMBSTONES)
+    reached = columns_of(db_url)
+    assert "erased" in reached["audience"] and "erased_customers" not in reached
+    # the tables and columns that upgrading a new database to that revision makes
+    run_migrations(MIGRATIONS, sqlite_url, BEFORE_HASHED_TOMBSTONES)
+    assert reached == columns_of(sqlite_url)
     database = Database.from_url(db_url)
     try:
         with database.engine.begin() as connection:
@@ -196,8 +202,4 @@ def test_the_downgrade_restores_the_erased_flag_when_no_customer_was_erased(db_u
 
 
 def _downgrade(url: str, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    cfg.attributes["configure_logger"] = False
-    command.downgrade(cfg, revision)
+    downgrade(MIGRATIONS, url, revision)

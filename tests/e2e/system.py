@@ -17,9 +17,10 @@ from typing import Any
 
 import httpx
 
-from shared import manifest
+from shared import manifest, topics
 from shared.broker import EmbeddedBroker, free_port
-from shared.testing import unique, wait_for
+from shared.events import MessageRequestedEvent
+from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,22 @@ class RunningSystem:
 
     def delete(self, service: str, path: str, **kwargs: Any) -> httpx.Response:
         return self.http.delete(self.url(service, path), **kwargs)
+
+    def read(self, topic: str, **kwargs: Any) -> list[Any]:
+        """The decoded records of one of the platform's topics (its name without this
+        system's namespace), as :func:`shared.testing.read_topic` reads them."""
+        return read_topic(self.bootstrap_servers, self.namespace + topic, **kwargs)
+
+    def messages(
+        self, campaign_id: str, *, expect: int | None = None, timeout: float = 5
+    ) -> list[MessageRequestedEvent]:
+        """The message requests one campaign published."""
+        return self.read(
+            topics.CAMPAIGN_MESSAGES,
+            expect=expect,
+            timeout=timeout,
+            predicate=lambda e: e.data.campaign_id == campaign_id,
+        )
 
     def wait_ready(self, timeout: float = 60) -> None:
         wait_for(lambda: ready(self), timeout=timeout, what="all four /readyz to answer 200")

@@ -21,8 +21,8 @@ import pytest
 
 from shared import topics
 from shared.bus import Publisher
-from shared.events import MessageReceipt, MessageReceiptRecordedEvent, MessageRequestedEvent
-from shared.testing import read_topic, unique, wait_for
+from shared.events import MessageReceipt, MessageReceiptRecordedEvent
+from shared.testing import unique, wait_for
 from tests.e2e.system import RunningSystem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -277,13 +277,7 @@ def test_campaign_report_matches_a_hand_computation(system: RunningSystem) -> No
     assert result["excluded"] == {"no_consent": 2, "do_not_disturb": 1}
 
     # -- one message request per treated customer, none for anybody else ------------------------
-    messages: list[MessageRequestedEvent] = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.CAMPAIGN_MESSAGES,
-        expect=len(treated),
-        timeout=30,
-        predicate=lambda e: e.data.campaign_id == campaign_id,
-    )
+    messages = system.messages(campaign_id, expect=len(treated), timeout=30)
     by_customer = {m.data.customer_id: m for m in messages}
     assert len(messages) == len(treated)
     assert sorted(by_customer) == sorted(treated)

@@ -27,8 +27,8 @@ import pytest
 
 from shared import clock, topics
 from shared.broker import EmbeddedBroker
-from shared.events import MessageRequestedEvent, SegmentChangedEvent
-from shared.testing import read_topic, unique, wait_for
+from shared.events import SegmentChangedEvent
+from shared.testing import unique, wait_for
 from tests.e2e.system import RunningSystem, running_system
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -183,13 +183,7 @@ def test_a_day_boundary_moves_stages_everywhere_within_a_minute_and_triggers_onc
     batch = system.post("ingest", "/v1/orders/batch", json={"orders": first_two})
     assert batch.status_code in (200, 202), batch.text
     assert batch.json()["accepted"] == 2, batch.text
-    welcomed: list[MessageRequestedEvent] = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.CAMPAIGN_MESSAGES,
-        expect=1,
-        timeout=30,
-        predicate=lambda e: e.data.campaign_id == welcome_id,
-    )
+    welcomed = system.messages(welcome_id, expect=1, timeout=30)
     assert [(m.data.customer_id, m.data.content) for m in welcomed] == [
         (newcomer, "江苏省南京市的新朋友, 欢迎")
     ]
@@ -206,21 +200,14 @@ def test_a_day_boundary_moves_stages_everywhere_within_a_minute_and_triggers_onc
     assert time.monotonic() - jumped < 60
     assert _stages(system, recent) == ("active",) * 3
 
-    messages: list[MessageRequestedEvent] = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.CAMPAIGN_MESSAGES,
-        expect=1,
-        timeout=30,
-        predicate=lambda e: e.data.campaign_id == campaign_id,
-    )
+    messages = system.messages(campaign_id, expect=1, timeout=30)
     assert [m.data.customer_id for m in messages] == [lapsing]
     assert messages[0].data.content == "杭州市的朋友, 好久不见"
 
     # later ticks of the sweep (every 15 s) and the same day again change nothing
     time.sleep(20)
-    changes: list[SegmentChangedEvent] = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.SEGMENTS,
+    changes: list[SegmentChangedEvent] = system.read(
+        topics.SEGMENTS,
         timeout=5,
         predicate=lambda e: e.key == lapsing and e.type == "segment.changed",
     )
@@ -233,19 +220,9 @@ def test_a_day_boundary_moves_stages_everywhere_within_a_minute_and_triggers_onc
         if c.data.current is not None
     ]
     assert moves.count(("active", "silent")) == 1, moves
-    again: list[MessageRequestedEvent] = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.CAMPAIGN_MESSAGES,
-        timeout=5,
-        predicate=lambda e: e.data.campaign_id == campaign_id,
-    )
+    again = system.messages(campaign_id, timeout=5)
     assert len(again) == 1
-    welcomed_again: list[MessageRequestedEvent] = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.CAMPAIGN_MESSAGES,
-        timeout=5,
-        predicate=lambda e: e.data.campaign_id == welcome_id,
-    )
+    welcomed_again = system.messages(welcome_id, timeout=5)
     assert len(welcomed_again) == 1  # the two first orders entered the newcomer once
 
     # -- as_of in valid time, written as people write it --------------------------------

@@ -23,7 +23,7 @@ import pytest
 from shared import topics
 from shared.bus import Publisher
 from shared.events import encode_event
-from shared.testing import read_topic, unique, wait_for
+from shared.testing import unique, wait_for
 from tests.e2e.system import RunningSystem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -276,16 +276,14 @@ def test_erasure_reaches_every_service_and_survives_a_replay(system: RunningSyst
         return event.key == customer
 
     # originals (2 orders + 1 customer record) and the replayed copies of the current ones
-    on_orders = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.ORDERS,
+    on_orders = system.read(
+        topics.ORDERS,
         expect=4,
         timeout=30,
         predicate=mine,
     )
-    on_customers = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.CUSTOMERS,
+    on_customers = system.read(
+        topics.CUSTOMERS,
         expect=2,
         timeout=30,
         predicate=mine,
@@ -300,9 +298,8 @@ def test_erasure_reaches_every_service_and_survives_a_replay(system: RunningSyst
 
     # a consumer that reads the topics from the beginning sees every record again, the
     # originals with the personal data included: deliver them all with fresh event ids
-    on_segments = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.SEGMENTS,
+    on_segments = system.read(
+        topics.SEGMENTS,
         timeout=10,
         predicate=mine,
     )

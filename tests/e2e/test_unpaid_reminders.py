@@ -16,10 +16,8 @@ from typing import Any
 
 import pytest
 
-from shared import topics
 from shared.broker import EmbeddedBroker
-from shared.events import MessageRequestedEvent
-from shared.testing import read_topic, unique, wait_for
+from shared.testing import unique, wait_for
 from tests.e2e.system import RunningSystem, running_system
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -104,24 +102,13 @@ def test_unpaid_orders_overdue_before_the_start_are_reminded_within_the_lookback
     launched = system.post("campaign", f"/v1/campaigns/{campaign_id}/launch")
     assert launched.status_code == 200, launched.text
 
-    reminded: list[MessageRequestedEvent] = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.CAMPAIGN_MESSAGES,
-        expect=1,
-        timeout=60,
-        predicate=lambda e: e.data.campaign_id == campaign_id,
-    )
+    reminded = system.messages(campaign_id, expect=1, timeout=60)
     assert [m.data.customer_id for m in reminded] == [overdue]
     assert reminded[0].data.content == "您在杭州市的订单还未付款"
 
     # further scheduler passes (every second) remind nobody again, nor the other two
     time.sleep(5)
-    again: list[MessageRequestedEvent] = read_topic(
-        system.bootstrap_servers,
-        system.namespace + topics.CAMPAIGN_MESSAGES,
-        timeout=5,
-        predicate=lambda e: e.data.campaign_id == campaign_id,
-    )
+    again = system.messages(campaign_id, timeout=5)
     assert [m.data.customer_id for m in again] == [overdue]
     print(
         f"unpaid_order: 3 orders (overdue 4 h, overdue 29 h, paid), "

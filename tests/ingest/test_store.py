@@ -22,8 +22,7 @@ from services.ingest.committer import store_batches
 from services.ingest.models import Base, StoredEvent
 from services.ingest.repository import EventStore
 from services.ingest.validation import Rules
-from shared.bus import PLATFORM_TABLES
-from shared.db import Database, run_migrations
+from shared.db import PLATFORM_TABLES, Database, run_migrations
 from shared.events import decode_event
 
 RULES = Rules()

@@ -596,7 +596,7 @@ def test_the_chinese_mobile_shortcut_agrees_with_libphonenumber() -> None:
 
     import phonenumbers
 
-    from services.ingest.field_checks import _e164
+    from shared.phones import phone_e164
 
     rng = random.Random(7)
     for _ in range(3000):
@@ -610,8 +610,8 @@ def test_the_chinese_mobile_shortcut_agrees_with_libphonenumber() -> None:
             )
         except phonenumbers.NumberParseException:
             expected = None
-        assert _e164(number, "CN") == expected, number
-        assert _e164("+86 " + number, "CN") == expected, number
+        assert phone_e164(number, "CN") == expected, number
+        assert phone_e164("+86 " + number, "CN") == expected, number
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from services.profile import service
@@ -21,6 +22,7 @@ from shared.events import (
     SegmentChangedEvent,
     SegmentChangedPayload,
 )
+from tests.conftest import runtime_of
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 
@@ -136,6 +138,12 @@ def apply(db: Database, settings: Settings, *events: Any) -> None:
     """Fold events into the profiles in one transaction, as a consumed batch."""
     with db.unit_of_work() as session:
         service.apply_events(session, list(events), settings)
+
+
+def feed(client: TestClient, *events: Any) -> None:
+    """One consumed batch into the service behind an API client, as the consumer loop runs it."""
+    runtime = runtime_of(client)
+    apply(runtime.db, runtime.settings, *events)  # type: ignore[arg-type]
 
 
 def search(session: Session, settings: Settings, **filters: Any) -> list[ProfileRow]:

@@ -3,50 +3,24 @@ the records published for the other services, and last-used reports."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from services.profile import apikeys
-from services.profile.app import create_app
-from services.profile.config import Settings
 from shared.apikeys import APIKEYS_TOPIC, ApiKeyRecordedEvent, KeyDirectory
 from shared.events import utcnow
 from shared.runtime import ServiceRuntime
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, outbox_values
 
 ADMIN = {"X-API-Key": ADMIN_KEY}
 
 
-@pytest.fixture
-def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        data_dir=tmp_path,
-        database_url=db_url,
-        api_key=ADMIN_KEY,
-        api_keys={"reader-key": ["profile:read"]},
-        run_consumer=False,
-    )
-    app = create_app(settings, start_runtime=False)
-    runtime: ServiceRuntime = app.state.runtime
-    runtime.migrate()
-    with TestClient(app) as test_client:
-        yield test_client
-    runtime.db.dispose()
-
-
 def published(client: TestClient) -> list[ApiKeyRecordedEvent]:
-    runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
-    with runtime.db.sessions() as session:
-        rows = session.execute(
-            text("SELECT value FROM outbox WHERE topic = :t ORDER BY id"), {"t": APIKEYS_TOPIC}
-        ).all()
-    return [ApiKeyRecordedEvent.model_validate_json(bytes(r[0])) for r in rows]
+    return [
+        ApiKeyRecordedEvent.model_validate_json(v) for v in outbox_values(client, APIKEYS_TOPIC)
+    ]
 
 
 def create(client: TestClient, **body: object) -> dict[str, object]:

@@ -14,12 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from services.profile import service
-from services.profile.app import create_app
-from services.profile.config import Settings
 from shared.runtime import ServiceRuntime
-from tests.conftest import ADMIN_KEY
-from tests.profile.profile_factories import customer, interaction, order, segment_changed
+from tests.conftest import ADMIN_KEY, outbox_values
+from tests.profile.conftest import profile_api
+from tests.profile.profile_factories import customer, feed, interaction, order, segment_changed
 
 ADMIN = {"X-API-Key": ADMIN_KEY}
 READER = {"X-API-Key": "reader-key"}
@@ -27,39 +25,23 @@ PII = {"X-API-Key": "pii-key"}
 WRITER = {"X-API-Key": "writer-key"}
 
 
+def outbox(client: TestClient) -> list[dict[str, Any]]:
+    return [orjson.loads(v) for v in outbox_values(client)]
+
+
 @pytest.fixture
 def client(tmp_path: Path, sqlite_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        data_dir=tmp_path,
-        database_url=sqlite_url,
-        api_key=ADMIN_KEY,
-        api_keys={
-            "reader-key": ["profile:read"],
-            "pii-key": ["profile:read", "pii:read"],
-            "writer-key": ["profile:*"],
-        },
-        run_consumer=False,
-    )
-    app = create_app(settings, start_runtime=False)
-    runtime: ServiceRuntime = app.state.runtime
-    runtime.migrate()
-    with TestClient(app) as test_client:
+    """SQLite only: :func:`db_dump` reads every table of the file."""
+    with profile_api(tmp_path, sqlite_url) as test_client:
         yield test_client
-    runtime.db.dispose()
 
 
-def feed(client: TestClient, *events: Any) -> None:
-    runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
-    with runtime.db.unit_of_work() as session:
-        service.apply_events(session, list(events), runtime.settings)  # type: ignore[arg-type]
-
-
-def outbox(client: TestClient) -> list[dict[str, Any]]:
-    runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
-    with runtime.db.sessions() as session:
-        rows = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
-    return [orjson.loads(v) for v in rows]
+@pytest.fixture
+def any_client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
+    """A client on SQLite (which hands timestamps back without their offset) and on
+    PostgreSQL."""
+    with profile_api(tmp_path, db_url) as test_client:
+        yield test_client
 
 
 def db_dump(client: TestClient) -> str:
@@ -412,29 +394,14 @@ def test_export_then_erasure_leaves_no_personal_data_and_replay_is_blocked(
     assert client.get("/v1/customers/tb_zhangsan88", headers=READER).status_code == 200
 
 
-def test_get_customer_on_both_backends(tmp_path: Path, db_url: str) -> None:
+def test_get_customer_on_both_backends(any_client: TestClient) -> None:
     # GET reads on the event loop on SQLite and through the thread pool otherwise
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        data_dir=tmp_path,
-        database_url=db_url,
-        api_key=ADMIN_KEY,
-        api_keys={"reader-key": ["profile:read"]},
-        run_consumer=False,
-    )
-    app = create_app(settings, start_runtime=False)
-    runtime: ServiceRuntime = app.state.runtime
-    runtime.migrate()
-    try:
-        with TestClient(app) as test_client:
-            feed(test_client, ZHANG, segment_changed("tb_zhangsan88", rfm_segment="new"))
-            body = test_client.get("/v1/customers/tb_zhangsan88", headers=READER).json()
-            assert body["customer_id"] == "tb_zhangsan88"
-            assert body["basic"]["mobiles"] == ["138****8000"]
-            assert body["scores"]["rfm_segment"] == "new"
-            assert test_client.get("/v1/customers/nobody", headers=READER).status_code == 404
-    finally:
-        runtime.db.dispose()
+    feed(any_client, ZHANG, segment_changed("tb_zhangsan88", rfm_segment="new"))
+    body = any_client.get("/v1/customers/tb_zhangsan88", headers=READER).json()
+    assert body["customer_id"] == "tb_zhangsan88"
+    assert body["basic"]["mobiles"] == ["138****8000"]
+    assert body["scores"]["rfm_segment"] == "new"
+    assert any_client.get("/v1/customers/nobody", headers=READER).status_code == 404
 
 
 def test_search_and_edits_normalise_regions_like_ingest(client: TestClient) -> None:
@@ -545,26 +512,6 @@ def timestamps(value: Any) -> list[str]:
     if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
         return [value]
     return []
-
-
-@pytest.fixture
-def any_client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
-    """A client on SQLite (which hands timestamps back without their offset) and on
-    PostgreSQL."""
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        data_dir=tmp_path,
-        database_url=db_url,
-        api_key=ADMIN_KEY,
-        api_keys={"pii-key": ["profile:read", "pii:read"], "writer-key": ["profile:*"]},
-        run_consumer=False,
-    )
-    app = create_app(settings, start_runtime=False)
-    runtime: ServiceRuntime = app.state.runtime
-    runtime.migrate()
-    with TestClient(app) as test_client:
-        yield test_client
-    runtime.db.dispose()
 
 
 def test_every_timestamp_answered_carries_an_offset(any_client: TestClient) -> None:

@@ -11,6 +11,7 @@ from services.profile import service
 from services.profile.config import Settings
 from shared.db import Database
 from shared.errors import NotFound
+from tests.conftest import outbox_events
 from tests.profile.profile_factories import (
     apply,
     customer,
@@ -27,11 +28,7 @@ def profile(db: Database, settings: Settings, customer_id: str) -> dict[str, Any
 
 
 def outbox_types(db: Database) -> list[str]:
-    with db.sessions() as session:
-        values = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars()
-        import orjson
-
-        return [orjson.loads(v)["type"] for v in values]
+    return [event.type for event in outbox_events(db)]
 
 
 def test_five_spellings_of_one_verified_mobile_resolve_to_one_profile(

@@ -3,46 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import orjson
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from services.profile import service
-from services.profile.app import create_app
-from services.profile.config import Settings
 from shared.runtime import ServiceRuntime
 from tests.conftest import ADMIN_KEY
-from tests.profile.profile_factories import customer, interaction, order
+from tests.profile.profile_factories import customer, feed, interaction, order
 
 WRITER = {"X-API-Key": ADMIN_KEY}
-
-
-@pytest.fixture
-def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        data_dir=tmp_path,
-        database_url=db_url,
-        api_key=ADMIN_KEY,
-        run_consumer=False,
-    )
-    app = create_app(settings, start_runtime=False)
-    runtime: ServiceRuntime = app.state.runtime
-    runtime.migrate()
-    with TestClient(app) as test_client:
-        yield test_client
-    runtime.db.dispose()
-
-
-def feed(client: TestClient, *events: object) -> None:
-    runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
-    with runtime.db.unit_of_work() as session:
-        service.apply_events(session, list(events), runtime.settings)  # type: ignore[arg-type]
 
 
 def profile(client: TestClient, customer_id: str) -> dict[str, object]:

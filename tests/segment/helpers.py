@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from services.segment.app import MIGRATIONS
+from fastapi.testclient import TestClient
+
+from services.segment import service
+from services.segment.app import MIGRATIONS, create_app
+from services.segment.config import Settings
 from shared.bus import Inbound
 from shared.db import Database, run_migrations
 from shared.events import (
@@ -18,8 +25,11 @@ from shared.events import (
     ProfileMergedEvent,
     ProfileMergedPayload,
 )
+from tests.conftest import ADMIN_KEY, api_client, runtime_of
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+HEADERS = {"X-API-Key": ADMIN_KEY}
+READER = {"X-API-Key": "reader-key"}
 _offsets = itertools.count()
 
 
@@ -98,3 +108,29 @@ def erased(customer_id: str, at: datetime = NOW) -> Inbound:
             data=ProfileErasedPayload(customer_id=customer_id, erasure_id="e1", requested_at=at),
         )
     )
+
+
+@contextmanager
+def api(tmp_path: Path, database_url: str, orders: list[Order]) -> Iterator[TestClient]:
+    """The segment API at :data:`NOW` with ``orders`` consumed; no broker: the relay is
+    stopped, so published events wait in the outbox."""
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        data_dir=tmp_path,
+        database_url=database_url,
+        api_key=ADMIN_KEY,
+        api_keys={"reader-key": ["segment:read"]},
+        run_consumer=False,
+        rescore_at_start=False,
+    )
+    app = create_app(settings)
+    app.state.runtime.extras["clock"] = lambda: NOW
+    with api_client(app, keep_outbox=True) as client:
+        consume(client, *orders)
+        yield client
+
+
+def consume(client: TestClient, *orders: Order) -> None:
+    """One consumed batch of these orders into the service behind an API client."""
+    with runtime_of(client).db.unit_of_work() as session:
+        service.apply_messages(session, [recorded(o) for o in orders], NOW)

@@ -7,55 +7,21 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
-from services.segment import service
-from services.segment.app import create_app
-from services.segment.config import Settings
-from shared.events import decode_event
-from tests.conftest import ADMIN_KEY
-from tests.segment.helpers import NOW, order, recorded
-
-HEADERS = {"X-API-Key": ADMIN_KEY}
-READER = {"X-API-Key": "reader-key"}
+from tests.conftest import outbox_events
+from tests.segment.helpers import HEADERS, NOW, READER, api, consume, order
 
 
 @pytest.fixture
 def client(tmp_path: Path, sqlite_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        data_dir=tmp_path,
-        database_url=sqlite_url,
-        api_key=ADMIN_KEY,
-        api_keys={"reader-key": ["segment:read"]},
-        run_consumer=False,
-        rescore_at_start=False,
-    )
-    app = create_app(settings)
-    runtime = app.state.runtime
-    runtime.extras["clock"] = lambda: NOW
-    with TestClient(app) as test_client:
-        runtime.relay.stop()  # keep the outbox for inspection
-        with runtime.db.unit_of_work() as session:
-            service.apply_messages(
-                session,
-                [
-                    recorded(order("o1", "alice", days_ago=2, amount="300.00", category="shoes")),
-                    recorded(order("o2", "alice", days_ago=20, amount="200.00", channel="jd")),
-                    recorded(order("o3", "bob", days_ago=100, amount="50.00", province="广东省")),
-                    recorded(order("o4", "carol", days_ago=1, amount="10.00", status="created")),
-                ],
-                NOW,
-            )
-        test_client.app_state = runtime  # type: ignore[attr-defined]
+    orders = [
+        order("o1", "alice", days_ago=2, amount="300.00", category="shoes"),
+        order("o2", "alice", days_ago=20, amount="200.00", channel="jd"),
+        order("o3", "bob", days_ago=100, amount="50.00", province="广东省"),
+        order("o4", "carol", days_ago=1, amount="10.00", status="created"),
+    ]
+    with api(tmp_path, sqlite_url, orders) as test_client:
         yield test_client
-
-
-def outbox(client: TestClient) -> list:
-    runtime = client.app_state  # type: ignore[attr-defined]
-    with runtime.db.unit_of_work() as session:
-        rows = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
-    return [decode_event(bytes(v)) for v in rows]
 
 
 def test_customer_scores_now_and_as_of(client: TestClient) -> None:
@@ -111,7 +77,7 @@ def test_policy_versions_and_rescoring(client: TestClient) -> None:
     assert body["policy_version"] == 2
     # alice's first order is 20 days old: no longer "new" under a 10-day active window
     assert body["lifecycle_stage"] == "active"
-    last = [e for e in outbox(client) if e.data.customer_id == "alice"][-1]
+    last = [e for e in outbox_events(client) if e.data.customer_id == "alice"][-1]
     assert last.data.policy_version == 2 and last.data.current.lifecycle_stage == "active"
     bad = dict(policy, lifecycle={"active_days": 100, "silent_days": 90, "sleeping_days": 180})
     assert client.put("/v1/scoring-policy", json=bad, headers=HEADERS).status_code == 422
@@ -171,18 +137,12 @@ def test_custom_segments_and_their_members(client: TestClient) -> None:
     assert created.json()["member_count"] == 1
     members = client.get("/v1/segments/big-shoes/members", headers=READER).json()
     assert members["items"] == ["alice"]
-    entered = [e for e in outbox(client) if e.data.segments_entered]
+    entered = [e for e in outbox_events(client) if e.data.segments_entered]
     assert [(e.data.customer_id, e.data.segments_entered) for e in entered] == [
         ("alice", ["big-shoes"])
     ]
     # bob buys shoes for 200: the event moves him in
-    runtime = client.app_state  # type: ignore[attr-defined]
-    with runtime.db.unit_of_work() as session:
-        service.apply_messages(
-            session,
-            [recorded(order("o5", "bob", days_ago=1, amount="200.00", category="shoes"))],
-            NOW,
-        )
+    consume(client, order("o5", "bob", days_ago=1, amount="200.00", category="shoes"))
     assert client.get("/v1/segments/big-shoes", headers=READER).json()["member_count"] == 2
     page = client.get("/v1/segments/big-shoes/members", params={"limit": 1}, headers=READER).json()
     assert page["items"] == ["alice"] and page["next_cursor"]
@@ -309,15 +269,13 @@ def test_clv_summary(client: TestClient) -> None:
 def test_clv_summary_of_a_customer_who_switched_currency_is_in_their_latest(
     client: TestClient,
 ) -> None:
-    runtime = client.app_state  # type: ignore[attr-defined]
     orders = [
         order("sw-1", "switcher", days_ago=40, amount="1000.00", currency="USD"),
         order("sw-2", "switcher", days_ago=30, amount="900.00", currency="USD"),
         order("sw-3", "switcher", days_ago=20, amount="10.00", currency="EUR"),
         order("sw-4", "switcher", days_ago=10, amount="30.00", currency="EUR"),
     ]
-    with runtime.db.unit_of_work() as session:
-        service.apply_messages(session, [recorded(o) for o in orders], NOW)
+    consume(client, *orders)
     body = client.get("/v1/customers/switcher/clv-summary", headers=READER).json()
     # the EUR purchases only (as the EUR fit sees them), not USD and EUR averaged
     assert body["currency"] == "EUR"
@@ -326,16 +284,12 @@ def test_clv_summary_of_a_customer_who_switched_currency_is_in_their_latest(
 
 
 def test_a_longer_window_recounts_f_and_m(client: TestClient) -> None:
-    runtime = client.app_state  # type: ignore[attr-defined]
-    with runtime.db.unit_of_work() as session:
-        service.apply_messages(
-            session, [recorded(order("o9", "bob", days_ago=500, amount="70.00"))], NOW
-        )
+    consume(client, order("o9", "bob", days_ago=500, amount="70.00"))
     assert client.get("/v1/customers/bob/scores", headers=READER).json()["frequency"] == 1
     policy = client.get("/v1/scoring-policy", headers=READER).json()["policy"]
     policy["window_days"] = 730
     assert client.put("/v1/scoring-policy", json=policy, headers=HEADERS).status_code == 200
     body = client.get("/v1/customers/bob/scores", headers=READER).json()
     assert body["frequency"] == 2 and body["monetary"] == "120.00"
-    last = [e for e in outbox(client) if e.data.customer_id == "bob"][-1]
+    last = [e for e in outbox_events(client) if e.data.customer_id == "bob"][-1]
     assert last.data.current.frequency == 2 and last.data.policy_version == 2

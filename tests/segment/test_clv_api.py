@@ -11,36 +11,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 
-from services.segment import service
-from services.segment.app import create_app
-from services.segment.config import Settings
-from tests.conftest import ADMIN_KEY
-from tests.segment.helpers import NOW, recorded
+from tests.segment.helpers import HEADERS, NOW, READER, api
 from tests.segment.test_predictive import simulated_orders
-
-HEADERS = {"X-API-Key": ADMIN_KEY}
-READER = {"X-API-Key": "reader-key"}
 
 
 @pytest.fixture
 def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        data_dir=tmp_path,
-        database_url=db_url,
-        api_key=ADMIN_KEY,
-        api_keys={"reader-key": ["segment:read"]},
-        run_consumer=False,
-        rescore_at_start=False,
-    )
-    app = create_app(settings)
-    runtime = app.state.runtime
-    runtime.extras["clock"] = lambda: NOW
     orders = simulated_orders(300, "EUR", 1) + simulated_orders(12, "USD", 2)
-    with TestClient(app) as test_client:
-        runtime.relay.stop()
-        with runtime.db.unit_of_work() as session:
-            service.apply_messages(session, [recorded(o) for o in orders], NOW)
+    with api(tmp_path, db_url, orders) as test_client:
         yield test_client
 
 

@@ -14,6 +14,7 @@ from services.segment.policy import DEFAULT_POLICY
 from shared.db import Database, run_migrations
 from shared.erasure import tombstone_key
 from shared.events import ensure_aware
+from tests.conftest import columns_of, downgrade
 from tests.segment.helpers import NOW, order, recorded
 from tests.segment.test_paths import feed, stored_state
 
@@ -30,14 +31,7 @@ def test_migrations_match_the_models(db_url: str) -> None:
 
 
 def _downgrade(url: str, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    cfg.attributes["configure_logger"] = False
-    command.downgrade(cfg, revision)
+    downgrade(MIGRATIONS, url, revision)
 
 
 BEFORE_HASHED_TOMBSTONES = "16921264ff81"
@@ -89,9 +83,16 @@ def test_a_clear_text_tombstone_still_blocks_the_customer_after_the_upgrade(db_u
         db.dispose()
 
 
-def test_the_downgrade_restores_the_schema_when_no_customer_was_erased(db_url: str) -> None:
+def test_the_downgrade_restores_the_schema_when_no_customer_was_erased(
+    db_url: str, sqlite_url: str
+) -> None:
     run_migrations(MIGRATIONS, db_url)
     _downgrade(db_url, BEFORE_HASHED_TOMBSTONES)
+    reached = columns_of(db_url)
+    assert reached["erased_customers"] == ["customer_id", "erased_at", "erasure_id", "requested_at"]
+    # the tables and columns that upgrading a new database to that revision makes
+    run_migrations(MIGRATIONS, sqlite_url, BEFORE_HASHED_TOMBSTONES)
+    assert reached == columns_of(sqlite_url)
     db = Database.from_url(db_url)
     try:
         with db.engine.begin() as connection:

@@ -20,6 +20,7 @@ from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPoint
 from services.segment.rules import Condition
 from shared.events import Order, decode_event, utcnow
 from shared.testing import postgres_database
+from tests.conftest import outbox_events
 from tests.segment.helpers import NOW, database, erased, merged, order, recorded
 from tests.segment.helpers import order as make_order
 
@@ -117,12 +118,6 @@ def feed(db, events: list, chunk: int = 40) -> None:
     for start in range(0, len(events), chunk):
         with db.unit_of_work() as session:
             service.apply_messages(session, events[start : start + chunk], NOW)
-
-
-def outbox_events(db) -> list:
-    with db.unit_of_work() as session:
-        rows = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
-    return [decode_event(bytes(v)) for v in rows]
 
 
 def test_per_event_path_equals_full_batch_rescoring(db_url: str) -> None:

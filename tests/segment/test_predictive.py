@@ -15,7 +15,7 @@ from services.segment import clv_runs, point_in_time, predictive, service
 from services.segment.clv_repository import ClvFits, Predictions, valid_purchases
 from services.segment.rules import Condition
 from shared.db import Database
-from shared.events import decode_event
+from tests.conftest import outbox_events
 from tests.segment.helpers import NOW, database, erased, order, recorded
 
 OPTIONS = predictive.ClvOptions(min_customers=100, min_repeat_customers=20, min_history_days=90)
@@ -57,12 +57,6 @@ def seeded(url: str) -> Database:
     with db.unit_of_work() as session:
         service.apply_messages(session, [recorded(o) for o in orders], NOW)
     return db
-
-
-def outbox_events(db: Database) -> list:
-    with db.unit_of_work() as session:
-        rows = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
-    return [decode_event(bytes(v)) for v in rows]
 
 
 def test_fits_per_currency_are_kept_and_predictions_stored(db_url: str) -> None:

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from services.segment import service
+from tests.conftest import outbox_events
 from tests.segment.helpers import NOW, database, recorded
-from tests.segment.test_paths import feed, history, outbox_events, stored_state
+from tests.segment.test_paths import feed, history, stored_state
 
 
 def published(db, after: int) -> list[dict]:

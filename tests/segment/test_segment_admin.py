@@ -9,13 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from services.segment import service
-from services.segment.app import create_app
-from services.segment.config import Settings
 from shared.events import SegmentChangedEvent, SegmentDeletedEvent
-from tests.conftest import ADMIN_KEY
-from tests.segment.helpers import NOW, order, recorded
-from tests.segment.test_api import HEADERS, READER, outbox
+from tests.conftest import outbox_events
+from tests.segment.helpers import HEADERS, READER, api, order
 
 BIG = {"field": "monetary", "op": "gte", "value": "100"}
 SMALL = {"field": "monetary", "op": "lt", "value": "100"}
@@ -23,37 +19,18 @@ SMALL = {"field": "monetary", "op": "lt", "value": "100"}
 
 @pytest.fixture
 def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        data_dir=tmp_path,
-        database_url=db_url,
-        api_key=ADMIN_KEY,
-        api_keys={"reader-key": ["segment:read"]},
-        run_consumer=False,
-        rescore_at_start=False,
-    )
-    app = create_app(settings)
-    runtime = app.state.runtime
-    runtime.extras["clock"] = lambda: NOW
-    with TestClient(app) as test_client:
-        runtime.relay.stop()  # keep the outbox for inspection
-        with runtime.db.unit_of_work() as session:
-            service.apply_messages(
-                session,
-                [
-                    recorded(order("o1", "alice", days_ago=2, amount="300.00")),
-                    recorded(order("o2", "bob", days_ago=5, amount="50.00")),
-                ],
-                NOW,
-            )
-        test_client.app_state = runtime  # type: ignore[attr-defined]
+    orders = [
+        order("o1", "alice", days_ago=2, amount="300.00"),
+        order("o2", "bob", days_ago=5, amount="50.00"),
+    ]
+    with api(tmp_path, db_url, orders) as test_client:
         yield test_client
 
 
 def moves(client: TestClient, since: int) -> list[tuple[str, list[str], list[str]]]:
     return [
         (e.data.customer_id, e.data.segments_entered, e.data.segments_left)
-        for e in outbox(client)[since:]
+        for e in outbox_events(client)[since:]
         if isinstance(e, SegmentChangedEvent) and (e.data.segments_entered or e.data.segments_left)
     ]
 
@@ -68,7 +45,7 @@ def test_rename_keeps_members_and_a_new_rule_moves_them(client: TestClient) -> N
     )
     assert created.status_code == 201
     assert members(client, "vip") == ["alice"]
-    before = len(outbox(client))
+    before = len(outbox_events(client))
 
     renamed = client.patch(
         "/v1/segments/vip",
@@ -78,7 +55,7 @@ def test_rename_keeps_members_and_a_new_rule_moves_them(client: TestClient) -> N
     assert renamed.status_code == 200, renamed.text
     assert (renamed.json()["name"], renamed.json()["description"]) == ("Big spenders", "M >= 100")
     assert members(client, "vip") == ["alice"]
-    assert len(outbox(client)) == before  # nothing to publish
+    assert len(outbox_events(client)) == before  # nothing to publish
 
     rerule = client.patch("/v1/segments/vip", json={"rule": SMALL}, headers=HEADERS)
     assert rerule.status_code == 200
@@ -99,12 +76,12 @@ def test_delete_empties_the_segment_and_tells_campaign(client: TestClient) -> No
     client.post(
         "/v1/segments", json={"segment_id": "vip", "name": "VIP", "rule": BIG}, headers=HEADERS
     )
-    before = len(outbox(client))
+    before = len(outbox_events(client))
     deleted = client.delete("/v1/segments/vip", headers=HEADERS)
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["segment_id"] == "vip"
     assert moves(client, before) == [("alice", [], ["vip"])]
-    [event] = [e for e in outbox(client) if isinstance(e, SegmentDeletedEvent)]
+    [event] = [e for e in outbox_events(client) if isinstance(e, SegmentDeletedEvent)]
     assert event.key == "vip" and event.data.name == "VIP"
     assert client.get("/v1/segments/vip", headers=READER).status_code == 404
     assert client.get("/v1/segments", headers=READER).json()["items"] == []

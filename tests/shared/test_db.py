@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    select,
+    text,
+)
 
 from shared.config import ServiceSettings
-from shared.db import make_engine
+from shared.db import (
+    Database,
+    executemany,
+    insert_many,
+    insert_sql,
+    make_engine,
+    read_datetime,
+    select_in,
+    sqlite_datetime,
+    update_sql,
+)
+from shared.events import ensure_aware
 
 
 def _pragma(engine, name: str):
@@ -128,3 +151,98 @@ def test_retention_forgets_old_processed_events_and_idempotency_keys(
         db, processed_before=now - timedelta(days=30), idempotency_before=now - timedelta(hours=24)
     ) == {"processed_events": 0, "idempotency_keys": 0}
     db.dispose()
+
+
+# -- the bulk kit
+
+_KIT = MetaData()
+_SAMPLES = Table(
+    "kit_samples",
+    _KIT,
+    Column("id", String(20), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=True),
+    Column("tags", JSON, nullable=True),
+    Column("flag", Boolean, nullable=True),
+    Column("blob", LargeBinary, nullable=True),
+)
+_COLUMNS = ("id", "at", "tags", "flag", "blob")
+SHANGHAI = timezone(timedelta(hours=8))
+
+
+def _core_rows(db: Database) -> dict[str, tuple]:
+    with db.sessions() as session:
+        return {row[0]: tuple(row) for row in session.execute(select(_SAMPLES)).all()}
+
+
+def test_driver_level_writes_read_back_as_sqlalchemys_own(db_url: str) -> None:
+    """What executemany writes (datetimes of any zone, JSON, bools, bytes, NULLs) reads back
+    through SQLAlchemy's types exactly as what a Core insert wrote: one encoding."""
+    db = Database.from_url(db_url)
+    _KIT.create_all(db.engine)
+    moment = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    values = [
+        ("utc", moment, ["a", "b"], True, b"\x00\x01"),
+        ("shanghai", moment.astimezone(SHANGHAI), {"k": 1}, False, b""),
+        ("nulls", None, None, None, None),
+    ]
+    with db.unit_of_work() as session:
+        written = executemany(
+            session, _SAMPLES, insert_sql(_SAMPLES, _COLUMNS), _COLUMNS, values, repeated=("at",)
+        )
+    assert written == 3
+    kit = _core_rows(db)
+    with db.unit_of_work() as session:
+        session.execute(_SAMPLES.delete())
+        session.execute(_SAMPLES.insert(), [dict(zip(_COLUMNS, v, strict=True)) for v in values])
+    # the UTC instant SQLAlchemy stores for the zoned value (its own SQLite type drops the
+    # zone; the kit never does)
+    core = _core_rows(db)
+    core["shanghai"] = (*core["shanghai"][:1], kit["shanghai"][1], *core["shanghai"][2:])
+    assert kit == core
+    assert ensure_aware(kit["shanghai"][1]) == moment
+    assert kit["utc"][2:] == (["a", "b"], True, b"\x00\x01")
+    with db.unit_of_work() as session:
+        executemany(
+            session,
+            _SAMPLES,
+            update_sql(_SAMPLES, ["tags"], "id"),
+            ["tags", "id"],
+            [([1], "utc"), ([2], "nulls")],
+        )
+        insert_many(session, _SAMPLES, [{"id": "dict", "at": moment, "tags": [], "flag": True}])
+    rows = _core_rows(db)
+    assert rows["utc"][2] == [1] and rows["nulls"][2] == [2]
+    assert ensure_aware(rows["dict"][1]) == moment
+    db.dispose()
+
+
+def test_select_in_reads_every_chunk_with_the_parameters_before_the_list(db_url: str) -> None:
+    db = Database.from_url(db_url)
+    _KIT.create_all(db.engine)
+    moment = datetime(2026, 3, 1, tzinfo=UTC)
+    with db.unit_of_work() as session:
+        rows = [(f"id{n:03}", moment, None, n % 2 == 0, None) for n in range(25)]
+        executemany(session, _SAMPLES, insert_sql(_SAMPLES, _COLUMNS), _COLUMNS, rows)
+    wanted = [f"id{n:03}" for n in range(0, 30, 3)]  # id027 does not exist
+    with db.sessions() as session:
+        found = select_in(
+            session,
+            "SELECT id, at FROM kit_samples WHERE flag = {mark} AND id IN ({marks})",
+            wanted,
+            before=(True,),
+            size=4,
+        )
+    assert sorted(row[0] for row in found) == ["id000", "id006", "id012", "id018", "id024"]
+    assert all(isinstance(row, tuple) and read_datetime(row[1]) == moment for row in found)
+    db.dispose()
+
+
+def test_sqlite_datetime_is_the_text_sqlalchemy_stores_for_the_utc_instant() -> None:
+    moment = datetime(2026, 12, 5, 23, 59, 59, 5, tzinfo=UTC)
+    assert sqlite_datetime(moment) == "2026-12-05 23:59:59.000005"
+    assert sqlite_datetime(moment.astimezone(SHANGHAI)) == "2026-12-05 23:59:59.000005"
+    assert sqlite_datetime(moment.replace(tzinfo=None)) == "2026-12-05 23:59:59.000005"
+    assert sqlite_datetime(moment.replace(microsecond=0)) == "2026-12-05 23:59:59.000000"
+    assert read_datetime("2026-12-05 23:59:59.000005") == moment
+    assert read_datetime(moment.replace(tzinfo=None)) == moment
+    assert read_datetime(None) is None
