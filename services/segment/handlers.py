@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from services.segment import service
+from services.segment import per_event
 from shared.bus import Inbound
 from shared.events import (
     ContactPolicyChangedEvent,
@@ -26,7 +26,7 @@ Clock = Callable[[], datetime]
 def score_batch(session: Session, messages: list[Inbound], clock: Clock) -> None:
     """Every message in order, then one scoring of whom they touched, as of ``clock()``
     (injectable so tests can fix time)."""
-    service.apply_messages(session, messages, clock())
+    per_event.apply_messages(session, messages, clock())
     for message in messages:
         if message.event_type == "profile.erased":
             # the deleted orders and scores must not stay readable in SQLite's WAL

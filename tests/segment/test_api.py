@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from services.segment import service
+from services.segment import per_event
 from services.segment.app import create_app
 from services.segment.config import Settings
 from shared.events import decode_event
@@ -37,7 +37,7 @@ def client(tmp_path: Path, sqlite_url: str) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         runtime.relay.stop()  # keep the outbox for inspection
         with runtime.db.unit_of_work() as session:
-            service.apply_messages(
+            per_event.apply_messages(
                 session,
                 [
                     recorded(order("o1", "alice", days_ago=2, amount="300.00", category="shoes")),
@@ -178,7 +178,7 @@ def test_custom_segments_and_their_members(client: TestClient) -> None:
     # bob buys shoes for 200: the event moves him in
     runtime = client.app_state  # type: ignore[attr-defined]
     with runtime.db.unit_of_work() as session:
-        service.apply_messages(
+        per_event.apply_messages(
             session,
             [recorded(order("o5", "bob", days_ago=1, amount="200.00", category="shoes"))],
             NOW,
@@ -317,7 +317,7 @@ def test_clv_summary_of_a_customer_who_switched_currency_is_in_their_latest(
         order("sw-4", "switcher", days_ago=10, amount="30.00", currency="EUR"),
     ]
     with runtime.db.unit_of_work() as session:
-        service.apply_messages(session, [recorded(o) for o in orders], NOW)
+        per_event.apply_messages(session, [recorded(o) for o in orders], NOW)
     body = client.get("/v1/customers/switcher/clv-summary", headers=READER).json()
     # the EUR purchases only (as the EUR fit sees them), not USD and EUR averaged
     assert body["currency"] == "EUR"
@@ -328,7 +328,7 @@ def test_clv_summary_of_a_customer_who_switched_currency_is_in_their_latest(
 def test_a_longer_window_recounts_f_and_m(client: TestClient) -> None:
     runtime = client.app_state  # type: ignore[attr-defined]
     with runtime.db.unit_of_work() as session:
-        service.apply_messages(
+        per_event.apply_messages(
             session, [recorded(order("o9", "bob", days_ago=500, amount="70.00"))], NOW
         )
     assert client.get("/v1/customers/bob/scores", headers=READER).json()["frequency"] == 1

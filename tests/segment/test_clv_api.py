@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 
-from services.segment import service
+from services.segment import per_event
 from services.segment.app import create_app
 from services.segment.config import Settings
 from tests.conftest import ADMIN_KEY
@@ -40,7 +40,7 @@ def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         runtime.relay.stop()
         with runtime.db.unit_of_work() as session:
-            service.apply_messages(session, [recorded(o) for o in orders], NOW)
+            per_event.apply_messages(session, [recorded(o) for o in orders], NOW)
         yield test_client
 
 

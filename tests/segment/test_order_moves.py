@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from services.segment import service
+from services.segment import per_event
 from services.segment.models import CustomerScore
 from shared.bus import PLATFORM_TABLES
 from shared.events import VALID_PURCHASE_STATUSES, OrderStatus
@@ -69,7 +69,7 @@ def test_random_order_moves_refunds_and_duplicates_leave_no_ghost(db_url: str) -
             cuts = sorted(rng.sample(range(1, len(sent)), k=min(2, len(sent) - 1)))
             for start, end in zip([0, *cuts], [*cuts, len(sent)], strict=True):
                 with db.unit_of_work() as session:
-                    service.apply_messages(session, sent[start:end], NOW)
+                    per_event.apply_messages(session, sent[start:end], NOW)
             owners: dict[str, int] = defaultdict(int)
             for _, owner, status in latest.values():
                 owners[owner] += OrderStatus(status) in VALID_PURCHASE_STATUSES

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from services.segment import service
+from services.segment import per_event
 from services.segment.app import create_app
 from services.segment.config import Settings
 from shared.events import SegmentChangedEvent, SegmentDeletedEvent
@@ -38,7 +38,7 @@ def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         runtime.relay.stop()  # keep the outbox for inspection
         with runtime.db.unit_of_work() as session:
-            service.apply_messages(
+            per_event.apply_messages(
                 session,
                 [
                     recorded(order("o1", "alice", days_ago=2, amount="300.00")),
