@@ -82,9 +82,9 @@ def _as_of(session: Any, value: str | None, parameter: str = "as_of") -> datetim
 def _score(
     session: Any, customer_ids: list[str], as_of: datetime | None, now: datetime
 ) -> list[reads.CustomerView]:
-    """Now: from the current orders; as of a time: in valid time (point_in_time.py)."""
+    """Now: as stored (the state published); as of a time: in valid time (point_in_time.py)."""
     if as_of is None:
-        return reads.score_customers(session, customer_ids, None, consistent_now(session, now))
+        return reads.current_scores(session, customer_ids, now)
     return point_in_time.score_customers(session, customer_ids, as_of.astimezone(UTC))
 
 
@@ -98,10 +98,10 @@ def with_predictions(
         for v in views
     ]
     found = clv_routes.customer_predictions(session, customers, as_of, policy.timezone)
-    reads = [scores_read(v) for v in views]
-    for read in reads:
-        read.predictions = found.get(read.customer_id)
-    return reads
+    answers = [scores_read(v) for v in views]
+    for answer in answers:
+        answer.predictions = found.get(answer.customer_id)
+    return answers
 
 
 def scores_read(view: reads.CustomerView) -> CustomerScoresRead:

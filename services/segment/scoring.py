@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -112,9 +112,16 @@ def local_day_numbers(values: pd.Series, timezone: str) -> np.ndarray:
 
 
 def local_day_number(moment: datetime, timezone: str) -> int:
-    """Days since 1970-01-01 of ``moment``'s calendar date in ``timezone``."""
-    local = pd.Timestamp(moment).tz_convert(ZoneInfo(timezone)).tz_localize(None).floor("D")
-    return int((local - _EPOCH) / _DAY)
+    """Days since 1970-01-01 of ``moment``'s calendar date in ``timezone`` (an aware time).
+
+    Plain ``datetime`` arithmetic: through pandas it took ~0.1 ms, and every scores read
+    asks for today's number (``sweep.read_time``)."""
+    if moment.tzinfo is None:
+        raise TypeError("a naive datetime has no calendar date in a timezone")
+    return moment.astimezone(ZoneInfo(timezone)).toordinal() - _UNIX_ORDINAL
+
+
+_UNIX_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 # --------------------------------------------------------------------------- aggregation

@@ -8,6 +8,7 @@ import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,15 @@ def current_policy(session: Session) -> tuple[int, ScoringPolicy, datetime | Non
     latest = Policies(session).latest()
     if latest is None:
         return 1, DEFAULT_POLICY, None
-    return latest.version, ScoringPolicy.model_validate(latest.policy), policy_created_at(latest)
+    policy = _parsed_policy(orjson.dumps(latest.policy, option=orjson.OPT_SORT_KEYS))
+    return latest.version, policy, policy_created_at(latest)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_policy(stored: bytes) -> ScoringPolicy:
+    """A stored version validated once (a frozen model): validating takes ~1 ms (every
+    string is checked), and each scores read asks for the policy in force."""
+    return ScoringPolicy.model_validate(orjson.loads(stored))
 
 
 def policy_created_at(version: ScoringPolicyVersion) -> datetime | None:

@@ -134,17 +134,27 @@ def _day(value: str | None) -> int | None:
     return None if value is None else (date.fromisoformat(value) - _EPOCH).days
 
 
+def swept_through(session: Session) -> int | None:
+    """The last local day swept (days since 1970-01-01), None before the first sweep."""
+    return _day(get_state(session, STATE_KEY))
+
+
 def consistent_now(session: Session, now: datetime) -> datetime:
     """The time a read without ``as_of`` scores at: ``now``, except while a day boundary
     waits for the sweep's next check (seconds): then the end of the last day swept, so
     the read shows the stages the stored state and the published events show."""
-    swept = _day(get_state(session, STATE_KEY))
+    swept = swept_through(session)
     if swept is None:
         return now
     _, policy, _ = scoring_context.current_policy(session)
-    if local_day_number(now, policy.timezone) <= swept:
+    return read_time(now, swept, policy.timezone)
+
+
+def read_time(now: datetime, swept: int | None, timezone: str) -> datetime:
+    """``consistent_now`` given the last day swept and the policy's timezone."""
+    if swept is None or local_day_number(now, timezone) <= swept:
         return now
-    return day_start(swept + 1, ZoneInfo(policy.timezone)) - timedelta(microseconds=1)
+    return day_start(swept + 1, ZoneInfo(timezone)) - timedelta(microseconds=1)
 
 
 def mark_swept(session: Session, now: datetime) -> None:
