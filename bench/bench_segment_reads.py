@@ -42,10 +42,16 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from bench.figures import Figure, record, use_sink  # noqa: E402
-from services.segment import per_event, reads, rescoring, routes  # noqa: E402
+from services.segment import (  # noqa: E402
+    per_event,
+    reads,
+    rescoring,
+    routes,
+    scoring_context,
+    segment_admin,
+)
 from services.segment.app import MIGRATIONS, create_app  # noqa: E402
 from services.segment.config import Settings  # noqa: E402
-from services.segment.models import CustomSegment  # noqa: E402
 from services.segment.sweep import consistent_now, mark_swept  # noqa: E402
 from shared.bus import Inbound  # noqa: E402
 from shared.db import Database, run_migrations  # noqa: E402
@@ -64,16 +70,10 @@ def seed(url: str, n: int) -> list[str]:
     run_migrations(MIGRATIONS, url)
     db = Database.from_url(url)
     with db.unit_of_work() as session:
-        session.add(
-            CustomSegment(
-                segment_id="big-spenders",
-                name="big spenders",
-                description=None,
-                rule={"field": "monetary", "op": "gte", "value": 2000},
-                member_count=0,
-                created_at=AS_OF,
-            )
+        rule = scoring_context.RULE_ADAPTER.validate_python(
+            {"field": "monetary", "op": "gte", "value": 2000}
         )
+        segment_admin.create_segment(session, "big-spenders", "big spenders", None, rule)
     events = order_events(n)
     for start in range(0, n, 5000):
         batch = [

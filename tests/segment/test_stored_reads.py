@@ -15,14 +15,19 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from services.segment import per_event, reads, rescoring, scoring, scoring_context
-from services.segment.models import CustomSegment
+from services.segment import (
+    per_event,
+    reads,
+    rescoring,
+    scoring,
+    scoring_context,
+    segment_admin,
+)
 from services.segment.policy import ScoringPolicy
 from services.segment.repository import Customers
 from services.segment.routes import scores_read
 from services.segment.sweep import DaySweep, consistent_now, day_start, mark_swept
 from shared.db import Database
-from shared.events import utcnow
 from tests.segment.helpers import NOW, database, merged, order, recorded
 
 
@@ -54,16 +59,8 @@ def seeded(db: Database, customers: int = 120, seed: int = 3) -> list[str]:
             ("lapsing", {"field": "recency_days", "op": "between", "value": [45, 60]}),
             ("shoes", {"field": "categories", "op": "contains", "value": "shoes"}),
         ]:
-            session.add(
-                CustomSegment(
-                    segment_id=segment_id,
-                    name=segment_id,
-                    description=None,
-                    rule=rule,
-                    member_count=0,
-                    created_at=utcnow(),
-                )
-            )
+            parsed = scoring_context.RULE_ADAPTER.validate_python(rule)
+            segment_admin.create_segment(session, segment_id, segment_id, None, parsed)
     for start in range(0, len(events), 50):
         with db.unit_of_work() as session:
             per_event.apply_messages(session, events[start : start + 50], NOW)
