@@ -13,7 +13,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from services.profile import service
+from services.profile import consuming
 from services.profile.app import create_app
 from services.profile.config import Settings
 from shared.runtime import ServiceRuntime
@@ -44,7 +44,7 @@ def feed(client: TestClient, *events: Any) -> None:
     """One consumed batch, as the consumer loop runs it."""
     runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
     with runtime.db.unit_of_work() as session:
-        service.apply_events(session, list(events), runtime.settings)  # type: ignore[arg-type]
+        consuming.apply_events(session, list(events), runtime.settings)  # type: ignore[arg-type]
 
 
 def parallel(count: int, call: Any) -> list[Any]:

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from services.profile import service
+from services.profile import consuming
 from services.profile.app import create_app
 from services.profile.config import Settings
 from shared.runtime import ServiceRuntime
@@ -42,7 +42,7 @@ def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
 def feed(client: TestClient, *events: object) -> None:
     runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
     with runtime.db.unit_of_work() as session:
-        service.apply_events(session, list(events), runtime.settings)  # type: ignore[arg-type]
+        consuming.apply_events(session, list(events), runtime.settings)  # type: ignore[arg-type]
 
 
 def profile(client: TestClient, customer_id: str) -> dict[str, object]:
