@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.segment import clv_runs, prediction_refresh, predictive, service
+from services.segment import clv_runs, per_event, prediction_refresh, predictive
 from tests.segment.helpers import NOW, database, order, recorded
 from tests.segment.test_predictive import simulated_orders
 
@@ -35,7 +35,7 @@ def main() -> None:
         db = database(f"sqlite:///{tmp}/segment.db")
         orders = simulated_orders(args.customers, "EUR", 1)
         with db.unit_of_work() as session:
-            service.apply_messages(session, [recorded(o) for o in orders], NOW)
+            per_event.apply_messages(session, [recorded(o) for o in orders], NOW)
         options = predictive.ClvOptions(
             min_customers=100, min_repeat_customers=20, min_history_days=90
         )
@@ -57,7 +57,7 @@ def main() -> None:
                     )
                 started = time.perf_counter()
                 with db.unit_of_work() as session:
-                    service.apply_messages(session, batch, NOW)
+                    per_event.apply_messages(session, batch, NOW)
                 timings[label].append(time.perf_counter() - started)
         prediction_refresh.refresh = real
     a, b = (statistics.median(timings[k]) for k in ("with refresh", "without"))

@@ -192,7 +192,7 @@ def run_loop(
 
 
 def bench_consumer(orders: int) -> None:
-    from services.profile import service
+    from services.profile import consuming
     from services.profile.config import Settings
     from shared import topics
     from shared.broker import EmbeddedBroker
@@ -213,7 +213,7 @@ def bench_consumer(orders: int) -> None:
     t, cpu = time.perf_counter(), time.process_time()
     for start in range(0, total, 5000):
         with db.unit_of_work() as session:
-            service.apply_events(session, events[start : start + 5000], settings)
+            consuming.apply_events(session, events[start : start + 5000], settings)
     result["handler_only"] = {
         "events_per_second": round(total / (time.perf_counter() - t)),
         "events_per_cpu_second": round(total / (time.process_time() - cpu)),
@@ -335,7 +335,7 @@ print(json.dumps({"requests": len(lat), "errors": errors[0], "achieved_rps": rou
 def bench_api(customers: int, rate: float, seconds: float) -> None:
     import httpx
 
-    from services.profile import service
+    from services.profile import consuming
     from services.profile.config import Settings
     from shared.broker import EmbeddedBroker, free_port
 
@@ -345,7 +345,7 @@ def bench_api(customers: int, rate: float, seconds: float) -> None:
     settings = Settings(data_dir=folder)
     for start in range(0, len(events), 1000):
         with db.unit_of_work() as session:
-            service.apply_events(session, events[start : start + 1000], settings)
+            consuming.apply_events(session, events[start : start + 1000], settings)
     db.dispose()
     port = free_port()
     broker = EmbeddedBroker(log_path=folder / "tansu.log").start()

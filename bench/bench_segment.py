@@ -135,13 +135,13 @@ def seed_aggregates(n: int, path: Path) -> None:
 
 def run_rescoring(path: Path) -> None:
     """The full rescoring alone in this process (so the peak RSS is its own)."""
-    from services.segment import service
+    from services.segment import rescoring
     from shared.db import Database
 
     db = Database.from_url(f"sqlite:///{path}")
     started, cpu = time.perf_counter(), time.process_time()
     with db.unit_of_work() as session:
-        outcome = service.rescore_all(session, AS_OF)
+        outcome = rescoring.rescore_all(session, AS_OF)
     total, cpu = time.perf_counter() - started, time.process_time() - cpu
     emit(
         {
@@ -166,17 +166,17 @@ POLICY_CHANGE = {
 
 def run_policy_change(path: Path) -> None:
     """A policy change and the rescoring it triggers, as the PUT route runs them."""
-    from services.segment import service
+    from services.segment import rescoring, scoring_context
     from services.segment.policy import ScoringPolicy
     from shared.db import Database
 
     db = Database.from_url(f"sqlite:///{path}")
     started, cpu = time.perf_counter(), time.process_time()
     with db.unit_of_work() as session:
-        _, window_changed = service.set_policy(
+        _, window_changed = scoring_context.set_policy(
             session, ScoringPolicy.model_validate(POLICY_CHANGE), comment="bench"
         )
-        outcome = service.rescore_all(session, AS_OF, reaggregate=window_changed)
+        outcome = rescoring.rescore_all(session, AS_OF, reaggregate=window_changed)
     total, cpu = time.perf_counter() - started, time.process_time() - cpu
     emit(
         {
@@ -199,7 +199,7 @@ def run_scoring_baseline(path: Path) -> None:
 
     db = Database.from_url(f"sqlite:///{path}")
     with db.sessions() as session:
-        frame = Customers(session).scoring_frame(with_attributes=False)
+        frame = Customers(session).rescoring_inputs(with_attributes=False)
     started = time.perf_counter()
     scoring.rescore(frame, DEFAULT_POLICY, 1, AS_OF)
     emit({"phase": "baseline", "seconds": round(time.perf_counter() - started, 4)})
@@ -300,7 +300,7 @@ def order_events(n: int) -> list:
 
 
 def run_handler_baseline(n: int, path: Path) -> None:
-    from services.segment import service
+    from services.segment import per_event
     from services.segment.app import MIGRATIONS
     from services.segment.config import Settings as SegmentSettings
     from services.segment.handlers import VIEWS
@@ -333,7 +333,7 @@ def run_handler_baseline(n: int, path: Path) -> None:
                 )
             )
         with db.unit_of_work() as session:
-            service.apply_messages(session, batch, AS_OF)
+            per_event.apply_messages(session, batch, AS_OF)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     emit(
         {

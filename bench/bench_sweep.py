@@ -35,7 +35,7 @@ from bench_segment import AS_OF, seed_aggregates  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from bench.figures import Figure, record, use_sink  # noqa: E402
-from services.segment import service  # noqa: E402
+from services.segment import rescoring  # noqa: E402
 from services.segment.sweep import DaySweep, mark_swept  # noqa: E402
 from shared.db import Database  # noqa: E402
 
@@ -78,7 +78,7 @@ def main() -> int:
         seed_aggregates(n, base_path)
         db = Database.from_url(f"sqlite:///{base_path}")
         with db.unit_of_work() as session:
-            service.rescore_all(session, YESTERDAY)
+            rescoring.rescore_all(session, YESTERDAY)
             mark_swept(session, YESTERDAY)
             session.execute(text("DELETE FROM outbox"))
         db.dispose()
@@ -88,7 +88,7 @@ def main() -> int:
         full = Database.from_url(f"sqlite:///{base_path}")
         wall, cpu = time.perf_counter(), time.process_time()
         with full.unit_of_work() as session:
-            outcome = service.rescore_all(session, AS_OF, recompute=False)
+            outcome = rescoring.rescore_all(session, AS_OF, recompute=False)
         full_wall, full_cpu = time.perf_counter() - wall, time.process_time() - cpu
         print(
             f"  baseline full rescoring (same cut points): {full_wall:.2f}s wall, "

@@ -45,6 +45,8 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("ratelimit", ["bench/bench_ratelimit.py"], []),
     ("profile", ["bench/bench_profile.py"], []),
     ("segment", ["bench/bench_segment.py"], []),
+    # GET /v1/customers/{id}/scores served from the stored rows vs recomputed per request
+    ("segment-reads", ["bench/bench_segment_reads.py"], []),
     ("clv", ["bench/bench_clv.py"], []),
     # the day sweep vs the full rescoring at a day boundary: 20,000 customers quick, the
     # script's default 1,000,000 in the full run

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from services.profile import apikeys, erasure_acks, service, subject_exports
+from services.profile import apikeys, consuming, erasure_acks, subject_exports
 from services.profile.config import Settings
 from shared.apikeys import ApiKeyUsedEvent
 from shared.bus import Inbound
@@ -33,7 +33,7 @@ def apply_profile_events(session: Session, messages: list[Inbound], settings: Se
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        service.apply_events(session, events, settings)
+        consuming.apply_events(session, events, settings)
     finally:
         if was_enabled:
             gc.enable()

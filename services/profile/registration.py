@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.profile import domain
+from services.profile.documents import profile_row
 from services.profile.locking import load_for_update
 from services.profile.repository import ProfileRepository, ProfileRow
 from shared.erasure import tombstone_key
@@ -54,8 +55,6 @@ def _check_customer_id(customer_id: str) -> None:
 def load_or_register(session: Session, customer_id: str) -> ProfileRow:
     """The customer's profile, locked for this transaction (``locking.load_for_update``);
     an empty one is registered first if profile has not seen the id."""
-    from services.profile.service import profile_row  # (service imports this module)
-
     try:
         return load_for_update(session, customer_id)
     except NotFound:

@@ -1,4 +1,5 @@
-"""The profile API: thin routes over service.py."""
+"""The profile API: thin routes over the use cases (consuming aside: reads, editing, identity,
+tags, erasure)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from services.profile import erasure_acks, service
+from services.profile import editing, erasure, erasure_acks, identity, reads, tags
 from services.profile import unmerge as unmerge_use_case
 from services.profile.config import Settings
+from services.profile.repository import ProfileRow
 from services.profile.schemas import (
     AuditRead,
     ContactPolicyUpdate,
@@ -84,7 +86,7 @@ def search_customers(
     position = decode_cursor(cursor)
     after = str(position["after"]) if position and "after" in position else None
     with runtime.db.sessions() as session:
-        rows = service.search(
+        rows = reads.search(
             session,
             customer_id=customer_id,
             mobile=mobile,
@@ -100,7 +102,7 @@ def search_customers(
             settings=_settings(runtime),
         )
     pii = principal.has("pii:read")
-    items = [CustomerSummary(**service.summary(r, pii)) for r in rows[:limit]]
+    items = [CustomerSummary(**reads.summary(r, pii)) for r in rows[:limit]]
     next_cursor = (
         encode_cursor({"after": rows[limit - 1].profile_id}) if len(rows) > limit else None
     )
@@ -108,8 +110,8 @@ def search_customers(
 
 
 def _read_profile(runtime: ServiceRuntime, customer_id: str, pii: bool) -> bytes:
-    row = service.read(runtime.db.engine, customer_id)
-    return orjson.dumps(service.view(row, pii, _settings(runtime)))
+    row = reads.read(runtime.db.engine, customer_id)
+    return orjson.dumps(reads.view(row, pii, _settings(runtime)))
 
 
 @router.get(
@@ -148,8 +150,8 @@ def patch_customer(
     if not body:
         raise ValidationProblem("nothing to change")
     with runtime.db.unit_of_work() as session:
-        row = service.patch_profile(session, customer_id, body, principal.key_id, settings)
-        result = service.view(row, principal.has("pii:read"), settings)
+        row = editing.patch_profile(session, customer_id, body, principal.key_id, settings)
+        result = reads.view(row, principal.has("pii:read"), settings)
     runtime.relay.notify()
     return result
 
@@ -159,7 +161,7 @@ def erase_customer(customer_id: str, request: Request, principal: Writer) -> Era
     """Erase a customer's personal data (GDPR / PIPL); publishes ``profile.erased``."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        result = service.erase(session, customer_id, principal.key_id)
+        result = erasure.erase(session, customer_id, principal.key_id)
     # the old pages (with the erased data) stay in SQLite's WAL until a checkpoint; the
     # erasure event (which names the customer) is checkpointed away once relayed
     runtime.db.checkpoint()
@@ -172,7 +174,7 @@ def get_erasure(erasure_id: str, request: Request, principal: Reader) -> Erasure
     """The audit trail of one erasure (what happened and when, no personal data) and which
     services have applied it in their own database, which are still pending."""
     with runtime_of(request).db.sessions() as session:
-        entries = service.erasure_audit(session, erasure_id)
+        entries = erasure.erasure_audit(session, erasure_id)
         progress = erasure_acks.progress(session, erasure_id) or {}
     if not entries:
         raise NotFound("no such erasure")
@@ -191,15 +193,15 @@ def export_customer(customer_id: str, request: Request, principal: PiiReader) ->
     """Everything held on one customer as JSON (needs ``pii:read``)."""
     runtime = runtime_of(request)
     with runtime.db.sessions() as session:
-        return ExportRead.model_validate(service.export(session, customer_id, _settings(runtime)))
+        return ExportRead.model_validate(reads.export(session, customer_id, _settings(runtime)))
 
 
 @router.get("/customers/{customer_id}/audit", response_model=AuditRead)
 def customer_audit(customer_id: str, request: Request, principal: Reader) -> AuditRead:
     """Merges, edits, tag and contact-policy changes of one profile."""
     with runtime_of(request).db.sessions() as session:
-        row = service.load(session, customer_id)
-        entries = service.audit_trail(session, row.profile_id)
+        row = reads.load(session, customer_id)
+        entries = reads.audit_trail(session, row.profile_id)
     return AuditRead.model_validate({"customer_id": row.profile_id, "audit": entries})
 
 
@@ -210,15 +212,15 @@ def merge_customers(
     """Manually merge other profiles into this one (this one survives); audited."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        survivor = service.load(session, customer_id).profile_id
+        survivor = reads.load(session, customer_id).profile_id
         others = []
         for other in body.merge_ids:
-            pid = service.load(session, other).profile_id
+            pid = reads.load(session, other).profile_id
             if pid != survivor and pid not in others:
                 others.append(pid)
         if not others:
             raise ValidationProblem("those customers already belong to this profile")
-        merge_id = service.merge_profiles(
+        merge_id = identity.merge_profiles(
             session, survivor, others, body.reason, principal.key_id, _settings(runtime)
         )
     runtime.relay.notify()
@@ -238,7 +240,7 @@ def unmerge(merge_id: str, request: Request, principal: Writer) -> UnmergeResult
 # --------------------------------------------------------------------------- tags
 
 
-def _tags(row: service.ProfileRow) -> TagsRead:
+def _tags(row: ProfileRow) -> TagsRead:
     return TagsRead(
         customer_id=row.profile_id,
         tags=sorted(set(row.doc["manual_tags"]) | set(row.doc["rule_tags"])),
@@ -251,7 +253,7 @@ def _tags(row: service.ProfileRow) -> TagsRead:
 def get_tags(customer_id: str, request: Request, principal: Reader) -> TagsRead:
     """A customer's tags, manual and from rules."""
     with runtime_of(request).db.sessions() as session:
-        return _tags(service.load(session, customer_id))
+        return _tags(reads.load(session, customer_id))
 
 
 @router.post(
@@ -264,9 +266,7 @@ def add_tags(customer_id: str, body: TagsAdd, request: Request, principal: Write
     """Add manual tags to a customer (adding one twice is harmless)."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        row = service.add_tags(
-            session, customer_id, body.tags, principal.key_id, _settings(runtime)
-        )
+        row = tags.add_tags(session, customer_id, body.tags, principal.key_id, _settings(runtime))
     runtime.relay.notify()
     return _tags(row)
 
@@ -276,7 +276,7 @@ def remove_tag(customer_id: str, tag: str, request: Request, principal: Writer) 
     """Remove a manual tag from a customer."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        row = service.remove_tag(session, customer_id, tag, principal.key_id, _settings(runtime))
+        row = tags.remove_tag(session, customer_id, tag, principal.key_id, _settings(runtime))
     runtime.relay.notify()
     return _tags(row)
 
@@ -288,7 +288,7 @@ def tag_counts(
     """Every tag in use with how many customers carry it (manual and by rule), by tag
     (cursor paginated)."""
     with runtime_of(request).db.sessions() as session:
-        rows = service.tag_counts(session)
+        rows = tags.tag_counts(session)
     counts = [TagCount(tag=t, customers=n, manual=m, by_rule=r) for t, n, m, r in rows]
     return page_of(counts, lambda c: c.tag, cursor, limit)
 
@@ -299,7 +299,7 @@ def list_tag_rules(
 ) -> Page[TagRuleRead]:
     """The tag rules, applied automatically as profiles change, by id (cursor paginated)."""
     with runtime_of(request).db.sessions() as session:
-        rules = [TagRuleRead(**r) for r in service.tag_rules(session)]
+        rules = [TagRuleRead(**r) for r in tags.tag_rules(session)]
     return page_of(rules, lambda r: r.rule_id, cursor, limit)
 
 
@@ -310,7 +310,7 @@ def create_tag_rule(body: TagRuleCreate, request: Request, principal: Writer) ->
     """Create a tag rule; it is applied to every existing profile at once."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        row = service.create_tag_rule(
+        row = tags.create_tag_rule(
             session, body.tag, body.rule, body.description, _settings(runtime)
         )
     runtime.relay.notify()
@@ -322,7 +322,7 @@ def delete_tag_rule(rule_id: str, request: Request, principal: Writer) -> None:
     """Delete a tag rule; its tag leaves every profile."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        service.delete_tag_rule(session, rule_id, _settings(runtime))
+        tags.delete_tag_rule(session, rule_id, _settings(runtime))
     runtime.relay.notify()
 
 
@@ -333,8 +333,8 @@ def delete_tag_rule(rule_id: str, request: Request, principal: Writer) -> None:
 def get_contact_policy(customer_id: str, request: Request, principal: Reader) -> dict[str, Any]:
     """A customer's contact policy (channels consented, do-not-disturb, quiet hours, cap)."""
     with runtime_of(request).db.sessions() as session:
-        row = service.load(session, customer_id)
-    return service.policy_view(row.profile_id, row.doc)
+        row = reads.load(session, customer_id)
+    return reads.policy_view(row.profile_id, row.doc)
 
 
 @router.put("/customers/{customer_id}/contact-policy", tags=["contact policy"])
@@ -346,7 +346,7 @@ def put_contact_policy(
     if body.customer_id is not None and body.customer_id != customer_id:
         raise ValidationProblem("customer_id in the body differs from the path")
     with runtime.db.unit_of_work() as session:
-        policy = service.set_contact_policy(
+        policy = editing.set_contact_policy(
             session, customer_id, body.model_dump(mode="json"), principal.key_id
         )
     runtime.relay.notify()

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from services.profile import domain
+from services.profile.config import Settings
 from shared import rules
+from shared.rules import Predicate
 
-__all__ = ["CATALOGUE", "FIELDS", "Rule", "matches", "parse_rule"]
+__all__ = ["CATALOGUE", "FIELDS", "Rule", "RuleBook", "matches", "parse_rule"]
 
 CATALOGUE = rules.Catalogue(
     numbers=(
@@ -66,3 +69,19 @@ def parse_rule(raw: Any) -> rules.Rule:
 def matches(rule: rules.Rule, facts: dict[str, Any]) -> bool:
     """Whether one profile's facts satisfy ``rule``."""
     return CATALOGUE.matches(rule, facts)
+
+
+class RuleBook:
+    """The tag rules, parsed once per transaction."""
+
+    def __init__(self, rules: list[dict[str, Any]]) -> None:
+        # compiled once: a batch tests every rule against every profile it touches
+        self.rules: list[tuple[str, Predicate]] = [
+            (r["tag"], CATALOGUE.predicate(parse_rule(r["rule"]))) for r in rules
+        ]
+
+    def tags_for(self, doc: dict[str, Any], settings: Settings) -> list[str]:
+        if not self.rules:
+            return []
+        facts = domain.facts_for_rules(doc, settings)
+        return sorted({tag for tag, test in self.rules if test(facts)})

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.profile import service
+from services.profile import reads
 from services.profile.config import Settings
 from services.profile.export_repository import SubjectExports
 from services.profile.repository import ProfileRepository
@@ -33,7 +33,7 @@ def request_export(
 ) -> dict[str, Any]:
     """Start an export of everything held on the person behind ``customer_id`` (all ids
     merged into their profile); audited."""
-    own = service.export(session, customer_id, settings)
+    own = reads.export(session, customer_id, settings)
     profile_id = own["profile"]["customer_id"]
     customer_ids = sorted({profile_id, *own["customer_ids"]})
     export_id = str(uuid.uuid4())

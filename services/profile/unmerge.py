@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.profile import domain, service
+from services.profile import documents, domain, rules
 from services.profile.config import Settings
 from services.profile.locking import lock_profiles
 from services.profile.repository import ProfileRepository
@@ -110,17 +110,20 @@ def unmerge(session: Session, merge_id: str, actor: str, settings: Settings) -> 
     survivor["merged_ids"] = sorted(set(survivor["merged_ids"]) - gone)
     survivor["tx"] = domain.rebuild_transactions(repo.contributions_of(survivor_id))
     repo.insert_profiles(
-        [{**service.profile_row(pid, doc, now), "created_at": now} for pid, doc in restored.items()]
+        [
+            {**documents.profile_row(pid, doc, now), "created_at": now}
+            for pid, doc in restored.items()
+        ]
     )
-    repo.save_scores([service.scores_row(pid, doc) for pid, doc in restored.items()])
+    repo.save_scores([documents.scores_row(pid, doc) for pid, doc in restored.items()])
     for pid, doc in restored.items():
         repo.set_tags(pid, "manual", doc["manual_tags"])
     repo.set_tags(survivor_id, "manual", survivor["manual_tags"])
-    service.refresh_rule_tags(
-        repo, service.RuleBook(repo.tag_rules()), {survivor_id: survivor, **restored}, settings
+    documents.refresh_rule_tags(
+        repo, rules.RuleBook(repo.tag_rules()), {survivor_id: survivor, **restored}, settings
     )
     repo.set_segments({pid: doc["segments"] for pid, doc in restored.items()})
-    repo.update_profiles([service.profile_row(survivor_id, survivor, now)])
+    repo.update_profiles([documents.profile_row(survivor_id, survivor, now)])
     snapshots.drop(merge_id)
     repo.audit(
         at=now,
@@ -153,8 +156,8 @@ def unmerge(session: Session, merge_id: str, actor: str, settings: Settings) -> 
             ),
         ),
     )
-    service.publish_updated(session, survivor_id, survivor)
+    documents.publish_updated(session, survivor_id, survivor)
     for pid, doc in restored.items():
-        service.publish_updated(session, pid, doc)
+        documents.publish_updated(session, pid, doc)
     session.flush()
     return {"merge_id": merge_id, "survivor_id": survivor_id, "restored_ids": split_ids}

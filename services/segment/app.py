@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.segment import clv_metrics, clv_routes, clv_runs, gauges, service
+from services.segment import clv_metrics, clv_routes, clv_runs, gauges, rescoring
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
@@ -103,10 +103,10 @@ def fit_clv(runtime: ServiceRuntime) -> clv_runs.ClvRun:
     return outcome
 
 
-def refresh_if_stale(runtime: ServiceRuntime) -> service.RescoringOutcome | None:
+def refresh_if_stale(runtime: ServiceRuntime) -> rescoring.RescoringOutcome | None:
     """Rerun the batch early when the scored population outgrew the last cut points."""
     with runtime.db.unit_of_work() as session:
-        stale = service.cut_points_stale(session, runtime.extras["clock"]())
+        stale = rescoring.cut_points_stale(session, runtime.extras["clock"]())
     return sweep(runtime) if stale else None
 
 
@@ -125,11 +125,11 @@ def sweep_day_boundaries(runtime: ServiceRuntime, day_sweep: DaySweep) -> SweepO
     return outcome
 
 
-def sweep(runtime: ServiceRuntime) -> service.RescoringOutcome:
+def sweep(runtime: ServiceRuntime) -> rescoring.RescoringOutcome:
     """The scheduled full rescoring: new cut points, lifecycle moves, changes published."""
     with runtime.db.unit_of_work() as session:
         now = runtime.extras["clock"]()
-        outcome = service.rescore_all(session, now)
+        outcome = rescoring.rescore_all(session, now)
         mark_swept(session, now)
     runtime.relay.notify()
     log.info(

@@ -11,7 +11,8 @@ from services.segment import (
     clv_runs,
     point_in_time,
     predictive,
-    service,
+    reads,
+    scoring_context,
 )
 from services.segment.as_of import parse_as_of
 from services.segment.clv_repository import ClvFits
@@ -167,17 +168,17 @@ def get_predictions(
     with runtime.db.unit_of_work() as session:
         reference = None
         if as_of is not None:
-            reference = parse_as_of(as_of, service.current_policy(session)[1].timezone)
+            reference = parse_as_of(as_of, scoring_context.current_policy(session)[1].timezone)
         if reference is None:
-            views = service.score_customers(session, [customer_id], None, _now(runtime))
+            views = reads.score_customers(session, [customer_id], None, _now(runtime))
         else:  # valid time, as the scores: the customer's orders as known then
             views = point_in_time.score_customers(session, [customer_id], reference.astimezone(UTC))
         if not views:
-            survivor = service.survivor_of(session, customer_id)
+            survivor = reads.survivor_of(session, customer_id)
             if survivor is not None:
                 raise NotFound("the customer was merged into survivor_id", survivor_id=survivor)
             raise NotFound("no such customer")
-        _, policy, _ = service.current_policy(session)
+        _, policy, _ = scoring_context.current_policy(session)
         currency = views[0].row.get("currency") if views[0].row.get("order_count") else None
         found = customer_predictions(session, [(customer_id, currency)], reference, policy.timezone)
     return found[customer_id]
@@ -208,7 +209,7 @@ def get_clv_report(
     runtime = runtime_of(request)
     now = _now(runtime)
     with runtime.db.unit_of_work() as session:
-        timezone = service.current_policy(session)[1].timezone
+        timezone = scoring_context.current_policy(session)[1].timezone
     end = parse_as_of(holdout_to, timezone, "holdout_to") or now
     if end > now:
         message = (
@@ -225,7 +226,7 @@ def get_clv_report(
             message, errors=[{"field": "holdout_from", "code": "not_before", "message": message}]
         )
     with runtime.db.unit_of_work() as session:
-        _, policy, _ = service.current_policy(session)
+        _, policy, _ = scoring_context.current_policy(session)
         body = clv_report.build(session, currency, start, end, policy.timezone, _options(runtime))
         fit = ClvFits(session).get(body["fit"]["fit_id"]) if body["fit"] else None
         body["fit"] = fit_read(fit) if fit is not None else None

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from services.segment import predictive, service
+from services.segment import predictive, rescoring, scoring_context
 from services.segment.config import Settings
 from services.segment.models import ClvFit
 
@@ -29,7 +29,7 @@ def options_from(settings: Settings) -> predictive.ClvOptions:
 @dataclass
 class ClvRun:
     fits: list[ClvFit]
-    rescoring: service.RescoringOutcome
+    rescoring: rescoring.RescoringOutcome
     #: per currency with published numbers: customers_predicted, predicted_clv_total,
     #: p_alive_mean, expected_purchases_90d_total (clv_metrics.publish)
     figures: dict[str, dict[str, float]]
@@ -38,7 +38,7 @@ class ClvRun:
 def run(session: Session, now: datetime, options: predictive.ClvOptions) -> ClvRun:
     """New fits and predictions as of ``now``; segments reading predictions are re-evaluated
     (the rescoring publishes the customers whose memberships changed)."""
-    _, policy, _ = service.current_policy(session)
+    _, policy, _ = scoring_context.current_policy(session)
     fitted = predictive.run_fits(session, now, policy.timezone, options)
-    rescoring = service.rescore_all(session, now, recompute=False)
-    return ClvRun(fitted.fits, rescoring, fitted.figures)
+    outcome = rescoring.rescore_all(session, now, recompute=False)
+    return ClvRun(fitted.fits, outcome, fitted.figures)

@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from services.segment import service
+from services.segment import per_event
 from shared import erasure_acks, topics
 from shared.bus import Inbound
 from shared.events import (
@@ -37,7 +37,7 @@ class ItemCategory(Payload):
 
 
 class ScoredOrder(OrderCore):
-    """What ``service.order_row`` reads of an order (a view: ``shared.events.check_view``)."""
+    """What ``per_event.order_row`` reads of an order (a view: ``shared.events.check_view``)."""
 
     channel: str | None = None
     items: list[ItemCategory] = Field(default_factory=list)
@@ -60,7 +60,7 @@ VIEWS = [ScoredOrderEvent]
 def score_batch(session: Session, messages: list[Inbound], clock: Clock) -> None:
     """Every message in order, then one scoring of whom they touched, as of ``clock()``
     (injectable so tests can fix time)."""
-    service.apply_messages(session, messages, clock())
+    per_event.apply_messages(session, messages, clock())
     for message in messages:
         if message.event_type == "profile.erased":
             # the deleted orders and scores must not stay readable in SQLite's WAL

@@ -12,7 +12,7 @@ that customer from all of their stored orders with ``aggregate_orders`` itself.
 ``tests/segment/test_incremental.py`` checks random sequences of changes against
 ``aggregate_orders`` step by step.
 
-Order rows are ``services.segment.service.order_row`` dicts (UTC-aware datetimes):
+Order rows are ``services.segment.per_event.order_row`` dicts (UTC-aware datetimes):
 ``valid``, ``purchased_at``, ``created_at``, ``net_e4``, ``currency``, ``channel``,
 ``categories``, ``province``, ``city``. Aggregates use the ``AGGREGATE_COLUMNS`` keys,
 with ``channels`` and ``categories`` as sets while they are being updated.

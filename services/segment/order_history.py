@@ -28,7 +28,7 @@ class OrderVersions:
         self.session = session
 
     def add_many(self, rows: list[dict[str, Any]]) -> None:
-        """Store versions (``service.order_row`` dicts); one already stored stays as it is."""
+        """Store versions (``per_event.order_row`` dicts); one already stored stays as it is."""
         executemany(
             self.session,
             VERSIONS,

@@ -25,7 +25,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from services.segment import scoring, service
+from services.segment import reads, scoring, scoring_context
 from services.segment.order_history import OrderVersions
 from services.segment.policy import ScoringPolicy
 from services.segment.repository import CutPointSets, Segments
@@ -35,7 +35,7 @@ from shared.events import ensure_aware
 
 def policy_at(session: Session, as_of: datetime) -> tuple[int, ScoringPolicy]:
     """The policy version in force at ``as_of`` and its body."""
-    history = service.policy_history(session)
+    history = scoring_context.policy_history(session)
     chosen = history[0]
     for version in history:
         created = version.created_at
@@ -57,14 +57,14 @@ def cut_points_at(
     return scoring.compute_cut_points(everyone, policy, version, as_of)
 
 
-def context_at(session: Session, as_of: datetime) -> service.ScoringContext:
+def context_at(session: Session, as_of: datetime) -> scoring_context.ScoringContext:
     version, policy = policy_at(session, as_of)
-    return service.ScoringContext(
+    return scoring_context.ScoringContext(
         policy_version=version,
         policy=policy,
         cut_points=cut_points_at(session, version, policy, as_of),
         segments=[
-            (s.segment_id, service.RULE_ADAPTER.validate_python(s.rule))
+            (s.segment_id, scoring_context.RULE_ADAPTER.validate_python(s.rule))
             for s in Segments(session).all()
         ],
     )
@@ -72,31 +72,31 @@ def context_at(session: Session, as_of: datetime) -> service.ScoringContext:
 
 def scores_at(
     session: Session, as_of: datetime, customer_ids: Sequence[str] | None = None
-) -> tuple[pd.DataFrame, list[list[str]], service.ScoringContext]:
+) -> tuple[pd.DataFrame, list[list[str]], scoring_context.ScoringContext]:
     """Scores as of ``as_of`` (of these customers, or of everyone known then), their
     custom-segment memberships, and the context used."""
     context = context_at(session, as_of)
     orders = OrderVersions(session).frame_as_of(as_of, customer_ids)
     aggregates = scoring.aggregate_orders(orders, as_of, context.policy, cutoff=as_of)
-    scores = scoring.score_frame(aggregates, context.policy, context.cut_points, as_of)
-    return scores, service.memberships(scores, context.segments), context
+    scores = scoring.score_aggregates(aggregates, context.policy, context.cut_points, as_of)
+    return scores, scoring.memberships(scores, context.segments), context
 
 
 def score_customers(
     session: Session, customer_ids: Sequence[str], as_of: datetime
-) -> list[service.CustomerView]:
-    """``service.score_customers`` in valid time: the views carry the policy version used."""
+) -> list[reads.CustomerView]:
+    """``reads.score_customers`` in valid time: the views carry the policy version used."""
     scores, member_lists, context = scores_at(session, as_of, customer_ids)
     views = []
-    for row, segments in zip(service._records(scores), member_lists, strict=True):
+    for row, segments in zip(scoring.plain_rows(scores), member_lists, strict=True):
         row["segments"] = segments
-        views.append(service.CustomerView(row, context.policy_version, as_of))
+        views.append(reads.CustomerView(row, context.policy_version, as_of))
     return views
 
 
 def members_at(
     session: Session, segment_id: str, as_of: datetime
-) -> tuple[list[str], service.ScoringContext]:
+) -> tuple[list[str], scoring_context.ScoringContext]:
     """The members a custom segment had at ``as_of`` (its rule over the scores of then),
     ordered by customer id, and the context used."""
     scores, member_lists, context = scores_at(session, as_of)

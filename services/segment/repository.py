@@ -99,7 +99,7 @@ class OrderStates:
         return found
 
     def rows(self, order_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The stored rows of these orders (those known), as ``service.order_row`` makes them."""
+        """The stored rows of these orders (those known), as ``per_event.order_row`` makes them."""
         names = [c.name for c in ORDERS.columns]
         found: dict[str, dict[str, Any]] = {}
         sql = f"SELECT {', '.join(names)} FROM order_states WHERE order_id IN ({{marks}})"
@@ -275,7 +275,7 @@ class Customers:
                 frame[column] = frame[column].map(_json_list)
         return frame
 
-    def scoring_frame(
+    def rescoring_inputs(
         self, with_attributes: bool, customer_ids: Sequence[str] | None = None
     ) -> pd.DataFrame:
         """What a full rescoring reads: the scoring inputs and the stored state hash.

@@ -7,7 +7,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import IntegrityError
 
-from services.segment import clv_routes, point_in_time, reports, segment_admin, service
+from services.segment import (
+    clv_routes,
+    point_in_time,
+    reads,
+    reports,
+    rescoring,
+    scoring_context,
+    segment_admin,
+)
 from services.segment.as_of import parse_as_of
 from services.segment.clv import exact_monetary_value
 from services.segment.policy import ScoringPolicy
@@ -67,36 +75,36 @@ def _as_of(session: Any, value: str | None, parameter: str = "as_of") -> datetim
     """The instant asked for (services/segment/as_of.py), plain dates in the policy timezone."""
     if value is None:
         return None
-    _, policy, _ = service.current_policy(session)
+    _, policy, _ = scoring_context.current_policy(session)
     return parse_as_of(value, policy.timezone, parameter)
 
 
 def _score(
     session: Any, customer_ids: list[str], as_of: datetime | None, now: datetime
-) -> list[service.CustomerView]:
-    """Now: from the current orders; as of a time: in valid time (point_in_time.py)."""
+) -> list[reads.CustomerView]:
+    """Now: as stored (the state published); as of a time: in valid time (point_in_time.py)."""
     if as_of is None:
-        return service.score_customers(session, customer_ids, None, consistent_now(session, now))
+        return reads.current_scores(session, customer_ids, now)
     return point_in_time.score_customers(session, customer_ids, as_of.astimezone(UTC))
 
 
 def with_predictions(
-    session: Any, views: list[service.CustomerView], as_of: datetime | None
+    session: Any, views: list[reads.CustomerView], as_of: datetime | None
 ) -> list[CustomerScoresRead]:
     """The scores reads with each customer's predictive CLV (clv_routes)."""
-    _, policy, _ = service.current_policy(session)
+    _, policy, _ = scoring_context.current_policy(session)
     customers = [
         (v.row["customer_id"], v.row.get("currency") if v.row.get("order_count") else None)
         for v in views
     ]
     found = clv_routes.customer_predictions(session, customers, as_of, policy.timezone)
-    reads = [scores_read(v) for v in views]
-    for read in reads:
-        read.predictions = found.get(read.customer_id)
-    return reads
+    answers = [scores_read(v) for v in views]
+    for answer in answers:
+        answer.predictions = found.get(answer.customer_id)
+    return answers
 
 
-def scores_read(view: service.CustomerView) -> CustomerScoresRead:
+def scores_read(view: reads.CustomerView) -> CustomerScoresRead:
     row = view.row
     count = int(row["order_count"] or 0)
     total = int(row["total_spent_e4"] or 0)
@@ -132,7 +140,7 @@ def scores_read(view: service.CustomerView) -> CustomerScoresRead:
 
 
 def _unknown_customer(session: Any, customer_id: str) -> NotFound:
-    survivor = service.survivor_of(session, customer_id)
+    survivor = reads.survivor_of(session, customer_id)
     if survivor is not None:
         return NotFound("the customer was merged into survivor_id", survivor_id=survivor)
     return NotFound("no such customer")
@@ -185,7 +193,7 @@ def _clv_reference(session: Any, value: str | None, now: datetime) -> tuple[date
     time the scores reads use (``consistent_now``)."""
     moment = _as_of(session, value)
     if moment is None:
-        version, policy, _ = service.current_policy(session)
+        version, policy, _ = scoring_context.current_policy(session)
         return consistent_now(session, now).astimezone(UTC), version, policy.timezone
     moment = moment.astimezone(UTC)
     version, policy = point_in_time.policy_at(session, moment)
@@ -249,7 +257,7 @@ def list_clv_summaries(
 # --------------------------------------------------------------------------- policy
 
 
-def _rescoring_read(outcome: service.RescoringOutcome) -> RescoringRead:
+def _rescoring_read(outcome: rescoring.RescoringOutcome) -> RescoringRead:
     return RescoringRead(**outcome.__dict__)
 
 
@@ -258,7 +266,7 @@ def get_policy(request: Request) -> PolicyRead:
     """The scoring policy in force and its version."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        version, policy, created_at = service.current_policy(session)
+        version, policy, created_at = scoring_context.current_policy(session)
     return PolicyRead(version=version, created_at=created_at, policy=policy)
 
 
@@ -269,11 +277,11 @@ def put_policy(policy: ScoringPolicy, request: Request) -> PolicyWritten:
     rescoring."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        in_force, current, _ = service.current_policy(session)
+        in_force, current, _ = scoring_context.current_policy(session)
         if policy == current:
             return PolicyWritten(version=in_force, created=False, rescoring=None)
-        version, window_changed = service.set_policy(session, policy, comment=None)
-        outcome = service.rescore_all(session, _now(runtime), reaggregate=window_changed)
+        version, window_changed = scoring_context.set_policy(session, policy, comment=None)
+        outcome = rescoring.rescore_all(session, _now(runtime), reaggregate=window_changed)
     runtime.relay.notify()
     return PolicyWritten(version=version, created=True, rescoring=_rescoring_read(outcome))
 
@@ -287,11 +295,11 @@ def list_policy_versions(
     """Every version of the scoring policy, oldest first (cursor paginated)."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        history = service.policy_history(session)
+        history = scoring_context.policy_history(session)
         versions = [
             PolicyRead(
                 version=p.version,
-                created_at=service.policy_created_at(p),
+                created_at=scoring_context.policy_created_at(p),
                 policy=ScoringPolicy.model_validate(p.policy),
             )
             for p in history
@@ -306,7 +314,7 @@ def recompute(request: Request) -> RescoringRead:
     """Recompute the cut points over everyone now, rescore everyone and publish the changes."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        outcome = service.rescore_all(session, _now(runtime))
+        outcome = rescoring.rescore_all(session, _now(runtime))
     runtime.relay.notify()
     return _rescoring_read(outcome)
 
@@ -316,7 +324,7 @@ def get_cut_points(request: Request) -> dict[str, Any]:
     """The cut points applied to each event until the next batch rescoring."""
     runtime = runtime_of(request)
     with runtime.db.unit_of_work() as session:
-        context = service.load_context(session, _now(runtime))
+        context = scoring_context.load_context(session, _now(runtime))
     return context.cut_points.to_json()
 
 
@@ -357,8 +365,10 @@ def create_segment(body: SegmentCreate, request: Request) -> SegmentRead:
             if Segments(session).get(segment_id) is not None:
                 raise Conflict(f"segment {segment_id} exists")
             segment_admin.refuse_a_deleted_id(session, segment_id)
-            service.create_segment(session, segment_id, body.name, body.description, body.rule)
-            service.rescore_all(session, _now(runtime), recompute=False)
+            segment_admin.create_segment(
+                session, segment_id, body.name, body.description, body.rule
+            )
+            rescoring.rescore_all(session, _now(runtime), recompute=False)
             segment = Segments(session).get(segment_id)
             assert segment is not None
             session.refresh(segment)
@@ -435,7 +445,7 @@ def list_members(
         moment = _as_of(session, as_of)
         if moment is None:  # the stored members: the current policy, as the scores reads
             ids = repo.members_page(segment_id, after, limit)
-            version = service.current_policy(session)[0]
+            version = scoring_context.current_policy(session)[0]
             moment = consistent_now(session, _now(runtime))
         else:
             members, context = point_in_time.members_at(session, segment_id, moment)
@@ -450,11 +460,11 @@ def list_members(
 # --------------------------------------------------------------------------- reports
 
 
-def _scores_frame(
+def _report_scores(
     session: Any, as_of: datetime | None, now: datetime
-) -> tuple[Any, service.ScoringContext]:
+) -> tuple[Any, scoring_context.ScoringContext]:
     if as_of is None:
-        return service.scores_frame(session, None, consistent_now(session, now))
+        return reads.all_scores(session, None, consistent_now(session, now))
     scores, _, context = point_in_time.scores_at(session, as_of.astimezone(UTC))
     return scores, context
 
@@ -479,8 +489,8 @@ def get_report(
     with runtime.db.unit_of_work() as session:
         now = consistent_now(session, _now(runtime))
         moment, since_moment = _as_of(session, as_of), _as_of(session, since, "since")
-        scores, context = _scores_frame(session, moment, now)
-        before = _scores_frame(session, since_moment, now)[0] if since_moment else None
+        scores, context = _report_scores(session, moment, now)
+        before = _report_scores(session, since_moment, now)[0] if since_moment else None
     rows: list[dict[str, Any]]
     if report == "rfm":
         rows = [{"grid": reports.rfm_grid(scores), "segments": reports.rfm_segments(scores)}]

@@ -1,7 +1,7 @@
 """Changing and deleting custom segments (use cases; flush, never commit).
 
 A rule change or a deletion re-evaluates every customer at once with the batch path
-(``service.rescore_all`` without new cut points): customers who enter or leave get their
+(``rescoring.rescore_all`` without new cut points): customers who enter or leave get their
 ``segment.changed`` events. A deletion also publishes ``segment.deleted`` (keyed by the
 segment id), by which campaign learns that campaigns aimed at it must not launch.
 """
@@ -12,9 +12,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from services.segment import service
+from services.segment import rescoring, scoring_context
 from services.segment.models import CustomSegment, DeletedSegmentId
 from services.segment.repository import Segments
+from services.segment.rules import Rule
 from services.segment.schemas import SegmentUpdate
 from shared import topics
 from shared.bus import add_to_outbox
@@ -40,9 +41,11 @@ def update_segment(
     if "description" in sent:
         segment.description = change.description
     if change.rule is not None:
-        segment.rule = service.RULE_ADAPTER.dump_python(change.rule, mode="json", by_alias=True)
+        segment.rule = scoring_context.RULE_ADAPTER.dump_python(
+            change.rule, mode="json", by_alias=True
+        )
         session.flush()
-        service.rescore_all(session, now, recompute=False)
+        rescoring.rescore_all(session, now, recompute=False)
         session.refresh(segment)
     session.flush()
     return segment
@@ -61,7 +64,7 @@ def delete_segment(session: Session, segment_id: str, now: datetime) -> SegmentD
             )
         )
     session.flush()
-    service.rescore_all(session, now, recompute=False)
+    rescoring.rescore_all(session, now, recompute=False)
     add_to_outbox(
         session,
         topics.SEGMENTS,
@@ -83,3 +86,18 @@ def refuse_a_deleted_id(session: Session, segment_id: str) -> None:
             slug="segment-id-deleted",
             segment_id=segment_id,
         )
+
+
+def create_segment(
+    session: Session, segment_id: str, name: str, description: str | None, rule: Rule
+) -> CustomSegment:
+    segment = CustomSegment(
+        segment_id=segment_id,
+        name=name,
+        description=description,
+        rule=scoring_context.RULE_ADAPTER.dump_python(rule, mode="json", by_alias=True),
+        member_count=0,
+        created_at=utcnow(),
+    )
+    Segments(session).add(segment)
+    return segment

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.segment import service
+from services.segment import reads
 from services.segment.export_repository import SubjectRecords
 from services.segment.routes import with_predictions
 from shared.events import ensure_aware, utcnow
@@ -16,7 +16,7 @@ from shared.events import ensure_aware, utcnow
 
 def export_section(session: Session, customer_ids: list[str]) -> dict[str, Any]:
     """``{scores: [...], segment_memberships: [...]}`` with the API's field names."""
-    views = service.score_customers(session, customer_ids, None, utcnow())
+    views = reads.score_customers(session, customer_ids, None, utcnow())
     # with the predictive CLV kept about the customer (p_alive, predicted CLV, ...)
     scores = [
         read.model_dump(mode="json")

@@ -10,7 +10,7 @@ exactly that many days before it, found with a range scan of the indexes on
 ``first_order_at`` / ``last_order_at`` (and ``window_oldest_at``): the work per boundary
 is proportional to the customers whose state changes, not to everyone.
 
-They are rescored through the batch path restricted to them (``service.rescore_all``
+They are rescored through the batch path restricted to them (``rescoring.rescore_all``
 with ``customer_ids``: their stored aggregates, re-aggregated where an order left the
 window, scored with the cut points in force), which publishes ``segment.changed`` only
 for a real change, so profile and campaign follow.
@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from services.segment import service
+from services.segment import rescoring, scoring_context
 from services.segment.policy import ScoringPolicy
 from services.segment.repository import Customers
 from services.segment.rules import AllOf, AnyOf, Condition, NotRule
@@ -109,7 +109,11 @@ def _ranges(
 
 
 def due_customers(
-    session: Session, context: service.ScoringContext, after: int, through: int, now: datetime
+    session: Session,
+    context: scoring_context.ScoringContext,
+    after: int,
+    through: int,
+    now: datetime,
 ) -> set[str]:
     """Customers whose state may change on a local day in (after, through], or whose window aged."""
     policy = context.policy
@@ -130,22 +134,32 @@ def _day(value: str | None) -> int | None:
     return None if value is None else (date.fromisoformat(value) - _EPOCH).days
 
 
+def swept_through(session: Session) -> int | None:
+    """The last local day swept (days since 1970-01-01), None before the first sweep."""
+    return _day(get_state(session, STATE_KEY))
+
+
 def consistent_now(session: Session, now: datetime) -> datetime:
     """The time a read without ``as_of`` scores at: ``now``, except while a day boundary
     waits for the sweep's next check (seconds): then the end of the last day swept, so
     the read shows the stages the stored state and the published events show."""
-    swept = _day(get_state(session, STATE_KEY))
+    swept = swept_through(session)
     if swept is None:
         return now
-    _, policy, _ = service.current_policy(session)
-    if local_day_number(now, policy.timezone) <= swept:
+    _, policy, _ = scoring_context.current_policy(session)
+    return read_time(now, swept, policy.timezone)
+
+
+def read_time(now: datetime, swept: int | None, timezone: str) -> datetime:
+    """``consistent_now`` given the last day swept and the policy's timezone."""
+    if swept is None or local_day_number(now, timezone) <= swept:
         return now
-    return day_start(swept + 1, ZoneInfo(policy.timezone)) - timedelta(microseconds=1)
+    return day_start(swept + 1, ZoneInfo(timezone)) - timedelta(microseconds=1)
 
 
 def mark_swept(session: Session, now: datetime) -> None:
     """Record that everyone is scored as of ``now`` (a full rescoring): its day is swept."""
-    _, policy, _ = service.current_policy(session)
+    _, policy, _ = scoring_context.current_policy(session)
     today = local_day_number(now, policy.timezone)
     set_state(session, STATE_KEY, (_EPOCH + timedelta(days=today)).isoformat())
 
@@ -153,7 +167,7 @@ def mark_swept(session: Session, now: datetime) -> None:
 def rescore_customers(session: Session, customer_ids: Sequence[str], now: datetime) -> int:
     """Score these customers as of ``now`` with the cut points in force (the batch path,
     restricted to them; it holds off the consumer); returns the changes published."""
-    return service.rescore_all(session, now, recompute=False, customer_ids=customer_ids).changed
+    return rescoring.rescore_all(session, now, recompute=False, customer_ids=customer_ids).changed
 
 
 class DaySweep:
@@ -166,7 +180,7 @@ class DaySweep:
     def run(self, now: datetime) -> SweepOutcome:
         started = time.perf_counter()
         with self.db.unit_of_work() as session:
-            context = service.load_context(session, now)
+            context = scoring_context.load_context(session, now)
             today = local_day_number(now, context.policy.timezone)
             after = _day(get_state(session, STATE_KEY))
             if after is None:

@@ -14,7 +14,7 @@ from services.segment.unmerge_repository import give_back
 from shared.events import ProfileUnmergedPayload
 
 if TYPE_CHECKING:
-    from services.segment.service import EventBatch
+    from services.segment.per_event import EventBatch
 
 
 def apply_unmerge(batch: EventBatch, unmerge: ProfileUnmergedPayload) -> None:

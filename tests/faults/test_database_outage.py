@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient
 from sqlalchemy import create_engine, text
 
-from services.profile import service
+from services.profile import consuming
 from services.profile.app import create_app
 from services.profile.config import Settings
 from shared import topics
@@ -81,7 +81,7 @@ def test_database_away_twenty_seconds(broker, namespace, tmp_path: Path, pg_url:
     runtime = app.state.runtime
     runtime.migrate()
     with runtime.db.unit_of_work() as session:
-        service.apply_events(session, [customer("c-db", name="孙八")], settings)
+        consuming.apply_events(session, [customer("c-db", name="孙八")], settings)
     db = Database.from_url(pg_url)
     metadata.create_all(db.engine)
     ensure_topics(

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services.segment import service
+from services.segment import per_event
 from services.segment.models import CustomerScore
 from shared.bus import PLATFORM_TABLES
 from shared.events import VALID_PURCHASE_STATUSES, OrderStatus
@@ -108,7 +108,7 @@ def test_duplicates_and_disorder_lose_or_double_count_nothing(db_url: str) -> No
         bounds = sorted({0, *(c for c in cuts if 0 < c < len(deliveries)), len(deliveries)})
         for start, end in itertools.pairwise(bounds):
             with db.unit_of_work() as session:
-                service.apply_messages(session, [m for _, _, m in deliveries[start:end]], NOW)
+                per_event.apply_messages(session, [m for _, _, m in deliveries[start:end]], NOW)
             totals["batches"] += 1
 
         valid: dict[str, int] = defaultdict(int)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from services.profile import service
+from services.profile import consuming, reads
 from services.profile.config import Settings
 from services.profile.repository import ProfileRow
 from shared.db import Database
@@ -137,7 +137,7 @@ NO_FILTERS: dict[str, Any] = dict.fromkeys(
 def apply(db: Database, settings: Settings, *events: Any) -> None:
     """Fold events into the profiles in one transaction, as a consumed batch."""
     with db.unit_of_work() as session:
-        service.apply_events(session, list(events), settings)
+        consuming.apply_events(session, list(events), settings)
 
 
 def feed(client: TestClient, *events: Any) -> None:
@@ -147,5 +147,5 @@ def feed(client: TestClient, *events: Any) -> None:
 
 
 def search(session: Session, settings: Settings, **filters: Any) -> list[ProfileRow]:
-    """service.search with only the given filters (the others None), limit 10."""
-    return service.search(session, **{**NO_FILTERS, "limit": 10, **filters}, settings=settings)
+    """reads.search with only the given filters (the others None), limit 10."""
+    return reads.search(session, **{**NO_FILTERS, "limit": 10, **filters}, settings=settings)

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from services.profile import erasure_acks, service
+from services.profile import consuming, erasure_acks
 from services.profile.app import create_app
 from services.profile.config import Settings
 from services.profile.handlers import HANDLERS
@@ -80,7 +80,7 @@ def statuses(body: dict[str, Any]) -> dict[str, str]:
 def test_an_erasure_is_pending_per_service_until_each_acknowledges(client: TestClient) -> None:
     runtime = runtime_of(client)
     with runtime.db.unit_of_work() as session:
-        service.apply_events(
+        consuming.apply_events(
             session,
             [customer(CUSTOMER, name="张三", mobile="13800138000"), order(CUSTOMER, "o-1")],
             runtime.settings,  # type: ignore[arg-type]

@@ -8,9 +8,11 @@ from typing import Any
 
 import orjson
 
-from services.profile import domain, service
+from services.profile import documents, domain, reads, tags
 from services.profile.config import Settings
+from services.profile.repository import SCORE_KEYS
 from shared.db import Database
+from shared.events import utcnow
 from tests.profile.profile_factories import (
     T0,
     apply,
@@ -24,7 +26,7 @@ from tests.profile.profile_factories import (
 
 def view(db: Database, settings: Settings, customer_id: str, pii: bool = True) -> dict[str, Any]:
     with db.sessions() as session:
-        return service.view(service.load(session, customer_id), pii, settings)
+        return reads.view(reads.load(session, customer_id), pii, settings)
 
 
 def test_order_versions_count_distinct_valid_orders(db: Database, settings: Settings) -> None:
@@ -230,7 +232,7 @@ def test_segment_changes_alone_update_scores_without_the_document(
 def test_tag_rules_on_scores_follow_segment_changes(db: Database, settings: Settings) -> None:
     apply(db, settings, order("c1", "o1"), order("c2", "o2"))
     with db.unit_of_work() as session:
-        service.create_tag_rule(
+        tags.create_tag_rule(
             session,
             "active-champion",
             {
@@ -255,11 +257,11 @@ def test_tag_rules_on_scores_follow_segment_changes(db: Database, settings: Sett
 
 
 def test_profile_row_stores_the_document_without_its_scores_part() -> None:
-    doc = service.domain.new_doc("2026-01-01T00:00:00.000000+00:00")
+    doc = domain.new_doc("2026-01-01T00:00:00.000000+00:00")
     doc.update(scores={"rfm_segment": "new"}, scores_key="k", segments=["vip"])
-    row = service.profile_row("c1", doc, service.utcnow())
+    row = documents.profile_row("c1", doc, utcnow())
     stored = orjson.loads(row["doc"])
-    assert not set(service.SCORE_KEYS) & set(stored)
+    assert not set(SCORE_KEYS) & set(stored)
     # the scores part stays on the document in memory (the batch still reads it)
     assert doc["scores"] == {"rfm_segment": "new"} and doc["segments"] == ["vip"]
     assert doc["scores_key"] == "k"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from services.profile import service
+from services.profile import editing, identity, reads, tags
 from services.profile.config import Settings
 from shared.db import Database
 from shared.errors import NotFound
@@ -24,7 +24,7 @@ from tests.profile.test_profile_normalize import FIVE_SPELLINGS
 
 def profile(db: Database, settings: Settings, customer_id: str) -> dict[str, Any]:
     with db.sessions() as session:
-        return service.view(service.load(session, customer_id), True, settings)
+        return reads.view(reads.load(session, customer_id), True, settings)
 
 
 def outbox_types(db: Database) -> list[str]:
@@ -140,7 +140,7 @@ def test_operator_verification_merges_and_the_survivor_rule_holds(
     )
     for cid in ("late", "early"):
         with db.unit_of_work() as session:
-            service.patch_profile(
+            editing.patch_profile(
                 session,
                 cid,
                 {"mobiles": ["13700137000"], "verified": ["13700137000"]},
@@ -179,16 +179,16 @@ _TAG_LOG = {
 def test_a_merge_writes_only_the_tag_rows_that_change(db: Database, settings: Settings) -> None:
     apply(db, settings, order("a", "o1"), order("b", "o2", created_minutes=5))
     with db.unit_of_work() as session:
-        service.create_tag_rule(
+        tags.create_tag_rule(
             session, "buyer", {"field": "order_count", "op": "gte", "value": 1}, None, settings
         )
-        service.add_tags(session, "a", ["vip"], "key", settings)
-        service.add_tags(session, "b", ["vip", "gift"], "key", settings)
+        tags.add_tags(session, "a", ["vip"], "key", settings)
+        tags.add_tags(session, "b", ["vip", "gift"], "key", settings)
     with db.unit_of_work() as session:
         for statement in _TAG_LOG[session.get_bind().dialect.name]:
             session.execute(text(statement))
     with db.unit_of_work() as session:
-        service.merge_profiles(session, "a", ["b"], "same person", "key", settings)
+        identity.merge_profiles(session, "a", ["b"], "same person", "key", settings)
     with db.sessions() as session:
         log = set(session.execute(text("SELECT op, profile_id, tag, source FROM tag_log")).all())
         rows = set(
@@ -212,16 +212,16 @@ def test_the_transaction_and_the_hot_path_read_the_same_profile(
 ) -> None:
     apply(db, settings, order("a", "o1"), order("b", "o2", created_minutes=5))
     with db.unit_of_work() as session:
-        service.merge_profiles(session, "a", ["b"], "same person", "key", settings)
+        identity.merge_profiles(session, "a", ["b"], "same person", "key", settings)
         # inside the transaction the merge is visible before its commit
-        assert service.load(session, "b").profile_id == "a"
-        assert service.load(session, "a").doc["merged_ids"] == ["b"]
+        assert reads.load(session, "b").profile_id == "a"
+        assert reads.load(session, "a").doc["merged_ids"] == ["b"]
     for customer_id in ("a", "b"):
         with db.sessions() as session:
-            loaded = service.load(session, customer_id)
-        read = service.read(db.engine, customer_id)
+            loaded = reads.load(session, customer_id)
+        read = reads.read(db.engine, customer_id)
         assert (read.profile_id, read.doc) == (loaded.profile_id, loaded.doc)
     with db.sessions() as session, pytest.raises(NotFound):
-        service.load(session, "nobody")
+        reads.load(session, "nobody")
     with pytest.raises(NotFound):
-        service.read(db.engine, "nobody")
+        reads.read(db.engine, "nobody")

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from services.segment import service
+from services.segment import per_event
 from services.segment.app import MIGRATIONS, create_app
 from services.segment.config import Settings
 from shared.bus import Inbound
@@ -133,4 +133,4 @@ def api(tmp_path: Path, database_url: str, orders: list[Order]) -> Iterator[Test
 def consume(client: TestClient, *orders: Order) -> None:
     """One consumed batch of these orders into the service behind an API client."""
     with runtime_of(client).db.unit_of_work() as session:
-        service.apply_messages(session, [recorded(o) for o in orders], NOW)
+        per_event.apply_messages(session, [recorded(o) for o in orders], NOW)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from services.segment import service
+from services.segment import rescoring
 from services.segment.app import create_app
 from services.segment.config import Settings
 from shared import topics
@@ -139,7 +139,7 @@ def test_replaying_the_orders_topic_into_an_empty_database_gives_identical_score
                 what=f"the {name} consumer to read every order version",
             )
             with runtime.db.unit_of_work() as session:
-                service.rescore_all(session, NOW)
+                rescoring.rescore_all(session, NOW)
             states.append(stored_state(runtime.db))
     assert len(states[0]) > 20
     pd.testing.assert_frame_equal(states[0], states[1])

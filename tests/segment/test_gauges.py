@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
-from services.segment import service
+from services.segment import per_event, rescoring, segment_admin
 from services.segment.gauges import business_gauges
 from services.segment.schemas import SegmentCreate
 from shared.business_metrics import BUSINESS
@@ -16,7 +16,7 @@ def test_customers_per_stage_and_segment_and_segment_sizes(db_url: str) -> None:
     db = database(db_url)
     try:
         with db.unit_of_work() as session:
-            service.apply_messages(
+            per_event.apply_messages(
                 session,
                 [
                     recorded(order("o1", "alice", days_ago=2, amount="300.00")),
@@ -30,8 +30,8 @@ def test_customers_per_stage_and_segment_and_segment_sizes(db_url: str) -> None:
             body = SegmentCreate.model_validate(
                 {"name": "广东", "rule": {"field": "province", "op": "eq", "value": "广东省"}}
             )
-            service.create_segment(session, "gd", body.name, None, body.rule)
-            service.rescore_all(session, NOW, recompute=False)  # as the route does
+            segment_admin.create_segment(session, "gd", body.name, None, body.rule)
+            rescoring.rescore_all(session, NOW, recompute=False)  # as the route does
         with db.sessions() as session:
             gauges = business_gauges(session)
             stored = session.execute(

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from services.segment import incremental, scoring, service
+from services.segment import incremental, scoring
 from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import ORDER_FRAME_COLUMNS
 from tests.segment.helpers import NOW
@@ -25,7 +25,7 @@ def reference(orders: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     frame["purchased_at"] = pd.to_datetime(frame["purchased_at"], utc=True)
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     frame["categories"] = frame["categories"].map(tuple)
-    rows = service._records(scoring.aggregate_orders(frame, NOW, DEFAULT_POLICY))
+    rows = scoring.plain_rows(scoring.aggregate_orders(frame, NOW, DEFAULT_POLICY))
     for row in rows:
         row["channels"], row["categories"] = list(row["channels"]), list(row["categories"])
     return {row["customer_id"]: row for row in rows}

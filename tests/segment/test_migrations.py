@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import DateTime, String, column, create_engine, table, text
 
-from services.segment import service
+from services.segment import scoring_context
 from services.segment.app import MIGRATIONS
 from services.segment.models import Base, CutPointSet
 from services.segment.policy import DEFAULT_POLICY
@@ -124,17 +124,17 @@ def test_the_initial_policy_version_is_stored_with_when_it_came_into_force(
                     )
                 )
         with db.unit_of_work() as session:
-            assert service.current_policy(session)[2] is None  # only implied before
+            assert scoring_context.current_policy(session)[2] is None  # only implied before
         run_migrations(MIGRATIONS, db_url)
         with db.unit_of_work() as session:
-            version, policy, created_at = service.current_policy(session)
+            version, policy, created_at = scoring_context.current_policy(session)
         assert (version, policy, created_at) == (1, DEFAULT_POLICY, first_batch)
         # a PUT adds version 2 and leaves version 1's time as it was
         with db.unit_of_work() as session:
             changed = DEFAULT_POLICY.model_copy(update={"window_days": 180})
-            assert service.set_policy(session, changed, comment=None)[0] == 2
+            assert scoring_context.set_policy(session, changed, comment=None)[0] == 2
         with db.unit_of_work() as session:
-            history = service.policy_history(session)
+            history = scoring_context.policy_history(session)
         assert (history[0].version, ensure_aware(history[0].created_at)) == (1, first_batch)
         assert ensure_aware(history[1].created_at) > first_batch
     finally:
@@ -147,8 +147,8 @@ def test_a_fresh_database_has_version_1_from_its_first_start(db_url: str) -> Non
     db = Database.from_url(db_url)
     try:
         with db.unit_of_work() as session:
-            created_at = service.current_policy(session)[2]
-            history = service.policy_history(session)
+            created_at = scoring_context.current_policy(session)[2]
+            history = scoring_context.policy_history(session)
     finally:
         db.dispose()
     assert created_at is not None and before <= created_at <= datetime.now(UTC)
@@ -165,14 +165,14 @@ def test_a_version_1_stored_by_a_first_put_moves_back_to_the_first_batch(db_url:
                 CutPointSet(policy_version=1, as_of=first_batch, computed_at=first_batch, body={})
             )
             # the old first PUT: version 1 and 2 stored together, milliseconds apart
-            service.set_policy(
+            scoring_context.set_policy(
                 session, DEFAULT_POLICY.model_copy(update={"window_days": 180}), comment=None
             )
         with db.unit_of_work() as session:
-            put_at = ensure_aware(service.policy_history(session)[1].created_at)
+            put_at = ensure_aware(scoring_context.policy_history(session)[1].created_at)
         run_migrations(MIGRATIONS, db_url)
         with db.unit_of_work() as session:
-            history = service.policy_history(session)
-            assert [service.policy_created_at(p) for p in history] == [first_batch, put_at]
+            history = scoring_context.policy_history(session)
+            assert [scoring_context.policy_created_at(p) for p in history] == [first_batch, put_at]
     finally:
         db.dispose()

@@ -13,7 +13,16 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from services.segment import scoring, service
+from services.segment import (
+    changes,
+    per_event,
+    reads,
+    rescoring,
+    scoring,
+    scoring_context,
+    segment_admin,
+)
+from services.segment.changes import SNAPSHOT_WRITE_COLUMNS
 from services.segment.models import CutPointSet
 from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPointSets, OrderStates
@@ -93,7 +102,9 @@ def history(
 
 
 def batch_reference(final: list[Order]) -> tuple[scoring.CutPoints, pd.DataFrame]:
-    frame = pd.DataFrame([service.order_row(o, o.customer_id) for o in final])[ORDER_FRAME_COLUMNS]
+    frame = pd.DataFrame([per_event.order_row(o, o.customer_id) for o in final])[
+        ORDER_FRAME_COLUMNS
+    ]
     frame["categories"] = frame["categories"].map(tuple)
     aggregates = scoring.aggregate_orders(frame, NOW, DEFAULT_POLICY)
     return scoring.rescore(aggregates, DEFAULT_POLICY, 1, NOW)
@@ -105,7 +116,7 @@ RICH = [*COMPARED, "currency", "channels", "categories", "province", "city"]
 
 def stored_state(db, columns: list[str] = COMPARED) -> pd.DataFrame:
     with db.unit_of_work() as session:
-        frame = Customers(session).aggregates_frame(extra=service.SNAPSHOT_WRITE_COLUMNS)
+        frame = Customers(session).aggregates_frame(extra=SNAPSHOT_WRITE_COLUMNS)
     return normalise(frame, columns)
 
 
@@ -117,7 +128,7 @@ def normalise(frame: pd.DataFrame, columns: list[str] = COMPARED) -> pd.DataFram
 def feed(db, events: list, chunk: int = 40) -> None:
     for start in range(0, len(events), chunk):
         with db.unit_of_work() as session:
-            service.apply_messages(session, events[start : start + chunk], NOW)
+            per_event.apply_messages(session, events[start : start + chunk], NOW)
 
 
 def test_per_event_path_equals_full_batch_rescoring(db_url: str) -> None:
@@ -133,14 +144,14 @@ def test_per_event_path_equals_full_batch_rescoring(db_url: str) -> None:
     shuffled = [recorded(o) for o in events]
     random.Random(3).shuffle(shuffled)
     feed(db, shuffled + shuffled[:50])  # out of order, and some delivered twice
-    per_event = stored_state(db)
-    pd.testing.assert_frame_equal(per_event, normalise(expected))
+    consumer_state = stored_state(db)
+    pd.testing.assert_frame_equal(consumer_state, normalise(expected))
     # the batch over the stored aggregates finds the same cut points: nothing changes
     with db.unit_of_work() as session:
-        outcome = service.rescore_all(session, NOW)
+        outcome = rescoring.rescore_all(session, NOW)
     assert outcome.changed == 0
     assert outcome.cut_points == cut_points.to_json()
-    pd.testing.assert_frame_equal(stored_state(db), per_event)
+    pd.testing.assert_frame_equal(stored_state(db), consumer_state)
 
 
 def test_the_paths_agree_with_mixed_currencies_channels_and_regions(db_url: str) -> None:
@@ -248,8 +259,8 @@ def test_both_paths_publish_the_same_changes_for_the_same_orders(
     _, final = history(seed=9, customers=60, rich=True)
     changes = later_versions(final, seed=10)
     cut_points, _ = batch_reference(final)
-    per_event, batch = database(db_url), database(other_db_url)
-    for db in (per_event, batch):
+    consumer, batch = database(db_url), database(other_db_url)
+    for db in (consumer, batch):
         with db.unit_of_work() as session:
             CutPointSets(session).add(
                 CutPointSet(
@@ -257,22 +268,22 @@ def test_both_paths_publish_the_same_changes_for_the_same_orders(
                 )
             )
             for segment_id, rule in SEGMENT_RULES.items() if with_segments else ():
-                rule_model = service.RULE_ADAPTER.validate_python(rule)
-                service.create_segment(session, segment_id, segment_id, None, rule_model)
+                rule_model = scoring_context.RULE_ADAPTER.validate_python(rule)
+                segment_admin.create_segment(session, segment_id, segment_id, None, rule_model)
         feed(db, [recorded(o) for o in final], chunk=1000)
-    before = len(outbox_events(per_event))
+    before = len(outbox_events(consumer))
     assert before == len(outbox_events(batch)) > 0
 
-    feed(per_event, [recorded(o) for o in changes], chunk=len(changes))
+    feed(consumer, [recorded(o) for o in changes], chunk=len(changes))
     with batch.unit_of_work() as session:
         states = OrderStates(session)
         known = states.rows([o.order_id for o in changes])
-        rows = [service.order_row(o, o.customer_id) for o in changes]
+        rows = [per_event.order_row(o, o.customer_id) for o in changes]
         states.update_many([r for r in rows if r["order_id"] in known])
         states.insert_many([r for r in rows if r["order_id"] not in known])
-        outcome = service.rescore_all(session, NOW, recompute=False, reaggregate=True)
+        outcome = rescoring.rescore_all(session, NOW, recompute=False, reaggregate=True)
 
-    from_events = published_changes(per_event, before)
+    from_events = published_changes(consumer, before)
     from_batch = published_changes(batch, before)
     assert outcome.changed == len(from_batch)
     assert [e["customer_id"] for e in from_batch] == [e["customer_id"] for e in from_events]
@@ -291,8 +302,8 @@ def test_both_paths_publish_the_same_changes_for_the_same_orders(
     if with_segments:
         assert any(e["segments_entered"] for e in from_events)
         assert any(e["segments_left"] for e in from_events)
-    pd.testing.assert_frame_equal(stored_state(per_event, RICH), stored_state(batch, RICH))
-    assert members(per_event) == members(batch)
+    pd.testing.assert_frame_equal(stored_state(consumer, RICH), stored_state(batch, RICH))
+    assert members(consumer) == members(batch)
 
 
 def members(db) -> list[tuple[str, str]]:
@@ -309,11 +320,11 @@ def test_replay_from_the_start_into_an_empty_database_is_identical(db_url: str, 
     first = database(db_url)
     feed(first, inbound, chunk=25)
     with first.unit_of_work() as session:
-        service.rescore_all(session, NOW)
+        rescoring.rescore_all(session, NOW)
     replay = database(f"sqlite:///{tmp_path / 'replay.db'}")
     feed(replay, inbound, chunk=1000)  # one big batch this time
     with replay.unit_of_work() as session:
-        service.rescore_all(session, NOW)
+        rescoring.rescore_all(session, NOW)
     pd.testing.assert_frame_equal(stored_state(first), stored_state(replay))
 
 
@@ -439,11 +450,11 @@ def test_the_sweep_moves_customers_as_days_pass(db_url: str) -> None:
     db = database(db_url)
     feed(db, [recorded(order("o1", "a", days_ago=10)), recorded(order("o2", "b", days_ago=100))])
     with db.unit_of_work() as session:
-        service.rescore_all(session, NOW)
+        rescoring.rescore_all(session, NOW)
     before = len(outbox_events(db))
     later = NOW + timedelta(days=25)
     with db.unit_of_work() as session:
-        outcome = service.rescore_all(session, later)
+        outcome = rescoring.rescore_all(session, later)
     assert outcome.changed == 1
     moved = outbox_events(db)[before:]
     assert [
@@ -451,14 +462,14 @@ def test_the_sweep_moves_customers_as_days_pass(db_url: str) -> None:
         for e in moved
     ] == [("a", "new", "silent")]
     with db.unit_of_work() as session:
-        assert service.rescore_all(session, later).changed == 0
+        assert rescoring.rescore_all(session, later).changed == 0
 
 
 def test_orders_leaving_the_window_are_refreshed_by_the_sweep(sqlite_url: str) -> None:
     db = database(sqlite_url)
     feed(db, [recorded(order("o1", "a", days_ago=360)), recorded(order("o2", "a", days_ago=2))])
     with db.unit_of_work() as session:
-        outcome = service.rescore_all(session, NOW + timedelta(days=10))
+        outcome = rescoring.rescore_all(session, NOW + timedelta(days=10))
     assert outcome.refreshed_windows == 1
     state = stored_state(db).set_index("customer_id")
     assert state.loc["a", "frequency"] == 1 and state.loc["a", "order_count"] == 2
@@ -472,11 +483,11 @@ def test_a_window_refresh_that_moves_a_customer_into_a_segment_records_it_once(
     db = database(sqlite_url)
     feed(db, [recorded(order("o1", "a", days_ago=360)), recorded(order("o2", "a", days_ago=2))])
     with db.unit_of_work() as session:
-        service.create_segment(
+        segment_admin.create_segment(
             session, "low", "low", None, Condition(field="frequency", op="lte", value=1)
         )
     with db.unit_of_work() as session:
-        outcome = service.rescore_all(session, NOW + timedelta(days=10))
+        outcome = rescoring.rescore_all(session, NOW + timedelta(days=10))
     assert outcome.refreshed_windows == 1
     with db.unit_of_work() as session:
         members = session.execute(text("SELECT customer_id FROM segment_members")).all()
@@ -485,7 +496,7 @@ def test_a_window_refresh_that_moves_a_customer_into_a_segment_records_it_once(
 
 @pytest.mark.parametrize("as_of_days", [0, 30])
 def test_encoded_events_match_the_shared_model(sqlite_url: str, as_of_days: int) -> None:
-    record = service.segment_changed_record(
+    record = changes.segment_changed_record(
         "c1",
         3,
         NOW - timedelta(days=as_of_days),
@@ -508,7 +519,7 @@ def test_offsets_are_stored_as_instants(db_url: str) -> None:
     )
     feed(db, [recorded(shanghai)])
     with db.unit_of_work() as session:
-        view = service.score_customers(session, ["a"], None, NOW)[0].row
+        view = reads.score_customers(session, ["a"], None, NOW)[0].row
     assert view["last_order_at"] == datetime(2026, 11, 19, 15, 30, tzinfo=UTC)
     # 04:00 UTC on the 20th is noon in Shanghai: the order was yesterday there
     assert view["recency_days"] == 1
@@ -517,13 +528,13 @@ def test_offsets_are_stored_as_instants(db_url: str) -> None:
 def test_cut_points_are_stale_when_the_population_grows(sqlite_url: str) -> None:
     db = database(sqlite_url)
     with db.unit_of_work() as session:
-        assert not service.cut_points_stale(session, NOW)  # nobody yet
+        assert not rescoring.cut_points_stale(session, NOW)  # nobody yet
     feed(db, [recorded(order(f"o{i}", f"c{i}", days_ago=i)) for i in range(20)])
     with db.unit_of_work() as session:
-        assert service.cut_points_stale(session, NOW)
-        service.rescore_all(session, NOW)
+        assert rescoring.cut_points_stale(session, NOW)
+        rescoring.rescore_all(session, NOW)
     with db.unit_of_work() as session:
-        assert not service.cut_points_stale(session, NOW)
+        assert not rescoring.cut_points_stale(session, NOW)
     feed(db, [recorded(order("o99", "c99", days_ago=1))])  # 5 % more: not yet
     with db.unit_of_work() as session:
-        assert not service.cut_points_stale(session, NOW)
+        assert not rescoring.cut_points_stale(session, NOW)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from services.segment import point_in_time, scoring, service
+from services.segment import per_event, point_in_time, rescoring, scoring
 from services.segment.models import CustomSegment, ScoringPolicyVersion
 from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import ORDER_FRAME_COLUMNS, Policies, Segments
@@ -97,7 +97,7 @@ def known_at(versions: list[Order], as_of: datetime) -> pd.DataFrame:
             v.order_id not in newest or v.version_key() > newest[v.order_id].version_key()
         ):
             newest[v.order_id] = v
-    rows = [service.order_row(o, o.customer_id) for o in newest.values()]
+    rows = [per_event.order_row(o, o.customer_id) for o in newest.values()]
     frame = pd.DataFrame(rows, columns=[*ORDER_FRAME_COLUMNS])
     frame["categories"] = frame["categories"].map(tuple)
     for name in ("purchased_at", "created_at"):
@@ -122,7 +122,7 @@ def feed(db, versions: list[Order], seed: int, now: datetime = NOW) -> None:
     events += events[: len(events) // 3]  # some delivered twice
     for start in range(0, len(events), 7):
         with db.unit_of_work() as session:
-            service.apply_messages(session, events[start : start + 7], now)
+            per_event.apply_messages(session, events[start : start + 7], now)
 
 
 @settings(
@@ -143,7 +143,7 @@ def test_as_of_equals_a_full_rescoring_of_the_versions_known_then(
     versions = [v for i, spec in enumerate(specs) for v in versions_of(i, spec)]
     feed(db, versions, seed)
     with db.unit_of_work() as session:
-        service.rescore_all(session, NOW)  # cut points of NOW: not in force at T < NOW
+        rescoring.rescore_all(session, NOW)  # cut points of NOW: not in force at T < NOW
     as_of = BASE + timedelta(hours=as_of_hours)
     frame = known_at(versions, as_of)
     aggregates = scoring.aggregate_orders(frame, as_of, DEFAULT_POLICY, cutoff=as_of)
@@ -183,7 +183,7 @@ def test_the_cut_points_and_policy_in_force_at_t_are_used(db_url: str) -> None:
     # the batch ran at t0 with what was known then; the rest arrived later
     feed(db, [v for v in versions if v.version_at <= t0], seed=1, now=t0)
     with db.unit_of_work() as session:
-        at_t0 = service.rescore_all(session, t0)
+        at_t0 = rescoring.rescore_all(session, t0)
     feed(db, versions, seed=2)
     changed = DEFAULT_POLICY.model_copy(
         update={"lifecycle": DEFAULT_POLICY.lifecycle.model_copy(update={"active_days": 10})}
@@ -210,7 +210,7 @@ def test_the_cut_points_and_policy_in_force_at_t_are_used(db_url: str) -> None:
     assert context.cut_points.to_json() == at_t0.cut_points  # as they were at t1
     frame = known_at(versions, t1)
     aggregates = scoring.aggregate_orders(frame, t1, DEFAULT_POLICY, cutoff=t1)
-    expected = scoring.score_frame(aggregates, DEFAULT_POLICY, context.cut_points, t1)
+    expected = scoring.score_aggregates(aggregates, DEFAULT_POLICY, context.cut_points, t1)
     pd.testing.assert_frame_equal(normalise(scores), normalise(expected))
 
     t2 = BASE + timedelta(days=60)  # the new policy is in force, no batch ran under it

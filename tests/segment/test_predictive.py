@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from services.segment import clv_runs, point_in_time, predictive, service
+from services.segment import (
+    clv_runs,
+    per_event,
+    point_in_time,
+    predictive,
+    rescoring,
+    segment_admin,
+)
 from services.segment.clv_repository import ClvFits, Predictions, valid_purchases
 from services.segment.rules import Condition
 from shared.db import Database
@@ -55,7 +62,7 @@ def seeded(url: str) -> Database:
     db = database(url)
     orders = simulated_orders(300, "EUR", 1) + simulated_orders(12, "USD", 2)
     with db.unit_of_work() as session:
-        service.apply_messages(session, [recorded(o) for o in orders], NOW)
+        per_event.apply_messages(session, [recorded(o) for o in orders], NOW)
     return db
 
 
@@ -131,7 +138,7 @@ def test_no_convergence_publishes_no_numbers(db_url: str) -> None:
     db = database(db_url)
     one_timers = [order(f"o{i}", f"c{i}", days_ago=10 + i, currency="GBP") for i in range(150)]
     with db.unit_of_work() as session:
-        service.apply_messages(session, [recorded(o) for o in one_timers], NOW)
+        per_event.apply_messages(session, [recorded(o) for o in one_timers], NOW)
     loose = predictive.ClvOptions(min_customers=1, min_repeat_customers=0, min_history_days=0)
     with db.unit_of_work() as session:
         run = clv_runs.run(session, NOW, loose)
@@ -147,21 +154,21 @@ def test_no_convergence_publishes_no_numbers(db_url: str) -> None:
 def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
     db = seeded(db_url)
     with db.unit_of_work() as session:
-        service.create_segment(
+        segment_admin.create_segment(
             session,
             "likely-gone",
             "Likely gone",
             None,
             Condition(field="p_alive", op="lt", value=0.3),
         )
-        service.create_segment(
+        segment_admin.create_segment(
             session,
             "top-clv",
             "Top 20 % predicted CLV",
             None,
             Condition(field="predicted_clv_percentile", op="gte", value=80),
         )
-        service.rescore_all(session, NOW, recompute=False)
+        rescoring.rescore_all(session, NOW, recompute=False)
         session.execute(text("DELETE FROM outbox"))
     with db.unit_of_work() as session:
         # before any fit: no predictions, no members
@@ -199,7 +206,7 @@ def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
     fit = run.fits[0]
     assert fit.currency == "EUR"
     with db.unit_of_work() as session:
-        service.apply_messages(
+        per_event.apply_messages(
             session, [recorded(order("extra", customer, days_ago=0.5, currency="EUR"))], NOW
         )
         kept = (
@@ -232,7 +239,7 @@ def test_segments_on_predictions_follow_each_run(db_url: str) -> None:
     assert "likely-gone" in event.data.segments_left
     # the same order again (a duplicate): the same numbers
     with db.unit_of_work() as session:
-        service.apply_messages(
+        per_event.apply_messages(
             session, [recorded(order("extra", customer, days_ago=0.5, currency="EUR"))], NOW
         )
         again_row = Predictions(session).frame().set_index("customer_id").loc[customer]
@@ -244,7 +251,7 @@ def test_a_customer_who_moves_currency_loses_the_old_currencys_numbers(db_url: s
     with db.unit_of_work() as session:
         clv_runs.run(session, NOW, OPTIONS)
     with db.unit_of_work() as session:
-        service.apply_messages(
+        per_event.apply_messages(
             session, [recorded(order("moved", "EUR-c1", days_ago=0.5, currency="USD"))], NOW
         )
         view = predictive.stored_predictions(session, [("EUR-c1", "USD")])["EUR-c1"]
@@ -256,7 +263,7 @@ def test_erasure_and_merge_drop_the_customers_predictions(db_url: str) -> None:
     with db.unit_of_work() as session:
         clv_runs.run(session, NOW, OPTIONS)
     with db.unit_of_work() as session:
-        service.apply_messages(session, [erased("EUR-c3")], NOW)
+        per_event.apply_messages(session, [erased("EUR-c3")], NOW)
     with db.unit_of_work() as session:
         stored = Predictions(session).frame()
     assert "EUR-c3" not in set(stored["customer_id"]) and len(stored) == 299
@@ -323,7 +330,7 @@ def test_a_customer_newer_than_the_fit_has_no_numbers(db_url: str) -> None:
     with db.unit_of_work() as session:
         clv_runs.run(session, NOW, OPTIONS)
     with db.unit_of_work() as session:
-        service.apply_messages(
+        per_event.apply_messages(
             session, [recorded(order("new-1", "newcomer", days_ago=1, currency="EUR"))], NOW
         )
         view = predictive.stored_predictions(session, [("newcomer", "EUR")])["newcomer"]
@@ -341,7 +348,7 @@ def test_valid_purchases_read_the_stored_instants_exactly(db_url: str) -> None:
         order("unpaid", "x", days_ago=1, status="created"),
     ]
     with db.unit_of_work() as session:
-        service.apply_messages(session, [recorded(o) for o in made], NOW)
+        per_event.apply_messages(session, [recorded(o) for o in made], NOW)
     with db.unit_of_work() as session:
         everyone = valid_purchases(session)
         mine = valid_purchases(session, ["x", "nobody"])
@@ -442,7 +449,7 @@ def test_predictions_as_of_count_a_payment_refunded_after_then(db_url: str) -> N
         version_minutes=2 * 24 * 60,
     )
     with db.unit_of_work() as session:
-        service.apply_messages(session, [recorded(paid), recorded(refunded)], NOW)
+        per_event.apply_messages(session, [recorded(paid), recorded(refunded)], NOW)
     then = NOW + timedelta(days=2)
     with db.unit_of_work() as session:
         view = predictive.predictions_as_of(session, ["late"], then, "Asia/Shanghai")["late"]

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from services.segment import service
+from services.segment import rescoring
 from tests.conftest import outbox_events
 from tests.segment.helpers import NOW, database, recorded
 from tests.segment.test_paths import feed, history, stored_state
@@ -32,12 +32,12 @@ def test_a_rescoring_written_in_chunks_equals_one_written_at_once(
     assert before == len(outbox_events(whole))
     later = NOW + timedelta(days=40)  # the sweep moves many customers between stages
 
-    monkeypatch.setattr(service, "RESCORING_WRITE_CHUNK", 7)
+    monkeypatch.setattr(rescoring, "RESCORING_WRITE_CHUNK", 7)
     with chunked.unit_of_work() as session:
-        in_chunks = service.rescore_all(session, later)
-    monkeypatch.setattr(service, "RESCORING_WRITE_CHUNK", 1_000_000)
+        in_chunks = rescoring.rescore_all(session, later)
+    monkeypatch.setattr(rescoring, "RESCORING_WRITE_CHUNK", 1_000_000)
     with whole.unit_of_work() as session:
-        at_once = service.rescore_all(session, later)
+        at_once = rescoring.rescore_all(session, later)
 
     assert in_chunks.changed == at_once.changed > 3 * 7  # several chunks were written
     pd.testing.assert_frame_equal(stored_state(chunked), stored_state(whole))

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from services.segment import scoring
 from services.segment.policy import DEFAULT_POLICY, Breakpoints, ScoringPolicy, SegmentCell
-from services.segment.scoring import aggregate_orders, compute_cut_points, rescore, score_frame
+from services.segment.scoring import aggregate_orders, compute_cut_points, rescore, score_aggregates
 from tests.segment.helpers import NOW
 
 
@@ -125,7 +125,7 @@ def test_a_segment_table_must_name_every_cell() -> None:
 )
 def test_lifecycle_by_recency(recency: int, first: int, stage: str) -> None:
     frame = aggregates([{"recency": recency, "first": first}])
-    scores = score_frame(
+    scores = score_aggregates(
         frame, DEFAULT_POLICY, compute_cut_points(frame, DEFAULT_POLICY, 1, NOW), NOW
     )
     assert scores["lifecycle_stage"].tolist() == [stage]

@@ -14,7 +14,8 @@ from datetime import timedelta
 import pandas as pd
 from sqlalchemy import text
 
-from services.segment import scoring, service
+from services.segment import per_event, reads, rescoring, scoring, scoring_context
+from services.segment.changes import SNAPSHOT_WRITE_COLUMNS
 from services.segment.models import CustomSegment
 from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import Customers, OrderStates, Segments
@@ -60,16 +61,16 @@ def seeded(db, customers: int = 300, seed: int = 11) -> None:
         )
     for start in range(0, len(events), 100):
         with db.unit_of_work() as session:
-            service.apply_messages(session, events[start : start + 100], NOW)
+            per_event.apply_messages(session, events[start : start + 100], NOW)
     with db.unit_of_work() as session:
-        service.rescore_all(session, NOW)
+        rescoring.rescore_all(session, NOW)
         mark_swept(session, NOW)
         session.execute(text("DELETE FROM outbox"))
 
 
 def stored(db) -> pd.DataFrame:
     with db.unit_of_work() as session:
-        frame = Customers(session).aggregates_frame(extra=service.SNAPSHOT_WRITE_COLUMNS)
+        frame = Customers(session).aggregates_frame(extra=SNAPSHOT_WRITE_COLUMNS)
     return _normal(frame)
 
 
@@ -82,10 +83,10 @@ def _normal(frame: pd.DataFrame) -> pd.DataFrame:
 def full_scoring(db, now) -> pd.DataFrame:
     """Every customer scored from their orders at ``now`` with the stored cut points."""
     with db.unit_of_work() as session:
-        context = service.load_context(session, now)
+        context = scoring_context.load_context(session, now)
         aggregates = scoring.aggregate_orders(OrderStates(session).frame_all(), now, context.policy)
-        scores = scoring.score_frame(aggregates, context.policy, context.cut_points, now)
-        scores["segments"] = service.memberships(scores, context.segments)
+        scores = scoring.score_aggregates(aggregates, context.policy, context.cut_points, now)
+        scores["segments"] = scoring.memberships(scores, context.segments)
     return _normal(scores)
 
 
@@ -160,7 +161,7 @@ def test_crossing_recencies_cover_cut_points_stages_and_rule_values() -> None:
         quadrant_frequency=None,
         quadrant_monetary=None,
     )
-    rule = service.RULE_ADAPTER.validate_python(
+    rule = scoring_context.RULE_ADAPTER.validate_python(
         {"not": {"field": "recency_days", "op": "between", "value": [45, 60]}}
     )
     assert crossing_recencies(DEFAULT_POLICY, cut_points, [rule]) == [
@@ -192,12 +193,12 @@ def test_a_read_before_the_sweeps_next_check_shows_the_stored_stages(db_url: str
     with db.unit_of_work() as session:
         reference = consistent_now(session, just_after)
         assert reference == midnight - timedelta(microseconds=1)
-        views = service.score_customers(session, list(stored(db)["customer_id"]), None, reference)
+        views = reads.score_customers(session, list(stored(db)["customer_id"]), None, reference)
     read = _normal(pd.DataFrame([v.row for v in views]))
     pd.testing.assert_frame_equal(read, stored(db))  # what the events said, not the new day
     assert DaySweep(db).run(just_after).events > 0  # the boundary did move customers
     with db.unit_of_work() as session:
         assert consistent_now(session, just_after) == just_after
-        views = service.score_customers(session, list(stored(db)["customer_id"]), None, just_after)
+        views = reads.score_customers(session, list(stored(db)["customer_id"]), None, just_after)
     read = _normal(pd.DataFrame([v.row for v in views]))
     pd.testing.assert_frame_equal(read, stored(db))

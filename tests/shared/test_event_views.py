@@ -255,7 +255,7 @@ def test_the_consumers_handle_their_views_as_they_handle_the_full_events(
     here (it would dead-letter every order in production)."""
     from services.campaign import projection
     from services.campaign.app import MIGRATIONS as CAMPAIGN
-    from services.segment import service
+    from services.segment import per_event
     from services.segment.app import MIGRATIONS as SEGMENT
     from shared.bus import Inbound
     from shared.db import Database, run_migrations
@@ -276,7 +276,7 @@ def test_the_consumers_handle_their_views_as_they_handle_the_full_events(
                         Inbound("crm.orders.v1", 0, i, e.key, b"", e.type, str(e.event_id), e)
                         for i, e in enumerate(events)
                     ]
-                    service.apply_messages(session, messages, NOW)
+                    per_event.apply_messages(session, messages, NOW)
                     tables = ["order_states", "order_versions"]
                 else:
                     projection.apply_orders(session, events)

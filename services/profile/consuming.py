@@ -1,0 +1,357 @@
+"""Consumed events folded into the profiles: one batch loaded once, written once.
+Flush, never commit: the consumer owns the transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.profile import addresses, domain, input_quality
+from services.profile.config import Settings
+from services.profile.documents import (
+    KIND_OF_FIELD,
+    normalize_contact,
+    profile_row,
+    public_slice,
+    refresh_rule_tags,
+    scores_row,
+    updated_event,
+)
+from services.profile.identity import resolve_identity
+from services.profile.locking import lock_profiles
+from services.profile.normalize import normalize_email, normalize_phone, normalize_text
+from services.profile.repository import ProfileRepository, dumps
+from services.profile.rules import RuleBook
+from shared import topics
+from shared.erasure import tombstone_keys
+from shared.events import Customer, Interaction, Order, SegmentChangedPayload, encode_event, utcnow
+
+
+def data_time(event: Any) -> datetime:
+    """The time a consumed fact describes (what tombstones and ordering compare)."""
+    data = event.data
+    if isinstance(data, Order):
+        return data.version_at
+    if isinstance(data, Customer):
+        return data.updated_at or event.occurred_at
+    if isinstance(data, Interaction):
+        return data.occurred_at
+    if isinstance(data, SegmentChangedPayload):
+        return data.as_of
+    occurred: datetime = event.occurred_at
+    return occurred
+
+
+@dataclass
+class Batch:
+    """State of one consumed batch: profiles loaded once, written once."""
+
+    session: Session
+    settings: Settings
+    now: datetime
+    repo: ProfileRepository = field(init=False)
+    aliases: dict[str, str] = field(default_factory=dict)
+    docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: dict[str, datetime] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    before: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    indexed_before: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    segments_changed: set[str] = field(default_factory=set)
+    scores_changed: set[str] = field(default_factory=set)
+    score_parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recompute: set[str] = field(default_factory=set)
+    contact_candidates: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    verified_now: set[tuple[str, str]] = field(default_factory=set)
+    order_state: dict[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
+    order_inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.repo = ProfileRepository(self.session)
+
+    def doc_for(self, customer_id: str, seen_at: str) -> tuple[str, dict[str, Any]]:
+        pid = self.aliases.get(customer_id)
+        if pid is None:
+            pid = self.aliases[customer_id] = customer_id
+            doc = domain.new_doc(seen_at)
+            self.docs[pid] = doc
+            self.created[pid] = self.now
+            self.before[pid] = ((), None, None, None)
+        doc = self.docs[pid]
+        if seen_at < doc["first_seen"]:
+            doc["first_seen"] = seen_at
+        self.dirty.add(pid)
+        return pid, doc
+
+    def contact(
+        self,
+        customer_id: str,
+        doc: dict[str, Any],
+        kind_field: str,
+        raw: str | None,
+        source: str,
+        seen_at: str,
+        verified_raw: set[str] | None = None,
+    ) -> None:
+        if not raw:
+            return
+        value = normalize_contact(kind_field, raw, self.settings)
+        if value is None:
+            return
+        verified = verified_raw is not None and (raw in verified_raw or value in verified_raw)
+        changed = domain.observe_contact(doc, kind_field, value, source, seen_at, verified)
+        if changed or verified:
+            # only contacts new to this profile (or verified now) can be new to the index
+            key = (KIND_OF_FIELD[kind_field], value, customer_id)
+            self.contact_candidates[key] = self.contact_candidates.get(key, False) or verified
+
+    def index_contacts(self) -> None:
+        """Add new contact points and verifications; note contacts newly verified."""
+        if not self.contact_candidates:
+            return
+        known = self.repo.contact_points({(k, v) for k, v, _ in self.contact_candidates})
+        inserts, verify = [], []
+        for key, verified in self.contact_candidates.items():
+            was = known.get(key)
+            if was is None:
+                inserts.append(
+                    {"kind": key[0], "value": key[1], "customer_id": key[2], "verified": verified}
+                )
+            elif verified and not was:
+                verify.append(key)
+            else:
+                continue
+            if verified:
+                self.verified_now.add((key[0], key[1]))
+        self.repo.insert_contact_points(inserts)
+        self.repo.verify_contact_points(verify)
+
+
+def apply_events(session: Session, events: list[Any], settings: Settings) -> None:
+    """Fold a batch of consumed events into the profiles, in one transaction."""
+    batch = Batch(session, settings, utcnow())
+    repo = batch.repo
+    ids = {e.data.customer_id for e in events}
+    erased: dict[str, str] = {}
+    if repo.any_tombstone():
+        hashes = tombstone_keys(ids)
+        erased = {hashes[h]: domain.iso(at) for h, at in repo.tombstones(hashes).items()}
+    if erased:
+        events = [
+            e
+            for e in events
+            if e.data.customer_id not in erased
+            or (
+                not isinstance(e.data, SegmentChangedPayload)
+                # a customer record without updated_at tells no time of its own (the envelope's
+                # is when ingest received it): it cannot begin a new relationship
+                and not (isinstance(e.data, Customer) and e.data.updated_at is None)
+                and domain.iso(data_time(e)) > erased[e.data.customer_id]
+            )
+        ]
+    batch.aliases = repo.aliases(ids)
+    book = RuleBook(repo.tag_rules())
+    # one pass over the batch for what the loads below need
+    segment_ids: set[str] = set()
+    other_ids: set[str] = set()
+    order_ids: list[str] = []
+    interaction_ids: list[str] = []
+    for e in events:
+        data = e.data
+        if isinstance(data, SegmentChangedPayload):
+            segment_ids.add(data.customer_id)
+        else:
+            other_ids.add(data.customer_id)
+            if isinstance(data, Order):
+                order_ids.append(data.order_id)
+            elif isinstance(data, Interaction):
+                interaction_ids.append(data.interaction_id)
+    # A segment change needs the profile document only when tag rules may read scores;
+    # otherwise it rewrites the small scores row alone.
+    segment_only = set() if book.rules else segment_ids - other_ids
+    doc_ids = {batch.aliases[c] for c in ids if c in batch.aliases and c not in segment_only}
+    # locked before they are read: an operator's edit committed meanwhile is not overwritten
+    lock_profiles(session, doc_ids)
+    # without tag rules, only the documents that receive a segment change need their scores
+    for pid, row in repo.profiles(doc_ids, with_scores=bool(book.rules)).items():
+        batch.docs[pid] = row.doc
+        batch.before[pid] = public_slice(row.doc)
+        batch.indexed_before[pid] = row.indexed
+    part_ids = {batch.aliases[c] for c in segment_ids if c in batch.aliases}
+    if not book.rules and part_ids:
+        for pid, part in repo.score_parts(part_ids).items():
+            if pid in batch.docs:
+                batch.docs[pid].update(part)
+            else:
+                batch.score_parts[pid] = part
+    if order_ids:
+        batch.order_state = repo.orders(order_ids)
+    seen_interactions = repo.interaction_ids(interaction_ids) if interaction_ids else set()
+    interactions: list[dict[str, Any]] = []
+
+    for event in events:
+        data = event.data
+        if isinstance(data, Order):
+            _apply_order(batch, event, data)
+        elif isinstance(data, Customer):
+            _apply_customer(batch, event, data)
+        elif isinstance(data, Interaction):
+            if data.interaction_id in seen_interactions:
+                continue
+            seen_interactions.add(data.interaction_id)
+            pid, doc = batch.doc_for(data.customer_id, domain.iso(data.occurred_at))
+            domain.apply_interaction(doc["ix"], data)
+            interactions.append(
+                {
+                    "interaction_id": data.interaction_id,
+                    "profile_id": pid,
+                    "customer_id": data.customer_id,
+                    "kind": data.kind.value,
+                    "occurred_at": data.occurred_at,
+                    "summary": dumps(data.model_dump(mode="json", exclude={"customer_id"})),
+                }
+            )
+        elif isinstance(data, SegmentChangedPayload):
+            _apply_segment(batch, data)
+        else:
+            # a type registered in handlers.HANDLERS but not applied here is a bug
+            raise TypeError(f"profile cannot apply {event.type}")
+
+    _write_batch(batch, interactions, book)
+    for kind, value in sorted(batch.verified_now):
+        if kind in settings.merge_on:
+            resolve_identity(session, kind, value, settings)
+
+
+def _apply_order(batch: Batch, event: Any, order: Order) -> None:
+    seen_at = domain.iso(order.version_at)
+    pid, doc = batch.doc_for(order.customer_id, seen_at)
+    source = f"order:{order.channel or event.source}"
+    buyer = order.buyer
+    if buyer is not None:
+        domain.observe(doc, "name", normalize_text(buyer.name), source, seen_at)
+        domain.observe(doc, "wechat", normalize_text(buyer.wechat), source, seen_at)
+        domain.observe(doc, "qq", normalize_text(buyer.qq), source, seen_at)
+        batch.contact(order.customer_id, doc, "mobiles", buyer.mobile, source, seen_at)
+        batch.contact(order.customer_id, doc, "phones", buyer.phone, source, seen_at)
+        batch.contact(order.customer_id, doc, "emails", buyer.email, source, seen_at)
+    addresses.observe_order_address(doc, order, source + ":shipping", seen_at)
+    if order.shipping is not None:
+        batch.contact(
+            order.customer_id, doc, "mobiles", order.shipping.mobile, source + ":shipping", seen_at
+        )
+
+    version = f"{seen_at}|{order.version_key()[1]}"
+    state = batch.order_state.get(order.order_id)
+    if state is not None and state[1] >= version:
+        return
+    input_quality.note_order(doc, order)
+    contribution = domain.order_contribution(
+        order, doc["f"].get("timezone") or batch.settings.shop_timezone
+    )
+    if state is not None:
+        old_pid, _, old = state
+        old_doc = batch.docs.get(old_pid)
+        if old_doc is None:  # the order moved between profiles: load the other one
+            lock_profiles(batch.session, [old_pid])
+            loaded = batch.repo.profiles([old_pid]).get(old_pid)
+            if loaded is not None:
+                batch.docs[old_pid] = old_doc = loaded.doc
+                batch.before[old_pid] = public_slice(loaded.doc)
+        if old_doc is not None:
+            batch.dirty.add(old_pid)
+            if domain.apply_contribution(old_doc["tx"], old, -1):
+                batch.recompute.add(old_pid)
+    domain.apply_contribution(doc["tx"], contribution, +1)
+    batch.order_state[order.order_id] = (pid, version, contribution)
+    row = {
+        "order_id": order.order_id,
+        "profile_id": pid,
+        "customer_id": order.customer_id,
+        "version": version,
+        "contribution": dumps(contribution),
+    }
+    if order.order_id in batch.order_inserts or state is None:
+        batch.order_inserts[order.order_id] = row
+    else:
+        batch.order_updates[order.order_id] = row
+
+
+def _apply_customer(batch: Batch, event: Any, customer: Customer) -> None:
+    seen_at = domain.iso(customer.updated_at or event.occurred_at)
+    _, doc = batch.doc_for(customer.customer_id, seen_at)
+    source = f"customer:{customer.source or event.source}"
+    input_quality.note_customer(doc, customer, source)
+    for name in ("name", "gender", "birthday", "company", "title", "industry", "wechat", "qq"):
+        domain.observe(doc, name, normalize_text(getattr(customer, name)), source, seen_at)
+    domain.observe(doc, "timezone", customer.timezone, source, seen_at)
+    if customer.address is not None:
+        domain.observe(
+            doc, "address", domain.address_of(customer.address.model_dump()), source, seen_at
+        )
+    verified = set(customer.verified)
+    verified |= {
+        v
+        for v in (normalize_phone(x, batch.settings.default_region) for x in customer.verified)
+        if v
+    }
+    verified |= {v for v in (normalize_email(x) for x in customer.verified) if v}
+    for raw in customer.mobiles:
+        batch.contact(customer.customer_id, doc, "mobiles", raw, source, seen_at, verified)
+    for raw in customer.phones:
+        batch.contact(customer.customer_id, doc, "phones", raw, source, seen_at, verified)
+    for raw in customer.emails:
+        batch.contact(customer.customer_id, doc, "emails", raw, source, seen_at, verified)
+
+
+def _apply_segment(batch: Batch, change: SegmentChangedPayload) -> None:
+    pid = batch.aliases.get(change.customer_id)
+    if change.removed and pid is None:
+        return
+    if pid is not None and pid != change.customer_id:
+        return  # scores of an id merged away: the survivor's own scores are the truth
+    if pid is None or pid in batch.docs:
+        pid, target = batch.doc_for(change.customer_id, domain.iso(change.as_of))
+    else:
+        target = batch.score_parts[pid]
+    segments = target["segments"]
+    if domain.apply_segment_change(target, change):
+        batch.scores_changed.add(pid)
+        if target["segments"] != segments:
+            batch.segments_changed.add(pid)
+
+
+def _write_batch(batch: Batch, interactions: list[dict[str, Any]], book: RuleBook) -> None:
+    repo, settings, now = batch.repo, batch.settings, batch.now
+    repo.insert_orders(list(batch.order_inserts.values()))
+    repo.update_orders(list(batch.order_updates.values()))
+    repo.insert_interactions(interactions)
+    batch.index_contacts()
+    for pid in batch.recompute:
+        batch.docs[pid]["tx"] = domain.rebuild_transactions(repo.contributions_of(pid))
+    dirty = {pid: batch.docs[pid] for pid in batch.dirty}
+    refresh_rule_tags(repo, book, dirty, settings)
+
+    def part(pid: str) -> dict[str, Any]:
+        return batch.docs.get(pid) or batch.score_parts[pid]
+
+    if batch.segments_changed:
+        repo.set_segments({pid: part(pid)["segments"] for pid in batch.segments_changed})
+    repo.save_scores([scores_row(pid, part(pid)) for pid in batch.scores_changed])
+    inserts, updates, published = [], [], []
+    for pid, doc in dirty.items():
+        row = profile_row(pid, doc, now)
+        if pid in batch.created:
+            inserts.append({**row, "created_at": now})
+        else:
+            updates.append(row)
+        if public_slice(doc) != batch.before.get(pid):
+            event = updated_event(pid, doc)
+            published.append((topics.PROFILES, event.key, encode_event(event)))
+    repo.add_events(published, now)
+    repo.insert_profiles(inserts)
+    repo.update_profiles(updates, batch.indexed_before)
+    repo.insert_aliases([{"customer_id": pid, "profile_id": pid} for pid in batch.created])

@@ -1,0 +1,290 @@
+"""The batch path: refresh expired windows, recompute the cut points, score everyone (or the
+day sweep's customers), write and publish only who changed. Flush, never commit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from services.segment import predictive, scoring
+from services.segment.changes import StateChanges
+from services.segment.models import CutPointSet
+from services.segment.repository import (
+    Customers,
+    CutPointSets,
+    OrderStates,
+    lock_customers_for_rescoring,
+)
+from services.segment.scoring import memberships, plain_rows
+from services.segment.scoring_context import ScoringContext, load_context
+from shared.bus import add_raw_to_outbox
+from shared.db import chunks
+from shared.events import utcnow
+
+
+def reaggregate_customers(
+    session: Session, customer_ids: Sequence[str], now: datetime, context: ScoringContext
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Recompute these customers' aggregates from their orders; write only those.
+
+    Returns their ``scoring.STATE_FIGURES`` as they were (as last published) and as they
+    are now, indexed by customer id: the snapshot, state hash and memberships stay as
+    published, and the rescoring that follows compares the two states to find the change.
+    """
+    orders = OrderStates(session).frame_for(customer_ids)
+    aggregates = scoring.aggregate_orders(orders, now, context.policy)
+    rows = plain_rows(aggregates[scoring.AGGREGATE_COLUMNS])
+    customers = Customers(session)
+    stored = customers.snapshots([row["customer_id"] for row in rows])
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for row in rows:
+        row["aggregated_at"] = now
+        (updates if row["customer_id"] in stored else inserts).append(row)
+    # orders of a customer without a row (not written by the consumer): no state published
+    unpublished = {"policy_version": context.policy_version, "scored_at": now}
+    customers.insert_many(
+        [{**row, **unpublished, "segments": [], "state_hash": None} for row in inserts]
+    )
+    customers.update_many(updates)
+    names = ["customer_id", *scoring.STATE_FIGURES]
+    return (
+        _figures_frame([{n: row[n] for n in names} for row in stored.values()]),
+        _figures_frame([{n: row[n] for n in names} for row in rows]),
+    )
+
+
+def _figures_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["customer_id", *scoring.STATE_FIGURES])
+    for name in ("first_order_at", "last_order_at"):
+        frame[name] = pd.to_datetime(frame[name], utc=True)
+    for name in ("frequency", "monetary_e4"):
+        frame[name] = frame[name].astype("int64")
+    return frame.set_index("customer_id")
+
+
+# --------------------------------------------------------------------------- batch path
+
+
+@dataclass
+class RescoringOutcome:
+    policy_version: int
+    as_of: datetime
+    customers: int
+    changed: int
+    refreshed_windows: int
+    cut_points: dict[str, Any]
+    seconds: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def rescore_all(
+    session: Session,
+    now: datetime,
+    recompute: bool = True,
+    reaggregate: bool = False,
+    customer_ids: Sequence[str] | None = None,
+) -> RescoringOutcome:
+    """The batch path: refresh windows, recompute cut points, score everyone, publish changes.
+
+    Runs on a schedule (new cut points), on a policy change, on a new segment, and on
+    demand; with ``customer_ids`` (and ``recompute=False``), only those customers: the day
+    sweep (``sweep.py``). Who changed is found as in the per-event path
+    (``scoring.state_changed``: the stored state hash and figures against the new ones);
+    only they are written and published.
+    """
+    assert customer_ids is None or not (recompute or reaggregate)
+    started = time.perf_counter()
+    lock_customers_for_rescoring(session)
+    context = load_context(session, now)
+    policy = context.policy
+    customers = Customers(session)
+    if reaggregate:
+        # the window itself changed: everyone's F and M are recounted from their orders
+        expiring = OrderStates(session).customers_with_orders()
+    else:
+        # orders that left the window since the customer's last event: re-aggregate first
+        expiring = customers.with_window_expiring(now - timedelta(days=policy.window_days))
+        if customer_ids is not None:
+            wanted = set(customer_ids)
+            expiring = [c for c in expiring if c in wanted]
+    published = reaggregated = _figures_frame([])
+    if expiring:
+        parts = [reaggregate_customers(session, c, now, context) for c in chunks(expiring, 5000)]
+        published = pd.concat([before for before, _ in parts])
+        reaggregated = pd.concat([after for _, after in parts])
+    phases = {"refresh": time.perf_counter() - started}
+    mark = time.perf_counter()
+    frame = customers.rescoring_inputs(bool(context.segments), customer_ids)
+    phases["read"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    if recompute:
+        context.cut_points = scoring.compute_cut_points(frame, policy, context.policy_version, now)
+        CutPointSets(session).add(
+            CutPointSet(
+                policy_version=context.policy_version,
+                as_of=now,
+                computed_at=utcnow(),
+                body=context.cut_points.to_json(),
+            )
+        )
+    scores = scoring.score_aggregates(frame, policy, context.cut_points, now)
+    member_lists = memberships(
+        predictive.with_predictions(session, scores, context.segments), context.segments
+    )
+    hashes = scoring.state_hashes(scores, member_lists)
+    # only re-aggregated customers' figures can differ from the stored (published) ones
+    moved = np.zeros(len(frame), dtype=bool)
+    if len(reaggregated):
+        moved = frame["customer_id"].isin(reaggregated.index).to_numpy()
+    changed = scoring.state_changed(
+        _overlay(frame, published, ["state_hash", *scoring.STATE_FIGURES]),
+        _overlay(scores, reaggregated, scoring.STATE_FIGURES),
+        hashes,
+        moved,
+    )
+    indexes = np.flatnonzero(changed)
+    phases["score"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    _write_rescoring(session, scores, member_lists, hashes, indexes, context, now, published)
+    phases["write"] = time.perf_counter() - mark
+    return RescoringOutcome(
+        policy_version=context.policy_version,
+        as_of=now,
+        customers=len(scores),
+        changed=len(indexes),
+        refreshed_windows=len(expiring),
+        cut_points=context.cut_points.to_json(),
+        seconds=round(time.perf_counter() - started, 3),
+        phases={k: round(v, 3) for k, v in phases.items()},
+    )
+
+
+def _write_rescoring(
+    session: Session,
+    scores: pd.DataFrame,
+    member_lists: list[list[str]],
+    hashes: np.ndarray,
+    indexes: np.ndarray,
+    context: ScoringContext,
+    now: datetime,
+    published: pd.DataFrame,
+) -> None:
+    # In chunks, each written (rows, memberships, events) before the next is built: a
+    # policy change rewrites most customers, and building every changed row, stored
+    # snapshot and event at once peaked at 10.2 GiB for 1,000,000 customers (844,135
+    # changes; `python bench/bench_segment.py`, policy change phase, commit eb3e349).
+    # Still one transaction: the caller's.
+    for start in range(0, len(indexes), RESCORING_WRITE_CHUNK):
+        _write_rescoring_chunk(
+            session,
+            scores,
+            member_lists,
+            hashes,
+            indexes[start : start + RESCORING_WRITE_CHUNK],
+            context,
+            now,
+            published,
+        )
+
+
+#: changed customers a full rescoring writes per step (bounds its memory, not its result)
+RESCORING_WRITE_CHUNK = 20_000
+
+
+def _write_rescoring_chunk(
+    session: Session,
+    scores: pd.DataFrame,
+    member_lists: list[list[str]],
+    hashes: np.ndarray,
+    indexes: np.ndarray,
+    context: ScoringContext,
+    now: datetime,
+    published: pd.DataFrame,
+) -> None:
+    subset = scores.iloc[indexes]
+    after_rows = plain_rows(subset[[c for c in _SNAPSHOT_SOURCE if c in subset.columns]])
+    customer_ids = [row["customer_id"] for row in after_rows]
+    stored = Customers(session).snapshots(customer_ids)
+    # the stored figures of re-aggregated customers are already the new ones
+    figures = plain_rows(published[published.index.isin(customer_ids)].reset_index())
+    as_published = {row.pop("customer_id"): row for row in figures}
+    written = [*_SCORE_WRITE_COLUMNS, "segments", "state_hash", "policy_version", "scored_at"]
+    rows = []
+    changes = StateChanges(
+        context.policy_version, now, predictive.event_predictions(session, customer_ids)
+    )
+    for position, index in enumerate(indexes):
+        after = after_rows[position]
+        customer_id = after["customer_id"]
+        segments = member_lists[index]
+        rows.append(
+            (
+                *(after[c] for c in _SCORE_WRITE_COLUMNS),
+                segments,
+                int(hashes[index]),
+                context.policy_version,
+                now,
+                customer_id,
+            )
+        )
+        before = stored.get(customer_id)
+        if before is not None:
+            # without custom segments the frame has no currency: the stored row has it
+            after.setdefault("currency", before["currency"])
+            if customer_id in as_published:
+                before = {**before, **as_published[customer_id]}
+        changes.add(before, after, segments)
+    Customers(session).update_columns(rows, written)
+    changes.store_memberships(session)
+    add_raw_to_outbox(session, changes.records)
+
+
+def _overlay(base: pd.DataFrame, figures: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``base``'s ``columns``, with the values of the customers in ``figures`` (indexed by
+    customer id) taken from it; a column ``base`` lacks (the currency, read only with
+    custom segments) holds theirs alone."""
+    if figures.empty:
+        return base
+    out = pd.DataFrame(
+        {c: base[c] if c in base.columns else pd.Series(None, base.index, object) for c in columns}
+    )
+    positions = pd.Index(base["customer_id"]).get_indexer(figures.index)
+    found = positions >= 0
+    for name in figures.columns.intersection(columns):
+        column = out[name].copy()
+        column.iloc[positions[found]] = figures[name].array[found]
+        out[name] = column
+    return out
+
+
+_SCORE_WRITE_COLUMNS = scoring.SCORE_COLUMNS
+_SNAPSHOT_SOURCE = [
+    "customer_id",
+    "currency",
+    "frequency",
+    "monetary_e4",
+    "first_order_at",
+    "last_order_at",
+    *_SCORE_WRITE_COLUMNS,
+]
+
+
+def cut_points_stale(session: Session, now: datetime, growth: float = 0.1) -> bool:
+    """Whether the scored population grew by more than ``growth`` since the last cut points.
+
+    A new deployment starts with no distribution: the first customers would all be
+    scored against empty cut points until the daily batch. A frequent cheap check
+    reruns the batch early while the population is still growing fast.
+    """
+    context = load_context(session, now)
+    scored = Customers(session).scored_count()
+    population = context.cut_points.population
+    return scored > 0 and scored > population + max(population * growth, 0.5)
