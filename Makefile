@@ -24,7 +24,7 @@ run: $(STAMP)
 ## (on TEST_WORKERS pytest-xdist workers, each with its own broker; TEST_WORKERS=0 runs serially)
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## test-faults: the fault suite alone (also part of `make test`): broker SIGKILL, stuck
 ## group, kills between commits, rebalance churn, slow handler, database away, hostile input,

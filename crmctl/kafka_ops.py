@@ -20,7 +20,8 @@ from crmctl.client import CrmError
 from crmctl.config import Target
 
 DEADLETTER_TOPIC = "crm.deadletter.v1"
-#: the consumer groups the four services run (``<SERVICE>_CONSUMER_GROUP`` defaults)
+#: the consumer groups the four services run (``<SERVICE>_CONSUMER_GROUP`` defaults), each
+#: under the target's topic namespace
 SERVICE_GROUPS = ("crm-ingest", "crm-ingest-profiles", "crm-profile", "crm-segment", "crm-campaign")
 
 
@@ -94,9 +95,12 @@ class GroupLag:
 
 
 def consumer_lag(
-    target: Target, groups: Iterable[str] = SERVICE_GROUPS, timeout: float = 10
+    target: Target, groups: Iterable[str] | None = None, timeout: float = 10
 ) -> list[GroupLag]:
-    """Per group and partition of the target's namespace: committed offset, high watermark, lag."""
+    """Per group and partition of the target's namespace: committed offset, high watermark, lag.
+    ``groups`` default to the services' own, under the namespace."""
+    if groups is None:
+        groups = [target.namespace + group for group in SERVICE_GROUPS]
     kafka = _kafka()
     try:
         admin = kafka.KafkaAdminClient(

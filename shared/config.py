@@ -151,7 +151,10 @@ class ServiceSettings(BaseSettings):
 
     @property
     def group_id(self) -> str:
-        return self.consumer_group or f"crm-{self.service_name}"
+        """``<NAME>_CONSUMER_GROUP``, or ``crm-<service>`` under the topic namespace: two
+        deployments sharing a broker under different namespaces share no consumer group
+        (a group joined by both would rebalance between them)."""
+        return self.consumer_group or f"{self.topic_namespace}crm-{self.service_name}"
 
     def all_api_keys(self) -> dict[str, set[str]]:
         """Every accepted API key with its scopes; the admin key has every scope."""

@@ -4,6 +4,7 @@ databases on SQLite and PostgreSQL; the one way to open a service's API in a tes
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,29 @@ from shared.runtime import ServiceRuntime
 from shared.testing import postgres_available, postgres_database, unique
 
 ADMIN_KEY = "test-admin-key"
+
+
+#: the test folders whose files start real processes or wait out broker faults: collected
+#: first, their files alternating, so that `make test`'s two workers (pytest-xdist, by
+#: file) run one e2e system and one fault case at a time, then finish on the short files
+#: (not one worker running the long ones alone at the end)
+SLOW_FIRST = ("e2e", "faults")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    files: dict[str, dict[Path, list[pytest.Item]]] = {folder: {} for folder in SLOW_FIRST}
+    rest: list[pytest.Item] = []
+    for item in items:
+        folder = next((f for f in SLOW_FIRST if f in item.path.parts), None)
+        if folder is None:
+            rest.append(item)
+        else:
+            files[folder].setdefault(item.path, []).append(item)
+    slow: list[pytest.Item] = []
+    for group in itertools.zip_longest(*(list(f.values()) for f in files.values())):
+        for file_items in group:
+            slow.extend(file_items or ())
+    items[:] = [*slow, *rest]
 
 
 @pytest.fixture(scope="session")

@@ -224,7 +224,9 @@ def test_status_dead_letters_and_redrive(system: RunningSystem, shop: dict[str, 
     def settled() -> dict[str, Any] | None:
         status = ok(system, "status")
         lag = status["consumer_lag"]
-        ingest = [r for r in lag if r["group"] == "crm-ingest" and r["topic"] == topic]
+        ingest = [
+            r for r in lag if r["group"] == system.namespace + "crm-ingest" and r["topic"] == topic
+        ]
         return status if ingest and all(r["lag"] == 0 for r in lag) else None
 
     status = wait_for(settled, timeout=60, what="every consumer group to catch up")
@@ -232,9 +234,9 @@ def test_status_dead_letters_and_redrive(system: RunningSystem, shop: dict[str, 
     assert {s["service"] for s in status["services"] if s["ready"]} == set(system.ports)
     assert status["dead_letters"] == 2
     assert {r["group"] for r in status["consumer_lag"]} >= {
-        "crm-ingest",
-        "crm-segment",
-        "crm-profile",
+        system.namespace + "crm-ingest",
+        system.namespace + "crm-segment",
+        system.namespace + "crm-profile",
     }
     assert all(r["highwater"] is not None for r in status["consumer_lag"])
 
@@ -256,7 +258,9 @@ def test_replay_republishes_and_the_consumers_dedupe(
 
     def published(status: dict[str, Any]) -> int:
         return sum(
-            r["highwater"] or 0 for r in status["consumer_lag"] if r["group"] == "crm-profile"
+            r["highwater"] or 0
+            for r in status["consumer_lag"]
+            if r["group"] == system.namespace + "crm-profile"
         )
 
     before = published(ok(system, "status"))
