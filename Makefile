@@ -18,7 +18,7 @@ install: $(STAMP)
 
 ## run: start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and the four services
 run: $(STAMP)
-	exec $(BIN)/python -m shared.devrun
+	exec $(BIN)/python -m devtools.devrun
 
 ## test: the whole suite (unit, integration on the real broker, SQLite and PostgreSQL, e2e)
 ## (on TEST_WORKERS pytest-xdist workers, each with its own broker; TEST_WORKERS=0 runs serially)

@@ -1,4 +1,4 @@
-"""End to end: the default deployment (``python -m shared.devrun``, what ``make run`` starts)
+"""End to end: the default deployment (``python -m devtools.devrun``, what ``make run`` starts)
 under a realistic order stream, on SQLite and on PostgreSQL.
 
 usage: python bench/bench_e2e.py [--quick] [--db sqlite,postgresql] [--orders N] [--single N]
@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 from bench.e2e_load import Orders, get_at_rate, percentiles, post_all  # noqa: E402
 from bench.e2e_observe import SERVICES, LagMonitor, cpu_by_label, cpu_seconds  # noqa: E402
 from bench.figures import Figure, record, use_sink  # noqa: E402
-from shared.broker import free_port  # noqa: E402
+from devtools.broker import free_port  # noqa: E402
 
 KEY = "bench-e2e-admin-key"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -66,7 +66,7 @@ CTX = mp.get_context("fork")
 
 
 class Deployment:
-    """``python -m shared.devrun`` on free ports, a scratch data folder and (for PostgreSQL)
+    """``python -m devtools.devrun`` on free ports, a scratch data folder and (for PostgreSQL)
     four fresh databases."""
 
     def __init__(self, db: str, folder: Path, partitions: int | None = None) -> None:
@@ -106,7 +106,7 @@ class Deployment:
         self.env = env
         self.log = (folder / "devrun.out").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.devrun"],
+            [sys.executable, "-m", "devtools.devrun"],
             cwd=ROOT,
             env=env,
             stdout=self.log,

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.figures import Figure, record, use_sink  # noqa: E402
-from shared.broker import EmbeddedBroker, free_port  # noqa: E402
+from devtools.broker import EmbeddedBroker, free_port  # noqa: E402
 from shared.bus import make_producer  # noqa: E402
 from shared.events import Order, OrderRecordedEvent, encode_event  # noqa: E402
 

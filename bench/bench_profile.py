@@ -192,10 +192,10 @@ def run_loop(
 
 
 def bench_consumer(orders: int) -> None:
+    from devtools.broker import EmbeddedBroker
     from services.profile import consuming
     from services.profile.config import Settings
     from shared import topics
-    from shared.broker import EmbeddedBroker
     from shared.bus import Publisher
     from shared.events import encode_event
 
@@ -335,9 +335,9 @@ print(json.dumps({"requests": len(lat), "errors": errors[0], "achieved_rps": rou
 def bench_api(customers: int, rate: float, seconds: float) -> None:
     import httpx
 
+    from devtools.broker import EmbeddedBroker, free_port
     from services.profile import consuming
     from services.profile.config import Settings
-    from shared.broker import EmbeddedBroker, free_port
 
     folder = Path(tempfile.mkdtemp(prefix="bench-profile-api-"))
     url, db = fresh_db(folder, "api.db")

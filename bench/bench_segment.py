@@ -347,11 +347,11 @@ def run_handler_baseline(n: int, path: Path) -> None:
 
 
 def run_consumer(n: int, path: Path) -> None:
+    from devtools.broker import EmbeddedBroker
     from services.segment.app import MIGRATIONS
     from services.segment.config import Settings as SegmentSettings
     from services.segment.handlers import VIEWS, make_batch_handler
     from shared import topics
-    from shared.broker import EmbeddedBroker
     from shared.bus import ConsumerLoop, Publisher, ensure_topics, envelope_decoder
     from shared.db import Database, run_migrations
     from shared.events import encode_event

@@ -18,11 +18,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, select
 
-from shared.broker import EmbeddedBroker
+from devtools.broker import EmbeddedBroker
+from devtools.testing import postgres_available, postgres_database, unique
 from shared.db import PLATFORM_TABLES, Database
 from shared.events import decode_event
 from shared.runtime import ServiceRuntime
-from shared.testing import postgres_available, postgres_database, unique
 
 ADMIN_KEY = "test-admin-key"
 

@@ -55,12 +55,12 @@ def _wait(what: str, check: Any, timeout: float, interval: float = 0.5) -> Any:
 
 
 def start_system(data_dir: Path) -> subprocess.Popen[bytes]:
-    """``python -m shared.devrun`` (what ``make run`` runs), its output in the data folder."""
+    """``python -m devtools.devrun`` (what ``make run`` runs), its output in the data folder."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "demo-devrun.log").open("wb")
-    console.print(f"[bold]starting the system[/bold] (python -m shared.devrun; log {log.name})")
+    console.print(f"[bold]starting the system[/bold] (python -m devtools.devrun; log {log.name})")
     return subprocess.Popen(
-        [sys.executable, "-m", "shared.devrun"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "devtools.devrun"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "CRM_RUN_QUIET": "1"}, start_new_session=True,
     )  # fmt: skip
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 
+from devtools.testing import unique
 from services.campaign import service
 from services.campaign.config import Settings
 from services.campaign.handlers import make_batch_handler
@@ -31,7 +32,6 @@ from shared.events import (
     SegmentChangedEvent,
     SegmentChangedPayload,
 )
-from shared.testing import unique
 from tests.conftest import ADMIN_KEY, outbox_events
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai

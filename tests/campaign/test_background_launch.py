@@ -7,9 +7,9 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.testing import wait_for
 from services.campaign.projection import apply_audience_events
 from services.campaign.targeting import in_holdout
-from shared.testing import wait_for
 from tests.campaign.factories import policy_event, segment_event
 from tests.campaign.test_api import ADMIN, CAMPAIGN, READER
 

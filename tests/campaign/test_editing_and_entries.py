@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.broker import EmbeddedBroker
 from services.campaign.app import create_app
 from services.campaign.projection import apply_audience_events
-from shared.broker import EmbeddedBroker
 from tests.campaign.factories import policy_event, segment_event, settings
 from tests.campaign.test_api import ADMIN, CAMPAIGN, READER
 from tests.conftest import ADMIN_KEY

@@ -16,13 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from devtools.testing import read_topic, wait_for
 from services.campaign.app import create_app
 from services.campaign.models import AudienceMember
 from services.campaign.targeting import in_holdout
 from shared import topics
 from shared.bus import Publisher
 from shared.events import MessageReceipt, MessageReceiptRecordedEvent, utcnow
-from shared.testing import read_topic, wait_for
 from tests.campaign.factories import broker_settings, order_event, policy_event, segment_event
 from tests.conftest import ADMIN_KEY
 

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
+from devtools.testing import unique, wait_for
 from services.campaign.app import create_app
 from services.campaign.launch import launch
 from services.campaign.models import Campaign
@@ -30,7 +31,6 @@ from shared.events import (
     ProfileUpdatedEvent,
     ProfileUpdatedPayload,
 )
-from shared.testing import unique, wait_for
 from tests.campaign.factories import (
     NOW,
     broker_settings,

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devtools.testing import as_inbound
 from services.campaign import consumer
 from services.campaign.handlers import HANDLERS, PollBatch, apply_audience, apply_orders
 from shared import topics
 from shared.db import Database
 from shared.events import OrderRecordedEvent
 from shared.registry import Registry
-from shared.testing import as_inbound
 from tests.campaign.factories import order_event, policy_event, segment_event, settings
 
 PAID = datetime(2026, 1, 1, tzinfo=UTC)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.testing import wait_for
 from services.campaign.app import create_app
 from shared import topics
 from shared.bus import Publisher
-from shared.testing import wait_for
 from tests.campaign.factories import broker_settings, policy_event, segment_event
 from tests.conftest import ADMIN_KEY
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from crmctl.app import app
 from crmctl.config import resolve
-from shared.broker import free_port
+from devtools.broker import free_port
 from tests.e2e.system import ROOT
 
 COMMANDS = [

@@ -12,8 +12,8 @@ from pathlib import Path
 import kafka
 import pytest
 
+from devtools.broker import EmbeddedBroker
 from services.ingest.validation import Rules, validate_order
-from shared.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.kafka
 

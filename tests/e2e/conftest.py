@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from shared.broker import EmbeddedBroker
+from devtools.broker import EmbeddedBroker
 from tests.e2e.system import RunningSystem, running_system
 
 
 @pytest.fixture
 def system(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[RunningSystem]:
-    """``python -m shared.devrun`` with a fresh data folder, topic namespace and free ports."""
+    """``python -m devtools.devrun`` with a fresh data folder, topic namespace and free ports."""
     with running_system(broker, tmp_path) as running:
         yield running

@@ -1,4 +1,4 @@
-"""The four real service processes (``python -m shared.devrun``) for end-to-end tests.
+"""The four real service processes (``python -m devtools.devrun``) for end-to-end tests.
 
 Each test gets its own data folder, topic namespace and free ports against the session's
 broker. Helpers here talk to the services over HTTP with the admin key.
@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 
+from devtools.broker import EmbeddedBroker, free_port
+from devtools.testing import read_topic, unique, wait_for
 from shared import manifest, topics
-from shared.broker import EmbeddedBroker, free_port
 from shared.events import MessageRequestedEvent
-from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ class RunningSystem:
 
     def read(self, topic: str, **kwargs: Any) -> list[Any]:
         """The decoded records of one of the platform's topics (its name without this
-        system's namespace), as :func:`shared.testing.read_topic` reads them."""
+        system's namespace), as :func:`devtools.testing.read_topic` reads them."""
         return read_topic(self.bootstrap_servers, self.namespace + topic, **kwargs)
 
     def messages(
@@ -96,7 +96,7 @@ def ready(system: RunningSystem) -> bool:
 def running_system(
     broker: EmbeddedBroker, tmp_path: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[RunningSystem]:
-    """Start ``python -m shared.devrun`` on the session broker; SIGTERM it afterwards.
+    """Start ``python -m devtools.devrun`` on the session broker; SIGTERM it afterwards.
 
     ``extra_env``: more variables for every service (e.g. ``CRM_CLOCK_OFFSET_FILE``).
     """
@@ -116,7 +116,7 @@ def running_system(
     log = tmp_path / "devrun.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "shared.devrun"],
+            [sys.executable, "-m", "devtools.devrun"],
             cwd=ROOT,
             env=env,
             stdout=out,

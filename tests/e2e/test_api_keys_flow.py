@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from shared.testing import wait_for
+from devtools.testing import wait_for
 from tests.e2e.system import RunningSystem
 
 #: one read route per service, answered 200 to a key holding every read scope

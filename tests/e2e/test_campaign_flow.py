@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from devtools.testing import unique, wait_for
 from shared import topics
 from shared.bus import Publisher
 from shared.events import MessageReceipt, MessageReceiptRecordedEvent
-from shared.testing import unique, wait_for
 from tests.e2e.system import RunningSystem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from crmctl import app as crm_app
 from crmctl.app import app
-from shared.broker import EmbeddedBroker
-from shared.testing import unique, wait_for
+from devtools.broker import EmbeddedBroker
+from devtools.testing import unique, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.e2e.system import RunningSystem, running_system
 

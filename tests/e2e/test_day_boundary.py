@@ -25,10 +25,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from devtools.broker import EmbeddedBroker
+from devtools.testing import unique, wait_for
 from shared import clock, topics
-from shared.broker import EmbeddedBroker
 from shared.events import SegmentChangedEvent
-from shared.testing import unique, wait_for
 from tests.e2e.system import RunningSystem, running_system
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]

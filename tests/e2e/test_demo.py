@@ -9,7 +9,7 @@ import pytest
 
 from crmctl.demo.run import main
 from crmctl.demo.shop import generate
-from shared.broker import EmbeddedBroker
+from devtools.broker import EmbeddedBroker
 from tests.conftest import ADMIN_KEY
 from tests.e2e.system import RunningSystem, running_system
 

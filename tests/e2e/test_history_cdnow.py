@@ -18,9 +18,9 @@ import orjson
 import pandas as pd
 from lifetimes.utils import summary_data_from_transaction_data
 
+from devtools.testing import wait_for
 from shared import topics
 from shared.producer import Publisher
-from shared.testing import wait_for
 from tests.e2e.system import RunningSystem
 
 DATASETS = Path(lifetimes.__file__).parent / "datasets"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.testing import wait_for
+from devtools.testing import wait_for
 from tests.e2e.system import RunningSystem
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.testing import wait_for
+from devtools.testing import wait_for
 from tests.e2e.system import RunningSystem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from shared.broker import EmbeddedBroker
-from shared.testing import unique, wait_for
+from devtools.broker import EmbeddedBroker
+from devtools.testing import unique, wait_for
 from tests.e2e.system import RunningSystem, running_system
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]

@@ -1,6 +1,6 @@
 """End to end through the real processes and the real broker.
 
-`python -m shared.devrun` (what `make run` executes) starts the four services as
+`python -m devtools.devrun` (what `make run` executes) starts the four services as
 separate processes against the session's broker; an order posted to ingest must
 travel crm.orders.v1 -> segment -> crm.segments.v1 -> profile and campaign.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.broker import free_port
+from devtools.testing import unique, wait_for
 from shared import manifest
-from shared.broker import free_port
-from shared.testing import unique, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.e2e.system import ROOT, RunningSystem, ready
 

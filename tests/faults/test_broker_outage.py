@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient
 
+from devtools.broker import EmbeddedBroker, free_port
+from devtools.devrun import Child, Supervisor
+from devtools.testing import read_topic, unique, wait_for
 from services.ingest.app import create_app
 from services.ingest.config import Settings
 from shared import topics
-from shared.broker import EmbeddedBroker, free_port
 from shared.broker_state import KAFKA_LOG_FILTER, BrokerState, OutageLogFilter
-from shared.devrun import Child, Supervisor
-from shared.testing import read_topic, unique, wait_for
 from shared.topic_keeper import keeps
 from tests.conftest import ADMIN_KEY
 

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import Column, Integer, String, Table, func, insert, select
 from sqlalchemy.orm import Session
 
+from devtools.testing import unique, wait_for
 from shared import topics
 from shared.bus import ConsumerLoop, Inbound, Publisher, ensure_topics
 from shared.db import Database, make_metadata
 from shared.events import Order, OrderRecordedEvent, encode_event
-from shared.testing import unique, wait_for
 
 pytestmark = pytest.mark.kafka
 

@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient
 from sqlalchemy import create_engine, text
 
+from devtools.testing import PG_ADMIN_URL, postgres_available, postgres_database, unique, wait_for
 from services.profile import consuming
 from services.profile.app import create_app
 from services.profile.config import Settings
 from shared import topics
 from shared.bus import Publisher, ensure_topics
 from shared.db import Database
-from shared.testing import PG_ADMIN_URL, postgres_available, postgres_database, unique, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.faults.test_consumer_faults import effect_counts, make_loop, metadata, publish
 from tests.profile.profile_factories import customer

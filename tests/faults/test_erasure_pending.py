@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from devtools.testing import unique, wait_for
 from services.campaign.app import create_app as campaign_app
 from services.campaign.config import Settings as CampaignSettings
 from services.ingest.app import create_app as ingest_app
@@ -24,7 +25,6 @@ from services.profile.app import create_app as profile_app
 from services.profile.config import Settings as ProfileSettings
 from services.segment.app import create_app as segment_app
 from services.segment.config import Settings as SegmentSettings
-from shared.testing import unique, wait_for
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.kafka

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.testing import wait_for
 from shared.pagination import decode_cursor, encode_cursor
-from shared.testing import wait_for
 from tests.conftest import ADMIN_KEY
 
 HEADERS = {"X-API-Key": ADMIN_KEY}

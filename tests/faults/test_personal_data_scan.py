@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.testing import read_topic, unique, wait_for
 from services.ingest.app import create_app as ingest_app
 from services.ingest.config import Settings as IngestSettings
 from services.profile.app import create_app as profile_app
 from services.profile.config import Settings as ProfileSettings
 from shared import topics
 from shared.bus import Publisher
-from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.kafka

@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, inspect, select, table
 
+from devtools.testing import read_topic, unique
 from shared import topics
 from shared.bus import Publisher, ensure_topics
-from shared.testing import read_topic, unique
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.kafka

@@ -16,13 +16,13 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, String, Table, insert, select
 from sqlalchemy.orm import Session
 
+from devtools.broker import EmbeddedBroker, free_port
+from devtools.testing import unique, wait_for
 from shared import topics
-from shared.broker import EmbeddedBroker, free_port
 from shared.bus import ConsumerLoop, Inbound, Publisher, ensure_topics
 from shared.consumer_health import ProgressWatch, rebuild_delay
 from shared.db import Database, make_metadata
 from shared.events import Order, OrderRecordedEvent, encode_event
-from shared.testing import unique, wait_for
 from tests.faults.kafka_proxy import KafkaFaultProxy
 
 metadata = make_metadata()

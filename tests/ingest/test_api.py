@@ -15,12 +15,12 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from devtools.broker import EmbeddedBroker, free_port
+from devtools.testing import read_topic, unique, wait_for
 from services.ingest.app import create_app
 from services.ingest.config import Settings
 from services.ingest.models import StoredEvent
 from shared import topics
-from shared.broker import EmbeddedBroker, free_port
-from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.kafka

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from devtools.testing import as_inbound
 from services.ingest.handlers import HANDLERS, RAW_KINDS, erase_customers
 from shared import topics
 from shared.events import (
@@ -13,7 +14,6 @@ from shared.events import (
     ProfileErasedEvent,
     ProfileErasedPayload,
 )
-from shared.testing import as_inbound
 
 
 def test_the_registry_acts_on_exactly_the_types_ingest_consumes() -> None:

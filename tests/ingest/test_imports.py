@@ -14,12 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from devtools.testing import wait_for
 from services.ingest.app import create_app
 from services.ingest.config import Settings
 from services.ingest.imports import detect_encoding
 from services.ingest.models import ImportJob, StoredEvent
 from shared.events import decode_event
-from shared.testing import wait_for
 from tests.conftest import ADMIN_KEY
 
 HEADERS = {"X-API-Key": ADMIN_KEY}

@@ -12,15 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from devtools.broker import EmbeddedBroker, free_port
+from devtools.testing import read_topic, unique, wait_for
 from services.ingest.app import create_app, create_runtime
 from services.ingest.cli import replay_command
 from services.ingest.config import Settings
 from services.ingest.models import StoredEvent
 from shared import topics
-from shared.broker import EmbeddedBroker, free_port
 from shared.bus import Publisher
 from shared.events import decode_event, encode_event
-from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.kafka

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.broker import EmbeddedBroker
 from services.ingest.app import create_app
-from shared.broker import EmbeddedBroker
 from tests.ingest.test_api import HEADERS, order, settings_for
 
 pytestmark = pytest.mark.kafka

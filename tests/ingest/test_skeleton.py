@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.testing import read_topic
 from services.ingest.app import create_app
 from services.ingest.config import Settings
 from shared import topics
-from shared.testing import read_topic
 from tests.conftest import ADMIN_KEY
 
 ORDER = {

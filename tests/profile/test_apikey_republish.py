@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient
 
+from devtools.testing import unique, wait_for
 from services.profile.apikey_republish import KeyRepublisher
 from services.profile.app import create_app
 from services.profile.config import Settings
 from shared.apikeys import APIKEY_USAGE_TOPIC, APIKEYS_TOPIC, KeyDirectory, KeyFeed
-from shared.testing import unique, wait_for
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.kafka

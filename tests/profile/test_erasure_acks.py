@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from devtools.testing import as_inbound
 from services.profile import consuming, erasure_acks
 from services.profile.app import create_app
 from services.profile.config import Settings
 from services.profile.handlers import HANDLERS
 from shared.events import ErasureAppliedEvent, ErasureAppliedPayload, utcnow
 from shared.runtime import ServiceRuntime
-from shared.testing import as_inbound
 from tests.conftest import ADMIN_KEY
 from tests.profile.profile_factories import customer, order
 

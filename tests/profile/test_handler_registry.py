@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.testing import as_inbound
 from services.profile import consumer
 from services.profile.config import Settings
 from services.profile.handlers import HANDLERS, apply_profile_events
@@ -12,7 +13,6 @@ from shared import topics
 from shared.db import Database
 from shared.events import ContactPolicy, ContactPolicyChangedEvent
 from shared.registry import Registry
-from shared.testing import as_inbound
 from tests.profile.profile_factories import order, segment_changed
 
 

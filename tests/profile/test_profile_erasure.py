@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from devtools.testing import unique, wait_for
 from services.profile.app import create_app
 from services.profile.config import Settings
 from shared import topics
 from shared.bus import Publisher
 from shared.erasure import tombstone_key
-from shared.testing import unique, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.profile.profile_factories import order
 

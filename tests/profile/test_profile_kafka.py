@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.testing import read_topic, unique, wait_for
 from services.profile.app import create_app
 from services.profile.config import Settings
 from shared import topics
 from shared.bus import Publisher
-from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.profile.profile_factories import order, segment_changed
 

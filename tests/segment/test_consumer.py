@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from devtools.testing import read_topic, unique, wait_for
 from services.segment import rescoring
 from services.segment.app import create_app
 from services.segment.config import Settings
@@ -17,7 +18,6 @@ from shared import topics
 from shared.bus import Publisher
 from shared.erasure import tombstone_key
 from shared.events import Order, OrderRecordedEvent, OrderStatus, SegmentChangedEvent
-from shared.testing import read_topic, unique, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.segment.helpers import NOW, erased, order
 from tests.segment.test_paths import history, stored_state

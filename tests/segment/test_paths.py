@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from devtools.testing import postgres_database
 from services.segment import (
     changes,
     per_event,
@@ -28,7 +29,6 @@ from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPointSets, OrderStates
 from services.segment.rules import Condition
 from shared.events import Order, decode_event, utcnow
-from shared.testing import postgres_database
 from tests.conftest import outbox_events
 from tests.segment.helpers import NOW, database, erased, merged, order, recorded
 from tests.segment.helpers import order as make_order

@@ -12,6 +12,7 @@ from sqlalchemy import Column, Integer, String, Table, delete, func, insert, sel
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from devtools.testing import read_topic, unique, wait_for
 from shared import topics
 from shared.bus import (
     ConsumerLoop,
@@ -25,7 +26,6 @@ from shared.bus import (
 )
 from shared.db import Database, make_metadata
 from shared.events import Order, OrderRecordedEvent, encode_event
-from shared.testing import read_topic, unique, wait_for
 
 pytestmark = pytest.mark.kafka
 

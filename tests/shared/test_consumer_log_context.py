@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from devtools.testing import wait_for
 from shared.bus import Inbound
 from shared.logs import current_context
-from shared.testing import wait_for
 from tests.shared.test_bus import (  # noqa: F401 - db and publisher are fixtures
     db,
     make_loop,

@@ -13,11 +13,11 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from devtools.testing import as_inbound
 from shared import topics
 from shared.db import Database, run_migrations
 from shared.erasure import tombstone_key
 from shared.events import ProfileErasedEvent, ProfileErasedPayload
-from shared.testing import as_inbound
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 CUSTOMER = "tb_ack_customer88"

@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from shared.broker import free_port
+from devtools.broker import free_port
+from devtools.testing import wait_for
 from shared.cli import uvicorn_options
 from shared.config import ServiceSettings
-from shared.testing import wait_for
 
 
 class EchoSettings(ServiceSettings):

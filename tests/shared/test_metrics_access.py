@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import httpx
 from fastapi.testclient import TestClient
 
+from devtools.broker import free_port
 from shared.api import build_app, start_metrics_listener
-from shared.broker import free_port
 from shared.config import ServiceSettings
 from shared.runtime import ServiceRuntime
 

@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.broker import EmbeddedBroker
 from shared import manifest
-from shared.broker import EmbeddedBroker
 from tests.conftest import ADMIN_KEY
 
 ADMIN = {"X-API-Key": ADMIN_KEY}

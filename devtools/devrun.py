@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from devtools.broker import EmbeddedBroker, die_with_parent, port_open
 from shared import manifest
-from shared.broker import EmbeddedBroker, die_with_parent, port_open
 
 ALL_SERVICES = tuple((spec.name, spec.port) for spec in manifest.SERVICES)
 
