@@ -17,6 +17,11 @@ from shared.runtime import ServiceRuntime
 log = logging.getLogger(__name__)
 
 
+#: how long the outbox relay may fail (a broker restart, a producer reconnecting) before
+#: ``/readyz`` says so
+RELAY_FAILING_REPORTED = 30.0
+
+
 def health_router(settings: ServiceSettings | None = None) -> APIRouter:
     """Liveness, readiness and (unless it has its own internal port) ``/metrics``, which
     asks for the ``metrics:read`` scope when ``CRM_METRICS_REQUIRE_KEY`` is set."""
@@ -30,7 +35,8 @@ def health_router(settings: ServiceSettings | None = None) -> APIRouter:
     @router.get("/readyz", summary="Readiness: database answers, no consumer stalled")
     def readyz(request: Request) -> JSONResponse:
         """Readiness: 503 when the database does not answer, or a consumer is stalled while
-        the broker answers; 200 ``degraded`` while only the broker is away (the API serves
+        the broker answers; 200 ``degraded`` while only the broker is away, or while the
+        outbox relay has failed for over 30 s though the broker answers (the API serves
         from the database and events wait in the outbox); ``reasons`` say why."""
         runtime: ServiceRuntime = request.app.state.runtime
         checks = runtime.readiness()
@@ -44,6 +50,10 @@ def health_router(settings: ServiceSettings | None = None) -> APIRouter:
             reasons.append("broker unreachable: events wait in the outbox")
         elif checks["topics"] != "ok":
             reasons.append(f"topics {checks['topics']}")
+        relay = checks.get("outbox_relay", "ok")
+        if relay != "ok" and broker_ok and runtime.relay.failing_for() > RELAY_FAILING_REPORTED:
+            # the broker answers, yet events cannot leave: say so (the API still serves)
+            reasons.append(f"outbox relay {relay}: events wait in the outbox")
         for name, state in checks.get("consumers", {}).items():
             if state.startswith("stalled"):
                 # while the broker is away every consumer waits: that is not their fault

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -76,6 +77,8 @@ class OutboxRelay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        #: when the current run of failed passes began (monotonic), None while healthy
+        self._failing_since: float | None = None
         # checkpoint requests made / served (a counter: a request made during a pass is
         # served after the next one, which sees what was committed before it)
         self._checkpoints_requested = 0
@@ -87,6 +90,12 @@ class OutboxRelay:
         #: while the broker is down); run before publishing whenever the broker was not
         #: known to be up, so a broker that restarted empty gets them before any record
         self.ensure_topics: Callable[[], object] | None = None
+
+    def failing_for(self) -> float:
+        """Seconds since the relay last published or found nothing to publish, while its
+        passes fail (0 while healthy): ``/readyz`` reports it, with ``last_error``."""
+        since = self._failing_since
+        return 0.0 if since is None else max(time.monotonic() - since, 1e-3)
 
     def notify(self) -> None:
         """Wake the relay: something was just committed to the outbox."""
@@ -120,6 +129,7 @@ class OutboxRelay:
                     self.ensure_topics()
                 sent = self.relay_once()
                 self.last_error = None
+                self._failing_since = None
                 delay = 0.2
                 if sent and self.broker_state is not None:
                     self.broker_state.reachable()
@@ -130,7 +140,15 @@ class OutboxRelay:
                     self._wake.wait(self.idle_interval)
                     self._wake.clear()
             except Exception as exc:
-                self.last_error = str(exc)
+                self.last_error = str(exc) or type(exc).__name__
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                self._count_pending()
+                if isinstance(exc, BROKER_ERRORS):
+                    # a producer that failed against a broker that went away can stay broken
+                    # against the one that comes back (InitProducerId answered UnknownError
+                    # forever after an embedded-broker restart): the next pass gets a fresh one
+                    self.publisher.close(timeout=1)
                 if self.broker_state is not None and isinstance(exc, BROKER_ERRORS):
                     # logged by the state once per outage, not once per retry
                     self.broker_state.unreachable(f"{self.name} outbox relay", exc)
@@ -141,6 +159,14 @@ class OutboxRelay:
                     )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _count_pending(self) -> None:
+        """``crm_outbox_pending`` while the relay cannot publish (a COUNT of a small table;
+        the passes that publish set it without counting)."""
+        try:
+            metrics.OUTBOX_PENDING.labels(self.name).set(self.pending())
+        except Exception:  # the database may be what failed
+            log.debug("outbox of %s: rows not counted", self.name, exc_info=True)
 
     def relay_once(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""
@@ -193,6 +219,8 @@ class OutboxRelay:
                     session.execute(delete(table).where(table.c.id.in_(ids[start : start + 500])))
                 session.commit()
         metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(rows))
+        if len(rows) < self.batch_size:
+            metrics.OUTBOX_PENDING.labels(self.name).set(0)  # drained (as of this pass)
         return len(rows)
 
     def pending(self) -> int:

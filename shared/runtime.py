@@ -281,5 +281,8 @@ class ServiceRuntime:
                 for topic, count in self.topic_keeper.drift.items()
             }
         checks["consumers"] = {consumer.name: consumer.health() for consumer in self.consumers}
-        checks["outbox_relay"] = "ok" if self.relay.last_error is None else "retrying"
+        failing = self.relay.failing_for()
+        checks["outbox_relay"] = (
+            "ok" if not failing else f"failing for {failing:.0f}s: {self.relay.last_error}"[:300]
+        )
         return checks
