@@ -28,13 +28,14 @@ import threading
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from pydantic import ValidationError
 
 from shared import topics
 from shared.events import EnvelopeBase, Payload, ensure_aware, utcnow
+from shared.producer import consumer_without_topic_creation
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class KeyFeed:
         ensure_keys_topics(
             self.bootstrap_servers, self.namespace, self.partitions, self.replication_factor
         )
-        consumer = KafkaConsumer(
+        consumer = consumer_without_topic_creation(
             bootstrap_servers=self.bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,

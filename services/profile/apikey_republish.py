@@ -18,7 +18,7 @@ import threading
 import time
 from typing import cast
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from services.profile.models import ApiKeyRow
 from shared.apikeys import APIKEYS_TOPIC, ApiKeyRecordedEvent, ApiKeyState, ensure_keys_topics
 from shared.bus import add_to_outbox
 from shared.db import PLATFORM_TABLES
+from shared.producer import consumer_without_topic_creation
 from shared.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class KeyRepublisher:
         (PRODUCT.md's broker notes), which undercounts and would queue every key again."""
         settings = self.runtime.settings
         topic = settings.topic_namespace + APIKEYS_TOPIC
-        consumer = KafkaConsumer(
+        consumer = consumer_without_topic_creation(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             enable_auto_commit=False,
             request_timeout_ms=5000,

@@ -313,3 +313,40 @@ def test_an_outbox_relay_publishes_again_after_a_broker_restart(
         f"{len(expected)} rows queued while it was away published once it was back each time "
         f"({', '.join(f'{t:.1f}' for t in took)} s after each restart)"
     )
+
+
+@pytest.mark.kafka
+def test_the_key_topic_readers_never_have_it_created(
+    broker: EmbeddedBroker, namespace: str
+) -> None:
+    """After a broker restart the key feed asked for crm.apikeys.v1 before `make run`
+    re-created it, and the embedded broker auto-created it with 4 partitions (outside try
+    of issue 12). The key readers' metadata requests now name no topic; a plain consumer's
+    do (the control: it has the topic created)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from shared.apikeys import APIKEY_USAGE_TOPIC, APIKEYS_TOPIC
+    from shared.producer import consumer_without_topic_creation
+
+    ours, control = namespace + APIKEYS_TOPIC, namespace + APIKEY_USAGE_TOPIC
+    reader = consumer_without_topic_creation(
+        bootstrap_servers=broker.bootstrap_servers, group_id=None, request_timeout_ms=5000
+    )
+    plain = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap_servers, group_id=None, request_timeout_ms=5000
+    )
+    try:
+        # what the feed does after a broker restart: it is assigned the topic and polls
+        for consumer, topic in ((reader, ours), (plain, control)):
+            consumer.assign([TopicPartition(topic, 0)])
+            for _ in range(5):
+                consumer.poll(timeout_ms=200)
+        wait_for(
+            lambda: topics_present(broker.bootstrap_servers, [control]),
+            timeout=20,
+            what="the control topic auto-created",
+        )
+        assert not topics_present(broker.bootstrap_servers, [ours])
+    finally:
+        reader.close()
+        plain.close()
