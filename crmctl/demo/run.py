@@ -142,25 +142,38 @@ def refuse_a_second_run(api: Api, data_dir: Path) -> None:
     system that holds a previous run's shop, its orders would collide with the first run's
     (same ids, other dates: new versions or conflicts) and its customers' profiles would
     mix. So the demo runs on a system without a demo shop, and says how to reset."""
-    deadline = time.monotonic() + 60
-    while True:
-        status = api.request("GET", "profile", "/v1/customers/demo-00001").status_code
-        if status == 404:
-            return
-        if status == 200:
-            break
-        # 429 or 503 (a busy SQLite, a rate limit): no answer yet, not a "no"
-        if time.monotonic() > deadline:
-            raise CrmError(
-                f"could not tell whether this system holds a demo shop: profile answered {status}"
-            )
-        time.sleep(1.0)
+    # profile and segment each follow the orders topic at their own pace: a run that just
+    # ended has waited for segment's scores, while profile may still be catching up
+    known = any(
+        _knows(api, service, path)
+        for service, path in (
+            ("segment", "/v1/customers/demo-00001/scores"),
+            ("profile", "/v1/customers/demo-00001"),
+        )
+    )
+    if not known:
+        return
     raise CrmError(
         "this system already holds a demo shop (customer demo-00001): a second run would "
         "collide with the first one's customers and orders. To run it again, start from "
         f"an empty system: stop it, remove {data_dir} (the SQLite databases; `make clean` "
         "removes var/ and the venv), then `make demo`"
     )
+
+
+def _knows(api: Api, service: str, path: str) -> bool:
+    """Whether ``service`` has the resource: 200 yes, 404 no; a 429 or 503 (a busy SQLite,
+    a rate limit) is no answer yet, so it asks again for up to a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        status = api.request("GET", service, path).status_code
+        if status in (200, 404):
+            return status == 200
+        if time.monotonic() > deadline:
+            raise CrmError(
+                f"could not tell whether this system holds a demo shop: {service} answered {status}"
+            )
+        time.sleep(1.0)
 
 
 #: F breakpoints the demo sets (merchant-set, docs/segment.md): most buyers of a shop buy
