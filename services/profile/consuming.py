@@ -22,12 +22,13 @@ from services.profile.documents import (
 )
 from services.profile.identity import resolve_identity
 from services.profile.locking import lock_profiles
-from services.profile.normalize import normalize_email, normalize_phone, normalize_text
+from services.profile.normalize import normalize_email, normalize_text
 from services.profile.repository import ProfileRepository, dumps
 from services.profile.rules import RuleBook
 from shared import topics
 from shared.erasure import tombstone_keys
 from shared.events import Customer, Interaction, Order, SegmentChangedPayload, encode_event, utcnow
+from shared.phones import phone_e164
 
 
 def data_time(event: Any) -> datetime:
@@ -294,9 +295,7 @@ def _apply_customer(batch: Batch, event: Any, customer: Customer) -> None:
         )
     verified = set(customer.verified)
     verified |= {
-        v
-        for v in (normalize_phone(x, batch.settings.default_region) for x in customer.verified)
-        if v
+        v for v in (phone_e164(x, batch.settings.default_region) for x in customer.verified) if v
     }
     verified |= {v for v in (normalize_email(x) for x in customer.verified) if v}
     for raw in customer.mobiles:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from services.profile import domain
 from services.profile.config import Settings
-from services.profile.normalize import normalize_email, normalize_phone, normalize_text
+from services.profile.normalize import normalize_email, normalize_text
 from services.profile.repository import SCORE_KEYS, ProfileRepository, ProfileRow, dumps
 from services.profile.rules import RuleBook
 from shared import topics
@@ -22,6 +22,7 @@ from shared.events import (
     ProfileUpdatedPayload,
     utcnow,
 )
+from shared.phones import phone_e164
 
 SOURCE = "profile"
 KIND_OF_FIELD = {"mobiles": "mobile", "emails": "email", "phones": "phone"}
@@ -38,7 +39,7 @@ def normalize_contact(kind_field: str, raw: str, settings: Settings) -> str | No
     as cleaned text), or None if it is not one."""
     if kind_field == "emails":
         return normalize_email(raw)
-    value = normalize_phone(raw, settings.default_region)
+    value = phone_e164(raw, settings.default_region)
     if value is None and kind_field == "phones":
         value = normalize_text(raw)
     return value

@@ -1,15 +1,10 @@
-"""Contact normalisation and masking (pure): E.164 mobiles, e-mails, names, addresses."""
+"""Contact normalisation and masking (pure): e-mails, names, addresses, masks; mobiles go
+through the platform's one E.164 normaliser, :func:`shared.phones.phone_e164`."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-
-from shared.phones import phone_e164
-
-#: E.164 numbers: the platform's one normaliser (ingest's strict rules), under this
-#: module's name for it
-normalize_phone = phone_e164
 
 
 def normalize_email(raw: str | None) -> str | None:

@@ -10,12 +10,13 @@ from sqlalchemy.orm import Session
 
 from services.profile import domain
 from services.profile.config import Settings
-from services.profile.normalize import normalize_email, normalize_phone
+from services.profile.normalize import normalize_email
 from services.profile.readable import readable_order
 from services.profile.repository import ProfileRepository, ProfileRow, read_profile_by_customer
 from shared import regions
 from shared.errors import NotFound
 from shared.events import ContactPolicy, utcnow
+from shared.phones import phone_e164
 
 
 def read(engine: Engine, customer_id: str) -> ProfileRow:
@@ -126,7 +127,7 @@ def search(
     if customer_id:
         narrow(set(repo.aliases([customer_id]).values()))
     if mobile is not None:
-        value = normalize_phone(mobile, settings.default_region)
+        value = phone_e164(mobile, settings.default_region)
         narrow(repo.profiles_by_contact("mobile", value) if value else set())
     if email is not None:
         value = normalize_email(email)

@@ -12,9 +12,9 @@ from services.profile.normalize import (
     mask_phone,
     names_conflict,
     normalize_email,
-    normalize_phone,
 )
 from services.profile.rules import matches, parse_rule
+from shared.phones import phone_e164
 
 FIVE_SPELLINGS = [
     "13800138000",
@@ -27,15 +27,15 @@ FIVE_SPELLINGS = [
 
 @pytest.mark.parametrize("spelling", FIVE_SPELLINGS)
 def test_five_spellings_of_one_mobile_are_one_e164(spelling: str) -> None:
-    assert normalize_phone(spelling) == "+8613800138000"
+    assert phone_e164(spelling) == "+8613800138000"
 
 
 def test_other_spellings_and_junk() -> None:
-    assert normalize_phone("＋86-138-0013-8000") == "+8613800138000"
-    assert normalize_phone("8613800138000") == "+8613800138000"
-    assert normalize_phone("not a number") is None
-    assert normalize_phone("12345") is None
-    assert normalize_phone("+1 415 555 2671") == "+14155552671"
+    assert phone_e164("＋86-138-0013-8000") == "+8613800138000"
+    assert phone_e164("8613800138000") == "+8613800138000"
+    assert phone_e164("not a number") is None
+    assert phone_e164("12345") is None
+    assert phone_e164("+1 415 555 2671") == "+14155552671"
     assert normalize_email("  ZhangSan@Example.COM ") == "zhangsan@example.com"
     assert normalize_email("no-at-sign") is None
 
