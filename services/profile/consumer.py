@@ -27,9 +27,22 @@ TUNING: dict[str, Any] = {
 def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
     s = runtime.settings
     assert isinstance(s, Settings)
-    usage = HANDLERS.on_topics(topics.APIKEY_USAGE)
-    parts = HANDLERS.on_topics(topics.EXPORT_PARTS)
-    acks = HANDLERS.on_topics(topics.ERASURES_APPLIED)
+
+    def side_loop(topic: str, suffix: str, **options: Any) -> ConsumerLoop:
+        """A loop of its own (own group, own decoder) for one side topic of the registry."""
+        part = HANDLERS.on_topics(topic)
+        return ConsumerLoop(
+            name=f"profile-{suffix}",
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=f"{s.group_id}-{suffix}",
+            topics=list(part.topics),
+            db=runtime.db,
+            publisher=runtime.publisher,
+            batch_handler=part.batch_handler(s),
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            **options,
+        )
+
     return [
         ConsumerLoop(
             name="profile-events",
@@ -42,36 +55,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             session_timeout_ms=s.kafka_session_timeout_ms,
             **TUNING,
         ),
-        ConsumerLoop(
-            name="profile-apikey-usage",
-            bootstrap_servers=s.kafka_bootstrap_servers,
-            group_id=f"{s.group_id}-apikey-usage",
-            topics=list(usage.topics),
-            db=runtime.db,
-            publisher=runtime.publisher,
-            batch_handler=usage.batch_handler(s),
-            decoder=decode_usage,
-            session_timeout_ms=s.kafka_session_timeout_ms,
-        ),
-        ConsumerLoop(
-            name="profile-export-parts",
-            bootstrap_servers=s.kafka_bootstrap_servers,
-            group_id=f"{s.group_id}-export-parts",
-            topics=list(parts.topics),
-            db=runtime.db,
-            publisher=runtime.publisher,
-            batch_handler=parts.batch_handler(s),
-            decoder=decode_part,
-            session_timeout_ms=s.kafka_session_timeout_ms,
-        ),
-        ConsumerLoop(
-            name="profile-erasure-acks",
-            bootstrap_servers=s.kafka_bootstrap_servers,
-            group_id=f"{s.group_id}-erasure-acks",
-            topics=list(acks.topics),
-            db=runtime.db,
-            publisher=runtime.publisher,
-            batch_handler=acks.batch_handler(s),
-            session_timeout_ms=s.kafka_session_timeout_ms,
-        ),
+        side_loop(topics.APIKEY_USAGE, "apikey-usage", decoder=decode_usage),
+        side_loop(topics.EXPORT_PARTS, "export-parts", decoder=decode_part),
+        side_loop(topics.ERASURES_APPLIED, "erasure-acks"),
     ]
