@@ -192,9 +192,8 @@ class IngestRelay(OutboxRelay):
             return self._publish_batch()
         except Exception:
             # the broker went away: before publishing again, make sure it still holds our
-            # events, and start with a fresh producer (the old one's state belongs to it)
+            # events (OutboxRelay.run gives the next pass a fresh producer)
             self._verified = False
-            self.publisher.close(timeout=1)
             raise
 
     def _publish_batch(self) -> int:
