@@ -64,12 +64,13 @@ def test_raw_topics_are_validated_like_rest_and_bad_records_dead_lettered(
     producer = Publisher(broker.bootstrap_servers, namespace)
     good_order = orjson.dumps(order("K1", shipping={"province": "浙江", "city": "杭州"}))
     records = [
+        # the three K1 records share a key, so they arrive in this order (one partition)
         (topics.RAW_ORDERS, "cust-K1", good_order),
-        (topics.RAW_ORDERS, None, good_order),  # the same version again: a duplicate
+        (topics.RAW_ORDERS, "cust-K1", good_order),  # the same version again: a duplicate
         # the same version with other content: dead-lettered as a version conflict
         (
             topics.RAW_ORDERS,
-            None,
+            "cust-K1",
             orjson.dumps(order("K1", shipping={"province": "浙江"}, total_amount="5.00")),
         ),
         (topics.RAW_ORDERS, None, b"{not json"),
