@@ -144,12 +144,17 @@ class Predictions:
             for currency, count, clv_e4, p_alive, expected in rows
         }
 
-    def frame(self, currency: str | None = None) -> pd.DataFrame:
-        """Stored predictions: customer_id, currency, fit_id and :data:`PREDICTION_COLUMNS`."""
+    def frame(
+        self, currency: str | None = None, between: tuple[str, str] | None = None
+    ) -> pd.DataFrame:
+        """Stored predictions: customer_id, currency, fit_id and :data:`PREDICTION_COLUMNS`
+        (of one currency, or of the customer ids in ``between``, both ends included)."""
         names = ["customer_id", "currency", "fit_id", *PREDICTION_COLUMNS]
         query = select(*(PREDICTIONS.c[n] for n in names))
         if currency is not None:
             query = query.where(PREDICTIONS.c.currency == currency)
+        if between is not None:
+            query = query.where(PREDICTIONS.c.customer_id.between(*between))
         return pd.DataFrame(self.session.execute(query).all(), columns=names)
 
 

@@ -447,7 +447,8 @@ def with_predictions(
         return frame
     ids = frame["customer_id"].astype(str).tolist()
     if len(ids) > 10_000:
-        stored = Predictions(session).frame().set_index("customer_id")
+        # a rescoring page (customer id order): the predictions of its id range, one query
+        stored = Predictions(session).frame(between=(min(ids), max(ids))).set_index("customer_id")
     else:
         names = ["customer_id", "fit_id", "currency", "as_of", *PREDICTION_COLUMNS]
         rows = Predictions(session).event_rows(ids)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -49,6 +49,10 @@ from shared.erasure import tombstone_keys
 from shared.events import ensure_aware, utcnow
 
 CHUNK = 500
+
+#: customers a full rescoring reads, scores and writes per step (bounds its memory, not its
+#: result: the cut points are computed from everyone first)
+RESCORING_PAGE = 250_000
 
 ORDERS = cast(Table, OrderState.__table__)
 CUSTOMERS = cast(Table, CustomerScore.__table__)
@@ -278,66 +282,102 @@ class Customers:
     def rescoring_inputs(
         self, with_attributes: bool, customer_ids: Sequence[str] | None = None
     ) -> pd.DataFrame:
-        """What a full rescoring reads: the scoring inputs and the stored state hash.
+        """Every page of :meth:`rescoring_pages` in one frame (for callers that want it whole)."""
+        pages = list(self.rescoring_pages(with_attributes, customer_ids))
+        if not pages:
+            return _inputs_frame([], _input_names(with_attributes), with_attributes)
+        return pd.concat(pages, ignore_index=True)
 
-        Fetched in chunks straight from the driver (a million rows), so the peak holds one
-        chunk of Python tuples beside the growing columns. ``with_attributes`` adds what
-        custom-segment rules may test (channels, categories, region, lifetime totals).
+    def rescoring_pages(
+        self,
+        with_attributes: bool,
+        customer_ids: Sequence[str] | None = None,
+        page: int | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """What a full rescoring reads, ``page`` customers at a time: the scoring inputs and
+        the stored state hash, in customer id order (everyone), or these customers.
+
+        Pages keep the rescoring's memory flat in the population: one page of Python tuples
+        and its frame at a time (10,000,000 customers read whole held ~8 GiB). Keyset pages
+        on the primary key read as fast as one scan on SQLite (1,000,000 rows: 1.22 s
+        against 1.28 s), and PostgreSQL's client-side cursor no longer holds every row.
+        ``with_attributes`` adds what custom-segment rules may test (channels, categories,
+        region, lifetime totals).
         """
-        names = [
-            "customer_id",
-            "order_count",
-            "frequency",
-            "monetary_e4",
-            "first_order_at",
-            "last_order_at",
-            "state_hash",
-        ]
-        if with_attributes:
-            names += ["currency", "total_spent_e4", "channels", "categories", "province", "city"]
-        # the DBAPI cursor itself (same connection and transaction): plain tuples, which
-        # pandas takes many times faster than Row objects
-        connection = self.session.connection()
-        cursor = connection.connection.cursor()
-        select_sql = f"SELECT {', '.join(names)} FROM customer_scores"
+        names = _input_names(with_attributes)
+        page = page or RESCORING_PAGE
         if customer_ids is None:
-            cursor.execute(select_sql)
-            batches: Any = iter(lambda: cursor.fetchmany(200_000), [])
-        else:  # some customers (the day sweep's): by id, 900 at a time
-            mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+            for rows in self._pages(names, page):
+                yield _inputs_frame(rows, names, with_attributes)
+            return
+        # some customers (the day sweep's): by id, 900 to a statement
+        for wanted in chunks(list(customer_ids), page):
+            rows = select_in(
+                self.session,
+                f"SELECT {', '.join(names)} FROM customer_scores WHERE customer_id IN ({{marks}})",
+                wanted,
+                size=900,
+            )
+            if rows:
+                yield _inputs_frame([tuple(r) for r in rows], names, with_attributes)
 
-            def by_id() -> Any:
-                for chunk in chunks(list(customer_ids), 900):
-                    marks = ", ".join(mark for _ in chunk)
-                    cursor.execute(f"{select_sql} WHERE customer_id IN ({marks})", tuple(chunk))
-                    yield cursor.fetchall()
-
-            batches = by_id()
+    def cut_point_inputs(self) -> pd.DataFrame:
+        """What the cut points are computed from: order_count, frequency, monetary_e4 and
+        last_order_at of every customer with a valid purchase (4 columns, not the
+        rescoring's 13: 10,000,000 customers in ~320 MB)."""
+        names = ["order_count", "frequency", "monetary_e4", "last_order_at"]
+        connection = self.session.connection()
+        sql = f"SELECT {', '.join(names)} FROM customer_scores WHERE order_count > 0"
+        if connection.dialect.name == "postgresql":
+            # a server-side cursor: psycopg's default one would hold every row at once
+            cursor = connection.connection.driver_connection.cursor(name="cut_point_inputs")  # type: ignore[union-attr]
+        else:
+            # one scan (nothing writes before the cut points are known): 1,000,000 rows in
+            # 1.46 s against 2.03 s in keyset pages; SQLAlchemy rows took 6.1 s
+            cursor = connection.connection.cursor()
         parts = []
-        for rows in batches:
-            if not rows:
-                continue
-            part = pd.DataFrame(rows, columns=names)
-            if part["state_hash"].dtype != "int64":
-                # a missing hash made the column float, which rounds 64-bit hashes
-                position = names.index("state_hash")
-                part["state_hash"] = pd.array([row[position] for row in rows], dtype="Int64")
-            del rows
-            for column in ("first_order_at", "last_order_at"):
-                part[column] = pd.to_datetime(part[column], utc=True, format="ISO8601")
-            parts.append(part)
-        cursor.close()
+        try:
+            cursor.execute(sql)
+            while rows := cursor.fetchmany(RESCORING_PAGE * 2):
+                part = pd.DataFrame(rows, columns=names)
+                del rows
+                for column in ("order_count", "frequency", "monetary_e4"):
+                    part[column] = part[column].astype("int64")
+                part["last_order_at"] = pd.to_datetime(
+                    part["last_order_at"], utc=True, format="ISO8601"
+                )
+                parts.append(part)
+        finally:
+            cursor.close()
         if not parts:
-            return pd.DataFrame({n: pd.Series([], dtype=object) for n in names})
-        frame = pd.concat(parts, ignore_index=True)
-        for column in ("order_count", "frequency", "monetary_e4"):
-            frame[column] = frame[column].astype("int64")
-        frame["state_hash"] = frame["state_hash"].astype("Int64")
-        if with_attributes:
-            frame["total_spent_e4"] = frame["total_spent_e4"].astype("int64")
-            for column in ("channels", "categories"):
-                frame[column] = frame[column].map(_json_list)
-        return frame
+            return pd.DataFrame({n: pd.Series([], dtype="int64") for n in names})
+        return pd.concat(parts, ignore_index=True)
+
+    def _pages(self, names: list[str], page: int) -> Iterator[list[Any]]:
+        """Rows of ``names`` (the first is customer_id) from customer_scores in keyset pages
+        by customer id: plain DBAPI tuples on this session's connection and transaction,
+        which pandas takes many times faster than Row objects."""
+        connection = self.session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        select_sql = f"SELECT {', '.join(names)} FROM customer_scores"
+        cursor = connection.connection.cursor()
+        try:
+            last: str | None = None
+            while True:
+                sql = select_sql if last is None else f"{select_sql} WHERE customer_id > {mark}"
+                cursor.execute(
+                    f"{sql} ORDER BY customer_id LIMIT {int(page)}",
+                    () if last is None else (last,),
+                )
+                rows = cursor.fetchall()
+                if not rows:
+                    return
+                last = rows[-1][0]
+                yield list(rows)
+                if len(rows) < page:
+                    return
+        finally:
+            cursor.close()
 
     def scored_count(self) -> int:
         """Customers with at least one valid purchase."""
@@ -536,6 +576,39 @@ class Identities:
                 (table.c.merged_id == customer_id) | (table.c.survivor_id == customer_id)
             )
         )
+
+
+def _input_names(with_attributes: bool) -> list[str]:
+    names = [
+        "customer_id",
+        "order_count",
+        "frequency",
+        "monetary_e4",
+        "first_order_at",
+        "last_order_at",
+        "state_hash",
+    ]
+    if with_attributes:
+        names += ["currency", "total_spent_e4", "channels", "categories", "province", "city"]
+    return names
+
+
+def _inputs_frame(rows: list[Any], names: list[str], with_attributes: bool) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=names)
+    if frame["state_hash"].dtype != "int64":
+        # a missing hash made the column float, which rounds 64-bit hashes
+        position = names.index("state_hash")
+        frame["state_hash"] = pd.array([row[position] for row in rows], dtype="Int64")
+    for column in ("first_order_at", "last_order_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    for column in ("order_count", "frequency", "monetary_e4"):
+        frame[column] = frame[column].astype("int64")
+    frame["state_hash"] = frame["state_hash"].astype("Int64")
+    if with_attributes:
+        frame["total_spent_e4"] = frame["total_spent_e4"].astype("int64")
+        for column in ("channels", "categories"):
+            frame[column] = frame[column].map(_json_list)
+    return frame
 
 
 def lock_customers_for_rescoring(session: Session) -> None:

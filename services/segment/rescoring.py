@@ -120,13 +120,14 @@ def rescore_all(
         parts = [reaggregate_customers(session, c, now, context) for c in chunks(expiring, 5000)]
         published = pd.concat([before for before, _ in parts])
         reaggregated = pd.concat([after for _, after in parts])
-    phases = {"refresh": time.perf_counter() - started}
-    mark = time.perf_counter()
-    frame = customers.rescoring_inputs(bool(context.segments), customer_ids)
-    phases["read"] = time.perf_counter() - mark
-    mark = time.perf_counter()
+    phases = {"refresh": time.perf_counter() - started, "read": 0.0, "score": 0.0, "write": 0.0}
     if recompute:
-        context.cut_points = scoring.compute_cut_points(frame, policy, context.policy_version, now)
+        mark = time.perf_counter()
+        # from everyone first (four columns), so every page is scored against the same,
+        # exact cut points
+        inputs = customers.cut_point_inputs()
+        context.cut_points = scoring.compute_cut_points(inputs, policy, context.policy_version, now)
+        del inputs
         CutPointSets(session).add(
             CutPointSet(
                 policy_version=context.policy_version,
@@ -135,31 +136,48 @@ def rescore_all(
                 body=context.cut_points.to_json(),
             )
         )
-    scores = scoring.score_aggregates(frame, policy, context.cut_points, now)
-    member_lists = memberships(
-        predictive.with_predictions(session, scores, context.segments), context.segments
-    )
-    hashes = scoring.state_hashes(scores, member_lists)
-    # only re-aggregated customers' figures can differ from the stored (published) ones
-    moved = np.zeros(len(frame), dtype=bool)
-    if len(reaggregated):
-        moved = frame["customer_id"].isin(reaggregated.index).to_numpy()
-    changed = scoring.state_changed(
-        _overlay(frame, published, ["state_hash", *scoring.STATE_FIGURES]),
-        _overlay(scores, reaggregated, scoring.STATE_FIGURES),
-        hashes,
-        moved,
-    )
-    indexes = np.flatnonzero(changed)
-    phases["score"] = time.perf_counter() - mark
+        phases["cut points"] = time.perf_counter() - mark
+    scored = changed = 0
     mark = time.perf_counter()
-    _write_rescoring(session, scores, member_lists, hashes, indexes, context, now, published)
-    phases["write"] = time.perf_counter() - mark
+    for frame in customers.rescoring_pages(bool(context.segments), customer_ids):
+        phases["read"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        page_published, page_reaggregated = (
+            _of_page(published, frame),
+            _of_page(reaggregated, frame),
+        )
+        scores = scoring.score_aggregates(frame, policy, context.cut_points, now)
+        member_lists = memberships(
+            predictive.with_predictions(session, scores, context.segments), context.segments
+        )
+        hashes = scoring.state_hashes(scores, member_lists)
+        # only re-aggregated customers' figures can differ from the stored (published) ones
+        moved = np.zeros(len(frame), dtype=bool)
+        if len(page_reaggregated):
+            moved = frame["customer_id"].isin(page_reaggregated.index).to_numpy()
+        indexes = np.flatnonzero(
+            scoring.state_changed(
+                _overlay(frame, page_published, ["state_hash", *scoring.STATE_FIGURES]),
+                _overlay(scores, page_reaggregated, scoring.STATE_FIGURES),
+                hashes,
+                moved,
+            )
+        )
+        phases["score"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        _write_rescoring(
+            session, scores, member_lists, hashes, indexes, context, now, page_published
+        )
+        phases["write"] += time.perf_counter() - mark
+        scored += len(scores)
+        changed += len(indexes)
+        del frame, scores, member_lists, hashes
+        mark = time.perf_counter()
     return RescoringOutcome(
         policy_version=context.policy_version,
         as_of=now,
-        customers=len(scores),
-        changed=len(indexes),
+        customers=scored,
+        changed=changed,
         refreshed_windows=len(expiring),
         cut_points=context.cut_points.to_json(),
         seconds=round(time.perf_counter() - started, 3),
@@ -245,6 +263,13 @@ def _write_rescoring_chunk(
     Customers(session).update_columns(rows, written)
     changes.store_memberships(session)
     add_raw_to_outbox(session, changes.records)
+
+
+def _of_page(figures: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``figures`` (indexed by customer id) of the customers in this page."""
+    if figures.empty:
+        return figures
+    return figures[figures.index.isin(frame["customer_id"])]
 
 
 def _overlay(base: pd.DataFrame, figures: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""A full rescoring writes its changes in chunks (bounded memory); the result is the same."""
+"""A full rescoring reads and scores in pages and writes its changes in chunks (bounded
+memory); the result is the same as all at once."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from services.segment import rescoring
+from services.segment import repository, rescoring
 from tests.conftest import outbox_events
 from tests.segment.helpers import NOW, database, recorded
 from tests.segment.test_paths import feed, history, stored_state
@@ -19,7 +20,7 @@ def published(db, after: int) -> list[dict]:
     return sorted(changes, key=lambda c: c["customer_id"])
 
 
-def test_a_rescoring_written_in_chunks_equals_one_written_at_once(
+def test_a_rescoring_in_pages_and_chunks_equals_one_at_once(
     db_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events, _ = history(seed=5, customers=90)
@@ -33,13 +34,18 @@ def test_a_rescoring_written_in_chunks_equals_one_written_at_once(
     later = NOW + timedelta(days=40)  # the sweep moves many customers between stages
 
     monkeypatch.setattr(rescoring, "RESCORING_WRITE_CHUNK", 7)
+    monkeypatch.setattr(repository, "RESCORING_PAGE", 11)  # pages of 11 customers
     with chunked.unit_of_work() as session:
         in_chunks = rescoring.rescore_all(session, later)
     monkeypatch.setattr(rescoring, "RESCORING_WRITE_CHUNK", 1_000_000)
+    monkeypatch.setattr(repository, "RESCORING_PAGE", 1_000_000)
     with whole.unit_of_work() as session:
         at_once = rescoring.rescore_all(session, later)
 
     assert in_chunks.changed == at_once.changed > 3 * 7  # several chunks were written
+    assert in_chunks.customers == at_once.customers > 5 * 11  # several pages were read
+    # the cut points come from everyone, not from a page
+    assert in_chunks.cut_points == at_once.cut_points
     pd.testing.assert_frame_equal(stored_state(chunked), stored_state(whole))
     assert published(chunked, before) == published(whole, before)
     assert len(published(chunked, before)) == in_chunks.changed
