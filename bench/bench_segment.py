@@ -136,9 +136,10 @@ def seed_aggregates(n: int, path: Path) -> None:
 def run_rescoring(path: Path) -> None:
     """The full rescoring alone in this process (so the peak RSS is its own)."""
     from services.segment import rescoring
+    from services.segment.config import Settings as SegmentSettings
     from shared.db import Database
 
-    db = Database.from_url(f"sqlite:///{path}")
+    db = Database.from_url(f"sqlite:///{path}", sqlite_pragmas=SegmentSettings().sqlite_pragmas)
     started, cpu = time.perf_counter(), time.process_time()
     with db.unit_of_work() as session:
         outcome = rescoring.rescore_all(session, AS_OF)
@@ -167,10 +168,11 @@ POLICY_CHANGE = {
 def run_policy_change(path: Path) -> None:
     """A policy change and the rescoring it triggers, as the PUT route runs them."""
     from services.segment import rescoring, scoring_context
+    from services.segment.config import Settings as SegmentSettings
     from services.segment.policy import ScoringPolicy
     from shared.db import Database
 
-    db = Database.from_url(f"sqlite:///{path}")
+    db = Database.from_url(f"sqlite:///{path}", sqlite_pragmas=SegmentSettings().sqlite_pragmas)
     started, cpu = time.perf_counter(), time.process_time()
     with db.unit_of_work() as session:
         _, window_changed = scoring_context.set_policy(
