@@ -461,6 +461,21 @@ def insert_many(
     )
 
 
+def select_rows(
+    session: Session | Connection, sql: str, parameters: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    """The rows of one statement read from the driver's cursor (``{mark}`` in ``sql`` for
+    each parameter): for small reads made on every request, where SQLAlchemy's statement
+    and row handling cost more than the query (~0.1-0.2 ms against ~10 µs)."""
+    connection, mark = driver_connection(session)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql.format(mark=mark), tuple(parameters))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def select_in(
     session: Session | Connection,
     sql: str,

@@ -11,9 +11,10 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from services.segment.models import ClvFit, CustomerPrediction
-from shared.db import chunks, executemany, insert_sql, select_in
+from shared.db import chunks, executemany, insert_sql, read_datetime, select_in, select_rows
 
 PREDICTIONS = cast(Table, CustomerPrediction.__table__)
+FITS = cast(Table, ClvFit.__table__)
 
 PURCHASE_COLUMNS = ["customer_id", "order_id", "purchased_at", "created_at", "net_e4", "currency"]
 
@@ -41,15 +42,32 @@ class ClvFits:
     def get(self, fit_id: int) -> ClvFit | None:
         return self.session.get(ClvFit, fit_id)
 
-    def latest_per_currency(self) -> dict[str, ClvFit]:
-        """The newest fit of each currency, whatever its status."""
+    def latest_per_currency(self, with_models: bool = True) -> dict[str, ClvFit]:
+        """The newest fit of each currency, whatever its status.
+
+        ``with_models=False``: transient fits without their model parameters, read with one
+        driver-level query (the scores read asks on every request: SQLAlchemy's statement
+        took ~0.22 ms of its ~2 ms).
+        """
         newest = (
             select(ClvFit.currency, func.max(ClvFit.id).label("id"))
             .group_by(ClvFit.currency)
             .subquery()
         )
-        rows = self.session.scalars(select(ClvFit).join(newest, ClvFit.id == newest.c.id)).all()
-        return {fit.currency: fit for fit in rows}
+        if not with_models:
+            names = [c.name for c in FITS.columns if c.name != "models"]
+            rows = select_rows(
+                self.session,
+                f"SELECT {', '.join(names)} FROM clv_fits "
+                "WHERE id IN (SELECT max(id) FROM clv_fits GROUP BY currency)",
+            )
+            fits = [ClvFit(**dict(zip(names, row, strict=True))) for row in rows]
+            for fit in fits:
+                for name in ("as_of", "window_start", "fitted_at"):
+                    setattr(fit, name, read_datetime(getattr(fit, name)))
+            return {fit.currency: fit for fit in fits}
+        found = self.session.scalars(select(ClvFit).join(newest, ClvFit.id == newest.c.id)).all()
+        return {fit.currency: fit for fit in found}
 
     def in_force(self, currency: str, at: datetime) -> ClvFit | None:
         """The currency's fit in force at ``at``: the newest run at or before it, whatever its

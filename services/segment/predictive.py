@@ -27,10 +27,11 @@ from services.segment.clv_repository import (
     Predictions,
     valid_purchases,
 )
-from services.segment.models import ClvFit, CustomerPrediction
+from services.segment.models import ClvFit
 from services.segment.order_history import OrderVersions
 from services.segment.rules import PREDICTION_FIELDS, Rule, fields_of
 from services.segment.scoring import MONEY_SCALE, money_text
+from shared.db import read_datetime
 from shared.events import ensure_aware, utcnow
 
 EXPECTED_PURCHASE_HORIZONS = (30, 90, 365)
@@ -309,24 +310,23 @@ def stored_predictions(
     session: Session, customers: list[tuple[str, str | None]]
 ) -> dict[str, CustomerPredictionView]:
     """The stored predictions (as of the last fit run) of these (customer id, currency) pairs."""
-    stored = Predictions(session).for_customers([c for c, _ in customers])
-    latest = ClvFits(session).latest_per_currency()
+    # driver-level rows and fits without their parameters: asked on every scores read
+    stored = {row[0]: row for row in Predictions(session).event_rows([c for c, _ in customers])}
+    latest = ClvFits(session).latest_per_currency(with_models=False)
     fits = {fit.id: fit for fit in latest.values()}
     views = {}
     for customer_id, currency in customers:
         row = stored.get(customer_id)
-        if row is not None and row.currency == currency:
-            views[customer_id] = _view_of(
-                row, fits.get(row.fit_id) or ClvFits(session).get(row.fit_id)
+        if row is not None and row[2] == currency:
+            fit_id = row[1]
+            fit = fits.get(fit_id) or ClvFits(session).get(fit_id)
+            values = dict(zip(PREDICTION_COLUMNS, row[4:], strict=True))
+            views[customer_id] = CustomerPredictionView(
+                "ok", None, currency, fit, values, read_datetime(row[3])
             )
             continue
         views[customer_id] = _missing(currency, latest.get(currency) if currency else None)
     return views
-
-
-def _view_of(row: CustomerPrediction, fit: ClvFit | None) -> CustomerPredictionView:
-    values = {name: getattr(row, name) for name in PREDICTION_COLUMNS}
-    return CustomerPredictionView("ok", None, row.currency, fit, values, ensure_aware(row.as_of))
 
 
 def _missing(currency: str | None, fit: ClvFit | None) -> CustomerPredictionView:

@@ -40,6 +40,7 @@ from shared.db import (
     read_datetime,
     rows_of,
     select_in,
+    select_rows,
     set_state,
     sqlite_datetime_memo,
     update_sql,
@@ -421,6 +422,19 @@ class Policies:
         return self.session.execute(
             select(ScoringPolicyVersion).order_by(ScoringPolicyVersion.version.desc()).limit(1)
         ).scalar_one_or_none()
+
+    def latest_head(self) -> tuple[int, str | dict[str, Any], datetime | None] | None:
+        """The newest version's number, stored policy (SQLite: JSON text; PostgreSQL: the
+        decoded document) and creation time, read at the driver (every scores read asks)."""
+        rows = select_rows(
+            self.session,
+            "SELECT version, policy, created_at FROM scoring_policies "
+            "ORDER BY version DESC LIMIT 1",
+        )
+        if not rows:
+            return None
+        version, policy, created_at = rows[0]
+        return int(version), policy, read_datetime(created_at)
 
     def history(self) -> list[ScoringPolicyVersion]:
         return list(

@@ -33,11 +33,12 @@ class ScoringContext:
 
 
 def current_policy(session: Session) -> tuple[int, ScoringPolicy, datetime | None]:
-    latest = Policies(session).latest()
-    if latest is None:
+    head = Policies(session).latest_head()
+    if head is None:
         return 1, DEFAULT_POLICY, None
-    policy = _parsed_policy(orjson.dumps(latest.policy, option=orjson.OPT_SORT_KEYS))
-    return latest.version, policy, policy_created_at(latest)
+    version, stored, created_at = head
+    text = stored.encode() if isinstance(stored, str) else orjson.dumps(stored)
+    return version, _parsed_policy(text), created_at
 
 
 @functools.lru_cache(maxsize=64)
