@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.profile import domain, erasure_acks
+from services.profile import erasure_acks
 from services.profile.documents import SOURCE
+from services.profile.domain import iso
 from services.profile.export_repository import SubjectExports
 from services.profile.reads import load
 from services.profile.repository import ProfileRepository
@@ -71,7 +72,7 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
     pending = erasure_acks.record_requested(session, erasure_id, len(aliases), now)
     return {
         "erasure_id": erasure_id,
-        "erased_at": domain.iso(now),
+        "erased_at": iso(now),
         "customer_ids": len(aliases),
         "pending_services": pending,
     }
