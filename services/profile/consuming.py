@@ -23,7 +23,7 @@ from services.profile.facts import address_of, observe, observe_contact
 from services.profile.identity import resolve_identity
 from services.profile.locking import lock_profiles
 from services.profile.normalize import normalize_email, normalize_text
-from services.profile.repository import ProfileRepository, dumps
+from services.profile.repository import ProfileRepository
 from services.profile.rules import RuleBook
 from services.profile.scores import apply_segment_change
 from services.profile.transactions import (
@@ -220,7 +220,7 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
                     "customer_id": data.customer_id,
                     "kind": data.kind.value,
                     "occurred_at": data.occurred_at,
-                    "summary": dumps(data.model_dump(mode="json", exclude={"customer_id"})),
+                    "summary": data.model_dump(mode="json", exclude={"customer_id"}),
                 }
             )
         elif isinstance(data, SegmentChangedPayload):

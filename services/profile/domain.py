@@ -7,14 +7,15 @@ time order.
 
 How a profile is stored (one JSON document with short keys, its scores part in a table
 of its own) is ``storage.py``'s business, used by the repositories alone. The classes are
-slotted dataclasses, not validated models: the consumer decodes thousands per batch.
+slotted dataclasses (the facts of one order version: named tuples, immutable), not
+validated models: the consumer decodes thousands per batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 OPERATOR = "operator"
 
@@ -190,8 +191,7 @@ class Profile:
         return sorted(set(self.manual_tags) | set(self.rule_tags))
 
 
-@dataclass(slots=True, frozen=True)
-class Purchase:
+class Purchase(NamedTuple):
     """What a valid purchase adds beyond its amounts."""
 
     categories: list[str]
@@ -205,8 +205,7 @@ class Purchase:
     item_spend: str
 
 
-@dataclass(slots=True, frozen=True)
-class OrderContribution:
+class OrderContribution(NamedTuple):
     """What one order version adds to the transaction facet (kept per order, so that a
     newer version can take it back)."""
 
@@ -223,8 +222,7 @@ class OrderContribution:
         return self.purchase is not None
 
 
-@dataclass(slots=True, frozen=True)
-class OrderRecord:
+class OrderRecord(NamedTuple):
     """An order as profile holds it: its newest version and that version's contribution."""
 
     order_id: str

@@ -21,7 +21,7 @@ from services.profile.normalize import names_conflict
 from services.profile.repository import ProfileRepository, ProfileRow
 from services.profile.rules import RuleBook
 from services.profile.transactions import rebuild_transactions
-from services.profile.unmerge_repository import MergeSnapshots
+from services.profile.unmerge_repository import MergeRecords, MergeSnapshots
 from shared import topics
 from shared.bus import add_to_outbox
 from shared.errors import NotFound
@@ -148,7 +148,7 @@ def merge_profiles(
     now = utcnow()
     repo.update_profiles({survivor_id: survivor}, now)
     repo.save_scores({survivor_id: survivor.scores})
-    repo.add_merge(
+    MergeRecords(session).add(
         {
             "merge_id": merge_id,
             "survivor_id": survivor_id,

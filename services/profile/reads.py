@@ -14,6 +14,7 @@ from services.profile.masking import mask_quality
 from services.profile.normalize import normalize_email
 from services.profile.readable import readable_order
 from services.profile.repository import ProfileRepository, ProfileRow, read_profile_by_customer
+from services.profile.unmerge_repository import MergeRecords
 from services.profile.views import basic_view, data_quality, subjective_view, transactions_view
 from shared import regions
 from shared.errors import NotFound
@@ -163,7 +164,7 @@ def export(session: Session, customer_id: str, settings: Settings) -> dict[str, 
         "orders": [readable_order(o) for o in repo.orders_of(row.profile_id)],
         "interactions": repo.interactions_of(row.profile_id),
         # times with their offset, as everywhere in the API (SQLite hands them back naive)
-        "merges": [iso_times(m) for m in repo.merges_of(row.profile_id)],
+        "merges": [iso_times(m) for m in MergeRecords(session).of_survivor(row.profile_id)],
         "audit": [iso_times(a) for a in repo.audit_of([row.profile_id, *aliases])],
     }
 

@@ -28,7 +28,6 @@ from services.profile.domain import OrderContribution, OrderRecord, Profile, Sco
 from services.profile.models import (
     AuditEntry,
     ContactPoint,
-    MergeRecord,
     ProfileAlias,
     ProfileInteraction,
     ProfileOrder,
@@ -41,11 +40,11 @@ from services.profile.models import (
 from services.profile.models import Profile as ProfileTable
 from services.profile.storage import (
     decode_contribution,
-    decode_profile,
     decode_scores,
-    encode_contribution,
-    encode_profile,
     encode_scores,
+    order_rows,
+    profile_rows,
+    stored_profile,
 )
 from shared.db import (
     chunks,
@@ -67,7 +66,6 @@ IX = cast(Table, ProfileInteraction.__table__)
 R = cast(Table, TagRule.__table__)
 TS = cast(Table, Tombstone.__table__)
 AU = cast(Table, AuditEntry.__table__)
-M = cast(Table, MergeRecord.__table__)
 SC = cast(Table, ProfileScores.__table__)
 
 CHUNK = 2000
@@ -119,7 +117,7 @@ def _profile_by_customer(dbapi_connection: Any, mark: str, customer_id: str) -> 
         row = cursor.fetchone()
     finally:
         cursor.close()
-    return None if row is None else ProfileRow(row[0], _decode(row[1], row[2]))
+    return None if row is None else ProfileRow(row[0], stored_profile(row[1], row[2]))
 
 
 def read_profile_by_customer(engine: Engine, customer_id: str) -> ProfileRow | None:
@@ -133,19 +131,6 @@ def read_profile_by_customer(engine: Engine, customer_id: str) -> ProfileRow | N
         connection.close()
 
 
-def _order_rows(orders: Iterable[tuple[str, OrderRecord]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "order_id": order.order_id,
-            "profile_id": pid,
-            "customer_id": order.customer_id,
-            "version": order.version,
-            "contribution": dumps(encode_contribution(order.contribution)),
-        }
-        for pid, order in orders
-    ]
-
-
 @dataclass(slots=True)
 class ProfileRow:
     profile_id: str
@@ -156,27 +141,6 @@ class ProfileRow:
 
 #: the searched columns of profiles, taken from the profile (``Profile.region``)
 INDEXED = ("province", "city")
-
-
-def _decode(doc: str | bytes, scores: str | bytes | None) -> Profile:
-    """A stored profile document with its scores part (None: no scores row yet)."""
-    return decode_profile(loads(doc), decode_scores(None if scores is None else loads(scores)))
-
-
-def _profile_rows(profiles: Mapping[str, Profile], now: datetime) -> list[dict[str, Any]]:
-    rows = []
-    for pid, profile in profiles.items():
-        province, city = profile.region()
-        rows.append(
-            {
-                "profile_id": pid,
-                "doc": dumps(encode_profile(profile)),
-                "province": province,
-                "city": city,
-                "updated_at": now,
-            }
-        )
-    return rows
 
 
 class ProfileRepository:
@@ -216,7 +180,7 @@ class ProfileRepository:
             "WHERE p.profile_id IN ({marks})"
         )
         for pid, doc, scores, *indexed in select_in(self.session, sql, ids, size=CHUNK):
-            found[pid] = ProfileRow(pid, _decode(doc, scores), tuple(indexed))
+            found[pid] = ProfileRow(pid, stored_profile(doc, scores), tuple(indexed))
         return found
 
     def scores(self, profile_ids: Iterable[str]) -> dict[str, Scores]:
@@ -261,7 +225,7 @@ class ProfileRepository:
 
     def insert_profiles(self, profiles: Mapping[str, Profile], now: datetime) -> None:
         """New profiles (their scores part is saved apart: save_scores)."""
-        rows = [{**row, "created_at": now} for row in _profile_rows(profiles, now)]
+        rows = [{**row, "created_at": now} for row in profile_rows(profiles, now)]
         columns = ("profile_id", "doc", *INDEXED, "created_at", "updated_at")
         _executemany(self.session, P, insert_sql(P, columns), rows, columns)
 
@@ -276,7 +240,7 @@ class ProfileRepository:
         indexes alone)."""
         if not profiles:
             return
-        rows = _profile_rows(profiles, now)
+        rows = profile_rows(profiles, now)
         before = indexed_before or {}
         full, doc_only = [], []
         for r in rows:
@@ -426,7 +390,7 @@ class ProfileRepository:
     def insert_orders(self, orders: Iterable[tuple[str, OrderRecord]]) -> None:
         """New (profile id, order) rows."""
         columns = ("order_id", "profile_id", "customer_id", "version", "contribution")
-        _executemany(self.session, OR, insert_sql(OR, columns), _order_rows(orders), columns)
+        _executemany(self.session, OR, insert_sql(OR, columns), order_rows(orders), columns)
 
     def update_orders(self, orders: Iterable[tuple[str, OrderRecord]]) -> None:
         """Newer versions of known orders (and the profile that holds each now)."""
@@ -435,7 +399,7 @@ class ProfileRepository:
             OR,
             "UPDATE profile_orders SET profile_id = {mark}, version = {mark}, "
             "contribution = {mark} WHERE order_id = {mark}",
-            _order_rows(orders),
+            order_rows(orders),
             ("profile_id", "version", "contribution", "order_id"),
         )
 
@@ -444,8 +408,9 @@ class ProfileRepository:
         return {row[0] for row in select_in(self.session, sql, ids, size=CHUNK)}
 
     def insert_interactions(self, rows: list[dict[str, Any]]) -> None:
+        """Consumed interactions (``summary``: the event's other fields, stored as JSON)."""
         if rows:
-            self.session.execute(insert(IX), rows)
+            self.session.execute(insert(IX), [{**r, "summary": dumps(r["summary"])} for r in rows])
 
     def interactions_of(self, profile_id: str) -> list[dict[str, Any]]:
         return [
@@ -595,7 +560,7 @@ class ProfileRepository:
         if conditions:
             query = query.where(and_(*conditions))
         return [
-            ProfileRow(pid, _decode(doc, scores))
+            ProfileRow(pid, stored_profile(doc, scores))
             for pid, doc, scores in self.session.execute(query.limit(limit)).all()
         ]
 
@@ -645,38 +610,4 @@ class ProfileRepository:
         """Erasure: keep that things happened, drop who and what (the personal data)."""
         self.session.execute(
             update(AU).where(AU.c.subject.in_(subjects)).values(subject=replacement, detail="{}")
-        )
-
-    def add_merge(self, row: dict[str, Any]) -> None:
-        self.session.execute(insert(M), [{**row, "merged_ids": dumps(row["merged_ids"])}])
-
-    def merges_of(self, profile_id: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "merge_id": mid,
-                "survivor_id": survivor,
-                "merged_ids": loads(merged),
-                "reason": reason,
-                "actor": actor,
-                "merged_at": at,
-            }
-            for mid, survivor, merged, reason, actor, at in self.session.execute(
-                select(
-                    M.c.merge_id,
-                    M.c.survivor_id,
-                    M.c.merged_ids,
-                    M.c.reason,
-                    M.c.actor,
-                    M.c.merged_at,
-                )
-                .where(M.c.survivor_id == profile_id)
-                .order_by(M.c.merged_at)
-            ).all()
-        ]
-
-    def scrub_merges(self, profile_id: str, replacement: str) -> None:
-        self.session.execute(
-            update(M)
-            .where(M.c.survivor_id == profile_id)
-            .values(survivor_id=replacement, merged_ids="[]")
         )

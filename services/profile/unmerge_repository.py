@@ -1,4 +1,4 @@
-"""Every query of merge snapshots and unmerges."""
+"""Every query of merges: their records, their snapshots, and unmerges."""
 
 from __future__ import annotations
 
@@ -76,3 +76,48 @@ class MergeSnapshots:
                 .where(table.c.customer_id.in_(customer_ids))
                 .values(profile_id=profile_id)
             )
+
+
+class MergeRecords:
+    """The merges made (a survivor and the profiles merged into it), for the export, and
+    scrubbed by an erasure."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.session.execute(
+            insert(M), [{**row, "merged_ids": orjson.dumps(row["merged_ids"]).decode()}]
+        )
+
+    def of_survivor(self, profile_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "merge_id": mid,
+                "survivor_id": survivor,
+                "merged_ids": orjson.loads(merged),
+                "reason": reason,
+                "actor": actor,
+                "merged_at": at,
+            }
+            for mid, survivor, merged, reason, actor, at in self.session.execute(
+                select(
+                    M.c.merge_id,
+                    M.c.survivor_id,
+                    M.c.merged_ids,
+                    M.c.reason,
+                    M.c.actor,
+                    M.c.merged_at,
+                )
+                .where(M.c.survivor_id == profile_id)
+                .order_by(M.c.merged_at)
+            ).all()
+        ]
+
+    def scrub(self, profile_id: str, replacement: str) -> None:
+        """Erasure: keep that a merge happened, not whose."""
+        self.session.execute(
+            update(M)
+            .where(M.c.survivor_id == profile_id)
+            .values(survivor_id=replacement, merged_ids="[]")
+        )

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import orjson
 
-from services.profile.domain import OrderRecord, Profile, Scores
+from services.profile.domain import (
+    Alternative,
+    ContactEntry,
+    Interactions,
+    OrderRecord,
+    Profile,
+    Provenance,
+    Scores,
+    Transactions,
+)
 from services.profile.readable import readable_order
 from services.profile.storage import (
     SCORE_KEYS,
@@ -137,3 +146,33 @@ def test_the_export_shows_an_order_under_readable_names_only() -> None:
     }
     unpaid = OrderRecord("o2", "c1", "v", decode_contribution(orjson.loads(STORED_UNPAID)))
     assert set(readable_order(unpaid)) == set(list(shown)[:9])
+
+
+def test_every_counter_comes_back_in_its_own_field() -> None:
+    """Decoding passes the fields by position (it is cheaper): each one distinct here, so
+    a field read into its neighbour's place fails."""
+    tx = Transactions(
+        1, 2, {"CNY": "3"}, {"CNY": "4"}, 5, 6, 7, "8", "9", 10, {"a": 11}, {"b": 12},
+        {"c": 13}, {"14": 14}, 15, {"CNY": "16"},
+    )  # fmt: skip
+    ix = Interactions(1, 2, 3, 4, 5, 6, 7, {"open": 8}, 9, 10, 11, "12")
+    profile = Profile(
+        "first",
+        {"name": "n"},
+        {"name": Provenance("s", "t", [Alternative("v", "s2", "t2")])},
+        {"mobiles": {"m": ContactEntry("s", "t", True)}, "phones": {}, "emails": {}},
+        ["mobiles"],
+        tx,
+        ix,
+        Scores(),
+        ["manual"],
+        ["rule"],
+        {"do_not_disturb": True},
+        ["merged"],
+        {"o1": {"value": {"city": "c"}, "source": "s"}},
+        {"o1": ["f|c"]},
+    )
+    stored = orjson.loads(orjson.dumps(encode_profile(profile)))
+    assert stored["tx"]["first"] == "8" and stored["tx"]["discounted"] == 10
+    assert stored["ix"]["last_at"] == "12" and stored["locked"] == ["mobiles"]
+    assert decode_profile(stored, Scores()) == profile
