@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.profile import domain
+from services.profile.domain import Profile
+from services.profile.facts import address_of, observe, observe_alternative
 from shared.events import Order, OrderStatus
 
 #: unpaid orders whose address is remembered until they are paid (the newest kept)
@@ -18,39 +19,39 @@ MAX_UNPAID_ADDRESSES = 20
 
 
 def remember_unpaid_address(
-    doc: dict[str, Any], order_id: str, address: dict[str, Any], source: str
+    profile: Profile, order_id: str, address: dict[str, Any], source: str
 ) -> None:
     """An unpaid order's address, kept so that the order's paid version (which often
     carries no shipping of its own) makes it the customer's address."""
-    unpaid = doc.setdefault("unpaid_addr", {})
+    unpaid = profile.unpaid_addresses
     unpaid[order_id] = {"value": address, "source": source}
     while len(unpaid) > MAX_UNPAID_ADDRESSES:
         unpaid.pop(next(iter(unpaid)))
 
 
-def take_unpaid_address(doc: dict[str, Any], order_id: str) -> dict[str, Any] | None:
+def take_unpaid_address(profile: Profile, order_id: str) -> dict[str, Any] | None:
     """The remembered address of an order now paid (or settled otherwise), forgotten."""
-    unpaid = doc.get("unpaid_addr")
+    unpaid = profile.unpaid_addresses
     if not unpaid:
         return None
     found: dict[str, Any] | None = unpaid.pop(order_id, None)
     return found
 
 
-def observe_order_address(doc: dict[str, Any], order: Order, source: str, seen_at: str) -> None:
+def observe_order_address(profile: Profile, order: Order, source: str, seen_at: str) -> None:
     """The address of a valid purchase is the customer's (the newest wins); an unpaid or
     cancelled order's is only an alternative, until that order's paid version arrives."""
-    address = domain.address_of(order.shipping.model_dump()) if order.shipping else None
+    address = address_of(order.shipping.model_dump()) if order.shipping else None
     if order.is_valid_purchase:
-        remembered = take_unpaid_address(doc, order.order_id)
+        remembered = take_unpaid_address(profile, order.order_id)
         if address is None and remembered is not None:
             address, source = remembered["value"], remembered["source"]
-        domain.observe(doc, "address", address, source, seen_at)
+        observe(profile, "address", address, source, seen_at)
         return
     if address is None:
         return
-    domain.observe_alternative(doc, "address", address, source, seen_at)
+    observe_alternative(profile, "address", address, source, seen_at)
     if order.status is OrderStatus.created:
-        remember_unpaid_address(doc, order.order_id, address, source)
+        remember_unpaid_address(profile, order.order_id, address, source)
     else:
-        take_unpaid_address(doc, order.order_id)
+        take_unpaid_address(profile, order.order_id)

@@ -9,22 +9,29 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.profile import addresses, domain, input_quality
+from services.profile import addresses, input_quality
 from services.profile.config import Settings
 from services.profile.documents import (
     KIND_OF_FIELD,
     normalize_contact,
-    profile_row,
     public_slice,
     refresh_rule_tags,
-    scores_row,
     updated_event,
 )
+from services.profile.domain import OrderContribution, OrderRecord, Profile, Scores, iso
+from services.profile.facts import address_of, observe, observe_contact
 from services.profile.identity import resolve_identity
 from services.profile.locking import lock_profiles
 from services.profile.normalize import normalize_email, normalize_text
-from services.profile.repository import ProfileRepository, dumps
+from services.profile.repository import ProfileRepository
 from services.profile.rules import RuleBook
+from services.profile.scores import apply_segment_change
+from services.profile.transactions import (
+    apply_contribution,
+    apply_interaction,
+    order_contribution,
+    rebuild_transactions,
+)
 from shared import topics
 from shared.erasure import tombstone_keys
 from shared.events import Customer, Interaction, Order, SegmentChangedPayload, encode_event, utcnow
@@ -55,42 +62,43 @@ class Batch:
     now: datetime
     repo: ProfileRepository = field(init=False)
     aliases: dict[str, str] = field(default_factory=dict)
-    docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profiles: dict[str, Profile] = field(default_factory=dict)
     created: dict[str, datetime] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     before: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     indexed_before: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     segments_changed: set[str] = field(default_factory=set)
     scores_changed: set[str] = field(default_factory=set)
-    score_parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: scores of profiles a segment change reaches without loading them
+    scores: dict[str, Scores] = field(default_factory=dict)
     recompute: set[str] = field(default_factory=set)
     contact_candidates: dict[tuple[str, str, str], bool] = field(default_factory=dict)
     verified_now: set[tuple[str, str]] = field(default_factory=set)
-    order_state: dict[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
-    order_inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    order_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order_state: dict[str, tuple[str, str, OrderContribution]] = field(default_factory=dict)
+    #: order id -> (profile id, order) to insert / to update
+    order_inserts: dict[str, tuple[str, OrderRecord]] = field(default_factory=dict)
+    order_updates: dict[str, tuple[str, OrderRecord]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.repo = ProfileRepository(self.session)
 
-    def doc_for(self, customer_id: str, seen_at: str) -> tuple[str, dict[str, Any]]:
+    def profile_for(self, customer_id: str, seen_at: str) -> tuple[str, Profile]:
         pid = self.aliases.get(customer_id)
         if pid is None:
             pid = self.aliases[customer_id] = customer_id
-            doc = domain.new_doc(seen_at)
-            self.docs[pid] = doc
+            self.profiles[pid] = Profile(first_seen=seen_at)
             self.created[pid] = self.now
             self.before[pid] = ((), None, None, None)
-        doc = self.docs[pid]
-        if seen_at < doc["first_seen"]:
-            doc["first_seen"] = seen_at
+        profile = self.profiles[pid]
+        if seen_at < profile.first_seen:
+            profile.first_seen = seen_at
         self.dirty.add(pid)
-        return pid, doc
+        return pid, profile
 
     def contact(
         self,
         customer_id: str,
-        doc: dict[str, Any],
+        profile: Profile,
         kind_field: str,
         raw: str | None,
         source: str,
@@ -103,7 +111,7 @@ class Batch:
         if value is None:
             return
         verified = verified_raw is not None and (raw in verified_raw or value in verified_raw)
-        changed = domain.observe_contact(doc, kind_field, value, source, seen_at, verified)
+        changed = observe_contact(profile, kind_field, value, source, seen_at, verified)
         if changed or verified:
             # only contacts new to this profile (or verified now) can be new to the index
             key = (KIND_OF_FIELD[kind_field], value, customer_id)
@@ -139,7 +147,7 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
     erased: dict[str, str] = {}
     if repo.any_tombstone():
         hashes = tombstone_keys(ids)
-        erased = {hashes[h]: domain.iso(at) for h, at in repo.tombstones(hashes).items()}
+        erased = {hashes[h]: iso(at) for h, at in repo.tombstones(hashes).items()}
     if erased:
         events = [
             e
@@ -150,7 +158,7 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
                 # a customer record without updated_at tells no time of its own (the envelope's
                 # is when ingest received it): it cannot begin a new relationship
                 and not (isinstance(e.data, Customer) and e.data.updated_at is None)
-                and domain.iso(data_time(e)) > erased[e.data.customer_id]
+                and iso(data_time(e)) > erased[e.data.customer_id]
             )
         ]
     batch.aliases = repo.aliases(ids)
@@ -178,16 +186,16 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
     lock_profiles(session, doc_ids)
     # without tag rules, only the documents that receive a segment change need their scores
     for pid, row in repo.profiles(doc_ids, with_scores=bool(book.rules)).items():
-        batch.docs[pid] = row.doc
-        batch.before[pid] = public_slice(row.doc)
+        batch.profiles[pid] = row.profile
+        batch.before[pid] = public_slice(row.profile)
         batch.indexed_before[pid] = row.indexed
     part_ids = {batch.aliases[c] for c in segment_ids if c in batch.aliases}
     if not book.rules and part_ids:
-        for pid, part in repo.score_parts(part_ids).items():
-            if pid in batch.docs:
-                batch.docs[pid].update(part)
+        for pid, scores in repo.scores(part_ids).items():
+            if pid in batch.profiles:
+                batch.profiles[pid].scores = scores
             else:
-                batch.score_parts[pid] = part
+                batch.scores[pid] = scores
     if order_ids:
         batch.order_state = repo.orders(order_ids)
     seen_interactions = repo.interaction_ids(interaction_ids) if interaction_ids else set()
@@ -203,8 +211,8 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
             if data.interaction_id in seen_interactions:
                 continue
             seen_interactions.add(data.interaction_id)
-            pid, doc = batch.doc_for(data.customer_id, domain.iso(data.occurred_at))
-            domain.apply_interaction(doc["ix"], data)
+            pid, profile = batch.profile_for(data.customer_id, iso(data.occurred_at))
+            apply_interaction(profile.interactions, data)
             interactions.append(
                 {
                     "interaction_id": data.interaction_id,
@@ -212,7 +220,7 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
                     "customer_id": data.customer_id,
                     "kind": data.kind.value,
                     "occurred_at": data.occurred_at,
-                    "summary": dumps(data.model_dump(mode="json", exclude={"customer_id"})),
+                    "summary": data.model_dump(mode="json", exclude={"customer_id"}),
                 }
             )
         elif isinstance(data, SegmentChangedPayload):
@@ -228,53 +236,52 @@ def apply_events(session: Session, events: list[Any], settings: Settings) -> Non
 
 
 def _apply_order(batch: Batch, event: Any, order: Order) -> None:
-    seen_at = domain.iso(order.version_at)
-    pid, doc = batch.doc_for(order.customer_id, seen_at)
+    seen_at = iso(order.version_at)
+    pid, profile = batch.profile_for(order.customer_id, seen_at)
     source = f"order:{order.channel or event.source}"
     buyer = order.buyer
     if buyer is not None:
-        domain.observe(doc, "name", normalize_text(buyer.name), source, seen_at)
-        domain.observe(doc, "wechat", normalize_text(buyer.wechat), source, seen_at)
-        domain.observe(doc, "qq", normalize_text(buyer.qq), source, seen_at)
-        batch.contact(order.customer_id, doc, "mobiles", buyer.mobile, source, seen_at)
-        batch.contact(order.customer_id, doc, "phones", buyer.phone, source, seen_at)
-        batch.contact(order.customer_id, doc, "emails", buyer.email, source, seen_at)
-    addresses.observe_order_address(doc, order, source + ":shipping", seen_at)
+        observe(profile, "name", normalize_text(buyer.name), source, seen_at)
+        observe(profile, "wechat", normalize_text(buyer.wechat), source, seen_at)
+        observe(profile, "qq", normalize_text(buyer.qq), source, seen_at)
+        batch.contact(order.customer_id, profile, "mobiles", buyer.mobile, source, seen_at)
+        batch.contact(order.customer_id, profile, "phones", buyer.phone, source, seen_at)
+        batch.contact(order.customer_id, profile, "emails", buyer.email, source, seen_at)
+    addresses.observe_order_address(profile, order, source + ":shipping", seen_at)
     if order.shipping is not None:
         batch.contact(
-            order.customer_id, doc, "mobiles", order.shipping.mobile, source + ":shipping", seen_at
+            order.customer_id,
+            profile,
+            "mobiles",
+            order.shipping.mobile,
+            source + ":shipping",
+            seen_at,
         )
 
     version = f"{seen_at}|{order.version_key()[1]}"
     state = batch.order_state.get(order.order_id)
     if state is not None and state[1] >= version:
         return
-    input_quality.note_order(doc, order)
-    contribution = domain.order_contribution(
-        order, doc["f"].get("timezone") or batch.settings.shop_timezone
+    input_quality.note_order(profile, order)
+    contribution = order_contribution(
+        order, profile.facts.get("timezone") or batch.settings.shop_timezone
     )
     if state is not None:
         old_pid, _, old = state
-        old_doc = batch.docs.get(old_pid)
-        if old_doc is None:  # the order moved between profiles: load the other one
+        old_profile = batch.profiles.get(old_pid)
+        if old_profile is None:  # the order moved between profiles: load the other one
             lock_profiles(batch.session, [old_pid])
             loaded = batch.repo.profiles([old_pid]).get(old_pid)
             if loaded is not None:
-                batch.docs[old_pid] = old_doc = loaded.doc
-                batch.before[old_pid] = public_slice(loaded.doc)
-        if old_doc is not None:
+                batch.profiles[old_pid] = old_profile = loaded.profile
+                batch.before[old_pid] = public_slice(loaded.profile)
+        if old_profile is not None:
             batch.dirty.add(old_pid)
-            if domain.apply_contribution(old_doc["tx"], old, -1):
+            if apply_contribution(old_profile.transactions, old, -1):
                 batch.recompute.add(old_pid)
-    domain.apply_contribution(doc["tx"], contribution, +1)
+    apply_contribution(profile.transactions, contribution, +1)
     batch.order_state[order.order_id] = (pid, version, contribution)
-    row = {
-        "order_id": order.order_id,
-        "profile_id": pid,
-        "customer_id": order.customer_id,
-        "version": version,
-        "contribution": dumps(contribution),
-    }
+    row = (pid, OrderRecord(order.order_id, order.customer_id, version, contribution))
     if order.order_id in batch.order_inserts or state is None:
         batch.order_inserts[order.order_id] = row
     else:
@@ -282,28 +289,26 @@ def _apply_order(batch: Batch, event: Any, order: Order) -> None:
 
 
 def _apply_customer(batch: Batch, event: Any, customer: Customer) -> None:
-    seen_at = domain.iso(customer.updated_at or event.occurred_at)
-    _, doc = batch.doc_for(customer.customer_id, seen_at)
+    seen_at = iso(customer.updated_at or event.occurred_at)
+    _, profile = batch.profile_for(customer.customer_id, seen_at)
     source = f"customer:{customer.source or event.source}"
-    input_quality.note_customer(doc, customer, source)
+    input_quality.note_customer(profile, customer, source)
     for name in ("name", "gender", "birthday", "company", "title", "industry", "wechat", "qq"):
-        domain.observe(doc, name, normalize_text(getattr(customer, name)), source, seen_at)
-    domain.observe(doc, "timezone", customer.timezone, source, seen_at)
+        observe(profile, name, normalize_text(getattr(customer, name)), source, seen_at)
+    observe(profile, "timezone", customer.timezone, source, seen_at)
     if customer.address is not None:
-        domain.observe(
-            doc, "address", domain.address_of(customer.address.model_dump()), source, seen_at
-        )
+        observe(profile, "address", address_of(customer.address.model_dump()), source, seen_at)
     verified = set(customer.verified)
     verified |= {
         v for v in (phone_e164(x, batch.settings.default_region) for x in customer.verified) if v
     }
     verified |= {v for v in (normalize_email(x) for x in customer.verified) if v}
     for raw in customer.mobiles:
-        batch.contact(customer.customer_id, doc, "mobiles", raw, source, seen_at, verified)
+        batch.contact(customer.customer_id, profile, "mobiles", raw, source, seen_at, verified)
     for raw in customer.phones:
-        batch.contact(customer.customer_id, doc, "phones", raw, source, seen_at, verified)
+        batch.contact(customer.customer_id, profile, "phones", raw, source, seen_at, verified)
     for raw in customer.emails:
-        batch.contact(customer.customer_id, doc, "emails", raw, source, seen_at, verified)
+        batch.contact(customer.customer_id, profile, "emails", raw, source, seen_at, verified)
 
 
 def _apply_segment(batch: Batch, change: SegmentChangedPayload) -> None:
@@ -312,45 +317,46 @@ def _apply_segment(batch: Batch, change: SegmentChangedPayload) -> None:
         return
     if pid is not None and pid != change.customer_id:
         return  # scores of an id merged away: the survivor's own scores are the truth
-    if pid is None or pid in batch.docs:
-        pid, target = batch.doc_for(change.customer_id, domain.iso(change.as_of))
+    if pid is None or pid in batch.profiles:
+        pid, profile = batch.profile_for(change.customer_id, iso(change.as_of))
+        target = profile.scores
     else:
-        target = batch.score_parts[pid]
-    segments = target["segments"]
-    if domain.apply_segment_change(target, change):
+        target = batch.scores[pid]
+    segments = target.segments
+    if apply_segment_change(target, change):
         batch.scores_changed.add(pid)
-        if target["segments"] != segments:
+        if target.segments != segments:
             batch.segments_changed.add(pid)
 
 
 def _write_batch(batch: Batch, interactions: list[dict[str, Any]], book: RuleBook) -> None:
     repo, settings, now = batch.repo, batch.settings, batch.now
-    repo.insert_orders(list(batch.order_inserts.values()))
-    repo.update_orders(list(batch.order_updates.values()))
+    repo.insert_orders(batch.order_inserts.values())
+    repo.update_orders(batch.order_updates.values())
     repo.insert_interactions(interactions)
     batch.index_contacts()
     for pid in batch.recompute:
-        batch.docs[pid]["tx"] = domain.rebuild_transactions(repo.contributions_of(pid))
-    dirty = {pid: batch.docs[pid] for pid in batch.dirty}
+        batch.profiles[pid].transactions = rebuild_transactions(repo.contributions_of(pid))
+    dirty = {pid: batch.profiles[pid] for pid in batch.dirty}
     refresh_rule_tags(repo, book, dirty, settings)
 
-    def part(pid: str) -> dict[str, Any]:
-        return batch.docs.get(pid) or batch.score_parts[pid]
+    def scores_of(pid: str) -> Scores:
+        profile = batch.profiles.get(pid)
+        return profile.scores if profile is not None else batch.scores[pid]
 
     if batch.segments_changed:
-        repo.set_segments({pid: part(pid)["segments"] for pid in batch.segments_changed})
-    repo.save_scores([scores_row(pid, part(pid)) for pid in batch.scores_changed])
-    inserts, updates, published = [], [], []
-    for pid, doc in dirty.items():
-        row = profile_row(pid, doc, now)
+        repo.set_segments({pid: scores_of(pid).segments for pid in batch.segments_changed})
+    repo.save_scores({pid: scores_of(pid) for pid in batch.scores_changed})
+    inserts, updates, published = {}, {}, []
+    for pid, profile in dirty.items():
         if pid in batch.created:
-            inserts.append({**row, "created_at": now})
+            inserts[pid] = profile
         else:
-            updates.append(row)
-        if public_slice(doc) != batch.before.get(pid):
-            event = updated_event(pid, doc)
+            updates[pid] = profile
+        if public_slice(profile) != batch.before.get(pid):
+            event = updated_event(pid, profile)
             published.append((topics.PROFILES, event.key, encode_event(event)))
     repo.add_events(published, now)
-    repo.insert_profiles(inserts)
-    repo.update_profiles(updates, batch.indexed_before)
+    repo.insert_profiles(inserts, now)
+    repo.update_profiles(updates, now, batch.indexed_before)
     repo.insert_aliases([{"customer_id": pid, "profile_id": pid} for pid in batch.created])

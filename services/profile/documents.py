@@ -1,17 +1,16 @@
-"""A profile document's stored rows, its rule tags and its published events: what every
-write path (consuming, identity, editing, tags) shares. Flush, never commit."""
+"""A profile's rule tags and its published events: what every write path (consuming,
+identity, editing, tags) shares. Flush, never commit."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.profile import domain
 from services.profile.config import Settings
+from services.profile.domain import Profile
 from services.profile.normalize import normalize_email, normalize_text
-from services.profile.repository import SCORE_KEYS, ProfileRepository, ProfileRow, dumps
+from services.profile.repository import ProfileRepository, ProfileRow
 from services.profile.rules import RuleBook
 from shared import topics
 from shared.bus import add_to_outbox
@@ -28,10 +27,10 @@ SOURCE = "profile"
 KIND_OF_FIELD = {"mobiles": "mobile", "emails": "email", "phones": "phone"}
 
 
-def public_slice(doc: dict[str, Any]) -> tuple[Any, ...]:
+def public_slice(profile: Profile) -> tuple[Any, ...]:
     """What ProfileUpdatedPayload carries: tags, province, city, timezone."""
-    province, city = domain.region(doc)
-    return (tuple(domain.tags_of(doc)), province, city, doc["f"].get("timezone"))
+    province, city = profile.region()
+    return (tuple(profile.tags()), province, city, profile.facts.get("timezone"))
 
 
 def normalize_contact(kind_field: str, raw: str, settings: Settings) -> str | None:
@@ -45,37 +44,8 @@ def normalize_contact(kind_field: str, raw: str, settings: Settings) -> str | No
     return value
 
 
-def profile_row(profile_id: str, doc: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The profiles row of a document (its scores part is stored apart: scores_row)."""
-    province, city = domain.region(doc)
-    # the scores part leaves the document for the dump and comes back (cheaper than a copy
-    # of the document: the consumer writes thousands per batch)
-    part = {k: doc.pop(k) for k in SCORE_KEYS if k in doc}
-    try:
-        stored = dumps(doc)
-    finally:
-        doc.update(part)
-    return {
-        "profile_id": profile_id,
-        "doc": stored,
-        "province": province,
-        "city": city,
-        "updated_at": now,
-    }
-
-
-def scores_row(profile_id: str, part: dict[str, Any]) -> dict[str, Any]:
-    scores = part["scores"] or {}
-    return {
-        "profile_id": profile_id,
-        "scores": dumps({k: part[k] for k in SCORE_KEYS}),
-        "lifecycle_stage": scores.get("lifecycle_stage"),
-        "rfm_segment": scores.get("rfm_segment"),
-    }
-
-
-def updated_event(profile_id: str, doc: dict[str, Any]) -> ProfileUpdatedEvent:
-    tags, province, city, timezone = public_slice(doc)
+def updated_event(profile_id: str, profile: Profile) -> ProfileUpdatedEvent:
+    tags, province, city, timezone = public_slice(profile)
     return ProfileUpdatedEvent(
         source=SOURCE,
         key=profile_id,
@@ -89,26 +59,26 @@ def updated_event(profile_id: str, doc: dict[str, Any]) -> ProfileUpdatedEvent:
     )
 
 
-def publish_updated(session: Session, profile_id: str, doc: dict[str, Any]) -> None:
-    add_to_outbox(session, topics.PROFILES, updated_event(profile_id, doc))
+def publish_updated(session: Session, profile_id: str, profile: Profile) -> None:
+    add_to_outbox(session, topics.PROFILES, updated_event(profile_id, profile))
 
 
 def refresh_rule_tags(
     repo: ProfileRepository,
     book: RuleBook,
-    docs: dict[str, dict[str, Any]],
+    profiles: dict[str, Profile],
     settings: Settings,
 ) -> None:
     """Re-evaluate tag rules on changed profiles; keep the tag index in step."""
     added: list[tuple[str, str, str]] = []
     removed: list[tuple[str, str, str]] = []
-    for pid, doc in docs.items():
-        new = book.tags_for(doc, settings)
-        old = doc["rule_tags"]
+    for pid, profile in profiles.items():
+        new = book.tags_for(profile, settings)
+        old = profile.rule_tags
         if new != old:
             added += [(pid, t, "rule") for t in set(new) - set(old)]
             removed += [(pid, t, "rule") for t in set(old) - set(new)]
-            doc["rule_tags"] = new
+            profile.rule_tags = new
     repo.change_tags(added, removed)
 
 
@@ -118,10 +88,10 @@ def save_edited(
     """Write an edited profile (its rule tags re-evaluated); ``profile.updated`` if its
     public slice moved from ``before``."""
     repo = ProfileRepository(session)
-    refresh_rule_tags(repo, RuleBook(repo.tag_rules()), {row.profile_id: row.doc}, settings)
-    repo.update_profiles([profile_row(row.profile_id, row.doc, utcnow())])
-    if public_slice(row.doc) != before:
-        publish_updated(session, row.profile_id, row.doc)
+    refresh_rule_tags(repo, RuleBook(repo.tag_rules()), {row.profile_id: row.profile}, settings)
+    repo.update_profiles({row.profile_id: row.profile}, utcnow())
+    if public_slice(row.profile) != before:
+        publish_updated(session, row.profile_id, row.profile)
 
 
 def publish_policy(session: Session, profile_id: str, policy: dict[str, Any]) -> ContactPolicy:

@@ -6,15 +6,24 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.profile import domain, registration
+from services.profile import registration
 from services.profile.config import Settings
 from services.profile.documents import (
     KIND_OF_FIELD,
     normalize_contact,
-    profile_row,
     public_slice,
     publish_policy,
     save_edited,
+)
+from services.profile.domain import CONTACT_FIELDS, OPERATOR, iso
+from services.profile.facts import (
+    address_of,
+    clear_contacts,
+    clear_fact,
+    normalised_address,
+    observe,
+    replace_contacts,
+    verified_contacts,
 )
 from services.profile.identity import resolve_identity
 from services.profile.locking import load_for_update
@@ -30,15 +39,14 @@ def patch_profile(
 ) -> ProfileRow:
     """An operator's edit: each field given wins over derived data; ``null`` clears it."""
     row = load_for_update(session, customer_id)
-    doc = row.doc
-    before = public_slice(doc)
-    seen_at = domain.iso(utcnow())
+    profile = row.profile
+    before = public_slice(profile)
+    seen_at = iso(utcnow())
     verified_raw = set(changes.pop("verified", None) or [])
     for name, value in changes.items():
-        if name in domain.CONTACT_FIELDS:
+        if name in CONTACT_FIELDS:
             if value is None:
-                doc["contacts"][name] = {}
-                doc["locked"] = [k for k in doc["locked"] if k != name]
+                clear_contacts(profile, name)
                 continue
             normalised = []
             verified = set()
@@ -49,16 +57,16 @@ def patch_profile(
                 normalised.append(clean)
                 if raw in verified_raw or clean in verified_raw:
                     verified.add(clean)
-            domain.replace_contacts(doc, name, normalised, verified, seen_at)
+            replace_contacts(profile, name, normalised, verified, seen_at)
             _index_contacts(session, row.profile_id, KIND_OF_FIELD[name], normalised, verified)
         elif value is None:
-            domain.clear_fact(doc, name)
+            clear_fact(profile, name)
         else:
             if name == "address":
-                value = domain.address_of(domain.normalised_address(value))
+                value = address_of(normalised_address(value))
             elif isinstance(value, str):
                 value = normalize_text(value)
-            domain.observe(doc, name, value, domain.OPERATOR, seen_at)
+            observe(profile, name, value, OPERATOR, seen_at)
     ProfileRepository(session).audit(
         at=utcnow(),
         actor=actor,
@@ -70,7 +78,7 @@ def patch_profile(
     for kind_field in ("mobiles", "emails"):
         kind = KIND_OF_FIELD[kind_field]
         if kind in settings.merge_on and kind_field in changes and changes[kind_field]:
-            for value in domain.verified_contacts(doc, kind_field):
+            for value in verified_contacts(profile, kind_field):
                 resolve_identity(session, kind, value, settings)
     return load(session, customer_id)
 
@@ -105,15 +113,15 @@ def set_contact_policy(
     now = utcnow()
     stored = dict(policy)
     stored.pop("customer_id", None)
-    stored["updated_at"] = domain.iso(now)
+    stored["updated_at"] = iso(now)
     for consent in (stored.get("channels") or {}).values():
         if consent.get("at") is None:
-            consent["at"] = domain.iso(now)
+            consent["at"] = iso(now)
         if consent.get("source") is None:
             consent["source"] = actor
-    row.doc["policy"] = stored
+    row.profile.policy = stored
     repo = ProfileRepository(session)
-    repo.update_profiles([profile_row(row.profile_id, row.doc, now)])
+    repo.update_profiles({row.profile_id: row.profile}, now)
     repo.audit(
         at=now,
         actor=actor,

@@ -8,12 +8,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.profile import domain, erasure_acks
+from services.profile import erasure_acks
 from services.profile.documents import SOURCE
+from services.profile.domain import iso
 from services.profile.export_repository import SubjectExports
 from services.profile.reads import load
 from services.profile.repository import ProfileRepository
-from services.profile.unmerge_repository import MergeSnapshots
+from services.profile.unmerge_repository import MergeRecords, MergeSnapshots
 from shared import topics
 from shared.bus import add_to_outbox
 from shared.db import secure_deletion
@@ -38,7 +39,7 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
         MergeSnapshots(session).drop_of(aliases)
         subject = f"erased:{erasure_id}"
         repo.scrub_audit(aliases, subject)
-        repo.scrub_merges(row.profile_id, subject)
+        MergeRecords(session).scrub(row.profile_id, subject)
     repo.add_tombstones(
         [
             {"customer_hash": tombstone_key(cid), "erasure_id": erasure_id, "erased_at": now}
@@ -71,7 +72,7 @@ def erase(session: Session, customer_id: str, actor: str) -> dict[str, Any]:
     pending = erasure_acks.record_requested(session, erasure_id, len(aliases), now)
     return {
         "erasure_id": erasure_id,
-        "erased_at": domain.iso(now),
+        "erased_at": iso(now),
         "customer_ids": len(aliases),
         "pending_services": pending,
     }

@@ -7,22 +7,21 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from services.profile import domain
 from services.profile.config import Settings
 from services.profile.documents import (
     SOURCE,
-    profile_row,
     public_slice,
     publish_policy,
     publish_updated,
     refresh_rule_tags,
-    scores_row,
 )
 from services.profile.locking import lock_profiles
+from services.profile.merging import merge_into
 from services.profile.normalize import names_conflict
 from services.profile.repository import ProfileRepository, ProfileRow
 from services.profile.rules import RuleBook
-from services.profile.unmerge_repository import MergeSnapshots
+from services.profile.transactions import rebuild_transactions
+from services.profile.unmerge_repository import MergeRecords, MergeSnapshots
 from shared import topics
 from shared.bus import add_to_outbox
 from shared.errors import NotFound
@@ -31,7 +30,7 @@ from shared.events import ProfileMergedEvent, ProfileMergedPayload, utcnow
 
 def _one_person(rows: list[ProfileRow]) -> bool:
     """Whether every profile has a known name and it is the same one."""
-    names = [row.doc["f"].get("name") for row in rows]
+    names = [row.profile.facts.get("name") for row in rows]
     if not names or any(not n for n in names):
         return False
     return not any(names_conflict(names[0], n) for n in names[1:])
@@ -40,7 +39,7 @@ def _one_person(rows: list[ProfileRow]) -> bool:
 def survivor_of(rows: list[ProfileRow]) -> ProfileRow:
     """The documented survivor rule: the profile first seen earliest (by the time of the
     data, not of arrival) survives; on a tie, the smallest customer id."""
-    return min(rows, key=lambda r: (r.doc["first_seen"], r.profile_id))
+    return min(rows, key=lambda r: (r.profile.first_seen, r.profile_id))
 
 
 def resolve_identity(session: Session, kind: str, value: str, settings: Settings) -> str | None:
@@ -83,7 +82,7 @@ def resolve_identity(session: Session, kind: str, value: str, settings: Settings
         if row.profile_id == survivor.profile_id:
             continue
         if settings.merge_blocked_on_name_conflict and names_conflict(
-            survivor.doc["f"].get("name"), row.doc["f"].get("name")
+            survivor.profile.facts.get("name"), row.profile.facts.get("name")
         ):
             for pid in (survivor.profile_id, row.profile_id):
                 repo.audit(
@@ -124,32 +123,32 @@ def merge_profiles(
     missing = [pid for pid in other_ids if pid not in rows]
     if missing:
         raise NotFound(f"no such customer: {len(missing)} of merge_ids")
-    survivor = rows[survivor_id].doc
+    survivor = rows[survivor_id].profile
     before_slice = public_slice(survivor)
-    before_policy = survivor["policy"]
+    before_policy = survivor.policy
     merge_id = str(uuid.uuid4())
     # what an unmerge gives back (services/profile/unmerge.py)
     snapshots = MergeSnapshots(session)
     for pid in [survivor_id, *other_ids]:
-        snapshots.add(merge_id, pid, rows[pid].doc, sorted({pid, *repo.aliases_of(pid)}))
+        snapshots.add(merge_id, pid, rows[pid].profile, sorted({pid, *repo.aliases_of(pid)}))
     merged: list[str] = []
     for pid in other_ids:
-        other = rows[pid].doc
-        domain.merge_into(survivor, other)
-        merged += [pid, *other["merged_ids"]]
-    survivor["merged_ids"] = sorted(set(survivor["merged_ids"]) | set(merged))
+        other = rows[pid].profile
+        merge_into(survivor, other)
+        merged += [pid, *other.merged_ids]
+    survivor.merged_ids = sorted(set(survivor.merged_ids) | set(merged))
     repo.repoint(other_ids, survivor_id)
     repo.delete_profiles(other_ids)
-    survivor["tx"] = domain.rebuild_transactions(repo.contributions_of(survivor_id))
-    repo.set_tags(survivor_id, "manual", survivor["manual_tags"])
+    survivor.transactions = rebuild_transactions(repo.contributions_of(survivor_id))
+    repo.set_tags(survivor_id, "manual", survivor.manual_tags)
     # the survivor's rule tags are re-evaluated against its stored ones: only tags that
     # change are written (the merged profiles' rows went with delete_profiles)
     refresh_rule_tags(repo, RuleBook(repo.tag_rules()), {survivor_id: survivor}, settings)
-    repo.set_segments({survivor_id: survivor["segments"]})
+    repo.set_segments({survivor_id: survivor.scores.segments})
     now = utcnow()
-    repo.update_profiles([profile_row(survivor_id, survivor, now)])
-    repo.save_scores([scores_row(survivor_id, survivor)])
-    repo.add_merge(
+    repo.update_profiles({survivor_id: survivor}, now)
+    repo.save_scores({survivor_id: survivor.scores})
+    MergeRecords(session).add(
         {
             "merge_id": merge_id,
             "survivor_id": survivor_id,
@@ -179,6 +178,6 @@ def merge_profiles(
     )
     if public_slice(survivor) != before_slice:
         publish_updated(session, survivor_id, survivor)
-    if survivor["policy"] != before_policy and survivor["policy"] is not None:
-        publish_policy(session, survivor_id, survivor["policy"])
+    if survivor.policy != before_policy and survivor.policy is not None:
+        publish_policy(session, survivor_id, survivor.policy)
     return merge_id

@@ -9,24 +9,25 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from services.profile.domain import Profile
 from shared.events import Customer, DataWarning, Order
 
 MAX_ORDERS = 50
 
 
-def note_order(doc: dict[str, Any], order: Order) -> None:
+def note_order(profile: Profile, order: Order) -> None:
     """Remember this order version's warnings (or that it has none any more)."""
-    _note(doc, order.order_id, order.data_warnings)
+    _note(profile, order.order_id, order.data_warnings)
 
 
-def note_customer(doc: dict[str, Any], customer: Customer, source: str) -> None:
+def note_customer(profile: Profile, customer: Customer, source: str) -> None:
     """Remember the warnings of a source's latest customer record (keyed by the source, so a
     record sent again is counted once)."""
-    _note(doc, f"customer:{source}", customer.data_warnings)
+    _note(profile, f"customer:{source}", customer.data_warnings)
 
 
-def _note(doc: dict[str, Any], key: str, warnings: list[DataWarning]) -> None:
-    noted: dict[str, list[str]] = doc.setdefault("input_warn", {})
+def _note(profile: Profile, key: str, warnings: list[DataWarning]) -> None:
+    noted = profile.input_warnings
     noted.pop(key, None)  # re-inserted below: the newest records are kept
     if not warnings:
         return
@@ -35,11 +36,11 @@ def _note(doc: dict[str, Any], key: str, warnings: list[DataWarning]) -> None:
         noted.pop(next(iter(noted)))
 
 
-def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def summary(profile: Profile) -> list[dict[str, Any]]:
     """``[{field, code, orders}]``: how many of the customer's orders (and customer records,
     one per source) each warning names."""
     counts: Counter[str] = Counter()
-    for keys in (doc.get("input_warn") or {}).values():
+    for keys in profile.input_warnings.values():
         counts.update(keys)
     return [
         {"field": key.partition("|")[0], "code": key.partition("|")[2], "orders": n}

@@ -8,11 +8,14 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from services.profile import domain
 from services.profile.config import Settings
+from services.profile.domain import Profile, iso, iso_times
+from services.profile.masking import mask_quality
 from services.profile.normalize import normalize_email
 from services.profile.readable import readable_order
 from services.profile.repository import ProfileRepository, ProfileRow, read_profile_by_customer
+from services.profile.unmerge_repository import MergeRecords
+from services.profile.views import basic_view, data_quality, subjective_view, transactions_view
 from shared import regions
 from shared.errors import NotFound
 from shared.events import ContactPolicy, utcnow
@@ -34,8 +37,8 @@ def load(session: Session | Connection, customer_id: str) -> ProfileRow:
     return row
 
 
-def policy_view(profile_id: str, doc: dict[str, Any]) -> dict[str, Any]:
-    policy = doc["policy"] or {}
+def policy_view(profile_id: str, profile: Profile) -> dict[str, Any]:
+    policy = profile.policy or {}
     return ContactPolicy.model_validate({**policy, "customer_id": profile_id}).model_dump(
         mode="json"
     )
@@ -43,16 +46,16 @@ def policy_view(profile_id: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 def view(row: ProfileRow, pii: bool, settings: Settings) -> dict[str, Any]:
     """The profile as the API returns it (personal data masked unless ``pii``)."""
-    doc = row.doc
-    basic, provenance = domain.basic_view(doc, pii)
-    quality = domain.data_quality(doc, utcnow(), settings.stale_after_days)
-    scores = doc["scores"] or {}
+    profile = row.profile
+    basic, provenance = basic_view(profile, pii)
+    quality = data_quality(profile, utcnow(), settings.stale_after_days)
+    scores = profile.scores.snapshot or {}
     return {
         "customer_id": row.profile_id,
-        "merged_ids": doc["merged_ids"],
+        "merged_ids": profile.merged_ids,
         "basic": basic,
-        "subjective": domain.subjective_view(doc, settings),
-        "transactions": domain.transactions_view(doc),
+        "subjective": subjective_view(profile, settings),
+        "transactions": transactions_view(profile),
         "scores": {
             "rfm_segment": scores.get("rfm_segment"),
             "lifecycle_stage": scores.get("lifecycle_stage"),
@@ -68,22 +71,22 @@ def view(row: ProfileRow, pii: bool, settings: Settings) -> dict[str, Any]:
             "policy_version": scores.get("policy_version"),
             "as_of": scores.get("as_of"),
         },
-        "segments": doc["segments"],
-        "tags": domain.tags_of(doc),
-        "contact_policy": policy_view(row.profile_id, doc),
+        "segments": profile.scores.segments,
+        "tags": profile.tags(),
+        "contact_policy": policy_view(row.profile_id, profile),
         "provenance": provenance,
-        "data_quality": quality if pii else domain.mask_quality(quality),
-        "first_seen_at": doc["first_seen"],
+        "data_quality": quality if pii else mask_quality(quality),
+        "first_seen_at": profile.first_seen,
         "pii_masked": not pii,
     }
 
 
 def summary(row: ProfileRow, pii: bool) -> dict[str, Any]:
-    doc = row.doc
-    basic, _ = domain.basic_view(doc, pii)
-    tx = domain.transactions_view(doc)
-    scores = doc["scores"] or {}
-    province, city = domain.region(doc)
+    profile = row.profile
+    basic, _ = basic_view(profile, pii)
+    tx = transactions_view(profile)
+    scores = profile.scores.snapshot or {}
+    province, city = profile.region()
     return {
         "customer_id": row.profile_id,
         "name": basic["name"],
@@ -91,8 +94,8 @@ def summary(row: ProfileRow, pii: bool) -> dict[str, Any]:
         "emails": basic["emails"],
         "province": province,
         "city": city,
-        "tags": domain.tags_of(doc),
-        "segments": doc["segments"],
+        "tags": profile.tags(),
+        "segments": profile.scores.segments,
         "lifecycle_stage": scores.get("lifecycle_stage"),
         "rfm_segment": scores.get("rfm_segment"),
         "order_count": tx["order_count"],
@@ -155,14 +158,14 @@ def export(session: Session, customer_id: str, settings: Settings) -> dict[str, 
     repo = ProfileRepository(session)
     aliases = repo.aliases_of(row.profile_id)
     return {
-        "exported_at": domain.iso(utcnow()),
+        "exported_at": iso(utcnow()),
         "profile": view(row, True, settings),
         "customer_ids": aliases,
         "orders": [readable_order(o) for o in repo.orders_of(row.profile_id)],
         "interactions": repo.interactions_of(row.profile_id),
         # times with their offset, as everywhere in the API (SQLite hands them back naive)
-        "merges": [domain.iso_times(m) for m in repo.merges_of(row.profile_id)],
-        "audit": [domain.iso_times(a) for a in repo.audit_of([row.profile_id, *aliases])],
+        "merges": [iso_times(m) for m in MergeRecords(session).of_survivor(row.profile_id)],
+        "audit": [iso_times(a) for a in repo.audit_of([row.profile_id, *aliases])],
     }
 
 

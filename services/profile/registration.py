@@ -18,8 +18,7 @@ import unicodedata
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.profile import domain
-from services.profile.documents import profile_row
+from services.profile.domain import Profile, iso
 from services.profile.locking import load_for_update
 from services.profile.repository import ProfileRepository, ProfileRow
 from shared.erasure import tombstone_key
@@ -64,10 +63,9 @@ def load_or_register(session: Session, customer_id: str) -> ProfileRow:
     if repo.tombstones([tombstone_key(customer_id)]):
         raise Conflict("the customer was erased", slug="erased")
     now = utcnow()
-    doc = domain.new_doc(domain.iso(now))
     try:
         with session.begin_nested():
-            repo.insert_profiles([{**profile_row(customer_id, doc, now), "created_at": now}])
+            repo.insert_profiles({customer_id: Profile(first_seen=iso(now))}, now)
             repo.insert_aliases([{"customer_id": customer_id, "profile_id": customer_id}])
     except IntegrityError:
         pass  # registered by a concurrent request (or the consumer) meanwhile

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -24,11 +24,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
+from services.profile.domain import OrderContribution, OrderRecord, Profile, Scores
 from services.profile.models import (
     AuditEntry,
     ContactPoint,
-    MergeRecord,
-    Profile,
     ProfileAlias,
     ProfileInteraction,
     ProfileOrder,
@@ -37,6 +36,15 @@ from services.profile.models import (
     ProfileTag,
     TagRule,
     Tombstone,
+)
+from services.profile.models import Profile as ProfileTable
+from services.profile.storage import (
+    decode_contribution,
+    decode_scores,
+    encode_scores,
+    order_rows,
+    profile_rows,
+    stored_profile,
 )
 from shared.db import (
     chunks,
@@ -48,7 +56,7 @@ from shared.db import (
 )
 from shared.outbox import add_raw_to_outbox, drop_from_outbox
 
-P = cast(Table, Profile.__table__)
+P = cast(Table, ProfileTable.__table__)
 A = cast(Table, ProfileAlias.__table__)
 C = cast(Table, ContactPoint.__table__)
 T = cast(Table, ProfileTag.__table__)
@@ -58,7 +66,6 @@ IX = cast(Table, ProfileInteraction.__table__)
 R = cast(Table, TagRule.__table__)
 TS = cast(Table, Tombstone.__table__)
 AU = cast(Table, AuditEntry.__table__)
-M = cast(Table, MergeRecord.__table__)
 SC = cast(Table, ProfileScores.__table__)
 
 CHUNK = 2000
@@ -110,7 +117,7 @@ def _profile_by_customer(dbapi_connection: Any, mark: str, customer_id: str) -> 
         row = cursor.fetchone()
     finally:
         cursor.close()
-    return None if row is None else ProfileRow(row[0], attach_scores(loads(row[1]), row[2]))
+    return None if row is None else ProfileRow(row[0], stored_profile(row[1], row[2]))
 
 
 def read_profile_by_customer(engine: Engine, customer_id: str) -> ProfileRow | None:
@@ -124,25 +131,16 @@ def read_profile_by_customer(engine: Engine, customer_id: str) -> ProfileRow | N
         connection.close()
 
 
-@dataclass
+@dataclass(slots=True)
 class ProfileRow:
     profile_id: str
-    doc: dict[str, Any]
+    profile: Profile
+    #: the searched columns as stored (province, city): unchanged ones are not rewritten
     indexed: tuple[Any, ...] = ()
 
 
+#: the searched columns of profiles, taken from the profile (``Profile.region``)
 INDEXED = ("province", "city")
-#: The parts of a profile document kept in profile_scores (attached when loaded).
-SCORE_KEYS = ("scores", "scores_key", "segments")
-
-
-def attach_scores(doc: dict[str, Any], scores: str | bytes | None) -> dict[str, Any]:
-    """Put the stored scores part into a loaded document (or the empty part)."""
-    if scores is None:
-        doc.update(scores=None, scores_key=None, segments=[])
-    else:
-        doc.update(loads(scores))
-    return doc
 
 
 class ProfileRepository:
@@ -182,20 +180,32 @@ class ProfileRepository:
             "WHERE p.profile_id IN ({marks})"
         )
         for pid, doc, scores, *indexed in select_in(self.session, sql, ids, size=CHUNK):
-            found[pid] = ProfileRow(pid, attach_scores(loads(doc), scores), tuple(indexed))
+            found[pid] = ProfileRow(pid, stored_profile(doc, scores), tuple(indexed))
         return found
 
-    def score_parts(self, profile_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def scores(self, profile_ids: Iterable[str]) -> dict[str, Scores]:
         """The scores part of profiles whose document is not needed (segment changes)."""
         ids = list(profile_ids)
-        found: dict[str, dict[str, Any]] = {pid: attach_scores({}, None) for pid in ids}
+        found: dict[str, Scores] = {pid: Scores() for pid in ids}
         sql = "SELECT profile_id, scores FROM profile_scores WHERE profile_id IN ({marks})"
         for pid, scores in select_in(self.session, sql, ids, size=CHUNK):
-            found[pid] = attach_scores({}, scores)
+            found[pid] = decode_scores(loads(scores))
         return found
 
-    def save_scores(self, rows: list[dict[str, Any]]) -> None:
-        """Insert or replace scores rows (profile_id, scores, lifecycle_stage, rfm_segment)."""
+    def save_scores(self, scores: Mapping[str, Scores]) -> None:
+        """Insert or replace the scores part of these profiles (with the two columns
+        searched by lifecycle stage and RFM segment)."""
+        rows = []
+        for pid, part in scores.items():
+            snapshot = part.snapshot or {}
+            rows.append(
+                {
+                    "profile_id": pid,
+                    "scores": dumps(encode_scores(part)),
+                    "lifecycle_stage": snapshot.get("lifecycle_stage"),
+                    "rfm_segment": snapshot.get("rfm_segment"),
+                }
+            )
         _executemany(
             self.session,
             SC,
@@ -213,17 +223,24 @@ class ProfileRepository:
         connection, mark = driver_connection(self.session)
         return _profile_by_customer(connection.connection, mark, customer_id)
 
-    def insert_profiles(self, rows: list[dict[str, Any]]) -> None:
+    def insert_profiles(self, profiles: Mapping[str, Profile], now: datetime) -> None:
+        """New profiles (their scores part is saved apart: save_scores)."""
+        rows = [{**row, "created_at": now} for row in profile_rows(profiles, now)]
         columns = ("profile_id", "doc", *INDEXED, "created_at", "updated_at")
         _executemany(self.session, P, insert_sql(P, columns), rows, columns)
 
     def update_profiles(
-        self, rows: list[dict[str, Any]], indexed_before: dict[str, tuple[Any, ...]] | None = None
+        self,
+        profiles: Mapping[str, Profile],
+        now: datetime,
+        indexed_before: dict[str, tuple[Any, ...]] | None = None,
     ) -> None:
-        """Write profiles back; rows whose searched columns did not change write the
-        document alone (SQLite then leaves the four indexes alone)."""
-        if not rows:
+        """Write profiles back (not their scores part: save_scores); rows whose searched
+        columns did not change write the document alone (SQLite then leaves the four
+        indexes alone)."""
+        if not profiles:
             return
+        rows = profile_rows(profiles, now)
         before = indexed_before or {}
         full, doc_only = [], []
         for r in rows:
@@ -339,30 +356,30 @@ class ProfileRepository:
 
     # -- orders and interactions
 
-    def orders(self, order_ids: Iterable[str]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    def orders(self, order_ids: Iterable[str]) -> dict[str, tuple[str, str, OrderContribution]]:
         """order id -> (profile id, version, contribution)."""
         sql = (
             "SELECT order_id, profile_id, version, contribution FROM profile_orders "
             "WHERE order_id IN ({marks})"
         )
         return {
-            oid: (pid, version, loads(contribution))
+            oid: (pid, version, decode_contribution(loads(contribution)))
             for oid, pid, version, contribution in select_in(
                 self.session, sql, list(order_ids), size=CHUNK
             )
         }
 
-    def contributions_of(self, profile_id: str) -> list[dict[str, Any]]:
+    def contributions_of(self, profile_id: str) -> list[OrderContribution]:
         return [
-            loads(c)
+            decode_contribution(loads(c))
             for c in self.session.execute(
                 select(OR.c.contribution).where(OR.c.profile_id == profile_id)
             ).scalars()
         ]
 
-    def orders_of(self, profile_id: str) -> list[dict[str, Any]]:
+    def orders_of(self, profile_id: str) -> list[OrderRecord]:
         return [
-            {"order_id": oid, "customer_id": cid, "version": v, **loads(c)}
+            OrderRecord(oid, cid, v, decode_contribution(loads(c)))
             for oid, cid, v, c in self.session.execute(
                 select(OR.c.order_id, OR.c.customer_id, OR.c.version, OR.c.contribution)
                 .where(OR.c.profile_id == profile_id)
@@ -370,17 +387,19 @@ class ProfileRepository:
             ).all()
         ]
 
-    def insert_orders(self, rows: list[dict[str, Any]]) -> None:
+    def insert_orders(self, orders: Iterable[tuple[str, OrderRecord]]) -> None:
+        """New (profile id, order) rows."""
         columns = ("order_id", "profile_id", "customer_id", "version", "contribution")
-        _executemany(self.session, OR, insert_sql(OR, columns), rows, columns)
+        _executemany(self.session, OR, insert_sql(OR, columns), order_rows(orders), columns)
 
-    def update_orders(self, rows: list[dict[str, Any]]) -> None:
+    def update_orders(self, orders: Iterable[tuple[str, OrderRecord]]) -> None:
+        """Newer versions of known orders (and the profile that holds each now)."""
         _executemany(
             self.session,
             OR,
             "UPDATE profile_orders SET profile_id = {mark}, version = {mark}, "
             "contribution = {mark} WHERE order_id = {mark}",
-            rows,
+            order_rows(orders),
             ("profile_id", "version", "contribution", "order_id"),
         )
 
@@ -389,8 +408,9 @@ class ProfileRepository:
         return {row[0] for row in select_in(self.session, sql, ids, size=CHUNK)}
 
     def insert_interactions(self, rows: list[dict[str, Any]]) -> None:
+        """Consumed interactions (``summary``: the event's other fields, stored as JSON)."""
         if rows:
-            self.session.execute(insert(IX), rows)
+            self.session.execute(insert(IX), [{**r, "summary": dumps(r["summary"])} for r in rows])
 
     def interactions_of(self, profile_id: str) -> list[dict[str, Any]]:
         return [
@@ -540,7 +560,7 @@ class ProfileRepository:
         if conditions:
             query = query.where(and_(*conditions))
         return [
-            ProfileRow(pid, attach_scores(loads(doc), scores))
+            ProfileRow(pid, stored_profile(doc, scores))
             for pid, doc, scores in self.session.execute(query.limit(limit)).all()
         ]
 
@@ -590,38 +610,4 @@ class ProfileRepository:
         """Erasure: keep that things happened, drop who and what (the personal data)."""
         self.session.execute(
             update(AU).where(AU.c.subject.in_(subjects)).values(subject=replacement, detail="{}")
-        )
-
-    def add_merge(self, row: dict[str, Any]) -> None:
-        self.session.execute(insert(M), [{**row, "merged_ids": dumps(row["merged_ids"])}])
-
-    def merges_of(self, profile_id: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "merge_id": mid,
-                "survivor_id": survivor,
-                "merged_ids": loads(merged),
-                "reason": reason,
-                "actor": actor,
-                "merged_at": at,
-            }
-            for mid, survivor, merged, reason, actor, at in self.session.execute(
-                select(
-                    M.c.merge_id,
-                    M.c.survivor_id,
-                    M.c.merged_ids,
-                    M.c.reason,
-                    M.c.actor,
-                    M.c.merged_at,
-                )
-                .where(M.c.survivor_id == profile_id)
-                .order_by(M.c.merged_at)
-            ).all()
-        ]
-
-    def scrub_merges(self, profile_id: str, replacement: str) -> None:
-        self.session.execute(
-            update(M)
-            .where(M.c.survivor_id == profile_id)
-            .values(survivor_id=replacement, merged_ids="[]")
         )

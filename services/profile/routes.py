@@ -243,9 +243,9 @@ def unmerge(merge_id: str, request: Request, principal: Writer) -> UnmergeResult
 def _tags(row: ProfileRow) -> TagsRead:
     return TagsRead(
         customer_id=row.profile_id,
-        tags=sorted(set(row.doc["manual_tags"]) | set(row.doc["rule_tags"])),
-        manual=row.doc["manual_tags"],
-        by_rule=row.doc["rule_tags"],
+        tags=row.profile.tags(),
+        manual=row.profile.manual_tags,
+        by_rule=row.profile.rule_tags,
     )
 
 
@@ -334,7 +334,7 @@ def get_contact_policy(customer_id: str, request: Request, principal: Reader) ->
     """A customer's contact policy (channels consented, do-not-disturb, quiet hours, cap)."""
     with runtime_of(request).db.sessions() as session:
         row = reads.load(session, customer_id)
-    return reads.policy_view(row.profile_id, row.doc)
+    return reads.policy_view(row.profile_id, row.profile)
 
 
 @router.put("/customers/{customer_id}/contact-policy", tags=["contact policy"])

@@ -1,5 +1,5 @@
 """Tag rules: the shared rule language (:mod:`shared.rules`) over one profile's facts
-(:func:`services.profile.domain.facts_for_rules`), evaluated per profile (pure).
+(:func:`services.profile.views.facts_for_rules`), evaluated per profile (pure).
 
 Money facts may be decimal strings and dates ISO 8601 strings; both are read as their
 values. A profile missing a value never satisfies a comparison on it (``not`` inverts).
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from services.profile import domain
 from services.profile.config import Settings
+from services.profile.domain import Profile
+from services.profile.views import facts_for_rules
 from shared import rules
 from shared.rules import Predicate
 
@@ -80,8 +81,8 @@ class RuleBook:
             (r["tag"], CATALOGUE.predicate(parse_rule(r["rule"]))) for r in rules
         ]
 
-    def tags_for(self, doc: dict[str, Any], settings: Settings) -> list[str]:
+    def tags_for(self, profile: Profile, settings: Settings) -> list[str]:
         if not self.rules:
             return []
-        facts = domain.facts_for_rules(doc, settings)
+        facts = facts_for_rules(profile, settings)
         return sorted({tag for tag, test in self.rules if test(facts)})

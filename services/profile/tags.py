@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from services.profile import registration
 from services.profile.config import Settings
 from services.profile.documents import (
-    profile_row,
     public_slice,
     publish_updated,
     refresh_rule_tags,
@@ -28,10 +27,11 @@ def add_tags(
     session: Session, customer_id: str, tags: list[str], actor: str, settings: Settings
 ) -> ProfileRow:
     row = registration.load_or_register(session, customer_id)
-    before = public_slice(row.doc)
-    row.doc["manual_tags"] = sorted(set(row.doc["manual_tags"]) | set(tags))
+    profile = row.profile
+    before = public_slice(profile)
+    profile.manual_tags = sorted(set(profile.manual_tags) | set(tags))
     repo = ProfileRepository(session)
-    repo.set_tags(row.profile_id, "manual", row.doc["manual_tags"])
+    repo.set_tags(row.profile_id, "manual", profile.manual_tags)
     repo.audit(
         at=utcnow(), actor=actor, action="tag", subject=row.profile_id, detail={"added": tags}
     )
@@ -43,14 +43,15 @@ def remove_tag(
     session: Session, customer_id: str, tag: str, actor: str, settings: Settings
 ) -> ProfileRow:
     row = load_for_update(session, customer_id)
-    if tag not in row.doc["manual_tags"]:
-        if tag in row.doc["rule_tags"]:
+    profile = row.profile
+    if tag not in profile.manual_tags:
+        if tag in profile.rule_tags:
             raise Conflict(f"tag {tag!r} comes from a tag rule; change the rule instead")
         raise NotFound("the customer has no such tag")
-    before = public_slice(row.doc)
-    row.doc["manual_tags"] = [t for t in row.doc["manual_tags"] if t != tag]
+    before = public_slice(profile)
+    profile.manual_tags = [t for t in profile.manual_tags if t != tag]
     repo = ProfileRepository(session)
-    repo.set_tags(row.profile_id, "manual", row.doc["manual_tags"])
+    repo.set_tags(row.profile_id, "manual", profile.manual_tags)
     repo.audit(
         at=utcnow(), actor=actor, action="untag", subject=row.profile_id, detail={"removed": tag}
     )
@@ -96,17 +97,17 @@ def reapply_rules(session: Session, settings: Settings) -> int:
             return changed
         after = ids[-1]
         lock_profiles(session, ids)
-        docs = {pid: row.doc for pid, row in repo.profiles(ids).items()}
-        before = {pid: (list(doc["rule_tags"]), public_slice(doc)) for pid, doc in docs.items()}
-        refresh_rule_tags(repo, book, docs, settings)
-        rows = []
-        for pid, doc in docs.items():
-            if doc["rule_tags"] != before[pid][0]:
-                rows.append(profile_row(pid, doc, now))
-                if public_slice(doc) != before[pid][1]:
-                    publish_updated(session, pid, doc)
-        repo.update_profiles(rows)
-        changed += len(rows)
+        profiles = {pid: row.profile for pid, row in repo.profiles(ids).items()}
+        before = {pid: (list(p.rule_tags), public_slice(p)) for pid, p in profiles.items()}
+        refresh_rule_tags(repo, book, profiles, settings)
+        changed_now = {}
+        for pid, profile in profiles.items():
+            if profile.rule_tags != before[pid][0]:
+                changed_now[pid] = profile
+                if public_slice(profile) != before[pid][1]:
+                    publish_updated(session, pid, profile)
+        repo.update_profiles(changed_now, now)
+        changed += len(changed_now)
 
 
 def tag_counts(session: Session) -> list[tuple[str, int, int, int]]:

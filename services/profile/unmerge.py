@@ -20,10 +20,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.profile import documents, domain, rules
+from services.profile import documents, rules
 from services.profile.config import Settings
+from services.profile.domain import CONTACT_FIELDS, Profile
 from services.profile.locking import lock_profiles
 from services.profile.repository import ProfileRepository
+from services.profile.transactions import rebuild_transactions, subtract_interactions
 from services.profile.unmerge_repository import MergeSnapshots
 from shared import topics
 from shared.bus import add_to_outbox
@@ -33,35 +35,23 @@ from shared.events import ContactPolicy, ProfileUnmergedEvent, ProfileUnmergedPa
 SOURCE = "profile"
 
 
-def _subtract_interactions(into: dict[str, Any], other: dict[str, Any]) -> None:
-    for key, value in other.items():
-        if isinstance(value, int):
-            into[key] = max(0, into.get(key, 0) - value)
-    for stage, count in other["tickets_by_stage"].items():
-        left = into["tickets_by_stage"].get(stage, 0) - count
-        if left > 0:
-            into["tickets_by_stage"][stage] = left
-        else:
-            into["tickets_by_stage"].pop(stage, None)
-
-
-def _take_back(survivor: dict[str, Any], before: dict[str, Any], split: dict[str, Any]) -> None:
+def _take_back(survivor: Profile, before: Profile, split: Profile) -> None:
     """Remove from the survivor what it got only from ``split`` at the merge."""
-    for name, value in split["f"].items():
-        if survivor["f"].get(name) == value and before["f"].get(name) != value:
-            if name in before["f"]:
-                survivor["f"][name] = before["f"][name]
-                survivor["prov"][name] = before["prov"][name]
+    for name, value in split.facts.items():
+        if survivor.facts.get(name) == value and before.facts.get(name) != value:
+            if name in before.facts:
+                survivor.facts[name] = before.facts[name]
+                survivor.provenance[name] = before.provenance[name]
             else:
-                survivor["f"].pop(name, None)
-                survivor["prov"].pop(name, None)
-    for kind in domain.CONTACT_FIELDS:
-        for value in split["contacts"][kind]:
-            if value not in before["contacts"][kind]:
-                survivor["contacts"][kind].pop(value, None)
-    _subtract_interactions(survivor["ix"], split["ix"])
-    survivor["manual_tags"] = sorted(
-        set(survivor["manual_tags"]) - (set(split["manual_tags"]) - set(before["manual_tags"]))
+                survivor.facts.pop(name, None)
+                survivor.provenance.pop(name, None)
+    for kind in CONTACT_FIELDS:
+        for value in split.contacts[kind]:
+            if value not in before.contacts[kind]:
+                survivor.contacts[kind].pop(value, None)
+    subtract_interactions(survivor.interactions, split.interactions)
+    survivor.manual_tags = sorted(
+        set(survivor.manual_tags) - (set(split.manual_tags) - set(before.manual_tags))
     )
 
 
@@ -95,35 +85,30 @@ def unmerge(session: Session, merge_id: str, actor: str, settings: Settings) -> 
             slug="unmerge-not-possible",
         )
     now = utcnow()
-    survivor = rows[survivor_id].doc
+    survivor = rows[survivor_id].profile
     before_survivor, _ = taken[survivor_id]
-    restored: dict[str, dict[str, Any]] = {}
+    restored: dict[str, Profile] = {}
     customer_ids: dict[str, list[str]] = {}
     for pid in split_ids:
-        doc, ids = taken[pid]
-        _take_back(survivor, before_survivor, doc)
+        profile, ids = taken[pid]
+        _take_back(survivor, before_survivor, profile)
         snapshots.move_customers(ids, pid)
-        doc["tx"] = domain.rebuild_transactions(repo.contributions_of(pid))
-        doc["rule_tags"] = []  # re-derived below, with the tag index
-        restored[pid], customer_ids[pid] = doc, ids
+        profile.transactions = rebuild_transactions(repo.contributions_of(pid))
+        profile.rule_tags = []  # re-derived below, with the tag index
+        restored[pid], customer_ids[pid] = profile, ids
     gone = {cid for ids in customer_ids.values() for cid in ids}
-    survivor["merged_ids"] = sorted(set(survivor["merged_ids"]) - gone)
-    survivor["tx"] = domain.rebuild_transactions(repo.contributions_of(survivor_id))
-    repo.insert_profiles(
-        [
-            {**documents.profile_row(pid, doc, now), "created_at": now}
-            for pid, doc in restored.items()
-        ]
-    )
-    repo.save_scores([documents.scores_row(pid, doc) for pid, doc in restored.items()])
-    for pid, doc in restored.items():
-        repo.set_tags(pid, "manual", doc["manual_tags"])
-    repo.set_tags(survivor_id, "manual", survivor["manual_tags"])
+    survivor.merged_ids = sorted(set(survivor.merged_ids) - gone)
+    survivor.transactions = rebuild_transactions(repo.contributions_of(survivor_id))
+    repo.insert_profiles(restored, now)
+    repo.save_scores({pid: profile.scores for pid, profile in restored.items()})
+    for pid, profile in restored.items():
+        repo.set_tags(pid, "manual", profile.manual_tags)
+    repo.set_tags(survivor_id, "manual", survivor.manual_tags)
     documents.refresh_rule_tags(
         repo, rules.RuleBook(repo.tag_rules()), {survivor_id: survivor, **restored}, settings
     )
-    repo.set_segments({pid: doc["segments"] for pid, doc in restored.items()})
-    repo.update_profiles([documents.profile_row(survivor_id, survivor, now)])
+    repo.set_segments({pid: profile.scores.segments for pid, profile in restored.items()})
+    repo.update_profiles({survivor_id: survivor}, now)
     snapshots.drop(merge_id)
     repo.audit(
         at=now,
@@ -147,17 +132,17 @@ def unmerge(session: Session, merge_id: str, actor: str, settings: Settings) -> 
                 survivor_id=survivor_id,
                 restored_ids=split_ids,
                 customer_ids=customer_ids,
-                order_ids={pid: [o["order_id"] for o in repo.orders_of(pid)] for pid in split_ids},
+                order_ids={pid: [o.order_id for o in repo.orders_of(pid)] for pid in split_ids},
                 contact_policies={
-                    pid: ContactPolicy.model_validate({**doc["policy"], "customer_id": pid})
-                    for pid, doc in {survivor_id: survivor, **restored}.items()
-                    if doc.get("policy")
+                    pid: ContactPolicy.model_validate({**profile.policy, "customer_id": pid})
+                    for pid, profile in {survivor_id: survivor, **restored}.items()
+                    if profile.policy
                 },
             ),
         ),
     )
     documents.publish_updated(session, survivor_id, survivor)
-    for pid, doc in restored.items():
-        documents.publish_updated(session, pid, doc)
+    for pid, profile in restored.items():
+        documents.publish_updated(session, pid, profile)
     session.flush()
     return {"merge_id": merge_id, "survivor_id": survivor_id, "restored_ids": split_ids}

@@ -1,4 +1,4 @@
-"""Every query of merge snapshots and unmerges."""
+"""Every query of merges: their records, their snapshots, and unmerges."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import orjson
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from services.profile.domain import Profile
 from services.profile.models import (
     MergeRecord,
     MergeSnapshot,
@@ -15,6 +16,7 @@ from services.profile.models import (
     ProfileInteraction,
     ProfileOrder,
 )
+from services.profile.storage import decode_snapshot, encode_snapshot
 
 SN = cast(Table, MergeSnapshot.__table__)
 M = cast(Table, MergeRecord.__table__)
@@ -24,19 +26,20 @@ class MergeSnapshots:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, merge_id: str, profile_id: str, doc: dict[str, Any], ids: list[str]) -> None:
+    def add(self, merge_id: str, profile_id: str, profile: Profile, ids: list[str]) -> None:
+        """What an unmerge gives back: the profile (with its scores part) as it is now."""
         self.session.execute(
             insert(SN).values(
                 merge_id=merge_id,
                 profile_id=profile_id,
-                doc=orjson.dumps(doc).decode(),
+                doc=orjson.dumps(encode_snapshot(profile)).decode(),
                 customer_ids=orjson.dumps(ids).decode(),
             )
         )
 
-    def of(self, merge_id: str) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    def of(self, merge_id: str) -> dict[str, tuple[Profile, list[str]]]:
         return {
-            pid: (orjson.loads(doc), orjson.loads(ids))
+            pid: (decode_snapshot(orjson.loads(doc)), orjson.loads(ids))
             for pid, doc, ids in self.session.execute(
                 select(SN.c.profile_id, SN.c.doc, SN.c.customer_ids).where(
                     SN.c.merge_id == merge_id
@@ -73,3 +76,48 @@ class MergeSnapshots:
                 .where(table.c.customer_id.in_(customer_ids))
                 .values(profile_id=profile_id)
             )
+
+
+class MergeRecords:
+    """The merges made (a survivor and the profiles merged into it), for the export, and
+    scrubbed by an erasure."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.session.execute(
+            insert(M), [{**row, "merged_ids": orjson.dumps(row["merged_ids"]).decode()}]
+        )
+
+    def of_survivor(self, profile_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "merge_id": mid,
+                "survivor_id": survivor,
+                "merged_ids": orjson.loads(merged),
+                "reason": reason,
+                "actor": actor,
+                "merged_at": at,
+            }
+            for mid, survivor, merged, reason, actor, at in self.session.execute(
+                select(
+                    M.c.merge_id,
+                    M.c.survivor_id,
+                    M.c.merged_ids,
+                    M.c.reason,
+                    M.c.actor,
+                    M.c.merged_at,
+                )
+                .where(M.c.survivor_id == profile_id)
+                .order_by(M.c.merged_at)
+            ).all()
+        ]
+
+    def scrub(self, profile_id: str, replacement: str) -> None:
+        """Erasure: keep that a merge happened, not whose."""
+        self.session.execute(
+            update(M)
+            .where(M.c.survivor_id == profile_id)
+            .values(survivor_id=replacement, merged_ids="[]")
+        )

@@ -6,13 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import orjson
-
-from services.profile import documents, domain, reads, tags
+from services.profile import reads, tags
 from services.profile.config import Settings
-from services.profile.repository import SCORE_KEYS
+from services.profile.domain import iso
 from shared.db import Database
-from shared.events import utcnow
 from tests.profile.profile_factories import (
     T0,
     apply,
@@ -256,17 +253,6 @@ def test_tag_rules_on_scores_follow_segment_changes(db: Database, settings: Sett
     assert view(db, settings, "c1")["scores"]["lifecycle_stage"] == "silent"
 
 
-def test_profile_row_stores_the_document_without_its_scores_part() -> None:
-    doc = domain.new_doc("2026-01-01T00:00:00.000000+00:00")
-    doc.update(scores={"rfm_segment": "new"}, scores_key="k", segments=["vip"])
-    row = documents.profile_row("c1", doc, utcnow())
-    stored = orjson.loads(row["doc"])
-    assert not set(SCORE_KEYS) & set(stored)
-    # the scores part stays on the document in memory (the batch still reads it)
-    assert doc["scores"] == {"rfm_segment": "new"} and doc["segments"] == ["vip"]
-    assert doc["scores_key"] == "k"
-
-
 def test_first_order_at_is_placement_of_first_purchase_first_purchase_at_is_segments(
     db: Database, settings: Settings
 ) -> None:
@@ -279,12 +265,12 @@ def test_first_order_at_is_placement_of_first_purchase_first_purchase_at_is_segm
         order("c1", "o1", "paid", created_minutes=10, minutes=70, paid_at=paid),
     )
     tx = view(db, settings, "c1")["transactions"]
-    assert tx["first_order_at"] == domain.iso(placed)
+    assert tx["first_order_at"] == iso(placed)
     assert tx["first_purchase_at"] is None  # not scored by segment yet
     apply(db, settings, segment_changed("c1", first_order_at=paid))
     tx = view(db, settings, "c1")["transactions"]
-    assert tx["first_order_at"] == domain.iso(placed)
-    assert tx["first_purchase_at"] == domain.iso(paid)
+    assert tx["first_order_at"] == iso(placed)
+    assert tx["first_purchase_at"] == iso(paid)
 
 
 def test_an_address_naming_a_city_of_another_province_is_a_conflict(

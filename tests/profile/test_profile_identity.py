@@ -215,12 +215,12 @@ def test_the_transaction_and_the_hot_path_read_the_same_profile(
         identity.merge_profiles(session, "a", ["b"], "same person", "key", settings)
         # inside the transaction the merge is visible before its commit
         assert reads.load(session, "b").profile_id == "a"
-        assert reads.load(session, "a").doc["merged_ids"] == ["b"]
+        assert reads.load(session, "a").profile.merged_ids == ["b"]
     for customer_id in ("a", "b"):
         with db.sessions() as session:
             loaded = reads.load(session, customer_id)
         read = reads.read(db.engine, customer_id)
-        assert (read.profile_id, read.doc) == (loaded.profile_id, loaded.doc)
+        assert (read.profile_id, read.profile) == (loaded.profile_id, loaded.profile)
     with db.sessions() as session, pytest.raises(NotFound):
         reads.load(session, "nobody")
     with pytest.raises(NotFound):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.profile import domain
+from services.profile.domain import OPERATOR, Profile
+from services.profile.facts import observe
+from services.profile.masking import mask_value
 from services.profile.normalize import (
     mask_email,
     mask_name,
@@ -46,7 +48,7 @@ def test_masking() -> None:
     assert mask_name("欧阳娜娜") == "欧***"
     assert mask_name("John Smith") == "J*** S****"
     assert mask_email("zhangsan@example.com") == "z***@example.com"
-    masked = domain.mask_value("address", {"province": "浙江省", "address": "文三路 100 号"})
+    masked = mask_value("address", {"province": "浙江省", "address": "文三路 100 号"})
     assert masked == {"province": "浙江省", "address": "****"}
 
 
@@ -58,18 +60,18 @@ def test_name_conflicts_ignore_spacing_and_case() -> None:
 
 
 def test_operator_edit_wins_over_newer_derived_data() -> None:
-    doc = domain.new_doc("2026-01-01T00:00:00.000000+00:00")
-    assert domain.observe(doc, "name", "张三", "order:tmall", "2026-01-02T00:00:00.000000+00:00")
-    assert domain.observe(doc, "name", "张叁", domain.OPERATOR, "2026-01-03T00:00:00.000000+00:00")
-    assert not domain.observe(doc, "name", "张三", "order:jd", "2026-02-01T00:00:00.000000+00:00")
-    assert doc["f"]["name"] == "张叁"
-    assert [a["value"] for a in doc["prov"]["name"]["alt"]] == ["张三"]
+    profile = Profile(first_seen="2026-01-01T00:00:00.000000+00:00")
+    assert observe(profile, "name", "张三", "order:tmall", "2026-01-02T00:00:00.000000+00:00")
+    assert observe(profile, "name", "张叁", OPERATOR, "2026-01-03T00:00:00.000000+00:00")
+    assert not observe(profile, "name", "张三", "order:jd", "2026-02-01T00:00:00.000000+00:00")
+    assert profile.facts["name"] == "张叁"
+    assert [a.value for a in profile.provenance["name"].alternatives] == ["张三"]
     # newest derived wins among derived sources
-    domain.observe(doc, "city", "杭州市", "order:tmall", "2026-01-02T00:00:00.000000+00:00")
-    domain.observe(doc, "city", "上海市", "order:tmall", "2026-01-05T00:00:00.000000+00:00")
-    domain.observe(doc, "city", "北京市", "customer:crm", "2026-01-04T00:00:00.000000+00:00")
-    assert doc["f"]["city"] == "上海市"
-    assert [a["value"] for a in doc["prov"]["city"]["alt"]] == ["北京市"]
+    observe(profile, "city", "杭州市", "order:tmall", "2026-01-02T00:00:00.000000+00:00")
+    observe(profile, "city", "上海市", "order:tmall", "2026-01-05T00:00:00.000000+00:00")
+    observe(profile, "city", "北京市", "customer:crm", "2026-01-04T00:00:00.000000+00:00")
+    assert profile.facts["city"] == "上海市"
+    assert [a.value for a in profile.provenance["city"].alternatives] == ["北京市"]
 
 
 RULE = {
