@@ -127,7 +127,8 @@ def replay(service: str, stream: Path, noop: bool) -> dict[str, Any]:
             settings=settings,
             db=db,
             publisher=None,
-            extras={"clock": lambda: datetime.now(UTC), "rules": None},
+            clock=lambda: datetime.now(UTC),
+            rules=None,
         )
         loop = consumer.build_consumers(runtime)[0]
         if noop:

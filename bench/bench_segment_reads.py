@@ -172,7 +172,7 @@ def main() -> int:
         )
         app = create_app(settings)
         runtime = app.state.runtime
-        runtime.extras["clock"] = lambda: READ_TIME
+        runtime.clock = lambda: READ_TIME
         with TestClient(app) as client:
             sample = random.Random(7).sample(customers, min(200, len(customers)))
             headers = {"X-API-Key": KEY}

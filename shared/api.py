@@ -9,15 +9,15 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request, params
+from fastapi import APIRouter, Depends, FastAPI, Request, params
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from shared.apikeys import KeyDirectory, KeyFeed, UsageReporter
-from shared.auth import Principal, authenticate, authorize, require
+from shared.auth import Caller, Principal, authenticate, authorize, require
 from shared.docs_ui import serve_docs_locally
 from shared.error_handlers import install_error_handlers, problem_response
 from shared.health import health_router, start_metrics_listener
@@ -37,6 +37,7 @@ from shared.runtime import ServiceRuntime, freeze_startup_heap
 from shared.strict_input import StrictJsonMiddleware
 
 __all__ = [
+    "Caller",
     "Principal",
     "authenticate",
     "authorize",
@@ -45,15 +46,33 @@ __all__ = [
     "install_error_handlers",
     "problem_response",
     "require",
+    "runtime_dependency",
     "runtime_of",
     "start_metrics_listener",
 ]
 
 
-def runtime_of(request: Request) -> ServiceRuntime:
-    """The service runtime (database, publisher, relay) behind the app serving ``request``."""
-    runtime: ServiceRuntime = request.app.state.runtime
+R = TypeVar("R", bound=ServiceRuntime)
+
+
+def runtime_of(request: Request, kind: type[R]) -> R:
+    """The runtime of the app serving ``request``, as the service's own runtime class
+    ``kind`` (its database, publisher, relay and typed parts)."""
+    runtime = request.app.state.runtime
+    if not isinstance(runtime, kind):
+        raise TypeError(f"the app runs a {type(runtime).__name__}, not a {kind.__name__}")
     return runtime
+
+
+def runtime_dependency(kind: type[R]) -> Any:
+    """A dependency giving the app's runtime as ``kind``: a service declares
+    ``RuntimeDep = Annotated[TheRuntime, runtime_dependency(TheRuntime)]`` for its routes."""
+
+    # async: a plain attribute read, not worth a thread-pool hop
+    async def dependency(request: Request) -> R:
+        return runtime_of(request, kind)
+
+    return Depends(dependency)
 
 
 def build_app(

@@ -1,13 +1,17 @@
 """Who is calling: API keys (bootstrap keys of the environment and managed keys), scopes,
 and the rate limits checked with them. Every route's ``require(...)`` dependency and the
-fast lane (:class:`shared.middleware.FastLaneMiddleware`) call :func:`authorize`."""
+fast lane (:class:`shared.middleware.FastLaneMiddleware`) call :func:`authorize`.
+
+A route declares who may call it one way, in its decorator:
+``dependencies=[require("profile:write")]``; one that needs to know the caller (its key id
+for an audit trail, an optional scope) also takes ``caller: Caller``."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -70,7 +74,9 @@ def authenticate(request: Request) -> Principal:
     state = request.app.state
     runtime: ServiceRuntime = state.runtime
     if runtime.settings.auth_disabled:
-        return Principal("anonymous", {"*"})
+        anonymous = Principal("anonymous", {"*"})
+        request.state.principal = anonymous
+        return anonymous
     limiter: RateLimiter = state.rate_limiter
     client = request.client.host if request.client else "unknown"
     limiter.check_client(client)
@@ -106,3 +112,16 @@ def require(*scopes: str) -> Any:
 
     dependency.scopes = scopes  # type: ignore[attr-defined]  # read by FastLaneMiddleware
     return Depends(dependency)
+
+
+async def current_caller(request: Request) -> Principal:
+    """The caller the route's ``require(...)`` admitted (it runs first: a route's decorator
+    dependencies are resolved before its parameters)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise RuntimeError("a route that takes the Caller declares require(...) too")
+    return principal
+
+
+#: the admitted caller, for a route that declares ``require(...)``
+Caller = Annotated[Principal, Depends(current_caller)]

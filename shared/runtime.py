@@ -101,7 +101,9 @@ ConsumerFactory = Callable[["ServiceRuntime"], list[ConsumerLoop]]
 
 
 class ServiceRuntime:
-    """Owns a service's long-lived resources and their threads."""
+    """Owns a service's long-lived resources and their threads. A service that holds more
+    (a clock, a launcher, validation rules) subclasses it with those as typed attributes
+    (``services/<name>/runtime.py``), which its routes reach through a typed dependency."""
 
     def __init__(
         self,
@@ -156,7 +158,6 @@ class ServiceRuntime:
         self.topics_ready = threading.Event()
         self._stop = threading.Event()
         self._init_thread: threading.Thread | None = None
-        self.extras: dict[str, Any] = {}
 
     def prune(self) -> dict[str, int]:
         """Forget processed events and idempotency keys older than their retention."""

@@ -8,29 +8,26 @@ from services.campaign import gauges, scheduler
 from services.campaign.config import Settings
 from services.campaign.consumer import CONSUMED_TOPICS, build_consumers
 from services.campaign.entry_routes import router as entry_router
-from services.campaign.launcher import Launcher
 from services.campaign.routes import router
+from services.campaign.runtime import CampaignRuntime
 from services.campaign.subject_export import export_section
 from shared import business_metrics, topics
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.exports import answering_exports
-from shared.runtime import PeriodicJob, ServiceRuntime
+from shared.runtime import PeriodicJob
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
+def create_runtime(settings: ServiceSettings | None = None) -> CampaignRuntime:
     resolved = settings if isinstance(settings, Settings) else Settings()
-    runtime = ServiceRuntime(
+    runtime = CampaignRuntime(
         resolved,
-        MIGRATIONS,
+        migrations_dir=MIGRATIONS,
         consumer_factory=answering_exports(build_consumers, export_section),
         consumed_topics=(*CONSUMED_TOPICS, topics.EXPORT_REQUESTS),
     )
-    launcher = Launcher(runtime.db, resolved, runtime.relay.notify)
-    runtime.extras["launcher"] = launcher
-    runtime.on_stop.append(launcher.stop)
     runtime.jobs.append(
         PeriodicJob(
             name="campaign-scheduler",

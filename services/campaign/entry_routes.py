@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from services.campaign import entries
+from services.campaign.runtime import RuntimeDep
 from services.campaign.schemas import EntryOutcome, EntryRead
 from services.campaign.service import get_campaign
-from shared.api import require, runtime_of
+from shared.api import require
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
@@ -26,7 +27,7 @@ Reason = Annotated[str | None, Query(description="only entries excluded for this
 )
 def list_entries(
     campaign_id: str,
-    request: Request,
+    runtime: RuntimeDep,
     outcome: Outcome = None,
     reason: Reason = None,
     cursor: str | None = None,
@@ -35,7 +36,7 @@ def list_entries(
     """Every entry of the campaign (sent, held out, excluded with its reason), cursor paged."""
     position = decode_cursor(cursor)
     after = int(position["after"]) if position and "after" in position else None
-    with runtime_of(request).db.sessions() as session:
+    with runtime.db.sessions() as session:
         rows = entries.entries_page(
             session,
             campaign_id,
@@ -56,10 +57,9 @@ def list_entries(
     responses={200: {"content": {"text/csv": {}}, "description": "the entries as CSV"}},
 )
 def download_entries(
-    campaign_id: str, request: Request, outcome: Outcome = None, reason: Reason = None
+    campaign_id: str, runtime: RuntimeDep, outcome: Outcome = None, reason: Reason = None
 ) -> StreamingResponse:
     """The same entries as CSV (header row: the fields of an entry), streamed."""
-    runtime = runtime_of(request)
     with runtime.db.sessions() as session:
         get_campaign(session, campaign_id)
     return StreamingResponse(

@@ -16,9 +16,12 @@ import queue
 import threading
 from collections.abc import Callable
 
+from services.campaign import service
 from services.campaign.config import Settings
-from services.campaign.launch import launch
+from services.campaign.launch import LAUNCHABLE, launch
+from services.campaign.schemas import LaunchResult
 from shared.db import Database
+from shared.errors import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,40 @@ class Launcher:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def launch_now(self, campaign_id: str) -> LaunchResult:
+        """Launch (or resume) now and answer what it did; 409 while a background launch of
+        it runs. The launch commits per chunk of customers (resumable): it owns its
+        transactions."""
+        if self.in_progress(campaign_id):
+            raise Conflict("a background launch of this campaign is running; poll GET .../launch")
+        outcome = launch(self.db, campaign_id, self.settings)
+        self.notify()
+        with self.db.sessions() as session:
+            campaign = service.get_campaign(session, campaign_id)
+            return service.launch_summary(
+                session, campaign, outcome.run_no, outcome.resumed, outcome.already_launched
+            )
+
+    def launch_in_background(self, campaign_id: str) -> LaunchResult:
+        """Queue a launch (joining one of it already queued or running) and answer the state
+        so far; 404 if the campaign is unknown, 409 if it cannot be launched."""
+        with self.db.sessions() as session:
+            campaign = service.get_campaign(session, campaign_id)
+            if campaign.status not in LAUNCHABLE:
+                raise Conflict(
+                    f"a {campaign.status} campaign cannot be launched", status_now=campaign.status
+                )
+        self.submit(campaign_id)
+        return self.state(campaign_id)
+
+    def state(self, campaign_id: str) -> LaunchResult:
+        """What the campaign's launches did so far, and whether a background one still runs."""
+        running = self.in_progress(campaign_id)
+        with self.db.sessions() as session:
+            campaign = service.get_campaign(session, campaign_id)
+            summary = service.launch_summary(session, campaign, None, False, False)
+        return summary.model_copy(update={"in_progress": running})
 
     def submit(self, campaign_id: str) -> bool:
         """Queue a launch; False if one of this campaign is already queued or running."""

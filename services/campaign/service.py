@@ -15,6 +15,7 @@ from services.campaign.deleted_segments import refuse_a_deleted_segment, refuse_
 from services.campaign.launch import EntryBatch, Tally, audience_predicate
 from services.campaign.models import AudienceMember, Campaign
 from services.campaign.projection import Transition
+from services.campaign.report import build_report
 from services.campaign.repository import (
     AUDIENCE_COLUMNS,
     Campaigns,
@@ -22,11 +23,19 @@ from services.campaign.repository import (
     Erasures,
     Projections,
 )
-from services.campaign.schemas import CampaignCreate, CampaignRead, LaunchResult, Reentry
+from services.campaign.schemas import (
+    AudienceRead,
+    CampaignCreate,
+    CampaignRead,
+    CampaignReport,
+    LaunchResult,
+    Reentry,
+)
 from services.campaign.skips import record as record_skips
 from services.campaign.skips import skip_row
 from shared.errors import Conflict, NotFound
 from shared.events import ensure_aware, utcnow
+from shared.pagination import Page, decode_cursor, encode_cursor
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +82,55 @@ def get_campaign(session: Session, campaign_id: str) -> Campaign:
     if campaign is None:
         raise NotFound(f"no campaign {campaign_id!r}")
     return campaign
+
+
+def campaigns_page(
+    session: Session, status: str | None, cursor: str | None, limit: int
+) -> Page[CampaignRead]:
+    """Campaigns, newest first, optionally of one status (cursor paginated)."""
+    position = decode_cursor(cursor)
+    after = (position["created_at"], position["id"]) if position else None
+    found = Campaigns(session).page(status=status, after=after, limit=limit + 1)
+    items = [to_read(c) for c in found[:limit]]
+    next_cursor = None
+    if len(found) > limit:
+        last = found[limit - 1]
+        next_cursor = encode_cursor(
+            {"created_at": last.created_at.isoformat(), "id": last.campaign_id}
+        )
+    return Page[CampaignRead](items=items, next_cursor=next_cursor)
+
+
+def campaign_report(session: Session, campaign_id: str) -> CampaignReport:
+    """Reach, receipts, and conversion of treatment vs holdout (404 if unknown)."""
+    return build_report(session, get_campaign(session, campaign_id), utcnow())
+
+
+def audience_member(session: Session, customer_id: str) -> AudienceRead:
+    """What campaign knows of a customer; of an erased one, only that it was erased."""
+    member = Projections(session).audience_member(customer_id)
+    if member is None:
+        if Erasures(session).erased([customer_id]):
+            return AudienceRead.erased_customer(customer_id)
+        raise NotFound("no such customer")
+    return AudienceRead(
+        customer_id=member.customer_id,
+        rfm_segment=member.rfm_segment,
+        lifecycle_stage=member.lifecycle_stage,
+        r_score=member.r_score,
+        f_score=member.f_score,
+        m_score=member.m_score,
+        value_quadrant=member.value_quadrant,
+        recency_days=member.recency_days,
+        frequency=member.frequency,
+        segments=member.segments or [],
+        tags=member.tags or [],
+        province=member.province,
+        city=member.city,
+        contact_policy=member.contact_policy,
+        erased=False,
+        scores_as_of=ensure_aware(member.scores_as_of) if member.scores_as_of else None,
+    )
 
 
 def change_status(session: Session, campaign_id: str, target: str) -> Campaign:

@@ -9,20 +9,18 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from services.ingest import schemas
-from services.ingest.committer import GroupCommitter
 from services.ingest.config import Settings
 from services.ingest.consumer import build_consumers
-from services.ingest.delivery import EPOCH_TOPIC, EpochGuard, IngestRelay, make_write_lock
+from services.ingest.delivery import EPOCH_TOPIC
 from services.ingest.handlers import HANDLERS, RAW_KINDS
-from services.ingest.imports import ImportRunner
 from services.ingest.routes import router
+from services.ingest.runtime import IngestRuntime
 from services.ingest.subject_export import export_section
-from services.ingest.validation import Rules
 from shared import topics
 from shared.api import build_app
 from shared.config import ServiceSettings
 from shared.exports import answering_exports
-from shared.runtime import PeriodicJob, ServiceRuntime
+from shared.runtime import PeriodicJob
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -43,31 +41,20 @@ key with a different body is a 409.
 """
 
 
-def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
+def create_runtime(settings: ServiceSettings | None = None) -> IngestRuntime:
     settings = settings or Settings()
     if not isinstance(settings, Settings):
         raise TypeError(f"ingest needs its own Settings, not {type(settings).__name__}")
-    runtime = ServiceRuntime(
+    runtime = IngestRuntime(
         settings,
-        MIGRATIONS,
+        migrations_dir=MIGRATIONS,
         consumer_factory=answering_exports(build_consumers, export_section),
         consumed_topics=(*RAW_KINDS, *HANDLERS.topics, EPOCH_TOPIC, topics.EXPORT_REQUESTS),
     )
-    runtime.extras["rules"] = Rules.from_settings(settings)
-    runtime.extras["write_lock"] = make_write_lock(runtime)
-    relay = IngestRelay(runtime)
-    guard = EpochGuard(runtime)
-    relay.guard = guard
-    runtime.relay = relay
-    runtime.extras["epoch_guard"] = guard
-    imports = ImportRunner(runtime)
-    runtime.extras["imports"] = imports
-    runtime.on_stop.append(imports.stop)
-    runtime.extras["committer"] = GroupCommitter(runtime)
 
     def check_epoch() -> None:
         try:
-            guard.check()
+            runtime.epoch_guard.check()
         except Exception as exc:  # the broker is down: the relay retries, we check again
             log.info("ingest: broker epoch not verified (%s)", type(exc).__name__)
 
@@ -78,7 +65,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     runtime = create_runtime(settings)
-    s: Any = runtime.settings
+    s = runtime.settings
     app = build_app(
         runtime=runtime,
         title="CRM ingest",
@@ -94,7 +81,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             ("/v1/customers", s.max_single_body_bytes),
             ("/v1/interactions", s.max_single_body_bytes),
         ],
-        on_startup=runtime.extras["imports"].resume_interrupted,
+        on_startup=runtime.imports.resume_interrupted,
         # the single-record routes are the hot path (one request per order): dispatched
         # without FastAPI's routing and dependency resolution (see FastLaneMiddleware)
         # the record routes parse their bodies with orjson and check duplicate keys there

@@ -14,14 +14,15 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.ingest import service
-from services.ingest.delivery import write_lock
-from shared.runtime import ServiceRuntime
+
+if TYPE_CHECKING:
+    from services.ingest.runtime import IngestRuntime
 
 T = TypeVar("T")
 
@@ -36,7 +37,7 @@ class _Request:
 
 
 class GroupCommitter:
-    def __init__(self, runtime: ServiceRuntime, max_group: int = 1000) -> None:
+    def __init__(self, runtime: IngestRuntime, max_group: int = 1000) -> None:
         self.runtime = runtime
         self.max_group = max_group
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
@@ -74,12 +75,13 @@ class GroupCommitter:
         by_kind: dict[tuple[str, str], list[_Request]] = {}
         for request in group:
             by_kind.setdefault((request.kind, request.source), []).append(request)
-        rules = self.runtime.extras["rules"]
         try:
             prepared = [
                 (
                     requests,
-                    service.prepare(kind, [r.record for r in requests], source=source, rules=rules),
+                    service.prepare(
+                        kind, [r.record for r in requests], source=source, rules=self.runtime.rules
+                    ),
                 )
                 for (kind, source), requests in by_kind.items()
             ]
@@ -98,7 +100,7 @@ class GroupCommitter:
 
 
 def store_batches(
-    runtime: ServiceRuntime, batches: list[service.Prepared]
+    runtime: IngestRuntime, batches: list[service.Prepared]
 ) -> list[list[service.ItemResult]]:
     """Store prepared batches in one transaction under the write lock; each batch's results."""
     return in_write_transaction(
@@ -106,14 +108,14 @@ def store_batches(
     )
 
 
-def in_write_transaction(runtime: ServiceRuntime, work: Callable[[Session], T]) -> T:
+def in_write_transaction(runtime: IngestRuntime, work: Callable[[Session], T]) -> T:
     """``work(session)`` in one transaction under the write lock, run again (up to three
     times in all) if a concurrent writer, e.g. another replica on PostgreSQL, stored one of
     the same versions first: the unique version index refuses the second, and deciding again
     finds them stored. ``work`` must be safe to repeat (it runs in a fresh transaction)."""
     for attempt in range(3):
         try:
-            with write_lock(runtime), runtime.db.unit_of_work() as session:
+            with runtime.write_lock, runtime.db.unit_of_work() as session:
                 return work(session)
         except IntegrityError:
             if attempt == 2:

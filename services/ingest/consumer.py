@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.ingest.handlers import (
     HANDLERS,
@@ -12,7 +12,9 @@ from services.ingest.handlers import (
 )
 from services.ingest.validation import Reason, RecordRejected, parse_json
 from shared.bus import ConsumerLoop
-from shared.runtime import ServiceRuntime
+
+if TYPE_CHECKING:
+    from services.ingest.runtime import IngestRuntime
 from shared.strict_input import first_duplicate_key
 
 
@@ -49,7 +51,7 @@ def _rejected(code: str, message: str) -> RecordRejected:
     return RecordRejected([Reason("", code, message)])
 
 
-def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
+def build_consumers(runtime: IngestRuntime) -> list[ConsumerLoop]:
     s = runtime.settings
     return [
         ConsumerLoop(
@@ -59,9 +61,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             topics=list(RAW_KINDS),
             db=runtime.db,
             publisher=runtime.publisher,
-            batch_handler=make_batch_handler(
-                runtime.extras["rules"], s.topic_namespace, s.group_id
-            ),
+            batch_handler=make_batch_handler(runtime.rules, s.topic_namespace, s.group_id),
             decoder=decode_raw,
             session_timeout_ms=s.kafka_session_timeout_ms,
         ),

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -38,6 +38,9 @@ from shared.bus import OutboxRelay, add_raw_to_outbox, ensure_topics
 from shared.db import get_state, set_state
 from shared.runtime import ServiceRuntime
 
+if TYPE_CHECKING:
+    from services.ingest.runtime import IngestRuntime
+
 log = logging.getLogger(__name__)
 
 EPOCH_TOPIC = topics.INGEST_EPOCHS
@@ -47,7 +50,7 @@ _EPOCH_STATE = "broker_epoch"
 class EpochGuard:
     """Detects a broker that lost ingest's events and queues the replay."""
 
-    def __init__(self, runtime: ServiceRuntime) -> None:
+    def __init__(self, runtime: IngestRuntime) -> None:
         self.runtime = runtime
         self._lock = threading.Lock()
         self.replays = 0
@@ -106,7 +109,7 @@ class EpochGuard:
             namespace=settings.topic_namespace,
         )
         epoch = str(uuid.uuid4())
-        with write_lock(self.runtime), self.runtime.db.unit_of_work() as session:
+        with self.runtime.write_lock, self.runtime.db.unit_of_work() as session:
             store = EventStore(session)
             store.lock_for_replay()
             # every current version goes again, in sequence order, once: pending copies
@@ -163,17 +166,11 @@ def make_write_lock(runtime: ServiceRuntime) -> AbstractContextManager[Any]:
     return threading.Lock()
 
 
-def write_lock(runtime: ServiceRuntime) -> AbstractContextManager[Any]:
-    """The runtime's write lock, made once by ``app.create_runtime``."""
-    lock: AbstractContextManager[Any] = runtime.extras["write_lock"]
-    return lock
-
-
 class IngestRelay(OutboxRelay):
     """The outbox relay, made to check the broker's epoch after a failure and at start, and
     to take the write lock only for the moment it deletes what it published."""
 
-    def __init__(self, runtime: ServiceRuntime, batch_size: int = 5000) -> None:
+    def __init__(self, runtime: IngestRuntime, batch_size: int = 5000) -> None:
         super().__init__(runtime.name, runtime.db, runtime.publisher, batch_size=batch_size)
         self.runtime = runtime
         self.guard: EpochGuard | None = None
@@ -211,7 +208,7 @@ class IngestRelay(OutboxRelay):
                 session.rollback()
                 return 0
             self.publisher.publish_all((t, k, v) for _, t, k, v in rows)
-            with write_lock(self.runtime):
+            with self.runtime.write_lock:
                 # compare-and-set: a replay that reset the watermark meanwhile wins
                 store.advance_published(after, rows[-1][0])
                 session.commit()
@@ -220,7 +217,7 @@ class IngestRelay(OutboxRelay):
 
     def write_guard(self) -> contextlib.AbstractContextManager[object]:
         # ingest's writers queue on one lock (see write_lock); the relay's delete too
-        return write_lock(self.runtime)
+        return self.runtime.write_lock
 
     def pending(self) -> int:
         """Records not yet acknowledged by the broker (store past the watermark + outbox)."""

@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy.orm import Session
@@ -34,7 +34,9 @@ from services.ingest.schemas import ImportJobRead, ImportRejectionRead
 from shared.errors import ValidationProblem
 from shared.events import utcnow
 from shared.pagination import decode_cursor, encode_cursor
-from shared.runtime import ServiceRuntime
+
+if TYPE_CHECKING:
+    from services.ingest.runtime import IngestRuntime
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +295,7 @@ class ImportInterrupted(Exception):
 class ImportRunner:
     """Runs import jobs one at a time in a worker thread."""
 
-    def __init__(self, runtime: ServiceRuntime) -> None:
+    def __init__(self, runtime: IngestRuntime) -> None:
         self.runtime = runtime
         self.settings: Any = runtime.settings
         self.folder = Path(self.settings.data_dir) / "imports"
@@ -516,8 +518,7 @@ class ImportRunner:
         """Store one chunk (whole orders) with its progress, rejected rows and rows accepted
         with warnings (one transaction); returns how many such rows are kept so far."""
         orders = [mapper.order_of([r for _, r in group]) for group in chunk]
-        rules = self.runtime.extras["rules"]
-        prepared = service.prepare("order", orders, source="import", rules=rules)
+        prepared = service.prepare("order", orders, source="import", rules=self.runtime.rules)
         rows = sum(len(group) for group in chunk)
         last_line = last_line or chunk[-1][-1][0]
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, 
 from starlette.responses import Response
 
 from services.ingest import imports, order_history, service
-from services.ingest.committer import GroupCommitter, store_batches
-from services.ingest.delivery import write_lock
+from services.ingest.committer import store_batches
+from services.ingest.runtime import IngestRuntime, RuntimeDep
 from services.ingest.schemas import (
     BatchResult,
     CustomerAccepted,
@@ -21,10 +21,9 @@ from services.ingest.schemas import (
     ReplayRequest,
     ReplayResult,
 )
-from services.ingest.validation import Rules, parse_json
+from services.ingest.validation import parse_json
 from shared.api import require, runtime_of
 from shared.errors import Conflict, NotFound, PayloadTooLarge, ValidationProblem
-from shared.runtime import ServiceRuntime
 from shared.strict_input import duplicate_key_problem, first_duplicate_key
 
 router = APIRouter(prefix="/v1")
@@ -60,9 +59,8 @@ def _body_of(schema: str) -> dict[str, Any]:
     }
 
 
-def _accept(runtime: ServiceRuntime, kind: str, records: list[Any], source: str) -> list[Any]:
-    rules: Rules = runtime.extras["rules"]
-    prepared = service.prepare(kind, records, source=source, rules=rules)
+def _accept(runtime: IngestRuntime, kind: str, records: list[Any], source: str) -> list[Any]:
+    prepared = service.prepare(kind, records, source=source, rules=runtime.rules)
     (results,) = store_batches(runtime, [prepared])
     if any(r.event_id for r in results):
         runtime.relay.notify()
@@ -74,7 +72,7 @@ async def _single(request: Request, kind: str, id_field: str) -> Response:
     # record costs no thread-pool hop of its own (see committer.py); the body is read
     # here rather than by a dependency, and the answer is serialised once, with orjson
     body = await json_body(request)
-    committer: GroupCommitter = runtime_of(request).extras["committer"]
+    committer = runtime_of(request, IngestRuntime).committer
     result = await committer.submit(kind, body, "rest")
     if result.status == "rejected" and result.reasons == [service.VERSION_CONFLICT]:
         raise Conflict(
@@ -104,11 +102,11 @@ async def _single(request: Request, kind: str, id_field: str) -> Response:
     )
 
 
-def _batch(runtime: ServiceRuntime, kind: str, plural: str, body: Any) -> Response:
+def _batch(runtime: IngestRuntime, kind: str, plural: str, body: Any) -> Response:
     records = body.get(plural) if isinstance(body, dict) else body
     if not isinstance(records, list):
         raise ValidationProblem(f'send {{"{plural}": [...]}} (or a JSON array)')
-    limit = runtime.settings.max_batch_size  # type: ignore[attr-defined]
+    limit = runtime.settings.max_batch_size
     if len(records) > limit:
         raise PayloadTooLarge(
             f"a batch holds at most {limit} records; this one has {len(records)}",
@@ -174,8 +172,8 @@ def _single_endpoint(kind: str, id_field: str) -> Any:
 
 
 def _batch_endpoint(kind: str, plural: str) -> Any:
-    def endpoint(request: Request, body: Body) -> Response:
-        return _batch(runtime_of(request), kind, plural, body)
+    def endpoint(runtime: RuntimeDep, body: Body) -> Response:
+        return _batch(runtime, kind, plural, body)
 
     return endpoint
 
@@ -223,7 +221,7 @@ for _kind, _plural, _id_field, _accepted, _single_doc, _batch_doc in _RECORD_ROU
     dependencies=[require("ingest:write")],
 )
 def post_order_import(
-    request: Request,
+    runtime: RuntimeDep,
     file: Annotated[UploadFile, File(description=imports.FILE_DESCRIPTION)],
     items: Annotated[
         UploadFile | None,
@@ -243,9 +241,7 @@ def post_order_import(
     ] = None,
 ) -> ImportJobRead:
     """Start a bulk order import from a CSV (ours or the shop export); poll the returned job."""
-    runtime = runtime_of(request)
-    runner: imports.ImportRunner = runtime.extras["imports"]
-    job = runner.submit(
+    job = runtime.imports.submit(
         file.file,
         filename=file.filename,
         options=imports.parse_options(mapping, encoding, currency, channel),
@@ -256,13 +252,12 @@ def post_order_import(
 
 @router.get("/imports/{job_id}", tags=["imports"], dependencies=[require("ingest:read")])
 def get_order_import(
-    request: Request,
+    runtime: RuntimeDep,
     job_id: str,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ImportJobRead:
     """Progress of an import (rows read / accepted / duplicate / rejected) and rejected rows."""
-    runtime = runtime_of(request)
     with runtime.db.sessions() as session:
         found = imports.load_job(session, job_id, cursor, limit)
     if found is None:
@@ -276,10 +271,10 @@ def get_order_import(
     tags=["orders"],
     dependencies=[require("ingest:read", "pii:read")],
 )
-def get_order(request: Request, order_id: str) -> dict[str, Any]:
+def get_order(runtime: RuntimeDep, order_id: str) -> dict[str, Any]:
     """An order's current state and every version kept, in arrival order (personal data
     unmasked, hence pii:read)."""
-    with runtime_of(request).db.sessions() as session:
+    with runtime.db.sessions() as session:
         return order_history.order_history(session, order_id)
 
 
@@ -288,7 +283,7 @@ def get_order(request: Request, order_id: str) -> dict[str, Any]:
 
 @router.get("/stats", tags=["operations"], dependencies=[require("ingest:read")])
 def get_stats(
-    request: Request,
+    runtime: RuntimeDep,
     windows: Annotated[str, Query(description="comma-separated: 1h, 24h, 7d, 30d")] = "1h,24h,7d",
 ) -> dict[str, Any]:
     """Data quality: accepted / duplicate / rejected by source, kind and reason per window."""
@@ -296,18 +291,17 @@ def get_stats(
     unknown = [w for w in names if w not in service.WINDOWS]
     if unknown or not names:
         raise ValidationProblem(f"unknown window(s) {unknown}; use {sorted(service.WINDOWS)}")
-    with runtime_of(request).db.sessions() as session:
+    with runtime.db.sessions() as session:
         return {"windows": service.intake_stats(session, names)}
 
 
 @router.post("/admin/replay", tags=["operations"], dependencies=[require("ingest:admin")])
-def post_replay(request: Request, body: ReplayRequest) -> ReplayResult:
+def post_replay(runtime: RuntimeDep, body: ReplayRequest) -> ReplayResult:
     """Re-publish the current versions in a range (sequence and/or received time) to Kafka."""
     for moment in (body.since, body.until):
         if moment is not None and moment.tzinfo is None:
             raise ValidationProblem("since/until need a timezone offset")
-    runtime = runtime_of(request)
-    with write_lock(runtime), runtime.db.unit_of_work() as session:
+    with runtime.write_lock, runtime.db.unit_of_work() as session:
         queued = service.replay(
             session,
             from_sequence=body.from_sequence,

@@ -10,20 +10,20 @@ from fastapi import APIRouter, Query, Request
 
 from services.profile import erasure_acks
 from services.profile.config import Settings
+from services.profile.runtime import ProfileRuntime
 from services.profile.schemas import PendingErasuresRead
-from shared.api import Principal, require, runtime_of
+from shared.api import require, runtime_of
 from shared.events import utcnow
 from shared.pagination import MAX_LIMIT
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
 
-Reader = Annotated[Principal, require("profile:read")]
+READ = [require("profile:read")]
 
 
-@router.get("/erasures", response_model=PendingErasuresRead)
+@router.get("/erasures", response_model=PendingErasuresRead, dependencies=READ)
 def pending_erasures(
     request: Request,
-    principal: Reader,
     overdue: Annotated[
         bool, Query(description="only those pending longer than the overdue bound")
     ] = False,
@@ -31,7 +31,7 @@ def pending_erasures(
 ) -> PendingErasuresRead:
     """Erasures that a service has not applied yet, oldest first, with those services (ids
     and times only: no personal data)."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     settings = runtime.settings
     assert isinstance(settings, Settings)
     minutes = settings.erasure_overdue_minutes

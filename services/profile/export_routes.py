@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request, status
 
 from services.profile import subject_exports
 from services.profile.config import Settings
+from services.profile.runtime import ProfileRuntime
 from services.profile.schemas import SubjectExportRead
-from shared.api import Principal, require, runtime_of
+from shared.api import Caller, require, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["export and erasure"])
 
-PiiReader = Annotated[Principal, require("profile:read", "pii:read")]
+PII_READ = [require("profile:read", "pii:read")]
 
 
 @router.post(
     "/customers/{customer_id}/exports",
     response_model=SubjectExportRead,
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=PII_READ,
 )
-def request_export(customer_id: str, request: Request, principal: PiiReader) -> dict[str, Any]:
+def request_export(customer_id: str, request: Request, principal: Caller) -> dict[str, Any]:
     """Start a complete export (all four services); follow it at GET /v1/exports/{id}."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     settings = runtime.settings
     assert isinstance(settings, Settings)
     with runtime.db.unit_of_work() as session:
@@ -32,8 +34,8 @@ def request_export(customer_id: str, request: Request, principal: PiiReader) -> 
     return found
 
 
-@router.get("/exports/{export_id}", response_model=SubjectExportRead)
-def get_export(export_id: str, request: Request, principal: PiiReader) -> dict[str, Any]:
+@router.get("/exports/{export_id}", response_model=SubjectExportRead, dependencies=PII_READ)
+def get_export(export_id: str, request: Request) -> dict[str, Any]:
     """An export's progress per service and the document assembled so far."""
-    with runtime_of(request).db.sessions() as session:
+    with runtime_of(request, ProfileRuntime).db.sessions() as session:
         return subject_exports.get_export(session, export_id)

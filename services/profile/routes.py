@@ -13,6 +13,7 @@ from services.profile import editing, erasure, erasure_acks, identity, reads, ta
 from services.profile import unmerge as unmerge_use_case
 from services.profile.config import Settings
 from services.profile.repository import ProfileRow
+from services.profile.runtime import ProfileRuntime
 from services.profile.schemas import (
     AuditRead,
     ContactPolicyUpdate,
@@ -31,7 +32,7 @@ from services.profile.schemas import (
     TagsRead,
     UnmergeResult,
 )
-from shared.api import Principal, require, runtime_of
+from shared.api import Caller, require, runtime_of
 from shared.errors import Forbidden, NotFound, ValidationProblem
 from shared.pagination import (
     DEFAULT_LIMIT,
@@ -46,9 +47,9 @@ from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
 
-Reader = Annotated[Principal, require("profile:read")]
-Writer = Annotated[Principal, require("profile:write")]
-PiiReader = Annotated[Principal, require("profile:read", "pii:read")]
+READ = [require("profile:read")]
+WRITE = [require("profile:write")]
+PII_READ = [require("profile:read", "pii:read")]
 
 
 def _settings(runtime: ServiceRuntime) -> Settings:
@@ -57,10 +58,10 @@ def _settings(runtime: ServiceRuntime) -> Settings:
     return settings
 
 
-@router.get("/customers", response_model=Page[CustomerSummary])
+@router.get("/customers", response_model=Page[CustomerSummary], dependencies=READ)
 def search_customers(
     request: Request,
-    principal: Reader,
+    principal: Caller,
     customer_id: str | None = None,
     mobile: Annotated[
         str | None,
@@ -82,7 +83,7 @@ def search_customers(
     if (mobile is not None or email is not None) and not principal.has("pii:read"):
         # else a masked answer would still tell whether a number or address is a customer
         raise Forbidden("searching by mobile or e-mail needs the scope(s): pii:read")
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     position = decode_cursor(cursor)
     after = str(position["after"]) if position and "after" in position else None
     with runtime.db.sessions() as session:
@@ -118,11 +119,12 @@ def _read_profile(runtime: ServiceRuntime, customer_id: str, pii: bool) -> bytes
     "/customers/{customer_id}",
     response_model=None,
     responses={200: {"model": ProfileRead, "description": "the profile"}},
+    dependencies=READ,
 )
 async def get_customer(
     customer_id: str,
     request: Request,
-    principal: Reader,
+    principal: Caller,
 ) -> Response:
     """One unified profile: basic, subjective and transaction facets, scores, tags, policy."""
     # The hot read path (p99 target 10 ms at 1,000 requests/s), serialised once by orjson
@@ -130,7 +132,7 @@ async def get_customer(
     # the page cache (~25 us; ~90 us with the view): done on the event loop, it saves the
     # thread-pool hop, which cost more server CPU than the read itself
     # (bench/bench_profile.py). A networked database keeps the hop (its round trip blocks).
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     pii = principal.has("pii:read")
     if runtime.db.is_sqlite:
         body = _read_profile(runtime, customer_id, pii)
@@ -139,12 +141,12 @@ async def get_customer(
     return Response(body, media_type="application/json")
 
 
-@router.patch("/customers/{customer_id}")
+@router.patch("/customers/{customer_id}", dependencies=WRITE)
 def patch_customer(
-    customer_id: str, changes: ProfileUpdate, request: Request, principal: Writer
+    customer_id: str, changes: ProfileUpdate, request: Request, principal: Caller
 ) -> dict[str, Any]:
     """An operator's edit; the fields given win over derived data (``null`` clears one)."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     settings = _settings(runtime)
     body = changes.model_dump(exclude_unset=True)
     if not body:
@@ -156,10 +158,10 @@ def patch_customer(
     return result
 
 
-@router.delete("/customers/{customer_id}", response_model=ErasureResult)
-def erase_customer(customer_id: str, request: Request, principal: Writer) -> ErasureResult:
+@router.delete("/customers/{customer_id}", response_model=ErasureResult, dependencies=WRITE)
+def erase_customer(customer_id: str, request: Request, principal: Caller) -> ErasureResult:
     """Erase a customer's personal data (GDPR / PIPL); publishes ``profile.erased``."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
         result = erasure.erase(session, customer_id, principal.key_id)
     # the old pages (with the erased data) stay in SQLite's WAL until a checkpoint; the
@@ -169,11 +171,11 @@ def erase_customer(customer_id: str, request: Request, principal: Writer) -> Era
     return ErasureResult(**result)
 
 
-@router.get("/erasures/{erasure_id}", response_model=ErasureAuditRead)
-def get_erasure(erasure_id: str, request: Request, principal: Reader) -> ErasureAuditRead:
+@router.get("/erasures/{erasure_id}", response_model=ErasureAuditRead, dependencies=READ)
+def get_erasure(erasure_id: str, request: Request) -> ErasureAuditRead:
     """The audit trail of one erasure (what happened and when, no personal data) and which
     services have applied it in their own database, which are still pending."""
-    with runtime_of(request).db.sessions() as session:
+    with runtime_of(request, ProfileRuntime).db.sessions() as session:
         entries = erasure.erasure_audit(session, erasure_id)
         progress = erasure_acks.progress(session, erasure_id) or {}
     if not entries:
@@ -188,29 +190,29 @@ def get_erasure(erasure_id: str, request: Request, principal: Reader) -> Erasure
     )
 
 
-@router.get("/customers/{customer_id}/export", response_model=ExportRead)
-def export_customer(customer_id: str, request: Request, principal: PiiReader) -> ExportRead:
+@router.get("/customers/{customer_id}/export", response_model=ExportRead, dependencies=PII_READ)
+def export_customer(customer_id: str, request: Request) -> ExportRead:
     """Everything held on one customer as JSON (needs ``pii:read``)."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.sessions() as session:
         return ExportRead.model_validate(reads.export(session, customer_id, _settings(runtime)))
 
 
-@router.get("/customers/{customer_id}/audit", response_model=AuditRead)
-def customer_audit(customer_id: str, request: Request, principal: Reader) -> AuditRead:
+@router.get("/customers/{customer_id}/audit", response_model=AuditRead, dependencies=READ)
+def customer_audit(customer_id: str, request: Request) -> AuditRead:
     """Merges, edits, tag and contact-policy changes of one profile."""
-    with runtime_of(request).db.sessions() as session:
+    with runtime_of(request, ProfileRuntime).db.sessions() as session:
         row = reads.load(session, customer_id)
         entries = reads.audit_trail(session, row.profile_id)
     return AuditRead.model_validate({"customer_id": row.profile_id, "audit": entries})
 
 
-@router.post("/customers/{customer_id}/merge", response_model=MergeResult)
+@router.post("/customers/{customer_id}/merge", response_model=MergeResult, dependencies=WRITE)
 def merge_customers(
-    customer_id: str, body: MergeRequest, request: Request, principal: Writer
+    customer_id: str, body: MergeRequest, request: Request, principal: Caller
 ) -> MergeResult:
     """Manually merge other profiles into this one (this one survives); audited."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
         survivor = reads.load(session, customer_id).profile_id
         others = []
@@ -227,10 +229,10 @@ def merge_customers(
     return MergeResult(merge_id=merge_id, survivor_id=survivor, merged_ids=others)
 
 
-@router.post("/merges/{merge_id}/unmerge", response_model=UnmergeResult)
-def unmerge(merge_id: str, request: Request, principal: Writer) -> UnmergeResult:
+@router.post("/merges/{merge_id}/unmerge", response_model=UnmergeResult, dependencies=WRITE)
+def unmerge(merge_id: str, request: Request, principal: Caller) -> UnmergeResult:
     """Split a merge back: each merged id gets its own facts and orders again; audited."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
         result = unmerge_use_case.unmerge(session, merge_id, principal.key_id, _settings(runtime))
     runtime.relay.notify()
@@ -249,10 +251,12 @@ def _tags(row: ProfileRow) -> TagsRead:
     )
 
 
-@router.get("/customers/{customer_id}/tags", response_model=TagsRead, tags=["tags"])
-def get_tags(customer_id: str, request: Request, principal: Reader) -> TagsRead:
+@router.get(
+    "/customers/{customer_id}/tags", response_model=TagsRead, tags=["tags"], dependencies=READ
+)
+def get_tags(customer_id: str, request: Request) -> TagsRead:
     """A customer's tags, manual and from rules."""
-    with runtime_of(request).db.sessions() as session:
+    with runtime_of(request, ProfileRuntime).db.sessions() as session:
         return _tags(reads.load(session, customer_id))
 
 
@@ -261,54 +265,64 @@ def get_tags(customer_id: str, request: Request, principal: Reader) -> TagsRead:
     response_model=TagsRead,
     status_code=status.HTTP_201_CREATED,
     tags=["tags"],
+    dependencies=WRITE,
 )
-def add_tags(customer_id: str, body: TagsAdd, request: Request, principal: Writer) -> TagsRead:
+def add_tags(customer_id: str, body: TagsAdd, request: Request, principal: Caller) -> TagsRead:
     """Add manual tags to a customer (adding one twice is harmless)."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
         row = tags.add_tags(session, customer_id, body.tags, principal.key_id, _settings(runtime))
     runtime.relay.notify()
     return _tags(row)
 
 
-@router.delete("/customers/{customer_id}/tags/{tag}", response_model=TagsRead, tags=["tags"])
-def remove_tag(customer_id: str, tag: str, request: Request, principal: Writer) -> TagsRead:
+@router.delete(
+    "/customers/{customer_id}/tags/{tag}",
+    response_model=TagsRead,
+    tags=["tags"],
+    dependencies=WRITE,
+)
+def remove_tag(customer_id: str, tag: str, request: Request, principal: Caller) -> TagsRead:
     """Remove a manual tag from a customer."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
         row = tags.remove_tag(session, customer_id, tag, principal.key_id, _settings(runtime))
     runtime.relay.notify()
     return _tags(row)
 
 
-@router.get("/tags", response_model=Page[TagCount], tags=["tags"])
+@router.get("/tags", response_model=Page[TagCount], tags=["tags"], dependencies=READ)
 def tag_counts(
-    request: Request, principal: Reader, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+    request: Request, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
 ) -> Page[TagCount]:
     """Every tag in use with how many customers carry it (manual and by rule), by tag
     (cursor paginated)."""
-    with runtime_of(request).db.sessions() as session:
+    with runtime_of(request, ProfileRuntime).db.sessions() as session:
         rows = tags.tag_counts(session)
     counts = [TagCount(tag=t, customers=n, manual=m, by_rule=r) for t, n, m, r in rows]
     return page_of(counts, lambda c: c.tag, cursor, limit)
 
 
-@router.get("/tag-rules", response_model=Page[TagRuleRead], tags=["tags"])
+@router.get("/tag-rules", response_model=Page[TagRuleRead], tags=["tags"], dependencies=READ)
 def list_tag_rules(
-    request: Request, principal: Reader, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+    request: Request, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
 ) -> Page[TagRuleRead]:
     """The tag rules, applied automatically as profiles change, by id (cursor paginated)."""
-    with runtime_of(request).db.sessions() as session:
+    with runtime_of(request, ProfileRuntime).db.sessions() as session:
         rules = [TagRuleRead(**r) for r in tags.tag_rules(session)]
     return page_of(rules, lambda r: r.rule_id, cursor, limit)
 
 
 @router.post(
-    "/tag-rules", response_model=TagRuleRead, status_code=status.HTTP_201_CREATED, tags=["tags"]
+    "/tag-rules",
+    response_model=TagRuleRead,
+    status_code=status.HTTP_201_CREATED,
+    tags=["tags"],
+    dependencies=WRITE,
 )
-def create_tag_rule(body: TagRuleCreate, request: Request, principal: Writer) -> TagRuleRead:
+def create_tag_rule(body: TagRuleCreate, request: Request) -> TagRuleRead:
     """Create a tag rule; it is applied to every existing profile at once."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
         row = tags.create_tag_rule(
             session, body.tag, body.rule, body.description, _settings(runtime)
@@ -317,10 +331,15 @@ def create_tag_rule(body: TagRuleCreate, request: Request, principal: Writer) ->
     return TagRuleRead(**row)
 
 
-@router.delete("/tag-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["tags"])
-def delete_tag_rule(rule_id: str, request: Request, principal: Writer) -> None:
+@router.delete(
+    "/tag-rules/{rule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["tags"],
+    dependencies=WRITE,
+)
+def delete_tag_rule(rule_id: str, request: Request) -> None:
     """Delete a tag rule; its tag leaves every profile."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
         tags.delete_tag_rule(session, rule_id, _settings(runtime))
     runtime.relay.notify()
@@ -329,20 +348,20 @@ def delete_tag_rule(rule_id: str, request: Request, principal: Writer) -> None:
 # --------------------------------------------------------------------------- contact policy
 
 
-@router.get("/customers/{customer_id}/contact-policy", tags=["contact policy"])
-def get_contact_policy(customer_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+@router.get("/customers/{customer_id}/contact-policy", tags=["contact policy"], dependencies=READ)
+def get_contact_policy(customer_id: str, request: Request) -> dict[str, Any]:
     """A customer's contact policy (channels consented, do-not-disturb, quiet hours, cap)."""
-    with runtime_of(request).db.sessions() as session:
+    with runtime_of(request, ProfileRuntime).db.sessions() as session:
         row = reads.load(session, customer_id)
     return reads.policy_view(row.profile_id, row.profile)
 
 
-@router.put("/customers/{customer_id}/contact-policy", tags=["contact policy"])
+@router.put("/customers/{customer_id}/contact-policy", tags=["contact policy"], dependencies=WRITE)
 def put_contact_policy(
-    customer_id: str, body: ContactPolicyUpdate, request: Request, principal: Writer
+    customer_id: str, body: ContactPolicyUpdate, request: Request, principal: Caller
 ) -> dict[str, Any]:
     """Replace a customer's contact policy; published as ``profile.contact_policy_changed``."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, ProfileRuntime)
     if body.customer_id is not None and body.customer_id != customer_id:
         raise ValidationProblem("customer_id in the body differs from the path")
     with runtime.db.unit_of_work() as session:

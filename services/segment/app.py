@@ -9,29 +9,28 @@ from services.segment import clv_metrics, clv_routes, clv_runs, gauges, rescorin
 from services.segment.config import Settings
 from services.segment.consumer import CONSUMED_TOPICS, build_consumers
 from services.segment.routes import router
+from services.segment.runtime import SegmentRuntime
 from services.segment.subject_export import export_section
 from services.segment.sweep import DaySweep, SweepOutcome, mark_swept
 from shared import business_metrics, topics
 from shared.api import build_app
 from shared.config import ServiceSettings
-from shared.events import utcnow
 from shared.exports import answering_exports
-from shared.runtime import PeriodicJob, ServiceRuntime
+from shared.runtime import PeriodicJob
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
 
 
-def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
+def create_runtime(settings: ServiceSettings | None = None) -> SegmentRuntime:
     settings = settings or Settings()
     assert isinstance(settings, Settings)
-    runtime = ServiceRuntime(
+    runtime = SegmentRuntime(
         settings,
-        MIGRATIONS,
+        migrations_dir=MIGRATIONS,
         consumer_factory=answering_exports(build_consumers, export_section),
         consumed_topics=(*CONSUMED_TOPICS, topics.EXPORT_REQUESTS),
     )
-    runtime.extras["clock"] = utcnow
     day_sweep = DaySweep(runtime.db)
     runtime.jobs.append(
         PeriodicJob(
@@ -83,17 +82,15 @@ def create_runtime(settings: ServiceSettings | None = None) -> ServiceRuntime:
     return runtime
 
 
-def refresh_clv_gauges(runtime: ServiceRuntime) -> None:
+def refresh_clv_gauges(runtime: SegmentRuntime) -> None:
     with runtime.db.unit_of_work() as session:
         clv_metrics.refresh(session)
 
 
-def fit_clv(runtime: ServiceRuntime) -> clv_runs.ClvRun:
+def fit_clv(runtime: SegmentRuntime) -> clv_runs.ClvRun:
     """The scheduled predictive CLV run: fits per currency, predictions, segments re-evaluated."""
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
     with runtime.db.unit_of_work() as session:
-        outcome = clv_runs.run(session, runtime.extras["clock"](), clv_runs.options_from(settings))
+        outcome = clv_runs.run(session, runtime.clock(), clv_runs.options_from(runtime.settings))
     clv_metrics.publish(outcome)
     runtime.relay.notify()
     log.info(
@@ -103,16 +100,16 @@ def fit_clv(runtime: ServiceRuntime) -> clv_runs.ClvRun:
     return outcome
 
 
-def refresh_if_stale(runtime: ServiceRuntime) -> rescoring.RescoringOutcome | None:
+def refresh_if_stale(runtime: SegmentRuntime) -> rescoring.RescoringOutcome | None:
     """Rerun the batch early when the scored population outgrew the last cut points."""
     with runtime.db.unit_of_work() as session:
-        stale = rescoring.cut_points_stale(session, runtime.extras["clock"]())
+        stale = rescoring.cut_points_stale(session, runtime.clock())
     return sweep(runtime) if stale else None
 
 
-def sweep_day_boundaries(runtime: ServiceRuntime, day_sweep: DaySweep) -> SweepOutcome:
+def sweep_day_boundaries(runtime: SegmentRuntime, day_sweep: DaySweep) -> SweepOutcome:
     """Rescore whom the date moved since the last day swept (a no-op within a day)."""
-    outcome = day_sweep.run(runtime.extras["clock"]())
+    outcome = day_sweep.run(runtime.clock())
     if outcome.customers:
         runtime.relay.notify()
         log.info(
@@ -125,10 +122,10 @@ def sweep_day_boundaries(runtime: ServiceRuntime, day_sweep: DaySweep) -> SweepO
     return outcome
 
 
-def sweep(runtime: ServiceRuntime) -> rescoring.RescoringOutcome:
+def sweep(runtime: SegmentRuntime) -> rescoring.RescoringOutcome:
     """The scheduled full rescoring: new cut points, lifecycle moves, changes published."""
     with runtime.db.unit_of_work() as session:
-        now = runtime.extras["clock"]()
+        now = runtime.clock()
         outcome = rescoring.rescore_all(session, now)
         mark_swept(session, now)
     runtime.relay.notify()

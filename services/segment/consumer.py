@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from services.segment.config import Settings
+from typing import TYPE_CHECKING
+
 from services.segment.handlers import HANDLERS, VIEWS, make_batch_handler
 from shared.bus import ConsumerLoop, envelope_decoder
-from shared.runtime import ServiceRuntime
+
+if TYPE_CHECKING:
+    from services.segment.runtime import SegmentRuntime
 
 #: derived from the registry
 CONSUMED_TOPICS = HANDLERS.topics
 
 
-def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
+def build_consumers(runtime: SegmentRuntime) -> list[ConsumerLoop]:
     s = runtime.settings
-    assert isinstance(s, Settings)
     return [
         ConsumerLoop(
             name="segment",
@@ -22,7 +24,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             topics=list(CONSUMED_TOPICS),
             db=runtime.db,
             publisher=runtime.publisher,
-            batch_handler=make_batch_handler(runtime.extras["clock"]),
+            batch_handler=make_batch_handler(runtime.clock),
             decoder=envelope_decoder(VIEWS),
             session_timeout_ms=s.kafka_session_timeout_ms,
             max_poll_records=s.max_poll_records,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from services.segment import reads
 from services.segment.export_repository import SubjectRecords
-from services.segment.routes import with_predictions
+from services.segment.service import with_predictions
 from shared.events import ensure_aware, utcnow
 
 

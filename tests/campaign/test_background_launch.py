@@ -33,7 +33,7 @@ def test_a_background_launch_answers_202_and_ends_with_the_same_counts(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     campaign_id = client.post("/v1/campaigns", json=CAMPAIGN, headers=ADMIN).json()["campaign_id"]
-    launcher = client.app.state.runtime.extras["launcher"]  # type: ignore[attr-defined]
+    launcher = client.app.state.runtime.launcher  # type: ignore[attr-defined]
     # hold the launch after its first chunk, so the test sees it in progress
     release = threading.Event()
     original = launcher._check_stop
@@ -93,7 +93,7 @@ def test_a_stopping_service_ends_a_background_launch_after_a_chunk_and_it_resume
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     campaign_id = client.post("/v1/campaigns", json=CAMPAIGN, headers=ADMIN).json()["campaign_id"]
-    launcher = client.app.state.runtime.extras["launcher"]  # type: ignore[attr-defined]
+    launcher = client.app.state.runtime.launcher  # type: ignore[attr-defined]
     original = launcher._check_stop
 
     def stop_during_first_chunk(chunks: int) -> None:

@@ -276,7 +276,7 @@ def test_an_import_interrupted_by_a_restart_resumes_from_its_last_committed_chun
             what="the import under way",
         )
     # leaving the client stopped the runtime: the import thread is gone after a whole chunk
-    thread = runtime.extras["imports"]._thread
+    thread = runtime.imports._thread
     assert thread is not None and not thread.is_alive()
     with runtime.db.sessions() as session:
         job = session.get(ImportJob, job_id)

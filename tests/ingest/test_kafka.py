@@ -266,7 +266,7 @@ def test_restarted_service_replays_into_an_emptied_broker(
         with TestClient(create_app(settings)) as client:
             runtime = client.app.state.runtime  # type: ignore[attr-defined]
             wait_for(lambda: runtime.relay._verified, timeout=30, what="epoch verified")
-            guard = runtime.extras["epoch_guard"]
+            guard = runtime.epoch_guard
             assert guard.check() is False
             assert guard.replays == 0
         again = read_topic(second.bootstrap_servers, namespace + topics.ORDERS, timeout=3)

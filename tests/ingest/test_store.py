@@ -258,7 +258,7 @@ def test_a_version_stored_by_a_concurrent_writer_is_decided_again_as_a_duplicate
         return {} if len(reads) == 1 else real(self, kind, ids)
 
     monkeypatch.setattr(EventStore, "versions_of", stale_first_read)
-    runtime: Any = SimpleNamespace(db=db, extras={"write_lock": contextlib.nullcontext()})
+    runtime: Any = SimpleNamespace(db=db, write_lock=contextlib.nullcontext())
     prepared = service.prepare(
         "order",
         [order("R1", status="paid", updated_at="2026-11-01T11:00:00+08:00")],

@@ -58,7 +58,7 @@ def test_keys_come_back_when_the_broker_lost_them(broker: Any, db_url: str, tmp_
             assert wait_for(lambda: len(directory) == 2, timeout=20)
         finally:
             feed.stop()
-        republisher: KeyRepublisher = client.app.state.runtime.extras["key_republisher"]  # type: ignore[attr-defined]
+        republisher: KeyRepublisher = client.app.state.runtime.key_republisher  # type: ignore[attr-defined]
         assert republisher.check() == 0  # the broker holds them: nothing queued again
         # both key topics have the configured partitions (no topic drift reported)
         admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)

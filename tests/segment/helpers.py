@@ -124,7 +124,7 @@ def api(tmp_path: Path, database_url: str, orders: list[Order]) -> Iterator[Test
         rescore_at_start=False,
     )
     app = create_app(settings)
-    app.state.runtime.extras["clock"] = lambda: NOW
+    app.state.runtime.clock = lambda: NOW
     with api_client(app, keep_outbox=True) as client:
         consume(client, *orders)
         yield client

@@ -40,7 +40,7 @@ def _settings(broker, namespace: str, db_url: str, tmp_path: Path) -> Settings:
 
 def test_orders_become_scores_and_segment_events(broker, namespace, db_url, tmp_path) -> None:
     app = create_app(_settings(broker, namespace, db_url, tmp_path))
-    app.state.runtime.extras["clock"] = lambda: NOW
+    app.state.runtime.clock = lambda: NOW
     publisher = Publisher(broker.bootstrap_servers, namespace)
     paid = order("T1", "c-1", days_ago=5, amount="199.00")
     refunded_later = order("T2", "c-1", days_ago=4, amount="50.00")
@@ -129,7 +129,7 @@ def test_replaying_the_orders_topic_into_an_empty_database_gives_identical_score
         settings = settings.model_copy(update={"rescore_at_start": False})
         app = create_app(settings)
         runtime = app.state.runtime
-        runtime.extras["clock"] = lambda: NOW
+        runtime.clock = lambda: NOW
         with TestClient(app):
             wait_for(
                 lambda runtime=runtime: (
@@ -151,7 +151,7 @@ def test_an_erasure_leaves_no_copy_of_the_customers_orders_in_the_sqlite_files(
     path = Path(sqlite_url.removeprefix("sqlite:///"))
     settings = _settings(broker, namespace, sqlite_url, tmp_path)
     app = create_app(settings.model_copy(update={"rescore_at_start": False}))
-    app.state.runtime.extras["clock"] = lambda: NOW
+    app.state.runtime.clock = lambda: NOW
     # what segment keeps of a customer's orders: their ids, the shipping region, the
     # channel and the categories, each value unique to the customer here; and the customer
     # id (the erasure's tombstone keeps only its digest)

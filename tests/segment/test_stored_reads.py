@@ -25,7 +25,7 @@ from services.segment import (
 )
 from services.segment.policy import ScoringPolicy
 from services.segment.repository import Customers
-from services.segment.routes import scores_read
+from services.segment.service import scores_read
 from services.segment.sweep import DaySweep, consistent_now, day_start, mark_swept
 from shared.db import Database
 from tests.segment.helpers import NOW, database, merged, order, recorded
