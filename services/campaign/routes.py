@@ -8,8 +8,9 @@ from services.campaign import editing, service
 from services.campaign.config import Settings
 from services.campaign.launch import LAUNCHABLE, launch
 from services.campaign.launcher import Launcher
+from services.campaign.projection_repository import Erasures, Projections
 from services.campaign.report import build_report
-from services.campaign.repository import Campaigns, Erasures, Projections
+from services.campaign.repository import Campaigns
 from services.campaign.schemas import (
     AudienceRead,
     CampaignCreate,
