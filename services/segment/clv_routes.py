@@ -18,6 +18,7 @@ from services.segment.as_of import parse_as_of
 from services.segment.clv_repository import ClvFits
 from services.segment.config import Settings
 from services.segment.models import ClvFit
+from services.segment.money import from_e4
 from services.segment.schemas import (
     ClvFitRead,
     ClvReportRead,
@@ -25,7 +26,6 @@ from services.segment.schemas import (
     PredictionsRead,
     RescoringRead,
 )
-from services.segment.scoring import from_e4
 from shared.api import require, runtime_of
 from shared.errors import NotFound, ProblemError, ValidationProblem
 from shared.events import ensure_aware

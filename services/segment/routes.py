@@ -18,6 +18,7 @@ from services.segment import (
 )
 from services.segment.as_of import parse_as_of
 from services.segment.clv import exact_monetary_value
+from services.segment.money import from_e4
 from services.segment.policy import ScoringPolicy
 from services.segment.predictive import customer_summaries
 from services.segment.repository import Customers, Segments
@@ -34,7 +35,6 @@ from services.segment.schemas import (
     SegmentRead,
     SegmentUpdate,
 )
-from services.segment.scoring import from_e4
 from services.segment.sweep import consistent_now
 from shared.api import require, runtime_of
 from shared.errors import Conflict, NotFound
