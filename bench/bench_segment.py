@@ -306,7 +306,8 @@ def run_handler_baseline(n: int, path: Path) -> None:
     from services.segment.handlers import VIEWS
     from shared.bus import Inbound
     from shared.db import Database, run_migrations
-    from shared.events import encode_event, view_decoder
+    from shared.event_views import view_decoder
+    from shared.events import encode_event
     from shared.runtime import tune_gc
 
     url = f"sqlite:///{path}"
