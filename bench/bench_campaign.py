@@ -120,7 +120,7 @@ def child(mode: str, url: str, campaign_id: str, chunk: int) -> None:
     """Runs in a fresh process; prints one JSON line with its figures."""
     from services.campaign.config import Settings
     from services.campaign.launch import launch
-    from services.campaign.repository import Projections
+    from services.campaign.projection_repository import Projections
     from shared.db import Database
 
     db = Database.from_url(url)

@@ -70,7 +70,7 @@ def _sqlite_time(values: pd.Series) -> list:
 
 def seed_aggregates(n: int, path: Path) -> None:
     """N customers with aggregates and a snapshot scored as of the previous day."""
-    from services.segment import scoring
+    from services.segment import published_state, scoring
     from services.segment.app import MIGRATIONS
     from services.segment.models import CustomerScore
     from services.segment.policy import DEFAULT_POLICY
@@ -109,7 +109,7 @@ def seed_aggregates(n: int, path: Path) -> None:
         channels='["tmall"]',
         categories='["shoes"]',
         segments="[]",
-        state_hash=scoring.state_hashes(scores, [[] for _ in range(n)]),
+        state_hash=published_state.state_hashes(scores, [[] for _ in range(n)]),
         policy_version=1,
         aggregated_at=yesterday,
         scored_at=yesterday,
@@ -308,7 +308,8 @@ def run_handler_baseline(n: int, path: Path) -> None:
     from services.segment.handlers import VIEWS
     from shared.bus import Inbound
     from shared.db import Database, run_migrations
-    from shared.events import encode_event, view_decoder
+    from shared.event_views import view_decoder
+    from shared.events import encode_event
     from shared.runtime import tune_gc
 
     url = f"sqlite:///{path}"

@@ -36,6 +36,7 @@ from shared.bus_errors import (
 )
 from shared.consumer_health import DEFAULT_STALL_SECONDS, ProgressWatch, rebuild_delay
 from shared.db import PLATFORM_TABLES, Database, executemany, insert_sql, select_in
+from shared.event_views import view_decoder
 from shared.events import (
     DeadLetter,
     DeadLetterRecordedEvent,
@@ -43,7 +44,6 @@ from shared.events import (
     decode_event,
     encode_event,
     utcnow,
-    view_decoder,
 )
 from shared.logs import log_context
 from shared.outbox import OutboxRelay
@@ -131,7 +131,7 @@ def decode_envelope(record: Any) -> tuple[str, str, Any]:
 
 def envelope_decoder(views: Sequence[type[EnvelopeBase]]) -> Decoder:
     """:func:`decode_envelope` with the event types of ``views`` decoded as those leaner
-    views (``shared.events.view_decoder``): what fails to decode is poison all the same."""
+    views (``shared.event_views.view_decoder``): what fails to decode is poison all the same."""
     decode = view_decoder(views)
     return lambda record: _decode_with(decode, record)
 

@@ -2,7 +2,8 @@
 
 Profile publishes ``export.requested`` (the export id and every customer id of the
 person) on ``crm.exports.requests.v1``. Ingest, segment and campaign each run an
-:func:`export_answerer`: a consumer that builds its section of the document (readable
+:func:`export_answerer`: a consumer (the shared loop dispatching through the ``ANSWERS``
+registry, like every service's) that builds its section of the document (readable
 field names, never storage keys) and publishes ``export.part_recorded`` on
 ``crm.exports.parts.v1``; profile collects the parts and ``GET /v1/exports/{id}`` shows
 progress and the assembled document. A part is published straight to the broker from
@@ -14,6 +15,7 @@ Parts carry personal data: the topics should keep them briefly (``retention.ms``
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -22,6 +24,8 @@ from sqlalchemy.orm import Session
 from shared import topics
 from shared.bus import ConsumerLoop, Inbound
 from shared.events import EnvelopeBase, Payload, utcnow
+from shared.producer import Publisher
+from shared.registry import Registry
 
 #: the services that answer an export request (profile assembles)
 ANSWERING_SERVICES = ("ingest", "segment", "campaign")
@@ -68,35 +72,54 @@ def decode_part(record: Any) -> tuple[str, str, ExportPartRecordedEvent]:
     return event.type, str(event.event_id), event
 
 
-def export_answerer(runtime: Any, build_section: SectionBuilder) -> ConsumerLoop:
-    """The consumer by which a service answers export requests with its section."""
-    settings = runtime.settings
-    service = runtime.name
+@dataclass(frozen=True)
+class Answering:
+    """What answering an export request takes: the answering service's name, its
+    publisher, and how it builds its section."""
 
-    def answer(session: Session, event: ExportRequestedEvent, message: Inbound) -> None:
-        section = build_section(session, list(event.data.customer_ids))
+    service: str
+    publisher: Publisher
+    build_section: SectionBuilder
+
+
+def answer_requests(session: Session, messages: list[Inbound], deps: Answering) -> None:
+    """Each request answered with this service's section, published straight to the broker
+    (acknowledged before the requests' offsets are committed)."""
+    for message in messages:
+        event: ExportRequestedEvent = message.event
+        section = deps.build_section(session, list(event.data.customer_ids))
         part = ExportPartRecordedEvent(
-            source=service,
+            source=deps.service,
             key=event.data.export_id,
             data=ExportPart(
                 export_id=event.data.export_id,
-                service=service,
+                service=deps.service,
                 section=section,
                 answered_at=utcnow(),
             ),
         )
-        runtime.publisher.publish_all(
+        deps.publisher.publish_all(
             [(topics.EXPORT_PARTS, part.key, part.model_dump_json(by_alias=True).encode())]
         )
 
+
+#: what an export answerer consumes (see ``shared.registry``); its topics come from it
+ANSWERS: Registry[Answering] = Registry({ExportRequestedEvent: answer_requests})
+
+
+def export_answerer(runtime: Any, build_section: SectionBuilder) -> ConsumerLoop:
+    """The consumer by which a service answers export requests with its section."""
+    settings = runtime.settings
     return ConsumerLoop(
-        name=f"{service}-exports",
+        name=f"{runtime.name}-exports",
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=f"{settings.group_id}-exports",
-        topics=[topics.EXPORT_REQUESTS],
+        topics=list(ANSWERS.topics),
         db=runtime.db,
         publisher=runtime.publisher,
-        handlers={"export.requested": answer},
+        batch_handler=ANSWERS.batch_handler(
+            Answering(runtime.name, runtime.publisher, build_section)
+        ),
         decoder=decode_request,
         session_timeout_ms=settings.kafka_session_timeout_ms,
     )

@@ -15,6 +15,10 @@ neither handled nor ignored, and each service's test asserts it is empty, so an 
 type added to a topic fails that test until each consumer decides (it is never skipped
 by oversight). At run time an unregistered type (a newer producer's) is skipped, as the
 consumer loop always did (forward compatibility).
+
+Topics whose records carry no ``type`` (ingest's raw topics: bare objects from outside
+producers) have a :class:`TopicRegistry` instead: ``{topic: handler}``, the same handlers,
+its subscribed topics derived from it.
 """
 
 from __future__ import annotations
@@ -127,6 +131,46 @@ class Registry(Generic[D]):
         if run:
             assert current is not None
             yield current, run
+
+    def dispatch(self, session: Session, messages: Sequence[Inbound], deps: D) -> list[Any]:
+        """Hand each run to its handler; the handlers' return values, in order."""
+        return [handler(session, run, deps) for handler, run in self.runs(messages)]
+
+    def batch_handler(self, deps: D) -> Callable[[Session, list[Inbound]], None]:
+        """The consumer loop's batch handler for this registry."""
+
+        def handle(session: Session, messages: list[Inbound]) -> None:
+            self.dispatch(session, messages, deps)
+
+        return handle
+
+
+class TopicRegistry(Generic[D]):
+    """``{topic: handler}`` for topics whose records carry no event type.
+
+    A poll batch's messages of one topic go to its handler as one run, in arrival order
+    (the runs in the order their topics first arrive): records of different topics are
+    independent, and each topic's records are then validated and stored together.
+    """
+
+    def __init__(self, handlers: Mapping[str, RegisteredHandler[D]]) -> None:
+        self.handlers: dict[str, RegisteredHandler[D]] = dict(handlers)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The topics to subscribe to, in registration order."""
+        return tuple(self.handlers)
+
+    def runs(
+        self, messages: Sequence[Inbound]
+    ) -> Iterator[tuple[RegisteredHandler[D], list[Inbound]]]:
+        """Each registered topic's messages with its handler; other topics' are skipped."""
+        by_topic: dict[str, list[Inbound]] = {}
+        for message in messages:
+            if message.topic in self.handlers:
+                by_topic.setdefault(message.topic, []).append(message)
+        for topic, run in by_topic.items():
+            yield self.handlers[topic], run
 
     def dispatch(self, session: Session, messages: Sequence[Inbound], deps: D) -> list[Any]:
         """Hand each run to its handler; the handlers' return values, in order."""

@@ -13,8 +13,8 @@ from services.campaign.config import Settings
 from services.campaign.repository import Campaigns
 from shared import erasure_acks, topics
 from shared.bus import BatchHandler, Inbound
+from shared.event_views import AddressRegion
 from shared.events import (
-    AddressRegion,
     ContactPolicyChangedEvent,
     EnvelopeBase,
     MessageReceiptRecordedEvent,
@@ -33,7 +33,7 @@ Transitions = list[projection.Transition]
 
 
 class ProjectedOrder(OrderCore):
-    """What the orders projection reads of an order (a view: ``shared.events.check_view``)."""
+    """What the orders projection reads of an order (a view: ``shared.event_views.check_view``)."""
 
     shipping: AddressRegion | None = None
 

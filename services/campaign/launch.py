@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session
 from services.campaign.config import Settings
 from services.campaign.deleted_segments import refuse_if_segment_deleted
 from services.campaign.models import Campaign, LaunchRun
-from services.campaign.repository import Campaigns, Entries, PastEntry, Projections
+from services.campaign.projection_repository import Projections
+from services.campaign.repository import Campaigns, Entries, PastEntry
 from services.campaign.rules import Predicate, compile_rule
 from services.campaign.schemas import AudienceSpec
 from services.campaign.skips import record as record_skips

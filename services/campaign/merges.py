@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.campaign.models import MergedEntry
-from services.campaign.repository import Aliases, Campaigns, Entries, Projections
+from services.campaign.projection_repository import Aliases, Projections
+from services.campaign.repository import Campaigns, Entries
 from shared.events import ProfileMergedPayload, ensure_aware
 
 #: which entry of an occasion counts: a contacted customer can never be control

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.campaign import merges
 from services.campaign.models import AudienceMember, CustomerOrder
-from services.campaign.repository import AUDIENCE_FIELDS, Aliases, Erasures, Projections
+from services.campaign.projection_repository import AUDIENCE_FIELDS, Aliases, Erasures, Projections
 from services.campaign.rules import to_e4
 from shared.bus import drop_from_outbox
 from shared.erasure import tombstone_key

@@ -15,14 +15,9 @@ from services.campaign.deleted_segments import refuse_a_deleted_segment, refuse_
 from services.campaign.launch import EntryBatch, Tally, audience_predicate
 from services.campaign.models import AudienceMember, Campaign
 from services.campaign.projection import Transition
+from services.campaign.projection_repository import AUDIENCE_COLUMNS, Erasures, Projections
 from services.campaign.report import build_report
-from services.campaign.repository import (
-    AUDIENCE_COLUMNS,
-    Campaigns,
-    Entries,
-    Erasures,
-    Projections,
-)
+from services.campaign.repository import Campaigns, Entries
 from services.campaign.schemas import (
     AudienceRead,
     CampaignCreate,

@@ -20,7 +20,8 @@ from sqlalchemy import Table, delete, select, update
 from sqlalchemy.orm import Session
 
 from services.campaign.models import AudienceMember, CustomerAlias, CustomerOrder, MergedEntry
-from services.campaign.repository import Entries, Projections
+from services.campaign.projection_repository import Projections
+from services.campaign.repository import Entries
 from shared.db import chunks
 from shared.events import ProfileUnmergedEvent, ensure_aware, utcnow
 

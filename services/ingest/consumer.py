@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from services.ingest.handlers import (
-    HANDLERS,
-    RAW_CONSUMER,
-    RAW_KINDS,
-    make_batch_handler,
-)
+from services.ingest.handlers import HANDLERS, RAW_CONSUMER, RAW_HANDLERS, RAW_KINDS, RawIntake
 from services.ingest.validation import Reason, RecordRejected, parse_json
 from shared.bus import ConsumerLoop
 
 if TYPE_CHECKING:
     from services.ingest.runtime import IngestRuntime
 from shared.strict_input import first_duplicate_key
+
+#: derived from the registries: the raw topics, then the envelope events' topics
+CONSUMED_TOPICS = (*RAW_HANDLERS.topics, *HANDLERS.topics)
 
 
 def decode_raw(record: Any) -> tuple[str, str, Any]:
@@ -58,10 +56,12 @@ def build_consumers(runtime: IngestRuntime) -> list[ConsumerLoop]:
             name=RAW_CONSUMER,
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=s.group_id,
-            topics=list(RAW_KINDS),
+            topics=list(RAW_HANDLERS.topics),
             db=runtime.db,
             publisher=runtime.publisher,
-            batch_handler=make_batch_handler(runtime.rules, s.topic_namespace, s.group_id),
+            batch_handler=RAW_HANDLERS.batch_handler(
+                RawIntake(runtime.rules, s.topic_namespace, s.group_id)
+            ),
             decoder=decode_raw,
             session_timeout_ms=s.kafka_session_timeout_ms,
         ),

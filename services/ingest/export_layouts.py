@@ -1,14 +1,14 @@
 """The order exports shops actually have, recognised by their headers.
 
 Each :class:`Layout` maps a platform's export headers to our import columns
-(``imports.OUR_COLUMNS``), names the channel and default currency, and fixes up what the
+(``import_rows.OUR_COLUMNS``), names the channel and default currency, and fixes up what the
 platform writes its own way (statuses, refunds, cancellations). Every layout writes one
 row per line item with the order's fields repeated (or left blank) on the order's other
 rows; ``imports`` groups consecutive rows of one order id into one order.
 
 The headers are the ones the platforms' seller back-ends write (and public import tools
 and integrations read): Taobao / Tmall 订单报表 and its 宝贝 details file (宝贝报表, joined
-by 订单编号, see ``imports.ItemDetails``), JD 京东商家后台 订单导出, Shopify Orders → Export,
+by 订单编号, see ``import_rows.ItemDetails``), JD 京东商家后台 订单导出, Shopify Orders → Export,
 Pinduoduo 拼多多商家后台 订单导出 (no buyer id: the customer is the consignee's mobile).
 Youzan's export was not documented where we could read it: it goes through ``mapping``.
 """

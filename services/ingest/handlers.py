@@ -1,4 +1,5 @@
-"""The batch handler for the raw topics outside producers write to.
+"""The handlers of what ingest consumes: the raw topics outside producers write to, and
+profile's erasures.
 
 Each raw record is validated with exactly the rules of the REST API. A record that
 fails (not UTF-8, not JSON, not an object, missing or bad fields) is counted in the
@@ -10,7 +11,7 @@ never quote the values (they may be personal data).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,7 @@ from shared.events import (
     ProfileUnmergedEvent,
     ProfileUpdatedEvent,
 )
-from shared.registry import Registry
+from shared.registry import Registry, TopicRegistry
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 #: those the consumer loop itself writes (records it cannot even decode)
 RAW_CONSUMER = "ingest-raw"
 
+#: each raw topic and the kind of record it carries (validated as the REST API validates
+#: that kind): a raw topic is added here, and the raw consumer's topics and dispatch
+#: (``RAW_HANDLERS``) follow
 RAW_KINDS = {
     topics.RAW_ORDERS: "order",
     topics.RAW_CUSTOMERS: "customer",
@@ -40,31 +44,36 @@ RAW_KINDS = {
 }
 
 
-def make_batch_handler(
-    rules: Rules, namespace: str, group_id: str
-) -> Callable[[Session, list[Inbound]], None]:
-    """The consumer's batch handler: one transaction for the whole poll batch."""
+@dataclass(frozen=True)
+class RawIntake:
+    """What the raw topics' handler needs: the API's validation rules, and the namespace
+    and group its dead letters name."""
 
-    def handle(session: Session, messages: list[Inbound]) -> None:
-        by_kind: dict[str, list[Inbound]] = {}
-        for message in messages:
-            by_kind.setdefault(RAW_KINDS[message.topic], []).append(message)
-        for kind, group in by_kind.items():
-            # an undecodable record arrives as its RecordRejected (see consumer.decode_raw)
-            records = [m.event for m in group]
-            results = service.accept(session, kind, records, source="kafka", rules=rules)
-            rejected = 0
-            for message, result in zip(group, results, strict=True):
-                if result.status == "rejected":
-                    rejected += 1
-                    _dead_letter(session, message, result.reasons, namespace, group_id)
-            if rejected:
-                # origins and counts only: the values may hold personal data
-                log.info(
-                    "ingest: %d raw %s record(s) rejected to the dead-letter topic", rejected, kind
-                )
+    rules: Rules
+    namespace: str
+    group_id: str
 
-    return handle
+
+def accept_raw(session: Session, messages: list[Inbound], deps: RawIntake) -> None:
+    """Raw records of one topic, stored as its kind; each rejected one is dead-lettered
+    with its reasons (an undecodable record arrives as its RecordRejected, see
+    ``consumer.decode_raw``)."""
+    kind = RAW_KINDS[messages[0].topic]
+    records = [m.event for m in messages]
+    results = service.accept(session, kind, records, source="kafka", rules=deps.rules)
+    rejected = 0
+    for message, result in zip(messages, results, strict=True):
+        if result.status == "rejected":
+            rejected += 1
+            _dead_letter(session, message, result.reasons, deps.namespace, deps.group_id)
+    if rejected:
+        # origins and counts only: the values may hold personal data
+        log.info("ingest: %d raw %s record(s) rejected to the dead-letter topic", rejected, kind)
+
+
+#: the raw topics carry bare objects without a type: dispatched on their topic, one run
+#: per topic and poll batch (one transaction for the whole batch)
+RAW_HANDLERS: TopicRegistry[RawIntake] = TopicRegistry(dict.fromkeys(RAW_KINDS, accept_raw))
 
 
 def erase_customers(session: Session, messages: list[Inbound], deps: None) -> None:
@@ -78,8 +87,8 @@ def erase_customers(session: Session, messages: list[Inbound], deps: None) -> No
     erasure_acks.acknowledge(session, "ingest", messages)
 
 
-#: the registry of the envelope events ingest consumes (see ``shared.registry``). The raw
-#: topics carry bare objects without a type: their consumer dispatches on ``RAW_KINDS``.
+#: the registry of the envelope events ingest consumes (see ``shared.registry``); the raw
+#: topics have ``RAW_HANDLERS``.
 HANDLERS: Registry[None] = Registry(
     {ProfileErasedEvent: erase_customers},
     # ingest stores what producers sent; merges and profile attributes do not change it

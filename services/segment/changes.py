@@ -13,8 +13,8 @@ import orjson
 from sqlalchemy.orm import Session
 
 from services.segment import scoring
+from services.segment.money import money_text
 from services.segment.repository import Segments
-from services.segment.scoring import money_text
 from shared import topics
 from shared.events import SCHEMA_VERSION, ensure_aware, utcnow
 
@@ -107,7 +107,7 @@ def _uuid4() -> str:
 
 
 class StateChanges:
-    """The customers whose state changed in one transaction (``scoring.state_changed``):
+    """The customers whose state changed in one transaction (``published_state.state_changed``):
     their ``segment.changed`` events and their moves in and out of custom segments, recorded
     the same way by the per-event path and the full rescoring."""
 

@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import numpy as np
 import pandas as pd
 
-from services.segment.scoring import local_day_number, local_day_numbers
+from services.segment.local_days import local_day_number, local_day_numbers
 
 SUMMARY_COLUMNS = ["frequency", "recency", "T", "monetary_value", "repeat_total_e4"]
 

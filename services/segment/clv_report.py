@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from services.segment import clv_models
 from services.segment.clv_repository import ClvFits, Predictions, valid_purchases
+from services.segment.local_days import local_day_number, local_day_numbers
 from services.segment.models import ClvFit
+from services.segment.money import money_text
 from services.segment.predictive import ClvOptions, customer_summaries, fit_currency
-from services.segment.scoring import local_day_number, local_day_numbers, money_text
 
 #: calibration frequency buckets: 0, 1, ..., 6 repeat purchase days, then 7+
 TOP_BUCKET = 7

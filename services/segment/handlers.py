@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from services.segment import per_event
 from shared import erasure_acks, topics
 from shared.bus import Inbound
+from shared.event_views import AddressRegion
 from shared.events import (
-    AddressRegion,
     ContactPolicyChangedEvent,
     EnvelopeBase,
     OrderCore,
@@ -37,7 +37,7 @@ class ItemCategory(Payload):
 
 
 class ScoredOrder(OrderCore):
-    """What ``per_event.order_row`` reads of an order (a view: ``shared.events.check_view``)."""
+    """What ``per_event.order_row`` reads of an order (a view: ``shared.event_views.check_view``)."""
 
     channel: str | None = None
     items: list[ItemCategory] = Field(default_factory=list)

@@ -92,7 +92,7 @@ class CustomerScore(Base):
     funnel_bucket: Mapped[str | None] = mapped_column(String(10))
     value_quadrant: Mapped[str | None] = mapped_column(String(20))
     segments: Mapped[list[str]] = mapped_column(JSON)
-    #: scoring.state_hashes of the snapshot: the batch path compares it to find changes
+    #: published_state.state_hashes of the snapshot: the batch path compares it to find changes
     state_hash: Mapped[int | None] = mapped_column(BigInteger)
     policy_version: Mapped[int] = mapped_column(Integer)
     scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -14,13 +14,22 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from services.segment import incremental, prediction_refresh, predictive, scoring, unmerges
+from services.segment import (
+    incremental,
+    local_days,
+    prediction_refresh,
+    predictive,
+    published_state,
+    scoring,
+    unmerges,
+)
 from services.segment.changes import StateChanges, segment_changed_record, snapshot_of
 from services.segment.clv_repository import Predictions
 from services.segment.models import ErasedCustomer
+from services.segment.money import to_e4
 from services.segment.order_history import OrderVersions
 from services.segment.repository import Customers, Identities, OrderStates, Segments
-from services.segment.scoring import memberships, plain_rows, to_e4
+from services.segment.scoring import memberships, plain_rows
 from services.segment.scoring_context import ScoringContext, load_context
 from shared.bus import Inbound, add_raw_to_outbox
 from shared.erasure import tombstone_key
@@ -321,7 +330,7 @@ _UNIX_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def _day_numbers(values: Sequence[datetime | None], zone: ZoneInfo) -> np.ndarray:
-    """``scoring.local_day_numbers`` for a few Python datetimes (NaN for None)."""
+    """``local_days.local_day_numbers`` for a few Python datetimes (NaN for None)."""
     return np.array(
         [
             np.nan if v is None else float(v.astimezone(zone).toordinal() - _UNIX_ORDINAL)
@@ -349,7 +358,7 @@ def score_and_store(
     policy = context.policy
     n = len(aggregates)
     zone = ZoneInfo(policy.timezone)
-    today = scoring.local_day_number(now, policy.timezone)
+    today = local_days.local_day_number(now, policy.timezone)
     counts = np.fromiter((a["order_count"] for a in aggregates), dtype="int64", count=n)
     frequency = np.fromiter((a["frequency"] for a in aggregates), dtype="float64", count=n)
     monetary = np.fromiter((a["monetary_e4"] for a in aggregates), dtype="float64", count=n)
@@ -371,9 +380,9 @@ def score_and_store(
         member_lists = memberships(frame, context.segments)
     else:
         member_lists = [[] for _ in range(n)]
-    state_hashes = scoring.state_hashes(columns, member_lists)
+    state_hashes = published_state.state_hashes(columns, member_lists)
     previous = [stored.get(a["customer_id"]) for a in aggregates]
-    changed = scoring.state_changed(previous, aggregates, state_hashes).tolist()
+    changed = published_state.state_changed(previous, aggregates, state_hashes).tolist()
     hashes = state_hashes.tolist()
     scored = columns["scored"].tolist()
     # column by column, then one tuple of score values per customer

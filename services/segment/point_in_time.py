@@ -26,10 +26,10 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from services.segment import reads, scoring, scoring_context
+from services.segment.cut_points import CutPoints, compute_cut_points
 from services.segment.order_history import OrderVersions
 from services.segment.policy import ScoringPolicy
 from services.segment.repository import CutPointSets, Segments
-from services.segment.scoring import CutPoints
 from shared.events import ensure_aware
 
 
@@ -54,7 +54,7 @@ def cut_points_at(
     everyone = scoring.aggregate_orders(
         OrderVersions(session).frame_as_of(as_of), as_of, policy, cutoff=as_of
     )
-    return scoring.compute_cut_points(everyone, policy, version, as_of)
+    return compute_cut_points(everyone, policy, version, as_of)
 
 
 def context_at(session: Session, as_of: datetime) -> scoring_context.ScoringContext:

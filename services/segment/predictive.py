@@ -28,9 +28,9 @@ from services.segment.clv_repository import (
     valid_purchases,
 )
 from services.segment.models import ClvFit
+from services.segment.money import MONEY_SCALE, money_text
 from services.segment.order_history import OrderVersions
 from services.segment.rules import PREDICTION_FIELDS, Rule, fields_of
-from services.segment.scoring import MONEY_SCALE, money_text
 from shared.db import read_datetime
 from shared.events import ensure_aware, utcnow
 

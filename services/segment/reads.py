@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from services.segment import incremental, predictive, scoring
+from services.segment import incremental, local_days, predictive, scoring
 from services.segment.repository import Customers, Identities, OrderStates
 from services.segment.scoring import memberships, plain_rows
 from services.segment.scoring_context import ScoringContext, current_policy, load_context
@@ -67,7 +67,7 @@ def current_scores(
     if reference != now:
         # a day boundary waits for the sweep (seconds): the stored rows are of two days
         return score_customers(session, wanted, None, reference)
-    today = scoring.local_day_number(reference, policy.timezone)
+    today = local_days.local_day_number(reference, policy.timezone)
     window_start = reference - timedelta(days=policy.window_days)
     stored = Customers(session).snapshots(wanted)
     views: list[CustomerView] = []
@@ -84,7 +84,7 @@ def current_scores(
         last = row["last_order_at"]
         if row["order_count"] > 0:
             row["recency_days"] = (
-                max(today - scoring.local_day_number(last, policy.timezone), 0) if last else 0
+                max(today - local_days.local_day_number(last, policy.timezone), 0) if last else 0
             )
         else:
             row["recency_days"] = None
@@ -113,7 +113,7 @@ def _shows_state_at(
     return (
         today == swept
         if swept is not None
-        else scoring.local_day_number(scored_at, timezone) == today
+        else local_days.local_day_number(scored_at, timezone) == today
     )
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pandas as pd
 
+from services.segment.money import from_e4
 from services.segment.policy import LIFECYCLE_STAGES, VALUE_QUADRANTS, ScoringPolicy
-from services.segment.scoring import _bucket_labels, from_e4
+from services.segment.scoring import _bucket_labels
 
 
 def _revenue(frame: pd.DataFrame, column: str) -> dict[str, str]:

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from services.segment import predictive, scoring
+from services.segment import predictive, published_state, scoring
 from services.segment.changes import StateChanges
+from services.segment.cut_points import compute_cut_points
 from services.segment.models import CutPointSet
 from services.segment.repository import (
     Customers,
@@ -34,7 +35,7 @@ def reaggregate_customers(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Recompute these customers' aggregates from their orders; write only those.
 
-    Returns their ``scoring.STATE_FIGURES`` as they were (as last published) and as they
+    Returns their ``published_state.STATE_FIGURES`` as they were (as last published) and as they
     are now, indexed by customer id: the snapshot, state hash and memberships stay as
     published, and the rescoring that follows compares the two states to find the change.
     """
@@ -54,7 +55,7 @@ def reaggregate_customers(
         [{**row, **unpublished, "segments": [], "state_hash": None} for row in inserts]
     )
     customers.update_many(updates)
-    names = ["customer_id", *scoring.STATE_FIGURES]
+    names = ["customer_id", *published_state.STATE_FIGURES]
     return (
         _figures_frame([{n: row[n] for n in names} for row in stored.values()]),
         _figures_frame([{n: row[n] for n in names} for row in rows]),
@@ -62,7 +63,7 @@ def reaggregate_customers(
 
 
 def _figures_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["customer_id", *scoring.STATE_FIGURES])
+    frame = pd.DataFrame(rows, columns=["customer_id", *published_state.STATE_FIGURES])
     for name in ("first_order_at", "last_order_at"):
         frame[name] = pd.to_datetime(frame[name], utc=True)
     for name in ("frequency", "monetary_e4"):
@@ -97,7 +98,7 @@ def rescore_all(
     Runs on a schedule (new cut points), on a policy change, on a new segment, and on
     demand; with ``customer_ids`` (and ``recompute=False``), only those customers: the day
     sweep (``sweep.py``). Who changed is found as in the per-event path
-    (``scoring.state_changed``: the stored state hash and figures against the new ones);
+    (``published_state.state_changed``: the stored state hash and figures against the new ones);
     only they are written and published.
     """
     assert customer_ids is None or not (recompute or reaggregate)
@@ -126,7 +127,7 @@ def rescore_all(
         # from everyone first (four columns), so every page is scored against the same,
         # exact cut points
         inputs = customers.cut_point_inputs()
-        context.cut_points = scoring.compute_cut_points(inputs, policy, context.policy_version, now)
+        context.cut_points = compute_cut_points(inputs, policy, context.policy_version, now)
         del inputs
         CutPointSets(session).add(
             CutPointSet(
@@ -150,15 +151,15 @@ def rescore_all(
         member_lists = memberships(
             predictive.with_predictions(session, scores, context.segments), context.segments
         )
-        hashes = scoring.state_hashes(scores, member_lists)
+        hashes = published_state.state_hashes(scores, member_lists)
         # only re-aggregated customers' figures can differ from the stored (published) ones
         moved = np.zeros(len(frame), dtype=bool)
         if len(page_reaggregated):
             moved = frame["customer_id"].isin(page_reaggregated.index).to_numpy()
         indexes = np.flatnonzero(
-            scoring.state_changed(
-                _overlay(frame, page_published, ["state_hash", *scoring.STATE_FIGURES]),
-                _overlay(scores, page_reaggregated, scoring.STATE_FIGURES),
+            published_state.state_changed(
+                _overlay(frame, page_published, ["state_hash", *published_state.STATE_FIGURES]),
+                _overlay(scores, page_reaggregated, published_state.STATE_FIGURES),
                 hashes,
                 moved,
             )

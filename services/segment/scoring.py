@@ -2,13 +2,15 @@
 
 The same functions serve both paths: the per-event path scores the handful of
 customers a poll batch touched with the cut points of the last batch; the batch
-path recomputes the cut points over every scored customer and scores everyone.
+path recomputes the cut points (``cut_points``) over every scored customer and scores
+everyone.
 Because a quintile score is defined as "how many cut points lie below the
 value", applying the batch's cut points to one customer gives exactly the score
 the batch gives it.
 
-Money is kept as integers in 1/10,000 of the currency unit (``*_e4`` columns),
-so sums are exact and never pass through float.
+Money is kept as integers in 1/10,000 of the currency unit (``*_e4`` columns, ``money``),
+so sums are exact and never pass through float. Whether a customer's published state
+changed is ``published_state``; days in the policy's timezone are ``local_days``.
 
 Orders frame (input of :func:`aggregate_orders`), one row per order (latest version):
     customer_id, order_id, valid (bool), purchased_at (UTC), created_at (UTC), net_e4 (int),
@@ -22,21 +24,16 @@ Aggregates frame (output of :func:`aggregate_orders`, input of :func:`score_aggr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-from services.segment.policy import Breakpoints, ScoringPolicy
+from services.segment.cut_points import CutPoints, compute_cut_points
+from services.segment.local_days import local_day_number, local_day_numbers, recency_days
+from services.segment.policy import ScoringPolicy
 from services.segment.rules import Rule, evaluate
-
-MONEY_SCALE = 10_000
-_EPOCH = pd.Timestamp("1970-01-01")
-_DAY = pd.Timedelta(days=1)
 
 AGGREGATE_COLUMNS = [
     "customer_id",
@@ -67,69 +64,10 @@ SCORE_COLUMNS = [
     "value_quadrant",
 ]
 
-#: Minor-unit digits of currencies that do not use two (ISO 4217); used for display only.
-_CURRENCY_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "KWD": 3, "BHD": 3, "OMR": 3}
-
-
-# --------------------------------------------------------------------------- money
-
-
-def to_e4(amount: Decimal | int | str) -> int:
-    """A money amount as integer 1/10,000 units (half up beyond the fourth decimal)."""
-    return int((Decimal(amount) * MONEY_SCALE).to_integral_value(ROUND_HALF_UP))
-
-
-def from_e4(value: int, currency: str | None = None) -> Decimal:
-    """An integer 1/10,000 amount as a Decimal with at least the currency's minor digits."""
-    return Decimal(money_text(value, currency))
-
-
-def money_text(value: int, currency: str | None = None) -> str:
-    """The decimal string of an integer 1/10,000 amount (at least the currency's digits)."""
-    value = int(value)
-    digits = _CURRENCY_DIGITS.get((currency or "").upper(), 2) if currency else 2
-    if digits == 2 and value % 100 == 0:  # the common case, without Decimal arithmetic
-        sign, units = ("-", -value) if value < 0 else ("", value)
-        return f"{sign}{units // 10_000}.{units // 100 % 100:02d}"
-    exact = Decimal(value).scaleb(-4)
-    shown = exact.quantize(Decimal(1).scaleb(-digits))
-    return str(shown if shown == exact else exact.normalize())
-
-
-# --------------------------------------------------------------------------- time
-
-
-def _utc(values: Any) -> pd.Series:
-    return pd.to_datetime(values, utc=True)
-
-
-def local_day_numbers(values: pd.Series, timezone: str) -> np.ndarray:
-    """Days since 1970-01-01 of each timestamp's calendar date in ``timezone`` (NaN if missing)."""
-    stamps = _utc(values)
-    local = stamps.dt.tz_convert(timezone).dt.tz_localize(None).dt.floor("D")
-    days = (local - _EPOCH) / _DAY
-    return np.asarray(days, dtype="float64")
-
-
-def local_day_number(moment: datetime, timezone: str) -> int:
-    """Days since 1970-01-01 of ``moment``'s calendar date in ``timezone`` (an aware time).
-
-    Plain ``datetime`` arithmetic: through pandas it took ~0.1 ms, and every scores read
-    asks for today's number (``sweep.read_time``)."""
-    if moment.tzinfo is None:
-        raise TypeError("a naive datetime has no calendar date in a timezone")
-    return moment.astimezone(ZoneInfo(timezone)).toordinal() - _UNIX_ORDINAL
-
-
-_UNIX_ORDINAL = date(1970, 1, 1).toordinal()
-
-
-# --------------------------------------------------------------------------- aggregation
-
 
 def _instants(values: pd.Series) -> np.ndarray:
     """UTC timestamps as int64 microseconds since the epoch."""
-    naive = _utc(values).dt.tz_localize(None)
+    naive = pd.to_datetime(values, utc=True).dt.tz_localize(None)
     return naive.to_numpy().astype("datetime64[us]").astype("int64")
 
 
@@ -243,105 +181,6 @@ def aggregate_orders(
     return out[AGGREGATE_COLUMNS]
 
 
-# --------------------------------------------------------------------------- cut points
-
-
-@dataclass(frozen=True)
-class CutPoints:
-    """The thresholds the batch computed, applied to every event until the next batch.
-
-    ``recency`` in days, ``frequency`` in orders, ``monetary`` in 1/10,000 units; four
-    ascending values each (empty when nobody is scored yet: then everyone scores as the
-    only customer would: R 5, F 1, M 1). The quadrant breakpoints are the medians.
-    """
-
-    policy_version: int
-    as_of: datetime
-    population: int
-    recency: tuple[float, ...]
-    frequency: tuple[float, ...]
-    monetary: tuple[float, ...]
-    quadrant_frequency: float | None
-    quadrant_monetary: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        body = asdict(self)
-        body["as_of"] = self.as_of.isoformat()
-        for name in ("recency", "frequency", "monetary"):
-            body[name] = list(body[name])
-        return body
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> CutPoints:
-        return cls(
-            policy_version=int(body["policy_version"]),
-            as_of=datetime.fromisoformat(body["as_of"]),
-            population=int(body["population"]),
-            recency=tuple(float(v) for v in body["recency"]),
-            frequency=tuple(float(v) for v in body["frequency"]),
-            monetary=tuple(float(v) for v in body["monetary"]),
-            quadrant_frequency=body.get("quadrant_frequency"),
-            quadrant_monetary=body.get("quadrant_monetary"),
-        )
-
-    @classmethod
-    def empty(cls, policy: ScoringPolicy, policy_version: int, as_of: datetime) -> CutPoints:
-        return compute_cut_points(
-            pd.DataFrame({c: pd.Series([], dtype=object) for c in AGGREGATE_COLUMNS}),
-            policy,
-            policy_version,
-            as_of,
-        )
-
-
-_QUINTILES = [0.2, 0.4, 0.6, 0.8]
-
-
-def _breakpoints(spec: Breakpoints, values: np.ndarray, scale: int = 1) -> tuple[float, ...]:
-    if spec.method == "fixed":
-        return tuple(float(Decimal(b) * scale) for b in spec.breakpoints or [])
-    if len(values) == 0:
-        return ()
-    return tuple(float(v) for v in np.quantile(values.astype("float64"), _QUINTILES))
-
-
-def recency_days(aggregates: pd.DataFrame, as_of: datetime, policy: ScoringPolicy) -> np.ndarray:
-    """Calendar days (in the policy's timezone) from the last valid purchase to ``as_of``."""
-    today = local_day_number(as_of, policy.timezone)
-    days = today - local_day_numbers(aggregates["last_order_at"], policy.timezone)
-    return np.maximum(days, 0)  # NaN (no purchase) stays NaN
-
-
-def compute_cut_points(
-    aggregates: pd.DataFrame, policy: ScoringPolicy, policy_version: int, as_of: datetime
-) -> CutPoints:
-    """Quintile cut points (or the policy's fixed ones) and quadrant medians over scored customers."""
-    scored = aggregates[aggregates["order_count"].astype("int64") > 0]
-    recency = recency_days(scored, as_of, policy) if len(scored) else np.array([])
-    frequency = scored["frequency"].to_numpy(dtype="float64")
-    monetary = scored["monetary_e4"].to_numpy(dtype="float64")
-    if policy.quadrants.method == "fixed":
-        q_f: float | None = float(policy.quadrants.frequency or 0)
-        q_m: float | None = float(Decimal(policy.quadrants.monetary or 0) * MONEY_SCALE)
-    elif len(scored):
-        q_f, q_m = float(np.median(frequency)), float(np.median(monetary))
-    else:
-        q_f = q_m = None
-    return CutPoints(
-        policy_version=policy_version,
-        as_of=as_of,
-        population=len(scored),
-        recency=_breakpoints(policy.recency, recency),
-        frequency=_breakpoints(policy.frequency, frequency),
-        monetary=_breakpoints(policy.monetary, monetary, MONEY_SCALE),
-        quadrant_frequency=q_f,
-        quadrant_monetary=q_m,
-    )
-
-
-# --------------------------------------------------------------------------- scores
-
-
 def _bucket_labels(bounds: list[int]) -> list[str]:
     labels = []
     for i, low in enumerate(bounds):
@@ -376,104 +215,6 @@ def _segment_lookup(policy: ScoringPolicy) -> np.ndarray:
 _STAGES = np.array(["prospect", "new", "active", "silent", "sleeping", "lost"], dtype=object)
 _QUADRANTS = np.array(["premium", "potential", "problem", "pending"], dtype=object)
 _RFM_CODES = np.array([f"{i:03d}" for i in range(556)], dtype=object)
-
-#: A customer's published state is what a ``segment.changed`` carries but ``recency_days``
-#: (it moves with the calendar alone): the scores and labels (these columns, hashed with
-#: the custom-segment memberships by :func:`state_hashes`) and the figures below. Any
-#: difference from the last published state is a change (:func:`state_changed`), in
-#: both paths.
-STATE_COLUMNS = [
-    "rfm_code",
-    "rfm_segment",
-    "lifecycle_stage",
-    "purchase_bucket",
-    "funnel_bucket",
-    "value_quadrant",
-    "segments_key",
-]
-#: The published figures, compared as they are (each customer's stored aggregates hold them).
-STATE_FIGURES = ["frequency", "monetary_e4", "currency", "first_order_at", "last_order_at"]
-
-
-def state_hashes(
-    scores: pd.DataFrame | Mapping[str, np.ndarray], memberships: list[list[str]]
-) -> np.ndarray:
-    """A stable 64-bit hash of each customer's scores, stage, buckets, quadrant and segments.
-
-    Both paths store it, so the batch path finds who changed by comparing integers. Each
-    column holds few distinct values: those are hashed once (pandas' fixed-key SipHash,
-    stable across runs) and combined per row with integer arithmetic.
-    """
-    combined = np.zeros(len(memberships), dtype="uint64")
-    keys = [",".join(m) if m else "" for m in memberships]
-    columns = [np.asarray(scores[c], dtype=object) for c in STATE_COLUMNS[:-1]]
-    columns.append(np.asarray(keys, dtype=object))
-    missing = np.uint64(0x9E3779B97F4A7C15)  # the hash of "no value" (code -1)
-    with np.errstate(over="ignore"):
-        for position, values in enumerate(columns):
-            codes, uniques = pd.factorize(values, use_na_sentinel=True)
-            hashed = np.append(pd.util.hash_array(np.asarray(uniques, dtype=object)), missing)
-            combined = combined * np.uint64(1_000_003) + hashed[codes] + np.uint64(position)
-    return combined.view("int64")
-
-
-Rows = Sequence[Mapping[str, Any] | None] | pd.DataFrame
-
-
-def state_changed(
-    previous: Rows, current: Rows, hashes: np.ndarray, figures_moved: np.ndarray | None = None
-) -> np.ndarray:
-    """Which customers' state differs from the last published one: each is a ``segment.changed``.
-
-    ``previous``: each customer's ``state_hash`` and :data:`STATE_FIGURES` as last
-    published (no row or no hash: never published, a change); ``current``: their figures
-    now; ``hashes``: their new state hashes. Rows as dicts or as a DataFrame, aligned.
-    ``figures_moved`` (a mask) limits the comparison of figures to the rows whose figures
-    may differ, when the caller knows the others' are the very same values.
-    """
-    if isinstance(previous, pd.DataFrame):
-        stored = previous["state_hash"]
-        known = stored.notna().to_numpy()
-        before = stored.fillna(0).to_numpy(dtype="int64")
-    else:
-        stored_list = [row.get("state_hash") if row is not None else None for row in previous]
-        known = np.array([h is not None for h in stored_list], dtype=bool)
-        before = np.array([h or 0 for h in stored_list], dtype="int64")
-    changed = ~known | (before != hashes)
-    unsettled = ~changed if figures_moved is None else ~changed & figures_moved
-    for name in STATE_FIGURES:
-        # only where nothing differs yet (on the consumer's path most differ in the hash)
-        rows = np.flatnonzero(unsettled)
-        if not len(rows):
-            break
-        differ = _differ(_pick(previous, name, rows), _pick(current, name, rows))
-        changed[rows] = differ
-        unsettled[rows] = ~differ
-    return changed
-
-
-def _differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element by element: the values differ (two missing values do not)."""
-    differ = np.asarray(a != b, dtype=bool)
-    if differ.any() and (a.dtype.kind in "OMf" or b.dtype.kind in "OMf"):
-        differ &= ~(pd.isna(a) & pd.isna(b))
-    return differ
-
-
-def _pick(table: Rows, name: str, rows: np.ndarray) -> np.ndarray:
-    """One column of these rows as a plain array (datetimes as datetime64, missing as None/NaT)."""
-    if not isinstance(table, pd.DataFrame):
-        picked = [table[i] for i in rows.tolist()]
-        return np.array([r[name] if r is not None else None for r in picked], dtype=object)
-    column = table[name].iloc[rows]
-    if isinstance(column.dtype, pd.DatetimeTZDtype):
-        # UTC instants as datetime64, not one Timestamp object per row
-        return column.dt.tz_convert(None).to_numpy()
-    if isinstance(column.dtype, np.dtype):
-        return column.to_numpy()
-    plain = column.to_numpy(dtype=object)
-    plain[pd.isna(plain)] = None  # a nullable dtype's pd.NA would not compare to a bool
-    return plain
 
 
 def score_arrays(

@@ -24,6 +24,7 @@ from services.segment.as_of import parse_as_of
 from services.segment.clv import exact_monetary_value
 from services.segment.clv_repository import ClvFits
 from services.segment.models import ClvFit
+from services.segment.money import from_e4
 from services.segment.policy import ScoringPolicy
 from services.segment.predictive import customer_summaries
 from services.segment.repository import Customers, Segments
@@ -44,7 +45,6 @@ from services.segment.schemas import (
     SegmentRead,
     SegmentUpdate,
 )
-from services.segment.scoring import from_e4
 from services.segment.sweep import consistent_now
 from shared.errors import Conflict, NotFound, ProblemError, ValidationProblem
 from shared.events import ensure_aware

@@ -32,10 +32,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from services.segment import rescoring, scoring_context
+from services.segment.cut_points import CutPoints
+from services.segment.local_days import local_day_number
 from services.segment.policy import ScoringPolicy
 from services.segment.repository import Customers
 from services.segment.rules import AllOf, AnyOf, Condition, NotRule
-from services.segment.scoring import CutPoints, local_day_number
 from shared.db import Database, get_state, set_state
 
 STATE_KEY = "segment.swept_through_day"

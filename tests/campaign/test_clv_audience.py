@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.campaign.launch import launch
-from services.campaign.repository import Projections
+from services.campaign.projection_repository import Projections
 from shared.db import Database
 from shared.events import PredictionSnapshot, SegmentChangedEvent
 from tests.campaign.factories import (

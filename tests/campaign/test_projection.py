@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 
 from services.campaign.models import AudienceMember, CustomerOrder, Receipt
 from services.campaign.projection import apply_audience_events, apply_orders, apply_receipts
-from services.campaign.repository import Erasures
+from services.campaign.projection_repository import Erasures
 from shared.db import Database
 from shared.erasure import tombstone_key
 from shared.events import (

@@ -9,8 +9,8 @@ from typing import Any
 
 from services.campaign import scheduler, service
 from services.campaign.launch import launch
+from services.campaign.projection_repository import Projections
 from services.campaign.report import build_report
-from services.campaign.repository import Projections
 from shared.db import Database
 from shared.events import Address, Order, OrderRecordedEvent
 from tests.campaign.factories import (

@@ -12,7 +12,7 @@ import pytest
 
 from crmctl.demo.feed import plan
 from crmctl.demo.shop import CSV_COLUMNS, SHANGHAI, Shop, csv_rows, generate
-from services.ingest.imports import RowMapper
+from services.ingest.import_rows import RowMapper
 from services.ingest.validation import (
     Rules,
     validate_customer,

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from devtools.testing import wait_for
 from services.ingest.app import create_app
 from services.ingest.config import Settings
-from services.ingest.imports import detect_encoding
+from services.ingest.import_rows import detect_encoding
 from services.ingest.models import ImportJob, StoredEvent
 from shared.events import decode_event
 from tests.conftest import ADMIN_KEY

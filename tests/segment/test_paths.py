@@ -16,6 +16,7 @@ from sqlalchemy import text
 from devtools.testing import postgres_database
 from services.segment import (
     changes,
+    money,
     per_event,
     reads,
     rescoring,
@@ -24,6 +25,7 @@ from services.segment import (
     segment_admin,
 )
 from services.segment.changes import SNAPSHOT_WRITE_COLUMNS
+from services.segment.cut_points import CutPoints
 from services.segment.models import CutPointSet
 from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPointSets, OrderStates
@@ -101,7 +103,7 @@ def history(
     return events, final
 
 
-def batch_reference(final: list[Order]) -> tuple[scoring.CutPoints, pd.DataFrame]:
+def batch_reference(final: list[Order]) -> tuple[CutPoints, pd.DataFrame]:
     frame = pd.DataFrame([per_event.order_row(o, o.customer_id) for o in final])[
         ORDER_FRAME_COLUMNS
     ]
@@ -507,7 +509,7 @@ def test_encoded_events_match_the_shared_model(sqlite_url: str, as_of_days: int)
     )
     event = decode_event(record[2])
     assert event.data.segments_entered == ["s1"] and event.data.segments_left == ["s0"]
-    assert event.data.current.monetary == scoring.from_e4(10_000)
+    assert event.data.current.monetary == money.from_e4(10_000)
 
 
 def test_offsets_are_stored_as_instants(db_url: str) -> None:

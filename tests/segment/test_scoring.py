@@ -10,9 +10,16 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from services.segment import scoring
-from services.segment.policy import DEFAULT_POLICY, Breakpoints, ScoringPolicy, SegmentCell
-from services.segment.scoring import aggregate_orders, compute_cut_points, rescore, score_aggregates
+from services.segment import local_days, money, published_state, scoring
+from services.segment.cut_points import CutPoints, compute_cut_points
+from services.segment.policy import (
+    DEFAULT_POLICY,
+    Breakpoints,
+    QuadrantBreakpoints,
+    ScoringPolicy,
+    SegmentCell,
+)
+from services.segment.scoring import aggregate_orders, rescore, score_aggregates
 from tests.segment.helpers import NOW
 
 
@@ -174,10 +181,10 @@ def test_days_are_counted_in_the_policy_timezone() -> None:
     as_of = pd.Timestamp("2026-11-19T16:30:00Z").to_pydatetime()
     frame = aggregates([{"recency": 1}])
     frame["last_order_at"] = pd.Series([last])
-    days = scoring.recency_days(frame, as_of, DEFAULT_POLICY)
+    days = local_days.recency_days(frame, as_of, DEFAULT_POLICY)
     assert days.tolist() == [1.0]
     utc = ScoringPolicy(timezone="UTC")
-    assert scoring.recency_days(frame, as_of, utc).tolist() == [0.0]
+    assert local_days.recency_days(frame, as_of, utc).tolist() == [0.0]
 
 
 def _orders(rows: list[dict]) -> pd.DataFrame:
@@ -252,11 +259,24 @@ def test_refunds_cancellations_and_the_window() -> None:
     assert "p" not in past.index
 
 
+@pytest.mark.parametrize("method", ["quintiles", "fixed"])
+def test_the_cut_points_over_nobody_are_those_of_an_empty_aggregates_frame(method: str) -> None:
+    policy = DEFAULT_POLICY
+    if method == "fixed":
+        policy = ScoringPolicy(
+            frequency=Breakpoints(method="fixed", breakpoints=[1, 2, 4, 8]),
+            monetary=Breakpoints(method="fixed", breakpoints=["100", "500", "1000", "5000"]),
+            quadrants=QuadrantBreakpoints(method="fixed", frequency=2, monetary=300),
+        )
+    nobody = pd.DataFrame({c: pd.Series([], dtype=object) for c in scoring.AGGREGATE_COLUMNS})
+    assert CutPoints.empty(policy, 3, NOW) == compute_cut_points(nobody, policy, 3, NOW)
+
+
 def test_money_round_trip() -> None:
-    assert scoring.to_e4(Decimal("199.00")) == 1_990_000
-    assert str(scoring.from_e4(1_990_000, "CNY")) == "199.00"
-    assert str(scoring.from_e4(1_990_050, "CNY")) == "199.005"
-    assert str(scoring.from_e4(1_990_000, "JPY")) == "199"
+    assert money.to_e4(Decimal("199.00")) == 1_990_000
+    assert str(money.from_e4(1_990_000, "CNY")) == "199.00"
+    assert str(money.from_e4(1_990_050, "CNY")) == "199.005"
+    assert str(money.from_e4(1_990_000, "JPY")) == "199"
 
 
 def test_a_change_is_a_new_state_hash_or_a_published_figure_that_moved() -> None:
@@ -286,7 +306,7 @@ def test_a_change_is_a_new_state_hash_or_a_published_figure_that_moved() -> None
     current = [c[1] for c in cases]
     hashes = np.array([c[2] for c in cases], dtype="int64")
     expected = [c[3] for c in cases]
-    assert scoring.state_changed(previous, current, hashes).tolist() == expected
+    assert published_state.state_changed(previous, current, hashes).tolist() == expected
 
     def frame(rows: list[dict | None]) -> pd.DataFrame:
         out = pd.DataFrame([r if r is not None else {"state_hash": None} for r in rows])
@@ -295,10 +315,12 @@ def test_a_change_is_a_new_state_hash_or_a_published_figure_that_moved() -> None
             out[name] = pd.to_datetime(out[name], utc=True)
         return out
 
-    assert scoring.state_changed(frame(previous), frame(current), hashes).tolist() == expected
+    assert (
+        published_state.state_changed(frame(previous), frame(current), hashes).tolist() == expected
+    )
     # rows whose figures are known to be the very same values are not compared
     only_first = np.arange(len(cases)) < 4
-    assert scoring.state_changed(previous, current, hashes, only_first).tolist() == [
+    assert published_state.state_changed(previous, current, hashes, only_first).tolist() == [
         False,
         False,
         True,

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 
 from services.segment import (
+    local_days,
     per_event,
     reads,
     rescoring,
-    scoring,
     scoring_context,
     segment_admin,
 )
@@ -134,7 +134,7 @@ def test_stored_read_equals_recomputation_across_policies_days_and_events(db_url
     # then swept; recency moves daily for everyone, stages for a few
     sweep = DaySweep(db, chunk_size=25)
     midnight = day_start(
-        scoring.local_day_number(NOW, "Asia/Shanghai") + 1, ZoneInfo("Asia/Shanghai")
+        local_days.local_day_number(NOW, "Asia/Shanghai") + 1, ZoneInfo("Asia/Shanghai")
     )
     for days in (0, 1, 2, 9, 40):
         boundary = midnight + timedelta(days=days, seconds=20)

@@ -14,8 +14,17 @@ from datetime import timedelta
 import pandas as pd
 from sqlalchemy import text
 
-from services.segment import per_event, reads, rescoring, scoring, scoring_context
+from services.segment import (
+    local_days,
+    per_event,
+    published_state,
+    reads,
+    rescoring,
+    scoring,
+    scoring_context,
+)
 from services.segment.changes import SNAPSHOT_WRITE_COLUMNS
+from services.segment.cut_points import CutPoints
 from services.segment.models import CustomSegment
 from services.segment.policy import DEFAULT_POLICY
 from services.segment.repository import Customers, OrderStates, Segments
@@ -33,7 +42,7 @@ from tests.segment.helpers import NOW, database, order, recorded
 
 STATE = [
     "customer_id",
-    *(c for c in scoring.STATE_COLUMNS if c != "segments_key"),
+    *(c for c in published_state.STATE_COLUMNS if c != "segments_key"),
     "segments",
     "frequency",
     "monetary_e4",
@@ -111,7 +120,7 @@ def test_each_boundary_moves_exactly_whom_the_date_moves(db_url: str) -> None:
     seeded(db)
     population = len(stored(db))
     sweep = DaySweep(db, chunk_size=7)
-    zone_midnight = day_start(scoring.local_day_number(NOW, "Asia/Shanghai") + 1, _zone())
+    zone_midnight = day_start(local_days.local_day_number(NOW, "Asia/Shanghai") + 1, _zone())
     total_changed = 0
     for day in range(0, 40):
         before = stored(db)
@@ -151,7 +160,7 @@ def test_a_sweep_within_the_same_day_does_nothing_and_a_restart_catches_up(db_ur
 
 
 def test_crossing_recencies_cover_cut_points_stages_and_rule_values() -> None:
-    cut_points = scoring.CutPoints(
+    cut_points = CutPoints(
         policy_version=1,
         as_of=NOW,
         population=10,
@@ -187,7 +196,7 @@ def _zone():
 def test_a_read_before_the_sweeps_next_check_shows_the_stored_stages(db_url: str) -> None:
     db = database(db_url)
     seeded(db, customers=200, seed=7)
-    midnight = day_start(scoring.local_day_number(NOW, "Asia/Shanghai") + 1, _zone())
+    midnight = day_start(local_days.local_day_number(NOW, "Asia/Shanghai") + 1, _zone())
     just_after = midnight + timedelta(seconds=5)
     DaySweep(db).run(midnight - timedelta(seconds=10))  # the last check of the day (windows)
     with db.unit_of_work() as session:

@@ -1,4 +1,4 @@
-"""Event views (``shared.events.view_decoder``): a consumer decodes ``order.recorded`` into
+"""Event views (``shared.event_views.view_decoder``): a consumer decodes ``order.recorded`` into
 only the fields it reads. Each view reads those fields exactly as the full model does, every
 record the full model rejects for a field the view reads is still poison (dead-lettered by the
 consumer loop), a newer schema version is decoded in full, and a view that declares a field
@@ -19,8 +19,8 @@ from services.campaign.handlers import VIEWS as CAMPAIGN_VIEWS
 from services.segment.handlers import VIEWS as SEGMENT_VIEWS
 from shared import topics
 from shared.bus import PoisonMessage, envelope_decoder
+from shared.event_views import AddressRegion, check_view, view_decoder
 from shared.events import (
-    AddressRegion,
     EnvelopeBase,
     Order,
     OrderCore,
@@ -28,10 +28,8 @@ from shared.events import (
     Payload,
     ProfileUpdatedEvent,
     ProfileUpdatedPayload,
-    check_view,
     decode_event,
     encode_event,
-    view_decoder,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))

@@ -17,7 +17,7 @@ from shared.events import (
     ProfileErasedEvent,
     ProfileErasedPayload,
 )
-from shared.registry import Registry, envelope_classes, event_type_of
+from shared.registry import Registry, TopicRegistry, envelope_classes, event_type_of
 
 
 class ProfileRenamed(EnvelopeBase):
@@ -106,6 +106,36 @@ def test_runs_keep_arrival_order_and_skip_what_is_not_registered() -> None:
     ]
     assert registry.dispatch(None, batch, "deps") == ["deps", "deps", "deps"]  # type: ignore[arg-type]
     assert calls == [("orders", [0, 2]), ("erasures", [3]), ("orders", [4])]
+
+
+def test_a_topic_registry_hands_each_topics_messages_to_its_handler_as_one_run() -> None:
+    calls: list[tuple[str, str, list[int]]] = []
+
+    def accept(session: Any, messages: list[Inbound], deps: str) -> str:
+        calls.append((deps, messages[0].topic, [m.offset for m in messages]))
+        return deps
+
+    registry: TopicRegistry[str] = TopicRegistry(
+        {topics.RAW_ORDERS: accept, topics.RAW_CUSTOMERS: accept}
+    )
+    assert registry.topics == (topics.RAW_ORDERS, topics.RAW_CUSTOMERS)
+
+    def raw(topic: str, offset: int) -> Inbound:
+        return Inbound(topic, 0, offset, None, b"{}", "raw", str(offset), {})
+
+    batch = [
+        raw(topics.RAW_CUSTOMERS, 0),
+        raw(topics.RAW_ORDERS, 1),
+        raw(topics.RAW_INTERACTIONS, 2),  # not registered: skipped
+        raw(topics.RAW_CUSTOMERS, 3),
+        raw(topics.RAW_ORDERS, 4),
+    ]
+    assert registry.dispatch(None, batch, "deps") == ["deps", "deps"]  # type: ignore[arg-type]
+    # runs in the order their topics first arrive, each in arrival order
+    assert calls == [
+        ("deps", topics.RAW_CUSTOMERS, [0, 3]),
+        ("deps", topics.RAW_ORDERS, [1, 4]),
+    ]
 
 
 def test_an_event_type_added_to_a_consumed_topic_is_unclaimed_until_decided() -> None:
