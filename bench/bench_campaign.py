@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.figures import Figure, record, use_sink  # noqa: E402
+from bench.figures import Figure, peak_rss_mib, record, use_sink  # noqa: E402
 
 
 def populate(db_path: Path, n: int) -> float:
@@ -124,7 +123,7 @@ def child(mode: str, url: str, campaign_id: str, chunk: int) -> None:
     from shared.db import Database
 
     db = Database.from_url(url)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = peak_rss_mib() * 1024
     started = time.perf_counter()
     cpu_started = time.process_time()
     result: dict[str, object] = {}
@@ -160,7 +159,7 @@ def child(mode: str, url: str, campaign_id: str, chunk: int) -> None:
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["cpu_seconds"] = round(time.process_time() - cpu_started, 2)
     result["rss_before_mb"] = round(rss_before / 1024, 1)
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["peak_rss_mb"] = round(peak_rss_mib(), 1)
     print(json.dumps(result))
 
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.figures import Figure, record, use_sink  # noqa: E402
+from bench.figures import Figure, peak_rss_mib, record, use_sink  # noqa: E402
 from services.segment import clv_models  # noqa: E402
 from services.segment.predictive import customer_summaries, percentiles, predict  # noqa: E402
 
@@ -225,7 +225,7 @@ def main() -> int:
     print(f"  {'with the summary':28s} {total:7.2f}")
     print("  " + show("BG/NBD", bgnbd) + "   (generated with " + show("", TRUE_BGNBD)[2:] + ")")
     print("  " + show("Gamma-Gamma", gg) + "   (generated with " + show("", TRUE_GG)[2:] + ")")
-    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+    print(f"  peak RSS {peak_rss_mib():,.0f} MiB")
 
     sample = summary.sample(n=min(args.baseline, len(summary)), random_state=3)
     theirs_bg, theirs_gg, theirs_seconds = lifetimes_baseline(sample)
@@ -270,9 +270,7 @@ def main() -> int:
             "s",
             target="< 60" if len(summary) >= 1_000_000 else None,
             size=len(summary),
-            extra={
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-            },
+            extra={"peak_rss_mib": round(peak_rss_mib())},
         )
     )
     if args.database:

@@ -42,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.figures import Figure, load_figures, record, use_sink  # noqa: E402
+from bench.figures import Figure, load_figures, peak_rss_mib, record, use_sink  # noqa: E402
 
 
 def child(script: str, *args: str) -> dict[str, Any]:
@@ -90,7 +90,6 @@ def expand(source: Path, target: Path, times: int) -> None:
 
 def run_sweep(path: Path) -> None:
     """The day-boundary sweep one day after the rescoring (its day marked swept first)."""
-    import resource
 
     from bench.bench_segment import AS_OF
     from services.segment.config import Settings
@@ -110,7 +109,7 @@ def run_sweep(path: Path) -> None:
         "changed": outcome.events,
         "seconds_total": round(total, 2),
         "cpu_seconds_total": round(cpu, 2),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
     }
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -147,10 +146,15 @@ def main() -> int:
     parser.add_argument("--launch-max", type=int, default=1_000_000)
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    parser.add_argument("--times", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     args = parser.parse_args()
     if args.phase == "sweep":
         run_sweep(Path(args.path))
+        return 0
+    if args.phase == "expand":
+        expand(Path(args.path), Path(args.target), args.times)
         return 0
     use_sink(args.figures)
     default = "5000,50000" if args.quick else "100000,1000000,10000000"
@@ -164,7 +168,24 @@ def main() -> int:
             pristine = folder / f"seed-{n}.db"
             base = max((s for s in seeded if n % s == 0 and n > s), default=None)
             if n > 1_000_000 and base is not None:
-                expand(seeded[base], pristine, n // base)
+                # in a child: a parent grown by SQLite's cache would lend its resident size
+                # to the next children's peak (a forked child starts with the parent's)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "bench/bench_growth.py",
+                        "--phase",
+                        "expand",
+                        "--path",
+                        str(seeded[base]),
+                        "--target",
+                        str(pristine),
+                        "--times",
+                        str(n // base),
+                    ],
+                    cwd=ROOT,
+                    check=True,
+                )
             else:
                 segment("seed", pristine, n)
             seeded[n] = pristine

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -43,14 +42,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.figures import Figure, record, use_sink  # noqa: E402
+from bench.figures import Figure, peak_rss_mib, record, use_sink  # noqa: E402
 
 T0 = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
 ADMIN_KEY = "bench-admin-key"
 
 
 def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mib()
 
 
 def emit(result: dict[str, Any]) -> None:

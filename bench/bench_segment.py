@@ -30,7 +30,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,14 +44,14 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.figures import Figure, record, use_sink  # noqa: E402
+from bench.figures import Figure, peak_rss_mib, record, use_sink  # noqa: E402
 
 AS_OF = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
 BATCH = int(os.environ.get("BENCH_SEGMENT_BATCH", "1000"))  # events per transaction (handler phase)
 
 
 def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mib()
 
 
 def emit(result: dict) -> None:

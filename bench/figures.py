@@ -75,3 +75,18 @@ def load_figures(path: Path) -> list[Figure]:
     if not path.exists():
         return []
     return [Figure(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (MiB): ``VmHWM``, the high-water mark of its own
+    address space. ``ru_maxrss`` is not: Linux carries the parent's peak into a child that
+    subprocess started with vfork, so a bench child of a large parent reported the parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
