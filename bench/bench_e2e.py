@@ -69,7 +69,13 @@ class Deployment:
     """``python -m devtools.devrun`` on free ports, a scratch data folder and (for PostgreSQL)
     four fresh databases."""
 
-    def __init__(self, db: str, folder: Path, partitions: int | None = None) -> None:
+    def __init__(
+        self,
+        db: str,
+        folder: Path,
+        partitions: int | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.db = db
         self.replicas: list[subprocess.Popen[bytes]] = []
         self.folder = folder
@@ -89,6 +95,7 @@ class Deployment:
         )
         if partitions:
             env["CRM_TOPIC_PARTITIONS"] = str(partitions)
+        env.update(extra_env or {})
         if db == "postgresql":
             from sqlalchemy import create_engine, text
 

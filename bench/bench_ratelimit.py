@@ -182,10 +182,11 @@ async def main_async(n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="5,000 requests per variant")
+    parser.add_argument("--requests", type=int, help="requests per variant (default 50,000)")
     parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     args = parser.parse_args()
     use_sink(args.figures)
-    asyncio.run(main_async(5_000 if args.quick else 50_000))
+    asyncio.run(main_async(args.requests or (5_000 if args.quick else 50_000)))
 
 
 if __name__ == "__main__":

@@ -45,12 +45,41 @@ def say(message: str) -> None:
     print(f"[crm] {message}", flush=True)
 
 
+#: ``CRM_RUN_LAYOUT``: how the services are laid out in processes. ``combined`` (the
+#: default): one process per service (API, consumers and outbox relay). ``relay-apart``:
+#: ingest's outbox relay and raw-topic consumer in a process of their own (``consume``),
+#: beside its API (the layout bench_ingest measured fastest for ingest alone). Which one
+#: make run uses is measured end to end: ``bench/bench_e2e_variants.py``, docs/performance.md.
+LAYOUTS = ("combined", "relay-apart")
+
+
+def layout() -> str:
+    chosen = os.environ.get("CRM_RUN_LAYOUT", "combined").strip() or "combined"
+    if chosen not in LAYOUTS:
+        raise SystemExit(f"[crm] CRM_RUN_LAYOUT={chosen}: one of {', '.join(LAYOUTS)}")
+    return chosen
+
+
+def processes_of(
+    name: str, env: dict[str, str], chosen: str
+) -> list[tuple[str, str, dict[str, str]]]:
+    """(label, command, environment) of each process running service ``name``."""
+    if chosen == "relay-apart" and name == "ingest":
+        return [
+            (name, "serve", {**env, "INGEST_RUN_RELAY": "false", "INGEST_RUN_CONSUMER": "false"}),
+            (f"{name}-relay", "consume", env),
+        ]
+    return [(name, "serve", env)]
+
+
 @dataclass
 class Child:
     name: str
-    port: int
+    port: int | None  # None: a process without an API (``consume``)
     env: dict[str, str]
     log_path: Path
+    command: str = "serve"
+    service: str = ""
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -59,7 +88,7 @@ class Child:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}", "serve"],
+            [sys.executable, "-m", f"services.{self.service or self.name}", self.command],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -184,6 +213,7 @@ class Supervisor:
             "CRM_API_KEY": key,
             "PYTHONUNBUFFERED": "1",
         }
+        chosen = layout()
         self._migrate(env)
         for name, default_port in selected_services():
             prefix = name.upper()
@@ -191,12 +221,24 @@ class Supervisor:
             child_env = {**env, f"{prefix}_PORT": str(port)}
             if port_open("127.0.0.1", port):
                 raise SystemExit(f"[crm] port {port} for {name} is taken; set {prefix}_PORT")
-            child = Child(name, port, child_env, self.log_dir / f"{name}.log")
-            child.start()
-            self.children.append(child)
+            for label, command, process_env in processes_of(name, child_env, chosen):
+                child = Child(
+                    label,
+                    port if command == "serve" else None,
+                    process_env,
+                    self.log_dir / f"{label}.log",
+                    command=command,
+                    service=name,
+                )
+                child.start()
+                self.children.append(child)
+        if chosen != "combined":
+            say(f"process layout: {chosen}")
         self._wait_ready()
         say(f"admin API key: stored in {key_source} (send it as the X-API-Key header)")
         for child in self.children:
+            if child.port is None:
+                continue
             say(
                 f"{child.name:>8}: http://127.0.0.1:{child.port}  docs: "
                 f"http://127.0.0.1:{child.port}/docs"
@@ -232,7 +274,11 @@ class Supervisor:
         pending = {c.name for c in self.children}
         while pending and time.monotonic() < deadline and not self.stopping.is_set():
             for child in self.children:
-                if child.name in pending and ready(child.port):
+                if child.name in pending and (
+                    ready(child.port)
+                    if child.port is not None
+                    else child.process is not None and child.process.poll() is None
+                ):
                     pending.discard(child.name)
             self._restart_dead()
             time.sleep(0.2)

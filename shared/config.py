@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +81,19 @@ class ServiceSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(
         6000, validation_alias=_common("CRM_KAFKA_SESSION_TIMEOUT_MS")
     )
+    # Kafka client tuning, measured end to end in docs/performance.md ("Kafka client"):
+    # how long the producer waits to fill a batch, how it compresses, and how long a fetch
+    # may wait for how many bytes
+    kafka_linger_ms: int = Field(5, ge=0, validation_alias=_common("CRM_KAFKA_LINGER_MS"))
+    kafka_compression: Literal["lz4", "gzip", "none"] = Field(
+        "lz4", validation_alias=_common("CRM_KAFKA_COMPRESSION")
+    )
+    kafka_fetch_min_bytes: int = Field(
+        1, ge=1, validation_alias=_common("CRM_KAFKA_FETCH_MIN_BYTES")
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        100, ge=0, validation_alias=_common("CRM_KAFKA_FETCH_MAX_WAIT_MS")
+    )
     # seconds a consumer may go without a partition assignment, or without progress while
     # the broker holds records for it, before it is reported stalled and replaced
     consumer_stall_seconds: float = Field(
@@ -131,6 +144,20 @@ class ServiceSettings(BaseSettings):
             return self.database_url
         path = (self.data_dir / f"{self.service_name}.db").resolve()
         return f"sqlite:///{path}"
+
+    @property
+    def producer_tuning(self) -> dict[str, Any]:
+        """kafka-python producer settings from the tuning fields (on top of make_producer's)."""
+        compression = None if self.kafka_compression == "none" else self.kafka_compression
+        return {"linger_ms": self.kafka_linger_ms, "compression_type": compression}
+
+    @property
+    def consumer_tuning(self) -> dict[str, Any]:
+        """kafka-python consumer settings from the tuning fields (a consumer's own win)."""
+        return {
+            "fetch_min_bytes": self.kafka_fetch_min_bytes,
+            "fetch_max_wait_ms": self.kafka_fetch_max_wait_ms,
+        }
 
     @property
     def sqlite_pragmas(self) -> dict[str, int | str]:

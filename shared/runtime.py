@@ -120,7 +120,10 @@ class ServiceRuntime:
         )
         # topics come from the topic keeper, with the configured partitions, never from a send
         self.publisher = Publisher(
-            settings.kafka_bootstrap_servers, settings.topic_namespace, auto_create_topics=False
+            settings.kafka_bootstrap_servers,
+            settings.topic_namespace,
+            auto_create_topics=False,
+            **settings.producer_tuning,
         )
         self.relay = OutboxRelay(self.name, self.db, self.publisher)
         self.broker_state = BrokerState(self.name)
@@ -212,6 +215,10 @@ class ServiceRuntime:
             consumer.namespace = self.settings.topic_namespace
             consumer.stall_after = self.settings.consumer_stall_seconds
             consumer.broker_state = self.broker_state
+            consumer.consumer_overrides = {
+                **self.settings.consumer_tuning,
+                **consumer.consumer_overrides,
+            }
             consumer.after_commit = self._chain(consumer.after_commit, self.relay.notify)
             consumer.outbox_relay = self.relay
             consumer.start()

@@ -41,3 +41,27 @@ def test_start_up_heap_is_frozen_only_in_a_tuned_process(restore_gc) -> None:
     started = [object() for _ in range(10)]  # what start-up adds
     runtime.freeze_startup_heap()
     assert gc.get_freeze_count() >= len(started)
+
+
+def test_kafka_tuning_settings_reach_the_kafka_clients(monkeypatch, tmp_path) -> None:
+    from services.segment.app import create_runtime
+    from services.segment.config import Settings as SegmentSettings
+    from shared.config import ServiceSettings
+
+    monkeypatch.setenv("CRM_KAFKA_LINGER_MS", "20")
+    monkeypatch.setenv("CRM_KAFKA_COMPRESSION", "none")
+    monkeypatch.setenv("CRM_KAFKA_FETCH_MIN_BYTES", "65536")
+    monkeypatch.setenv("CRM_KAFKA_FETCH_MAX_WAIT_MS", "250")
+    settings = ServiceSettings()
+    assert settings.producer_tuning == {"linger_ms": 20, "compression_type": None}
+    assert settings.consumer_tuning == {"fetch_min_bytes": 65536, "fetch_max_wait_ms": 250}
+    built = create_runtime(SegmentSettings(data_dir=tmp_path))
+    try:
+        # the service's producer is made with them (make_producer applies overrides last)
+        assert built.publisher._overrides["linger_ms"] == 20
+        assert built.publisher._overrides["compression_type"] is None
+    finally:
+        built.db.dispose()
+    monkeypatch.setenv("CRM_KAFKA_COMPRESSION", "brotli")
+    with pytest.raises(ValueError, match="CRM_KAFKA_COMPRESSION"):
+        ServiceSettings()
