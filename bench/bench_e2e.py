@@ -484,6 +484,8 @@ def run_database(db: str, args: argparse.Namespace) -> None:
                     f"POST -> scores visible p50, one order on an idle system (ms) ({tag})",
                     idle["p50_ms"],
                     "ms",
+                    "segment GET scores p50, idle, 200 rps (one read, the probe's floor)",
+                    idle_reads[min(args.rates)]["segment"]["p50_ms"],
                     target="< 50",
                 )
             )
@@ -497,19 +499,25 @@ def run_database(db: str, args: argparse.Namespace) -> None:
                         f"{got['not_sent']} not sent in time)",
                         flush=True,
                     )
-                    record(
-                        Figure(
-                            "e2e",
-                            f"{service} GET p99 at {rate:,.0f} rps, orders at half rate (ms) ({db})",
-                            got["p99_ms"],
-                            "ms",
-                            "same GETs, no orders streaming",
-                            base_read["p99_ms"],
-                            "< 10",
-                            load=rate,
-                            extra={"p50_ms": got["p50_ms"], "idle_p50_ms": base_read["p50_ms"]},
+                    for q, target in (("p50", None), ("p99", "< 10")):
+                        record(
+                            Figure(
+                                "e2e",
+                                f"{service} GET {q} at {rate:,.0f} rps, orders at half rate (ms)"
+                                f" ({db})",
+                                got[f"{q}_ms"],
+                                "ms",
+                                "same GETs, no orders streaming",
+                                base_read[f"{q}_ms"],
+                                target,
+                                load=rate,
+                                extra={"achieved_rps": got["achieved_rps"]},
+                                note=f"{got['not_sent']} of {got['requests'] + got['not_sent']}"
+                                " not sent within twice the window (1e9 ms: over 1 % late)"
+                                if got["not_sent"]
+                                else "",
+                            )
                         )
-                    )
         finally:
             monitor.close()
             deployment.stop()

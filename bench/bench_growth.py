@@ -216,15 +216,20 @@ def main() -> int:
                 ),
                 flush=True,
             )
+    previous: int | None = None
     for n, steps in results.items():
         rescoring = steps["rescoring"]
         big = n >= 10_000_000
+        before = results[previous]["rescoring"] if previous else None
+        factor = n / previous if previous else 1.0
         record(
             Figure(
                 "growth",
                 f"{STEPS['rescoring']}, {n:,} customers: wall s",
                 rescoring["seconds_total"],
                 "s",
+                f"same at {previous:,} customers x {factor:g}" if previous else None,
+                round(before["seconds_total"] * factor, 2) if before else None,
                 target="< 60" if big else None,
                 size=n,
                 extra={"phases": rescoring["phases"], "changed": rescoring["changed"]},
@@ -237,10 +242,13 @@ def main() -> int:
                 f"{STEPS['rescoring']}, {n:,} customers: peak RSS MiB",
                 rescoring["peak_rss_mib"],
                 "MiB",
+                f"same at {previous:,} customers" if previous else None,
+                before["peak_rss_mib"] if before else None,
                 target="< 4096" if big else None,
                 size=n,
             )
         )
+        previous = n
     for small, large in itertools.pairwise(sizes):
         factor = large / small
         for step, what in STEPS.items():
