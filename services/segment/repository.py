@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import numpy as np
 import orjson
 import pandas as pd
 from sqlalchemy import (
@@ -328,31 +329,47 @@ class Customers:
         rescoring's 13: 10,000,000 customers in ~320 MB)."""
         names = ["order_count", "frequency", "monetary_e4", "last_order_at"]
         connection = self.session.connection()
-        sql = f"SELECT {', '.join(names)} FROM customer_scores WHERE order_count > 0"
         if connection.dialect.name == "postgresql":
+            seconds = "floor(EXTRACT(EPOCH FROM last_order_at))::float8"
             # a server-side cursor: psycopg's default one would hold every row at once
             cursor = connection.connection.driver_connection.cursor(name="cut_point_inputs")  # type: ignore[union-attr]
         else:
+            # whole seconds of the stored text (julianday rounds fractions to the nearest
+            # millisecond, which could carry 23:59:59.9996 into the next day), keeping an
+            # offset suffix if one was stored
+            seconds = (
+                "(julianday(CASE WHEN substr(last_order_at, 20, 1) = '.' "
+                "THEN substr(last_order_at, 1, 19) || substr(last_order_at, 27) "
+                "ELSE last_order_at END) - 2440587.5) * 86400.0"
+            )
             # one scan (nothing writes before the cut points are known): 1,000,000 rows in
             # 1.46 s against 2.03 s in keyset pages; SQLAlchemy rows took 6.1 s
             cursor = connection.connection.cursor()
+        # every column a number (the instant as Unix seconds): the rows become one float
+        # array at once, where text instants took a DataFrame and a parse (~0.5 s of 2 s for
+        # 1,000,000 customers); exact for the counts and amounts (< 2**53), the instant to
+        # the second (recency counts days)
+        sql = (
+            "SELECT order_count, frequency, monetary_e4, "
+            f"{seconds} FROM customer_scores WHERE order_count > 0"
+        )
         parts = []
         try:
             cursor.execute(sql)
             while rows := cursor.fetchmany(RESCORING_PAGE * 2):
-                part = pd.DataFrame(rows, columns=names)
+                parts.append(np.array(rows, dtype=np.float64))
                 del rows
-                for column in ("order_count", "frequency", "monetary_e4"):
-                    part[column] = part[column].astype("int64")
-                part["last_order_at"] = pd.to_datetime(
-                    part["last_order_at"], utc=True, format="ISO8601"
-                )
-                parts.append(part)
         finally:
             cursor.close()
-        if not parts:
-            return pd.DataFrame({n: pd.Series([], dtype="int64") for n in names})
-        return pd.concat(parts, ignore_index=True)
+        values = np.concatenate(parts) if parts else np.empty((0, 4))
+        frame = pd.DataFrame(
+            {name: values[:, i].astype(np.int64) for i, name in enumerate(names[:3])}
+        )
+        # whole seconds in SQL, and julianday's float arithmetic is off by ~1e-5 s: rounded
+        # back to the second (16:00:00 UTC read as 15:59:59.99999 was the previous day in
+        # Shanghai)
+        frame["last_order_at"] = pd.to_datetime(np.rint(values[:, 3]), unit="s", utc=True)
+        return frame
 
     def _pages(self, names: list[str], page: int) -> Iterator[list[Any]]:
         """Rows of ``names`` (the first is customer_id) from customer_scores in keyset pages

@@ -10,7 +10,7 @@ import pytest
 
 from services.segment import repository, rescoring
 from tests.conftest import outbox_events
-from tests.segment.helpers import NOW, database, recorded
+from tests.segment.helpers import NOW, database, order, recorded
 from tests.segment.test_paths import feed, history, stored_state
 
 
@@ -49,3 +49,40 @@ def test_a_rescoring_in_pages_and_chunks_equals_one_at_once(
     pd.testing.assert_frame_equal(stored_state(chunked), stored_state(whole))
     assert published(chunked, before) == published(whole, before)
     assert len(published(chunked, before)) == in_chunks.changed
+
+
+def test_cut_point_inputs_keep_each_last_purchase_on_its_local_day(db_url: str) -> None:
+    """The lean read of the cut points takes instants as numbers: the local calendar day
+    of each must be the one the full read's parsed text gives, at a local midnight too."""
+    from datetime import UTC, datetime
+
+    from services.segment.local_days import local_day_numbers
+    from services.segment.repository import CUSTOMERS, Customers
+    from shared.db import driver_connection, driver_time
+
+    midnight = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)  # 00:00 in Asia/Shanghai
+    moments = {
+        "c-midnight": midnight,
+        "c-just-before": midnight - timedelta(microseconds=1),
+        "c-rounding": midnight - timedelta(microseconds=300),  # julianday rounds to ms
+        "c-second": midnight + timedelta(seconds=1),
+    }
+    db = database(db_url)
+    feed(db, [recorded(order(f"o-{c}", c, days_ago=3)) for c in moments])
+    with db.unit_of_work() as session:
+        connection, mark = driver_connection(session)
+        for customer, moment in moments.items():
+            connection.exec_driver_sql(
+                f"UPDATE {CUSTOMERS.name} SET last_order_at = {mark} WHERE customer_id = {mark}",
+                (driver_time(moment, mark), customer),
+            )
+    with db.unit_of_work() as session:
+        customers = Customers(session)
+        full = customers.rescoring_inputs(with_attributes=False).set_index("customer_id")
+        lean = customers.cut_point_inputs()
+    timezone = "Asia/Shanghai"
+    expected = sorted(local_day_numbers(full.loc[list(moments), "last_order_at"], timezone))
+    assert sorted(local_day_numbers(lean["last_order_at"], timezone)) == expected
+    # and the days are the true ones: two customers before the midnight, two after
+    first = local_day_numbers(pd.Series([midnight]), timezone)[0]
+    assert expected == [first - 1, first - 1, first, first]
