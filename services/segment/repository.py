@@ -53,8 +53,10 @@ from shared.events import ensure_aware, utcnow
 CHUNK = 500
 
 #: customers a full rescoring reads, scores and writes per step (bounds its memory, not its
-#: result: the cut points are computed from everyone first)
-RESCORING_PAGE = 250_000
+#: result: beyond one page the cut points are computed from everyone first, in a lean
+#: read of four columns that costs ~1.5 s per 1,000,000 customers, so a population that
+#: fits one page is read once, as before paging). A page of 1,000,000 peaked at 1,045 MiB.
+RESCORING_PAGE = 500_000
 
 ORDERS = cast(Table, OrderState.__table__)
 CUSTOMERS = cast(Table, CustomerScore.__table__)
@@ -322,6 +324,10 @@ class Customers:
             )
             if rows:
                 yield _inputs_frame([tuple(r) for r in rows], names, with_attributes)
+
+    def count(self) -> int:
+        """Every stored customer (scored or not)."""
+        return int(self.session.execute(select(func.count()).select_from(CUSTOMERS)).scalar_one())
 
     def cut_point_inputs(self) -> pd.DataFrame:
         """What the cut points are computed from: order_count, frequency, monetary_e4 and

@@ -3,6 +3,7 @@ day sweep's customers), write and publish only who changed. Flush, never commit.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from services.segment import predictive, published_state, scoring
+from services.segment import predictive, published_state, repository, scoring
 from services.segment.changes import StateChanges
 from services.segment.cut_points import compute_cut_points
 from services.segment.models import CutPointSet
@@ -121,12 +122,21 @@ def rescore_all(
         parts = [reaggregate_customers(session, c, now, context) for c in chunks(expiring, 5000)]
         published = pd.concat([before for before, _ in parts])
         reaggregated = pd.concat([after for _, after in parts])
-    phases = {"refresh": time.perf_counter() - started, "read": 0.0, "score": 0.0, "write": 0.0}
+    phases = {"refresh": time.perf_counter() - started, "score": 0.0, "write": 0.0}
+    pages = customers.rescoring_pages(bool(context.segments), customer_ids)
+    mark = time.perf_counter()
+    # everyone in one page: the cut points from it (one read, as before paging)
+    one_page = recompute and customers.count() <= repository.RESCORING_PAGE
+    first = next(pages, None) if one_page else None
+    phases["read"] = time.perf_counter() - mark
     if recompute:
         mark = time.perf_counter()
-        # from everyone first (four columns), so every page is scored against the same,
-        # exact cut points
-        inputs = customers.cut_point_inputs()
+        if one_page:
+            inputs = first if first is not None else customers.cut_point_inputs()
+        else:
+            # from everyone first (four columns), so every page is scored against the
+            # same, exact cut points
+            inputs = customers.cut_point_inputs()
         context.cut_points = compute_cut_points(inputs, policy, context.policy_version, now)
         del inputs
         CutPointSets(session).add(
@@ -140,7 +150,7 @@ def rescore_all(
         phases["cut points"] = time.perf_counter() - mark
     scored = changed = 0
     mark = time.perf_counter()
-    for frame in customers.rescoring_pages(bool(context.segments), customer_ids):
+    for frame in itertools.chain([first] if first is not None else [], pages):
         phases["read"] += time.perf_counter() - mark
         mark = time.perf_counter()
         page_published, page_reaggregated = (
