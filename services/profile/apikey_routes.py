@@ -21,7 +21,7 @@ from services.profile.apikey_schemas import (
 from services.profile.runtime import ProfileRuntime, RuntimeDep
 from shared.api import Caller, require
 from shared.apikeys import ApiKeyState, KeyDirectory, public_view
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 
@@ -74,13 +74,8 @@ def list_api_keys(
     cursor: str | None = None,
 ) -> Page[ApiKeyRead]:
     """Every managed key (never a secret), with the last time it was used (cursor paged)."""
-    position = decode_cursor(cursor)
-    after = str(position["after"]) if position and "after" in position else None
     with runtime.db.sessions() as session:
-        rows = apikeys.list_keys(session, after, limit + 1)
-    items = [ApiKeyRead(**public_view(s, used)) for s, used in rows[:limit]]
-    next_cursor = encode_cursor({"after": rows[limit - 1][0].key_id}) if len(rows) > limit else None
-    return Page[ApiKeyRead](items=items, next_cursor=next_cursor)
+        return apikeys.keys_page(session, cursor, limit)
 
 
 @router.get("/{key_id}", response_model=ApiKeyRead, dependencies=KEY_ADMIN)
