@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
@@ -154,10 +154,8 @@ def _short_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-class Handler(Protocol):
-    def __call__(self, session: Session, event: Any, message: Inbound) -> None: ...
-
-
+#: what the loop hands each poll batch's fresh messages to (built from a service's registry:
+#: :meth:`shared.registry.Registry.batch_handler`)
 BatchHandler = Callable[[Session, list[Inbound]], None]
 
 
@@ -165,11 +163,11 @@ BatchHandler = Callable[[Session, list[Inbound]], None]
 class ConsumerLoop:
     """poll -> decode -> handle in one DB transaction -> commit DB -> commit offsets.
 
-    ``handlers`` maps an event type to a plain function ``(session, event, message)``.
-    ``batch_handler``, if given, takes the whole poll batch at once (for throughput);
-    when a batch fails it falls back to one message at a time so a poison record is
-    isolated. Unknown event types are recorded as processed and skipped (forward
-    compatibility). When a handler set ``checkpoint_after_commit`` on a message whose
+    ``batch_handler`` takes the poll batch's fresh messages at once (for throughput): a
+    service builds it from its handler registry (:mod:`shared.registry`), which skips the
+    types it does not know (forward compatibility; the loop records them as processed).
+    When a batch fails the loop falls back to one message at a time so a poison record is
+    isolated. When a handler set ``checkpoint_after_commit`` on a message whose
     transaction committed, the poll ends with one :meth:`Database.checkpoint` (before
     ``after_commit``).
     """
@@ -180,8 +178,7 @@ class ConsumerLoop:
     topics: Sequence[str]
     db: Database
     publisher: Publisher
-    handlers: dict[str, Handler] = field(default_factory=dict)
-    batch_handler: BatchHandler | None = None
+    batch_handler: BatchHandler
     decoder: Decoder = decode_envelope
     max_attempts: int = 5
     backoff_base: float = 0.2
@@ -506,17 +503,7 @@ class ConsumerLoop:
             fresh.append(message)
         if not fresh:
             return
-        if self.batch_handler is not None:
-            self.batch_handler(session, fresh)
-        else:
-            for message in fresh:
-                handler = self.handlers.get(message.event_type)
-                if handler is None:
-                    log.debug(
-                        "no handler for %s at %s; skipped", message.event_type, message.origin
-                    )
-                    continue
-                handler(session, message.event, message)
+        self.batch_handler(session, fresh)
         now = utcnow()
         executemany(
             session,

@@ -5,6 +5,11 @@ Events are immutable past-tense facts. Every event carries ``event_id``,
 partitioning key: the customer id) and ``data``. JSON on the wire; money is a
 Decimal written as a string. A breaking change to a payload gets a new
 ``type`` version, never an edit of an existing one.
+
+The payloads come first, in the order the data flows: ingest's orders, customers and
+interactions; profile's contact policy and profile changes; segment's changes; campaign's
+messages and receipts; dead letters. Then the envelopes (one class per wire ``type``,
+with its topic) and the ``Event`` union with its encoding.
 """
 
 from __future__ import annotations
@@ -40,9 +45,6 @@ UtcDateTime = Annotated[datetime, AfterValidator(ensure_aware)]
 
 class Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-# --------------------------------------------------------------------------- orders
 
 
 class OrderStatus(StrEnum):
@@ -168,9 +170,6 @@ class Order(OrderCore):
     )
 
 
-# --------------------------------------------------------------------------- customers
-
-
 class Customer(Payload):
     """Basic facet of a customer as one source knows it."""
 
@@ -223,9 +222,6 @@ class Interaction(Payload):
     campaign_id: str | None = None
     channel: str | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- profile changes
 
 
 class Channel(StrEnum):
@@ -320,9 +316,6 @@ class ProfileUpdatedPayload(Payload):
     timezone: str | None = None
 
 
-# --------------------------------------------------------------------------- segment changes
-
-
 class ScoreSnapshot(Payload):
     recency_days: int | None = None
     frequency: int = 0
@@ -389,9 +382,6 @@ class SegmentDeletedPayload(Payload):
     deleted_at: datetime
 
 
-# --------------------------------------------------------------------------- campaign
-
-
 class MessageRequestedPayload(Payload):
     message_id: str
     campaign_id: str
@@ -452,10 +442,10 @@ class DeadLetter(Payload):
     failed_at: datetime
 
 
-# --------------------------------------------------------------------------- the envelope
-
-
 class _Envelope(BaseModel):
+    """What every event carries around its ``data``; a subclass per wire type fixes
+    ``type``, ``data`` and the topic."""
+
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)

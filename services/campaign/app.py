@@ -11,10 +11,10 @@ from services.campaign.entry_routes import router as entry_router
 from services.campaign.routes import router
 from services.campaign.runtime import CampaignRuntime
 from services.campaign.subject_export import export_section
-from shared import business_metrics, topics
+from shared import business_metrics
 from shared.api import build_app
 from shared.config import ServiceSettings
-from shared.exports import answering_exports
+from shared.exports import ANSWERS, answering_exports
 from shared.runtime import PeriodicJob
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -26,7 +26,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> CampaignRuntime:
         resolved,
         migrations_dir=MIGRATIONS,
         consumer_factory=answering_exports(build_consumers, export_section),
-        consumed_topics=(*CONSUMED_TOPICS, topics.EXPORT_REQUESTS),
+        consumed_topics=(*CONSUMED_TOPICS, *ANSWERS.topics),
     )
     runtime.jobs.append(
         PeriodicJob(

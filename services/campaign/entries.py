@@ -1,4 +1,5 @@
-"""Who a campaign treated, held out or excluded (and why): pages and a CSV download."""
+"""Who a campaign treated, held out or excluded (and why): its entries read by entry id, and
+the CSV download (the API's pages: ``service.entries_page``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from services.campaign.entry_repository import ENTRY_FIELDS, EntryReader
-from services.campaign.service import get_campaign
 from shared.events import ensure_aware
 
 _JSON_TIME = TypeAdapter(datetime)
@@ -21,7 +21,7 @@ _JSON_TIME = TypeAdapter(datetime)
 CSV_CHUNK = 5000
 
 
-def entries_page(
+def entry_rows(
     session: Session,
     campaign_id: str,
     *,
@@ -30,8 +30,8 @@ def entries_page(
     after_id: int | None,
     limit: int,
 ) -> list[tuple[int, dict[str, Any]]]:
-    """A page of entries (404 if the campaign does not exist)."""
-    get_campaign(session, campaign_id)
+    """Up to ``limit`` entries after ``after_id``, by entry id: ``(entry id, the fields of
+    an entry)``. The caller checks that the campaign exists."""
     rows = EntryReader(session).page(
         campaign_id, outcome=outcome, reason=reason, after_id=after_id, limit=limit
     )
@@ -64,7 +64,7 @@ def entries_csv(
     after: int | None = None
     while True:
         with sessions() as session:
-            rows = entries_page(
+            rows = entry_rows(
                 session,
                 campaign_id,
                 outcome=outcome,

@@ -1,4 +1,5 @@
-"""Who a campaign treated, held out or excluded: thin routes over entries.py."""
+"""Who a campaign treated, held out or excluded: thin routes over the service (a page) and
+entries.py (the CSV)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from services.campaign import entries
+from services.campaign import entries, service
 from services.campaign.runtime import RuntimeDep
 from services.campaign.schemas import EntryOutcome, EntryRead
-from services.campaign.service import get_campaign
 from shared.api import require
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
 
@@ -34,20 +34,15 @@ def list_entries(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Page[EntryRead]:
     """Every entry of the campaign (sent, held out, excluded with its reason), cursor paged."""
-    position = decode_cursor(cursor)
-    after = int(position["after"]) if position and "after" in position else None
     with runtime.db.sessions() as session:
-        rows = entries.entries_page(
+        return service.entries_page(
             session,
             campaign_id,
             outcome=outcome.value if outcome else None,
             reason=reason,
-            after_id=after,
-            limit=limit + 1,
+            cursor=cursor,
+            limit=limit,
         )
-    items = [EntryRead(**fields) for _, fields in rows[:limit]]
-    next_cursor = encode_cursor({"after": rows[limit - 1][0]}) if len(rows) > limit else None
-    return Page[EntryRead](items=items, next_cursor=next_cursor)
 
 
 @router.get(
@@ -61,7 +56,7 @@ def download_entries(
 ) -> StreamingResponse:
     """The same entries as CSV (header row: the fields of an entry), streamed."""
     with runtime.db.sessions() as session:
-        get_campaign(session, campaign_id)
+        service.get_campaign(session, campaign_id)
     return StreamingResponse(
         entries.entries_csv(
             runtime.db.sessions,

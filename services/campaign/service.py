@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from services.campaign import entries
 from services.campaign.config import Settings
 from services.campaign.deleted_segments import refuse_a_deleted_segment, refuse_if_segment_deleted
 from services.campaign.launch import EntryBatch, Tally, audience_predicate
@@ -23,6 +24,7 @@ from services.campaign.schemas import (
     CampaignCreate,
     CampaignRead,
     CampaignReport,
+    EntryRead,
     LaunchResult,
     Reentry,
 )
@@ -94,6 +96,28 @@ def campaigns_page(
             {"created_at": last.created_at.isoformat(), "id": last.campaign_id}
         )
     return Page[CampaignRead](items=items, next_cursor=next_cursor)
+
+
+def entries_page(
+    session: Session,
+    campaign_id: str,
+    *,
+    outcome: str | None,
+    reason: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[EntryRead]:
+    """A page of the campaign's entries (sent, held out, excluded with its reason), by entry
+    id, optionally of one outcome or exclusion reason (404 if the campaign does not exist)."""
+    position = decode_cursor(cursor)
+    after = int(position["after"]) if position and "after" in position else None
+    get_campaign(session, campaign_id)
+    rows = entries.entry_rows(
+        session, campaign_id, outcome=outcome, reason=reason, after_id=after, limit=limit + 1
+    )
+    items = [EntryRead(**fields) for _, fields in rows[:limit]]
+    next_cursor = encode_cursor({"after": rows[limit - 1][0]}) if len(rows) > limit else None
+    return Page[EntryRead](items=items, next_cursor=next_cursor)
 
 
 def campaign_report(session: Session, campaign_id: str) -> CampaignReport:

@@ -10,16 +10,14 @@ from pydantic.json_schema import models_json_schema
 
 from services.ingest import schemas
 from services.ingest.config import Settings
-from services.ingest.consumer import build_consumers
+from services.ingest.consumer import CONSUMED_TOPICS, build_consumers
 from services.ingest.delivery import EPOCH_TOPIC
-from services.ingest.handlers import HANDLERS, RAW_KINDS
 from services.ingest.routes import router
 from services.ingest.runtime import IngestRuntime
 from services.ingest.subject_export import export_section
-from shared import topics
 from shared.api import build_app
 from shared.config import ServiceSettings
-from shared.exports import answering_exports
+from shared.exports import ANSWERS, answering_exports
 from shared.runtime import PeriodicJob
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -49,7 +47,8 @@ def create_runtime(settings: ServiceSettings | None = None) -> IngestRuntime:
         settings,
         migrations_dir=MIGRATIONS,
         consumer_factory=answering_exports(build_consumers, export_section),
-        consumed_topics=(*RAW_KINDS, *HANDLERS.topics, EPOCH_TOPIC, topics.EXPORT_REQUESTS),
+        # the epoch guard reads its topic; the rest follow from the registries
+        consumed_topics=(*CONSUMED_TOPICS, EPOCH_TOPIC, *ANSWERS.topics),
     )
 
     def check_epoch() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.profile.apikey_repository import ApiKeyRepository
+from services.profile.apikey_schemas import ApiKeyRead
 from services.profile.repository import ProfileRepository
 from shared.apikeys import (
     APIKEYS_TOPIC,
@@ -22,10 +23,12 @@ from shared.apikeys import (
     hash_secret,
     new_key_id,
     new_secret,
+    public_view,
 )
 from shared.bus import add_to_outbox
 from shared.errors import Conflict, NotFound
 from shared.events import utcnow
+from shared.pagination import Page, decode_cursor, encode_cursor
 
 
 def audit_subject(key_id: str) -> str:
@@ -121,11 +124,22 @@ def revoke_key(session: Session, key_id: str, *, actor: str) -> ApiKeyState:
 def list_keys(
     session: Session, after: str | None, limit: int
 ) -> list[tuple[ApiKeyState, datetime | None]]:
-    """A page of keys by key id, each with the last time it was seen used."""
+    """Up to ``limit`` keys with an id after ``after``, by key id, each with the last time
+    it was seen used."""
     repository = ApiKeyRepository(session)
     states = repository.page(after, limit)
     used = repository.last_used([s.key_id for s in states])
     return [(s, used.get(s.key_id)) for s in states]
+
+
+def keys_page(session: Session, cursor: str | None, limit: int) -> Page[ApiKeyRead]:
+    """A page of every managed key (never a secret), by key id (cursor paginated)."""
+    position = decode_cursor(cursor)
+    after = str(position["after"]) if position and "after" in position else None
+    rows = list_keys(session, after, limit + 1)
+    items = [ApiKeyRead(**public_view(s, used)) for s, used in rows[:limit]]
+    next_cursor = encode_cursor({"after": rows[limit - 1][0].key_id}) if len(rows) > limit else None
+    return Page[ApiKeyRead](items=items, next_cursor=next_cursor)
 
 
 def get_key(session: Session, key_id: str) -> tuple[ApiKeyState, datetime | None]:

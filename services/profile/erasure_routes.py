@@ -6,13 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from services.profile import erasure_acks
-from services.profile.config import Settings
-from services.profile.runtime import ProfileRuntime
+from services.profile.runtime import RuntimeDep
 from services.profile.schemas import PendingErasuresRead
-from shared.api import require, runtime_of
+from shared.api import require
 from shared.events import utcnow
 from shared.pagination import MAX_LIMIT
 
@@ -23,7 +22,7 @@ READ = [require("profile:read")]
 
 @router.get("/erasures", response_model=PendingErasuresRead, dependencies=READ)
 def pending_erasures(
-    request: Request,
+    runtime: RuntimeDep,
     overdue: Annotated[
         bool, Query(description="only those pending longer than the overdue bound")
     ] = False,
@@ -31,10 +30,7 @@ def pending_erasures(
 ) -> PendingErasuresRead:
     """Erasures that a service has not applied yet, oldest first, with those services (ids
     and times only: no personal data)."""
-    runtime = runtime_of(request, ProfileRuntime)
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    minutes = settings.erasure_overdue_minutes
+    minutes = runtime.settings.erasure_overdue_minutes
     older_than = utcnow() - timedelta(minutes=minutes) if overdue else None
     with runtime.db.sessions() as session:
         items = erasure_acks.pending(session, limit, older_than)

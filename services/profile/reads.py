@@ -1,5 +1,5 @@
-"""Reading profiles: one by customer id, the API views, search, the subject-access
-export, the audit trail."""
+"""Reading profiles: one by customer id, the API views, the subject-access export, the
+audit trail (searching them: ``customer_search``)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ from sqlalchemy.orm import Session
 from services.profile.config import Settings
 from services.profile.domain import Profile, iso, iso_times
 from services.profile.masking import mask_quality
-from services.profile.normalize import normalize_email
 from services.profile.readable import readable_order
 from services.profile.repository import ProfileRepository, ProfileRow, read_profile_by_customer
 from services.profile.unmerge_repository import MergeRecords
 from services.profile.views import basic_view, data_quality, subjective_view, transactions_view
-from shared import regions
 from shared.errors import NotFound
 from shared.events import ContactPolicy, utcnow
-from shared.phones import phone_e164
 
 
 def read(engine: Engine, customer_id: str) -> ProfileRow:
@@ -79,77 +76,6 @@ def view(row: ProfileRow, pii: bool, settings: Settings) -> dict[str, Any]:
         "first_seen_at": profile.first_seen,
         "pii_masked": not pii,
     }
-
-
-def summary(row: ProfileRow, pii: bool) -> dict[str, Any]:
-    profile = row.profile
-    basic, _ = basic_view(profile, pii)
-    tx = transactions_view(profile)
-    scores = profile.scores.snapshot or {}
-    province, city = profile.region()
-    return {
-        "customer_id": row.profile_id,
-        "name": basic["name"],
-        "mobiles": basic["mobiles"],
-        "emails": basic["emails"],
-        "province": province,
-        "city": city,
-        "tags": profile.tags(),
-        "segments": profile.scores.segments,
-        "lifecycle_stage": scores.get("lifecycle_stage"),
-        "rfm_segment": scores.get("rfm_segment"),
-        "order_count": tx["order_count"],
-        "total_spent": tx["total_spent"],
-        "currency": tx["currency"],
-    }
-
-
-def search(
-    session: Session,
-    *,
-    customer_id: str | None,
-    mobile: str | None,
-    email: str | None,
-    tag: str | None,
-    segment: str | None,
-    province: str | None,
-    city: str | None,
-    lifecycle_stage: str | None,
-    rfm_segment: str | None,
-    after: str | None,
-    limit: int,
-    settings: Settings,
-) -> list[ProfileRow]:
-    repo = ProfileRepository(session)
-    ids: set[str] | None = None
-
-    def narrow(found: set[str]) -> None:
-        nonlocal ids
-        ids = found if ids is None else ids & found
-
-    if customer_id:
-        narrow(set(repo.aliases([customer_id]).values()))
-    if mobile is not None:
-        value = phone_e164(mobile, settings.default_region)
-        narrow(repo.profiles_by_contact("mobile", value) if value else set())
-    if email is not None:
-        value = normalize_email(email)
-        narrow(repo.profiles_by_contact("email", value) if value else set())
-    if ids is not None and not ids:
-        return []
-    # names only: a city alone must not add the province it is in to the filter (a record
-    # naming a city of another province is kept as sent, and must still be found by it)
-    return repo.search(
-        profile_ids=ids,
-        tag=tag,
-        segment=segment,
-        province=regions.province_name(province) if province else None,
-        city=regions.city_name(city) if city else None,
-        lifecycle_stage=lifecycle_stage,
-        rfm_segment=rfm_segment,
-        after=after,
-        limit=limit,
-    )
 
 
 def export(session: Session, customer_id: str, settings: Settings) -> dict[str, Any]:

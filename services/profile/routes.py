@@ -6,14 +6,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from services.profile import editing, erasure, erasure_acks, identity, reads, tags
+from services.profile import (
+    customer_search,
+    editing,
+    erasure,
+    erasure_acks,
+    identity,
+    reads,
+    tags,
+)
 from services.profile import unmerge as unmerge_use_case
-from services.profile.config import Settings
 from services.profile.repository import ProfileRow
-from services.profile.runtime import ProfileRuntime
+from services.profile.runtime import ProfileRuntime, RuntimeDep
 from services.profile.schemas import (
     AuditRead,
     ContactPolicyUpdate,
@@ -32,18 +39,9 @@ from services.profile.schemas import (
     TagsRead,
     UnmergeResult,
 )
-from shared.api import Caller, require, runtime_of
-from shared.errors import Forbidden, NotFound, ValidationProblem
-from shared.pagination import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    ListLimit,
-    Page,
-    decode_cursor,
-    encode_cursor,
-    page_of,
-)
-from shared.runtime import ServiceRuntime
+from shared.api import Caller, require
+from shared.errors import NotFound, ValidationProblem
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, ListLimit, Page, page_of
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
 
@@ -52,15 +50,9 @@ WRITE = [require("profile:write")]
 PII_READ = [require("profile:read", "pii:read")]
 
 
-def _settings(runtime: ServiceRuntime) -> Settings:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    return settings
-
-
 @router.get("/customers", response_model=Page[CustomerSummary], dependencies=READ)
 def search_customers(
-    request: Request,
+    runtime: RuntimeDep,
     principal: Caller,
     customer_id: str | None = None,
     mobile: Annotated[
@@ -80,39 +72,31 @@ def search_customers(
     cursor: str | None = None,
 ) -> Page[CustomerSummary]:
     """Search customers by id, mobile, e-mail, tag, region, segment or lifecycle (cursor paged)."""
-    if (mobile is not None or email is not None) and not principal.has("pii:read"):
-        # else a masked answer would still tell whether a number or address is a customer
-        raise Forbidden("searching by mobile or e-mail needs the scope(s): pii:read")
-    runtime = runtime_of(request, ProfileRuntime)
-    position = decode_cursor(cursor)
-    after = str(position["after"]) if position and "after" in position else None
-    with runtime.db.sessions() as session:
-        rows = reads.search(
-            session,
-            customer_id=customer_id,
-            mobile=mobile,
-            email=email,
-            tag=tag,
-            segment=segment,
-            province=province,
-            city=city,
-            lifecycle_stage=lifecycle_stage,
-            rfm_segment=rfm_segment,
-            after=after,
-            limit=limit + 1,
-            settings=_settings(runtime),
-        )
-    pii = principal.has("pii:read")
-    items = [CustomerSummary(**reads.summary(r, pii)) for r in rows[:limit]]
-    next_cursor = (
-        encode_cursor({"after": rows[limit - 1].profile_id}) if len(rows) > limit else None
+    query = customer_search.CustomerQuery(
+        customer_id=customer_id,
+        mobile=mobile,
+        email=email,
+        tag=tag,
+        segment=segment,
+        province=province,
+        city=city,
+        lifecycle_stage=lifecycle_stage,
+        rfm_segment=rfm_segment,
     )
-    return Page[CustomerSummary](items=items, next_cursor=next_cursor)
+    with runtime.db.sessions() as session:
+        return customer_search.search_customers(
+            session,
+            query,
+            pii=principal.has("pii:read"),
+            cursor=cursor,
+            limit=limit,
+            settings=runtime.settings,
+        )
 
 
-def _read_profile(runtime: ServiceRuntime, customer_id: str, pii: bool) -> bytes:
+def _read_profile(runtime: ProfileRuntime, customer_id: str, pii: bool) -> bytes:
     row = reads.read(runtime.db.engine, customer_id)
-    return orjson.dumps(reads.view(row, pii, _settings(runtime)))
+    return orjson.dumps(reads.view(row, pii, runtime.settings))
 
 
 @router.get(
@@ -123,7 +107,7 @@ def _read_profile(runtime: ServiceRuntime, customer_id: str, pii: bool) -> bytes
 )
 async def get_customer(
     customer_id: str,
-    request: Request,
+    runtime: RuntimeDep,
     principal: Caller,
 ) -> Response:
     """One unified profile: basic, subjective and transaction facets, scores, tags, policy."""
@@ -132,7 +116,6 @@ async def get_customer(
     # the page cache (~25 us; ~90 us with the view): done on the event loop, it saves the
     # thread-pool hop, which cost more server CPU than the read itself
     # (bench/bench_profile.py). A networked database keeps the hop (its round trip blocks).
-    runtime = runtime_of(request, ProfileRuntime)
     pii = principal.has("pii:read")
     if runtime.db.is_sqlite:
         body = _read_profile(runtime, customer_id, pii)
@@ -143,11 +126,10 @@ async def get_customer(
 
 @router.patch("/customers/{customer_id}", dependencies=WRITE)
 def patch_customer(
-    customer_id: str, changes: ProfileUpdate, request: Request, principal: Caller
+    customer_id: str, changes: ProfileUpdate, runtime: RuntimeDep, principal: Caller
 ) -> dict[str, Any]:
     """An operator's edit; the fields given win over derived data (``null`` clears one)."""
-    runtime = runtime_of(request, ProfileRuntime)
-    settings = _settings(runtime)
+    settings = runtime.settings
     body = changes.model_dump(exclude_unset=True)
     if not body:
         raise ValidationProblem("nothing to change")
@@ -159,9 +141,8 @@ def patch_customer(
 
 
 @router.delete("/customers/{customer_id}", response_model=ErasureResult, dependencies=WRITE)
-def erase_customer(customer_id: str, request: Request, principal: Caller) -> ErasureResult:
+def erase_customer(customer_id: str, runtime: RuntimeDep, principal: Caller) -> ErasureResult:
     """Erase a customer's personal data (GDPR / PIPL); publishes ``profile.erased``."""
-    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
         result = erasure.erase(session, customer_id, principal.key_id)
     # the old pages (with the erased data) stay in SQLite's WAL until a checkpoint; the
@@ -172,10 +153,10 @@ def erase_customer(customer_id: str, request: Request, principal: Caller) -> Era
 
 
 @router.get("/erasures/{erasure_id}", response_model=ErasureAuditRead, dependencies=READ)
-def get_erasure(erasure_id: str, request: Request) -> ErasureAuditRead:
+def get_erasure(erasure_id: str, runtime: RuntimeDep) -> ErasureAuditRead:
     """The audit trail of one erasure (what happened and when, no personal data) and which
     services have applied it in their own database, which are still pending."""
-    with runtime_of(request, ProfileRuntime).db.sessions() as session:
+    with runtime.db.sessions() as session:
         entries = erasure.erasure_audit(session, erasure_id)
         progress = erasure_acks.progress(session, erasure_id) or {}
     if not entries:
@@ -191,17 +172,16 @@ def get_erasure(erasure_id: str, request: Request) -> ErasureAuditRead:
 
 
 @router.get("/customers/{customer_id}/export", response_model=ExportRead, dependencies=PII_READ)
-def export_customer(customer_id: str, request: Request) -> ExportRead:
+def export_customer(customer_id: str, runtime: RuntimeDep) -> ExportRead:
     """Everything held on one customer as JSON (needs ``pii:read``)."""
-    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.sessions() as session:
-        return ExportRead.model_validate(reads.export(session, customer_id, _settings(runtime)))
+        return ExportRead.model_validate(reads.export(session, customer_id, runtime.settings))
 
 
 @router.get("/customers/{customer_id}/audit", response_model=AuditRead, dependencies=READ)
-def customer_audit(customer_id: str, request: Request) -> AuditRead:
+def customer_audit(customer_id: str, runtime: RuntimeDep) -> AuditRead:
     """Merges, edits, tag and contact-policy changes of one profile."""
-    with runtime_of(request, ProfileRuntime).db.sessions() as session:
+    with runtime.db.sessions() as session:
         row = reads.load(session, customer_id)
         entries = reads.audit_trail(session, row.profile_id)
     return AuditRead.model_validate({"customer_id": row.profile_id, "audit": entries})
@@ -209,10 +189,9 @@ def customer_audit(customer_id: str, request: Request) -> AuditRead:
 
 @router.post("/customers/{customer_id}/merge", response_model=MergeResult, dependencies=WRITE)
 def merge_customers(
-    customer_id: str, body: MergeRequest, request: Request, principal: Caller
+    customer_id: str, body: MergeRequest, runtime: RuntimeDep, principal: Caller
 ) -> MergeResult:
     """Manually merge other profiles into this one (this one survives); audited."""
-    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
         survivor = reads.load(session, customer_id).profile_id
         others = []
@@ -223,23 +202,19 @@ def merge_customers(
         if not others:
             raise ValidationProblem("those customers already belong to this profile")
         merge_id = identity.merge_profiles(
-            session, survivor, others, body.reason, principal.key_id, _settings(runtime)
+            session, survivor, others, body.reason, principal.key_id, runtime.settings
         )
     runtime.relay.notify()
     return MergeResult(merge_id=merge_id, survivor_id=survivor, merged_ids=others)
 
 
 @router.post("/merges/{merge_id}/unmerge", response_model=UnmergeResult, dependencies=WRITE)
-def unmerge(merge_id: str, request: Request, principal: Caller) -> UnmergeResult:
+def unmerge(merge_id: str, runtime: RuntimeDep, principal: Caller) -> UnmergeResult:
     """Split a merge back: each merged id gets its own facts and orders again; audited."""
-    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
-        result = unmerge_use_case.unmerge(session, merge_id, principal.key_id, _settings(runtime))
+        result = unmerge_use_case.unmerge(session, merge_id, principal.key_id, runtime.settings)
     runtime.relay.notify()
     return UnmergeResult(**result)
-
-
-# --------------------------------------------------------------------------- tags
 
 
 def _tags(row: ProfileRow) -> TagsRead:
@@ -254,9 +229,9 @@ def _tags(row: ProfileRow) -> TagsRead:
 @router.get(
     "/customers/{customer_id}/tags", response_model=TagsRead, tags=["tags"], dependencies=READ
 )
-def get_tags(customer_id: str, request: Request) -> TagsRead:
+def get_tags(customer_id: str, runtime: RuntimeDep) -> TagsRead:
     """A customer's tags, manual and from rules."""
-    with runtime_of(request, ProfileRuntime).db.sessions() as session:
+    with runtime.db.sessions() as session:
         return _tags(reads.load(session, customer_id))
 
 
@@ -267,11 +242,10 @@ def get_tags(customer_id: str, request: Request) -> TagsRead:
     tags=["tags"],
     dependencies=WRITE,
 )
-def add_tags(customer_id: str, body: TagsAdd, request: Request, principal: Caller) -> TagsRead:
+def add_tags(customer_id: str, body: TagsAdd, runtime: RuntimeDep, principal: Caller) -> TagsRead:
     """Add manual tags to a customer (adding one twice is harmless)."""
-    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
-        row = tags.add_tags(session, customer_id, body.tags, principal.key_id, _settings(runtime))
+        row = tags.add_tags(session, customer_id, body.tags, principal.key_id, runtime.settings)
     runtime.relay.notify()
     return _tags(row)
 
@@ -282,22 +256,21 @@ def add_tags(customer_id: str, body: TagsAdd, request: Request, principal: Calle
     tags=["tags"],
     dependencies=WRITE,
 )
-def remove_tag(customer_id: str, tag: str, request: Request, principal: Caller) -> TagsRead:
+def remove_tag(customer_id: str, tag: str, runtime: RuntimeDep, principal: Caller) -> TagsRead:
     """Remove a manual tag from a customer."""
-    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
-        row = tags.remove_tag(session, customer_id, tag, principal.key_id, _settings(runtime))
+        row = tags.remove_tag(session, customer_id, tag, principal.key_id, runtime.settings)
     runtime.relay.notify()
     return _tags(row)
 
 
 @router.get("/tags", response_model=Page[TagCount], tags=["tags"], dependencies=READ)
 def tag_counts(
-    request: Request, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+    runtime: RuntimeDep, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
 ) -> Page[TagCount]:
     """Every tag in use with how many customers carry it (manual and by rule), by tag
     (cursor paginated)."""
-    with runtime_of(request, ProfileRuntime).db.sessions() as session:
+    with runtime.db.sessions() as session:
         rows = tags.tag_counts(session)
     counts = [TagCount(tag=t, customers=n, manual=m, by_rule=r) for t, n, m, r in rows]
     return page_of(counts, lambda c: c.tag, cursor, limit)
@@ -305,10 +278,10 @@ def tag_counts(
 
 @router.get("/tag-rules", response_model=Page[TagRuleRead], tags=["tags"], dependencies=READ)
 def list_tag_rules(
-    request: Request, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
+    runtime: RuntimeDep, cursor: str | None = None, limit: ListLimit = DEFAULT_LIMIT
 ) -> Page[TagRuleRead]:
     """The tag rules, applied automatically as profiles change, by id (cursor paginated)."""
-    with runtime_of(request, ProfileRuntime).db.sessions() as session:
+    with runtime.db.sessions() as session:
         rules = [TagRuleRead(**r) for r in tags.tag_rules(session)]
     return page_of(rules, lambda r: r.rule_id, cursor, limit)
 
@@ -320,13 +293,10 @@ def list_tag_rules(
     tags=["tags"],
     dependencies=WRITE,
 )
-def create_tag_rule(body: TagRuleCreate, request: Request) -> TagRuleRead:
+def create_tag_rule(body: TagRuleCreate, runtime: RuntimeDep) -> TagRuleRead:
     """Create a tag rule; it is applied to every existing profile at once."""
-    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
-        row = tags.create_tag_rule(
-            session, body.tag, body.rule, body.description, _settings(runtime)
-        )
+        row = tags.create_tag_rule(session, body.tag, body.rule, body.description, runtime.settings)
     runtime.relay.notify()
     return TagRuleRead(**row)
 
@@ -337,31 +307,26 @@ def create_tag_rule(body: TagRuleCreate, request: Request) -> TagRuleRead:
     tags=["tags"],
     dependencies=WRITE,
 )
-def delete_tag_rule(rule_id: str, request: Request) -> None:
+def delete_tag_rule(rule_id: str, runtime: RuntimeDep) -> None:
     """Delete a tag rule; its tag leaves every profile."""
-    runtime = runtime_of(request, ProfileRuntime)
     with runtime.db.unit_of_work() as session:
-        tags.delete_tag_rule(session, rule_id, _settings(runtime))
+        tags.delete_tag_rule(session, rule_id, runtime.settings)
     runtime.relay.notify()
 
 
-# --------------------------------------------------------------------------- contact policy
-
-
 @router.get("/customers/{customer_id}/contact-policy", tags=["contact policy"], dependencies=READ)
-def get_contact_policy(customer_id: str, request: Request) -> dict[str, Any]:
+def get_contact_policy(customer_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     """A customer's contact policy (channels consented, do-not-disturb, quiet hours, cap)."""
-    with runtime_of(request, ProfileRuntime).db.sessions() as session:
+    with runtime.db.sessions() as session:
         row = reads.load(session, customer_id)
     return reads.policy_view(row.profile_id, row.profile)
 
 
 @router.put("/customers/{customer_id}/contact-policy", tags=["contact policy"], dependencies=WRITE)
 def put_contact_policy(
-    customer_id: str, body: ContactPolicyUpdate, request: Request, principal: Caller
+    customer_id: str, body: ContactPolicyUpdate, runtime: RuntimeDep, principal: Caller
 ) -> dict[str, Any]:
     """Replace a customer's contact policy; published as ``profile.contact_policy_changed``."""
-    runtime = runtime_of(request, ProfileRuntime)
     if body.customer_id is not None and body.customer_id != customer_id:
         raise ValidationProblem("customer_id in the body differs from the path")
     with runtime.db.unit_of_work() as session:

@@ -12,10 +12,10 @@ from services.segment.routes import router
 from services.segment.runtime import SegmentRuntime
 from services.segment.subject_export import export_section
 from services.segment.sweep import DaySweep, SweepOutcome, mark_swept
-from shared import business_metrics, topics
+from shared import business_metrics
 from shared.api import build_app
 from shared.config import ServiceSettings
-from shared.exports import answering_exports
+from shared.exports import ANSWERS, answering_exports
 from shared.runtime import PeriodicJob
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -29,7 +29,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> SegmentRuntime:
         settings,
         migrations_dir=MIGRATIONS,
         consumer_factory=answering_exports(build_consumers, export_section),
-        consumed_topics=(*CONSUMED_TOPICS, topics.EXPORT_REQUESTS),
+        consumed_topics=(*CONSUMED_TOPICS, *ANSWERS.topics),
     )
     day_sweep = DaySweep(runtime.db)
     runtime.jobs.append(

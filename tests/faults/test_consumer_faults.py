@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from devtools.testing import unique, wait_for
 from shared import topics
-from shared.bus import ConsumerLoop, Inbound, Publisher, ensure_topics
+from shared.bus import BatchHandler, ConsumerLoop, Inbound, Publisher, ensure_topics
 from shared.db import Database, make_metadata
 from shared.events import Order, OrderRecordedEvent, encode_event
+from shared.registry import RegisteredHandler, Registry
 
 pytestmark = pytest.mark.kafka
 
@@ -50,8 +51,15 @@ def order_event(order_id: str) -> OrderRecordedEvent:
     )
 
 
-def record_effect(session: Session, event: Any, message: Inbound) -> None:
-    session.execute(insert(effects).values(order_id=event.data.order_id))
+def record_effects(session: Session, messages: list[Inbound], deps: None) -> None:
+    for message in messages:
+        session.execute(insert(effects).values(order_id=message.event.data.order_id))
+
+
+def on_orders(handler: RegisteredHandler[None]) -> BatchHandler:
+    """The loop's batch handler of a registry with ``handler`` for ``order.recorded``, as a
+    service's consumer is built."""
+    return Registry({OrderRecordedEvent: handler}).batch_handler(None)
 
 
 @pytest.fixture
@@ -80,7 +88,7 @@ def make_loop(broker, namespace, db, publisher, group: str, **kwargs: Any) -> Co
         topics=[topics.ORDERS],
         db=db,
         publisher=publisher,
-        handlers=kwargs.pop("handlers", {"order.recorded": record_effect}),
+        batch_handler=kwargs.pop("batch_handler", on_orders(record_effects)),
         namespace=namespace,
         backoff_base=0.01,
         **kwargs,
@@ -185,11 +193,11 @@ def test_rebalance_churn_five_times(broker, namespace, db, publisher) -> None:
 def test_a_handler_slower_than_max_poll_interval(broker, namespace, db, publisher) -> None:
     slow_once = threading.Event()
 
-    def slow_effect(session: Session, event: Any, message: Inbound) -> None:
+    def slow_effect(session: Session, messages: list[Inbound], deps: None) -> None:
         if not slow_once.is_set():
             slow_once.set()
             time.sleep(4)  # > max_poll_interval_ms: the member is dropped from the group
-        record_effect(session, event, message)
+        record_effects(session, messages, deps)
 
     loop = make_loop(
         broker,
@@ -197,7 +205,7 @@ def test_a_handler_slower_than_max_poll_interval(broker, namespace, db, publishe
         db,
         publisher,
         unique("g"),
-        handlers={"order.recorded": slow_effect},
+        batch_handler=on_orders(slow_effect),
         max_poll_records=5,
         consumer_overrides={"max_poll_interval_ms": 2000},
     )

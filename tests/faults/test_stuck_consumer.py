@@ -23,6 +23,7 @@ from shared.bus import ConsumerLoop, Inbound, Publisher, ensure_topics
 from shared.consumer_health import ProgressWatch, rebuild_delay
 from shared.db import Database, make_metadata
 from shared.events import Order, OrderRecordedEvent, encode_event
+from shared.registry import Registry
 from tests.faults.kafka_proxy import KafkaFaultProxy
 
 metadata = make_metadata()
@@ -49,8 +50,13 @@ def order_event(order_id: str) -> OrderRecordedEvent:
     )
 
 
-def record_order(session: Session, event: Any, message: Inbound) -> None:
-    session.execute(insert(seen).values(order_id=event.data.order_id))
+def record_orders(session: Session, messages: list[Inbound], deps: None) -> None:
+    for message in messages:
+        session.execute(insert(seen).values(order_id=message.event.data.order_id))
+
+
+#: as a service declares what it consumes
+ORDERS: Registry[None] = Registry({OrderRecordedEvent: record_orders})
 
 
 def metric(name: str, consumer: str) -> float:
@@ -135,7 +141,7 @@ def test_a_member_stuck_in_sync_group_is_reported_and_replaced(
         topics=[topics.ORDERS],
         db=db,
         publisher=publisher,
-        handlers={"order.recorded": record_order},
+        batch_handler=ORDERS.batch_handler(None),
         namespace=namespace,
         stall_after=10.0,
     )

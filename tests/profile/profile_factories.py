@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from services.profile import consuming, reads
+from services.profile import consuming, customer_search
 from services.profile.config import Settings
 from services.profile.repository import ProfileRow
 from shared.db import Database
@@ -118,22 +118,6 @@ def segment_changed(
     return SegmentChangedEvent(source="segment", key=customer_id, data=data)
 
 
-NO_FILTERS: dict[str, Any] = dict.fromkeys(
-    (
-        "customer_id",
-        "mobile",
-        "email",
-        "tag",
-        "segment",
-        "province",
-        "city",
-        "lifecycle_stage",
-        "rfm_segment",
-        "after",
-    )
-)
-
-
 def apply(db: Database, settings: Settings, *events: Any) -> None:
     """Fold events into the profiles in one transaction, as a consumed batch."""
     with db.unit_of_work() as session:
@@ -147,5 +131,8 @@ def feed(client: TestClient, *events: Any) -> None:
 
 
 def search(session: Session, settings: Settings, **filters: Any) -> list[ProfileRow]:
-    """reads.search with only the given filters (the others None), limit 10."""
-    return reads.search(session, **{**NO_FILTERS, "limit": 10, **filters}, settings=settings)
+    """The profiles matching only the given filters (the others None), the first 10."""
+    query = customer_search.CustomerQuery(**filters)
+    return customer_search.matching_profiles(
+        session, query, after=None, limit=10, settings=settings
+    )

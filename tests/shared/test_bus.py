@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from devtools.testing import read_topic, unique, wait_for
 from shared import topics
 from shared.bus import (
+    BatchHandler,
     ConsumerLoop,
     Inbound,
     OutboxRelay,
@@ -26,6 +27,7 @@ from shared.bus import (
 )
 from shared.db import Database, make_metadata
 from shared.events import Order, OrderRecordedEvent, encode_event
+from shared.registry import RegisteredHandler, Registry
 
 pytestmark = pytest.mark.kafka
 
@@ -53,8 +55,15 @@ def order_event(order_id: str, customer: str = "c1") -> OrderRecordedEvent:
     )
 
 
-def record_order(session: Session, event: Any, message: Inbound) -> None:
-    session.execute(insert(seen).values(order_id=event.data.order_id))
+def record_orders(session: Session, messages: list[Inbound], deps: None) -> None:
+    for message in messages:
+        session.execute(insert(seen).values(order_id=message.event.data.order_id))
+
+
+def on_orders(handler: RegisteredHandler[None]) -> BatchHandler:
+    """The loop's batch handler of a registry with ``handler`` for ``order.recorded``, as a
+    service's consumer is built."""
+    return Registry({OrderRecordedEvent: handler}).batch_handler(None)
 
 
 def seen_ids(db: Database) -> list[str]:
@@ -78,7 +87,7 @@ def make_loop(broker, namespace, db, publisher, **kwargs) -> ConsumerLoop:
         "topics": [topics.ORDERS],
         "db": db,
         "publisher": publisher,
-        "handlers": {"order.recorded": record_order},
+        "batch_handler": on_orders(record_orders),
         "namespace": namespace,
         "backoff_base": 0.01,
     }
@@ -138,10 +147,11 @@ def test_the_lag_gauges_exist_at_zero_before_the_first_record(
 def test_poison_and_failing_records_go_to_dead_letter_others_pass(
     broker, namespace, db, publisher
 ) -> None:
-    def picky(session: Session, event: Any, message: Inbound) -> None:
-        if event.data.order_id == "bad":
-            raise ValueError("order 'bad' is not acceptable")
-        record_order(session, event, message)
+    def picky(session: Session, messages: list[Inbound], deps: None) -> None:
+        for message in messages:
+            if message.event.data.order_id == "bad":
+                raise ValueError("order 'bad' is not acceptable")
+            record_orders(session, [message], deps)
 
     bad = order_event("bad").model_dump_json().encode()
     publisher.publish_all(
@@ -152,7 +162,7 @@ def test_poison_and_failing_records_go_to_dead_letter_others_pass(
             (topics.ORDERS, "c1", order_event("ok-2").model_dump_json().encode()),
         ]
     )
-    loop = make_loop(broker, namespace, db, publisher, handlers={"order.recorded": picky})
+    loop = make_loop(broker, namespace, db, publisher, batch_handler=on_orders(picky))
     loop.start()
     try:
         wait_for(
@@ -185,14 +195,14 @@ def test_poison_and_failing_records_go_to_dead_letter_others_pass(
 def test_transient_faults_are_retried_with_backoff(broker, namespace, db, publisher) -> None:
     failures = {"left": 2}
 
-    def flaky(session: Session, event: Any, message: Inbound) -> None:
+    def flaky(session: Session, messages: list[Inbound], deps: None) -> None:
         if failures["left"] > 0:
             failures["left"] -= 1
             raise OperationalError("UPDATE", {}, Exception("database is locked"))
-        record_order(session, event, message)
+        record_orders(session, messages, deps)
 
     publisher.send_event(topics.ORDERS, order_event("o-flaky")).get(10)
-    loop = make_loop(broker, namespace, db, publisher, handlers={"order.recorded": flaky})
+    loop = make_loop(broker, namespace, db, publisher, batch_handler=on_orders(flaky))
     loop.start()
     try:
         wait_for(lambda: seen_ids(db) == ["o-flaky"], timeout=60, what="the flaky order")
@@ -214,12 +224,12 @@ def test_offsets_are_committed_after_processing(broker, namespace, db, publisher
         publisher.send_event(topics.ORDERS, order_event(f"second-{i}", f"c{i}")).get(10)
     calls: list[str] = []
 
-    def counting(session: Session, event: Any, message: Inbound) -> None:
-        calls.append(event.data.order_id)
-        record_order(session, event, message)
+    def counting(session: Session, messages: list[Inbound], deps: None) -> None:
+        calls.extend(m.event.data.order_id for m in messages)
+        record_orders(session, messages, deps)
 
     loop = make_loop(
-        broker, namespace, db, publisher, group_id=group, handlers={"order.recorded": counting}
+        broker, namespace, db, publisher, group_id=group, batch_handler=on_orders(counting)
     )
     loop.start()
     try:
@@ -342,12 +352,13 @@ def test_a_handler_can_have_the_wal_checkpointed_after_its_commit(
         session.execute(insert(seen).values(order_id="kept-order"))
     assert secret in _file_bytes(path)
 
-    def erase(session: Session, event: Any, message: Inbound) -> None:
-        session.execute(delete(seen).where(seen.c.order_id == event.data.order_id))
-        message.checkpoint_after_commit = requested
+    def erase(session: Session, messages: list[Inbound], deps: None) -> None:
+        for message in messages:
+            session.execute(delete(seen).where(seen.c.order_id == message.event.data.order_id))
+            message.checkpoint_after_commit = requested
 
     publisher.send_event(topics.ORDERS, order_event(secret.decode())).get(10)
-    loop = make_loop(broker, namespace, db, publisher, handlers={"order.recorded": erase})
+    loop = make_loop(broker, namespace, db, publisher, batch_handler=on_orders(erase))
     loop.start()
     try:
         wait_for(lambda: loop.processed_count == 1, what="the erasure")

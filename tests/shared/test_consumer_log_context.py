@@ -3,8 +3,6 @@ and origin (one-by-one handling) or its batch (batch handling)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy.orm import Session
 
@@ -14,9 +12,10 @@ from shared.logs import current_context
 from tests.shared.test_bus import (  # noqa: F401 - db and publisher are fixtures
     db,
     make_loop,
+    on_orders,
     order_event,
     publisher,
-    record_order,
+    record_orders,
     seen_ids,
 )
 
@@ -26,15 +25,16 @@ pytestmark = pytest.mark.kafka
 def test_handling_runs_inside_the_record_context(broker, namespace, db, publisher) -> None:  # noqa: F811
     contexts: list[tuple[str, dict[str, str]]] = []
 
-    def picky(session: Session, event: Any, message: Inbound) -> None:
-        contexts.append((event.data.order_id, current_context()))
-        if event.data.order_id == "bad":
-            raise ValueError("order 'bad' is not acceptable")
-        record_order(session, event, message)
+    def picky(session: Session, messages: list[Inbound], deps: None) -> None:
+        for message in messages:
+            contexts.append((message.event.data.order_id, current_context()))
+            if message.event.data.order_id == "bad":
+                raise ValueError("order 'bad' is not acceptable")
+            record_orders(session, [message], deps)
 
     events = [order_event("ok-1"), order_event("bad"), order_event("ok-2")]
     publisher.publish_all([("crm.orders.v1", "c1", e.model_dump_json().encode()) for e in events])
-    loop = make_loop(broker, namespace, db, publisher, handlers={"order.recorded": picky})
+    loop = make_loop(broker, namespace, db, publisher, batch_handler=on_orders(picky))
     loop.start()
     try:
         wait_for(lambda: len(seen_ids(db)) == 2 and loop.deadlettered_count == 1, what="results")
