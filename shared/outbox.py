@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from shared import metrics
 from shared.broker_state import BrokerState
 from shared.bus_errors import BROKER_ERRORS
-from shared.db import PLATFORM_TABLES, Database, chunks, executemany, insert_sql
+from shared.db import PLATFORM_TABLES, Database, chunks, executemany_columns, insert_sql
 from shared.events import EnvelopeBase, encode_event, utcnow
 from shared.producer import Publisher
 
@@ -46,9 +46,19 @@ def add_raw_to_outbox(
 
     Driver-level ``executemany``: consumers call it once per poll batch on their hot path.
     """
+    if not rows:
+        return
     created_at = now or utcnow()
-    values = [(topic, key, value, created_at) for topic, key, value in rows]
-    executemany(session, OUTBOX, _INSERT, _COLUMNS, values, repeated=("created_at",))
+    # by column: a full rescoring queues ~170,000 records at once (~0.3 s of CPU as rows)
+    names, keys, values = zip(*rows, strict=True)
+    executemany_columns(
+        session,
+        OUTBOX,
+        _INSERT,
+        _COLUMNS,
+        [names, keys, values, [created_at] * len(rows)],
+        repeated=("created_at",),
+    )
 
 
 def drop_from_outbox(session: Session | Connection, keys: Sequence[str]) -> None:

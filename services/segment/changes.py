@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
+import numpy as np
 import orjson
+import pandas as pd
 from sqlalchemy.orm import Session
 
 from services.segment import scoring
-from services.segment.money import money_text
+from services.segment.money import minor_digits, money_text
 from services.segment.repository import Segments
 from shared import topics
 from shared.events import SCHEMA_VERSION, ensure_aware, utcnow
@@ -94,6 +98,130 @@ def segment_changed_record(
     return topics.SEGMENTS, customer_id, orjson.dumps(body)
 
 
+#: The fields of a ScoreSnapshot in wire order (what :func:`snapshot_of` writes).
+SNAPSHOT_FIELDS = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "currency",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "lifecycle_stage",
+    "purchase_bucket",
+    "funnel_bucket",
+    "value_quadrant",
+    "first_order_at",
+    "last_order_at",
+)
+_SNAPSHOT_TEMPLATE = "{" + ",".join(f'"{name}":%s' for name in SNAPSHOT_FIELDS) + "}"
+_LABELS = ("rfm_code", "rfm_segment", "lifecycle_stage", "purchase_bucket", "funnel_bucket")
+
+
+def snapshot_texts(frame: pd.DataFrame) -> list[str]:
+    """:func:`snapshot_of` of every row of ``frame`` as JSON text, column by column.
+
+    ``frame`` holds the columns ``snapshot_of`` reads (``monetary_e4`` for the money; the
+    times as UTC datetimes); each column is encoded once for all rows (labels and
+    currencies once per distinct value) and the rows are put together from a template.
+    A full rescoring after a policy change publishes most customers: 337,482 snapshots
+    (168,741 customers of 200,000) took 2.3 s (profiled) with ``snapshot_of`` and orjson
+    per row.
+    The text is orjson's for the same values (``test_changes_columns.py`` holds them equal).
+    """
+    if frame.empty:
+        return []
+    currencies = frame["currency"]
+    columns = [
+        _json_ints(frame["recency_days"]),
+        _json_ints(frame["frequency"], missing="0"),
+        _json_money(frame["monetary_e4"], currencies),
+        _json_values(currencies),
+        _json_ints(frame["r_score"]),
+        _json_ints(frame["f_score"]),
+        _json_ints(frame["m_score"]),
+        *(_json_values(frame[name]) for name in _LABELS),
+        _json_values(frame["value_quadrant"]),
+        _json_instants(frame["first_order_at"]),
+        _json_instants(frame["last_order_at"]),
+    ]
+    template = _SNAPSHOT_TEMPLATE
+    return [template % values for values in zip(*columns, strict=True)]
+
+
+def _json_ints(values: pd.Series, missing: str = "null") -> list[str]:
+    """Integers (or missing) as JSON."""
+    absent = values.isna().to_numpy()
+    if values.dtype.kind == "O" and not absent.all():
+        values = values.astype("Int64")  # stored rows: Python ints and None
+    texts = values.to_numpy(dtype="int64", na_value=0).astype(str).astype(object)
+    texts[absent] = missing
+    return texts.tolist()
+
+
+def _json_values(values: pd.Series) -> list[str]:
+    """Values of few distinct ones (labels, currencies) as JSON, each encoded once."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    texts = np.array([*(orjson.dumps(u).decode() for u in uniques), "null"], dtype=object)
+    return texts[codes].tolist()
+
+
+def _json_instants(values: pd.Series) -> list[str]:
+    """UTC times as orjson writes an aware UTC datetime (no fraction when it is 0)."""
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = pd.to_datetime(values, utc=True)
+    stamps = values.dt.tz_convert(None).to_numpy().astype("datetime64[us]")
+    texts = np.datetime_as_string(stamps, unit="us").tolist()
+    whole = (stamps.view("int64") % 1_000_000 == 0).tolist()
+    absent = np.isnat(stamps).tolist()
+    return [
+        "null" if a else f'"{t[:19]}+00:00"' if w else f'"{t}+00:00"'
+        for t, w, a in zip(texts, whole, absent, strict=True)
+    ]
+
+
+def _json_money(values: pd.Series, currencies: pd.Series) -> list[str]:
+    """:func:`money_text` of each 1/10,000 amount (missing: 0) in its currency, as JSON.
+
+    In integers, not Decimal: the text after the units depends only on the amount's last
+    four digits and the currency's minor digits (:func:`_money_fractions`). money_text was
+    1.8 s (profiled) of 337,482 snapshots whose amounts were not whole cents."""
+    amounts = values.to_numpy(dtype="int64", na_value=0)
+    codes, uniques = pd.factorize(currencies.to_numpy(dtype=object), use_na_sentinel=True)
+    digits = np.array([*(minor_digits(u) for u in uniques), 2])[codes]
+    units = np.abs(amounts)
+    fractions = _money_fractions()
+    return [
+        f'"{sign}{whole}{fractions[places][part]}"'
+        for sign, whole, places, part in zip(
+            np.where(amounts < 0, "-", "").tolist(),
+            (units // 10_000).tolist(),
+            digits.tolist(),
+            (units % 10_000).tolist(),
+            strict=True,
+        )
+    ]
+
+
+@cache
+def _money_fractions() -> dict[int, list[str]]:
+    """By minor digits (0 to 4), what :func:`money_text` writes after the units for each
+    last four digits of an amount: the minor digits when the rest are zeros, else the four
+    without their trailing zeros."""
+    found: dict[int, list[str]] = {}
+    for places in range(5):
+        step = 10 ** (4 - places)
+        found[places] = [
+            ("." + f"{part:04d}"[:places] if places else "")
+            if part % step == 0
+            else "." + f"{part:04d}".rstrip("0")
+            for part in range(10_000)
+        ]
+    return found
+
+
 #: event ids need uniqueness, not secrecy: a generator seeded from os.urandom per process
 _RANDOM = random.Random(os.urandom(32))
 _VERSION_BITS = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
@@ -104,6 +232,28 @@ def _uuid4() -> str:
     """A random (version 4) UUID as text, ~3x faster than ``str(uuid.uuid4())``."""
     h = f"{_RANDOM.getrandbits(128) & _VERSION_BITS | _VERSION_4:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _uuid4s(count: int) -> list[str]:
+    """``count`` :func:`_uuid4` at once, the very ones ``count`` calls would give (one draw
+    of ``128 * count`` bits holds the 128-bit draws in order, least significant first):
+    0.35 s for 168,741 one by one, ~0.1 s so."""
+    if count <= 0:
+        return []
+    drawn = _RANDOM.getrandbits(128 * count).to_bytes(16 * count, "little")
+    # each id's 16 bytes, most significant first: the version nibble, then the variant bits
+    raw = np.frombuffer(drawn, dtype=np.uint8).reshape(count, 16)[:, ::-1].copy()
+    raw[:, 6] = raw[:, 6] & 0x0F | 0x40
+    raw[:, 8] = raw[:, 8] & 0x3F | 0x80
+    h = raw.tobytes().hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
+#: what orjson escapes in a string (anything else it writes as it is, in UTF-8)
+_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
 
 
 class StateChanges:
@@ -154,6 +304,87 @@ class StateChanges:
                 occurred_at=self.occurred_at,
                 predictions=self.predictions.get(customer_id),
             )
+        )
+
+    def add_encoded(
+        self,
+        customer_ids: Sequence[str],
+        previous: Sequence[str | None],
+        previous_segments: Sequence[Sequence[str]],
+        current: Sequence[str],
+        segments: Sequence[Sequence[str]],
+    ) -> None:
+        """Many changed customers, their snapshots already JSON text (:func:`snapshot_texts`):
+        the same records and memberships as :meth:`add` of each in turn. ``previous`` is
+        None where no state was published (no row, or no state hash); ``previous_segments``
+        the memberships stored with it."""
+        template = self._record_template()
+        dumps, predictions, records = orjson.dumps, self.predictions, self.records
+        no_moves = ("[]", "[]", "[]")
+        moves: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, str, str]] = {}
+        if _ESCAPED.search("".join(customer_ids)) is None:
+            keys = [f'"{c}"' for c in customer_ids]
+        else:
+            keys = [dumps(c).decode() for c in customer_ids]
+        for customer_id, key_text, event_id, before_text, before, after_text, now in zip(
+            customer_ids,
+            keys,
+            _uuid4s(len(customer_ids)),
+            previous,
+            previous_segments,
+            current,
+            segments,
+            strict=True,
+        ):
+            texts = no_moves
+            if now or before:
+                self.entered.extend(
+                    {"segment_id": s, "customer_id": customer_id, "entered_at": self.now}
+                    for s in now
+                    if s not in before
+                )
+                self.left.extend((s, customer_id) for s in before if s not in now)
+                key = (tuple(now), tuple(before))
+                found = moves.get(key)
+                if found is None:
+                    was = set(before)
+                    found = moves[key] = (
+                        dumps(list(now)).decode(),
+                        dumps([s for s in now if s not in was]).decode(),
+                        dumps(sorted(was.difference(now))).decode(),
+                    )
+                texts = found
+            prediction = predictions.get(customer_id)
+            body = template % (
+                event_id,
+                key_text,
+                key_text,
+                "null" if before_text is None else before_text,
+                after_text,
+                *texts,
+                "null" if prediction is None else dumps(prediction).decode(),
+            )
+            records.append((topics.SEGMENTS, customer_id, body.encode()))
+
+    def _record_template(self) -> str:
+        """:func:`segment_changed_record`'s JSON with a ``%s`` for each per-customer part."""
+
+        def constant(value: Any) -> str:
+            return orjson.dumps(value).decode().replace("%", "%%")
+
+        return (
+            '{"event_id":"%s","schema_version":'
+            + constant(SCHEMA_VERSION)
+            + ',"occurred_at":'
+            + constant(self.occurred_at)
+            + ',"source":'
+            + constant(SOURCE)
+            + ',"key":%s,"type":"segment.changed","data":{"customer_id":%s,"policy_version":'
+            + constant(self.policy_version)
+            + ',"as_of":'
+            + constant(ensure_aware(self.now))
+            + ',"from":%s,"to":%s,"segments":%s,"segments_entered":%s,"segments_left":%s,'
+            + '"removed":false,"predictions":%s}}'
         )
 
     def store_memberships(self, session: Session) -> None:

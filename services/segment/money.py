@@ -21,10 +21,15 @@ def from_e4(value: int, currency: str | None = None) -> Decimal:
     return Decimal(money_text(value, currency))
 
 
+def minor_digits(currency: str | None) -> int:
+    """The minor-unit digits money is shown with in this currency (2 unless ISO 4217 says)."""
+    return _CURRENCY_DIGITS.get(currency.upper(), 2) if currency else 2
+
+
 def money_text(value: int, currency: str | None = None) -> str:
     """The decimal string of an integer 1/10,000 amount (at least the currency's digits)."""
     value = int(value)
-    digits = _CURRENCY_DIGITS.get((currency or "").upper(), 2) if currency else 2
+    digits = minor_digits(currency)
     if digits == 2 and value % 100 == 0:  # the common case, without Decimal arithmetic
         sign, units = ("-", -value) if value < 0 else ("", value)
         return f"{sign}{units // 10_000}.{units // 100 % 100:02d}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -37,6 +37,7 @@ from services.segment.scoring import AGGREGATE_COLUMNS
 from shared.db import (
     chunks,
     executemany,
+    executemany_columns,
     insert_sql,
     read_datetime,
     rows_of,
@@ -57,6 +58,24 @@ CHUNK = 500
 #: read of four columns that costs ~1.5 s per 1,000,000 customers, so a population that
 #: fits one page is read once, as before paging). A page of 1,000,000 peaked at 1,045 MiB.
 RESCORING_PAGE = 500_000
+
+#: the stored columns :meth:`Customers.published_states` reads
+PUBLISHED_STATE_COLUMNS = [
+    "customer_id",
+    "state_hash",
+    "currency",
+    "segments",
+    "recency_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "lifecycle_stage",
+    "purchase_bucket",
+    "funnel_bucket",
+    "value_quadrant",
+]
 
 ORDERS = cast(Table, OrderState.__table__)
 CUSTOMERS = cast(Table, CustomerScore.__table__)
@@ -221,6 +240,29 @@ class Customers:
             found[values[0]] = dict(zip(names, values, strict=True))
         return found
 
+    def published_states(self, customer_ids: Sequence[str]) -> pd.DataFrame:
+        """What a rescoring's changed customers' events need of their stored rows beyond the
+        figures its pages read (:data:`PUBLISHED_STATE_COLUMNS`), indexed by customer id in
+        the order asked (a customer without a row: missing values).
+
+        A narrow read: :meth:`snapshots` of 168,741 changed customers (of 200,000) took
+        3.4 s (profiled) of a policy change's write, parsing 25 columns (five times, three
+        JSON lists) the write then mostly did not use.
+        """
+        names = PUBLISHED_STATE_COLUMNS
+        sql = f"SELECT {', '.join(names)} FROM customer_scores WHERE customer_id IN ({{marks}})"
+        rows = select_in(self.session, sql, customer_ids)
+        frame = pd.DataFrame(rows, columns=names).astype({"segments": object})
+        # SQLite gives JSON text, PostgreSQL the parsed list; few distinct texts: each parsed once
+        lists: dict[str, tuple[str, ...]] = {}
+        frame["segments"] = [
+            (lists[v] if v in lists else lists.setdefault(v, _json_list(v)))
+            if isinstance(v, str)
+            else tuple(v or ())
+            for v in frame["segments"].tolist()
+        ]
+        return frame.set_index("customer_id").reindex(pd.Index(customer_ids, dtype=object))
+
     def insert_many(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.session.execute(insert(CUSTOMERS), rows)
@@ -251,16 +293,22 @@ class Customers:
             [{**{c: r[c] for c in columns}, "b_customer_id": r["customer_id"]} for r in rows],
         )
 
-    def update_columns(self, rows: list[tuple[Any, ...]], columns: list[str]) -> int:
-        """Write ``columns`` of many customers: each row holds their values, then the customer id.
+    def update_columns(
+        self, values: list[Sequence[Any]], columns: list[str], repeated: Collection[str] = ()
+    ) -> int:
+        """Write ``columns`` of many customers, given column by column: a sequence of values
+        per column, then the customer ids.
 
         A driver-level executemany (a full rescoring may write a million rows), with each
-        value passed through its column type's bind processor first.
+        value passed through its column type's bind processor first (memoised for the
+        ``repeated`` columns: mostly one value).
         """
         sql = update_sql(CUSTOMERS, columns, "customer_id")
-        total = 0
-        for chunk in chunks(rows, 50_000):
-            total += executemany(self.session, CUSTOMERS, sql, [*columns, "customer_id"], chunk)
+        names = [*columns, "customer_id"]
+        total, size = 0, 50_000
+        for start in range(0, len(values[0]) if values else 0, size):
+            part = [column[start : start + size] for column in values]
+            total += executemany_columns(self.session, CUSTOMERS, sql, names, part, repeated)
         return total
 
     def delete(self, customer_id: str) -> None:

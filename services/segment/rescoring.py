@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from services.segment import predictive, published_state, repository, scoring
-from services.segment.changes import StateChanges
+from services.segment.changes import StateChanges, snapshot_texts
 from services.segment.cut_points import compute_cut_points
 from services.segment.models import CutPointSet
 from services.segment.repository import (
@@ -24,7 +24,7 @@ from services.segment.repository import (
     OrderStates,
     lock_customers_for_rescoring,
 )
-from services.segment.scoring import memberships, plain_rows
+from services.segment.scoring import column_values, memberships, plain_rows
 from services.segment.scoring_context import ScoringContext, load_context
 from shared.bus import add_raw_to_outbox
 from shared.db import chunks
@@ -238,42 +238,85 @@ def _write_rescoring_chunk(
     now: datetime,
     published: pd.DataFrame,
 ) -> None:
+    # Column by column, not a dict per customer: a policy change rewriting 168,741 of
+    # 200,000 customers spent 7.6 s of CPU in this write with a dict per row (plain_rows,
+    # the stored rows read whole, snapshot_of and orjson per event), 3.6 s so (medians of
+    # 3, `bench/bench_segment.py --phase policy`; the events are the same bytes:
+    # tests/segment/test_changes_columns.py).
     subset = scores.iloc[indexes]
-    after_rows = plain_rows(subset[[c for c in _SNAPSHOT_SOURCE if c in subset.columns]])
-    customer_ids = [row["customer_id"] for row in after_rows]
-    stored = Customers(session).snapshots(customer_ids)
-    # the stored figures of re-aggregated customers are already the new ones
-    figures = plain_rows(published[published.index.isin(customer_ids)].reset_index())
-    as_published = {row.pop("customer_id"): row for row in figures}
+    customer_ids = subset["customer_id"].tolist()
+    customers = Customers(session)
+    stored = customers.published_states(customer_ids)
+    segments = [member_lists[i] for i in indexes.tolist()]
+    n = len(customer_ids)
     written = [*_SCORE_WRITE_COLUMNS, "segments", "state_hash", "policy_version", "scored_at"]
-    rows = []
+    customers.update_columns(
+        [
+            *(column_values(subset[c]) for c in _SCORE_WRITE_COLUMNS),
+            # tuples (written as JSON lists): their few distinct texts are encoded once
+            [tuple(s) for s in segments],
+            hashes[indexes].tolist(),
+            [context.policy_version] * n,
+            [now] * n,
+            customer_ids,
+        ],
+        written,
+        repeated=("segments", "policy_version", "scored_at"),
+    )
+
+    # without custom segments the frame has no currency: the stored row has it
+    after = subset[[c for c in _SNAPSHOT_SOURCE if c in subset.columns]].reset_index(drop=True)
+    if "currency" not in after.columns:
+        after["currency"] = stored["currency"].to_numpy(dtype=object)
+    before = _published_snapshots(subset, stored, published)
+    # a row without a state hash holds aggregates whose state was never published
+    known = stored["state_hash"].notna().to_numpy()
+    before_texts = snapshot_texts(before)
     changes = StateChanges(
         context.policy_version, now, predictive.event_predictions(session, customer_ids)
     )
-    for position, index in enumerate(indexes):
-        after = after_rows[position]
-        customer_id = after["customer_id"]
-        segments = member_lists[index]
-        rows.append(
-            (
-                *(after[c] for c in _SCORE_WRITE_COLUMNS),
-                segments,
-                int(hashes[index]),
-                context.policy_version,
-                now,
-                customer_id,
-            )
-        )
-        before = stored.get(customer_id)
-        if before is not None:
-            # without custom segments the frame has no currency: the stored row has it
-            after.setdefault("currency", before["currency"])
-            if customer_id in as_published:
-                before = {**before, **as_published[customer_id]}
-        changes.add(before, after, segments)
-    Customers(session).update_columns(rows, written)
+    changes.add_encoded(
+        customer_ids,
+        [text if k else None for text, k in zip(before_texts, known.tolist(), strict=True)],
+        [s if k else () for s, k in zip(stored["segments"].tolist(), known.tolist(), strict=True)],
+        snapshot_texts(after),
+        segments,
+    )
     changes.store_memberships(session)
     add_raw_to_outbox(session, changes.records)
+
+
+def _published_snapshots(
+    subset: pd.DataFrame, stored: pd.DataFrame, published: pd.DataFrame
+) -> pd.DataFrame:
+    """What each changed customer's last ``segment.changed`` carried: the stored snapshot,
+    with the figures the page read (the stored ones), but those of re-aggregated customers
+    as they were published (``published``: their stored figures are already the new ones)."""
+    figures = {
+        "frequency": subset["frequency"].to_numpy(dtype="int64", copy=True),
+        "monetary_e4": subset["monetary_e4"].to_numpy(dtype="int64", copy=True),
+        "currency": stored["currency"].to_numpy(dtype=object, copy=True),
+        "first_order_at": _utc_micros(subset["first_order_at"]),
+        "last_order_at": _utc_micros(subset["last_order_at"]),
+    }
+    if len(published):
+        positions = pd.Index(subset["customer_id"]).get_indexer(published.index)
+        found = positions >= 0
+        for name, column in figures.items():
+            values = published[name]
+            if name.endswith("_at"):
+                column[positions[found]] = _utc_micros(values)[found]
+            else:
+                column[positions[found]] = values.to_numpy(dtype=column.dtype)[found]
+    before = stored[[c for c in stored.columns if c in _SNAPSHOT_SOURCE]].reset_index(drop=True)
+    for name, column in figures.items():
+        before[name] = column
+    return before
+
+
+def _utc_micros(values: pd.Series) -> np.ndarray:
+    """Times (UTC-aware) as naive UTC datetime64[us] (NaT: none)."""
+    return values.dt.tz_convert(None).to_numpy().astype("datetime64[us]")
 
 
 def _of_page(figures: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:

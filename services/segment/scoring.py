@@ -346,19 +346,28 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _column_values(series: pd.Series) -> list[Any]:
+def column_values(series: pd.Series) -> list[Any]:
+    """One column as plain-Python values, as :func:`plain_rows` gives them."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         present = series.notna().to_numpy()
         stamps = series.dt.to_pydatetime()
         return [s if p else None for s, p in zip(stamps, present, strict=True)]
-    if pd.api.types.is_integer_dtype(series.dtype) and not series.hasnans:
-        return [int(v) for v in series.to_numpy()]
-    return [_clean(v) for v in series.astype(object).tolist()]
+    if pd.api.types.is_integer_dtype(series.dtype):
+        plain: Any = getattr(series.dtype, "numpy_dtype", series.dtype)
+        if not series.hasnans:
+            return series.to_numpy(dtype=plain).tolist()
+        # a nullable integer column (the scores): ints and None without a per-value _clean
+        values = series.to_numpy(dtype=plain, na_value=0).tolist()
+        missing = series.isna().to_numpy().tolist()
+        return [None if m else v for v, m in zip(values, missing, strict=True)]
+    # labels are mostly str: only other values go through _clean (1.2 s of a policy
+    # change's write for 168,741 customers at 200,000, when every value did)
+    return [v if v.__class__ is str else _clean(v) for v in series.astype(object).tolist()]
 
 
 def plain_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as plain-Python dicts (None for missing, datetimes, ints, lists)."""
-    columns = {name: _column_values(frame[name]) for name in frame.columns}
+    columns = {name: column_values(frame[name]) for name in frame.columns}
     names = list(columns)
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
