@@ -11,10 +11,25 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from sqlalchemy import text
 
-from services.segment import changes
-from services.segment.changes import SNAPSHOT_FIELDS, StateChanges, snapshot_of, snapshot_texts
+from services.segment import changes, predictive, rescoring, scoring_context
+from services.segment.changes import (
+    SNAPSHOT_FIELDS,
+    SNAPSHOT_WRITE_COLUMNS,
+    StateChanges,
+    snapshot_of,
+    snapshot_texts,
+)
+from services.segment.models import CustomSegment
 from services.segment.money import money_text
+from services.segment.policy import ScoringPolicy
+from services.segment.repository import Customers
+from services.segment.scoring import plain_rows
+from shared.outbox import add_raw_to_outbox
+from tests.conftest import outbox_values
+from tests.segment.helpers import database, recorded
+from tests.segment.test_paths import RICH, feed, history, normalise
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
 LABELS = [None, "champions", "at_risk", "1-2", "5+", 'say "hi"', "新客", "back\\slash"]
@@ -186,3 +201,118 @@ def test_simple_customer_ids_are_quoted_as_orjson_does(monkeypatch: pytest.Monke
     )
     assert by_column.records == one_by_one.records
     assert np.all([orjson.loads(v)["key"] == k for _, k, v in by_column.records])
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def per_row_write_chunk(
+    session, scores, member_lists, hashes, indexes, context, now, published
+) -> None:
+    """The rescoring's write as it was, a dict per changed customer (the reference)."""
+    from services.segment.rescoring import _SCORE_WRITE_COLUMNS, _SNAPSHOT_SOURCE
+
+    subset = scores.iloc[indexes]
+    after_rows = plain_rows(subset[[c for c in _SNAPSHOT_SOURCE if c in subset.columns]])
+    customer_ids = [row["customer_id"] for row in after_rows]
+    stored = Customers(session).snapshots(customer_ids)
+    figures = plain_rows(published[published.index.isin(customer_ids)].reset_index())
+    as_published = {row.pop("customer_id"): row for row in figures}
+    written = [*_SCORE_WRITE_COLUMNS, "segments", "state_hash", "policy_version", "scored_at"]
+    rows = []
+    state = StateChanges(
+        context.policy_version, now, predictive.event_predictions(session, customer_ids)
+    )
+    for position, index in enumerate(indexes):
+        after = after_rows[position]
+        customer_id = after["customer_id"]
+        segments = member_lists[index]
+        rows.append(
+            (
+                *(after[c] for c in _SCORE_WRITE_COLUMNS),
+                segments,
+                int(hashes[index]),
+                context.policy_version,
+                now,
+                customer_id,
+            )
+        )
+        before = stored.get(customer_id)
+        if before is not None:
+            after.setdefault("currency", before["currency"])
+            if customer_id in as_published:
+                before = {**before, **as_published[customer_id]}
+        state.add(before, after, segments)
+    Customers(session).update_columns([list(c) for c in zip(*rows, strict=True)], written)
+    state.store_memberships(session)
+    add_raw_to_outbox(session, state.records)
+
+
+def rescored(db, monkeypatch: pytest.MonkeyPatch, segments: bool) -> list[bytes]:
+    """A policy change (a shorter window: everyone re-aggregated) rescoring a fed history
+    40 days later; the segment.changed it queued."""
+    events, _ = history(seed=8, customers=150, rich=True)
+    if segments:
+        with db.unit_of_work() as session:
+            for segment_id, rule in (
+                ("usd", {"field": "currency", "op": "eq", "value": "USD"}),
+                ("lapsing", {"field": "recency_days", "op": "between", "value": [30, 120]}),
+            ):
+                session.add(
+                    CustomSegment(
+                        segment_id=segment_id,
+                        name=segment_id,
+                        description=None,
+                        rule=rule,
+                        member_count=0,
+                        created_at=NOW,
+                    )
+                )
+    feed(db, [recorded(o) for o in events])
+    before = len(outbox_values(db))
+    monkeypatch.setattr(rescoring, "RESCORING_WRITE_CHUNK", 23)
+    monkeypatch.setattr(changes, "_RANDOM", random.Random(21))
+    monkeypatch.setattr(changes, "utcnow", lambda: NOW + timedelta(days=40, seconds=1))
+    changed = ScoringPolicy.model_validate(
+        {
+            "window_days": 180,
+            "recency": {"method": "fixed", "breakpoints": [14, 30, 60, 120]},
+            "lifecycle": {"active_days": 60, "silent_days": 120, "sleeping_days": 240},
+        }
+    )
+    with db.unit_of_work() as session:
+        _, window_changed = scoring_context.set_policy(session, changed, comment=None)
+        assert window_changed
+        outcome = rescoring.rescore_all(session, NOW + timedelta(days=40), reaggregate=True)
+    assert outcome.changed > 3 * 23  # several chunks
+    return outbox_values(db)[before:]
+
+
+def stored_rows(db) -> pd.DataFrame:
+    """Every stored customer row (what the rescoring wrote), as plain values."""
+    columns = [*RICH, "segments", "state_hash", "policy_version", "scored_at"]
+    with db.unit_of_work() as session:
+        frame = Customers(session).aggregates_frame(extra=[*SNAPSHOT_WRITE_COLUMNS, "state_hash"])
+    return normalise(frame, columns)
+
+
+@pytest.mark.parametrize("segments", [False, True], ids=["no-segments", "segments"])
+def test_a_rescoring_publishes_and_writes_what_the_per_row_write_did(
+    db_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch, segments: bool
+) -> None:
+    by_column = database(db_url)
+    reference = database(f"sqlite:///{tmp_path / 'per_row.db'}")
+    expected = None
+    with monkeypatch.context() as patch:
+        patch.setattr(rescoring, "_write_rescoring_chunk", per_row_write_chunk)
+        expected = rescored(reference, patch, segments)
+    written = rescored(by_column, monkeypatch, segments)
+
+    assert written == expected  # byte for byte, in the same order
+    assert any(orjson.loads(v)["data"]["from"] is not None for v in written)
+    if segments:
+        assert any(orjson.loads(v)["data"]["segments_entered"] for v in written)
+    pd.testing.assert_frame_equal(stored_rows(by_column), stored_rows(reference))
+    with by_column.sessions() as a, reference.sessions() as b:
+        query = "SELECT segment_id, customer_id FROM segment_members ORDER BY 1, 2"
+        assert a.execute(text(query)).all() == b.execute(text(query)).all()
