@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -117,7 +117,6 @@ SNAPSHOT_FIELDS = (
     "last_order_at",
 )
 _SNAPSHOT_TEMPLATE = "{" + ",".join(f'"{name}":%s' for name in SNAPSHOT_FIELDS) + "}"
-_LABELS = ("rfm_code", "rfm_segment", "lifecycle_stage", "purchase_bucket", "funnel_bucket")
 
 
 def snapshot_texts(frame: pd.DataFrame) -> list[str]:
@@ -131,31 +130,32 @@ def snapshot_texts(frame: pd.DataFrame) -> list[str]:
     per row.
     The text is orjson's for the same values (``test_changes_columns.py`` holds them equal).
     """
-    if frame.empty:
-        return []
-    currencies = frame["currency"]
-    columns = [
-        _json_ints(frame["recency_days"]),
-        _json_ints(frame["frequency"], missing="0"),
-        _json_money(frame["monetary_e4"], currencies),
-        _json_values(currencies),
-        _json_ints(frame["r_score"]),
-        _json_ints(frame["f_score"]),
-        _json_ints(frame["m_score"]),
-        *(_json_values(frame[name]) for name in _LABELS),
-        _json_values(frame["value_quadrant"]),
-        _json_instants(frame["first_order_at"]),
-        _json_instants(frame["last_order_at"]),
-    ]
+    return joined_snapshots(snapshot_columns(frame))
+
+
+def snapshot_columns(
+    frame: pd.DataFrame, fields: Sequence[str] = SNAPSHOT_FIELDS
+) -> dict[str, list[str]]:
+    """The JSON text of these snapshot fields (:data:`SNAPSHOT_FIELDS`) of every row of
+    ``frame``, by field: :func:`snapshot_texts` in parts, for a caller that has some fields
+    encoded already (:func:`joined_snapshots` puts them together)."""
+    return {name: _ENCODERS[name](frame) for name in fields}
+
+
+def joined_snapshots(columns: Mapping[str, Sequence[str]]) -> list[str]:
+    """Snapshots as JSON text from their fields' texts (:func:`snapshot_columns`)."""
     template = _SNAPSHOT_TEMPLATE
-    return [template % values for values in zip(*columns, strict=True)]
+    parts = [columns[name] for name in SNAPSHOT_FIELDS]
+    return [template % values for values in zip(*parts, strict=True)]
 
 
 def _json_ints(values: pd.Series, missing: str = "null") -> list[str]:
     """Integers (or missing) as JSON."""
     absent = values.isna().to_numpy()
-    if values.dtype.kind == "O" and not absent.all():
-        values = values.astype("Int64")  # stored rows: Python ints and None
+    if values.dtype.kind == "O":
+        # stored rows: Python ints and None (~4x faster than by way of Int64)
+        plain = values.tolist()
+        return [missing if a else str(int(v)) for v, a in zip(plain, absent.tolist(), strict=True)]
     texts = values.to_numpy(dtype="int64", na_value=0).astype(str).astype(object)
     texts[absent] = missing
     return texts.tolist()
@@ -221,6 +221,30 @@ def _money_fractions() -> dict[int, list[str]]:
         ]
     return found
 
+
+#: how each snapshot field is encoded from a frame of the columns snapshot_of reads
+_ENCODERS: dict[str, Callable[[pd.DataFrame], list[str]]] = {
+    "recency_days": lambda f: _json_ints(f["recency_days"]),
+    "frequency": lambda f: _json_ints(f["frequency"], missing="0"),
+    "monetary": lambda f: _json_money(f["monetary_e4"], f["currency"]),
+    "currency": lambda f: _json_values(f["currency"]),
+    "r_score": lambda f: _json_ints(f["r_score"]),
+    "f_score": lambda f: _json_ints(f["f_score"]),
+    "m_score": lambda f: _json_ints(f["m_score"]),
+    **{
+        name: (lambda f, name=name: _json_values(f[name]))  # type: ignore[misc]
+        for name in (
+            "rfm_code",
+            "rfm_segment",
+            "lifecycle_stage",
+            "purchase_bucket",
+            "funnel_bucket",
+            "value_quadrant",
+        )
+    },
+    "first_order_at": lambda f: _json_instants(f["first_order_at"]),
+    "last_order_at": lambda f: _json_instants(f["last_order_at"]),
+}
 
 #: event ids need uniqueness, not secrecy: a generator seeded from os.urandom per process
 _RANDOM = random.Random(os.urandom(32))

@@ -252,7 +252,8 @@ class Customers:
         names = PUBLISHED_STATE_COLUMNS
         sql = f"SELECT {', '.join(names)} FROM customer_scores WHERE customer_id IN ({{marks}})"
         rows = select_in(self.session, sql, customer_ids)
-        frame = pd.DataFrame(rows, columns=names).astype({"segments": object})
+        # as objects: the encoders take them so (inferring dtypes cost ~0.1 s a 168,741)
+        frame = pd.DataFrame(rows, columns=names, dtype=object)
         # SQLite gives JSON text, PostgreSQL the parsed list; few distinct texts: each parsed once
         lists: dict[str, tuple[str, ...]] = {}
         frame["segments"] = [

@@ -15,7 +15,12 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from services.segment import predictive, published_state, repository, scoring
-from services.segment.changes import StateChanges, snapshot_texts
+from services.segment.changes import (
+    SNAPSHOT_FIELDS,
+    StateChanges,
+    joined_snapshots,
+    snapshot_columns,
+)
 from services.segment.cut_points import compute_cut_points
 from services.segment.models import CutPointSet
 from services.segment.repository import (
@@ -268,55 +273,54 @@ def _write_rescoring_chunk(
     after = subset[[c for c in _SNAPSHOT_SOURCE if c in subset.columns]].reset_index(drop=True)
     if "currency" not in after.columns:
         after["currency"] = stored["currency"].to_numpy(dtype=object)
-    before = _published_snapshots(subset, stored, published)
+    after_fields = snapshot_columns(after)
+    before_fields = _published_fields(customer_ids, stored, after_fields, published)
     # a row without a state hash holds aggregates whose state was never published
-    known = stored["state_hash"].notna().to_numpy()
-    before_texts = snapshot_texts(before)
+    known = stored["state_hash"].notna().to_numpy().tolist()
     changes = StateChanges(
         context.policy_version, now, predictive.event_predictions(session, customer_ids)
     )
+    before_texts = joined_snapshots(before_fields)
     changes.add_encoded(
         customer_ids,
-        [text if k else None for text, k in zip(before_texts, known.tolist(), strict=True)],
-        [s if k else () for s, k in zip(stored["segments"].tolist(), known.tolist(), strict=True)],
-        snapshot_texts(after),
+        [text if k else None for text, k in zip(before_texts, known, strict=True)],
+        [s if k else () for s, k in zip(stored["segments"].tolist(), known, strict=True)],
+        joined_snapshots(after_fields),
         segments,
     )
     changes.store_memberships(session)
     add_raw_to_outbox(session, changes.records)
 
 
-def _published_snapshots(
-    subset: pd.DataFrame, stored: pd.DataFrame, published: pd.DataFrame
-) -> pd.DataFrame:
-    """What each changed customer's last ``segment.changed`` carried: the stored snapshot,
-    with the figures the page read (the stored ones), but those of re-aggregated customers
+#: the snapshot fields of the published figures (published_state.STATE_FIGURES)
+_FIGURE_FIELDS = ("frequency", "monetary", "currency", "first_order_at", "last_order_at")
+
+
+def _published_fields(
+    customer_ids: list[str],
+    stored: pd.DataFrame,
+    after_fields: dict[str, list[str]],
+    published: pd.DataFrame,
+) -> dict[str, list[str]]:
+    """The JSON fields of each changed customer's last published snapshot: the stored
+    scores and labels; the figures are the ones the page read (the stored ones, so their
+    text is that of ``after_fields``: encoded once), but those of re-aggregated customers
     as they were published (``published``: their stored figures are already the new ones)."""
-    figures = {
-        "frequency": subset["frequency"].to_numpy(dtype="int64", copy=True),
-        "monetary_e4": subset["monetary_e4"].to_numpy(dtype="int64", copy=True),
-        "currency": stored["currency"].to_numpy(dtype=object, copy=True),
-        "first_order_at": _utc_micros(subset["first_order_at"]),
-        "last_order_at": _utc_micros(subset["last_order_at"]),
-    }
+    fields = snapshot_columns(
+        stored.reset_index(drop=True), [f for f in SNAPSHOT_FIELDS if f not in _FIGURE_FIELDS]
+    )
+    fields.update({name: after_fields[name] for name in _FIGURE_FIELDS})
     if len(published):
-        positions = pd.Index(subset["customer_id"]).get_indexer(published.index)
+        positions = pd.Index(customer_ids).get_indexer(published.index)
         found = positions >= 0
-        for name, column in figures.items():
-            values = published[name]
-            if name.endswith("_at"):
-                column[positions[found]] = _utc_micros(values)[found]
-            else:
-                column[positions[found]] = values.to_numpy(dtype=column.dtype)[found]
-    before = stored[[c for c in stored.columns if c in _SNAPSHOT_SOURCE]].reset_index(drop=True)
-    for name, column in figures.items():
-        before[name] = column
-    return before
-
-
-def _utc_micros(values: pd.Series) -> np.ndarray:
-    """Times (UTC-aware) as naive UTC datetime64[us] (NaT: none)."""
-    return values.dt.tz_convert(None).to_numpy().astype("datetime64[us]")
+        if found.any():
+            was = snapshot_columns(published[found], _FIGURE_FIELDS)
+            targets = positions[found].tolist()
+            for name in _FIGURE_FIELDS:
+                column = fields[name] = list(fields[name])
+                for position, text in zip(targets, was[name], strict=True):
+                    column[position] = text
+    return fields
 
 
 def _of_page(figures: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
