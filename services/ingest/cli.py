@@ -6,7 +6,7 @@ import argparse
 import time
 from datetime import datetime
 
-from services.ingest import service
+from services.ingest import replay
 from shared.runtime import ServiceRuntime
 
 
@@ -29,7 +29,7 @@ def replay_command(runtime: ServiceRuntime, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     runtime.migrate()
     with runtime.db.unit_of_work() as session:
-        queued = service.replay(
+        queued = replay.replay(
             session,
             from_sequence=args.from_seq,
             to_sequence=args.to_seq,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from services.ingest import service
+from services.ingest import erasure, service
 from services.ingest.validation import Reason, Rules
 from shared import erasure_acks, topics
 from shared.bus import Inbound, add_to_outbox, dead_letter_event
@@ -80,7 +80,7 @@ def erase_customers(session: Session, messages: list[Inbound], deps: None) -> No
     """Customers were erased: their personal data leaves the event store too."""
     for message in messages:
         event: ProfileErasedEvent = message.event
-        rewritten = service.erase_customer(session, event.data.customer_id, event.data.requested_at)
+        rewritten = erasure.erase_customer(session, event.data.customer_id, event.data.requested_at)
         # the rewritten versions' old pages must not stay readable in SQLite's WAL
         message.checkpoint_after_commit = True
         log.info("ingest: erasure %s rewrote %d stored versions", event.data.erasure_id, rewritten)

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from starlette.responses import Response
 
-from services.ingest import imports, order_history, service
+from services.ingest import imports, intake_stats, order_history, replay, service
 from services.ingest.committer import store_batches
 from services.ingest.runtime import IngestRuntime, RuntimeDep
 from services.ingest.schemas import (
@@ -288,11 +288,11 @@ def get_stats(
 ) -> dict[str, Any]:
     """Data quality: accepted / duplicate / rejected by source, kind and reason per window."""
     names = [w.strip() for w in windows.split(",") if w.strip()]
-    unknown = [w for w in names if w not in service.WINDOWS]
+    unknown = [w for w in names if w not in intake_stats.WINDOWS]
     if unknown or not names:
-        raise ValidationProblem(f"unknown window(s) {unknown}; use {sorted(service.WINDOWS)}")
+        raise ValidationProblem(f"unknown window(s) {unknown}; use {sorted(intake_stats.WINDOWS)}")
     with runtime.db.sessions() as session:
-        return {"windows": service.intake_stats(session, names)}
+        return {"windows": intake_stats.intake_stats(session, names)}
 
 
 @router.post("/admin/replay", tags=["operations"], dependencies=[require("ingest:admin")])
@@ -302,7 +302,7 @@ def post_replay(runtime: RuntimeDep, body: ReplayRequest) -> ReplayResult:
         if moment is not None and moment.tzinfo is None:
             raise ValidationProblem("since/until need a timezone offset")
     with runtime.write_lock, runtime.db.unit_of_work() as session:
-        queued = service.replay(
+        queued = replay.replay(
             session,
             from_sequence=body.from_sequence,
             to_sequence=body.to_sequence,

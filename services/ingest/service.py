@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Literal
@@ -23,10 +23,10 @@ import orjson
 from sqlalchemy.orm import Session
 
 from services.ingest import validation
+from services.ingest.erasure import scrub, scrub_erased
 from services.ingest.repository import EventStore, IntakeStats
 from services.ingest.validation import Reason, RecordRejected, Rules
 from shared import topics
-from shared.erasure import tombstone_key, tombstone_keys
 from shared.events import (
     SCHEMA_VERSION,
     STATUS_RANK,
@@ -289,7 +289,7 @@ def store(session: Session, prepared: Prepared) -> list[ItemResult]:
         )
     if repeats:
         _flag_version_conflicts(event_store, repeats, batch_envelopes)
-    _scrub_erased(event_store, stored_rows)
+    scrub_erased(event_store, stored_rows)
     if len(stored_rows) == 1:
         sequence = event_store.append(stored_rows[0])
         for result in results:
@@ -326,7 +326,7 @@ def _flag_version_conflicts(
         kept = orjson.loads(first)["data"]
         # a version stored scrubbed (an erased customer's) is the same content without
         # personal data
-        if sent != kept and _scrub("order", sent) != kept:
+        if sent != kept and scrub("order", sent) != kept:
             result.status = "rejected"
             result.reasons = [VERSION_CONFLICT]
 
@@ -386,173 +386,3 @@ def _loose_id(raw: Any, kind: str) -> str | None:
         if len(text) <= 128 and text.isprintable():
             return text
     return None
-
-
-# --------------------------------------------------------------------------- erasure
-
-_ERASED_ORDER_FIELDS: dict[str, Any] = {"buyer": None}
-_KEPT_ADDRESS_FIELDS = ("province", "city", "district")
-_ERASED_CUSTOMER_FIELDS: dict[str, Any] = {
-    "name": None,
-    "gender": None,
-    "birthday": None,
-    "mobiles": [],
-    "phones": [],
-    "emails": [],
-    "wechat": None,
-    "qq": None,
-    "company": None,
-    "title": None,
-    "verified": [],
-    "attributes": {},
-}
-
-
-def _scrub(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The payload without personal data; region (province/city/district) is kept for
-    anonymous regional aggregates."""
-    address_field = {"order": "shipping", "customer": "address"}.get(kind)
-    if address_field and data.get(address_field):
-        data[address_field] = {k: data[address_field].get(k) for k in _KEPT_ADDRESS_FIELDS}
-    if kind == "order":
-        data.update(_ERASED_ORDER_FIELDS)
-    elif kind == "customer":
-        data.update(_ERASED_CUSTOMER_FIELDS)
-    elif kind == "interaction":
-        data.update({"text": None, "attributes": {}})
-    return data
-
-
-#: the field holding when a record's data happened, per kind
-_DATA_TIME = {"order": "created_at", "customer": "updated_at", "interaction": "occurred_at"}
-
-
-def _scrub_erased(event_store: EventStore, rows: list[dict[str, Any]]) -> None:
-    """Records of erased customers that belong to the erased relationship (data time before
-    the erasure, or none) are stored and published without personal data."""
-    if not rows:
-        return
-    ids_by_key = tombstone_keys({row["customer_id"] for row in rows})
-    erased = {ids_by_key[key]: at for key, at in event_store.tombstones(set(ids_by_key)).items()}
-    if not erased:
-        return
-    for row in rows:
-        erased_at = erased.get(row["customer_id"])
-        if erased_at is None:
-            continue
-        event = orjson.loads(row["envelope"])
-        happened = event["data"].get(_DATA_TIME[row["kind"]])
-        if happened is not None and datetime.fromisoformat(happened) >= erased_at:
-            continue  # a new relationship, begun after the erasure
-        event["data"] = _scrub(row["kind"], event["data"])
-        row["envelope"] = orjson.dumps(event)
-
-
-def erase_customer(session: Session, customer_id: str, erased_at: datetime | None = None) -> int:
-    """Remove a customer's personal data from every stored version and pending event
-    (PIPL / GDPR erasure) and remember the erasure (a tombstone: the id's hash and
-    ``erased_at``) for what arrives later; returns how many stored versions were rewritten."""
-    store = EventStore(session)
-    store.add_tombstone(tombstone_key(customer_id), erased_at or utcnow())
-    rewritten: dict[bytes, bytes] = {}
-    count = 0
-    for sequence, kind, envelope in store.envelopes_of(customer_id):
-        event = orjson.loads(envelope)
-        event["data"] = _scrub(kind, event["data"])
-        value = orjson.dumps(event)
-        rewritten[envelope] = value
-        store.replace_envelope(sequence, value)
-        count += 1
-    store.replace_pending(customer_id, rewritten)
-    return count
-
-
-# --------------------------------------------------------------------------- replay
-
-
-def pending_events(session: Session) -> list[tuple[str, str | None, bytes]]:
-    """Everything not yet acknowledged by the broker, ``(topic, key, value)``: current
-    versions past the published watermark, then the outbox (dead letters, replays, markers)."""
-    store = EventStore(session)
-    rows: list[tuple[str, str | None, bytes]] = [
-        (t, k, v) for _, t, k, v in store.unpublished(store.published_sequence(), 10**9)
-    ]
-    rows.extend(store.outbox_rows())
-    return rows
-
-
-def replay(
-    session: Session,
-    *,
-    from_sequence: int | None = None,
-    to_sequence: int | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    kinds: Sequence[str] | None = None,
-) -> int:
-    """Queue the current versions in a range (by sequence and/or time) for publication again."""
-    return EventStore(session).replay_into_outbox(
-        from_sequence=from_sequence,
-        to_sequence=to_sequence,
-        since=since,
-        until=until,
-        kinds=kinds,
-    )
-
-
-# --------------------------------------------------------------------------- statistics
-
-WINDOWS = {
-    "1h": timedelta(hours=1),
-    "24h": timedelta(days=1),
-    "7d": timedelta(days=7),
-    "30d": timedelta(days=30),
-}
-
-
-def intake_stats(
-    session: Session, windows: Sequence[str], now: datetime | None = None
-) -> dict[str, Any]:
-    """Accepted / duplicate / rejected counts by source, kind and reason over each window."""
-    now = now or utcnow()
-    stats = IntakeStats(session)
-    report: dict[str, Any] = {}
-    for name in windows:
-        since = now - WINDOWS[name]
-        totals = {"accepted": 0, "duplicate": 0, "rejected": 0}
-        by_source: dict[str, dict[str, Any]] = {}
-        rejected_by_reason: Counter[str] = Counter()
-        warnings_by_code: Counter[str] = Counter()
-        for source, kind, outcome, reason, count in stats.totals_since(since):
-            if outcome == "warning":
-                warnings_by_code[reason] += count
-                entry = by_source.setdefault(
-                    source,
-                    {"accepted": 0, "duplicate": 0, "rejected": 0, "by_kind": {}, "reasons": {}},
-                )
-                entry["reasons"][f"warning:{reason}"] = (
-                    entry["reasons"].get(f"warning:{reason}", 0) + count
-                )
-                continue
-            totals[outcome] = totals.get(outcome, 0) + count
-            entry = by_source.setdefault(
-                source, {"accepted": 0, "duplicate": 0, "rejected": 0, "by_kind": {}, "reasons": {}}
-            )
-            entry[outcome] = entry.get(outcome, 0) + count
-            per_kind = entry["by_kind"].setdefault(
-                kind, {"accepted": 0, "duplicate": 0, "rejected": 0}
-            )
-            per_kind[outcome] = per_kind.get(outcome, 0) + count
-            if reason:
-                key = f"{outcome}:{reason}"
-                entry["reasons"][key] = entry["reasons"].get(key, 0) + count
-                if outcome == "rejected":
-                    rejected_by_reason[reason] += count
-        report[name] = {
-            "since": since,
-            **totals,
-            "by_source": by_source,
-            "rejected_by_reason": dict(rejected_by_reason.most_common()),
-            "warnings_by_code": dict(warnings_by_code.most_common()),
-        }
-    return report

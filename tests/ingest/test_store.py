@@ -16,7 +16,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from services.ingest import service
+from services.ingest import erasure, intake_stats, replay, service
 from services.ingest.app import MIGRATIONS
 from services.ingest.committer import store_batches
 from services.ingest.models import Base, StoredEvent
@@ -62,7 +62,7 @@ def outbox(db: Database) -> list[Any]:
     """What the relay would publish next: current versions past the watermark, then the
     outbox table (the event store is its own outbox)."""
     with db.sessions() as session:
-        rows = service.pending_events(session)
+        rows = replay.pending_events(session)
     return [(topic, decode_event(value)) for topic, _, value in rows]
 
 
@@ -180,7 +180,7 @@ def test_stats_count_outcomes_by_source_and_reason(db: Database) -> None:
     )
     accept(db, [order("S4", status="created", updated_at="2026-11-01T10:15:00+08:00")])
     with db.sessions() as session:
-        report = service.intake_stats(session, ["1h", "24h"], now=NOW + timedelta(minutes=5))
+        report = intake_stats.intake_stats(session, ["1h", "24h"], now=NOW + timedelta(minutes=5))
     hour = report["1h"]
     assert (hour["accepted"], hour["duplicate"], hour["rejected"]) == (4, 1, 2)
     assert hour["by_source"]["rest"]["rejected"] == 1
@@ -188,7 +188,7 @@ def test_stats_count_outcomes_by_source_and_reason(db: Database) -> None:
     assert hour["rejected_by_reason"] == {"currency.unknown": 1, "money.scale": 1}
     assert hour["by_source"]["rest"]["reasons"]["accepted:late_version"] == 1
     with db.sessions() as session:
-        later = service.intake_stats(session, ["1h"], now=NOW + timedelta(hours=2))
+        later = intake_stats.intake_stats(session, ["1h"], now=NOW + timedelta(hours=2))
     assert later["1h"]["accepted"] == 0
 
 
@@ -201,11 +201,11 @@ def test_replay_requeues_current_versions_by_sequence_and_time(db: Database) -> 
     mark_published(db)
     assert outbox(db) == []
     with db.unit_of_work() as session:
-        assert service.replay(session, from_sequence=2, to_sequence=4) == 3
+        assert replay.replay(session, from_sequence=2, to_sequence=4) == 3
     assert [e.data.order_id for _, e in outbox(db)] == ["R1", "R2", "R3"]
     with db.unit_of_work() as session:
-        assert service.replay(session, since=NOW - timedelta(seconds=1)) == 5  # not the late one
-        assert service.replay(session, until=NOW - timedelta(seconds=1)) == 0
+        assert replay.replay(session, since=NOW - timedelta(seconds=1)) == 5  # not the late one
+        assert replay.replay(session, until=NOW - timedelta(seconds=1)) == 0
     with db.sessions() as session:
         assert session.execute(select(func.count()).select_from(StoredEvent)).scalar_one() == 6
 
@@ -305,7 +305,7 @@ def test_erasure_scrubs_stored_versions_and_pending_events(db: Database) -> None
     )
     accept(db, [order("E2", customer_id="c-other", buyer={"name": "李四"})])
     with db.unit_of_work() as session:
-        assert service.erase_customer(session, "c-erase") == 2
+        assert erasure.erase_customer(session, "c-erase") == 2
     with db.sessions() as session:
         stored = {
             row.entity_id: decode_event(row.envelope)
@@ -329,10 +329,10 @@ def test_records_of_an_erased_customer_arriving_later(db: Database) -> None:
     """What belongs to the erased relationship (data time before the erasure) is stored
     without personal data; a relationship begun after it is kept as sent."""
     with db.unit_of_work() as session:
-        assert service.erase_customer(session, "c-gone", erased_at=NOW - timedelta(days=10)) == 0
+        assert erasure.erase_customer(session, "c-gone", erased_at=NOW - timedelta(days=10)) == 0
         # erased again later: the later erasure counts
-        service.erase_customer(session, "c-gone", erased_at=NOW - timedelta(days=5))
-        service.erase_customer(session, "c-gone", erased_at=NOW - timedelta(days=20))
+        erasure.erase_customer(session, "c-gone", erased_at=NOW - timedelta(days=5))
+        erasure.erase_customer(session, "c-gone", erased_at=NOW - timedelta(days=20))
     buyer = {"name": "张三", "mobile": "13800138000"}
     late = order(  # placed before the erasure, arriving after it
         "L1",
