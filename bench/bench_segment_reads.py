@@ -46,9 +46,9 @@ from services.segment import (  # noqa: E402
     per_event,
     reads,
     rescoring,
-    routes,
     scoring_context,
     segment_admin,
+    service,
 )
 from services.segment.app import MIGRATIONS, create_app  # noqa: E402
 from services.segment.config import Settings  # noqa: E402
@@ -141,7 +141,7 @@ def timed_use_case(
     while time.perf_counter() - started < seconds:
         with db.unit_of_work() as session:
             views = path(session, [rng.choice(customers)], READ_TIME)
-            routes.with_predictions(session, views, None)
+            service.with_predictions(session, views, None)
         count += 1
     return count / (time.perf_counter() - started)
 
