@@ -50,6 +50,19 @@ class ServiceSpec:
         """The topics it creates at start (with the configured partitions)."""
         return tuple(dict.fromkeys((*self.receives, *self.writes, *self.private_topics)))
 
+    @property
+    def answers_exports(self) -> bool:
+        """Whether it answers subject-access exports: it writes export parts (its app runs
+        ``shared.exports.answering_exports``), so profile waits for its part."""
+        return topics.EXPORT_PARTS in self.writes
+
+    @property
+    def applies_erasures(self) -> bool:
+        """Whether it applies erasures and acknowledges them: it writes erasure
+        acknowledgements (its ``profile.erased`` handler calls
+        ``shared.erasure_acks.acknowledge``), so profile waits for them."""
+        return topics.ERASURES_APPLIED in self.writes
+
 
 #: every service writes dead letters, subject-access export parts and (apart from profile,
 #: which erases first) erasure acknowledgements; profile asks for the exports
@@ -95,6 +108,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
 NAMES: tuple[str, ...] = tuple(spec.name for spec in SERVICES)
 DEFAULT_PORTS: dict[str, int] = {spec.name: spec.port for spec in SERVICES}
 
+#: the services profile waits for: their subject-export parts, their erasure acknowledgements
+EXPORT_ANSWERERS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.answers_exports)
+ERASURE_APPLIERS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.applies_erasures)
+
+#: topics every service creates itself, with a layout of their own (one partition; the key
+#: records compacted: ``shared.apikeys.ensure_keys_topics``), not through the topic keeper
+EVERY_SERVICE_TOPICS: tuple[str, ...] = (topics.APIKEYS, topics.APIKEY_USAGE)
+
 #: who writes the topics no service writes (AsyncAPI)
 OUTSIDE_WRITERS: dict[str, str] = {
     **dict.fromkeys(topics.RAW_TOPICS, "outside producers"),
@@ -127,6 +148,13 @@ def all_topics() -> tuple[str, ...]:
     """Every topic the services create, private ones included (``make run``'s broker
     restart re-creates these)."""
     return tuple(dict.fromkeys(t for spec in SERVICES for t in spec.owned_topics))
+
+
+def public_topics() -> tuple[str, ...]:
+    """Every topic of the public contract (each a channel of the AsyncAPI document): what
+    the services create, less their private topics, plus the API key topics."""
+    private = {t for spec in SERVICES for t in spec.private_topics}
+    return (*(t for t in all_topics() if t not in private), *EVERY_SERVICE_TOPICS)
 
 
 def main(argv: list[str] | None = None) -> int:
