@@ -1,8 +1,9 @@
 """The services of the platform, each named once: its port, the topics it creates and
 writes, its database. ``make run`` (devrun), ``make migrate``, the topic keeper, the
-AsyncAPI document, the ``crm`` command, the OpenAPI export, compose's database list and
-the tests read this list; a fifth service is an entry here plus its package under
-``services/`` (docs/architecture.md walks through one).
+AsyncAPI document, the ``crm`` command, the OpenAPI export, the services an export or an
+erasure waits for, the known API key scopes, compose's database list and the tests read
+this list; a fifth service is an entry here plus its package under ``services/`` and its
+compose and monitoring entries (docs/architecture.md walks through one).
 
 What a service *consumes* is not listed: it follows from the service's handler
 registries (``shared.registry``), the one place an event type is added per consumer.
@@ -22,7 +23,8 @@ class ServiceSpec:
     #: the default HTTP port (``<NAME>_PORT`` overrides it)
     port: int
     summary: str
-    #: the platform topics it publishes to (AsyncAPI's writers)
+    #: the platform topics it publishes to (AsyncAPI's writers); export parts and erasure
+    #: acknowledgements among them make it a service profile waits for (see below)
     writes: tuple[str, ...]
     #: topics outside producers write that this service reads: it creates them at start so
     #: its consumers can subscribe before the first outside record arrives

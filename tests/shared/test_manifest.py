@@ -31,7 +31,7 @@ def test_each_entry_is_a_runnable_package(spec: manifest.ServiceSpec) -> None:
 
 
 @pytest.mark.parametrize("spec", manifest.SERVICES, ids=manifest.NAMES)
-def test_the_services_profile_waits_for_answer_and_apply(
+def test_its_registry_and_the_services_profile_waits_for(
     spec: manifest.ServiceSpec, tmp_path: Path
 ) -> None:
     """Profile waits for the export parts and erasure acknowledgements of the services whose
@@ -40,6 +40,8 @@ def test_the_services_profile_waits_for_answer_and_apply(
     assert (spec.name in exports.ANSWERING_SERVICES) == spec.answers_exports
     assert (spec.name in erasure_acks.APPLYING_SERVICES) == spec.applies_erasures
     handlers = importlib.import_module(f"{spec.package}.handlers")
+    # every event type on the topics it consumes is handled or ignored (a new service's too)
+    assert handlers.HANDLERS.unclaimed() == set()
     assert (ProfileErasedEvent in handlers.HANDLERS.handlers) == spec.applies_erasures
     settings = importlib.import_module(f"{spec.package}.config").Settings(data_dir=tmp_path)
     runtime = importlib.import_module(f"{spec.package}.app").create_runtime(settings)
