@@ -3,9 +3,11 @@ system (its REST APIs and Kafka). ``crm --help`` lists every command; each takes
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,13 +50,41 @@ def _url_option(service: str) -> Any:
     )
 
 
+def _with_url_options(func: Callable[..., None]) -> Callable[..., None]:
+    """``func`` (which takes ``urls``) as a callback with one ``--<service>-url`` option per
+    service of the manifest, collected into ``urls``."""
+    signature = inspect.signature(func, eval_str=True)
+    names = {service: f"{service.replace('-', '_')}_url" for service in SERVICES}
+    url_params = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[str | None, _url_option(service)],
+        )
+        for service, name in names.items()
+    ]
+    params = list(signature.parameters.values())
+    ctx, rest = params[0], [p for p in params[1:] if p.name != "urls"]
+    keyword_rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in rest]
+
+    def callback(ctx: typer.Context, **options: Any) -> None:
+        urls = {service: options.pop(name) for service, name in names.items()}
+        func(ctx, urls=urls, **options)
+
+    callback.__name__ = func.__name__
+    callback.__doc__ = func.__doc__
+    callback.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[ctx, *url_params, *keyword_rest]
+    )
+    return callback
+
+
 @app.callback()
+@_with_url_options
 def root(
     ctx: typer.Context,
-    ingest_url: Annotated[str | None, _url_option("ingest")] = None,
-    profile_url: Annotated[str | None, _url_option("profile")] = None,
-    segment_url: Annotated[str | None, _url_option("segment")] = None,
-    campaign_url: Annotated[str | None, _url_option("campaign")] = None,
+    urls: dict[str, str | None],
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -73,12 +103,7 @@ def root(
     timeout: Annotated[float, typer.Option(help="seconds per HTTP request")] = 60.0,
 ) -> None:
     ctx.obj = resolve(
-        urls={
-            "ingest": ingest_url,
-            "profile": profile_url,
-            "segment": segment_url,
-            "campaign": campaign_url,
-        },
+        urls=urls,
         api_key=api_key,
         bootstrap_servers=bootstrap_servers,
         namespace=namespace,

@@ -18,11 +18,19 @@ from typing import Any
 
 from crmctl.client import CrmError
 from crmctl.config import Target
+from shared import manifest
 
 DEADLETTER_TOPIC = "crm.deadletter.v1"
-#: the consumer groups the four services run (``<SERVICE>_CONSUMER_GROUP`` defaults), each
-#: under the target's topic namespace
-SERVICE_GROUPS = ("crm-ingest", "crm-ingest-profiles", "crm-profile", "crm-segment", "crm-campaign")
+#: consumer groups a service runs beside its main one (``crm-<service>-<suffix>``)
+_FURTHER_GROUPS = {"ingest": ("profiles",)}
+
+#: the consumer groups the services of the manifest run (``<SERVICE>_CONSUMER_GROUP``
+#: defaults), each under the target's topic namespace
+SERVICE_GROUPS = tuple(
+    group
+    for name in manifest.NAMES
+    for group in (f"crm-{name}", *(f"crm-{name}-{s}" for s in _FURTHER_GROUPS.get(name, ())))
+)
 
 
 def _kafka() -> Any:

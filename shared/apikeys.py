@@ -33,7 +33,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from pydantic import ValidationError
 
-from shared import topics
+from shared import manifest, topics
 from shared.events import EnvelopeBase, Payload, ensure_aware, utcnow
 from shared.producer import consumer_without_topic_creation
 
@@ -373,22 +373,14 @@ def public_view(state: ApiKeyState, last_used_at: datetime | None = None) -> dic
     }
 
 
-#: every scope a route asks for; a key may also hold "<service>:*" or "*" (everything)
+#: the scopes a route asks for beyond ``<service>:read`` and ``<service>:write``
+CROSS_CUTTING_SCOPES = frozenset({"ingest:admin", "pii:read", "keys:admin", "metrics:read"})
+
+#: every scope a route asks for: each service's (``shared.manifest``) read and write, and
+#: the cross-cutting ones; a key may also hold "<service>:*" or "*" (everything)
 KNOWN_SCOPES = frozenset(
-    {
-        "ingest:read",
-        "ingest:write",
-        "ingest:admin",
-        "profile:read",
-        "profile:write",
-        "pii:read",
-        "segment:read",
-        "segment:write",
-        "campaign:read",
-        "campaign:write",
-        "keys:admin",
-        "metrics:read",
-    }
+    {f"{name}:{access}" for name in manifest.NAMES for access in ("read", "write")}
+    | CROSS_CUTTING_SCOPES
 )
 
 

@@ -12,43 +12,71 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared import apikeys, events, exports, manifest, topics
+from shared import apikeys, events, manifest, topics
+from shared.registry import envelope_classes
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
 
-#: topic -> (its writer when the manifest does not name it, description, messages); the
-#: writers of the others come from ``shared.manifest`` (each service's ``writes``)
-CHANNELS: dict[str, tuple[str | None, str, tuple[type[Any], ...]]] = {
-    topics.RAW_ORDERS: (None, "A bare order object (the REST body of POST /v1/orders); key optional.", (events.Order,)),
-    topics.RAW_CUSTOMERS: (None, "A bare customer object; key optional.", (events.Customer,)),
-    topics.RAW_INTERACTIONS: (None, "A bare interaction object; key optional.", (events.Interaction,)),
-    topics.ORDERS: (None, "Validated, normalised order versions (the newest state of an order).", (events.OrderRecordedEvent,)),
-    topics.CUSTOMERS: (None, "Validated, normalised customer records.", (events.CustomerRecordedEvent,)),
-    topics.INTERACTIONS: (None, "Reviews, service tickets, returns, complaints, disputes, campaign responses.", (events.InteractionRecordedEvent,)),
-    topics.PROFILES: (None, "Contact policy changes, merges, unmerges, erasures and targeting attributes.", (events.ContactPolicyChangedEvent, events.ProfileMergedEvent, events.ProfileUnmergedEvent, events.ProfileErasedEvent, events.ProfileUpdatedEvent)),
-    topics.SEGMENTS: (None, "A customer's scores, lifecycle stage or segment memberships changed (key: the customer id); a custom segment was deleted (segment.deleted, keyed by the segment id).", (events.SegmentChangedEvent, events.SegmentDeletedEvent)),
-    topics.CAMPAIGN_MESSAGES: (None, "A message request for a channel gateway.", (events.MessageRequestedEvent,)),
-    topics.CAMPAIGN_RECEIPTS: (None, "Delivery receipts: delivered, failed, opened, clicked, unsubscribed.", (events.MessageReceiptRecordedEvent,)),
-    apikeys.APIKEYS_TOPIC: ("profile", "Compacted: the newest record of each managed API key (secret as a SHA-256 hash only), keyed by key id; every service follows it from the beginning.", (apikeys.ApiKeyRecordedEvent,)),
-    apikeys.APIKEY_USAGE_TOPIC: ("every service", "When a service last saw a managed API key used (about every 10 s), keyed by key id.", (apikeys.ApiKeyUsedEvent,)),
-    topics.EXPORT_REQUESTS: (None, "A subject-access export was requested: every customer id of the person, keyed by export id.", (exports.ExportRequestedEvent,)),
-    topics.EXPORT_PARTS: (None, "One service's section of a subject-access export (personal data: keep briefly), keyed by export id.", (exports.ExportPartRecordedEvent,)),
-    topics.ERASURES_APPLIED: (None, "A service applied one part (customer id) of an erasure in its own database: the erasure id, the part and the service, never the customer id; keyed by erasure id. Profile shows per erasure which services are pending.", (events.ErasureAppliedEvent,)),
-    topics.DEADLETTER: (None, "A rejected record: its origin (topic, partition, offset), its shape and digest, and why; never its content (it may hold personal data), keyed by the origin topic/partition.", (events.DeadLetterRecordedEvent,)),
+#: what each topic of the public contract (``shared.manifest.public_topics()``) carries,
+#: in words; a topic added to the manifest needs its line here (``build`` names it)
+DESCRIPTIONS: dict[str, str] = {
+    topics.RAW_ORDERS: "A bare order object (the REST body of POST /v1/orders); key optional.",
+    topics.RAW_CUSTOMERS: "A bare customer object; key optional.",
+    topics.RAW_INTERACTIONS: "A bare interaction object; key optional.",
+    topics.ORDERS: "Validated, normalised order versions (the newest state of an order).",
+    topics.CUSTOMERS: "Validated, normalised customer records.",
+    topics.INTERACTIONS: "Reviews, service tickets, returns, complaints, disputes, campaign responses.",
+    topics.PROFILES: "Contact policy changes, merges, unmerges, erasures and targeting attributes.",
+    topics.SEGMENTS: "A customer's scores, lifecycle stage or segment memberships changed (key: the customer id); a custom segment was deleted (segment.deleted, keyed by the segment id).",
+    topics.CAMPAIGN_MESSAGES: "A message request for a channel gateway.",
+    topics.CAMPAIGN_RECEIPTS: "Delivery receipts: delivered, failed, opened, clicked, unsubscribed.",
+    apikeys.APIKEYS_TOPIC: "Compacted: the newest record of each managed API key (secret as a SHA-256 hash only), keyed by key id; every service follows it from the beginning.",
+    apikeys.APIKEY_USAGE_TOPIC: "When a service last saw a managed API key used (about every 10 s), keyed by key id.",
+    topics.EXPORT_REQUESTS: "A subject-access export was requested: every customer id of the person, keyed by export id.",
+    topics.EXPORT_PARTS: "One service's section of a subject-access export (personal data: keep briefly), keyed by export id.",
+    topics.ERASURES_APPLIED: "A service applied one part (customer id) of an erasure in its own database: the erasure id, the part and the service, never the customer id; keyed by erasure id. Profile shows per erasure which services are pending.",
+    topics.DEADLETTER: "A rejected record: its origin (topic, partition, offset), its shape and digest, and why; never its content (it may hold personal data), keyed by the origin topic/partition.",
 }  # fmt: skip
+
+#: the writers of the topics no manifest entry writes (the API key topics, which every
+#: service creates itself); the others' come from ``shared.manifest.writers``
+NAMED_WRITERS: dict[str, str] = {
+    apikeys.APIKEYS_TOPIC: "profile",
+    apikeys.APIKEY_USAGE_TOPIC: "every service",
+}
+
+
+def channel_table() -> dict[str, tuple[str, str, tuple[type[Any], ...]]]:
+    """topic -> (its writer, description, messages), for every topic of the manifest's
+    public contract: the messages are the envelope classes that declare the topic
+    (``EnvelopeBase.topic``) or, on a raw topic, the bare object (``events.RAW_RECORDS``)."""
+    carried: dict[str, list[type[Any]]] = {}
+    for cls in envelope_classes():
+        carried.setdefault(cls.topic, []).append(cls)
+    for topic, model in events.RAW_RECORDS.items():
+        carried.setdefault(topic, []).append(model)
+    found: dict[str, tuple[str, str, tuple[type[Any], ...]]] = {}
+    for topic in manifest.public_topics():
+        if topic not in DESCRIPTIONS:
+            raise KeyError(f"{topic} has no description in shared.asyncapi.DESCRIPTIONS")
+        if topic not in carried:
+            raise KeyError(f"no event class declares topic {topic} (shared.events)")
+        writer = NAMED_WRITERS.get(topic) or manifest.writers(topic)
+        found[topic] = (writer, DESCRIPTIONS[topic], tuple(carried[topic]))
+    return found
 
 
 def build() -> dict[str, Any]:
     """The AsyncAPI 3.0 document as a dict."""
-    models = sorted({m for _, _, ms in CHANNELS.values() for m in ms}, key=lambda m: m.__name__)
+    found = channel_table()
+    models = sorted({m for _, _, ms in found.values() for m in ms}, key=lambda m: m.__name__)
     _, schema = models_json_schema(
         [(m, "serialization") for m in models], ref_template="#/components/schemas/{model}"
     )
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for topic, (named, description, ms) in CHANNELS.items():
-        writer = named or manifest.writers(topic)
+    for topic, (writer, description, ms) in found.items():
         channel_id = topic.replace(".", "_")
         refs = {}
         for model in ms:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
-from shared import topics
+from shared import manifest, topics
 from shared.consumer_loop import Inbound
 from shared.events import (
     ErasureAppliedEvent,
@@ -27,8 +27,9 @@ from shared.events import (
 )
 from shared.outbox import add_to_outbox
 
-#: the services that apply an erasure and acknowledge it (profile erases first, itself)
-APPLYING_SERVICES = ("ingest", "segment", "campaign")
+#: the services that apply an erasure and acknowledge it (profile erases first, itself):
+#: those whose manifest entry writes ``crm.erasures.applied.v1``
+APPLYING_SERVICES = manifest.ERASURE_APPLIERS
 
 
 def acknowledge(session: Session, service: str, messages: Iterable[Inbound]) -> int:

@@ -564,6 +564,14 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 
+#: the bare object each raw topic carries (outside producers write no envelope); the
+#: envelope classes declare their topics themselves (``topic``)
+RAW_RECORDS: dict[str, type[Payload]] = {
+    topics.RAW_ORDERS: Order,
+    topics.RAW_CUSTOMERS: Customer,
+    topics.RAW_INTERACTIONS: Interaction,
+}
+
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 #: wire type -> envelope class, built from the ``Event`` union (one list of events)

@@ -10,6 +10,8 @@ progress and the assembled document. A part is published straight to the broker 
 the handler (acknowledged before the request's offset is committed): a redelivered
 request answers again, and profile keeps one part per service, so a repeat is harmless.
 Parts carry personal data: the topics should keep them briefly (``retention.ms``).
+The answering services are those whose ``shared.manifest`` entry writes
+``crm.exports.parts.v1`` (``ANSWERING_SERVICES``).
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from typing import Any, ClassVar, Literal
 
 from sqlalchemy.orm import Session
 
-from shared import topics
+from shared import manifest, topics
 from shared.bus import ConsumerLoop, Inbound
 from shared.events import EnvelopeBase, Payload, utcnow
 from shared.producer import Publisher
 from shared.registry import Registry
 
-#: the services that answer an export request (profile assembles)
-ANSWERING_SERVICES = ("ingest", "segment", "campaign")
+#: the services that answer an export request (profile assembles): those whose manifest
+#: entry writes export parts
+ANSWERING_SERVICES = manifest.EXPORT_ANSWERERS
 
 SectionBuilder = Callable[[Session, list[str]], dict[str, Any]]
 

@@ -1,8 +1,9 @@
 """The services of the platform, each named once: its port, the topics it creates and
 writes, its database. ``make run`` (devrun), ``make migrate``, the topic keeper, the
-AsyncAPI document, the ``crm`` command, the OpenAPI export, compose's database list and
-the tests read this list; a fifth service is an entry here plus its package under
-``services/`` (docs/architecture.md walks through one).
+AsyncAPI document, the ``crm`` command, the OpenAPI export, the services an export or an
+erasure waits for, the known API key scopes, compose's database list and the tests read
+this list; a fifth service is an entry here plus its package under ``services/`` and its
+compose and monitoring entries (docs/architecture.md walks through one).
 
 What a service *consumes* is not listed: it follows from the service's handler
 registries (``shared.registry``), the one place an event type is added per consumer.
@@ -22,7 +23,8 @@ class ServiceSpec:
     #: the default HTTP port (``<NAME>_PORT`` overrides it)
     port: int
     summary: str
-    #: the platform topics it publishes to (AsyncAPI's writers)
+    #: the platform topics it publishes to (AsyncAPI's writers); export parts and erasure
+    #: acknowledgements among them make it a service profile waits for (see below)
     writes: tuple[str, ...]
     #: topics outside producers write that this service reads: it creates them at start so
     #: its consumers can subscribe before the first outside record arrives
@@ -49,6 +51,19 @@ class ServiceSpec:
     def owned_topics(self) -> tuple[str, ...]:
         """The topics it creates at start (with the configured partitions)."""
         return tuple(dict.fromkeys((*self.receives, *self.writes, *self.private_topics)))
+
+    @property
+    def answers_exports(self) -> bool:
+        """Whether it answers subject-access exports: it writes export parts (its app runs
+        ``shared.exports.answering_exports``), so profile waits for its part."""
+        return topics.EXPORT_PARTS in self.writes
+
+    @property
+    def applies_erasures(self) -> bool:
+        """Whether it applies erasures and acknowledges them: it writes erasure
+        acknowledgements (its ``profile.erased`` handler calls
+        ``shared.erasure_acks.acknowledge``), so profile waits for them."""
+        return topics.ERASURES_APPLIED in self.writes
 
 
 #: every service writes dead letters, subject-access export parts and (apart from profile,
@@ -95,6 +110,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
 NAMES: tuple[str, ...] = tuple(spec.name for spec in SERVICES)
 DEFAULT_PORTS: dict[str, int] = {spec.name: spec.port for spec in SERVICES}
 
+#: the services profile waits for: their subject-export parts, their erasure acknowledgements
+EXPORT_ANSWERERS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.answers_exports)
+ERASURE_APPLIERS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.applies_erasures)
+
+#: topics every service creates itself, with a layout of their own (one partition; the key
+#: records compacted: ``shared.apikeys.ensure_keys_topics``), not through the topic keeper
+EVERY_SERVICE_TOPICS: tuple[str, ...] = (topics.APIKEYS, topics.APIKEY_USAGE)
+
 #: who writes the topics no service writes (AsyncAPI)
 OUTSIDE_WRITERS: dict[str, str] = {
     **dict.fromkeys(topics.RAW_TOPICS, "outside producers"),
@@ -127,6 +150,13 @@ def all_topics() -> tuple[str, ...]:
     """Every topic the services create, private ones included (``make run``'s broker
     restart re-creates these)."""
     return tuple(dict.fromkeys(t for spec in SERVICES for t in spec.owned_topics))
+
+
+def public_topics() -> tuple[str, ...]:
+    """Every topic of the public contract (each a channel of the AsyncAPI document): what
+    the services create, less their private topics, plus the API key topics."""
+    private = {t for spec in SERVICES for t in spec.private_topics}
+    return (*(t for t in all_topics() if t not in private), *EVERY_SERVICE_TOPICS)
 
 
 def main(argv: list[str] | None = None) -> int:

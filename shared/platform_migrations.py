@@ -1,12 +1,18 @@
 """The platform tables (:data:`shared.db.PLATFORM_TABLES`) in every service's migrations.
 
-Each service's first revision calls :func:`create_platform_tables` (its downgrade
+A new service's first revision calls :func:`create_platform_schema` (its downgrade
+:func:`drop_platform_schema`): the platform tables as they are today, in one step.
+
+The four first services made them in steps, and those revisions stay as they are: each
+first revision calls :func:`create_platform_tables` (its downgrade
 :func:`drop_platform_tables`), and its ``platform retention indexes`` revision
 :func:`create_platform_retention_indexes` (:func:`drop_platform_retention_indexes`).
 What these emit is those revisions' schema, frozen: a later change to the platform
-tables is a new function here, called from a new revision of every service, never an
-edit of these. ``tests/shared/test_platform_migrations.py`` checks that together they
-create exactly :data:`~shared.db.PLATFORM_TABLES`.
+tables is a new function here, called from a new revision of every existing service and
+added to :func:`create_platform_schema`, never an edit of these.
+``tests/shared/test_platform_migrations.py`` checks that :func:`create_platform_schema`
+creates exactly :data:`~shared.db.PLATFORM_TABLES`, and ``test_migration_chains.py`` that
+every service's migrations do.
 """
 
 from __future__ import annotations
@@ -85,3 +91,16 @@ def drop_platform_retention_indexes() -> None:
         batch_op.drop_index("ix_processed_events_processed_at")
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.drop_index("ix_idempotency_keys_created_at")
+
+
+def create_platform_schema() -> None:
+    """The complete platform schema of today, for a new service's first revision: the
+    tables and every index the models declare (the steps the first services took)."""
+    create_platform_tables()
+    create_platform_retention_indexes()
+
+
+def drop_platform_schema() -> None:
+    """Undo :func:`create_platform_schema`."""
+    drop_platform_retention_indexes()
+    drop_platform_tables()

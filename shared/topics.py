@@ -27,21 +27,5 @@ RAW_TOPICS = (RAW_ORDERS, RAW_CUSTOMERS, RAW_INTERACTIONS)
 #: ingest's own delivery-epoch marker (not part of the public contract)
 INGEST_EPOCHS = "crm.ingest.epochs.v1"
 
-#: The topics each service creates at start are in ``shared.manifest``.
-
-ALL_TOPICS = (
-    *RAW_TOPICS,
-    ORDERS,
-    CUSTOMERS,
-    INTERACTIONS,
-    PROFILES,
-    SEGMENTS,
-    CAMPAIGN_MESSAGES,
-    CAMPAIGN_RECEIPTS,
-    DEADLETTER,
-    APIKEYS,
-    APIKEY_USAGE,
-    EXPORT_REQUESTS,
-    EXPORT_PARTS,
-    ERASURES_APPLIED,
-)
+#: The topics each service creates at start are in ``shared.manifest``; the public
+#: contract's topics (the AsyncAPI channels) are ``shared.manifest.public_topics()``.

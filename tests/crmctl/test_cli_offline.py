@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from crmctl import kafka_ops
 from crmctl.app import app
 from crmctl.config import resolve
 from devtools.broker import free_port
+from shared import manifest
 from tests.e2e.system import ROOT
 
 COMMANDS = [
@@ -80,6 +83,26 @@ def test_defaults_follow_make_run_and_the_environment(tmp_path: Path) -> None:
         "kafka:9092",
         "t.",
     )
+
+
+def test_each_service_of_the_manifest_has_a_url_option_and_its_consumer_group() -> None:
+    """A service added to ``shared.manifest`` gets ``--<name>-url`` and its lag in ``crm
+    status`` without an edit here."""
+    seen: dict[str, str | None] = {}
+
+    @app.command("urls-probe", hidden=True)
+    def probe(ctx: typer.Context) -> None:
+        seen.update(ctx.obj.urls)
+
+    try:
+        args = [arg for name in manifest.NAMES for arg in (f"--{name}-url", f"http://{name}:1")]
+        result = CliRunner().invoke(app, [*args, "urls-probe"])
+    finally:
+        app.registered_commands.pop()
+    assert result.exit_code == 0, result.output
+    assert seen == {name: f"http://{name}:1" for name in manifest.NAMES}
+    assert {f"crm-{name}" for name in manifest.NAMES} <= set(kafka_ops.SERVICE_GROUPS)
+    assert "crm-ingest-profiles" in kafka_ops.SERVICE_GROUPS
 
 
 def test_an_unreachable_service_fails_with_exit_1_and_a_json_error() -> None:

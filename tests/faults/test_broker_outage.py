@@ -20,7 +20,7 @@ from devtools.devrun import Child, Supervisor
 from devtools.testing import read_topic, unique, wait_for
 from services.ingest.app import create_app
 from services.ingest.config import Settings
-from shared import topics
+from shared import manifest, topics
 from shared.broker_state import KAFKA_LOG_FILTER, BrokerState, OutageLogFilter
 from shared.topic_keeper import keeps
 from tests.conftest import ADMIN_KEY
@@ -215,7 +215,7 @@ def test_make_run_restarts_the_dead_broker_alone_with_its_topics(
         assert [c.process.pid for c in children if c.process] == pids
         assert all(c.process is not None and c.process.poll() is None for c in children)
         assert [c.restarts for c in children] == [0, 0]
-        names = [namespace + t for t in topics.ALL_TOPICS if keeps(t)]
+        names = [namespace + t for t in manifest.public_topics() if keeps(t)]
         counts = partition_counts(supervisor.broker.bootstrap_servers, names)
         assert counts == dict.fromkeys(names, 3)
         # the API key topics keep their own layout: one partition
