@@ -111,9 +111,6 @@ def root(
     )
 
 
-# --------------------------------------------------------------------------- status
-
-
 def _service_status(api: Api, service: str) -> dict[str, Any]:
     row: dict[str, Any] = {"service": service, "url": api.target.urls[service]}
     try:
@@ -202,9 +199,6 @@ def _failing_checks(checks: dict[str, Any], prefix: str = "") -> str:
 
 def _yes(flag: bool) -> str:
     return "[green]yes[/green]" if flag else "[red]no[/red]"
-
-
-# --------------------------------------------------------------------------- import
 
 
 def _data_rows(path: Path) -> int:
@@ -353,9 +347,6 @@ def _import_notes(job: dict[str, Any]) -> list[str]:
     return notes
 
 
-# --------------------------------------------------------------------------- customers
-
-
 @app.command()
 @fails_cleanly
 def export(
@@ -425,9 +416,6 @@ def erase(
     with api_of(ctx) as api:
         result = api.delete("profile", f"/v1/customers/{customer}")
     emit(result, as_json, lambda: console.print(kv_table(f"erasure of {customer}", result)))
-
-
-# --------------------------------------------------------------------------- operations
 
 
 @app.command()

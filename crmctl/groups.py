@@ -24,9 +24,6 @@ deadletters_app = typer.Typer(
 Limit = Annotated[int, typer.Option(help="at most this many")]
 
 
-# --------------------------------------------------------------------------- segments
-
-
 @segments_app.command("list")
 @fails_cleanly
 def segments_list(ctx: typer.Context, limit: Limit = 1000, as_json: JsonFlag = False) -> None:
@@ -60,8 +57,6 @@ def segments_show(
 
     emit(segment, as_json, render)
 
-
-# --------------------------------------------------------------------------- campaigns
 
 _CAMPAIGN_COLUMNS = (
     "campaign_id",
@@ -166,9 +161,6 @@ def render_campaign_report(data: dict[str, Any]) -> None:
 
 def _percent(value: Any) -> str:
     return "-" if value is None else f"{100 * float(value):.1f}%"
-
-
-# --------------------------------------------------------------------------- dead letters
 
 
 @deadletters_app.command("list")

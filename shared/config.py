@@ -39,7 +39,7 @@ class ServiceSettings(BaseSettings):
         env_prefix="SERVICE_", secrets_dir=secrets_dir(), extra="ignore", populate_by_name=True
     )
 
-    # --- system-wide (un-prefixed) ---
+    # system-wide (un-prefixed)
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias=_common("KAFKA_BOOTSTRAP_SERVERS")
     )
@@ -113,7 +113,7 @@ class ServiceSettings(BaseSettings):
         24, ge=1, validation_alias=_common("CRM_IDEMPOTENCY_KEY_RETENTION_HOURS")
     )
 
-    # --- per service (prefixed) ---
+    # per service (prefixed)
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int | None = None

@@ -216,7 +216,7 @@ class ConsumerLoop:
         #: the service's view of the broker (set by ServiceRuntime)
         self.broker_state: BrokerState | None = None
 
-    # -- lifecycle
+    # lifecycle
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"{self.name}-consumer", daemon=True)
@@ -353,7 +353,7 @@ class ConsumerLoop:
             view[tp] = (position, consumer.highwater(tp))
         return view
 
-    # -- one poll
+    # one poll
 
     def poll_once(self) -> int:
         consumer = self._consumer

@@ -280,7 +280,7 @@ def chunks(values: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
         yield values[start : start + size]
 
 
-# -- the bulk kit: driver-level writes and reads
+# the bulk kit: driver-level writes and reads
 
 
 def driver_connection(session: Session | Connection) -> tuple[Connection, str]:

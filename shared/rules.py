@@ -225,7 +225,7 @@ class Catalogue:
         self.money_e4 = money_e4
         self._adapter: TypeAdapter[Rule] | None = None
 
-    # -- as Annotated metadata: the limits, then the shape, then the fields
+    # as Annotated metadata: the limits, then the shape, then the fields
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
@@ -263,7 +263,7 @@ class Catalogue:
             f"{sentence[0].upper()}{sentence[1:]}." for sentence in sentences
         )
 
-    # -- checking
+    # checking
 
     def problems(self, rule: Rule, path: tuple[str | int, ...] = ()) -> Iterator[Problem]:
         """Each condition whose field, op or literal does not fit this catalogue."""
@@ -326,7 +326,7 @@ class Catalogue:
         normalise = TEXT_LITERAL_NORMALISERS.get(field)
         return value if normalise is None else normalise(value.strip())
 
-    # -- evaluating
+    # evaluating
 
     def key(self, field: str) -> str:
         """Where a record holds ``field``."""

@@ -174,7 +174,7 @@ class ServiceRuntime:
             log.info("%s: retention removed %s", self.name, deleted)
         return deleted
 
-    # -- lifecycle
+    # lifecycle
 
     def migrate(self) -> None:
         run_migrations(self.migrations_dir, self.settings.resolved_database_url)
@@ -261,7 +261,7 @@ class ServiceRuntime:
         while not self._stop.wait(1.0):
             pass
 
-    # -- health
+    # health
 
     def broker_reachable(self, timeout: float = 1.0) -> bool:
         for server in self.settings.kafka_bootstrap_servers.split(","):

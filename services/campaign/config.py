@@ -19,7 +19,7 @@ class Settings(ServiceSettings):
     )
 
     max_poll_records: int = Field(1000, ge=1)
-    # --- launch
+    # launch
     launch_chunk_size: int = Field(5000, ge=1, description="customers per launch transaction")
     # a customer without a known contact policy has consented to nothing (privacy first);
     # set true only where consent is collected outside this system
@@ -30,7 +30,7 @@ class Settings(ServiceSettings):
     # SQLite: during a launch, checkpoint the WAL only every N pages (4 KiB) instead of
     # SQLite's 1000; a launch of a million customers writes ~1 GB. 0: SQLite's default.
     sqlite_launch_checkpoint_pages: int = Field(65536, ge=0)
-    # --- timers
+    # timers
     scheduler_interval_seconds: float = Field(
         30.0, gt=0, description="how often scheduled / recurring / unpaid-order triggers run"
     )

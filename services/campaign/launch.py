@@ -341,9 +341,6 @@ def enter_customers(
     return tally
 
 
-# --------------------------------------------------------------------------- batch launch
-
-
 @dataclass
 class LaunchOutcome:
     campaign_id: str

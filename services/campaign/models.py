@@ -26,9 +26,6 @@ class Base(DeclarativeBase):
     metadata = make_metadata()
 
 
-# --------------------------------------------------------------------------- projections
-
-
 class AudienceMember(Base):
     """What campaign knows of one customer, from crm.segments.v1 and crm.profiles.v1."""
 
@@ -125,9 +122,6 @@ class Receipt(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_receipts_campaign", "campaign_id", "status"),)
-
-
-# --------------------------------------------------------------------------- campaigns
 
 
 class Campaign(Base):

@@ -114,7 +114,7 @@ class Campaigns:
             if not c.trigger
         ]
 
-    # -- runs
+    # runs
 
     def runs(self, campaign_id: str) -> list[LaunchRun]:
         return list(

@@ -222,9 +222,6 @@ def launch_summary(
     )
 
 
-# --------------------------------------------------------------------------- triggers
-
-
 def _matches(trigger: dict[str, Any], transition: Transition) -> bool:
     kind = trigger["type"]
     if kind == "lifecycle_transition":

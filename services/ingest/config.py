@@ -19,7 +19,7 @@ class Settings(ServiceSettings):
         env_prefix="INGEST_", secrets_dir=secrets_dir(), extra="ignore", populate_by_name=True
     )
 
-    # --- validation and normalisation
+    # validation and normalisation
     shop_timezone: str = Field(
         "Asia/Shanghai", description="IANA zone given to timestamps that carry no offset"
     )
@@ -42,12 +42,12 @@ class Settings(ServiceSettings):
     max_batch_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_import_bytes: int = Field(4 * 1024 * 1024 * 1024, ge=1024)
 
-    # --- bulk import
+    # bulk import
     import_chunk_rows: int = Field(2000, ge=1)
     import_default_currency: str = "CNY"
     import_max_rejections_kept: int = Field(100000, ge=0)
 
-    # --- delivery
+    # delivery
     run_relay: bool = Field(
         True,
         description="publish the outbox from this process; false for extra API processes "
@@ -56,7 +56,7 @@ class Settings(ServiceSettings):
     # detect an emptied broker and replay
     epoch_check_interval: float = Field(3.0, gt=0)
 
-    # --- storage: batches append ~500 KiB each to the WAL; checkpointing (copy back + fsync)
+    # storage: batches append ~500 KiB each to the WAL; checkpointing (copy back + fsync)
     # in a background thread instead of in whichever commit crossed the threshold keeps the
     # writers going: bench_ingest batch 12,600 (every 1,000 pages) / 15,500 (10,000) /
     # 17,400 orders/s (background, every second), back to back on this machine

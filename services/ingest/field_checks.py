@@ -120,7 +120,7 @@ class FieldChecker:
         if self.reasons:
             raise RecordRejected(self.reasons)
 
-    # -- text
+    # text
 
     def text(
         self, value: Any, field: str, max_len: int = SHORT_MAX, required: bool = False
@@ -178,7 +178,7 @@ class FieldChecker:
             return None
         return text
 
-    # -- money
+    # money
 
     def currency(self, value: Any, field: str = "currency") -> tuple[str | None, int | None]:
         text = self.text(value, field, 10, required=True)
@@ -218,7 +218,7 @@ class FieldChecker:
             self.fail(field, code, message)
         return amount
 
-    # -- time
+    # time
 
     def timestamp(self, value: Any, field: str, required: bool = False) -> datetime | None:
         if value is None or value == "":
@@ -249,7 +249,7 @@ class FieldChecker:
             return None
         return parsed
 
-    # -- contacts
+    # contacts
 
     def mobile(self, value: Any, field: str) -> str | None:
         text = self.text(value, field, 40)
@@ -279,7 +279,7 @@ class FieldChecker:
             return None
         return text
 
-    # -- structure
+    # structure
 
     def mapping(self, value: Any, field: str) -> dict[str, Any] | None:
         if value is None:

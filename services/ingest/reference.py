@@ -7,8 +7,6 @@ Pure data, no I/O.
 
 from __future__ import annotations
 
-# --------------------------------------------------------------------------- currencies
-
 _ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
 _FOUR_DECIMALS = "CLF UYW"
@@ -33,7 +31,6 @@ CURRENCY_MINOR_UNITS: dict[str, int] = {
 #: Common non-ISO spellings of the renminbi in Chinese exports.
 CURRENCY_ALIASES = {"RMB": "CNY", "¥": "CNY", "￥": "CNY", "人民币": "CNY", "元": "CNY"}
 
-# --------------------------------------------------------------------------- order statuses
 
 #: Status names of the shop platform (Taobao / Tmall export) -> our status.
 CHINESE_ORDER_STATUSES = {

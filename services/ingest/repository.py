@@ -70,7 +70,7 @@ class EventStore:
         # a batch's rows share received_at: converted once
         insert_many(self.session, self.table, rows, repeated=("received_at",))
 
-    # -- erasure tombstones
+    # erasure tombstones
 
     def add_tombstone(self, customer_hash: str, erased_at: datetime) -> None:
         """Remember an erasure (the latest, if the customer was erased more than once)."""
@@ -108,7 +108,7 @@ class EventStore:
         if self.session.get_bind().dialect.name == "postgresql":
             self.session.execute(_WRITER_LOCK)
 
-    # -- the store is its own outbox: current versions past the watermark are unpublished
+    # the store is its own outbox: current versions past the watermark are unpublished
 
     def published_sequence(self, for_update: bool = False) -> int:
         """The sequence up to which every current version was acknowledged by the broker."""

@@ -211,8 +211,6 @@ for _kind, _plural, _id_field, _accepted, _single_doc, _batch_doc in _RECORD_ROU
         responses={413: {"description": "body or batch too large"}},
     )
 
-# --------------------------------------------------------------------------- imports
-
 
 @router.post(
     "/imports/orders",
@@ -276,9 +274,6 @@ def get_order(runtime: RuntimeDep, order_id: str) -> dict[str, Any]:
     unmasked, hence pii:read)."""
     with runtime.db.sessions() as session:
         return order_history.order_history(session, order_id)
-
-
-# --------------------------------------------------------------------------- operations
 
 
 @router.get("/stats", tags=["operations"], dependencies=[require("ingest:read")])

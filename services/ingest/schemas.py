@@ -147,9 +147,6 @@ class InteractionsBatchIn(BaseModel):
     interactions: list[InteractionIn] = Field(description="1..5,000 interactions")
 
 
-# --------------------------------------------------------------------------- responses
-
-
 class ReasonRead(BaseModel):
     field: str
     code: str

@@ -183,9 +183,6 @@ def _build(model: Any, data: dict[str, Any]) -> Any:  # returns an instance of `
         ) from exc
 
 
-# --------------------------------------------------------------------------- orders
-
-
 def validate_order(
     raw: Any, rules: Rules, now: datetime | None = None, warnings: list[Reason] | None = None
 ) -> Order:
@@ -356,9 +353,6 @@ def _buyer(c: FieldChecker, value: Any) -> dict[str, Any] | None:
     }
 
 
-# --------------------------------------------------------------------------- customers
-
-
 def validate_customer(
     raw: Any, rules: Rules, now: datetime | None = None, warnings: list[Reason] | None = None
 ) -> Customer:
@@ -473,8 +467,6 @@ def _contact_list(
             found.append(result)
     return found
 
-
-# --------------------------------------------------------------------------- interactions
 
 #: What each interaction kind requires beyond id, customer, kind and time.
 INTERACTION_REQUIREMENTS = {

@@ -25,7 +25,7 @@ class Settings(ServiceSettings):
     sqlite_cache_mib: int = 64
     sqlite_wal_autocheckpoint_pages: int = 10000
 
-    # --- normalisation
+    # normalisation
     apikey_republish_check_seconds: float = Field(
         3.0,
         gt=0,
@@ -46,7 +46,7 @@ class Settings(ServiceSettings):
         "Asia/Shanghai", description="zone used for purchase hours when the customer has none"
     )
 
-    # --- identity resolution
+    # identity resolution
     merge_on: list[str] = Field(
         default_factory=lambda: ["mobile", "email"],
         description="contact kinds whose shared verified value merges two profiles",
@@ -64,7 +64,7 @@ class Settings(ServiceSettings):
         True, description="two profiles with different names never merge automatically"
     )
 
-    # --- derived facets and data quality
+    # derived facets and data quality
     stale_after_days: int = Field(365, ge=1, description="a field not seen for this long is stale")
     price_band_low_below: Decimal = Field(Decimal("100"), description="average unit price")
     price_band_high_from: Decimal = Field(Decimal("500"), description="average unit price")

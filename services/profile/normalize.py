@@ -36,9 +36,6 @@ def _name_key(name: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", name)).casefold()
 
 
-# --------------------------------------------------------------------------- masking
-
-
 def mask_phone(value: str | None) -> str | None:
     """``+8613800138000`` -> ``138****8000``: first three and last four digits kept."""
     if not value:

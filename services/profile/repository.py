@@ -150,7 +150,7 @@ class ProfileRepository:
     def __init__(self, session: Session | Connection) -> None:
         self.session = session
 
-    # -- profiles and aliases
+    # profiles and aliases
 
     def aliases(self, customer_ids: Iterable[str]) -> dict[str, str]:
         sql = "SELECT customer_id, profile_id FROM profile_aliases WHERE customer_id IN ({marks})"
@@ -282,7 +282,7 @@ class ProfileRepository:
                 update(table).where(table.c.profile_id.in_(old_ids)).values(profile_id=survivor_id)
             )
 
-    # -- tombstones
+    # tombstones
 
     def any_tombstone(self) -> bool:
         return self.session.execute(select(TS.c.customer_hash).limit(1)).first() is not None
@@ -305,7 +305,7 @@ class ProfileRepository:
         if fresh:
             self.session.execute(insert(TS), fresh)
 
-    # -- contact points
+    # contact points
 
     def contact_points(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str, str], bool]:
         """Known (kind, value, customer id) -> verified, for the given (kind, value) pairs."""
@@ -354,7 +354,7 @@ class ProfileRepository:
     def delete_contact_points(self, customer_ids: list[str]) -> None:
         self.session.execute(delete(C).where(C.c.customer_id.in_(customer_ids)))
 
-    # -- orders and interactions
+    # orders and interactions
 
     def orders(self, order_ids: Iterable[str]) -> dict[str, tuple[str, str, OrderContribution]]:
         """order id -> (profile id, version, contribution)."""
@@ -427,7 +427,7 @@ class ProfileRepository:
         self.session.execute(delete(IX).where(IX.c.profile_id == profile_id))
         self.session.execute(delete(A).where(A.c.profile_id == profile_id))
 
-    # -- tags and segment memberships
+    # tags and segment memberships
 
     def set_tags(self, profile_id: str, source: str, tags: Iterable[str]) -> None:
         """Make a profile's tags of one source exactly ``tags``; rows that stay are left
@@ -485,7 +485,7 @@ class ProfileRepository:
         if rows:
             self.session.execute(insert(S), rows)
 
-    # -- tag rules
+    # tag rules
 
     def tag_rules(self) -> list[dict[str, Any]]:
         return [
@@ -518,7 +518,7 @@ class ProfileRepository:
             query = query.where(P.c.profile_id > after)
         return list(self.session.execute(query).scalars())
 
-    # -- search
+    # search
 
     def search(
         self,
@@ -580,7 +580,7 @@ class ProfileRepository:
         """Erasure: events about these customers not yet published are not published."""
         drop_from_outbox(self.session, keys)
 
-    # -- audit and merges
+    # audit and merges
 
     def audit(self, *, at: datetime, actor: str, action: str, subject: str, detail: Any) -> None:
         self.session.execute(

@@ -134,9 +134,6 @@ def _maximise(
     )
 
 
-# --------------------------------------------------------------------------- BG/NBD
-
-
 def bgnbd_log_likelihood(
     params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -233,9 +230,6 @@ def expected_purchases(
     return numerator * p_alive(params, x, t_x, big_t)
 
 
-# --------------------------------------------------------------------------- Gamma-Gamma
-
-
 def gamma_gamma_log_likelihood(
     params: np.ndarray, x: np.ndarray, m: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -291,9 +285,6 @@ def expected_order_value(params: dict[str, float], frequency: Any, monetary: Any
     x, m = (np.asarray(value, dtype="float64") for value in (frequency, monetary))
     m = np.where(x > 0, m, 0.0)
     return p * (v + x * m) / (p * x + q - 1)
-
-
-# --------------------------------------------------------------------------- CLV
 
 
 def predicted_clv(

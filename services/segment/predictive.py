@@ -59,9 +59,6 @@ class FitOutcome:
     gamma_gamma: clv_models.Fit | None
 
 
-# --------------------------------------------------------------------------- pure
-
-
 def customer_summaries(
     purchases: pd.DataFrame, as_of: datetime, timezone: str, cutoff: bool = False
 ) -> pd.DataFrame:
@@ -163,9 +160,6 @@ def percentiles(values: np.ndarray) -> np.ndarray:
 
 def _e4(values: Any) -> np.ndarray:
     return np.rint(np.asarray(values, dtype="float64") * MONEY_SCALE).astype("int64")
-
-
-# --------------------------------------------------------------------------- use cases
 
 
 @dataclass
@@ -430,9 +424,6 @@ def event_predictions(session: Session, customer_ids: list[str]) -> dict[str, di
             "predicted_clv_percentile": pct,
         }
     return found
-
-
-# --------------------------------------------------------------------------- rules
 
 
 def with_predictions(

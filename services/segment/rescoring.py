@@ -77,9 +77,6 @@ def _figures_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.set_index("customer_id")
 
 
-# --------------------------------------------------------------------------- batch path
-
-
 @dataclass
 class RescoringOutcome:
     policy_version: int
