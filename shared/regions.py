@@ -234,7 +234,7 @@ def split_address(address: str) -> tuple[str | None, str | None]:
     return province, city
 
 
-def normalise_region(
+def normalize_region(
     province: str | None,
     city: str | None,
     district: str | None = None,

@@ -48,7 +48,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from shared.regions import city_name, province_name
-from shared.vocabulary import normalise_channel, normalise_gender
+from shared.vocabulary import normalize_channel, normalize_gender
 
 #: how deep all / any / not may nest (a bare condition is one level)
 MAX_DEPTH = 16
@@ -78,17 +78,17 @@ LIST_VALUED_OPS = frozenset({"between", "in", "not_in", "contains_any", "contain
 
 
 def _gender_literal(value: str) -> str:
-    return normalise_gender(value) or value
+    return normalize_gender(value) or value
 
 
 def _channel_literal(value: str) -> str:
-    return normalise_channel(value) or value
+    return normalize_channel(value) or value
 
 
 #: Text fields whose literals are normalised as every entry point normalises the values
 #: (``province eq 浙江`` matches 浙江省, as profile search does; ``gender eq 男`` matches male),
 #: in whichever catalogue has a field of that name.
-TEXT_LITERAL_NORMALISERS: dict[str, Callable[[str], str]] = {
+TEXT_LITERAL_NORMALIZERS: dict[str, Callable[[str], str]] = {
     "province": province_name,
     "city": city_name,
     "gender": _gender_literal,
@@ -323,8 +323,8 @@ class Catalogue:
             return value
         if not isinstance(value, str):
             raise ValueError(f"{field} takes strings, not {value!r}")
-        normalise = TEXT_LITERAL_NORMALISERS.get(field)
-        return value if normalise is None else normalise(value.strip())
+        normalize = TEXT_LITERAL_NORMALIZERS.get(field)
+        return value if normalize is None else normalize(value.strip())
 
     # evaluating
 

@@ -47,7 +47,7 @@ def _key(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip().lower()
 
 
-def normalise_gender(value: str | None) -> str | None:
+def normalize_gender(value: str | None) -> str | None:
     """``male`` / ``female`` / ``unknown`` for the ways people write them (男, F, 保密, ...),
     ``None`` for anything else (the caller decides whether that is an error)."""
     if value is None:
@@ -55,7 +55,7 @@ def normalise_gender(value: str | None) -> str | None:
     return GENDERS.get(_key(value))
 
 
-def normalise_channel(value: str | None) -> str | None:
+def normalize_channel(value: str | None) -> str | None:
     """A sales channel name in one spelling: NFKC, trimmed, lower case, and the platforms'
     Chinese names mapped (淘宝 -> taobao, 京东 -> jd, 拼多多 -> pinduoduo). Unknown names
     are kept (lower-cased)."""

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
+from services.campaign.background_launches import Launcher
 from services.campaign.config import Settings
-from services.campaign.launcher import Launcher
 from shared.api import runtime_dependency
 from shared.runtime import ConsumerFactory, ServiceRuntime
 

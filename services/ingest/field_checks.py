@@ -25,7 +25,7 @@ import orjson
 
 from services.ingest import reference
 from shared.phones import phone_e164
-from shared.regions import normalise_region
+from shared.regions import normalize_region
 from shared.schemas import text_problem
 
 
@@ -294,7 +294,7 @@ class FieldChecker:
         if raw is None:
             return None
         address = self.text(raw.get("address"), f"{field}.address", ADDRESS_MAX)
-        region = normalise_region(
+        region = normalize_region(
             self.text(raw.get("province"), f"{field}.province", 50),
             self.text(raw.get("city"), f"{field}.city", 50),
             district=self.text(raw.get("district"), f"{field}.district", 50),

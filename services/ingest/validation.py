@@ -37,7 +37,7 @@ from shared.events import (
     Order,
     OrderStatus,
 )
-from shared.vocabulary import normalise_channel, normalise_gender
+from shared.vocabulary import normalize_channel, normalize_gender
 
 RULES = {
     "money": (
@@ -226,7 +226,7 @@ def order_data(
     with c.lenient():
         buyer = _buyer(c, raw.get("buyer"))
         shipping = c.address(raw.get("shipping"), "shipping")
-        channel = normalise_channel(c.text(raw.get("channel"), "channel", 50))
+        channel = normalize_channel(c.text(raw.get("channel"), "channel", 50))
         shop_id = c.ident(raw.get("shop_id"), "shop_id", required=False)
         promotion = c.text(raw.get("promotion"), "promotion")
     c.done()
@@ -381,7 +381,7 @@ def _customer_fields(c: FieldChecker, raw: dict[str, Any]) -> dict[str, Any]:
     gender_text = c.text(raw.get("gender"), "gender", 20)
     gender = None
     if gender_text is not None:
-        gender = normalise_gender(gender_text)
+        gender = normalize_gender(gender_text)
         if gender is None:
             c.fail("gender", "gender.unknown", "is not male, female or unknown")
     birthday = _birthday(c, raw.get("birthday"))
@@ -530,7 +530,7 @@ def validate_interaction(
         "campaign_id": campaign_id,
     }
     with c.lenient():
-        data["channel"] = normalise_channel(c.text(raw.get("channel"), "channel", 50))
+        data["channel"] = normalize_channel(c.text(raw.get("channel"), "channel", 50))
         data["attributes"] = c.attributes(raw.get("attributes"))
     c.done()
     if warnings is not None:

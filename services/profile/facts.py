@@ -126,7 +126,7 @@ def address_of(value: dict[str, Any] | None) -> dict[str, Any] | None:
 def normalised_address(value: dict[str, Any]) -> dict[str, Any]:
     """An address with its region normalised as ingest normalises it (``shared.regions``):
     what operators type must be found by the same search and reports as consumed data."""
-    region_of = regions.normalise_region(
+    region_of = regions.normalize_region(
         value.get("province"),
         value.get("city"),
         district=value.get("district"),

@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 from services.profile.rules import FIELDS, parse_rule
 from shared.events import Channel, ChannelConsent, QuietHours, UtcDateTime, ensure_aware
 from shared.schemas import RequestModel
-from shared.vocabulary import normalise_gender
+from shared.vocabulary import normalize_gender
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -58,7 +58,7 @@ class ProfileUpdate(RequestModel):
         # one normalisation with ingest (shared.vocabulary): 男 is male from every entry point
         if value is None:
             return None
-        gender = normalise_gender(value)
+        gender = normalize_gender(value)
         if gender is None:
             # the code ingest reports for the same word (docs/ingest.md), not pydantic's
             raise PydanticCustomError(

@@ -14,7 +14,7 @@ from shared.regions import (
     Region,
     city_name,
     city_outside_province,
-    normalise_region,
+    normalize_region,
     province_name,
     split_address,
 )
@@ -43,19 +43,19 @@ from shared.regions import (
 def test_province_and_city_normalisation(
     province: str | None, city: str | None, address: str | None, expected: tuple[str, str]
 ) -> None:
-    assert normalise_region(province, city, address=address)[:2] == expected
+    assert normalize_region(province, city, address=address)[:2] == expected
 
 
 def test_a_city_of_another_province_is_kept_as_sent_and_reported() -> None:
-    assert normalise_region("浙江", "南京") == Region("浙江省", "南京市", None)
+    assert normalize_region("浙江", "南京") == Region("浙江省", "南京市", None)
     assert city_outside_province("浙江省", "南京市") == "江苏省"
     assert city_outside_province("浙江", "南京") == "江苏省"  # any spelling
     # a municipality naming another province's city is the same conflict
-    assert normalise_region("北京", "南京") == Region("北京市", "南京市", None)
+    assert normalize_region("北京", "南京") == Region("北京市", "南京市", None)
     assert city_outside_province("北京市", "南京市") == "江苏省"
     assert city_outside_province("北京市", "上海市") == "上海市"
     # the address does not overrule what was sent either
-    assert normalise_region("浙江", "南京", address="浙江省杭州市")[:2] == ("浙江省", "南京市")
+    assert normalize_region("浙江", "南京", address="浙江省杭州市")[:2] == ("浙江省", "南京市")
 
 
 @pytest.mark.parametrize(
@@ -102,12 +102,12 @@ def test_no_conflict_when_the_names_agree_or_are_unknown(
 def test_a_municipality_is_its_own_city_and_a_district_sent_as_city_moves(
     province: str, city: str, district: str | None, expected: tuple[str, str, str | None]
 ) -> None:
-    assert normalise_region(province, city, district=district) == expected
+    assert normalize_region(province, city, district=district) == expected
 
 
 def test_district_inferred_from_the_address_keeps_the_municipality_as_city() -> None:
     # the province comes from the address; the city sent is one of its districts
-    assert normalise_region(None, "浦东新区", address="上海 浦东新区 世纪大道 1 号") == (
+    assert normalize_region(None, "浦东新区", address="上海 浦东新区 世纪大道 1 号") == (
         "上海市",
         "上海市",
         "浦东新区",
@@ -116,8 +116,8 @@ def test_district_inferred_from_the_address_keeps_the_municipality_as_city() -> 
 
 def test_normalising_twice_changes_nothing() -> None:
     for sent in (("重庆", "万州", None), ("浙江", "南京", None), ("北京", "朝阳", None)):
-        once = normalise_region(*sent)
-        assert normalise_region(*once) == once
+        once = normalize_region(*sent)
+        assert normalize_region(*once) == once
 
 
 def test_tables_are_consistent() -> None:
@@ -161,10 +161,10 @@ def test_city_pinyin_is_normalised_like_province_pinyin(sent: str, full: str) ->
 
 
 def test_a_pinyin_city_two_cities_share_is_resolved_by_the_province() -> None:
-    assert normalise_region("jiangsu", "suzhou") == ("江苏省", "苏州市", None)
-    assert normalise_region("安徽", "Suzhou") == ("安徽省", "宿州市", None)
-    assert normalise_region(None, "suzhou") == (None, "suzhou", None)
-    assert normalise_region(None, "hangzhou") == ("浙江省", "杭州市", None)
+    assert normalize_region("jiangsu", "suzhou") == ("江苏省", "苏州市", None)
+    assert normalize_region("安徽", "Suzhou") == ("安徽省", "宿州市", None)
+    assert normalize_region(None, "suzhou") == (None, "suzhou", None)
+    assert normalize_region(None, "hangzhou") == ("浙江省", "杭州市", None)
     assert city_outside_province("浙江", "nanjing") == "江苏省"
 
 
