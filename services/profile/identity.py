@@ -18,13 +18,14 @@ from services.profile.documents import (
 from services.profile.locking import lock_profiles
 from services.profile.merging import merge_into
 from services.profile.normalize import names_conflict
+from services.profile.reads import load
 from services.profile.repository import ProfileRepository, ProfileRow
 from services.profile.rules import RuleBook
 from services.profile.transactions import rebuild_transactions
 from services.profile.unmerge_repository import MergeRecords, MergeSnapshots
 from shared import topics
 from shared.bus import add_to_outbox
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationProblem
 from shared.events import ProfileMergedEvent, ProfileMergedPayload, utcnow
 
 
@@ -104,6 +105,29 @@ def resolve_identity(session: Session, kind: str, value: str, settings: Settings
         "identity-resolution",
         settings,
     )
+
+
+def merge_customers(
+    session: Session,
+    customer_id: str,
+    merge_ids: list[str],
+    reason: str,
+    actor: str,
+    settings: Settings,
+) -> tuple[str, str, list[str]]:
+    """The manual merge (``POST /v1/customers/{id}/merge``): the profiles of ``merge_ids``
+    folded into ``customer_id``'s, which survives; returns (merge id, survivor, merged
+    profile ids). 404 if a customer is unknown, 422 if they all are the survivor already."""
+    survivor = load(session, customer_id).profile_id
+    others: list[str] = []
+    for other in merge_ids:
+        profile_id = load(session, other).profile_id
+        if profile_id != survivor and profile_id not in others:
+            others.append(profile_id)
+    if not others:
+        raise ValidationProblem("those customers already belong to this profile")
+    merge_id = merge_profiles(session, survivor, others, reason, actor, settings)
+    return merge_id, survivor, others
 
 
 def merge_profiles(

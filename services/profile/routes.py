@@ -193,16 +193,8 @@ def merge_customers(
 ) -> MergeResult:
     """Manually merge other profiles into this one (this one survives); audited."""
     with runtime.db.unit_of_work() as session:
-        survivor = reads.load(session, customer_id).profile_id
-        others = []
-        for other in body.merge_ids:
-            pid = reads.load(session, other).profile_id
-            if pid != survivor and pid not in others:
-                others.append(pid)
-        if not others:
-            raise ValidationProblem("those customers already belong to this profile")
-        merge_id = identity.merge_profiles(
-            session, survivor, others, body.reason, principal.key_id, runtime.settings
+        merge_id, survivor, others = identity.merge_customers(
+            session, customer_id, body.merge_ids, body.reason, principal.key_id, runtime.settings
         )
     runtime.relay.notify()
     return MergeResult(merge_id=merge_id, survivor_id=survivor, merged_ids=others)

@@ -95,10 +95,8 @@ def get_clv_report(
     """The latest fit's parameters, predicted vs actual purchases per calibration frequency
     over the holdout period, and the distribution of predicted CLV (one currency; default:
     the one with the most buyers)."""
-    now = runtime.clock()
-    with runtime.db.unit_of_work() as session:
-        timezone = service.policy_timezone(session)
-    start, end = service.holdout_period(timezone, holdout_from, holdout_to, now)
     options = clv_runs.options_from(runtime.settings)
     with runtime.db.unit_of_work() as session:
-        return service.clv_report_read(session, currency, start, end, options)
+        return service.clv_report_for(
+            session, currency, holdout_from, holdout_to, runtime.clock(), options
+        )

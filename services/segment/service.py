@@ -506,6 +506,20 @@ def holdout_period(
     return start, end
 
 
+def clv_report_for(
+    session: Session,
+    currency: str | None,
+    holdout_from: str | None,
+    holdout_to: str | None,
+    now: datetime,
+    options: predictive.ClvOptions,
+) -> ClvReportRead:
+    """``GET /v1/reports/clv``: the holdout period read in the policy's timezone (422 if it
+    is not a period before now), then the report over it."""
+    start, end = holdout_period(policy_timezone(session), holdout_from, holdout_to, now)
+    return clv_report_read(session, currency, start, end, options)
+
+
 def clv_report_read(
     session: Session,
     currency: str | None,
