@@ -3,7 +3,7 @@
 usage: python bench/bench_growth.py [--quick] [--sizes 100000,1000000,10000000]
                                     [--policy-max N] [--launch-max N] [--figures PATH]
 
-For each size (--quick: 5,000 / 50,000), on SQLite, each measured step in its own process
+For each size (--quick: 2,000 / 20,000), on SQLite, each measured step in its own process
 (its peak RSS is its own), with the segment service's SQLite settings:
 
 - the full rescoring, the daily batch (``rescore_all``: cut points from everyone, then
@@ -157,7 +157,7 @@ def main() -> int:
         expand(Path(args.path), Path(args.target), args.times)
         return 0
     use_sink(args.figures)
-    default = "5000,50000" if args.quick else "100000,1000000,10000000"
+    default = "2000,20000" if args.quick else "100000,1000000,10000000"
     sizes = sorted(int(s) for s in (args.sizes or default).split(","))
     results: dict[int, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-growth-") as tmp:

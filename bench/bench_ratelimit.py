@@ -1,7 +1,7 @@
 """Cost of the per-key rate limit (the ``limits`` library) per request, on ingest's hot path.
 
     .venv/bin/python bench/bench_ratelimit.py            # 50,000 requests per variant
-    .venv/bin/python bench/bench_ratelimit.py --quick    # 5,000
+    .venv/bin/python bench/bench_ratelimit.py --quick    # 2,000
 
 Calls an app built by ``shared.api.build_app`` straight through ASGI (no sockets: the HTTP
 stack would hide the difference) on a fast-lane POST route, as ingest's POST /v1/orders is
@@ -181,12 +181,12 @@ async def main_async(n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="5,000 requests per variant")
+    parser.add_argument("--quick", action="store_true", help="2,000 requests per variant")
     parser.add_argument("--requests", type=int, help="requests per variant (default 50,000)")
     parser.add_argument("--figures", help="append the headline figures here (JSON lines)")
     args = parser.parse_args()
     use_sink(args.figures)
-    asyncio.run(main_async(args.requests or (5_000 if args.quick else 50_000)))
+    asyncio.run(main_async(args.requests or (2_000 if args.quick else 50_000)))
 
 
 if __name__ == "__main__":
