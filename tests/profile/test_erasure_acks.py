@@ -23,8 +23,7 @@ from services.profile.config import Settings
 from services.profile.handlers import HANDLERS
 from shared.erasure_acks import APPLYING_SERVICES
 from shared.events import ErasureAppliedEvent, ErasureAppliedPayload, utcnow
-from shared.runtime import ServiceRuntime
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client, runtime_of
 from tests.profile.profile_factories import customer, order
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -40,16 +39,8 @@ def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
         api_key=ADMIN_KEY,
         run_consumer=False,
     )
-    app = create_app(settings, start_runtime=False)
-    runtime: ServiceRuntime = app.state.runtime
-    runtime.migrate()
-    with TestClient(app) as test_client:
+    with api_client(create_app(settings, start_runtime=False), migrate=True) as test_client:
         yield test_client
-    runtime.db.dispose()
-
-
-def runtime_of(client: TestClient) -> ServiceRuntime:
-    return client.app.state.runtime  # type: ignore[attr-defined, no-any-return]
 
 
 def ack(erasure_id: str, service_name: str, part: int = 0, parts: int = 1) -> ErasureAppliedEvent:
