@@ -106,18 +106,29 @@ def service_env(
 
 @contextmanager
 def api_client(
-    app: FastAPI, *, migrate: bool = False, keep_outbox: bool = False
+    app: FastAPI,
+    *,
+    migrate: bool = False,
+    keep_outbox: bool = False,
+    lifespan: bool = True,
+    raise_server_exceptions: bool = True,
 ) -> Iterator[TestClient]:
     """A TestClient over a service's app, its database disposed afterwards.
 
     ``migrate``: migrate the database first (an app made with ``start_runtime=False``);
-    ``keep_outbox``: stop the outbox relay once started, so the test reads what was queued.
+    ``keep_outbox``: stop the outbox relay once started, so the test reads what was queued;
+    ``lifespan=False``: serve without running the app's startup (nothing starts);
+    ``raise_server_exceptions=False``: an unhandled error answers 500 instead of raising.
     """
     runtime: ServiceRuntime = app.state.runtime
     if migrate:
         runtime.migrate()
+    client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
     try:
-        with TestClient(app) as client:
+        if not lifespan:
+            yield client
+            return
+        with client:
             if keep_outbox:
                 runtime.relay.stop()
             yield client

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from services.campaign.app import MIGRATIONS, create_app
 from shared.db import Database, run_migrations
 from tests.campaign.factories import settings
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 
 @pytest.fixture
@@ -43,5 +43,5 @@ def client(broker, namespace: str, tmp_path: Path, sqlite_url: str) -> Iterator[
         api_keys={"reader-key": ["campaign:read"]},
         launch_chunk_size=4,
     )
-    with TestClient(create_app(cfg)) as test_client:
+    with api_client(create_app(cfg)) as test_client:
         yield test_client

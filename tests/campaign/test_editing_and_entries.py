@@ -15,7 +15,7 @@ from services.campaign.app import create_app
 from services.campaign.projection import apply_audience_events
 from tests.campaign.factories import policy_event, segment_event, settings
 from tests.campaign.test_api import ADMIN, CAMPAIGN, READER
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def client(
         api_keys={"reader-key": ["campaign:read"]},
         launch_chunk_size=4,
     )
-    with TestClient(create_app(cfg)) as test_client:
+    with api_client(create_app(cfg)) as test_client:
         yield test_client
 
 

@@ -13,7 +13,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from devtools.testing import read_topic, wait_for
@@ -24,7 +23,7 @@ from shared import topics
 from shared.bus import Publisher
 from shared.events import MessageReceipt, MessageReceiptRecordedEvent, utcnow
 from tests.campaign.factories import broker_settings, order_event, policy_event, segment_event
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -53,7 +52,7 @@ def test_launch_crash_relaunch_and_hand_computed_report(
     settings = broker_settings(broker, namespace, sqlite_url, tmp_path, launch_chunk_size=5)
     customers = [f"e{i:02d}" for i in range(40)]
     publisher = Publisher(broker.bootstrap_servers, namespace)
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         for c in customers:
             publisher.send_event(topics.SEGMENTS, segment_event(c, segments=["loyal_zj"]))

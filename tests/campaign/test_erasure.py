@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
 from devtools.testing import unique, wait_for
@@ -44,7 +43,7 @@ from tests.campaign.factories import (
     segment_event,
     settings,
 )
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 DAY = timedelta(days=1)
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -210,7 +209,7 @@ def test_an_erased_customer_id_leaves_the_sqlite_files_and_stays_erased(
         (topics.CAMPAIGN_RECEIPTS, receipt("m-1", customer, "delivered")),
     ]
     publisher = Publisher(broker.bootstrap_servers, namespace)
-    with TestClient(app) as client:
+    with api_client(app) as client:
         _publish(publisher, history)
 
         def projected() -> bool:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from devtools.testing import wait_for
 from services.campaign.app import create_app
 from shared import topics
 from shared.bus import Publisher
 from tests.campaign.factories import broker_settings, policy_event, segment_event
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 
@@ -23,7 +22,7 @@ def test_segment_and_profile_events_reach_the_audience_endpoint(
 ) -> None:
     settings = broker_settings(broker, namespace, sqlite_url, tmp_path)
     publisher = Publisher(broker.bootstrap_servers, namespace)
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         assert client.get("/v1/audience/c-1", headers=HEADERS).status_code == 404
         publisher.send_event(topics.SEGMENTS, segment_event("c-1", segments=["vip"]))
         publisher.send_event(

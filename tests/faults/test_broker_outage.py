@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient
 
 from devtools.broker import EmbeddedBroker, free_port
@@ -23,7 +22,7 @@ from services.ingest.config import Settings
 from shared import manifest, topics
 from shared.broker_state import KAFKA_LOG_FILTER, BrokerState, OutageLogFilter
 from shared.topic_keeper import keeps
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 KILLS = 3
@@ -126,7 +125,7 @@ def test_ingest_answers_through_a_broker_sigkill_and_gets_its_topics_back(
     topic = namespace + topics.ORDERS
     statuses: list[int] = []
     try:
-        with TestClient(create_app(settings)) as client:
+        with api_client(create_app(settings)) as client:
             runtime = client.app.state.runtime  # type: ignore[attr-defined]
             wait_for(runtime.topics_ready.is_set, timeout=30, what="topics")
             own = list(runtime.topic_keeper.names)

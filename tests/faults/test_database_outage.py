@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient
 from sqlalchemy import create_engine, text
 
@@ -21,7 +20,7 @@ from services.profile.config import Settings
 from shared import topics
 from shared.bus import Publisher, ensure_topics
 from shared.db import Database
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 from tests.faults.test_consumer_faults import effect_counts, make_loop, metadata, publish
 from tests.profile.profile_factories import customer
 
@@ -93,7 +92,7 @@ def test_database_away_twenty_seconds(broker, namespace, tmp_path: Path, pg_url:
     statuses: list[int] = []
     loop.start()
     try:
-        with TestClient(app) as client:
+        with api_client(app) as client:
             publish(publisher, "before", 10)
             wait_for(lambda: effect_counts(db)[1] == 10, timeout=60, what="first 10")
             wait_for(

@@ -26,7 +26,7 @@ from services.profile.config import Settings as ProfileSettings
 from services.segment.app import create_app as segment_app
 from services.segment.config import Settings as SegmentSettings
 from shared.erasure_acks import APPLYING_SERVICES
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 pytestmark = pytest.mark.kafka
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -67,7 +67,7 @@ def test_an_erasure_stays_pending_for_a_service_that_is_down_until_it_runs(
     }
     with ExitStack() as running:
         profile = running.enter_context(
-            TestClient(
+            api_client(
                 profile_app(
                     ProfileSettings(
                         data_dir=tmp_path / "profile",
@@ -81,10 +81,10 @@ def test_an_erasure_stays_pending_for_a_service_that_is_down_until_it_runs(
             )
         )
         ingest = running.enter_context(
-            TestClient(ingest_app(IngestSettings(**sqlite("ingest"), **common)))
+            api_client(ingest_app(IngestSettings(**sqlite("ingest"), **common)))
         )
         running.enter_context(
-            TestClient(campaign_app(CampaignSettings(**sqlite("campaign"), **common)))
+            api_client(campaign_app(CampaignSettings(**sqlite("campaign"), **common)))
         )
         posted = ingest.post("/v1/orders", json=order, headers=HEADERS)
         assert posted.status_code == 202, posted.text
@@ -127,7 +127,7 @@ def test_an_erasure_stays_pending_for_a_service_that_is_down_until_it_runs(
 
         # segment starts: it reads the erasure from the topic and acknowledges it
         running.enter_context(
-            TestClient(segment_app(SegmentSettings(**sqlite("segment"), **common)))
+            api_client(segment_app(SegmentSettings(**sqlite("segment"), **common)))
         )
         wait_for(
             lambda: set(statuses(profile, erasure_id).values()) == {"applied"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from devtools.testing import wait_for
 from shared.pagination import decode_cursor, encode_cursor
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 
@@ -69,14 +70,8 @@ def apps(tmp_path: Path) -> Iterator[dict[str, TestClient]]:
         "segment": segment_app(SegmentSettings(data_dir=tmp_path / "s", **common)),
         "campaign": campaign_app(CampaignSettings(data_dir=tmp_path / "c", **common)),
     }
-    clients = {name: TestClient(app) for name, app in made.items()}
-    for client in clients.values():
-        client.__enter__()
-    try:
-        yield clients
-    finally:
-        for client in clients.values():
-            client.__exit__(None, None, None)
+    with ExitStack() as running:
+        yield {name: running.enter_context(api_client(app)) for name, app in made.items()}
 
 
 def import_job(client: TestClient) -> str:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from devtools.testing import read_topic, unique, wait_for
 from services.ingest.app import create_app as ingest_app
@@ -26,7 +25,7 @@ from services.profile.app import create_app as profile_app
 from services.profile.config import Settings as ProfileSettings
 from shared import topics
 from shared.bus import Publisher
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 pytestmark = pytest.mark.kafka
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -118,8 +117,8 @@ def test_no_personal_data_in_logs_or_error_bodies(
     ]
     bodies: list[str] = []
     with (
-        TestClient(ingest_app(ingest_settings)) as ingest,
-        TestClient(profile_app(profile_settings)) as profile,
+        api_client(ingest_app(ingest_settings)) as ingest,
+        api_client(profile_app(profile_settings)) as profile,
     ):
         assert ingest.post("/v1/customers", json=customer, headers=HEADERS).status_code == 202
         assert ingest.post("/v1/orders", json=order, headers=HEADERS).status_code == 202

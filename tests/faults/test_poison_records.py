@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, inspect, select, table
 
 from devtools.testing import read_topic, unique
 from shared import topics
 from shared.bus import Publisher, ensure_topics
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 pytestmark = pytest.mark.kafka
 
@@ -117,7 +116,7 @@ def test_poison_records_are_dead_lettered_and_become_nothing(
     )
     cases = CASES[service]
     ensure_topics(broker.bootstrap_servers, [*cases, topics.DEADLETTER], 3, namespace=namespace)
-    with TestClient(app_module.create_app(settings)) as client:
+    with api_client(app_module.create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         before = _record_rows(runtime.db.engine)
         publisher = Publisher(broker.bootstrap_servers, namespace)

@@ -21,7 +21,7 @@ from services.ingest.app import create_app
 from services.ingest.config import Settings
 from services.ingest.models import StoredEvent
 from shared import topics
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 pytestmark = pytest.mark.kafka
 
@@ -64,14 +64,14 @@ def settings_for(
 def client(
     broker: EmbeddedBroker, namespace: str, tmp_path: Path, sqlite_url: str
 ) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(broker, namespace, tmp_path, sqlite_url))) as c:
+    with api_client(create_app(settings_for(broker, namespace, tmp_path, sqlite_url))) as c:
         yield c
 
 
 def test_single_order_is_normalised_and_published(
     broker: EmbeddedBroker, namespace: str, tmp_path: Path, db_url: str
 ) -> None:
-    with TestClient(create_app(settings_for(broker, namespace, tmp_path, db_url))) as client:
+    with api_client(create_app(settings_for(broker, namespace, tmp_path, db_url))) as client:
         first = client.post("/v1/orders", json=order(), headers=HEADERS)
         assert first.status_code == 202, first.text
         body = first.json()
@@ -135,7 +135,7 @@ def test_rejections_are_problem_json_with_every_reason(client: TestClient) -> No
 def test_a_bad_contact_field_is_dropped_with_a_warning_single_batch_and_stats(
     broker: EmbeddedBroker, namespace: str, tmp_path: Path, db_url: str
 ) -> None:
-    with TestClient(create_app(settings_for(broker, namespace, tmp_path, db_url))) as client:
+    with api_client(create_app(settings_for(broker, namespace, tmp_path, db_url))) as client:
         single = client.post(
             "/v1/orders",
             json=order(order_id="W1", buyer={"name": "张三", "mobile": "123"}),
@@ -175,7 +175,7 @@ def test_a_bad_contact_field_is_dropped_with_a_warning_single_batch_and_stats(
 def test_the_same_order_version_with_other_content_is_a_version_conflict(
     broker: EmbeddedBroker, namespace: str, tmp_path: Path, db_url: str
 ) -> None:
-    with TestClient(create_app(settings_for(broker, namespace, tmp_path, db_url))) as client:
+    with api_client(create_app(settings_for(broker, namespace, tmp_path, db_url))) as client:
         assert client.post("/v1/orders", json=order("V1"), headers=HEADERS).status_code == 202
         same = client.post("/v1/orders", json=order("V1"), headers=HEADERS)
         assert same.status_code == 202 and same.json()["status"] == "duplicate"

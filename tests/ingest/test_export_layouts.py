@@ -16,7 +16,7 @@ from services.ingest.app import create_app
 from services.ingest.config import Settings
 from services.ingest.models import StoredEvent
 from shared.events import Order, decode_event
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 from tests.ingest.test_imports import finished
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -33,7 +33,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         api_key=ADMIN_KEY,
         run_consumer=False,
     )
-    with TestClient(create_app(settings)) as c:
+    with api_client(create_app(settings)) as c:
         yield c
 
 

@@ -20,7 +20,7 @@ from services.ingest.config import Settings
 from services.ingest.import_rows import detect_encoding
 from services.ingest.models import ImportJob, StoredEvent
 from shared.events import decode_event
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 
@@ -53,7 +53,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         api_key=ADMIN_KEY,
         run_consumer=False,
     )
-    with TestClient(create_app(settings)) as c:
+    with api_client(create_app(settings)) as c:
         yield c
 
 
@@ -269,7 +269,7 @@ def test_an_import_interrupted_by_a_restart_resumes_from_its_last_committed_chun
         writer.writerow(taobao_row(i))
     app = create_app(settings)
     runtime = app.state.runtime
-    with TestClient(app) as client:
+    with api_client(app) as client:
         job_id = upload(client, out.getvalue().encode("gbk"))
         wait_for(
             lambda: client.get(f"/v1/imports/{job_id}", headers=HEADERS).json()["rows_read"],
@@ -289,7 +289,7 @@ def test_an_import_interrupted_by_a_restart_resumes_from_its_last_committed_chun
         assert stored == job.accepted  # every counted row is stored, nothing half-written
 
     # the restarted service resumes the job after its last committed chunk
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         job_body = finished(client, job_id, timeout=240)
     assert job_body["status"] == "completed", job_body
     assert (job_body["rows_read"], job_body["accepted"]) == (50_000, 50_000 - 0)

@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from devtools.broker import EmbeddedBroker, free_port
@@ -21,7 +20,7 @@ from services.ingest.models import StoredEvent
 from shared import topics
 from shared.bus import Publisher
 from shared.events import decode_event, encode_event
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 pytestmark = pytest.mark.kafka
 
@@ -111,7 +110,7 @@ def test_raw_topics_are_validated_like_rest_and_bad_records_dead_lettered(
             ),
         ),
     ]
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         producer.publish_all(records)
         dead = read_topic(
             broker.bootstrap_servers, namespace + topics.DEADLETTER, expect=8, timeout=30
@@ -178,7 +177,7 @@ def test_broker_down_keeps_accepting_and_every_order_arrives_once(
     topic = namespace + topics.ORDERS
     accepted: dict[str, str] = {}
     try:
-        with TestClient(create_app(settings)) as client:
+        with api_client(create_app(settings)) as client:
 
             def post(order_id: str) -> None:
                 response = client.post("/v1/orders", json=order(order_id), headers=HEADERS)
@@ -225,7 +224,7 @@ def test_replay_command_publishes_a_range(
     broker: EmbeddedBroker, namespace: str, tmp_path: Path, sqlite_url: str, capsys: Any
 ) -> None:
     settings = settings_for(broker.bootstrap_servers, namespace, tmp_path, sqlite_url)
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         client.post("/v1/orders/batch", json=[order(f"C{i}") for i in range(6)], headers=HEADERS)
         read_topic(broker.bootstrap_servers, namespace + topics.ORDERS, expect=6)
     runtime = create_runtime(settings)
@@ -251,19 +250,19 @@ def test_restarted_service_replays_into_an_emptied_broker(
     port = free_port()
     with EmbeddedBroker(port=port) as first:
         settings = settings_for(first.bootstrap_servers, namespace, tmp_path, sqlite_url)
-        with TestClient(create_app(settings)) as client:
+        with api_client(create_app(settings)) as client:
             client.post(
                 "/v1/orders/batch", json=[order(f"M{i}") for i in range(10)], headers=HEADERS
             )
             read_topic(first.bootstrap_servers, namespace + topics.ORDERS, expect=10)
     with EmbeddedBroker(port=port) as second:
-        with TestClient(create_app(settings)):
+        with api_client(create_app(settings)):
             events = read_topic(
                 second.bootstrap_servers, namespace + topics.ORDERS, expect=10, timeout=30
             )
             assert sorted(e.data.order_id for e in events) == [f"M{i}" for i in range(10)]
         # restarted against a broker that kept everything: nothing is replayed
-        with TestClient(create_app(settings)) as client:
+        with api_client(create_app(settings)) as client:
             runtime = client.app.state.runtime  # type: ignore[attr-defined]
             wait_for(lambda: runtime.relay._verified, timeout=30, what="epoch verified")
             guard = runtime.epoch_guard
@@ -279,7 +278,7 @@ def test_an_erased_profile_leaves_the_event_store(
     from shared.events import ProfileErasedEvent, ProfileErasedPayload, utcnow
 
     settings = settings_for(broker.bootstrap_servers, namespace, tmp_path, sqlite_url, True)
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         client.post("/v1/orders", json=order("G1", customer_id="c-gone"), headers=HEADERS)
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         erased = ProfileErasedEvent(

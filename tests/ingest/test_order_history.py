@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from devtools.broker import EmbeddedBroker
 from services.ingest.app import create_app
+from tests.conftest import api_client
 from tests.ingest.test_api import HEADERS, order, settings_for
 
 pytestmark = pytest.mark.kafka
@@ -18,7 +18,7 @@ def test_an_order_answers_with_every_version_even_late_ones(
     broker: EmbeddedBroker, namespace: str, tmp_path: Path, db_url: str
 ) -> None:
     settings = settings_for(broker, namespace, tmp_path, db_url)
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         at = "2026-11-01T09:00:00+08:00"
         paid = order(created_at=at, updated_at="2026-11-01T10:00:00+08:00")
         shipped = order(created_at=at, status="shipped", updated_at="2026-11-02T10:00:00+08:00")

@@ -3,13 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from devtools.testing import read_topic
 from services.ingest.app import create_app
 from services.ingest.config import Settings
 from shared import topics
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 ORDER = {
     "order_id": "T1",
@@ -31,7 +30,7 @@ def test_posted_order_reaches_orders_topic(broker, namespace, db_url, tmp_path: 
         api_key=ADMIN_KEY,
         run_consumer=False,
     )
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         response = client.post("/v1/orders", json=ORDER, headers={"X-API-Key": ADMIN_KEY})
         assert response.status_code == 202, response.text
         events = read_topic(broker.bootstrap_servers, namespace + topics.ORDERS, expect=1)
@@ -48,7 +47,7 @@ def test_missing_api_key_is_a_problem(tmp_path: Path, sqlite_url: str) -> None:
         api_key=ADMIN_KEY,
         run_consumer=False,
     )
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         response = client.post("/v1/orders", json=ORDER)
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"

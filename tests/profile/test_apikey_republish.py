@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient
 
 from devtools.testing import unique, wait_for
@@ -15,7 +14,7 @@ from services.profile.apikey_republish import KeyRepublisher
 from services.profile.app import create_app
 from services.profile.config import Settings
 from shared.apikeys import APIKEY_USAGE_TOPIC, APIKEYS_TOPIC, KeyDirectory, KeyFeed
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 pytestmark = pytest.mark.kafka
 ADMIN = {"X-API-Key": ADMIN_KEY}
@@ -43,7 +42,7 @@ def follow(broker: Any, namespace: str) -> tuple[KeyDirectory, KeyFeed]:
 
 def test_keys_come_back_when_the_broker_lost_them(broker: Any, db_url: str, tmp_path: Path) -> None:
     first = unique("ns") + "."
-    with TestClient(create_app(settings_for(broker, first, db_url, tmp_path))) as client:
+    with api_client(create_app(settings_for(broker, first, db_url, tmp_path))) as client:
         keys = []
         for name in ("shop", "bi"):
             response = client.post(
@@ -70,7 +69,7 @@ def test_keys_come_back_when_the_broker_lost_them(broker: Any, db_url: str, tmp_
 
     # the broker restarted empty (a fresh namespace: its key topic holds nothing)
     emptied = unique("ns") + "."
-    with TestClient(create_app(settings_for(broker, emptied, db_url, tmp_path))) as client:
+    with api_client(create_app(settings_for(broker, emptied, db_url, tmp_path))) as client:
         directory, feed = follow(broker, emptied)
         try:
             assert wait_for(lambda: len(directory) == 2, timeout=20)

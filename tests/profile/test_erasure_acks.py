@@ -14,7 +14,6 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from sqlalchemy import text
 
 from devtools.testing import as_inbound
 from services.profile import consuming, erasure_acks
@@ -23,8 +22,7 @@ from services.profile.config import Settings
 from services.profile.handlers import HANDLERS
 from shared.erasure_acks import APPLYING_SERVICES
 from shared.events import ErasureAppliedEvent, ErasureAppliedPayload, utcnow
-from shared.runtime import ServiceRuntime
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client, outbox_values, runtime_of
 from tests.profile.profile_factories import customer, order
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -40,16 +38,8 @@ def client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
         api_key=ADMIN_KEY,
         run_consumer=False,
     )
-    app = create_app(settings, start_runtime=False)
-    runtime: ServiceRuntime = app.state.runtime
-    runtime.migrate()
-    with TestClient(app) as test_client:
+    with api_client(create_app(settings, start_runtime=False), migrate=True) as test_client:
         yield test_client
-    runtime.db.dispose()
-
-
-def runtime_of(client: TestClient) -> ServiceRuntime:
-    return client.app.state.runtime  # type: ignore[attr-defined, no-any-return]
 
 
 def ack(erasure_id: str, service_name: str, part: int = 0, parts: int = 1) -> ErasureAppliedEvent:
@@ -90,9 +80,7 @@ def test_an_erasure_is_pending_per_service_until_each_acknowledges(client: TestC
     assert erased.status_code == 200, erased.text
     erasure_id = erased.json()["erasure_id"]
     assert erased.json()["pending_services"] == list(APPLYING_SERVICES)
-    with runtime.db.sessions() as session:
-        values = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
-    published = [orjson.loads(v) for v in values]
+    published = [orjson.loads(v) for v in outbox_values(client)]
     event = next(e for e in published if e["type"] == "profile.erased")
     assert (event["data"]["part"], event["data"]["parts"]) == (0, 1)
 

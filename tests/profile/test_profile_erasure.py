@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -18,7 +17,7 @@ from services.profile.config import Settings
 from shared import topics
 from shared.bus import Publisher
 from shared.erasure import tombstone_key
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 from tests.profile.profile_factories import order
 
 pytestmark = pytest.mark.kafka
@@ -61,7 +60,7 @@ def test_an_erased_customer_id_leaves_the_sqlite_files_and_stays_erased(
         )
 
     publisher = Publisher(broker.bootstrap_servers, namespace)
-    with TestClient(app) as client:
+    with api_client(app) as client:
         publish(events)
         wait_for(
             lambda: (

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from devtools.testing import read_topic, unique, wait_for
 from services.profile.app import create_app
 from services.profile.config import Settings
 from shared import topics
 from shared.bus import Publisher
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 from tests.profile.profile_factories import order, segment_changed
 
 pytestmark = pytest.mark.kafka
@@ -34,7 +33,7 @@ def test_events_build_the_profile_and_changes_are_published(
         run_consumer=True,
     )
     publisher = Publisher(broker.bootstrap_servers, namespace)
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         first = order(
             "c-1",
             "o-1",

@@ -7,10 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
-from shared.runtime import ServiceRuntime
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, outbox_values
 from tests.profile.profile_factories import customer, feed, interaction, order
 
 WRITER = {"X-API-Key": ADMIN_KEY}
@@ -60,10 +58,7 @@ def test_unmerge_gives_each_id_its_facts_and_orders_back(client: TestClient) -> 
     for pid in ("a", "b"):
         audit = client.get(f"/v1/customers/{pid}/audit", headers=WRITER).json()["audit"]
         assert audit[-1]["action"] == "unmerge" and audit[-1]["detail"]["merge_id"] == merge_id
-    runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
-    with runtime.db.sessions() as session:
-        values = session.execute(text("SELECT value FROM outbox ORDER BY id")).scalars().all()
-    events = [orjson.loads(v) for v in values]
+    events = [orjson.loads(v) for v in outbox_values(client)]
     [unmerged] = [e for e in events if e["type"] == "profile.unmerged"]
     assert unmerged["data"]["restored_ids"] == ["b"]
     assert unmerged["data"]["customer_ids"] == {"b": ["b"]}

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -18,7 +17,7 @@ from shared import topics
 from shared.bus import Publisher
 from shared.erasure import tombstone_key
 from shared.events import Order, OrderRecordedEvent, OrderStatus, SegmentChangedEvent
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 from tests.segment.helpers import NOW, erased, order
 from tests.segment.test_paths import history, stored_state
 
@@ -57,7 +56,7 @@ def test_orders_become_scores_and_segment_events(broker, namespace, db_url, tmp_
         OrderRecordedEvent(source="test", key="c-1", data=refunded_later),
     ]
     duplicate = events[0]
-    with TestClient(app) as client:
+    with api_client(app) as client:
         publisher.publish_all(
             [(topics.ORDERS, e.key, e.model_dump_json(by_alias=True).encode()) for e in events]
             + [(topics.ORDERS, duplicate.key, duplicate.model_dump_json(by_alias=True).encode())]
@@ -130,7 +129,7 @@ def test_replaying_the_orders_topic_into_an_empty_database_gives_identical_score
         app = create_app(settings)
         runtime = app.state.runtime
         runtime.clock = lambda: NOW
-        with TestClient(app):
+        with api_client(app):
             wait_for(
                 lambda runtime=runtime: (
                     runtime.consumers and runtime.consumers[0].processed_count >= len(events)
@@ -191,7 +190,7 @@ def test_an_erasure_leaves_no_copy_of_the_customers_orders_in_the_sqlite_files(
         )
 
     publisher = Publisher(broker.bootstrap_servers, namespace)
-    with TestClient(app) as client:
+    with api_client(app) as client:
         publish([*mine, theirs])
         for customer in ("c-erase", "c-keep"):
             wait_for(

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from fastapi import APIRouter, Depends, Request
-from fastapi.testclient import TestClient
+from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
@@ -21,6 +20,7 @@ from shared.db import make_metadata
 from shared.errors import NotFound, ValidationProblem
 from shared.pagination import decode_cursor, encode_cursor
 from shared.runtime import ServiceRuntime
+from tests.conftest import api_client
 
 ADMIN = "admin-key"
 READER = "reader-key"
@@ -37,7 +37,7 @@ class Thing(BaseModel):
     size: int
 
 
-def make_client(tmp_path: Path) -> tuple[TestClient, dict[str, int]]:
+def make_app(tmp_path: Path) -> tuple[FastAPI, dict[str, int]]:
     settings = DemoSettings(
         kafka_bootstrap_servers="127.0.0.1:1",
         data_dir=tmp_path,
@@ -89,13 +89,13 @@ def make_client(tmp_path: Path) -> tuple[TestClient, dict[str, int]]:
         start_runtime=False,
         fast_routes=[("POST", "/v1/fast")],
     )
-    return TestClient(app, raise_server_exceptions=False), calls
+    return app, calls
 
 
 @pytest.fixture
 def client_and_calls(tmp_path: Path):
-    client, calls = make_client(tmp_path)
-    with client:
+    app, calls = make_app(tmp_path)
+    with api_client(app, raise_server_exceptions=False) as client:
         yield client, calls
 
 

@@ -7,6 +7,7 @@ named public below."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from importlib import import_module
 from pathlib import Path
@@ -19,6 +20,7 @@ from shared import manifest
 from shared.apikeys import KNOWN_SCOPES, ApiKeyState, KeyDirectory, compose_key, hash_secret
 from shared.events import utcnow
 from shared.openapi_security import SCHEME, api_routes, route_scopes
+from tests.conftest import api_client
 
 SERVICES = manifest.NAMES
 PUBLIC = {
@@ -47,7 +49,8 @@ def managed(directory: KeyDirectory, key_id: str, scopes: list[str], **extra: An
     return compose_key(key_id, "secret")
 
 
-def build(service: str, tmp_path: Path) -> TestClient:
+@pytest.fixture
+def client(service: str, tmp_path: Path) -> Iterator[TestClient]:
     settings_class = import_module(f"services.{service}.config").Settings
     settings = settings_class(
         kafka_bootstrap_servers="127.0.0.1:1",
@@ -57,7 +60,9 @@ def build(service: str, tmp_path: Path) -> TestClient:
         run_consumer=False,
     )
     app = import_module(f"services.{service}.app").create_app(settings)
-    return TestClient(app, raise_server_exceptions=False)  # no lifespan: nothing starts
+    # no lifespan: nothing starts
+    with api_client(app, lifespan=False, raise_server_exceptions=False) as test_client:
+        yield test_client
 
 
 def routes(client: TestClient) -> list[tuple[str, str, tuple[str, ...] | None]]:
@@ -70,8 +75,7 @@ def routes(client: TestClient) -> list[tuple[str, str, tuple[str, ...] | None]]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_route_refuses_what_it_must(service: str, tmp_path: Path) -> None:
-    client = build(service, tmp_path)
+def test_every_route_refuses_what_it_must(service: str, client: TestClient) -> None:
     directory: KeyDirectory = client.app.state.key_directory  # type: ignore[attr-defined]
     revoked = managed(directory, "revoked", ["*"], revoked_at=utcnow())
     expired = managed(directory, "expired", ["*"], expires_at=utcnow() - timedelta(seconds=1))
@@ -108,10 +112,7 @@ def test_every_route_refuses_what_it_must(service: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_openapi_declares_the_api_key_and_each_operations_scopes(
-    service: str, tmp_path: Path
-) -> None:
-    client = build(service, tmp_path)
+def test_openapi_declares_the_api_key_and_each_operations_scopes(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     scheme = document["components"]["securitySchemes"][SCHEME]
     assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": "X-API-Key"}

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from services.segment.app import create_app
 from services.segment.config import Settings
+from tests.conftest import api_client
 
 
 @pytest.fixture
@@ -18,8 +19,9 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(
         Settings(data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:1", run_consumer=False)
     )
-    yield TestClient(app)  # no lifespan: the pages need neither database nor broker
-    app.state.runtime.db.dispose()
+    # no lifespan: the pages need neither database nor broker
+    with api_client(app, lifespan=False) as test_client:
+        yield test_client
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from shared.logs import JsonFormatter, log_context
 from shared.request_id import RequestIdMiddleware
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 log = logging.getLogger("tests.logs")
 
@@ -114,7 +114,7 @@ def test_one_access_line_per_request_with_the_template_and_no_values(
         rescore_at_start=False,
         access_log=enabled,
     )
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings)) as client:
         response = client.get(
             "/v1/customers/zhang-13800138000/scores",
             params={"as_of": "2026-11-01T00:00:00+08:00"},

@@ -3,6 +3,8 @@ CRM_METRICS_REQUIRE_KEY is set, or only on an internal port (<SERVICE>_METRICS_P
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,13 +15,15 @@ from devtools.broker import free_port
 from shared.api import build_app, start_metrics_listener
 from shared.config import ServiceSettings
 from shared.runtime import ServiceRuntime
+from tests.conftest import api_client, runtime_of
 
 
 class DemoSettings(ServiceSettings):
     service_name: ClassVar[str] = "demo"
 
 
-def client_with(tmp_path: Path, **settings: Any) -> TestClient:
+@contextmanager
+def client_with(tmp_path: Path, **settings: Any) -> Iterator[TestClient]:
     config = DemoSettings(
         kafka_bootstrap_servers="127.0.0.1:1",
         data_dir=tmp_path,
@@ -29,28 +33,30 @@ def client_with(tmp_path: Path, **settings: Any) -> TestClient:
     )
     runtime = ServiceRuntime(config, tmp_path / "no-migrations")
     app = build_app(runtime=runtime, title="t", description="t", routers=[], start_runtime=False)
-    return TestClient(app)
+    with api_client(app, lifespan=False) as client:
+        yield client
 
 
 def test_metrics_answer_anyone_by_default(tmp_path: Path) -> None:
-    response = client_with(tmp_path).get("/metrics")
+    with client_with(tmp_path) as client:
+        response = client.get("/metrics")
     assert response.status_code == 200 and "crm_" in response.text
 
 
 def test_metrics_can_require_a_key_with_metrics_read(tmp_path: Path) -> None:
-    client = client_with(tmp_path, metrics_require_key=True)
-    assert client.get("/metrics").status_code == 401
-    assert client.get("/metrics", headers={"X-API-Key": "reader"}).status_code == 403
-    assert client.get("/metrics", headers={"X-API-Key": "scraper"}).status_code == 200
-    document = client.get("/openapi.json").json()
+    with client_with(tmp_path, metrics_require_key=True) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"X-API-Key": "reader"}).status_code == 403
+        assert client.get("/metrics", headers={"X-API-Key": "scraper"}).status_code == 200
+        document = client.get("/openapi.json").json()
     assert document["paths"]["/metrics"]["get"]["x-required-scopes"] == ["metrics:read"]
 
 
 def test_metrics_can_listen_only_on_an_internal_port(tmp_path: Path) -> None:
     port = free_port()
-    client = client_with(tmp_path, metrics_port=port)
-    assert client.get("/metrics", headers={"X-API-Key": "admin"}).status_code == 404
-    settings = client.app.state.runtime.settings  # type: ignore[attr-defined]
+    with client_with(tmp_path, metrics_port=port) as client:
+        assert client.get("/metrics", headers={"X-API-Key": "admin"}).status_code == 404
+        settings = runtime_of(client).settings
     stop = start_metrics_listener(settings)
     assert stop is not None
     try:

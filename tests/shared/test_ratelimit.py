@@ -20,6 +20,7 @@ from shared.db import make_metadata
 from shared.events import utcnow
 from shared.ratelimit import RateLimiter, TooManyRequests
 from shared.runtime import ServiceRuntime
+from tests.conftest import api_client
 
 ADMIN = "admin-key"
 READER = "reader-key"
@@ -63,9 +64,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         start_runtime=False,
         fast_routes=[("POST", "/v1/fast")],
     )
-    with TestClient(app) as test_client:
+    with api_client(app) as test_client:
         yield test_client
-    runtime.db.dispose()
 
 
 def assert_rate_limited(response: object, limit: int) -> None:

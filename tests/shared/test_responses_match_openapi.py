@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from devtools.broker import EmbeddedBroker
 from shared import manifest
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, api_client
 
 ADMIN = {"X-API-Key": ADMIN_KEY}
 READER = {"X-API-Key": "reader-key"}
@@ -52,7 +52,7 @@ def service(
         api_keys={"reader-key": [f"{name}:read"]},
         run_consumer=False,
     )
-    with TestClient(app_module.create_app(settings)) as client:
+    with api_client(app_module.create_app(settings)) as client:
         yield name, client, client.get("/openapi.json").json()
 
 

@@ -18,6 +18,7 @@ from shared.config import ServiceSettings
 from shared.db import make_metadata
 from shared.runtime import ServiceRuntime
 from shared.strict_input import first_duplicate_key
+from tests.conftest import api_client
 
 ADMIN = "admin-key"
 KEY = {"X-API-Key": ADMIN}
@@ -69,7 +70,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         routers=[router],
         start_runtime=False,
     )
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with api_client(app, raise_server_exceptions=False) as c:
         yield c
 
 
