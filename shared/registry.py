@@ -9,6 +9,14 @@ consecutive messages of the types it is registered for: the measured batch fast 
 registered for several event classes (consecutive messages for the same function are
 one run, in arrival order).
 
+Where a batch applies events of several types into one piece of state (loaded once,
+written once), each type is registered as a step of a :class:`BatchKind`:
+``{ProfileMergedEvent: AUDIENCE.step(apply_merge)}``. A run of consecutive messages whose
+steps belong to one kind is applied into one context: the kind's ``start`` opens it (it
+sees the whole run, to load what the run touches), each message's own step applies it in
+arrival order, ``finish`` writes it once and returns the run's result. So a type is added
+to a consumer in one place, with no second dispatch on event types inside the batch.
+
 Event classes on the subscribed topics that the service leaves alone are declared in
 ``ignores``: :meth:`Registry.unclaimed` names every event class on those topics that is
 neither handled nor ignored, and each service's test asserts it is empty, so an event
@@ -32,10 +40,75 @@ from shared.consumer_loop import Inbound
 from shared.events import EVENT_TYPES, EnvelopeBase
 
 D = TypeVar("D")
+C = TypeVar("C")
 
 #: ``(session, a run of consecutive messages, the service's dependencies)``; a return value
 #: is handed back by :meth:`Registry.dispatch` (campaign collects its trigger transitions)
 RegisteredHandler = Callable[[Session, list[Inbound], D], Any]
+
+
+class BatchKind(Generic[D, C]):
+    """Per-event steps that apply into one context per run (see the module docstring).
+
+    ``start(session, run, deps)`` opens the context, ``prepare(context)`` (optional) runs
+    after every step's ``note`` saw the run (the loads that need what the run touches),
+    ``finish(context)`` writes it and returns the run's result.
+    """
+
+    def __init__(
+        self,
+        start: Callable[[Session, list[Inbound], D], C],
+        finish: Callable[[C], Any],
+        *,
+        prepare: Callable[[C], None] | None = None,
+    ) -> None:
+        self.start = start
+        self.finish = finish
+        self.prepare = prepare
+
+    def step(
+        self,
+        apply: Callable[[C, Inbound], None],
+        *,
+        note: Callable[[C, Inbound], None] | None = None,
+    ) -> Step[D, C]:
+        """A registry entry: ``apply(context, message)`` applies one message of the run;
+        ``note(context, message)`` (optional) sees it first, before ``prepare``."""
+        return Step(self, apply, note)
+
+    def run(self, session: Session, messages: list[Inbound], deps: D, steps: StepOf[D]) -> Any:
+        """Apply one run: open, note, prepare, apply each message in order, finish."""
+        context = self.start(session, messages, deps)
+        found = [(steps(m), m) for m in messages]
+        if self.prepare is not None:
+            for step, message in found:
+                if step.note is not None:
+                    step.note(context, message)
+            self.prepare(context)
+        for step, message in found:
+            step.apply(context, message)
+        return self.finish(context)
+
+
+class Step(Generic[D, C]):
+    """One event class's step of a :class:`BatchKind` (made by :meth:`BatchKind.step`)."""
+
+    __slots__ = ("apply", "kind", "note")
+
+    def __init__(
+        self,
+        kind: BatchKind[D, C],
+        apply: Callable[[C, Inbound], None],
+        note: Callable[[C, Inbound], None] | None,
+    ) -> None:
+        self.kind = kind
+        self.apply = apply
+        self.note = note
+
+
+StepOf = Callable[[Inbound], Step[D, Any]]
+#: a registry entry: a handler of a run, or one step of a batch kind
+Entry = RegisteredHandler[D] | Step[D, Any]
 
 
 def envelope_classes() -> list[type[EnvelopeBase]]:
@@ -66,11 +139,11 @@ class Registry(Generic[D]):
 
     def __init__(
         self,
-        handlers: Mapping[type[EnvelopeBase], RegisteredHandler[D]],
+        handlers: Mapping[type[EnvelopeBase], Entry[D]],
         *,
         ignores: Iterable[type[EnvelopeBase]] = (),
     ) -> None:
-        self.handlers: dict[type[EnvelopeBase], RegisteredHandler[D]] = dict(handlers)
+        self.handlers: dict[type[EnvelopeBase], Entry[D]] = dict(handlers)
         self.ignores = frozenset(ignores)
         for cls in (*self.handlers, *self.ignores):
             if not isinstance(getattr(cls, "topic", None), str):
@@ -113,28 +186,39 @@ class Registry(Generic[D]):
 
     def runs(
         self, messages: Sequence[Inbound]
-    ) -> Iterator[tuple[RegisteredHandler[D], list[Inbound]]]:
-        """Consecutive registered messages that go to one handler, in arrival order;
-        messages of other types are skipped."""
-        current: RegisteredHandler[D] | None = None
+    ) -> Iterator[tuple[RegisteredHandler[D] | BatchKind[D, Any], list[Inbound]]]:
+        """Consecutive registered messages that go to one handler (or to steps of one batch
+        kind), in arrival order; messages of other types are skipped."""
+        current: RegisteredHandler[D] | BatchKind[D, Any] | None = None
         run: list[Inbound] = []
         for message in messages:
-            handler = self._by_type.get(message.event_type)
-            if handler is None:
+            entry = self._by_type.get(message.event_type)
+            if entry is None:
                 continue
-            if handler is not current and run:
+            target = entry.kind if isinstance(entry, Step) else entry
+            if target is not current and run:
                 assert current is not None
                 yield current, run
                 run = []
-            current = handler
+            current = target
             run.append(message)
         if run:
             assert current is not None
             yield current, run
 
+    def _step(self, message: Inbound) -> Step[D, Any]:
+        entry = self._by_type[message.event_type]
+        assert isinstance(entry, Step)
+        return entry
+
     def dispatch(self, session: Session, messages: Sequence[Inbound], deps: D) -> list[Any]:
-        """Hand each run to its handler; the handlers' return values, in order."""
-        return [handler(session, run, deps) for handler, run in self.runs(messages)]
+        """Hand each run to its handler or batch kind; their return values, in order."""
+        return [
+            target.run(session, run, deps, self._step)
+            if isinstance(target, BatchKind)
+            else target(session, run, deps)
+            for target, run in self.runs(messages)
+        ]
 
     def batch_handler(self, deps: D) -> Callable[[Session, list[Inbound]], None]:
         """The consumer loop's batch handler for this registry."""

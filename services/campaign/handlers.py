@@ -60,16 +60,6 @@ class PollBatch:
     armed: frozenset[str | None]
 
 
-def apply_audience(session: Session, messages: list[Inbound], batch: PollBatch) -> Transitions:
-    for message in messages:
-        if message.event_type == "profile.erased":
-            # the deleted and re-keyed rows must not stay readable in SQLite's WAL
-            message.checkpoint_after_commit = True
-    transitions = projection.apply_audience_events(session, [m.event for m in messages])
-    erasure_acks.acknowledge(session, "campaign", messages)
-    return transitions
-
-
 def apply_orders(session: Session, messages: list[Inbound], batch: PollBatch) -> Transitions:
     return projection.apply_orders(
         session, [m.event for m in messages], detect_first_purchase="first_purchase" in batch.armed
@@ -91,14 +81,17 @@ def apply_unmerges(session: Session, messages: list[Inbound], batch: PollBatch) 
     return []
 
 
+#: the audience projection's steps: one run of consecutive events of these five types
+audience = projection.AUDIENCE.step
+by_customer = projection.note_customer
+
 HANDLERS: Registry[PollBatch] = Registry(
     {
-        # the audience projection: consecutive events of these five are one run, in order
-        SegmentChangedEvent: apply_audience,
-        ContactPolicyChangedEvent: apply_audience,
-        ProfileErasedEvent: apply_audience,
-        ProfileMergedEvent: apply_audience,
-        ProfileUpdatedEvent: apply_audience,
+        SegmentChangedEvent: audience(projection.apply_segment_change, note=by_customer),
+        ContactPolicyChangedEvent: audience(projection.apply_contact_policy, note=by_customer),
+        ProfileErasedEvent: audience(projection.apply_erasure, note=by_customer),
+        ProfileMergedEvent: audience(projection.apply_merge, note=projection.note_merge),
+        ProfileUpdatedEvent: audience(projection.apply_profile_update, note=by_customer),
         SegmentDeletedEvent: record_deletions,
         ProfileUnmergedEvent: apply_unmerges,
         OrderRecordedEvent: apply_orders,
@@ -114,6 +107,7 @@ def make_batch_handler(settings: Settings) -> BatchHandler:
         campaigns = Campaigns(session).armed_triggered()
         batch = PollBatch(settings, frozenset((c.trigger or {}).get("type") for c in campaigns))
         transitions = [t for found in HANDLERS.dispatch(session, messages, batch) for t in found]
+        erasure_acks.acknowledge(session, "campaign", messages)
         if campaigns:
             service.fire_triggers(session, transitions, settings, campaigns)
 

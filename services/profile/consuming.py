@@ -33,24 +33,11 @@ from services.profile.transactions import (
     rebuild_transactions,
 )
 from shared import topics
+from shared.bus import Inbound
 from shared.erasure import tombstone_keys
 from shared.events import Customer, Interaction, Order, SegmentChangedPayload, encode_event, utcnow
 from shared.phones import phone_e164
-
-
-def data_time(event: Any) -> datetime:
-    """The time a consumed fact describes (what tombstones and ordering compare)."""
-    data = event.data
-    if isinstance(data, Order):
-        return data.version_at
-    if isinstance(data, Customer):
-        return data.updated_at or event.occurred_at
-    if isinstance(data, Interaction):
-        return data.occurred_at
-    if isinstance(data, SegmentChangedPayload):
-        return data.as_of
-    occurred: datetime = event.occurred_at
-    return occurred
+from shared.registry import BatchKind
 
 
 @dataclass
@@ -78,9 +65,32 @@ class Batch:
     #: order id -> (profile id, order) to insert / to update
     order_inserts: dict[str, tuple[str, OrderRecord]] = field(default_factory=dict)
     order_updates: dict[str, tuple[str, OrderRecord]] = field(default_factory=dict)
+    book: RuleBook = field(init=False)
+    #: every customer id of the batch (left out or not)
+    ids: set[str] = field(default_factory=set)
+    #: erased customer id -> when (iso): only a newer fact of theirs begins a new relationship
+    erased: dict[str, str] = field(default_factory=dict)
+    #: messages of erased customers left out (by id(): they live as long as the batch)
+    dropped: set[int] = field(default_factory=set)
+    #: what the steps noted of the batch, for the loads before it is applied
+    segment_ids: set[str] = field(default_factory=set)
+    other_ids: set[str] = field(default_factory=set)
+    order_ids: list[str] = field(default_factory=list)
+    interaction_ids: list[str] = field(default_factory=list)
+    seen_interactions: set[str] = field(default_factory=set)
+    interactions: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.repo = ProfileRepository(self.session)
+
+    def keeps(self, message: Inbound, at: datetime | None) -> bool:
+        """Whether this message is applied: not about an erased customer, unless it tells a
+        time of its own (``at``) after the erasure; a message left out is noted as such."""
+        erased_at = self.erased.get(message.event.data.customer_id)
+        if erased_at is None or (at is not None and iso(at) > erased_at):
+            return True
+        self.dropped.add(id(message))
+        return False
 
     def profile_for(self, customer_id: str, seen_at: str) -> tuple[str, Profile]:
         pid = self.aliases.get(customer_id)
@@ -139,100 +149,128 @@ class Batch:
         self.repo.verify_contact_points(verify)
 
 
-def apply_events(session: Session, events: list[Any], settings: Settings) -> None:
-    """Fold a batch of consumed events into the profiles, in one transaction."""
+def start(session: Session, messages: list[Inbound], settings: Settings) -> Batch:
     batch = Batch(session, settings, utcnow())
     repo = batch.repo
-    ids = {e.data.customer_id for e in events}
-    erased: dict[str, str] = {}
+    batch.ids = ids = {m.event.data.customer_id for m in messages}
     if repo.any_tombstone():
         hashes = tombstone_keys(ids)
-        erased = {hashes[h]: iso(at) for h, at in repo.tombstones(hashes).items()}
-    if erased:
-        events = [
-            e
-            for e in events
-            if e.data.customer_id not in erased
-            or (
-                not isinstance(e.data, SegmentChangedPayload)
-                # a customer record without updated_at tells no time of its own (the envelope's
-                # is when ingest received it): it cannot begin a new relationship
-                and not (isinstance(e.data, Customer) and e.data.updated_at is None)
-                and iso(data_time(e)) > erased[e.data.customer_id]
-            )
-        ]
+        batch.erased = {hashes[h]: iso(at) for h, at in repo.tombstones(hashes).items()}
     batch.aliases = repo.aliases(ids)
-    book = RuleBook(repo.tag_rules())
-    # one pass over the batch for what the loads below need
-    segment_ids: set[str] = set()
-    other_ids: set[str] = set()
-    order_ids: list[str] = []
-    interaction_ids: list[str] = []
-    for e in events:
-        data = e.data
-        if isinstance(data, SegmentChangedPayload):
-            segment_ids.add(data.customer_id)
-        else:
-            other_ids.add(data.customer_id)
-            if isinstance(data, Order):
-                order_ids.append(data.order_id)
-            elif isinstance(data, Interaction):
-                interaction_ids.append(data.interaction_id)
+    batch.book = RuleBook(repo.tag_rules())
+    return batch
+
+
+def load(batch: Batch) -> None:
+    """Load once what the noted messages touch."""
+    repo, book = batch.repo, batch.book
     # A segment change needs the profile document only when tag rules may read scores;
     # otherwise it rewrites the small scores row alone.
-    segment_only = set() if book.rules else segment_ids - other_ids
-    doc_ids = {batch.aliases[c] for c in ids if c in batch.aliases and c not in segment_only}
+    segment_only = set() if book.rules else batch.segment_ids - batch.other_ids
+    doc_ids = {batch.aliases[c] for c in batch.ids if c in batch.aliases and c not in segment_only}
     # locked before they are read: an operator's edit committed meanwhile is not overwritten
-    lock_profiles(session, doc_ids)
+    lock_profiles(batch.session, doc_ids)
     # without tag rules, only the documents that receive a segment change need their scores
     for pid, row in repo.profiles(doc_ids, with_scores=bool(book.rules)).items():
         batch.profiles[pid] = row.profile
         batch.before[pid] = public_slice(row.profile)
         batch.indexed_before[pid] = row.indexed
-    part_ids = {batch.aliases[c] for c in segment_ids if c in batch.aliases}
+    part_ids = {batch.aliases[c] for c in batch.segment_ids if c in batch.aliases}
     if not book.rules and part_ids:
         for pid, scores in repo.scores(part_ids).items():
             if pid in batch.profiles:
                 batch.profiles[pid].scores = scores
             else:
                 batch.scores[pid] = scores
-    if order_ids:
-        batch.order_state = repo.orders(order_ids)
-    seen_interactions = repo.interaction_ids(interaction_ids) if interaction_ids else set()
-    interactions: list[dict[str, Any]] = []
+    if batch.order_ids:
+        batch.order_state = repo.orders(batch.order_ids)
+    if batch.interaction_ids:
+        batch.seen_interactions = repo.interaction_ids(batch.interaction_ids)
 
-    for event in events:
-        data = event.data
-        if isinstance(data, Order):
-            _apply_order(batch, event, data)
-        elif isinstance(data, Customer):
-            _apply_customer(batch, event, data)
-        elif isinstance(data, Interaction):
-            if data.interaction_id in seen_interactions:
-                continue
-            seen_interactions.add(data.interaction_id)
-            pid, profile = batch.profile_for(data.customer_id, iso(data.occurred_at))
-            apply_interaction(profile.interactions, data)
-            interactions.append(
-                {
-                    "interaction_id": data.interaction_id,
-                    "profile_id": pid,
-                    "customer_id": data.customer_id,
-                    "kind": data.kind.value,
-                    "occurred_at": data.occurred_at,
-                    "summary": data.model_dump(mode="json", exclude={"customer_id"}),
-                }
-            )
-        elif isinstance(data, SegmentChangedPayload):
-            _apply_segment(batch, data)
-        else:
-            # a type registered in handlers.HANDLERS but not applied here is a bug
-            raise TypeError(f"profile cannot apply {event.type}")
 
-    _write_batch(batch, interactions, book)
+def finish(batch: Batch) -> None:
+    _write_batch(batch, batch.interactions, batch.book)
     for kind, value in sorted(batch.verified_now):
-        if kind in settings.merge_on:
-            resolve_identity(session, kind, value, settings)
+        if kind in batch.settings.merge_on:
+            resolve_identity(batch.session, kind, value, batch.settings)
+
+
+#: one poll batch of the profile-events loop is one run: each profile is loaded and written
+#: once (each event type's step is registered in ``handlers.HANDLERS``)
+FOLD: BatchKind[Settings, Batch] = BatchKind(start, finish, prepare=load)
+
+
+def note_order(batch: Batch, message: Inbound) -> None:
+    order: Order = message.event.data
+    if batch.keeps(message, order.version_at):
+        batch.other_ids.add(order.customer_id)
+        batch.order_ids.append(order.order_id)
+
+
+def note_customer(batch: Batch, message: Inbound) -> None:
+    customer: Customer = message.event.data
+    # a customer record without updated_at tells no time of its own (the envelope's is when
+    # ingest received it): it cannot begin a new relationship
+    if batch.keeps(message, customer.updated_at):
+        batch.other_ids.add(customer.customer_id)
+
+
+def note_interaction(batch: Batch, message: Inbound) -> None:
+    interaction: Interaction = message.event.data
+    if batch.keeps(message, interaction.occurred_at):
+        batch.other_ids.add(interaction.customer_id)
+        batch.interaction_ids.append(interaction.interaction_id)
+
+
+def note_segment_change(batch: Batch, message: Inbound) -> None:
+    change: SegmentChangedPayload = message.event.data
+    if batch.keeps(message, None):  # scores of an erased customer never come back
+        batch.segment_ids.add(change.customer_id)
+
+
+def apply_events(session: Session, events: list[Any], settings: Settings) -> None:
+    """Fold a batch of consumed events into the profiles, through the consumer's registry
+    (``handlers.HANDLERS``), in the caller's transaction."""
+    from services.profile.handlers import HANDLERS  # it registers this module's steps
+
+    messages = [
+        Inbound("", 0, i, e.key, b"", e.type, str(e.event_id), e) for i, e in enumerate(events)
+    ]
+    HANDLERS.dispatch(session, messages, settings)
+
+
+def apply_interaction_event(batch: Batch, message: Inbound) -> None:
+    data: Interaction = message.event.data
+    if id(message) in batch.dropped or data.interaction_id in batch.seen_interactions:
+        return
+    batch.seen_interactions.add(data.interaction_id)
+    pid, profile = batch.profile_for(data.customer_id, iso(data.occurred_at))
+    apply_interaction(profile.interactions, data)
+    batch.interactions.append(
+        {
+            "interaction_id": data.interaction_id,
+            "profile_id": pid,
+            "customer_id": data.customer_id,
+            "kind": data.kind.value,
+            "occurred_at": data.occurred_at,
+            "summary": data.model_dump(mode="json", exclude={"customer_id"}),
+        }
+    )
+
+
+def apply_order_event(batch: Batch, message: Inbound) -> None:
+    if id(message) not in batch.dropped:
+        _apply_order(batch, message.event, message.event.data)
+
+
+def apply_customer_event(batch: Batch, message: Inbound) -> None:
+    if id(message) not in batch.dropped:
+        _apply_customer(batch, message.event, message.event.data)
+
+
+def apply_segment_event(batch: Batch, message: Inbound) -> None:
+    if id(message) not in batch.dropped:
+        _apply_segment(batch, message.event.data)
 
 
 def _apply_order(batch: Batch, event: Any, order: Order) -> None:

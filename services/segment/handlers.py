@@ -57,24 +57,13 @@ class ScoredOrderEvent(EnvelopeBase):
 VIEWS = [ScoredOrderEvent]
 
 
-def score_batch(session: Session, messages: list[Inbound], clock: Clock) -> None:
-    """Every message in order, then one scoring of whom they touched, as of ``clock()``
-    (injectable so tests can fix time)."""
-    per_event.apply_messages(session, messages, clock())
-    for message in messages:
-        if message.event_type == "profile.erased":
-            # the deleted orders and scores must not stay readable in SQLite's WAL
-            message.checkpoint_after_commit = True
-    erasure_acks.acknowledge(session, "segment", messages)
-
-
-#: one batch handler for all four: the whole poll batch is scored once
+#: one step each, of one batch: the whole poll batch is applied in order and scored once
 HANDLERS: Registry[Clock] = Registry(
     {
-        OrderRecordedEvent: score_batch,
-        ProfileMergedEvent: score_batch,
-        ProfileUnmergedEvent: score_batch,
-        ProfileErasedEvent: score_batch,
+        OrderRecordedEvent: per_event.SCORING.step(per_event.apply_order),
+        ProfileMergedEvent: per_event.SCORING.step(per_event.apply_merge),
+        ProfileUnmergedEvent: per_event.SCORING.step(per_event.apply_unmerge),
+        ProfileErasedEvent: per_event.SCORING.step(per_event.apply_erasure),
     },
     # contact policies and targeting attributes do not change scores
     ignores=[ContactPolicyChangedEvent, ProfileUpdatedEvent],
@@ -82,5 +71,11 @@ HANDLERS: Registry[Clock] = Registry(
 
 
 def make_batch_handler(clock: Clock) -> Callable[[Session, list[Inbound]], None]:
-    """The consumer loop's batch handler, scoring as of ``clock()``."""
-    return HANDLERS.batch_handler(clock)
+    """The consumer loop's batch handler, scoring as of ``clock()`` (injectable so tests
+    can fix time), then acknowledging the erasures it applied."""
+
+    def handle(session: Session, messages: list[Inbound]) -> None:
+        HANDLERS.dispatch(session, messages, clock)
+        erasure_acks.acknowledge(session, "segment", messages)
+
+    return handle

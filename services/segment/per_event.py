@@ -4,7 +4,7 @@ commit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -42,6 +42,7 @@ from shared.events import (
     ensure_aware,
     utcnow,
 )
+from shared.registry import BatchKind
 
 
 def _utc(value: datetime) -> datetime:
@@ -307,23 +308,43 @@ class EventBatch:
         return self.outcome
 
 
-def apply_messages(session: Session, messages: Iterable[Inbound], now: datetime) -> BatchOutcome:
-    """The consumer's batch: every message in order, then one scoring of whom they touched."""
-    batch = EventBatch(session, now)
-    for message in messages:
-        data: Any = getattr(message.event, "data", None)
-        if message.event_type == "order.recorded":
-            batch.add_order(data)
-        elif message.event_type == "profile.merged":
-            batch.merge(data)
-        elif message.event_type == "profile.erased":
-            batch.erase(data)
-        elif message.event_type == "profile.unmerged":
-            unmerges.apply_unmerge(batch, data)
-        else:
-            # a type registered in handlers.HANDLERS but not dispatched here is a bug
-            raise TypeError(f"segment cannot apply {message.event_type}")
+def start(session: Session, messages: list[Inbound], clock: Callable[[], datetime]) -> EventBatch:
+    return EventBatch(session, clock())
+
+
+def finish(batch: EventBatch) -> BatchOutcome:
     return batch.finish()
+
+
+#: the whole poll batch is one run: every message in order, then one scoring of whom they
+#: touched (each event type's step is registered in ``handlers.HANDLERS``)
+SCORING: BatchKind[Callable[[], datetime], EventBatch] = BatchKind(start, finish)
+
+
+def apply_order(batch: EventBatch, message: Inbound) -> None:
+    batch.add_order(message.event.data)
+
+
+def apply_merge(batch: EventBatch, message: Inbound) -> None:
+    batch.merge(message.event.data)
+
+
+def apply_erasure(batch: EventBatch, message: Inbound) -> None:
+    batch.erase(message.event.data)
+    # the deleted orders and scores must not stay readable in SQLite's WAL
+    message.checkpoint_after_commit = True
+
+
+def apply_unmerge(batch: EventBatch, message: Inbound) -> None:
+    unmerges.apply_unmerge(batch, message.event.data)
+
+
+def apply_messages(session: Session, messages: Sequence[Inbound], now: datetime) -> None:
+    """The consumer's batch as of ``now``: every message in order (through
+    ``handlers.HANDLERS``), then one scoring of whom they touched."""
+    from services.segment.handlers import HANDLERS  # it registers this module's steps
+
+    HANDLERS.dispatch(session, messages, lambda: now)
 
 
 _UNIX_ORDINAL = date(1970, 1, 1).toordinal()

@@ -1,51 +1,30 @@
-"""Campaign's handler registry: the types and topics it consumes come from it, and a type
-reaching the audience projection that it does not apply fails loudly."""
+"""Campaign's handler registry: the types and topics it consumes come from it, and the
+audience events are steps of one projection run."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
 from devtools.testing import as_inbound
-from services.campaign import consumer
-from services.campaign.handlers import HANDLERS, PollBatch, apply_audience, apply_orders
-from shared import topics
-from shared.db import Database
-from shared.events import OrderRecordedEvent
-from shared.registry import Registry
-from tests.campaign.factories import order_event, policy_event, segment_event, settings
+from services.campaign import consumer, projection
+from services.campaign.handlers import HANDLERS, VIEWS, apply_orders
+from shared.registry import Step, event_type_of
+from tests.campaign.factories import order_event, policy_event, segment_event
 
 PAID = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def test_the_registry_acts_on_exactly_the_types_campaign_consumes() -> None:
-    assert HANDLERS.event_types == {
-        "segment.changed",
-        "segment.deleted",
-        "profile.contact_policy_changed",
-        "profile.erased",
-        "profile.merged",
-        "profile.unmerged",
-        "profile.updated",
-        "order.recorded",
-        "campaign.receipt_recorded",
-    }
-    assert set(consumer.CONSUMED_TOPICS) == {
-        topics.SEGMENTS,
-        topics.PROFILES,
-        topics.ORDERS,
-        topics.CAMPAIGN_RECEIPTS,
-    }
+def test_the_registry_is_the_only_dispatch_of_what_campaign_consumes() -> None:
+    assert set(consumer.CONSUMED_TOPICS) == {cls.topic for cls in HANDLERS.handlers}
     # every event type of the contract on those topics is handled or declared ignored
     assert HANDLERS.unclaimed() == set()
-
-
-def test_a_type_registered_but_not_applied_fails_loudly(db: Database) -> None:
-    wrong: Registry[PollBatch] = Registry({OrderRecordedEvent: apply_audience})
-    batch = PollBatch(settings(), frozenset())
-    with pytest.raises(TypeError, match=r"order\.recorded"), db.unit_of_work() as session:
-        wrong.dispatch(session, [as_inbound(order_event("o1", "c1", PAID))], batch)
+    assert {event_type_of(view) for view in VIEWS} <= HANDLERS.event_types
+    # a step applies one type into a run; a run handler takes one type (no second dispatch)
+    steps = [e for e in HANDLERS.handlers.values() if isinstance(e, Step)]
+    batch_handlers = [e for e in HANDLERS.handlers.values() if not isinstance(e, Step)]
+    assert len(batch_handlers) == len(set(batch_handlers))
+    # every audience step notes whom it touches: the run loads their rows before applying
+    assert steps and all(s.kind is projection.AUDIENCE and s.note is not None for s in steps)
 
 
 def test_consecutive_audience_events_are_one_run_in_topic_order() -> None:
@@ -57,7 +36,7 @@ def test_consecutive_audience_events_are_one_run_in_topic_order() -> None:
     ]
     runs = HANDLERS.runs([as_inbound(e, i) for i, e in enumerate(events)])
     assert [(handler, [m.offset for m in run]) for handler, run in runs] == [
-        (apply_audience, [0, 1]),
+        (projection.AUDIENCE, [0, 1]),
         (apply_orders, [2]),
-        (apply_audience, [3]),
+        (projection.AUDIENCE, [3]),
     ]

@@ -1,50 +1,46 @@
-"""Segment's handler registry: the types and topics it consumes come from it, and a type
-reaching the batch that the batch does not apply fails loudly."""
+"""Segment's handler registry: the types and topics it consumes come from it, it is the
+only dispatch, and a poll batch is one run applied in order and scored once."""
 
 from __future__ import annotations
 
-import pytest
-
-from services.segment import consumer
-from services.segment.handlers import HANDLERS, score_batch
-from shared import topics
+from services.segment import consumer, per_event
+from services.segment.handlers import HANDLERS, VIEWS, make_batch_handler
 from shared.events import ContactPolicy, ContactPolicyChangedEvent
-from shared.registry import Registry
-from tests.segment.helpers import NOW, database, erased, inbound, order, recorded
+from shared.registry import Step, event_type_of
+from tests.segment.helpers import NOW, database, erased, inbound, merged, order, recorded
 
 
-def test_the_registry_acts_on_exactly_the_types_segment_scores() -> None:
-    assert HANDLERS.event_types == {
-        "order.recorded",
-        "profile.merged",
-        "profile.unmerged",
-        "profile.erased",
-    }
-    assert set(consumer.CONSUMED_TOPICS) == {topics.ORDERS, topics.PROFILES}
+def test_the_registry_is_the_only_dispatch_of_what_segment_scores() -> None:
+    assert set(consumer.CONSUMED_TOPICS) == {cls.topic for cls in HANDLERS.handlers}
     # every event type of the contract on those topics is handled or declared ignored
     assert HANDLERS.unclaimed() == set()
+    # each handled type is one step of the one scoring batch (nothing dispatches again)
+    for entry in HANDLERS.handlers.values():
+        assert isinstance(entry, Step) and entry.kind is per_event.SCORING
+    assert {event_type_of(view) for view in VIEWS} <= HANDLERS.event_types
 
 
-def test_a_type_registered_but_not_applied_fails_loudly(db_url: str) -> None:
-    db = database(db_url)
-    wrong: Registry[object] = Registry({ContactPolicyChangedEvent: score_batch})
+def test_a_poll_batch_of_every_handled_type_is_one_run_in_arrival_order() -> None:
     policy = ContactPolicyChangedEvent(source="t", key="c1", data=ContactPolicy(customer_id="c1"))
-    try:
-        with (
-            pytest.raises(TypeError, match=r"profile\.contact_policy_changed"),
-            db.unit_of_work() as session,
-        ):
-            wrong.dispatch(session, [inbound(policy)], lambda: NOW)
-    finally:
-        db.dispose()
+    messages = [
+        recorded(order("o1", "c1", days_ago=3, amount="10.00")),
+        inbound(policy),  # ignored: it neither splits the run nor reaches it
+        merged("c1", "c2"),
+        erased("c3"),
+        recorded(order("o2", "c1", days_ago=1, amount="5.00")),
+    ]
+    runs = list(HANDLERS.runs(messages))
+    assert [(kind, [m.offset for m in run]) for kind, run in runs] == [
+        (per_event.SCORING, [m.offset for m in messages if m is not messages[1]])
+    ]
 
 
-def test_the_registry_batch_scores_orders_and_marks_erasures(db_url: str) -> None:
+def test_the_consumer_batch_scores_orders_and_marks_erasures(db_url: str) -> None:
     db = database(db_url)
     messages = [recorded(order("o1", "c1", days_ago=3, amount="10.00")), erased("c2")]
     try:
         with db.unit_of_work() as session:
-            HANDLERS.batch_handler(lambda: NOW)(session, messages)
+            make_batch_handler(lambda: NOW)(session, messages)
         assert [m.checkpoint_after_commit for m in messages] == [False, True]
     finally:
         db.dispose()

@@ -17,7 +17,7 @@ from shared.events import (
     ProfileErasedEvent,
     ProfileErasedPayload,
 )
-from shared.registry import Registry, TopicRegistry, envelope_classes, event_type_of
+from shared.registry import BatchKind, Registry, TopicRegistry, envelope_classes, event_type_of
 
 
 class ProfileRenamed(EnvelopeBase):
@@ -178,3 +178,59 @@ def test_every_contract_event_class_declares_its_topic() -> None:
     assert ProfileRenamed not in classes  # a subclass is not part of the contract by existing
     for cls in classes:
         assert cls.topic in manifest.public_topics(), cls
+
+
+def test_steps_of_one_batch_kind_share_one_context_per_run() -> None:
+    calls: list[Any] = []
+
+    def start(session: Any, messages: list[Inbound], deps: str) -> list[Any]:
+        calls.append(("start", deps, [m.offset for m in messages]))
+        return []
+
+    def prepare(context: list[Any]) -> None:
+        calls.append(("prepare", list(context)))
+
+    def finish(context: list[Any]) -> list[Any]:
+        calls.append(("finish", list(context)))
+        return context
+
+    def noted(context: list[Any], message: Inbound) -> None:
+        context.append(("noted", message.offset))
+
+    def order(context: list[Any], message: Inbound) -> None:
+        context.append(("order", message.offset))
+
+    def erasure(context: list[Any], message: Inbound) -> None:
+        context.append(("erasure", message.offset))
+
+    def policies(session: Any, messages: list[Inbound], deps: str) -> str:
+        calls.append(("policies", [m.offset for m in messages]))
+        return "policies"
+
+    kind: BatchKind[str, list[Any]] = BatchKind(start, finish, prepare=prepare)
+    registry: Registry[str] = Registry(
+        {
+            OrderRecordedEvent: kind.step(order, note=noted),
+            ProfileErasedEvent: kind.step(erasure),
+            ContactPolicyChangedEvent: policies,
+        }
+    )
+    batch = [
+        message(_order("a"), 0),
+        message(_erased("a"), 1),
+        message(_order("b"), 2),
+        message(_policy("a"), 3),  # a handler of its own: it ends the run
+        message(_order("c"), 4),
+    ]
+    results = registry.dispatch(None, batch, "deps")  # type: ignore[arg-type]
+    first = [("noted", 0), ("noted", 2), ("order", 0), ("erasure", 1), ("order", 2)]
+    assert results == [first, "policies", [("noted", 4), ("order", 4)]]
+    assert calls == [
+        ("start", "deps", [0, 1, 2]),
+        ("prepare", [("noted", 0), ("noted", 2)]),
+        ("finish", first),
+        ("policies", [3]),
+        ("start", "deps", [4]),
+        ("prepare", [("noted", 4)]),
+        ("finish", [("noted", 4), ("order", 4)]),
+    ]
