@@ -17,8 +17,8 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from services.segment import scoring
+from services.segment.context_repository import Segments
 from services.segment.money import minor_digits, money_text
-from services.segment.repository import Segments
 from shared import topics
 from shared.events import SCHEMA_VERSION, ensure_aware, utcnow
 

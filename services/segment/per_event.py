@@ -25,10 +25,12 @@ from services.segment import (
 )
 from services.segment.changes import StateChanges, segment_changed_record, snapshot_of
 from services.segment.clv_repository import Predictions
+from services.segment.context_repository import Segments
+from services.segment.identity_repository import Identities
 from services.segment.models import ErasedCustomer
 from services.segment.money import to_e4
 from services.segment.order_history import OrderVersions
-from services.segment.repository import Customers, Identities, OrderStates, Segments
+from services.segment.repository import Customers, OrderStates
 from services.segment.scoring import memberships, plain_rows
 from services.segment.scoring_context import ScoringContext, load_context
 from shared.bus import Inbound, add_raw_to_outbox

@@ -26,10 +26,10 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from services.segment import reads, scoring, scoring_context
+from services.segment.context_repository import CutPointSets, Segments
 from services.segment.cut_points import CutPoints, compute_cut_points
 from services.segment.order_history import OrderVersions
 from services.segment.policy import ScoringPolicy
-from services.segment.repository import CutPointSets, Segments
 from shared.events import ensure_aware
 
 

@@ -11,7 +11,8 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from services.segment import incremental, local_days, predictive, scoring
-from services.segment.repository import Customers, Identities, OrderStates
+from services.segment.identity_repository import Identities
+from services.segment.repository import Customers, OrderStates
 from services.segment.scoring import memberships, plain_rows
 from services.segment.scoring_context import ScoringContext, current_policy, load_context
 from services.segment.sweep import read_time, swept_through

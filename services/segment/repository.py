@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
@@ -27,10 +27,7 @@ from services.segment.models import (
     CustomerAlias,
     CustomerScore,
     CustomSegment,
-    CutPointSet,
-    ErasedCustomer,
     OrderState,
-    ScoringPolicyVersion,
     SegmentMember,
 )
 from services.segment.scoring import AGGREGATE_COLUMNS
@@ -42,13 +39,11 @@ from shared.db import (
     read_datetime,
     rows_of,
     select_in,
-    select_rows,
     set_state,
     sqlite_datetime_memo,
     update_sql,
     upsert_sql,
 )
-from shared.erasure import tombstone_keys
 from shared.events import ensure_aware, utcnow
 
 CHUNK = 500
@@ -484,184 +479,6 @@ class Customers:
         if after is not None:
             query = query.where(CUSTOMERS.c.customer_id > after)
         return list(self.session.execute(query).scalars())
-
-
-class Policies:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def latest(self) -> ScoringPolicyVersion | None:
-        return self.session.execute(
-            select(ScoringPolicyVersion).order_by(ScoringPolicyVersion.version.desc()).limit(1)
-        ).scalar_one_or_none()
-
-    def latest_head(self) -> tuple[int, str | dict[str, Any], datetime | None] | None:
-        """The newest version's number, stored policy (SQLite: JSON text; PostgreSQL: the
-        decoded document) and creation time, read at the driver (every scores read asks)."""
-        rows = select_rows(
-            self.session,
-            "SELECT version, policy, created_at FROM scoring_policies "
-            "ORDER BY version DESC LIMIT 1",
-        )
-        if not rows:
-            return None
-        version, policy, created_at = rows[0]
-        return int(version), policy, read_datetime(created_at)
-
-    def history(self) -> list[ScoringPolicyVersion]:
-        return list(
-            self.session.execute(
-                select(ScoringPolicyVersion).order_by(ScoringPolicyVersion.version)
-            ).scalars()
-        )
-
-    def add(self, version: ScoringPolicyVersion) -> None:
-        self.session.add(version)
-        self.session.flush()
-
-
-class CutPointSets:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def latest(self, policy_version: int) -> CutPointSet | None:
-        return self.session.execute(
-            select(CutPointSet)
-            .where(CutPointSet.policy_version == policy_version)
-            .order_by(CutPointSet.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-
-    def latest_at(self, policy_version: int, as_of: datetime) -> CutPointSet | None:
-        """The newest set of this policy version computed for a time at or before ``as_of``."""
-        return self.session.execute(
-            select(CutPointSet)
-            .where(
-                CutPointSet.policy_version == policy_version,
-                CutPointSet.as_of <= as_of.astimezone(UTC),
-            )
-            .order_by(CutPointSet.as_of.desc(), CutPointSet.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-
-    def add(self, cut_points: CutPointSet) -> None:
-        self.session.add(cut_points)
-        self.session.flush()
-
-
-class Segments:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def all(self) -> list[CustomSegment]:
-        return list(
-            self.session.execute(select(CustomSegment).order_by(CustomSegment.segment_id)).scalars()
-        )
-
-    def get(self, segment_id: str) -> CustomSegment | None:
-        return self.session.get(CustomSegment, segment_id)
-
-    def add(self, segment: CustomSegment) -> None:
-        self.session.add(segment)
-        self.session.flush()
-
-    def members_page(self, segment_id: str, after: str | None, limit: int) -> list[str]:
-        query = (
-            select(MEMBERS.c.customer_id)
-            .where(MEMBERS.c.segment_id == segment_id)
-            .order_by(MEMBERS.c.customer_id)
-            .limit(limit)
-        )
-        if after is not None:
-            query = query.where(MEMBERS.c.customer_id > after)
-        return list(self.session.execute(query).scalars())
-
-    def add_members(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.session.execute(insert(MEMBERS), rows)
-
-    def remove_members(self, pairs: list[tuple[str, str]]) -> None:
-        by_segment: dict[str, list[str]] = {}
-        for segment_id, customer_id in pairs:
-            by_segment.setdefault(segment_id, []).append(customer_id)
-        for segment_id, customers in by_segment.items():
-            for chunk in chunks(customers, CHUNK):
-                self.session.execute(
-                    delete(MEMBERS).where(
-                        MEMBERS.c.segment_id == segment_id, MEMBERS.c.customer_id.in_(chunk)
-                    )
-                )
-
-    def remove_customer(self, customer_id: str) -> None:
-        self.session.execute(delete(MEMBERS).where(MEMBERS.c.customer_id == customer_id))
-
-    def refresh_counts(self, segment_ids: Iterable[str]) -> None:
-        for segment_id in set(segment_ids):
-            count = self.session.execute(
-                select(func.count()).select_from(MEMBERS).where(MEMBERS.c.segment_id == segment_id)
-            ).scalar_one()
-            self.session.execute(
-                update(SEGMENTS)
-                .where(SEGMENTS.c.segment_id == segment_id)
-                .values(member_count=count)
-            )
-
-
-class Identities:
-    """Merged aliases and erasure tombstones."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def survivors(self, customer_ids: Sequence[str]) -> dict[str, str]:
-        sql = "SELECT merged_id, survivor_id FROM customer_aliases WHERE merged_id IN ({marks})"
-        rows = select_in(self.session, sql, customer_ids)
-        return {merged: survivor for merged, survivor in rows}
-
-    def add_aliases(self, merged_ids: Sequence[str], survivor_id: str, merge_id: str) -> None:
-        table = ALIASES
-        # earlier merges into a now merged id follow it to the new survivor
-        for chunk in chunks(list(merged_ids), CHUNK):
-            self.session.execute(
-                update(table).where(table.c.survivor_id.in_(chunk)).values(survivor_id=survivor_id)
-            )
-            self.session.execute(delete(table).where(table.c.merged_id.in_(chunk)))
-        self.session.execute(
-            insert(table),
-            [
-                {"merged_id": m, "survivor_id": survivor_id, "merge_id": merge_id}
-                for m in merged_ids
-            ],
-        )
-        # a survivor is never itself an alias
-        self.session.execute(delete(table).where(table.c.merged_id == survivor_id))
-
-    def erased(self, customer_ids: Sequence[str]) -> dict[str, datetime]:
-        """The erasure time of each of these customers that was erased."""
-        keys = tombstone_keys(customer_ids)
-        sql = (
-            "SELECT customer_hash, requested_at FROM erased_customers "
-            "WHERE customer_hash IN ({marks})"
-        )
-        rows = select_in(self.session, sql, keys)
-        return {keys[key]: cast(datetime, read_datetime(at)) for key, at in rows}
-
-    def add_erasure(self, tombstone: ErasedCustomer) -> None:
-        self.session.merge(tombstone)
-        self.session.flush()
-
-    def forget_aliases_of(self, customer_id: str) -> None:
-        """Drop the alias rows naming an erased customer, as merged id or as survivor.
-
-        Profile erases every id of a merged customer, each with its own tombstone, so a
-        late order of any of them is still recognised without the alias.
-        """
-        table = ALIASES
-        self.session.execute(
-            delete(table).where(
-                (table.c.merged_id == customer_id) | (table.c.survivor_id == customer_id)
-            )
-        )
 
 
 def _input_names(with_attributes: bool) -> list[str]:

@@ -21,14 +21,10 @@ from services.segment.changes import (
     joined_snapshots,
     snapshot_columns,
 )
+from services.segment.context_repository import CutPointSets
 from services.segment.cut_points import compute_cut_points
 from services.segment.models import CutPointSet
-from services.segment.repository import (
-    Customers,
-    CutPointSets,
-    OrderStates,
-    lock_customers_for_rescoring,
-)
+from services.segment.repository import Customers, OrderStates, lock_customers_for_rescoring
 from services.segment.scoring import column_values, memberships, plain_rows
 from services.segment.scoring_context import ScoringContext, load_context
 from shared.bus import add_raw_to_outbox

@@ -12,10 +12,10 @@ import orjson
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
+from services.segment.context_repository import CutPointSets, Policies, Segments
 from services.segment.cut_points import CutPoints
 from services.segment.models import ScoringPolicyVersion
 from services.segment.policy import DEFAULT_POLICY, ScoringPolicy
-from services.segment.repository import CutPointSets, Policies, Segments
 from services.segment.rules import Rule
 from shared.events import ensure_aware, utcnow
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from services.segment import rescoring, scoring_context
+from services.segment.context_repository import Segments
 from services.segment.models import CustomSegment, DeletedSegmentId
-from services.segment.repository import Segments
 from services.segment.rules import Rule
 from services.segment.schemas import SegmentUpdate
 from shared import topics

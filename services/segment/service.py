@@ -23,11 +23,12 @@ from services.segment import (
 from services.segment.as_of import parse_as_of
 from services.segment.clv import exact_monetary_value
 from services.segment.clv_repository import ClvFits
+from services.segment.context_repository import Segments
 from services.segment.models import ClvFit
 from services.segment.money import from_e4
 from services.segment.policy import ScoringPolicy
 from services.segment.predictive import customer_summaries
-from services.segment.repository import Customers, Segments
+from services.segment.repository import Customers
 from services.segment.schemas import (
     ClvFitRead,
     ClvReportRead,

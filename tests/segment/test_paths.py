@@ -25,10 +25,11 @@ from services.segment import (
     segment_admin,
 )
 from services.segment.changes import SNAPSHOT_WRITE_COLUMNS
+from services.segment.context_repository import CutPointSets
 from services.segment.cut_points import CutPoints
 from services.segment.models import CutPointSet
 from services.segment.policy import DEFAULT_POLICY
-from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, CutPointSets, OrderStates
+from services.segment.repository import ORDER_FRAME_COLUMNS, Customers, OrderStates
 from services.segment.rules import Condition
 from shared.events import Order, decode_event, utcnow
 from tests.conftest import outbox_events

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from services.segment import per_event, point_in_time, rescoring, scoring
+from services.segment.context_repository import Policies, Segments
 from services.segment.models import CustomSegment, ScoringPolicyVersion
 from services.segment.policy import DEFAULT_POLICY
-from services.segment.repository import ORDER_FRAME_COLUMNS, Policies, Segments
+from services.segment.repository import ORDER_FRAME_COLUMNS
 from shared.events import Order
 from tests.segment.helpers import database, recorded
 

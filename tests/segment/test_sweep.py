@@ -24,10 +24,11 @@ from services.segment import (
     scoring_context,
 )
 from services.segment.changes import SNAPSHOT_WRITE_COLUMNS
+from services.segment.context_repository import Segments
 from services.segment.cut_points import CutPoints
 from services.segment.models import CustomSegment
 from services.segment.policy import DEFAULT_POLICY
-from services.segment.repository import Customers, OrderStates, Segments
+from services.segment.repository import Customers, OrderStates
 from services.segment.sweep import (
     STATE_KEY,
     DaySweep,
