@@ -129,6 +129,8 @@ def replay(service: str, stream: Path, noop: bool) -> dict[str, Any]:
             publisher=None,
             clock=lambda: datetime.now(UTC),
             rules=None,
+            # trees before the typed runtimes (issue 17) read these from ``extras``
+            extras={"clock": lambda: datetime.now(UTC), "rules": None},
         )
         loop = consumer.build_consumers(runtime)[0]
         if noop:
