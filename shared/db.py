@@ -337,6 +337,24 @@ def read_datetime(value: Any) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def epoch_microseconds_sql(column: str, dialect: str) -> str:
+    """SQL giving a stored instant column as integer microseconds since 1970 (NULL stays
+    NULL), for reads that take instants as numbers instead of parsing text in Python.
+
+    SQLite: :func:`sqlite_datetime`'s text; the whole seconds through ``julianday`` (2.5x
+    faster than ``strftime('%s')`` over 1,000,000 rows), rounded back to the second (its
+    float arithmetic is ~1e-5 s off, and it would round a fraction to the millisecond:
+    23:59:59.9997 became the next day), plus the six stored digits; an offset suffix, if a
+    value carries one, is kept. PostgreSQL: the exact epoch of the timestamptz."""
+    if dialect == "sqlite":
+        return (
+            f"(CAST(round((julianday(substr({column}, 1, 19) || substr({column}, 27))"
+            f" - 2440587.5) * 86400.0) AS INTEGER) * 1000000"
+            f" + CAST(substr({column}, 21, 6) AS INTEGER))"
+        )
+    return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"
+
+
 def driver_time(moment: datetime, mark: str) -> Any:
     """A timestamp as the driver should receive it: on SQLite (``?``) the text form that
     SQLAlchemy's DateTime type writes and reads (:func:`sqlite_datetime`); elsewhere the

@@ -11,7 +11,15 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from services.segment.models import ClvFit, CustomerPrediction
-from shared.db import chunks, executemany, insert_sql, read_datetime, select_in, select_rows
+from shared.db import (
+    chunks,
+    epoch_microseconds_sql,
+    executemany,
+    insert_sql,
+    read_datetime,
+    select_in,
+    select_rows,
+)
 
 PREDICTIONS = cast(Table, CustomerPrediction.__table__)
 FITS = cast(Table, ClvFit.__table__)
@@ -177,13 +185,6 @@ class Predictions:
 
 
 _INSTANTS = ("purchased_at", "created_at")
-#: an instant column as integer microseconds since the epoch: SQLite stores naive UTC text
-#: "YYYY-MM-DD HH:MM:SS.ffffff" (whole seconds by strftime, the six digits added), PostgreSQL
-#: a timestamptz (its epoch is an exact numeric)
-_MICROSECONDS = {
-    True: "CAST(strftime('%s', {0}) AS INTEGER) * 1000000 + CAST(substr({0}, 21, 6) AS INTEGER)",
-    False: "CAST(EXTRACT(EPOCH FROM {0}) * 1000000 AS BIGINT)",
-}
 
 
 def valid_purchases(
@@ -201,7 +202,8 @@ def valid_purchases(
     names = [c for c in PURCHASE_COLUMNS if created or c != "created_at"]
     # instants as integer microseconds computed by the database: parsing SQLite's text in
     # pandas was most of the read (both give exactly the stored microsecond)
-    selected = [_MICROSECONDS[sqlite].format(c) if c in _INSTANTS else c for c in names]
+    dialect = connection.dialect.name
+    selected = [epoch_microseconds_sql(c, dialect) if c in _INSTANTS else c for c in names]
     sql = (
         f"SELECT {', '.join(selected)} FROM order_states WHERE valid = {'1' if sqlite else 'true'}"
     )

@@ -246,3 +246,31 @@ def test_sqlite_datetime_is_the_text_sqlalchemy_stores_for_the_utc_instant() -> 
     assert read_datetime("2026-12-05 23:59:59.000005") == moment
     assert read_datetime(moment.replace(tzinfo=None)) == moment
     assert read_datetime(None) is None
+
+
+def test_epoch_microseconds_sql_reads_stored_instants_exactly(db_url: str) -> None:
+    """The one SQL form of a stored instant as a number: exact to the microsecond on both
+    databases, at a second's end and a day's start too (julianday alone is ~1e-5 s off)."""
+    from shared.db import epoch_microseconds_sql, select_rows
+
+    db = Database.from_url(db_url)
+    _KIT.create_all(db.engine)
+    midnight = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)
+    moments = [
+        midnight,
+        midnight - timedelta(microseconds=1),
+        midnight - timedelta(microseconds=300),
+        datetime(1970, 1, 2, tzinfo=UTC),
+        datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=SHANGHAI),
+    ]
+    values = [(f"m{i}", m, None, None, None) for i, m in enumerate(moments)]
+    values.append(("none", None, None, None, None))
+    with db.unit_of_work() as session:
+        executemany(session, _SAMPLES, insert_sql(_SAMPLES, _COLUMNS), _COLUMNS, values)
+        expression = epoch_microseconds_sql("at", db.engine.dialect.name)
+        found = dict(select_rows(session, f"SELECT id, {expression} FROM {_SAMPLES.name}"))
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for i, moment in enumerate(moments):
+        assert found[f"m{i}"] == (moment - epoch) // timedelta(microseconds=1), moment
+    assert found["none"] is None
+    db.dispose()
