@@ -35,7 +35,7 @@ from services.campaign.models import (
     Receipt,
 )
 from services.campaign.repository import IN_CHUNK, insert_ignoring_duplicates
-from shared.db import chunks
+from shared.db import chunks, select_rows
 from shared.erasure import TOMBSTONE_KEY_LENGTH, tombstone_key, tombstone_keys
 from shared.events import ensure_aware
 
@@ -99,21 +99,13 @@ class Projections:
         A launch reads millions of rows: this goes to the driver's cursor (no per-row
         result processing) and parses the JSON columns with orjson.
         """
-        connection = self.session.connection()
-        mark = "?" if connection.dialect.name == "sqlite" else "%s"
         names = [c.key for c in AUDIENCE_COLUMNS]
         sql = f"SELECT {', '.join(names)} FROM audience"
         params: tuple[Any, ...] = (limit,)
         if after is not None:
-            sql += f" WHERE customer_id > {mark}"
+            sql += " WHERE customer_id > {mark}"
             params = (after, limit)
-        sql += f" ORDER BY customer_id LIMIT {mark}"
-        cursor = connection.connection.cursor()
-        try:
-            cursor.execute(sql, params)
-            fetched = cursor.fetchall()
-        finally:
-            cursor.close()
+        fetched = select_rows(self.session, sql + " ORDER BY customer_id LIMIT {mark}", params)
         json_positions = [names.index(k) for k in _JSON_KEYS]
         rows = []
         for record in fetched:

@@ -40,6 +40,7 @@ from shared.db import (
     read_datetime,
     rows_of,
     select_in,
+    select_rows,
     set_state,
     sqlite_datetime_memo,
     update_sql,
@@ -419,27 +420,21 @@ class Customers:
         """Rows of ``names`` (the first is customer_id) from customer_scores in keyset pages
         by customer id: plain DBAPI tuples on this session's connection and transaction,
         which pandas takes many times faster than Row objects."""
-        connection = self.session.connection()
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
         select_sql = f"SELECT {', '.join(names)} FROM customer_scores"
-        cursor = connection.connection.cursor()
-        try:
-            last: str | None = None
-            while True:
-                sql = select_sql if last is None else f"{select_sql} WHERE customer_id > {mark}"
-                cursor.execute(
-                    f"{sql} ORDER BY customer_id LIMIT {int(page)}",
-                    () if last is None else (last,),
-                )
-                rows = cursor.fetchall()
-                if not rows:
-                    return
-                last = rows[-1][0]
-                yield list(rows)
-                if len(rows) < page:
-                    return
-        finally:
-            cursor.close()
+        last: str | None = None
+        while True:
+            sql = select_sql if last is None else select_sql + " WHERE customer_id > {mark}"
+            rows = select_rows(
+                self.session,
+                f"{sql} ORDER BY customer_id LIMIT {int(page)}",
+                () if last is None else (last,),
+            )
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield rows
+            if len(rows) < page:
+                return
 
     def scored_count(self) -> int:
         """Customers with at least one valid purchase."""
