@@ -103,7 +103,9 @@ def test_every_route_refuses_what_it_must(service: str, client: TestClient) -> N
             if reason is not None:
                 assert response.json()["reason"] == reason, where
         if scopes:
-            lacking = managed(directory, f"lacking-{len(checked)}", sorted(KNOWN_SCOPES - set(scopes)))
+            lacking = managed(
+                directory, f"lacking-{len(checked)}", sorted(KNOWN_SCOPES - set(scopes))
+            )
             assert call(lacking).status_code == 403, where
             if not all(scope in READ_ONLY for scope in scopes):
                 assert call(read_only).status_code == 403, where
