@@ -61,8 +61,9 @@ class ServiceSpec:
     @property
     def applies_erasures(self) -> bool:
         """Whether it applies erasures and acknowledges them: it writes erasure
-        acknowledgements (its ``profile.erased`` handler calls
-        ``shared.erasure_acks.acknowledge``), so profile waits for them."""
+        acknowledgements (the batch handler of its consumer loop on crm.profiles.v1 calls
+        ``shared.erasure_acks.acknowledge`` over the batch it applied), so profile waits
+        for them."""
         return topics.ERASURES_APPLIED in self.writes
 
 

@@ -26,6 +26,9 @@ from tests.conftest import ADMIN_KEY, api_client, outbox_values, runtime_of
 from tests.profile.profile_factories import customer, order
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
+#: the services profile waits for, from the manifest: every one but the last (by name)
+#: acknowledges first, the last stays pending
+*EARLY, LATE = sorted(APPLYING_SERVICES)
 CUSTOMER = "tb_ack.person@example.cn"
 
 
@@ -93,19 +96,19 @@ def test_an_erasure_is_pending_per_service_until_each_acknowledges(client: TestC
     # nothing is overdue yet
     assert client.get("/v1/erasures?overdue=true", headers=HEADERS).json()["items"] == []
 
-    consume(client, ack(erasure_id, "ingest"), ack(erasure_id, "campaign"))
+    consume(client, *(ack(erasure_id, name) for name in reversed(EARLY)))
     body = client.get(f"/v1/erasures/{erasure_id}", headers=HEADERS).json()
-    assert statuses(body) == {"campaign": "applied", "ingest": "applied", "segment": "pending"}
-    assert body["pending_services"] == ["segment"]
+    assert statuses(body) == {**dict.fromkeys(EARLY, "applied"), LATE: "pending"}
+    assert body["pending_services"] == [LATE]
     first = {s["service"]: s["applied_at"] for s in body["services"]}
     listed = client.get("/v1/erasures", headers=HEADERS).json()["items"]
-    assert listed[0]["pending_services"] == ["segment"]
+    assert listed[0]["pending_services"] == [LATE]
 
-    # a redelivered acknowledgement changes nothing; segment's completes the erasure
-    consume(client, ack(erasure_id, "ingest"), ack(erasure_id, "segment"))
+    # a redelivered acknowledgement changes nothing; the last one completes the erasure
+    consume(client, ack(erasure_id, EARLY[0]), ack(erasure_id, LATE))
     body = client.get(f"/v1/erasures/{erasure_id}", headers=HEADERS).json()
     assert set(statuses(body).values()) == {"applied"} and body["pending_services"] == []
-    assert {s["service"]: s["applied_at"] for s in body["services"]}["ingest"] == first["ingest"]
+    assert {s["service"]: s["applied_at"] for s in body["services"]}[EARLY[0]] == first[EARLY[0]]
     assert client.get("/v1/erasures", headers=HEADERS).json()["items"] == []
 
     # no personal data in the answers
@@ -119,17 +122,17 @@ def test_an_erasure_of_several_ids_waits_for_every_part(client: TestClient) -> N
     runtime = runtime_of(client)
     with runtime.db.unit_of_work() as session:
         erasure_acks.record_requested(session, "er-two", 2, utcnow())
-    consume(client, ack("er-two", "segment", 1, 2), ack("er-unknown", "segment"))
+    consume(client, ack("er-two", LATE, 1, 2), ack("er-unknown", LATE))
     with runtime.db.sessions() as session:
         progress = erasure_acks.progress(session, "er-two")
         assert erasure_acks.progress(session, "er-unknown") is None
     assert progress is not None
-    segment = next(s for s in progress["services"] if s["service"] == "segment")
-    assert (segment["status"], segment["parts_applied"], segment["parts"]) == ("pending", 1, 2)
-    consume(client, ack("er-two", "segment", 0, 2))
+    late = next(s for s in progress["services"] if s["service"] == LATE)
+    assert (late["status"], late["parts_applied"], late["parts"]) == ("pending", 1, 2)
+    consume(client, ack("er-two", LATE, 0, 2))
     with runtime.db.sessions() as session:
         progress = erasure_acks.progress(session, "er-two")
-    assert progress is not None and progress["pending_services"] == ["campaign", "ingest"]
+    assert progress is not None and progress["pending_services"] == EARLY
 
 
 def gauge(name: str, service_name: str) -> float | None:
@@ -144,26 +147,27 @@ def test_an_erasure_pending_past_the_bound_is_counted_and_logged_once(
     with runtime.db.unit_of_work() as session:
         erasure_acks.record_requested(session, "er-old", 1, now - timedelta(minutes=20))
         erasure_acks.record_requested(session, "er-new", 1, now - timedelta(minutes=1))
-    consume(client, ack("er-old", "ingest"), ack("er-old", "campaign"))
+    consume(client, *(ack("er-old", name) for name in EARLY))
     watch = erasure_acks.ErasureWatch(timedelta(minutes=15))
     with (
         caplog.at_level(logging.WARNING, logger="services.profile.erasure_acks"),
         runtime.db.sessions() as session,
     ):
-        assert watch.check(session, now) == {"ingest": 0, "segment": 1, "campaign": 0}
+        assert watch.check(session, now) == {**dict.fromkeys(APPLYING_SERVICES, 0), LATE: 1}
         watch.check(session, now)  # still overdue: not logged again
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["profile: erasure er-old not yet applied by segment after 15 min "
+    assert lines == [f"profile: erasure er-old not yet applied by {LATE} after 15 min "
                      "(see GET /v1/erasures/er-old)"]  # fmt: skip
-    assert gauge("crm_erasures_overdue", "segment") == 1
-    assert gauge("crm_erasures_overdue", "ingest") == 0
-    assert gauge("crm_erasures_pending", "segment") == 2
-    assert gauge("crm_erasures_pending", "ingest") == 1
+    assert gauge("crm_erasures_overdue", LATE) == 1
+    for name in EARLY:
+        assert gauge("crm_erasures_overdue", name) == 0
+        assert gauge("crm_erasures_pending", name) == 1
+    assert gauge("crm_erasures_pending", LATE) == 2
     overdue = client.get("/v1/erasures?overdue=true", headers=HEADERS).json()["items"]
-    assert [(i["erasure_id"], i["pending_services"]) for i in overdue] == [("er-old", ["segment"])]
+    assert [(i["erasure_id"], i["pending_services"]) for i in overdue] == [("er-old", [LATE])]
 
-    consume(client, ack("er-old", "segment"))
+    consume(client, ack("er-old", LATE))
     with runtime.db.sessions() as session:
-        assert watch.check(session, now)["segment"] == 0
-    assert gauge("crm_erasures_overdue", "segment") == 0
-    assert gauge("crm_erasures_pending", "segment") == 1
+        assert watch.check(session, now)[LATE] == 0
+    assert gauge("crm_erasures_overdue", LATE) == 0
+    assert gauge("crm_erasures_pending", LATE) == 1

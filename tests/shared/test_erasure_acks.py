@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from devtools.testing import as_inbound
-from shared import topics
-from shared.db import Database, run_migrations
+from shared import manifest, topics
+from shared.db import Database
 from shared.erasure import tombstone_key
 from shared.erasure_acks import APPLYING_SERVICES
 from shared.events import ProfileErasedEvent, ProfileErasedPayload
@@ -34,20 +34,26 @@ def erasure(part: int, parts: int) -> ProfileErasedEvent:
     )
 
 
-def batch_handler(name: str, tmp_path: Path) -> Any:
-    """The service's consumer batch handler for the topic profile.erased travels on."""
-    handlers = importlib.import_module(f"services.{name}.handlers")
-    if name == "ingest":
-        return handlers.HANDLERS.batch_handler(None)
-    if name == "segment":
-        return handlers.make_batch_handler(lambda: NOW)
-    if name != "campaign":
-        pytest.fail(f"tell batch_handler how to build {name}'s consumer batch handler")
-    from services.campaign.config import Settings
-
-    return handlers.make_batch_handler(
-        Settings(kafka_bootstrap_servers="127.0.0.1:1", data_dir=tmp_path)
+def erasure_consumer(name: str, db_url: str, tmp_path: Path) -> tuple[Any, Any]:
+    """The service's runtime and the batch handler of its consumer loop that reads
+    ``profile.erased`` (on crm.profiles.v1), both built as the service builds them: its
+    ``app.create_runtime`` and the consumer factory it registers (``build_consumers``)."""
+    spec = manifest.service(name)
+    settings = importlib.import_module(f"{spec.package}.config").Settings(
+        data_dir=tmp_path, database_url=db_url, kafka_bootstrap_servers="127.0.0.1:1"
     )
+    runtime = importlib.import_module(f"{spec.package}.app").create_runtime(settings)
+    loops = runtime.consumer_factory(runtime) if runtime.consumer_factory else []
+    readers = [loop for loop in loops if topics.PROFILES in loop.topics]
+    if len(readers) != 1:
+        runtime.db.dispose()
+        pytest.fail(
+            f"{name} writes {topics.ERASURES_APPLIED} (shared/manifest.py), so its "
+            f"consumer.build_consumers must return exactly one loop reading {topics.PROFILES} "
+            f"(found {len(readers)}) whose batch handler applies profile.erased and calls "
+            "shared.erasure_acks.acknowledge (see docs/architecture.md)"
+        )
+    return runtime, readers[0].batch_handler
 
 
 def acks_in_outbox(db: Database) -> list[dict[str, Any]]:
@@ -65,10 +71,9 @@ def acks_in_outbox(db: Database) -> list[dict[str, Any]]:
 def test_a_service_acknowledges_the_erasure_it_applied(
     name: str, db_url: str, tmp_path: Path
 ) -> None:
-    app = importlib.import_module(f"services.{name}.app")
-    run_migrations(app.MIGRATIONS, db_url)
-    db = Database.from_url(db_url)
-    handle = batch_handler(name, tmp_path)
+    runtime, handle = erasure_consumer(name, db_url, tmp_path)
+    runtime.migrate()
+    db = runtime.db
     try:
         # the transaction fails: no acknowledgement leaves
         with pytest.raises(RuntimeError), db.unit_of_work() as session:

@@ -56,6 +56,8 @@ def service(
         yield name, client, client.get("/openapi.json").json()
 
 
+#: per service, example calls whose answers must match its document: at least one success
+#: and one error (a service in the manifest without an entry here fails with what to add)
 CALLS: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {
     # (method, documented path, concrete path, request options)
     "ingest": [
@@ -95,10 +97,28 @@ CALLS: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {
 }  # fmt: skip
 
 
+def example_calls(name: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    if name not in CALLS:
+        pytest.fail(
+            f"{name} is in shared/manifest.py but has no example calls: add "
+            f'CALLS["{name}"] in tests/shared/test_responses_match_openapi.py, a list of '
+            "(method, documented path, concrete path, request options) with at least one "
+            "call answered 2xx and one answered 4xx (e.g. a 404 or a 422)"
+        )
+    return CALLS[name]
+
+
+def test_every_service_has_example_calls() -> None:
+    """Without a broker: a service added to the manifest is told here what to add."""
+    for name in manifest.NAMES:
+        assert example_calls(name)
+    assert set(CALLS) <= set(manifest.NAMES), "CALLS names a service not in the manifest"
+
+
 def test_responses_match_the_document(service: tuple[str, TestClient, dict[str, Any]]) -> None:
     name, client, document = service
     statuses = set()
-    for method, path, concrete, options in CALLS[name]:
+    for method, path, concrete, options in example_calls(name):
         options = {"headers": ADMIN, **options}
         response = client.request(method, concrete, **options)
         conforms(document, method, path, response)
