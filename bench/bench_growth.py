@@ -157,6 +157,8 @@ def main() -> int:
         expand(Path(args.path), Path(args.target), args.times)
         return 0
     use_sink(args.figures)
+    if args.quick:
+        args.launch_max = 0  # make bench-quick runs the campaign bench itself
     default = "2000,20000" if args.quick else "100000,1000000,10000000"
     sizes = sorted(int(s) for s in (args.sizes or default).split(","))
     results: dict[int, dict[str, dict[str, Any]]] = {}

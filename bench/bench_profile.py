@@ -5,7 +5,7 @@ usage: python bench/bench_profile.py [--quick] [--orders N] [--customers N] [--r
 
 Each measurement runs in its own process so its peak memory (ru_maxrss) is its own.
 
-1. Consumer throughput. N orders (default 100,000; --quick 10,000) for N/2 customers, each
+1. Consumer throughput. N orders (default 100,000; --quick 5,000) for N/2 customers, each
    followed by the segment.changed it causes (2N events), are produced to the embedded
    broker; then the profile consumer loop (decode, dedup, batch handler, one transaction
    per poll batch, offset commit) reads them all into a fresh SQLite database. The clock
@@ -18,7 +18,7 @@ Each measurement runs in its own process so its peak memory (ru_maxrss) is its o
 2. GET /v1/customers/{id} latency: a real uvicorn server (``python -m services.profile api``)
    on a free 127.0.0.1 port over a SQLite database of M customers (default 20,000; --quick
    2,000), loaded from a second process at fixed open-loop rates (default 200 and 1,000
-   requests/s, 20 s each; --quick 3 s) by 16 threads on keep-alive sockets (raw HTTP/1.1: a thin
+   requests/s, 20 s each; --quick 1 s) by 16 threads on keep-alive sockets (raw HTTP/1.1: a thin
    client, so the machine's CPU goes to the server) on random customers. Latency is
    measured from the scheduled send time (so queueing counts); the server's CPU time per
    request is reported too (its capacity, independent of other load on the machine).
@@ -447,9 +447,9 @@ def main() -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     use_sink(args.figures)
-    orders = args.orders or (10_000 if args.quick else 100_000)
+    orders = args.orders or (5_000 if args.quick else 100_000)
     customers = args.customers or (2_000 if args.quick else 20_000)
-    seconds = args.seconds or (2.0 if args.quick else 20.0)
+    seconds = args.seconds or (1.0 if args.quick else 20.0)
     rates = args.rates or ("1000" if args.quick else "200,1000")
     if args.child == "consumer":
         bench_consumer(orders)

@@ -5,7 +5,7 @@ usage: python bench/bench_segment.py [--quick] [--customers N] [--orders N] [--e
 
 Each measurement runs in its own process so its peak memory (ru_maxrss) is its own.
 
-1. Full rescoring of N stored aggregates on SQLite (default 1,000,000; --quick 20,000):
+1. Full rescoring of N stored aggregates on SQLite (default 1,000,000; --quick 10,000):
    cut points and every score recomputed from the stored aggregates, changes written
    (with their segment.changed events in the outbox), in one transaction. The stored
    snapshot is the previous day's, so the run publishes what one batch recompute publishes.
@@ -13,10 +13,10 @@ Each measurement runs in its own process so its peak memory (ru_maxrss) is its o
    quintiles, wider lifecycle stages: what PUT /v1/scoring-policy does, in one transaction),
    which rewrites and publishes most rows rather than the batch recompute's ~1 %.
    Baseline in the same run: the in-memory part alone (cut points + scores).
-2. CLV summary from N orders (default 10,000,000; --quick 200,000) beside lifetimes'
+2. CLV summary from N orders (default 10,000,000; --quick 100,000) beside lifetimes'
    summary_data_from_transaction_data on the same data, results compared.
 3. Order events/s into the database: the batch handler alone on SQLite (baseline), and
-   through the real consumer loop from the embedded broker (default 100,000; --quick 20,000).
+   through the real consumer loop from the embedded broker (default 100,000; --quick 10,000).
    25,000 customers; 10 % of the events are refunds (the last tenth refunds earlier
    orders, moving them to another customer). Both phases tune SQLite and the garbage
    collector as the service does (Settings.sqlite_pragmas, shared.runtime.tune_gc). Wall-clock
@@ -454,9 +454,9 @@ def main() -> int:
         }[ns.phase]()
         return 0
 
-    customers = ns.customers or (20_000 if ns.quick else 1_000_000)
-    orders = ns.orders or (200_000 if ns.quick else 10_000_000)
-    events = ns.events or (20_000 if ns.quick else 100_000)
+    customers = ns.customers or (10_000 if ns.quick else 1_000_000)
+    orders = ns.orders or (100_000 if ns.quick else 10_000_000)
+    events = ns.events or (10_000 if ns.quick else 100_000)
     only = set(ns.only.split(","))
     print(
         f"segment benchmarks on {os.cpu_count()} cores, python {sys.version.split()[0]}, "

@@ -2,7 +2,7 @@
 
 usage: python bench/bench_segment_reads.py [--quick] [--orders N] [--seconds S] [--figures PATH]
 
-Seeds N orders (default 200,000; --quick 10,000) of N/4 customers through the consumer's
+Seeds N orders (default 200,000; --quick 5,000) of N/4 customers through the consumer's
 path (``per_event.apply_messages``) on SQLite, with a custom segment, then a full
 rescoring marked swept. Then, in this process, the segment app (FastAPI's TestClient, one
 client, no consumer) answers GETs of random customers' scores for S seconds each way,
@@ -154,8 +154,8 @@ def main() -> int:
     parser.add_argument("--figures", help="append the headline figure here (JSON lines)")
     ns = parser.parse_args()
     use_sink(ns.figures)
-    n = ns.orders or (10_000 if ns.quick else 200_000)
-    seconds = ns.seconds or (1.5 if ns.quick else 10.0)
+    n = ns.orders or (5_000 if ns.quick else 200_000)
+    seconds = ns.seconds or (1.0 if ns.quick else 10.0)
     print(f"segment scores reads, {n:,} orders of {n // 4:,} customers on SQLite; load {_load()}")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'segment.db'}"
