@@ -538,11 +538,11 @@ def main() -> int:
     use_sink(args.figures)
     quick = args.quick
     args.orders = args.orders or (2_000 if quick else 50_000 if args.replicas else 100_000)
-    args.single = args.single or (300 if quick else 10_000)
+    args.single = args.single or (200 if quick else 10_000)
     args.seconds = args.seconds or (1.0 if quick else 15.0)
     args.rates = [float(r) for r in (args.rates or ("200" if quick else "200,1000")).split(",")]
     args.read_seconds = 1.0 if quick else 5.0
-    args.probes = 3 if quick else 20
+    args.probes = 2 if quick else 20
     if args.replicas:
         for db in (args.db or "postgresql").split(","):
             run_replicas(db, args)

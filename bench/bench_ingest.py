@@ -449,11 +449,11 @@ def main() -> int:
     if args.quick:  # small sizes, unless given explicitly
         given = set(sys.argv)
         if "--orders" not in given:
-            args.orders = 20_000
+            args.orders = 10_000
         if "--single" not in given:
-            args.single = 2_000
+            args.single = 1_000
         if "--import-rows" not in given:
-            args.import_rows = 20_000
+            args.import_rows = 10_000
     run = uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         data = Path(tmp)

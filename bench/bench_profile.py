@@ -5,7 +5,7 @@ usage: python bench/bench_profile.py [--quick] [--orders N] [--customers N] [--r
 
 Each measurement runs in its own process so its peak memory (ru_maxrss) is its own.
 
-1. Consumer throughput. N orders (default 100,000; --quick 5,000) for N/2 customers, each
+1. Consumer throughput. N orders (default 100,000; --quick 3,000) for N/2 customers, each
    followed by the segment.changed it causes (2N events), are produced to the embedded
    broker; then the profile consumer loop (decode, dedup, batch handler, one transaction
    per poll batch, offset commit) reads them all into a fresh SQLite database. The clock
@@ -447,7 +447,7 @@ def main() -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     use_sink(args.figures)
-    orders = args.orders or (5_000 if args.quick else 100_000)
+    orders = args.orders or (3_000 if args.quick else 100_000)
     customers = args.customers or (2_000 if args.quick else 20_000)
     seconds = args.seconds or (1.0 if args.quick else 20.0)
     rates = args.rates or ("1000" if args.quick else "200,1000")

@@ -16,7 +16,7 @@ Each measurement runs in its own process so its peak memory (ru_maxrss) is its o
 2. CLV summary from N orders (default 10,000,000; --quick 100,000) beside lifetimes'
    summary_data_from_transaction_data on the same data, results compared.
 3. Order events/s into the database: the batch handler alone on SQLite (baseline), and
-   through the real consumer loop from the embedded broker (default 100,000; --quick 10,000).
+   through the real consumer loop from the embedded broker (default 100,000; --quick 5,000).
    25,000 customers; 10 % of the events are refunds (the last tenth refunds earlier
    orders, moving them to another customer). Both phases tune SQLite and the garbage
    collector as the service does (Settings.sqlite_pragmas, shared.runtime.tune_gc). Wall-clock
@@ -456,7 +456,7 @@ def main() -> int:
 
     customers = ns.customers or (10_000 if ns.quick else 1_000_000)
     orders = ns.orders or (100_000 if ns.quick else 10_000_000)
-    events = ns.events or (10_000 if ns.quick else 100_000)
+    events = ns.events or (5_000 if ns.quick else 100_000)
     only = set(ns.only.split(","))
     print(
         f"segment benchmarks on {os.cpu_count()} cores, python {sys.version.split()[0]}, "
