@@ -131,12 +131,20 @@ class LagMonitor:
         0.3 s apart: a service's own outbox may publish just after its consumer commits)."""
         deadline = time.monotonic() + timeout
         first_zero: float | None = None
+        #: per group, since when its lag has been zero with every order stored (perf_counter)
+        self.caught_up_at: dict[str, float] = {}
         while time.monotonic() < deadline:
             lags, stored = self.lags()
+            now = time.perf_counter()
+            for group, lag in lags.items():
+                if stored >= orders and not lag:
+                    self.caught_up_at.setdefault(group, now)
+                else:
+                    self.caught_up_at.pop(group, None)
             if stored >= orders and lags and not any(lags.values()):
                 if first_zero is not None:
                     return first_zero
-                first_zero = time.perf_counter()
+                first_zero = now
                 time.sleep(0.3)
                 continue
             first_zero = None
