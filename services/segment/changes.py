@@ -20,7 +20,7 @@ from services.segment import scoring
 from services.segment.context_repository import Segments
 from services.segment.money import minor_digits, money_text
 from shared import topics
-from shared.events import SCHEMA_VERSION, ensure_aware, utcnow
+from shared.events import SCHEMA_VERSION, ScoreSnapshot, ensure_aware, utcnow
 
 SOURCE = "segment"
 
@@ -99,23 +99,7 @@ def segment_changed_record(
 
 
 #: The fields of a ScoreSnapshot in wire order (what :func:`snapshot_of` writes).
-SNAPSHOT_FIELDS = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "currency",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "rfm_segment",
-    "lifecycle_stage",
-    "purchase_bucket",
-    "funnel_bucket",
-    "value_quadrant",
-    "first_order_at",
-    "last_order_at",
-)
+SNAPSHOT_FIELDS = tuple(ScoreSnapshot.model_fields)
 _SNAPSHOT_TEMPLATE = "{" + ",".join(f'"{name}":%s' for name in SNAPSHOT_FIELDS) + "}"
 
 

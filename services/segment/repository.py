@@ -30,7 +30,7 @@ from services.segment.models import (
     OrderState,
     SegmentMember,
 )
-from services.segment.scoring import AGGREGATE_COLUMNS
+from services.segment.scoring import AGGREGATE_COLUMNS, SCORE_COLUMNS
 from shared.db import (
     chunks,
     epoch_microseconds_sql,
@@ -57,22 +57,7 @@ CHUNK = 500
 RESCORING_PAGE = 500_000
 
 #: the stored columns :meth:`Customers.published_states` reads
-PUBLISHED_STATE_COLUMNS = [
-    "customer_id",
-    "state_hash",
-    "currency",
-    "segments",
-    "recency_days",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "rfm_segment",
-    "lifecycle_stage",
-    "purchase_bucket",
-    "funnel_bucket",
-    "value_quadrant",
-]
+PUBLISHED_STATE_COLUMNS = ["customer_id", "state_hash", "currency", "segments", *SCORE_COLUMNS]
 
 ORDERS = cast(Table, OrderState.__table__)
 CUSTOMERS = cast(Table, CustomerScore.__table__)
