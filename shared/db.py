@@ -569,9 +569,10 @@ def run_migrations(migrations_dir: Path, url: str, revision: str = "head") -> No
 
 
 def get_state(session: Session, name: str) -> str | None:
-    """Read a small named value kept in the service's ``kv_state`` table."""
-    row = session.execute(text("SELECT value FROM kv_state WHERE name = :n"), {"n": name}).first()
-    return None if row is None else row[0]
+    """Read a small named value kept in the service's ``kv_state`` table (at the driver:
+    segment's scores read asks on every request)."""
+    rows = select_rows(session, "SELECT value FROM kv_state WHERE name = {mark}", (name,))
+    return None if not rows else rows[0][0]
 
 
 def set_state(session: Session, name: str, value: str | None) -> None:

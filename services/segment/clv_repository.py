@@ -57,11 +57,6 @@ class ClvFits:
         driver-level query (the scores read asks on every request: SQLAlchemy's statement
         took ~0.22 ms of its ~2 ms).
         """
-        newest = (
-            select(ClvFit.currency, func.max(ClvFit.id).label("id"))
-            .group_by(ClvFit.currency)
-            .subquery()
-        )
         if not with_models:
             names = [c.name for c in FITS.columns if c.name != "models"]
             rows = select_rows(
@@ -74,6 +69,11 @@ class ClvFits:
                 for name in ("as_of", "window_start", "fitted_at"):
                     setattr(fit, name, read_datetime(getattr(fit, name)))
             return {fit.currency: fit for fit in fits}
+        newest = (
+            select(ClvFit.currency, func.max(ClvFit.id).label("id"))
+            .group_by(ClvFit.currency)
+            .subquery()
+        )
         found = self.session.scalars(select(ClvFit).join(newest, ClvFit.id == newest.c.id)).all()
         return {fit.currency: fit for fit in found}
 

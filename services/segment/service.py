@@ -75,12 +75,11 @@ def with_predictions(
     session: Any, views: list[reads.CustomerView], as_of: datetime | None
 ) -> list[CustomerScoresRead]:
     """The scores reads with each customer's predictive CLV."""
-    _, policy, _ = scoring_context.current_policy(session)
     customers = [
         (v.row["customer_id"], v.row.get("currency") if v.row.get("order_count") else None)
         for v in views
     ]
-    found = customer_predictions(session, customers, as_of, policy.timezone)
+    found = customer_predictions(session, customers, as_of)
     answers = [scores_read(v) for v in views]
     for answer in answers:
         answer.predictions = found.get(answer.customer_id)
@@ -416,13 +415,15 @@ def customer_predictions(
     session: Any,
     customers: list[tuple[str, str | None]],
     as_of: datetime | None,
-    timezone: str,
 ) -> dict[str, PredictionsRead]:
-    """Stored predictions (now) or computed from the orders known at ``as_of``."""
+    """Stored predictions (now) or computed from the orders known at ``as_of`` (with the
+    timezone of the policy in force: the stored ones need no policy, every read asks)."""
     if as_of is None:
         views = predictive.stored_predictions(session, customers)
     else:
-        views = predictive.predictions_as_of(session, [c for c, _ in customers], as_of, timezone)
+        _, policy, _ = scoring_context.current_policy(session)
+        ids = [c for c, _ in customers]
+        views = predictive.predictions_as_of(session, ids, as_of, policy.timezone)
     return {customer_id: predictions_read(view) for customer_id, view in views.items()}
 
 
@@ -474,9 +475,8 @@ def predictions(
         views = point_in_time.score_customers(session, [customer_id], reference.astimezone(UTC))
     if not views:
         raise _unknown_customer(session, customer_id)
-    _, policy, _ = scoring_context.current_policy(session)
     currency = views[0].row.get("currency") if views[0].row.get("order_count") else None
-    found = customer_predictions(session, [(customer_id, currency)], reference, policy.timezone)
+    found = customer_predictions(session, [(customer_id, currency)], reference)
     return found[customer_id]
 
 
