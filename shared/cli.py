@@ -12,7 +12,7 @@ from typing import Any
 from shared.config import ServiceSettings
 from shared.logs import configure_logging
 from shared.production_keys import production_key_problems
-from shared.runtime import ServiceRuntime, freeze_startup_heap, tune_gc
+from shared.runtime import ServiceRuntime, freeze_startup_heap, tune_gc, tune_gil
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def run_cli(
         signal.signal(signal.SIGTERM, lambda *_: runtime.request_stop())
         signal.signal(signal.SIGINT, lambda *_: runtime.request_stop())
         tune_gc()
+        tune_gil(settings)
         runtime.start(run_consumers=True)
         freeze_startup_heap()
         runtime.wait()
@@ -79,6 +80,7 @@ def run_cli(
     if ns.command == "api":
         settings = settings.model_copy(update={"run_consumer": False})
     app = app_factory(settings)
+    tune_gil(settings)
     tune_gc()  # the app's lifespan freezes what its start-up adds (shared.api.build_app)
     uvicorn.run(app, **uvicorn_options(settings))
     return 0

@@ -94,6 +94,12 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         100, ge=0, validation_alias=_common("CRM_KAFKA_FETCH_MAX_WAIT_MS")
     )
+    # how long a thread may hold the GIL while another waits for it (Python's default 5 ms):
+    # a service's API shares its process with consumers that hold it for whole batches, and
+    # every request waits for it several times (docs/performance.md, "Reads under load")
+    gil_switch_interval_ms: float = Field(
+        1.0, gt=0, le=100, validation_alias=_common("CRM_GIL_SWITCH_INTERVAL_MS")
+    )
     # seconds a consumer may go without a partition assignment, or without progress while
     # the broker holds records for it, before it is reported stalled and replaced
     consumer_stall_seconds: float = Field(

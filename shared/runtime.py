@@ -13,6 +13,7 @@ import functools
 import gc
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,13 @@ log = logging.getLogger(__name__)
 #: (CPython's defaults: 700 / 10 / 10)
 GC_THRESHOLDS = (10_000, 20, 20)
 _gc_tuned = False
+
+
+def tune_gil(settings: ServiceSettings) -> None:
+    """The interpreter's switch interval from ``CRM_GIL_SWITCH_INTERVAL_MS``: how long a
+    thread holding the GIL keeps it while another (the API's event loop) waits. Called by
+    the service command line, not in tests."""
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
 
 
 def tune_gc() -> None:

@@ -65,3 +65,36 @@ def test_kafka_tuning_settings_reach_the_kafka_clients(monkeypatch, tmp_path) ->
     monkeypatch.setenv("CRM_KAFKA_COMPRESSION", "brotli")
     with pytest.raises(ValueError, match="CRM_KAFKA_COMPRESSION"):
         ServiceSettings()
+
+
+def test_the_service_command_line_sets_the_gil_switch_interval(monkeypatch, tmp_path) -> None:
+    """``CRM_GIL_SWITCH_INTERVAL_MS`` reaches the interpreter of a served API (default 1 ms)."""
+    import sys
+
+    import uvicorn
+
+    from services.segment.config import Settings
+    from shared import cli
+
+    saved = sys.getswitchinterval()
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app))
+    monkeypatch.setattr(cli, "tune_gc", lambda: None)  # the test process's heap stays as is
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    try:
+        for value, expected in ((None, 0.001), ("2.5", 0.0025)):
+            if value is None:
+                monkeypatch.delenv("CRM_GIL_SWITCH_INTERVAL_MS", raising=False)
+            else:
+                monkeypatch.setenv("CRM_GIL_SWITCH_INTERVAL_MS", value)
+            sys.setswitchinterval(0.005)
+            code = cli.run_cli(
+                settings_factory=lambda: Settings(data_dir=tmp_path),
+                runtime_factory=lambda settings: None,  # type: ignore[arg-type,return-value]
+                app_factory=lambda settings: "app",
+                argv=["api"],
+            )
+            assert code == 0 and served[-1] == "app"
+            assert sys.getswitchinterval() == pytest.approx(expected)
+    finally:
+        sys.setswitchinterval(saved)
