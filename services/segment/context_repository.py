@@ -67,13 +67,15 @@ class CutPointSets:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def latest(self, policy_version: int) -> CutPointSet | None:
-        return self.session.execute(
-            select(CutPointSet)
-            .where(CutPointSet.policy_version == policy_version)
-            .order_by(CutPointSet.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+    def latest_body(self, policy_version: int) -> str | dict[str, Any] | None:
+        """The newest set's body (SQLite: JSON text; PostgreSQL: the decoded document), read
+        at the driver: every consumed batch asks."""
+        rows = select_rows(
+            self.session,
+            "SELECT body FROM cut_points WHERE policy_version = {mark} ORDER BY id DESC LIMIT 1",
+            (policy_version,),
+        )
+        return rows[0][0] if rows else None
 
     def latest_at(self, policy_version: int, as_of: datetime) -> CutPointSet | None:
         """The newest set of this policy version computed for a time at or before ``as_of``."""

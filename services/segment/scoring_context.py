@@ -69,11 +69,18 @@ def policy_history(session: Session) -> list[ScoringPolicyVersion]:
 def current_cut_points(
     session: Session, version: int, policy: ScoringPolicy, now: datetime
 ) -> CutPoints:
-    stored = CutPointSets(session).latest(version)
+    stored = CutPointSets(session).latest_body(version)
     if stored is None:
         empty = _empty_cut_points(policy.model_dump_json(), version)
         return dataclasses.replace(empty, as_of=now)
-    return CutPoints.from_json(stored.body)
+    text = stored.encode() if isinstance(stored, str) else orjson.dumps(stored)
+    return _parsed_cut_points(text)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_cut_points(stored: bytes) -> CutPoints:
+    """A stored set read once (frozen): every consumed batch applies the newest."""
+    return CutPoints.from_json(orjson.loads(stored))
 
 
 @functools.lru_cache(maxsize=64)

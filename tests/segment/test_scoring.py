@@ -332,3 +332,34 @@ def test_a_change_is_a_new_state_hash_or_a_published_figure_that_moved() -> None
         True,
         True,
     ]
+
+
+def test_a_few_customers_hash_as_many_do() -> None:
+    """The one-order path's state hashes (remembered value hashes) equal the batch path's
+    (pandas per column), or the batch path would see every such customer as changed."""
+    rng = np.random.default_rng(3)
+    n = 300
+    choices = {
+        "rfm_code": ["555", "111", "345", None],
+        "rfm_segment": ["champions", "at_risk", "lost", None],
+        "lifecycle_stage": ["new", "active", "dormant", "lost", "prospect"],
+        "purchase_bucket": ["1", "2", "3-5", None],
+        "funnel_bucket": ["F1", "F2", "F3+", None],
+        "value_quadrant": ["high_value", "low_value", None],
+    }
+    scores = pd.DataFrame({c: rng.choice(np.array(v, dtype=object), n) for c, v in choices.items()})
+    segments = [["big", "vip"], [], ["big"], ["早鸟"]]
+    memberships = [segments[i] for i in rng.integers(0, len(segments), n)]
+    many = published_state.state_hashes(scores, memberships)
+    assert n > published_state._FEW  # the pandas path
+    few = [
+        published_state.state_hashes(
+            scores.iloc[start : start + 7].reset_index(drop=True), memberships[start : start + 7]
+        )
+        for start in range(0, n, 7)
+    ]
+    assert np.concatenate(few).tolist() == many.tolist()
+    as_arrays = {c: scores[c].to_numpy() for c in scores}  # the consumer passes arrays
+    one = published_state.state_hashes({c: v[:1] for c, v in as_arrays.items()}, memberships[:1])
+    assert one.tolist() == many[:1].tolist()
+    assert len(set(many.tolist())) > 50  # the values do move the hash
