@@ -94,6 +94,11 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         100, ge=0, validation_alias=_common("CRM_KAFKA_FETCH_MAX_WAIT_MS")
     )
+    # how long a consumer under load waits to gather a small poll's records into a bigger
+    # batch (ms; 0: never; an idle consumer handles its first records at once)
+    consumer_gather_ms: int = Field(
+        20, ge=0, le=1000, validation_alias=_common("CRM_CONSUMER_GATHER_MS")
+    )
     # how long a thread may hold the GIL while another waits for it (Python's default 5 ms):
     # a service's API shares its process with consumers that hold it for whole batches, and
     # every request waits for it several times (docs/performance.md, "Reads under load")

@@ -195,6 +195,14 @@ class ConsumerLoop:
     stall_after: float = DEFAULT_STALL_SECONDS
     #: also the rebalance timeout (how long the coordinator waits for members to rejoin)
     max_poll_interval_ms: int = 600_000
+    #: under load (``gather_above`` records/s or more over the last half second), a poll
+    #: that brought fewer than a tenth of ``max_poll_records`` waits this long for more
+    #: before it is handled: each batch costs a transaction, a dedup read and an offset
+    #: commit whatever its size, and one order per request otherwise arrives in batches of
+    #: a few records. 0: never. A quiet consumer handles its records at once, so a lone
+    #: order is not delayed (``CRM_CONSUMER_GATHER_MS``).
+    gather_ms: int = 0
+    gather_above: float = 200.0
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -215,6 +223,12 @@ class ConsumerLoop:
         self._next_offsets: dict[TopicPartition, int] = {}
         #: the service's view of the broker (set by ServiceRuntime)
         self.broker_state: BrokerState | None = None
+        #: whether the consumer is under load (then a small poll gathers: ``gather_ms``),
+        #: from the records of the current rate window
+        self._busy = False
+        self._clock = time.monotonic
+        self._window_start = self._clock()
+        self._window_records = 0
 
     # lifecycle
 
@@ -360,9 +374,12 @@ class ConsumerLoop:
         assert consumer is not None
         polled = consumer.poll(timeout_ms=self.poll_timeout_ms)
         self.last_poll_at = time.monotonic()
+        self._note_rate(sum(len(records) for records in polled.values()) if polled else 0)
         if not polled:
             self._record_idle_lag(consumer)
             return 0
+        if self._busy and self.gather_ms:
+            polled = self._gather(consumer, polled)
         started = time.perf_counter()
         messages: list[Inbound] = []
         poison: list[tuple[Inbound, str, str]] = []
@@ -389,6 +406,27 @@ class ConsumerLoop:
         if self.after_commit is not None:
             self.after_commit()
         return len(messages) + len(poison)
+
+    def _note_rate(self, count: int) -> None:
+        """Count a poll's records; every half second, whether the rate says under load."""
+        self._window_records += count
+        now = self._clock()
+        elapsed = now - self._window_start
+        if elapsed >= 0.5:
+            self._busy = self._window_records / elapsed >= self.gather_above
+            self._window_start, self._window_records = now, 0
+
+    def _gather(
+        self, consumer: KafkaConsumer, polled: dict[Any, list[Any]]
+    ) -> dict[Any, list[Any]]:
+        """A small poll under load, with what arrives within ``gather_ms`` (in order)."""
+        count = sum(len(records) for records in polled.values())
+        if count >= max(self.max_poll_records // 10, 1) or self._stop.wait(self.gather_ms / 1000):
+            return polled
+        more = consumer.poll(timeout_ms=0, max_records=self.max_poll_records - count)
+        for tp, records in more.items():
+            polled[tp] = [*polled.get(tp, ()), *records]
+        return polled
 
     def _decode(self, record: Any) -> Inbound | tuple[Inbound, str, str]:
         if self.namespace and record.topic.startswith(self.namespace):

@@ -222,6 +222,7 @@ class ServiceRuntime:
         for consumer in self.consumers:
             consumer.namespace = self.settings.topic_namespace
             consumer.stall_after = self.settings.consumer_stall_seconds
+            consumer.gather_ms = self.settings.consumer_gather_ms
             consumer.broker_state = self.broker_state
             consumer.consumer_overrides = {
                 **self.settings.consumer_tuning,
