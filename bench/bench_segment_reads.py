@@ -155,7 +155,7 @@ def main() -> int:
     ns = parser.parse_args()
     use_sink(ns.figures)
     n = ns.orders or (5_000 if ns.quick else 200_000)
-    seconds = ns.seconds or (1.0 if ns.quick else 10.0)
+    seconds = ns.seconds or (0.5 if ns.quick else 10.0)
     print(f"segment scores reads, {n:,} orders of {n // 4:,} customers on SQLite; load {_load()}")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'segment.db'}"
