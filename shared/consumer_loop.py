@@ -374,12 +374,13 @@ class ConsumerLoop:
         assert consumer is not None
         polled = consumer.poll(timeout_ms=self.poll_timeout_ms)
         self.last_poll_at = time.monotonic()
-        self._note_rate(sum(len(records) for records in polled.values()) if polled else 0)
+        count = sum(len(records) for records in polled.values()) if polled else 0
+        self._note_rate(count)
         if not polled:
             self._record_idle_lag(consumer)
             return 0
         if self._busy and self.gather_ms:
-            polled = self._gather(consumer, polled)
+            polled = self._gather(consumer, polled, count)
         started = time.perf_counter()
         messages: list[Inbound] = []
         poison: list[tuple[Inbound, str, str]] = []
@@ -417,10 +418,10 @@ class ConsumerLoop:
             self._window_start, self._window_records = now, 0
 
     def _gather(
-        self, consumer: KafkaConsumer, polled: dict[Any, list[Any]]
+        self, consumer: KafkaConsumer, polled: dict[Any, list[Any]], count: int
     ) -> dict[Any, list[Any]]:
-        """A small poll under load, with what arrives within ``gather_ms`` (in order)."""
-        count = sum(len(records) for records in polled.values())
+        """A small poll (``count`` records) under load, with what arrives within
+        ``gather_ms`` (in order)."""
         if count >= max(self.max_poll_records // 10, 1) or self._stop.wait(self.gather_ms / 1000):
             return polled
         more = consumer.poll(timeout_ms=0, max_records=self.max_poll_records - count)

@@ -59,7 +59,7 @@ _MISSING = 0x9E3779B97F4A7C15
 #: of a one-order batch's scoring (one order per request, the idle POST -> scores path)
 _FEW = 32
 #: each value's SipHash as pandas computes it (labels, codes, segment keys: a few hundred)
-_VALUE_HASHES: dict[str, int] = {}
+_VALUE_HASHES: dict[Any, int] = {}
 _MASK = (1 << 64) - 1
 
 

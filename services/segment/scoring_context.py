@@ -7,6 +7,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from pydantic import TypeAdapter
@@ -37,8 +38,13 @@ def current_policy(session: Session) -> tuple[int, ScoringPolicy, datetime | Non
     if head is None:
         return 1, DEFAULT_POLICY, None
     version, stored, created_at = head
-    text = stored.encode() if isinstance(stored, str) else orjson.dumps(stored)
-    return version, _parsed_policy(text), created_at
+    return version, _parsed_policy(_json_bytes(stored)), created_at
+
+
+def _json_bytes(stored: str | dict[str, Any]) -> bytes:
+    """A stored JSON column as bytes (SQLite gives its text, PostgreSQL the document): the
+    key of the parsed-once caches below."""
+    return stored.encode() if isinstance(stored, str) else orjson.dumps(stored)
 
 
 @functools.lru_cache(maxsize=64)
@@ -73,8 +79,7 @@ def current_cut_points(
     if stored is None:
         empty = _empty_cut_points(policy.model_dump_json(), version)
         return dataclasses.replace(empty, as_of=now)
-    text = stored.encode() if isinstance(stored, str) else orjson.dumps(stored)
-    return _parsed_cut_points(text)
+    return _parsed_cut_points(_json_bytes(stored))
 
 
 @functools.lru_cache(maxsize=16)
