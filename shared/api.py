@@ -124,6 +124,7 @@ def build_app(
         settings.kafka_bootstrap_servers,
         directory,
         settings.topic_namespace,
+        fetch_max_wait_ms=settings.kafka_side_fetch_max_wait_ms,
         partitions=settings.topic_partitions,
         replication_factor=settings.replication_factor,
     )

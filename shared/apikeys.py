@@ -225,6 +225,7 @@ class KeyFeed:
         directory: KeyDirectory,
         namespace: str = "",
         poll_timeout_ms: int = 200,
+        fetch_max_wait_ms: int = 500,
         partitions: int = 1,
         replication_factor: int = 1,
     ) -> None:
@@ -235,6 +236,7 @@ class KeyFeed:
         self.namespace = namespace
         self.topic = namespace + APIKEYS_TOPIC
         self.poll_timeout_ms = poll_timeout_ms
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: set once the topic was read up to its end at least once
@@ -266,7 +268,7 @@ class KeyFeed:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.poll_timeout_ms,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
         try:
             partitions = None

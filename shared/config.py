@@ -94,6 +94,12 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         100, ge=0, validation_alias=_common("CRM_KAFKA_FETCH_MAX_WAIT_MS")
     )
+    # the same for the consumers off the order path (API keys, exports, erasure receipts,
+    # ingest's profile events): an idle fetch each costs the client and the broker CPU, and
+    # their records may wait this long on a broker that holds a fetch to its limit
+    kafka_side_fetch_max_wait_ms: int = Field(
+        500, ge=0, validation_alias=_common("CRM_KAFKA_SIDE_FETCH_MAX_WAIT_MS")
+    )
     # how long a consumer under load waits to gather a small poll's records into a bigger
     # batch (ms; 0: never; an idle consumer handles its first records at once)
     consumer_gather_ms: int = Field(
@@ -169,6 +175,11 @@ class ServiceSettings(BaseSettings):
             "fetch_min_bytes": self.kafka_fetch_min_bytes,
             "fetch_max_wait_ms": self.kafka_fetch_max_wait_ms,
         }
+
+    @property
+    def side_consumer_tuning(self) -> dict[str, Any]:
+        """The tuning of a consumer off the order path (``ConsumerLoop.side``)."""
+        return {**self.consumer_tuning, "fetch_max_wait_ms": self.kafka_side_fetch_max_wait_ms}
 
     @property
     def sqlite_pragmas(self) -> dict[str, int | str]:

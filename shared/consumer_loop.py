@@ -203,6 +203,10 @@ class ConsumerLoop:
     #: order is not delayed (``CRM_CONSUMER_GATHER_MS``).
     gather_ms: int = 0
     gather_above: float = 200.0
+    #: off the order path (API key usage, exports, erasure receipts, ...): the service
+    #: runtime gives it ``side_consumer_tuning`` (its fetches wait longer: fewer idle round
+    #: trips) instead of ``consumer_tuning``
+    side: bool = False
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()

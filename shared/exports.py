@@ -125,6 +125,7 @@ def export_answerer(runtime: Any, build_section: SectionBuilder) -> ConsumerLoop
         ),
         decoder=decode_request,
         session_timeout_ms=settings.kafka_session_timeout_ms,
+        side=True,
     )
 
 

@@ -220,17 +220,20 @@ class ServiceRuntime:
             return
         self.consumers = self.consumer_factory(self)
         for consumer in self.consumers:
-            consumer.namespace = self.settings.topic_namespace
-            consumer.stall_after = self.settings.consumer_stall_seconds
-            consumer.gather_ms = self.settings.consumer_gather_ms
-            consumer.broker_state = self.broker_state
-            consumer.consumer_overrides = {
-                **self.settings.consumer_tuning,
-                **consumer.consumer_overrides,
-            }
-            consumer.after_commit = self._chain(consumer.after_commit, self.relay.notify)
-            consumer.outbox_relay = self.relay
+            self.configure(consumer)
             consumer.start()
+
+    def configure(self, consumer: ConsumerLoop) -> None:
+        """Give one of the service's consumers the settings and the runtime's parts."""
+        settings = self.settings
+        consumer.namespace = settings.topic_namespace
+        consumer.stall_after = settings.consumer_stall_seconds
+        consumer.gather_ms = settings.consumer_gather_ms
+        consumer.broker_state = self.broker_state
+        tuning = settings.side_consumer_tuning if consumer.side else settings.consumer_tuning
+        consumer.consumer_overrides = {**tuning, **consumer.consumer_overrides}
+        consumer.after_commit = self._chain(consumer.after_commit, self.relay.notify)
+        consumer.outbox_relay = self.relay
 
     @staticmethod
     def _chain(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:

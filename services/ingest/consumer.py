@@ -74,5 +74,6 @@ def build_consumers(runtime: IngestRuntime) -> list[ConsumerLoop]:
             publisher=runtime.publisher,
             batch_handler=HANDLERS.batch_handler(None),
             session_timeout_ms=s.kafka_session_timeout_ms,
+            side=True,
         ),
     ]

@@ -40,6 +40,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[ConsumerLoop]:
             publisher=runtime.publisher,
             batch_handler=part.batch_handler(s),
             session_timeout_ms=s.kafka_session_timeout_ms,
+            side=True,
             **options,
         )
 

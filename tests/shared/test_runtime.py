@@ -67,6 +67,42 @@ def test_kafka_tuning_settings_reach_the_kafka_clients(monkeypatch, tmp_path) ->
         ServiceSettings()
 
 
+@pytest.mark.parametrize("service", ["ingest", "profile", "segment", "campaign"])
+def test_only_the_order_path_consumers_fetch_at_the_short_wait(
+    service: str, monkeypatch, tmp_path
+) -> None:
+    """Each idle fetch costs the client and the broker CPU (docs/performance.md): the
+    consumers on the order path wait ``CRM_KAFKA_FETCH_MAX_WAIT_MS``, the others (keys,
+    exports, erasure receipts, ingest's erasures) ``CRM_KAFKA_SIDE_FETCH_MAX_WAIT_MS``."""
+    import importlib
+
+    monkeypatch.setenv("CRM_KAFKA_FETCH_MAX_WAIT_MS", "80")
+    monkeypatch.setenv("CRM_KAFKA_SIDE_FETCH_MAX_WAIT_MS", "900")
+    app = importlib.import_module(f"services.{service}.app")
+    config = importlib.import_module(f"services.{service}.config")
+    runtime = app.create_runtime(config.Settings(data_dir=tmp_path))
+    try:
+        assert runtime.consumer_factory is not None
+        consumers = runtime.consumer_factory(runtime)
+        waits = {}
+        for consumer in consumers:
+            runtime.configure(consumer)
+            waits[consumer.name] = consumer.consumer_overrides["fetch_max_wait_ms"]
+    finally:
+        runtime.db.dispose()
+    order_path = {
+        "ingest": "ingest-raw",
+        "profile": "profile-events",
+        "segment": "segment",
+        "campaign": "campaign-projections",
+    }[service]
+    assert waits.pop(order_path) == 80
+    assert waits and set(waits.values()) == {900}, waits
+    # and every service's API key feed is a side consumer too
+    api = app.create_app(config.Settings(data_dir=tmp_path))
+    assert api.state.key_feed.fetch_max_wait_ms == 900
+
+
 def test_the_service_command_line_sets_the_gil_switch_interval(monkeypatch, tmp_path) -> None:
     """``CRM_GIL_SWITCH_INTERVAL_MS`` reaches the interpreter of a served API (default 1 ms)."""
     import sys
