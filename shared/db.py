@@ -510,6 +510,29 @@ def insert_many(
     )
 
 
+def write_rows(
+    session: Session | Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    key: str | None = None,
+    repeated: Collection[str] = (),
+) -> None:
+    """INSERT dict rows (``key`` None), or UPDATE the rows whose ``key`` column matches,
+    setting every other key of each row; one driver executemany per set of keys (both
+    databases, as :func:`executemany`). A None value is SQL NULL, a JSON column's too."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    for names, group in groups.items():
+        if key is None:
+            columns = list(names)
+            sql = insert_sql(table, columns)
+        else:
+            columns = [*(n for n in names if n != key), key]
+            sql = update_sql(table, columns[:-1], key)
+        executemany(session, table, sql, columns, rows_of(group, columns), repeated)
+
+
 def select_rows(
     session: Session | Connection, sql: str, parameters: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:

@@ -12,13 +12,11 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import (
     Table,
-    bindparam,
     case,
     delete,
     func,
     insert,
     inspect,
-    null,
     select,
     update,
 )
@@ -35,7 +33,7 @@ from services.campaign.models import (
     Receipt,
 )
 from services.campaign.repository import IN_CHUNK, insert_ignoring_duplicates
-from shared.db import chunks, select_rows
+from shared.db import chunks, select_rows, write_rows
 from shared.erasure import TOMBSTONE_KEY_LENGTH, tombstone_key, tombstone_keys
 from shared.events import ensure_aware
 
@@ -69,12 +67,6 @@ AUDIENCE_COLUMNS = tuple(
         "contact_policy",
     )
 )
-
-
-def _sql_nulls(row: dict[str, Any], skip: str | None = None) -> dict[str, Any]:
-    """A row for a Core statement: a JSON column's None as SQL NULL (what the ORM writes for
-    an attribute never set), not the JSON text ``null``."""
-    return {k: null() if v is None and k in _JSON_KEYS else v for k, v in row.items() if k != skip}
 
 
 class Projections:
@@ -142,17 +134,8 @@ class Projections:
         """Insert ``new`` order rows and overwrite ``changed`` ones (each a full row), one
         executemany each, through SQLAlchemy Core (bypassing the ORM: call
         :meth:`forget` for the ORM rows this session may hold)."""
-        table = ORDERS_TABLE
-        if new:
-            self.session.execute(insert(table), new)
-        if changed:
-            self.session.execute(
-                update(table).where(table.c.order_id == bindparam("key")),
-                [
-                    {"key": row["order_id"], **{k: v for k, v in row.items() if k != "order_id"}}
-                    for row in changed
-                ],
-            )
+        write_rows(self.session, ORDERS_TABLE, new)
+        write_rows(self.session, ORDERS_TABLE, changed, key="order_id")
 
     def audience_records(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Whole audience rows as dicts (``AUDIENCE_FIELDS``), without loading ORM rows."""
@@ -169,16 +152,8 @@ class Projections:
         """Insert ``new`` audience rows, overwrite ``changed`` ones (whole rows), delete the
         ``removed`` ids; through Core, as :meth:`write_orders`."""
         table = AUDIENCE_TABLE
-        if new:
-            self.session.execute(insert(table), [_sql_nulls(row) for row in new])
-        if changed:
-            self.session.execute(
-                update(table).where(table.c.customer_id == bindparam("key")),
-                [
-                    {"key": row["customer_id"], **_sql_nulls(row, skip="customer_id")}
-                    for row in changed
-                ],
-            )
+        write_rows(self.session, table, new)
+        write_rows(self.session, table, changed, key="customer_id")
         for chunk in chunks(removed, IN_CHUNK):
             self.session.execute(delete(table).where(table.c.customer_id.in_(chunk)))
 
@@ -197,30 +172,27 @@ class Projections:
     ) -> None:
         """Audience rows for the ``new`` customers (nothing but their region), and the region
         of the ``known`` ones; through Core, as :meth:`write_orders`."""
-        table = AUDIENCE_TABLE
-        if new:
-            self.session.execute(
-                insert(table),
-                [
-                    {
-                        "customer_id": customer_id,
-                        "segments": [],
-                        "tags": [],
-                        "province": province,
-                        "city": city,
-                        "updated_at": now,
-                    }
-                    for customer_id, (province, city) in new.items()
-                ],
-            )
-        if known:
-            self.session.execute(
-                update(table).where(table.c.customer_id == bindparam("key")),
-                [
-                    {"key": customer_id, "province": province, "city": city}
-                    for customer_id, (province, city) in known.items()
-                ],
-            )
+        rows = [
+            {
+                "customer_id": customer_id,
+                "segments": [],
+                "tags": [],
+                "province": province,
+                "city": city,
+                "updated_at": now,
+            }
+            for customer_id, (province, city) in new.items()
+        ]
+        write_rows(self.session, AUDIENCE_TABLE, rows)
+        write_rows(
+            self.session,
+            AUDIENCE_TABLE,
+            [
+                {"customer_id": customer_id, "province": province, "city": city}
+                for customer_id, (province, city) in known.items()
+            ],
+            key="customer_id",
+        )
 
     def forget(self, cls: type[Any], keys: set[str], *, deleted: bool = False) -> None:
         """Expire this session's ORM objects of ``cls`` with these primary keys (rows a Core

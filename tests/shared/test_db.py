@@ -28,8 +28,10 @@ from shared.db import (
     make_engine,
     read_datetime,
     select_in,
+    select_rows,
     sqlite_datetime,
     update_sql,
+    write_rows,
 )
 from shared.events import ensure_aware
 
@@ -213,6 +215,41 @@ def test_driver_level_writes_read_back_as_sqlalchemys_own(db_url: str) -> None:
     rows = _core_rows(db)
     assert rows["utc"][2] == [1] and rows["nulls"][2] == [2]
     assert ensure_aware(rows["dict"][1]) == moment
+    db.dispose()
+
+
+def test_write_rows_inserts_and_updates_dict_rows_of_any_shape(db_url: str) -> None:
+    """Rows with different keys each get their own statement; an update sets every key of
+    its row but the key column, and leaves the other columns alone; None is SQL NULL."""
+    db = Database.from_url(db_url)
+    _KIT.create_all(db.engine)
+    moment = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    with db.unit_of_work() as session:
+        write_rows(
+            session,
+            _SAMPLES,
+            [
+                {"id": "full", "at": moment, "tags": ["a"], "flag": True, "blob": b"x"},
+                {"id": "short", "tags": None},
+                {"id": "full2", "at": None, "tags": {"k": 1}, "flag": False, "blob": None},
+            ],
+        )
+        write_rows(session, _SAMPLES, [])  # nothing to write, no statement
+    with db.unit_of_work() as session:
+        write_rows(
+            session,
+            _SAMPLES,
+            [{"id": "full", "tags": None, "flag": False}, {"id": "short", "at": moment}],
+            key="id",
+        )
+    rows = _core_rows(db)
+    assert rows["full"][1:] == (rows["full"][1], None, False, b"x")
+    assert ensure_aware(rows["full"][1]) == moment
+    assert rows["short"][2:] == (None, None, None) and ensure_aware(rows["short"][1]) == moment
+    assert rows["full2"][1:] == (None, {"k": 1}, False, None)
+    with db.sessions() as session:  # SQL NULL, not the JSON text null
+        nulls = select_rows(session, "SELECT id FROM kit_samples WHERE tags IS NULL")
+    assert sorted(r[0] for r in nulls) == ["full", "short"]
     db.dispose()
 
 
