@@ -14,6 +14,9 @@ Variants (``--only`` picks some):
 
 - ``relay-apart``: ingest's outbox relay and raw consumer in their own process
   (``CRM_RUN_LAYOUT=relay-apart``; bench_ingest measured it fastest for ingest alone);
+- ``api-apart``: profile, segment and campaign each serve their API from one process and
+  consume in another at a lower CPU priority (``CRM_RUN_LAYOUT=api-apart``; what it does
+  for reads under load: docs/performance.md);
 - ``no-compression``: producers send uncompressed (``CRM_KAFKA_COMPRESSION=none``);
 - ``linger-20``: producers wait up to 20 ms to fill a batch (``CRM_KAFKA_LINGER_MS=20``);
 - ``fetch-64k``: fetches wait for 64 KiB or 250 ms (``CRM_KAFKA_FETCH_MIN_BYTES``,
@@ -40,6 +43,7 @@ from bench.figures import Figure, record, use_sink  # noqa: E402
 
 VARIANTS: dict[str, dict[str, str]] = {
     "relay-apart": {"CRM_RUN_LAYOUT": "relay-apart"},
+    "api-apart": {"CRM_RUN_LAYOUT": "api-apart"},
     "no-compression": {"CRM_KAFKA_COMPRESSION": "none"},
     "linger-20": {"CRM_KAFKA_LINGER_MS": "20"},
     "fetch-64k": {"CRM_KAFKA_FETCH_MIN_BYTES": "65536", "CRM_KAFKA_FETCH_MAX_WAIT_MS": "250"},

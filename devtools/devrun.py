@@ -48,9 +48,15 @@ def say(message: str) -> None:
 #: ``CRM_RUN_LAYOUT``: how the services are laid out in processes. ``combined`` (the
 #: default): one process per service (API, consumers and outbox relay). ``relay-apart``:
 #: ingest's outbox relay and raw-topic consumer in a process of their own (``consume``),
-#: beside its API (the layout bench_ingest measured fastest for ingest alone). Which one
-#: make run uses is measured end to end: ``bench/bench_e2e_variants.py``, docs/performance.md.
-LAYOUTS = ("combined", "relay-apart")
+#: beside its API (the layout bench_ingest measured fastest for ingest alone).
+#: ``api-apart``: profile, segment and campaign each serve their API from one process
+#: (``api``) and consume in another (``consume``, at a lower CPU priority: reads first,
+#: the consumers catch up); ingest stays one process. Which one make run uses is measured
+#: end to end: ``bench/bench_e2e_variants.py``, docs/performance.md.
+LAYOUTS = ("combined", "relay-apart", "api-apart")
+
+#: the niceness of ``api-apart``'s consumer processes (0 is everyone else's)
+CONSUMER_NICENESS = 10
 
 
 def layout() -> str:
@@ -69,6 +75,8 @@ def processes_of(
             (name, "serve", {**env, "INGEST_RUN_RELAY": "false", "INGEST_RUN_CONSUMER": "false"}),
             (f"{name}-relay", "consume", env),
         ]
+    if chosen == "api-apart" and name != "ingest":
+        return [(name, "api", env), (f"{name}-consumers", "consume", env)]
     return [(name, "serve", env)]
 
 
@@ -80,6 +88,8 @@ class Child:
     log_path: Path
     command: str = "serve"
     service: str = ""
+    #: started at ``CONSUMER_NICENESS`` (api-apart's consumer processes)
+    nice: bool = False
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -92,7 +102,7 @@ class Child:
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
+            preexec_fn=_niced if self.nice else die_with_parent,
         )
         self.started_at = time.monotonic()
         self.pump = threading.Thread(
@@ -111,6 +121,11 @@ class Child:
             say(f"{self.name} did not stop in {timeout:.0f}s; killing it")
             proc.kill()
             proc.wait(5)
+
+
+def _niced() -> None:
+    die_with_parent()
+    os.nice(CONSUMER_NICENESS)
 
 
 def _pump(name: str, stream: IO[bytes] | None, log_path: Path) -> None:
@@ -224,11 +239,12 @@ class Supervisor:
             for label, command, process_env in processes_of(name, child_env, chosen):
                 child = Child(
                     label,
-                    port if command == "serve" else None,
+                    port if command in ("serve", "api") else None,
                     process_env,
                     self.log_dir / f"{label}.log",
                     command=command,
                     service=name,
+                    nice=chosen == "api-apart" and command == "consume",
                 )
                 child.start()
                 self.children.append(child)

@@ -17,7 +17,11 @@ instead, with every value converted the one way SQLAlchemy's types would store i
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -225,6 +229,17 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    def file_lock(self, suffix: str) -> contextlib.AbstractContextManager[Any]:
+        """On a SQLite file, a lock shared by this process's threads and every process using
+        the same file (``<file><suffix>`` beside it); on an in-memory SQLite database, a
+        thread lock; on PostgreSQL, none (its row locks do the job)."""
+        if not self.is_sqlite:
+            return contextlib.nullcontext()
+        database = self.engine.url.database
+        if database and database != ":memory:":
+            return FileLock(database + suffix)
+        return threading.Lock()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -508,6 +523,27 @@ def insert_many(
     executemany(
         session, table, insert_sql(table, columns), columns, rows_of(rows, columns), repeated
     )
+
+
+class FileLock:
+    """A lock shared by the threads of this process and, through ``flock`` on ``path``, by
+    every process that locks the same file (processes sharing a SQLite database)."""
+
+    def __init__(self, path: str) -> None:
+        self._threads = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
 
 
 def write_rows(

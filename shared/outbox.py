@@ -85,6 +85,10 @@ class OutboxRelay:
         self.idle_interval = idle_interval
         self._wake = threading.Event()
         self._stop = threading.Event()
+        #: held for a whole pass (read, publish, delete): on SQLite, two processes sharing a
+        #: database (the API and the consumers, ``CRM_RUN_LAYOUT=api-apart``) each run a
+        #: relay, and without it both would publish the same rows (PostgreSQL: SKIP LOCKED)
+        self._pass_lock = db.file_lock(".relaylock")
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         #: when the current run of failed passes began (monotonic), None while healthy
@@ -189,6 +193,10 @@ class OutboxRelay:
 
     def publish_outbox(self) -> int:
         """Publish the oldest outbox rows in order, then delete them; returns how many."""
+        with self._pass_lock:
+            return self._publish_outbox()
+
+    def _publish_outbox(self) -> int:
         table = OUTBOX
         with self.db.sessions() as session:
             query = (

@@ -20,9 +20,7 @@ outbox table still carries dead letters, ranged replays and the epoch markers.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
 import time
 import uuid
@@ -130,27 +128,6 @@ class EpochGuard:
         return queued > 0
 
 
-class _FileWriteLock:
-    """A lock shared by the threads of this process and, through ``flock`` on a file beside
-    the database, by every process using the same SQLite file (API workers, the relay)."""
-
-    def __init__(self, path: str) -> None:
-        self._threads = threading.Lock()
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._threads.release()
-
-
 def make_write_lock(runtime: ServiceRuntime) -> AbstractContextManager[Any]:
     """The lock every ingest writer holds around its transaction.
 
@@ -158,12 +135,7 @@ def make_write_lock(runtime: ServiceRuntime) -> AbstractContextManager[Any]:
     starves a busy API; queueing on a lock instead (threads, and processes sharing the file)
     keeps writes flowing. PostgreSQL needs none.
     """
-    if not runtime.db.is_sqlite:
-        return contextlib.nullcontext()
-    database = runtime.db.engine.url.database
-    if database and database != ":memory:":
-        return _FileWriteLock(database + ".writelock")
-    return threading.Lock()
+    return runtime.db.file_lock(".writelock")
 
 
 class IngestRelay(OutboxRelay):

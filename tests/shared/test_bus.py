@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -395,3 +396,54 @@ def test_a_dead_letters_shape_has_types_and_lengths_never_values() -> None:
     assert shape["deep"]["a"]["b"]["c"]["d"]["e"] == "object(1 keys)"
     assert value_shape(b"\xff not json") is None
     assert value_shape(b'"13912873465"') == "string(11)"
+
+
+class _SlowRecorder:
+    """A publisher that records what it is given and takes its time (as a broker round
+    trip does), so two relays' passes overlap."""
+
+    def __init__(self, seen: list[bytes]) -> None:
+        self.seen = seen
+
+    def publish_all(self, records: Any) -> None:
+        batch = [value for _, _, value in records]
+        time.sleep(0.02)
+        self.seen.extend(batch)
+
+
+def test_two_relays_on_one_database_publish_each_row_once(db_url: str) -> None:
+    """The API and the consumers of a service in two processes (``CRM_RUN_LAYOUT=api-apart``)
+    each run a relay over the same outbox: a row goes out once (SQLite: a file lock around
+    each pass; PostgreSQL: SKIP LOCKED)."""
+    import threading
+
+    from shared.outbox import add_raw_to_outbox
+
+    first, second = Database.from_url(db_url), Database.from_url(db_url)
+    metadata.create_all(first.engine)
+    rows = [(topics.ORDERS, f"k{i}", f"v{i}".encode()) for i in range(600)]
+    with first.unit_of_work() as session:
+        add_raw_to_outbox(session, rows)
+    seen: list[bytes] = []
+    relays = [
+        OutboxRelay(name, db, _SlowRecorder(seen), batch_size=50)  # type: ignore[arg-type]
+        for name, db in (("api", first), ("consumers", second))
+    ]
+    start = threading.Barrier(2)
+
+    def drain(relay: OutboxRelay) -> None:
+        start.wait()
+        while relay.relay_once():
+            pass
+
+    threads = [threading.Thread(target=drain, args=(relay,)) for relay in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert sorted(seen) == sorted(value for _, _, value in rows)  # each once, none lost
+        assert relays[0].pending() == 0
+    finally:
+        first.dispose()
+        second.dispose()
