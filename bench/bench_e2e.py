@@ -541,7 +541,7 @@ def run_database(db: str, args: argparse.Namespace) -> None:
                                 load=rate,
                                 extra={"achieved_rps": got["achieved_rps"]},
                                 note=f"{got['not_sent']} of {got['requests'] + got['not_sent']}"
-                                " not sent within twice the window (1e9 ms: over 1 % late)"
+                                ' not sent within twice the window ("not kept up": over 1 % late; 1e9 ms in the JSON)'
                                 if got["not_sent"]
                                 else "",
                             )

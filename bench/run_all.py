@@ -125,6 +125,14 @@ def machine() -> dict[str, str]:
     }
 
 
+#: what bench/e2e_load.py reports for a percentile of requests never answered in time
+UNANSWERED_MS = 1e9
+
+
+def _unanswered(value: float | None, unit: str) -> bool:
+    return unit == "ms" and value is not None and value >= UNANSWERED_MS
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
@@ -157,9 +165,13 @@ def write_table(
     ]
     for f in figures:
         ratio = f.ratio
+        value = "not kept up" if _unanswered(f.value, f.unit) else f"{_fmt(f.value)} {f.unit}"
+        baseline = "not kept up" if _unanswered(f.baseline, f.unit) else _fmt(f.baseline)
+        if _unanswered(f.value, f.unit) or _unanswered(f.baseline, f.unit):
+            ratio = None  # a ratio of a stand-in for "never" means nothing
         lines.append(
-            f"| {f.bench} | {f.name} | {_fmt(f.value)} {f.unit} | {f.baseline_name or '-'} "
-            f"| {_fmt(f.baseline)} | {'-' if ratio is None else f'{ratio:.2f}x'} "
+            f"| {f.bench} | {f.name} | {value} | {f.baseline_name or '-'} "
+            f"| {baseline} | {'-' if ratio is None else f'{ratio:.2f}x'} "
             f"| {f.target or '-'} | {f.verdict()} |"
         )
     lines += ["", "| bench | wall s | exit status |", "|---|---|---|"]
