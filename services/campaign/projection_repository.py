@@ -132,7 +132,7 @@ class Projections:
 
     def write_orders(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> None:
         """Insert ``new`` order rows and overwrite ``changed`` ones (each a full row), one
-        executemany each, through SQLAlchemy Core (bypassing the ORM: call
+        driver executemany each (``shared.db.write_rows``, bypassing the ORM: call
         :meth:`forget` for the ORM rows this session may hold)."""
         write_rows(self.session, ORDERS_TABLE, new)
         write_rows(self.session, ORDERS_TABLE, changed, key="order_id")
@@ -150,7 +150,7 @@ class Projections:
         self, new: list[dict[str, Any]], changed: list[dict[str, Any]], removed: list[str]
     ) -> None:
         """Insert ``new`` audience rows, overwrite ``changed`` ones (whole rows), delete the
-        ``removed`` ids; through Core, as :meth:`write_orders`."""
+        ``removed`` ids; at the driver, as :meth:`write_orders`."""
         table = AUDIENCE_TABLE
         write_rows(self.session, table, new)
         write_rows(self.session, table, changed, key="customer_id")
@@ -171,7 +171,7 @@ class Projections:
         self, new: dict[str, tuple[Any, Any]], known: dict[str, tuple[Any, Any]], now: datetime
     ) -> None:
         """Audience rows for the ``new`` customers (nothing but their region), and the region
-        of the ``known`` ones; through Core, as :meth:`write_orders`."""
+        of the ``known`` ones; at the driver, as :meth:`write_orders`."""
         rows = [
             {
                 "customer_id": customer_id,
