@@ -60,9 +60,9 @@ def _older(new: datetime | None, old: datetime | None) -> bool:
 class AudienceRun:
     """One run of segment.changed and profile.* events onto the audience projection.
 
-    The rows are read through Core and written at the driver as plain dicts: each touched row once per
-    run (loaded in :meth:`load` from the ids every step noted), one executemany for the
-    new ones, one for the changed ones, one delete (:meth:`finish`).
+    The rows are read through Core and written at the driver, as plain dicts: each touched
+    row once per run (loaded in :meth:`load` from the ids every step noted), one
+    executemany for the new ones, one for the changed ones, one delete (:meth:`finish`).
     """
 
     def __init__(self, session: Session) -> None:
@@ -257,8 +257,8 @@ def apply_orders(
     """order.recorded events onto the orders projection (the newest version of an order wins).
 
     ``detect_first_purchase`` (a query per newly valid order) only when a trigger needs it.
-    Rows are read through Core and written at the driver, one statement per kind of write per batch (the
-    ORM's per-row unit of work was most of this consumer's CPU per order).
+    Rows are read through Core and written at the driver, one statement per kind of write
+    per batch (the ORM's per-row unit of work was most of this consumer's CPU per order).
     """
     session.flush()  # pending ORM rows of earlier runs first: the Core reads below see them
     repo = Projections(session)
