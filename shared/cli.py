@@ -69,7 +69,7 @@ def run_cli(
         signal.signal(signal.SIGINT, lambda *_: runtime.request_stop())
         tune_gc()
         tune_gil(settings)
-        runtime.start(run_consumers=True)
+        runtime.start(run_consumers=True, serving_api=False)
         freeze_startup_heap()
         runtime.wait()
         runtime.stop()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from shared import manifest
 from shared.broker_state import BrokerState
@@ -81,6 +81,12 @@ class PeriodicJob:
     interval: float
     func: Callable[[], Any]
     run_at_start: bool = False
+    #: which process runs it when a service's API and consumers run apart (``api``,
+    #: ``consume``; ``serve`` runs every job): ``any``, ``api`` (what its answers need, e.g.
+    #: gauges on its /metrics) or ``consumers`` (work on the consumed state: a sweep, a
+    #: rescoring, a fit, the scheduler; it runs once, beside the consumers, not again in
+    #: every API process)
+    where: Literal["any", "api", "consumers"] = "any"
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -188,23 +194,37 @@ class ServiceRuntime:
         run_migrations(self.migrations_dir, self.settings.resolved_database_url)
 
     def start(
-        self, *, migrate: bool = True, run_consumers: bool | None = None, run_jobs: bool = True
+        self,
+        *,
+        migrate: bool = True,
+        run_consumers: bool | None = None,
+        run_jobs: bool = True,
+        serving_api: bool = True,
     ) -> None:
-        """Migrate, start the relay, and (in the background) create topics and start consumers."""
+        """Migrate, start the relay, and (in the background) create topics and start consumers.
+
+        ``serving_api``: whether this process serves the API (the ``consume`` command does
+        not); with ``run_consumers``, it picks the periodic jobs this process runs
+        (:meth:`jobs_for`)."""
         if migrate:
             self.migrate()
+        consumers = self.settings.run_consumer if run_consumers is None else run_consumers
         # here, not in __init__: a service may have replaced the relay with its own
         self.relay.broker_state = self.broker_state
         self.relay.ensure_topics = self.topic_keeper.check
         self.relay.start()
         if run_jobs:
-            for job in self.jobs:
+            for job in self.jobs_for(consumers=consumers, api=serving_api):
                 job.start()
-        consumers = self.settings.run_consumer if run_consumers is None else run_consumers
         self._init_thread = threading.Thread(
             target=self._bring_up_kafka, args=(consumers,), name=f"{self.name}-init", daemon=True
         )
         self._init_thread.start()
+
+    def jobs_for(self, *, consumers: bool, api: bool) -> list[PeriodicJob]:
+        """The periodic jobs of a process that runs the consumers and / or serves the API."""
+        wanted = {"any"} | ({"consumers"} if consumers else set()) | ({"api"} if api else set())
+        return [job for job in self.jobs if job.where in wanted]
 
     def _bring_up_kafka(self, run_consumers: bool) -> None:
         # The API serves even while the broker is down; topics and consumers follow.

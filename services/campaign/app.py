@@ -33,6 +33,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> CampaignRuntime:
             name="campaign-scheduler",
             interval=resolved.scheduler_interval_seconds,
             func=lambda: scheduler.tick(runtime.db, resolved, runtime.relay.notify),
+            where="consumers",
         )
     )
     runtime.jobs.append(
@@ -41,6 +42,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> CampaignRuntime:
             interval=business_metrics.refresh_seconds(),
             func=lambda: gauges.refresh(runtime),
             run_at_start=True,
+            where="api",
         )
     )
     return runtime

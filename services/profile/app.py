@@ -40,7 +40,9 @@ def create_runtime(settings: ServiceSettings | None = None) -> ProfileRuntime:
             log.info("profile: managed keys on the broker not verified (%s)", type(exc).__name__)
 
     interval = settings.apikey_republish_check_seconds
-    runtime.jobs.append(PeriodicJob("profile-apikeys", interval, check_keys, run_at_start=True))
+    runtime.jobs.append(
+        PeriodicJob("profile-apikeys", interval, check_keys, run_at_start=True, where="api")
+    )
 
     def check_erasures() -> None:
         with runtime.db.sessions() as session:
@@ -52,6 +54,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> ProfileRuntime:
             runtime.settings.erasure_check_seconds,
             check_erasures,
             run_at_start=True,
+            where="consumers",
         )
     )
     return runtime

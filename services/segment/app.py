@@ -38,6 +38,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> SegmentRuntime:
             settings.day_sweep_check_seconds,
             lambda: sweep_day_boundaries(runtime, day_sweep),
             run_at_start=True,
+            where="consumers",
         )
     )
     runtime.jobs.append(
@@ -46,6 +47,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> SegmentRuntime:
             settings.rescore_interval_seconds,
             lambda: sweep(runtime),
             run_at_start=settings.rescore_at_start,
+            where="consumers",
         )
     )
     runtime.jobs.append(
@@ -53,6 +55,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> SegmentRuntime:
             "segment-cut-point-check",
             settings.cut_point_check_seconds,
             lambda: refresh_if_stale(runtime),
+            where="consumers",
         )
     )
     runtime.jobs.append(
@@ -61,6 +64,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> SegmentRuntime:
             business_metrics.refresh_seconds(),
             lambda: gauges.refresh(runtime),
             run_at_start=True,
+            where="api",
         )
     )
     runtime.jobs.append(
@@ -69,6 +73,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> SegmentRuntime:
             settings.clv_fit_interval_seconds,
             lambda: fit_clv(runtime),
             run_at_start=settings.rescore_at_start,
+            where="consumers",
         )
     )
     runtime.jobs.append(
@@ -77,6 +82,7 @@ def create_runtime(settings: ServiceSettings | None = None) -> SegmentRuntime:
             settings.clv_gauge_seconds,
             lambda: refresh_clv_gauges(runtime),
             run_at_start=True,
+            where="api",
         )
     )
     return runtime

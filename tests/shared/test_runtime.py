@@ -103,6 +103,55 @@ def test_only_the_order_path_consumers_fetch_at_the_short_wait(
     assert api.state.key_feed.fetch_max_wait_ms == 900
 
 
+@pytest.mark.parametrize("service", ["ingest", "profile", "segment", "campaign"])
+def test_a_service_s_jobs_run_once_when_its_api_and_consumers_run_apart(
+    service: str, tmp_path
+) -> None:
+    """``serve`` runs every periodic job; with the API and the consumers in two processes
+    (``api`` and ``consume``: CRM_RUN_LAYOUT=api-apart, or replicas of each) a sweep, a
+    rescoring, a fit or the scheduler runs beside the consumers only, and the gauges an
+    API's /metrics shows in the API process only."""
+    import importlib
+
+    app = importlib.import_module(f"services.{service}.app")
+    config = importlib.import_module(f"services.{service}.config")
+    runtime = app.create_runtime(config.Settings(data_dir=tmp_path))
+    try:
+
+        def names(**where: bool) -> set[str]:
+            return {job.name for job in runtime.jobs_for(**where)}
+
+        every = {job.name for job in runtime.jobs}
+        served, api, consumers = (
+            names(consumers=True, api=True),
+            names(consumers=False, api=True),
+            names(consumers=True, api=False),
+        )
+    finally:
+        runtime.db.dispose()
+    assert served == every
+    assert api | consumers == every  # nothing is lost by running apart
+    twice = api & consumers
+    assert all(job.where == "any" for job in runtime.jobs if job.name in twice)
+    assert f"{service}-retention" in twice and f"{service}-topics" in twice
+    placed = {
+        "segment": (
+            {"segment-business-gauges", "segment-clv-gauges"},
+            {
+                "segment-day-sweep",
+                "segment-rescoring",
+                "segment-cut-point-check",
+                "segment-clv-fit",
+            },
+        ),
+        "campaign": ({"campaign-business-gauges"}, {"campaign-scheduler"}),
+        "profile": ({"profile-apikeys"}, {"profile-erasures"}),
+        "ingest": (set(), set()),
+    }[service]
+    assert api - twice == placed[0]
+    assert consumers - twice == placed[1]
+
+
 def test_the_service_command_line_sets_the_gil_switch_interval(monkeypatch, tmp_path) -> None:
     """``CRM_GIL_SWITCH_INTERVAL_MS`` reaches the interpreter of a served API (default 1 ms)."""
     import sys
@@ -134,3 +183,50 @@ def test_the_service_command_line_sets_the_gil_switch_interval(monkeypatch, tmp_
             assert sys.getswitchinterval() == pytest.approx(expected)
     finally:
         sys.setswitchinterval(saved)
+
+
+def test_the_consume_command_runs_the_consumers_and_not_the_api_s_jobs(
+    monkeypatch, tmp_path
+) -> None:
+    """``python -m services.<name> consume`` starts its runtime with the consumers and as a
+    process that serves no API (so it runs the consumers' jobs, not the API's)."""
+    import signal
+    import sys
+
+    from services.segment.config import Settings
+    from shared import cli
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.started: dict[str, object] = {}
+            self.stopped = False
+
+        def request_stop(self) -> None: ...
+
+        def start(self, **options: object) -> None:
+            self.started = options
+
+        def wait(self) -> None: ...
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    runtime = Recorder()
+    monkeypatch.setattr(cli, "tune_gc", lambda: None)
+    monkeypatch.setattr(cli, "freeze_startup_heap", lambda: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    interval = sys.getswitchinterval()
+    try:
+        code = cli.run_cli(
+            settings_factory=lambda: Settings(data_dir=tmp_path),
+            runtime_factory=lambda settings: runtime,  # type: ignore[arg-type,return-value]
+            app_factory=lambda settings: "app",
+            argv=["consume"],
+        )
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        sys.setswitchinterval(interval)
+    assert code == 0 and runtime.stopped
+    assert runtime.started == {"run_consumers": True, "serving_api": False}
