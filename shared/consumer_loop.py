@@ -498,13 +498,18 @@ class ConsumerLoop:
         attempt = 0
         while not self._stop.is_set():
             attempt += 1
+            # past max_attempts, whether the database answered before this attempt: a record
+            # is dead-lettered only for a transient fault while the database answered before
+            # and after it (asked only after the failure, a database that came back while
+            # the attempt failed looked like a poison record: the outage fault test saw it)
+            answered_before = attempt >= self.max_attempts and self._database_answers()
             try:
                 with self.db.unit_of_work() as session:
                     self._handle_batch(session, [message])
                 self._committed([message])
                 return
             except TRANSIENT_ERRORS as exc:
-                if attempt >= self.max_attempts and self._database_answers():
+                if answered_before and self._database_answers():
                     self._dead_letter(message, str(exc), type(exc).__name__, attempt)
                     return
                 # the database itself is down: the record is not poison, keep waiting
