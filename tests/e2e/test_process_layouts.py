@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from devtools.broker import EmbeddedBroker
-from devtools.devrun import layout, processes_of
+from devtools.devrun import CONSUMER_NICENESS, layout, processes_of
 from devtools.testing import unique, wait_for
-from tests.conftest import ADMIN_KEY
-from tests.e2e.system import ready, running_system
+from tests.e2e.system import RunningSystem, ready, running_system
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -36,6 +33,18 @@ def test_layouts_name_their_processes(monkeypatch: pytest.MonkeyPatch) -> None:
         layout()
 
 
+def _children(system: RunningSystem) -> dict[str, str]:
+    """``{"services.<name> <command>": pid}`` of the supervisor's service processes."""
+    listed = subprocess.run(
+        ["pgrep", "-a", "-P", str(system.process.pid)], capture_output=True, text=True
+    ).stdout
+    return {
+        line.split("-m ", 1)[1]: line.split(" ", 1)[0]
+        for line in listed.splitlines()
+        if "-m services." in line
+    }
+
+
 def _niceness(pid: str) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
@@ -45,17 +54,10 @@ def test_api_apart_reads_apart_and_carries_an_order_to_scores(
 ) -> None:
     with running_system(broker, tmp_path, {"CRM_RUN_LAYOUT": "api-apart"}) as system:
         wait_for(lambda: ready(system), timeout=45, what="all four /readyz to answer 200")
-        children = dict(
-            reversed(line.split(" ", 1))
-            for line in subprocess.run(
-                ["pgrep", "-a", "-P", str(system.process.pid)], capture_output=True, text=True
-            ).stdout.splitlines()
-            if "services." in line
-        )
-        commands = {command.split("-m ", 1)[1]: pid for command, pid in children.items()}
+        commands = _children(system)
         for name in ("profile", "segment", "campaign"):
             assert _niceness(commands[f"services.{name} api"]) == 0, commands
-            assert _niceness(commands[f"services.{name} consume"]) == 10, commands
+            assert _niceness(commands[f"services.{name} consume"]) == CONSUMER_NICENESS
         assert "services.ingest serve" in commands, commands
         _carry_an_order_to_scores(system)
 
@@ -63,16 +65,14 @@ def test_api_apart_reads_apart_and_carries_an_order_to_scores(
 def test_relay_apart_carries_an_order_to_scores(broker: EmbeddedBroker, tmp_path: Path) -> None:
     with running_system(broker, tmp_path, {"CRM_RUN_LAYOUT": "relay-apart"}) as system:
         wait_for(lambda: ready(system), timeout=45, what="all four /readyz to answer 200")
-        children = subprocess.run(
-            ["pgrep", "-a", "-P", str(system.process.pid)], capture_output=True, text=True
-        ).stdout
-        assert "services.ingest consume" in children, children
-        assert "services.ingest serve" in children, children
+        commands = _children(system)
+        assert "services.ingest consume" in commands, commands
+        assert "services.ingest serve" in commands, commands
         # the API process does not relay: the order reaches segment through ingest-relay
         _carry_an_order_to_scores(system)
 
 
-def _carry_an_order_to_scores(system: Any) -> None:
+def _carry_an_order_to_scores(system: RunningSystem) -> None:
     """POST one order to ingest; its scores appear at segment."""
     customer = unique("cust")
     order = {
@@ -85,12 +85,11 @@ def _carry_an_order_to_scores(system: Any) -> None:
         "total_amount": "88.00",
         "channel": "tmall",
     }
-    headers = {"X-API-Key": ADMIN_KEY}
-    answer = httpx.post(system.url("ingest", "/v1/orders"), json=order, headers=headers)
+    answer = system.post("ingest", "/v1/orders", json=order)
     assert answer.status_code == 202, answer.text
 
     def scores() -> dict | None:
-        r = httpx.get(system.url("segment", f"/v1/customers/{customer}/scores"), headers=headers)
+        r = system.get("segment", f"/v1/customers/{customer}/scores")
         return r.json() if r.status_code == 200 else None
 
     view = wait_for(scores, timeout=30, what="segment scores")
