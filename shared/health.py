@@ -37,7 +37,8 @@ def health_router(settings: ServiceSettings | None = None) -> APIRouter:
         """Readiness: 503 when the database does not answer, or a consumer is stalled while
         the broker answers; 200 ``degraded`` while only the broker is away, or while the
         outbox relay has failed for over 30 s though the broker answers (the API serves
-        from the database and events wait in the outbox); ``reasons`` say why."""
+        from the database and events wait in the outbox); ``reasons`` say why; ``service``
+        names the service that answers."""
         runtime: ServiceRuntime = request.app.state.runtime
         checks = runtime.readiness()
         reasons: list[str] = []
@@ -60,7 +61,7 @@ def health_router(settings: ServiceSettings | None = None) -> APIRouter:
                 failing = failing or broker_ok
                 reasons.append(f"consumer {name} {state}")
         status = "not ready" if failing else "degraded" if reasons else "ready"
-        body: dict[str, Any] = {"status": status, "checks": checks}
+        body: dict[str, Any] = {"service": runtime.name, "status": status, "checks": checks}
         if reasons:
             body["reasons"] = reasons
         return JSONResponse(body, status_code=503 if failing else 200)

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from devtools.broker import EmbeddedBroker, free_port
+from devtools.devrun import ready as service_ready
 from devtools.testing import read_topic, unique, wait_for
 from shared import manifest, topics
 from shared.events import MessageRequestedEvent
@@ -83,13 +84,8 @@ class RunningSystem:
 
 
 def ready(system: RunningSystem) -> bool:
-    for service in system.ports:
-        try:
-            if httpx.get(system.url(service, "/readyz"), timeout=2).status_code != 200:
-                return False
-        except httpx.HTTPError:
-            return False
-    return True
+    """Every service's ``/readyz`` answers 200, each from that service."""
+    return all(service_ready(port, service) for service, port in system.ports.items())
 
 
 @contextmanager

@@ -204,6 +204,7 @@ def test_health_readiness_and_metrics(client_and_calls) -> None:
     # the broker at 127.0.0.1:1 is unreachable: the API still serves from its database
     assert ready.status_code == 200
     assert ready.json()["status"] == "degraded"
+    assert ready.json()["service"] == "demo"
     assert ready.json()["checks"]["database"] == "ok"
     assert ready.json()["checks"]["broker"] == "unreachable"
     assert ready.json()["reasons"] == ["broker unreachable: events wait in the outbox"]
