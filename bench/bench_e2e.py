@@ -93,6 +93,7 @@ class Deployment:
             CRM_DATA_DIR=str(folder),
             CRM_API_KEY=KEY,
             **{f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()},
+            **{f"{name.upper()}_CONSUMERS_PORT": str(free_port()) for name in self.ports},
         )
         if partitions:
             env["CRM_TOPIC_PARTITIONS"] = str(partitions)
@@ -349,7 +350,7 @@ def run_replicas(db: str, args: argparse.Namespace) -> None:
             deployment.stop()
     label = f"{args.replicas} profile + {args.replicas} segment consumers"
     print(
-        f"[{db}, {args.partitions} partitions] one process per service: "
+        f"[{db}, {args.partitions} partitions] one consumer process per service: "
         f"{one['orders_per_second']:,.0f} orders/s ({one['cpu_us_per_order_total']} us CPU/order); "
         f"{label}: {more['orders_per_second']:,.0f} orders/s "
         f"({more['cpu_us_per_order_total']} us CPU/order: {more['cpu_us_per_order']})",
@@ -361,7 +362,7 @@ def run_replicas(db: str, args: argparse.Namespace) -> None:
             f"sustained orders/s, {label} in one group each, {args.partitions} partitions ({db})",
             round(more["orders_per_second"]),
             "orders/s",
-            "same run, one process per service (devrun)",
+            "same run, one consumer process per service (devrun)",
             round(one["orders_per_second"]),
             size=args.orders,
             extra={"replicas": more, "single": one},

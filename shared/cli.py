@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.config import ServiceSettings
+from shared.health import start_metrics_listener
 from shared.logs import configure_logging
 from shared.production_keys import production_key_problems
 from shared.runtime import ServiceRuntime, freeze_startup_heap, tune_gc, tune_gil
@@ -70,8 +71,12 @@ def run_cli(
         tune_gc()
         tune_gil(settings)
         runtime.start(run_consumers=True, serving_api=False)
+        # no API here: /metrics, /healthz and /readyz on <SERVICE>_METRICS_PORT, if set
+        stop_internal = start_metrics_listener(settings, runtime)
         freeze_startup_heap()
         runtime.wait()
+        if stop_internal is not None:
+            stop_internal()
         runtime.stop()
         return 0
 

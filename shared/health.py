@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.auth import require
 from shared.config import ServiceSettings
@@ -20,6 +23,36 @@ log = logging.getLogger(__name__)
 #: how long the outbox relay may fail (a broker restart, a producer reconnecting) before
 #: ``/readyz`` says so
 RELAY_FAILING_REPORTED = 30.0
+
+
+def readiness_answer(runtime: ServiceRuntime) -> tuple[int, dict[str, Any]]:
+    """``/readyz``'s status code and body for ``runtime`` (the API's route and a consumer
+    process's internal listener answer alike)."""
+    checks = runtime.readiness()
+    reasons: list[str] = []
+    failing = False
+    if checks["database"] != "ok":
+        failing = True
+        reasons.append(f"database {checks['database']}")
+    broker_ok = checks["broker"] == "ok"
+    if not broker_ok:
+        reasons.append("broker unreachable: events wait in the outbox")
+    elif checks["topics"] != "ok":
+        reasons.append(f"topics {checks['topics']}")
+    relay = checks.get("outbox_relay", "ok")
+    if relay != "ok" and broker_ok and runtime.relay.failing_for() > RELAY_FAILING_REPORTED:
+        # the broker answers, yet events cannot leave: say so (the API still serves)
+        reasons.append(f"outbox relay {relay}: events wait in the outbox")
+    for name, state in checks.get("consumers", {}).items():
+        if state.startswith("stalled"):
+            # while the broker is away every consumer waits: that is not their fault
+            failing = failing or broker_ok
+            reasons.append(f"consumer {name} {state}")
+    status = "not ready" if failing else "degraded" if reasons else "ready"
+    body: dict[str, Any] = {"service": runtime.name, "status": status, "checks": checks}
+    if reasons:
+        body["reasons"] = reasons
+    return (503 if failing else 200), body
 
 
 def health_router(settings: ServiceSettings | None = None) -> APIRouter:
@@ -39,32 +72,8 @@ def health_router(settings: ServiceSettings | None = None) -> APIRouter:
         outbox relay has failed for over 30 s though the broker answers (the API serves
         from the database and events wait in the outbox); ``reasons`` say why; ``service``
         names the service that answers."""
-        runtime: ServiceRuntime = request.app.state.runtime
-        checks = runtime.readiness()
-        reasons: list[str] = []
-        failing = False
-        if checks["database"] != "ok":
-            failing = True
-            reasons.append(f"database {checks['database']}")
-        broker_ok = checks["broker"] == "ok"
-        if not broker_ok:
-            reasons.append("broker unreachable: events wait in the outbox")
-        elif checks["topics"] != "ok":
-            reasons.append(f"topics {checks['topics']}")
-        relay = checks.get("outbox_relay", "ok")
-        if relay != "ok" and broker_ok and runtime.relay.failing_for() > RELAY_FAILING_REPORTED:
-            # the broker answers, yet events cannot leave: say so (the API still serves)
-            reasons.append(f"outbox relay {relay}: events wait in the outbox")
-        for name, state in checks.get("consumers", {}).items():
-            if state.startswith("stalled"):
-                # while the broker is away every consumer waits: that is not their fault
-                failing = failing or broker_ok
-                reasons.append(f"consumer {name} {state}")
-        status = "not ready" if failing else "degraded" if reasons else "ready"
-        body: dict[str, Any] = {"service": runtime.name, "status": status, "checks": checks}
-        if reasons:
-            body["reasons"] = reasons
-        return JSONResponse(body, status_code=503 if failing else 200)
+        status_code, body = readiness_answer(request.app.state.runtime)
+        return JSONResponse(body, status_code=status_code)
 
     if settings is not None and settings.metrics_port:
         return router  # served by the internal listener only (start_metrics_listener)
@@ -82,11 +91,20 @@ def health_router(settings: ServiceSettings | None = None) -> APIRouter:
     return router
 
 
-def start_metrics_listener(settings: ServiceSettings) -> Callable[[], None] | None:
-    """Serve ``/metrics`` on the internal port of ``settings`` (if set); returns its stop."""
+def start_metrics_listener(
+    settings: ServiceSettings, runtime: ServiceRuntime | None = None
+) -> Callable[[], None] | None:
+    """Serve ``/metrics`` on the internal port of ``settings`` (if set), and with ``runtime``
+    ``/healthz`` and ``/readyz`` too (a ``consume`` process, which has no API, is watched
+    there); returns its stop. No key is asked: the port is internal."""
     if not settings.metrics_port:
         return None
-    server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    server = ThreadingHTTPServer(
+        (settings.metrics_host, settings.metrics_port), _internal_handler(runtime)
+    )
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="internal-http", daemon=True)
+    thread.start()
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
 
     def stop() -> None:
@@ -95,3 +113,36 @@ def start_metrics_listener(settings: ServiceSettings) -> Callable[[], None] | No
         thread.join(5)
 
     return stop
+
+
+def _internal_handler(runtime: ServiceRuntime | None) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._answer(200, generate_latest(), CONTENT_TYPE_LATEST)
+            elif path == "/healthz" and runtime is not None:
+                self._answer(200, orjson.dumps({"status": "ok"}), "application/json")
+            elif path == "/readyz" and runtime is not None:
+                status, body = readiness_answer(runtime)
+                self._answer(status, orjson.dumps(body), "application/json")
+            else:
+                problem = {
+                    "type": "https://headless-crm.dev/problems/not-found",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": f"{path}: not served on this internal port",
+                }
+                self._answer(404, orjson.dumps(problem), "application/problem+json")
+
+        def _answer(self, status: int, data: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from devtools.broker import EmbeddedBroker, free_port
+from devtools.devrun import DEFAULT_LAYOUT, processes_of
 from devtools.devrun import ready as service_ready
 from devtools.testing import read_topic, unique, wait_for
 from shared import manifest, topics
@@ -39,9 +40,12 @@ class RunningSystem:
         bootstrap_servers: str = "",
         namespace: str = "",
         data_dir: Path | None = None,
+        internal_ports: dict[str, int] | None = None,
     ) -> None:
         self.process = process
         self.ports = ports
+        #: ``{service: port}`` of its ``consume`` process's /readyz (layouts that have one)
+        self.internal_ports = internal_ports or {}
         self.log = log
         self.bootstrap_servers = bootstrap_servers
         self.namespace = namespace
@@ -84,8 +88,26 @@ class RunningSystem:
 
 
 def ready(system: RunningSystem) -> bool:
-    """Every service's ``/readyz`` answers 200, each from that service."""
-    return all(service_ready(port, service) for service, port in system.ports.items())
+    """Every service's ``/readyz`` answers 200, each from that service, and so does every
+    ``consume`` process's on its internal port."""
+    return all(service_ready(port, service) for service, port in system.ports.items()) and all(
+        service_ready(port, service) for service, port in system.internal_ports.items()
+    )
+
+
+def consumer_ports(
+    ports: dict[str, int], env: dict[str, str]
+) -> tuple[dict[str, str], dict[str, int]]:
+    """The ``<NAME>_CONSUMERS_PORT`` settings (a free port each) for a devrun with these API
+    ports, and ``{service: port}`` of those the layout in ``env`` runs a ``consume`` process on."""
+    internal = {name: free_port() for name in ports}
+    chosen = env.get("CRM_RUN_LAYOUT") or DEFAULT_LAYOUT
+    running = {
+        name: port
+        for name, port in internal.items()
+        if any(command == "consume" for _, command, _ in processes_of(name, {}, chosen))
+    }
+    return {f"{name.upper()}_CONSUMERS_PORT": str(port) for name, port in internal.items()}, running
 
 
 @contextmanager
@@ -109,6 +131,8 @@ def running_system(
         **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
         **(extra_env or {}),
     }
+    settings, internal_ports = consumer_ports(ports, env)
+    env.update(settings)
     log = tmp_path / "devrun.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -125,6 +149,7 @@ def running_system(
         bootstrap_servers=broker.bootstrap_servers,
         namespace=namespace,
         data_dir=data_dir,
+        internal_ports=internal_ports,
     )
     try:
         yield running

@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devtools.broker import EmbeddedBroker
-from devtools.devrun import CONSUMER_NICENESS, layout, processes_of
+from devtools.devrun import CONSUMER_NICENESS, DEFAULT_LAYOUT, layout, processes_of
 from devtools.testing import unique, wait_for
 from tests.e2e.system import RunningSystem, ready, running_system
 
@@ -49,16 +50,40 @@ def _niceness(pid: str) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-def test_api_apart_reads_apart_and_carries_an_order_to_scores(
+def test_the_default_reads_apart_and_carries_an_order_to_scores(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    with running_system(broker, tmp_path, {"CRM_RUN_LAYOUT": "api-apart"}) as system:
-        wait_for(lambda: ready(system), timeout=45, what="all four /readyz to answer 200")
+    with running_system(broker, tmp_path) as system:
+        assert DEFAULT_LAYOUT == "api-apart"
+        assert set(system.internal_ports) == {"profile", "segment", "campaign"}
+        # ready() also asks each consume process's internal /readyz, from that service
+        wait_for(lambda: ready(system), timeout=45, what="every /readyz to answer 200")
         commands = _children(system)
         for name in ("profile", "segment", "campaign"):
             assert _niceness(commands[f"services.{name} api"]) == 0, commands
             assert _niceness(commands[f"services.{name} consume"]) == CONSUMER_NICENESS
         assert "services.ingest serve" in commands, commands
+        _carry_an_order_to_scores(system)
+        for name, port in system.internal_ports.items():
+            readiness = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
+            assert readiness["service"] == name and readiness["status"] == "ready", readiness
+            # its consumers are reported where they run, and counted in its /metrics
+            assert readiness["checks"]["consumers"], readiness
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            assert "crm_consumer_processed_total{" in metrics, metrics[:2000]
+            absent = httpx.get(f"http://127.0.0.1:{port}/v1/customers/x", timeout=5)
+            assert absent.status_code == 404
+        # the API processes consume nothing: their readiness lists no consumer
+        api = system.get("segment", "/readyz").json()
+        assert api["service"] == "segment" and not api["checks"]["consumers"], api
+
+
+def test_combined_carries_an_order_to_scores(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    with running_system(broker, tmp_path, {"CRM_RUN_LAYOUT": "combined"}) as system:
+        assert not system.internal_ports
+        wait_for(lambda: ready(system), timeout=45, what="all four /readyz to answer 200")
+        commands = _children(system)
+        assert sorted(commands) == sorted(f"services.{name} serve" for name in system.ports)
         _carry_an_order_to_scores(system)
 
 

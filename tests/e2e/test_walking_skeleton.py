@@ -20,7 +20,7 @@ from devtools.broker import free_port
 from devtools.testing import unique, wait_for
 from shared import manifest
 from tests.conftest import ADMIN_KEY
-from tests.e2e.system import ROOT, RunningSystem, ready
+from tests.e2e.system import ROOT, RunningSystem, consumer_ports, ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -133,11 +133,14 @@ def test_make_run_with_embedded_broker_and_sigterm(tmp_path: Path) -> None:
         }
     )
     env.pop("CRM_API_KEY", None)
+    env.pop("CRM_RUN_LAYOUT", None)
+    settings, internal_ports = consumer_ports(ports, env)
+    env.update(settings)
     out = open(tmp_path / "make.log", "wb")  # noqa: SIM115 - closed below
     make = subprocess.Popen(
         ["make", "-s", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
     )
-    system = RunningSystem(make, ports, tmp_path / "make.log")
+    system = RunningSystem(make, ports, tmp_path / "make.log", internal_ports=internal_ports)
     try:
         started = time.monotonic()
         wait_for(lambda: _ready(system), timeout=60, what="make run to be ready")
@@ -150,7 +153,11 @@ def test_make_run_with_embedded_broker_and_sigterm(tmp_path: Path) -> None:
             what="make run to print where the API key is",
         )
         everything = _descendants(make.pid)
-        assert len(everything) >= 6  # supervisor, broker, four services
+        # supervisor, broker, four services, three of them consuming in a second process
+        assert len(everything) >= 9, everything
+        for service, port in internal_ports.items():
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            assert "crm_consumer_records_total" in metrics, (service, metrics[:2000])
         make.send_signal(signal.SIGTERM)
         make.wait(40)
         wait_for(

@@ -65,3 +65,26 @@ def test_metrics_can_listen_only_on_an_internal_port(tmp_path: Path) -> None:
     finally:
         stop()
     assert start_metrics_listener(DemoSettings(data_dir=tmp_path)) is None
+
+
+def test_a_consumer_process_is_watched_on_its_internal_port(tmp_path: Path) -> None:
+    """``consume`` has no API: its /readyz, /healthz and /metrics answer on the internal port."""
+    port = free_port()
+    with client_with(tmp_path, metrics_port=port) as client:
+        runtime = runtime_of(client)
+        stop = start_metrics_listener(runtime.settings, runtime)
+        assert stop is not None
+        try:
+            base = f"http://127.0.0.1:{port}"
+            readiness = httpx.get(f"{base}/readyz", timeout=5)
+            # the broker at 127.0.0.1:1 is away: degraded, served from the database
+            assert readiness.status_code == 200
+            assert readiness.json()["service"] == "demo"
+            assert readiness.json()["status"] == "degraded"
+            assert httpx.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+            assert "crm_" in httpx.get(f"{base}/metrics", timeout=5).text
+            absent = httpx.get(f"{base}/v1/anything", timeout=5)
+            assert absent.status_code == 404
+            assert absent.headers["content-type"] == "application/problem+json"
+        finally:
+            stop()
