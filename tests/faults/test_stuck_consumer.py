@@ -187,6 +187,7 @@ def test_readyz_is_503_with_the_reason_while_a_consumer_is_stalled() -> None:
 
     class Runtime:
         def __init__(self) -> None:
+            self.name = "segment"
             self.consumers = {"orders": "ok", "erasures": "ok"}
             self.broker = "ok"
 
@@ -206,6 +207,7 @@ def test_readyz_is_503_with_the_reason_while_a_consumer_is_stalled() -> None:
     runtime.consumers["erasures"] = "stalled: no partition assignment for 31s"
     stalled = client.get("/readyz")
     assert stalled.status_code == 503
+    assert stalled.json()["service"] == "segment"
     assert stalled.json()["reasons"] == [
         "consumer erasures stalled: no partition assignment for 31s"
     ]
