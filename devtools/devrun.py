@@ -89,6 +89,36 @@ def processes_of(
     return [(name, "serve", env)]
 
 
+def planned_processes(
+    chosen: str,
+) -> list[tuple[str, int, str, str, dict[str, str]]]:
+    """``(service, port, label, command, environment)`` of every process of the selected
+    services in layout ``chosen``; the port is where its /readyz answers (a ``consume``
+    process's internal port). Exits, naming the setting to change, when one is taken."""
+    plan = []
+    for name, default_port in selected_services():
+        prefix = name.upper()
+        port = int(os.environ.get(f"{prefix}_PORT", default_port))
+        if port_open("127.0.0.1", port):
+            raise SystemExit(f"[crm] port {port} for {name} is taken; set {prefix}_PORT")
+        processes = processes_of(name, {f"{prefix}_PORT": str(port)}, chosen)
+        internal = int(os.environ.get(f"{prefix}_CONSUMERS_PORT", port + 100))
+        for label, command, process_env in processes:
+            child_port, extra = port, {}
+            if command == "consume":
+                # no API: /readyz, /healthz and /metrics on an internal port of its own
+                if port_open("127.0.0.1", internal):
+                    raise SystemExit(
+                        f"[crm] port {internal} for {label} is taken; set {prefix}_CONSUMERS_PORT"
+                    )
+                child_port, extra = internal, {f"{prefix}_METRICS_PORT": str(internal)}
+            elif command in ("api", "serve") and any(c == "consume" for _, c, _ in processes):
+                # the API is ready when its consumer process is
+                extra = {f"{prefix}_CONSUMERS_URL": f"http://127.0.0.1:{internal}"}
+            plan.append((name, child_port, label, command, {**process_env, **extra}))
+    return plan
+
+
 @dataclass
 class Child:
     name: str
@@ -146,7 +176,7 @@ def _pump(name: str, stream: IO[bytes] | None, log_path: Path) -> None:
             log.write(line)
             log.flush()
             if not quiet:
-                sys.stdout.write(f"{name:>8} | {line.decode('utf-8', 'replace')}")
+                sys.stdout.write(f"{name:>18} | {line.decode('utf-8', 'replace')}")
                 sys.stdout.flush()
 
 
@@ -233,6 +263,8 @@ class Supervisor:
 
     def _run(self) -> int:
         key, key_source = api_key_for(self.data_dir)
+        chosen = layout()
+        plan = planned_processes(chosen)  # every port checked before anything starts
         bootstrap = self._start_broker()
         env = {
             **os.environ,
@@ -241,38 +273,21 @@ class Supervisor:
             "CRM_API_KEY": key,
             "PYTHONUNBUFFERED": "1",
         }
-        chosen = layout()
         self._migrate(env)
-        for name, default_port in selected_services():
-            prefix = name.upper()
-            port = int(os.environ.get(f"{prefix}_PORT", default_port))
-            child_env = {**env, f"{prefix}_PORT": str(port)}
-            if port_open("127.0.0.1", port):
-                raise SystemExit(f"[crm] port {port} for {name} is taken; set {prefix}_PORT")
-            for label, command, process_env in processes_of(name, child_env, chosen):
-                child_port = port
-                if command == "consume":
-                    # no API: /readyz, /healthz and /metrics on an internal port of its own
-                    child_port = int(os.environ.get(f"{prefix}_CONSUMERS_PORT", port + 100))
-                    if port_open("127.0.0.1", child_port):
-                        raise SystemExit(
-                            f"[crm] port {child_port} for {label} is taken; "
-                            f"set {prefix}_CONSUMERS_PORT"
-                        )
-                    process_env = {**process_env, f"{prefix}_METRICS_PORT": str(child_port)}
-                child = Child(
-                    label,
-                    child_port,
-                    process_env,
-                    self.log_dir / f"{label}.log",
-                    command=command,
-                    service=name,
-                    nice=chosen == "api-apart" and command == "consume",
-                )
-                child.start()
-                self.children.append(child)
-        if chosen != "combined":
-            say(f"process layout: {chosen}")
+        for name, port, label, command, process_env in plan:
+            process_env = {**env, **process_env}
+            child = Child(
+                label,
+                port,
+                process_env,
+                self.log_dir / f"{label}.log",
+                command=command,
+                service=name,
+                nice=chosen == "api-apart" and command == "consume",
+            )
+            child.start()
+            self.children.append(child)
+        say(f"process layout: {chosen} (CRM_RUN_LAYOUT)")
         self._wait_ready()
         say(f"admin API key: stored in {key_source} (send it as the X-API-Key header)")
         width = max(len(child.name) for child in self.children)
@@ -331,7 +346,7 @@ class Supervisor:
         if pending:
             say(f"not ready yet: {', '.join(sorted(pending))} (see {self.log_dir})")
         else:
-            say(f"all {len(self.children)} services are ready")
+            say(f"all {len(self.children)} processes are ready")
 
     def _supervise(self) -> None:
         while not self.stopping.wait(0.5):

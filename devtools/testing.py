@@ -118,3 +118,33 @@ def as_inbound(event: Any, offset: int = 0) -> Any:
     from shared.consumer_loop import Inbound
 
     return Inbound(event.topic, 0, offset, event.key, b"", event.type, str(event.event_id), event)
+
+
+@contextmanager
+def answering(body: dict[str, Any], status: int = 200) -> Iterator[int]:
+    """A loopback HTTP server answering every GET with ``status`` and ``body`` as JSON (a
+    stand-in for another process's /readyz); yields its port."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()

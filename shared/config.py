@@ -140,6 +140,11 @@ class ServiceSettings(BaseSettings):
     # 0: /metrics is served on the API port; else only by an internal listener on this port
     metrics_port: int = Field(0, ge=0, description="internal port of /metrics (0: API port)")
     metrics_host: str = Field("127.0.0.1", description="address of the internal /metrics port")
+    # an API process whose consumers run in another process (``consume``): the base URL of
+    # that process's internal port; /readyz then answers 503 while it is not ready
+    consumers_url: str = Field(
+        "", description="internal URL of this service's consume process (its /readyz)"
+    )
     # SQLite only: page cache per connection, and WAL pages between automatic checkpoints
     # (each checkpoint copies pages back and fsyncs; fewer, larger ones cost less in total)
     sqlite_cache_mib: int = Field(2, ge=1, description="SQLite page cache per connection")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.auth import require
 from shared.config import ServiceSettings
+from shared.errors import PROBLEM_BASE
 from shared.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -48,11 +52,35 @@ def readiness_answer(runtime: ServiceRuntime) -> tuple[int, dict[str, Any]]:
             # while the broker is away every consumer waits: that is not their fault
             failing = failing or broker_ok
             reasons.append(f"consumer {name} {state}")
+    settings = getattr(runtime, "settings", None)
+    if settings is not None and settings.consumers_url:
+        # an API whose consumers run in their own process: the service is ready when they are
+        state = _consumer_process_state(settings.consumers_url)
+        checks["consumer_process"] = state
+        if state != "ok":
+            failing = True
+            reasons.append(f"consumer process ({settings.consumers_url}) {state}")
     status = "not ready" if failing else "degraded" if reasons else "ready"
     body: dict[str, Any] = {"service": runtime.name, "status": status, "checks": checks}
     if reasons:
         body["reasons"] = reasons
     return (503 if failing else 200), body
+
+
+def _consumer_process_state(url: str) -> str:
+    """``ok``, or why the consumer process at ``url`` is not ready (its own reasons)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/readyz", timeout=1.0) as resp:
+            body = orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            reasons = orjson.loads(exc.read()).get("reasons") or []
+        except Exception:
+            reasons = []
+        return f"not ready: {'; '.join(reasons) or exc.code}"[:300]
+    except Exception as exc:
+        return f"not answering: {type(exc).__name__}"
+    return "ok" if body.get("status") in ("ready", "degraded") else f"not ready: {body}"[:300]
 
 
 def health_router(settings: ServiceSettings | None = None) -> APIRouter:
@@ -99,10 +127,9 @@ def start_metrics_listener(
     there); returns its stop. No key is asked: the port is internal."""
     if not settings.metrics_port:
         return None
-    server = ThreadingHTTPServer(
+    server = _InternalServer(
         (settings.metrics_host, settings.metrics_port), _internal_handler(runtime)
     )
-    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="internal-http", daemon=True)
     thread.start()
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
@@ -118,31 +145,59 @@ def start_metrics_listener(
 def _internal_handler(runtime: ServiceRuntime | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            self._route(body=True)
+
+        def do_HEAD(self) -> None:
+            self._route(body=False)
+
+        def _route(self, body: bool) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._answer(200, generate_latest(), CONTENT_TYPE_LATEST)
+                self._answer(200, generate_latest(), CONTENT_TYPE_LATEST, body)
             elif path == "/healthz" and runtime is not None:
-                self._answer(200, orjson.dumps({"status": "ok"}), "application/json")
+                self._answer(200, orjson.dumps({"status": "ok"}), "application/json", body)
             elif path == "/readyz" and runtime is not None:
-                status, body = readiness_answer(runtime)
-                self._answer(status, orjson.dumps(body), "application/json")
+                status, answer = readiness_answer(runtime)
+                self._answer(status, orjson.dumps(answer), "application/json", body)
             else:
-                problem = {
-                    "type": "https://headless-crm.dev/problems/not-found",
-                    "title": "Not Found",
-                    "status": 404,
-                    "detail": f"{path}: not served on this internal port",
-                }
-                self._answer(404, orjson.dumps(problem), "application/problem+json")
+                self.send_error(404)
 
-        def _answer(self, status: int, data: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("content-type", content_type)
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            # problem+json, never the path (it may hold an e-mail or a phone number)
+            if code == 501:  # a method other than GET and HEAD
+                code = 405
+            served = "/readyz, /healthz and /metrics" if runtime is not None else "/metrics"
+            problem = {
+                "type": PROBLEM_BASE + "not-found" if code == 404 else "about:blank",
+                "title": HTTPStatus(code).phrase,
+                "status": code,
+                "detail": f"this internal port serves only GET {served}",
+            }
+            self.close_connection = True
+            self._answer(code, orjson.dumps(problem), "application/problem+json", True)
+
+        def _answer(self, status: int, data: bytes, content_type: str, body: bool) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client left (a probe that timed out): nothing to answer
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler
+
+
+class _InternalServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # not the stdlib's traceback on stderr: one log line, like everything else
+        log.debug("internal port: request from %s failed", client_address, exc_info=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -73,9 +75,20 @@ def test_the_default_reads_apart_and_carries_an_order_to_scores(
             assert "crm_consumer_lag{" in metrics, metrics[-3000:]
             absent = httpx.get(f"http://127.0.0.1:{port}/v1/customers/x", timeout=5)
             assert absent.status_code == 404
-        # the API processes consume nothing: their readiness lists no consumer
+        # the API processes consume nothing: their readiness asks their consumer process's
         api = system.get("segment", "/readyz").json()
         assert api["service"] == "segment" and not api["checks"]["consumers"], api
+        assert api["checks"]["consumer_process"] == "ok", api
+        # a frozen consumer process shows at the service's own port
+        frozen = int(commands["services.segment consume"])
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            answer = system.get("segment", "/readyz")
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["checks"]["consumer_process"].startswith("not answering")
+        finally:
+            os.kill(frozen, signal.SIGCONT)
+        wait_for(lambda: ready(system), timeout=30, what="segment ready again")
 
 
 def test_combined_carries_an_order_to_scores(broker: EmbeddedBroker, tmp_path: Path) -> None:
