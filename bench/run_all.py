@@ -54,8 +54,9 @@ from bench.figures import Figure, load_figures  # noqa: E402
 #: CPU per order 59 us against 26-30 that day), it took 20.7 minutes: the end-to-end runs
 #: went from 30,000 to 20,000 orders (each rate is still timed over 8 s or more) and the
 #: scale-out runs from 20,000 to 15,000. The variants are the two other process layouts
-#: (the default is api-apart); fetch-64k (fuller fetches: 1.07 x orders/s and 0.88 x CPU at 962389c, but up to 250 ms more per hop from
-#: POST to scores) is left out since api-apart came in.
+#: (the default is api-apart); fetch-64k (fuller fetches: 1.07 x orders/s and 0.88 x CPU
+#: at 962389c, but up to 250 ms more per hop from POST to scores) is left out since
+#: api-apart came in.
 BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("ingest", ["bench/bench_ingest.py", "--split"], ["--import-rows", "200000"]),
     ("ratelimit", ["bench/bench_ratelimit.py"], ["--requests", "10000"]),
