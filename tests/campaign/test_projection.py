@@ -228,3 +228,48 @@ def test_orm_rows_held_by_the_session_see_what_the_projections_wrote(db: Databas
         assert session.get(AudienceMember, "c2") is None
         row = session.get(AudienceMember, "c1")
         assert row is not None and (row.tags, row.city) == (["t"], "杭州市")
+
+
+def test_only_a_purchase_gives_a_provisional_region(db: Database) -> None:
+    """Before profile tells campaign a customer's address, their purchases' shipping stands
+    in; an unpaid order shipping elsewhere does not (profile's rule)."""
+    paid = order_event("o1", "c1", NOW)
+    unpaid = order_event("o2", "c1", None, status="created", updated_at=NOW + timedelta(minutes=5))
+    events = [
+        paid.model_copy(
+            update={
+                "data": paid.data.model_copy(
+                    update={"shipping": Address(province="浙江省", city="杭州市")}
+                )
+            }
+        ),
+        unpaid.model_copy(
+            update={
+                "data": unpaid.data.model_copy(
+                    update={"shipping": Address(province="上海市", city="上海市")}
+                )
+            }
+        ),
+    ]
+    with db.unit_of_work() as session:
+        apply_orders(session, events)
+    with db.unit_of_work() as session:
+        member = session.get(AudienceMember, "c1")
+        assert member is not None and (member.province, member.city) == ("浙江省", "杭州市")
+    only_unpaid = order_event("o3", "c2", None, status="created")
+    with db.unit_of_work() as session:
+        apply_orders(
+            session,
+            [
+                only_unpaid.model_copy(
+                    update={
+                        "data": only_unpaid.data.model_copy(
+                            update={"shipping": Address(province="上海市", city="上海市")}
+                        )
+                    }
+                )
+            ],
+        )
+    with db.unit_of_work() as session:
+        member = session.get(AudienceMember, "c2")
+        assert member is None or (member.province, member.city) == (None, None)

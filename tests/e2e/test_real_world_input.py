@@ -80,6 +80,7 @@ def test_real_world_input_end_to_end(system: RunningSystem) -> None:
             return None
         found = response.json()
         channels = (found.get("contact_policy") or {}).get("channels") or {}
+        # (the province: the paid order's or profile's, never the unpaid order's 上海)
         return found if channels.get("sms", {}).get("consented") and found.get("city") else None
 
     seen = wait_for(audience, timeout=60, interval=0.5, what="campaign's audience row")
