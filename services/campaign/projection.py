@@ -321,12 +321,10 @@ def _fill_regions(
     owners: dict[str, str],
     erased: dict[str, str],
 ) -> None:
-    """A customer's province and city from their purchases' shipping address while profile
+    """A customer's province and city from their orders' shipping address while profile
     has not told them (a welcome sent on the first order would otherwise render null).
 
-    Profile's ``profile.updated`` stays the truth: it overwrites these when it arrives. As
-    in profile, only a valid purchase says where the customer lives: an unpaid or cancelled
-    order shipping elsewhere does not (it would show until profile's update came).
+    Profile's ``profile.updated`` stays the truth: it overwrites these when it arrives.
     """
     regions: dict[str, tuple[str | None, str | None]] = {}
     for event in events:  # topic order: the last address of a customer wins
@@ -334,8 +332,6 @@ def _fill_regions(
         customer_id = owners.get(order.customer_id, order.customer_id)
         shipping = order.shipping
         if customer_id in erased or shipping is None or not (shipping.province or shipping.city):
-            continue
-        if not order.is_valid_purchase:
             continue
         regions[customer_id] = (shipping.province, shipping.city)
     if not regions:
