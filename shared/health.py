@@ -52,8 +52,8 @@ def readiness_answer(runtime: ServiceRuntime) -> tuple[int, dict[str, Any]]:
             # while the broker is away every consumer waits: that is not their fault
             failing = failing or broker_ok
             reasons.append(f"consumer {name} {state}")
-    settings = getattr(runtime, "settings", None)
-    if settings is not None and settings.consumers_url:
+    settings = runtime.settings
+    if settings.consumers_url:
         # an API whose consumers run in their own process: the service is ready when they are
         state = _consumer_process_state(settings.consumers_url)
         checks["consumer_process"] = state

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -188,6 +189,7 @@ def test_readyz_is_503_with_the_reason_while_a_consumer_is_stalled() -> None:
     class Runtime:
         def __init__(self) -> None:
             self.name = "segment"
+            self.settings = SimpleNamespace(consumers_url="")  # consumers in this process
             self.consumers = {"orders": "ok", "erasures": "ok"}
             self.broker = "ok"
 
